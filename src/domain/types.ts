@@ -1,0 +1,158 @@
+// The domain model shared by the scanner, the correlation, the policy and every output.
+
+/** `/proc/sys/kernel/pty/{nr,max,reserve}`. */
+export interface PtyLimits {
+  allocated: number;
+  max: number;
+  reserve: number;
+}
+
+/** Containers allocate from devpts instances outside the initial mount namespace, so they fail at max - reserve. */
+export function containerCapacity(limits: PtyLimits): number {
+  return Math.max(0, limits.max - limits.reserve);
+}
+
+/** What the scan learned about one process (a "holder" when it has pty fds). */
+export interface ProcInfo {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  sid: number;
+  /** Controlling tty as the kernel encodes it in stat field 7; ambiguous across devpts instances. */
+  ttyNr: number;
+  /** Clock ticks after boot (stat field 22): with the pid, identifies the process across PID reuse. */
+  startTicks: number;
+  comm: string;
+  /** Arguments as `ps` shows them to any user (from /proc/PID/cmdline). */
+  cmdline: string[];
+  uid: number;
+  /** Inode of /proc/PID/ns/pid, e.g. "4026531836"; null when unreadable. */
+  pidNs: string | null;
+  /** NSpid: the pid in each nested PID namespace, outermost first. */
+  nsPids: number[];
+  /** Container id from /proc/PID/cgroup, or null for a host process. */
+  containerId: string | null;
+}
+
+export type PtyRole = "master" | "slave";
+
+/** One open fd on a pty: key `${devptsDev}:${index}`. */
+export interface PtyFd {
+  pid: number;
+  fd: number;
+  role: PtyRole;
+  /** The devpts instance, "major:minor" of its superblock (st_dev of the slave). */
+  devptsDev: string;
+  index: number;
+}
+
+export interface TtyTimes {
+  /** Last input (read on the slave), ms since epoch. */
+  atimeMs: number;
+  /** Last output (write on the slave), ms since epoch. */
+  mtimeMs: number;
+}
+
+/** Raw result of one pass over /proc: no Docker knowledge yet. */
+export interface ProcScan {
+  /** Pty holders and container inits, read in full. */
+  processes: Map<number, ProcInfo>;
+  /** Parent of every process seen, for ancestry. */
+  ppids: Map<number, number>;
+  ptyFds: PtyFd[];
+  /** Times of each slave, by pty key. */
+  ttyTimes: Map<string, TtyTimes>;
+  /** devpts instance seen by /dev/pts of container init processes: pid -> devptsDev. */
+  initDevpts: Map<number, string>;
+  /** Processes whose fd table could not be read (EACCES: not root). */
+  unreadablePids: number[];
+  /** Processes that exited while being read. */
+  vanished: number;
+  /** Malformed /proc content skipped, by file kind. */
+  parseErrors: Record<string, number>;
+  /** System boot time, seconds since epoch (from /proc/stat btime). */
+  bootTimeSec: number;
+}
+
+export function ptyKey(devptsDev: string, index: number): string {
+  return `${devptsDev}:${index}`;
+}
+
+export type PtyOwner = "exec" | "container" | "host" | "unattributed";
+
+export const PTY_OWNERS: readonly PtyOwner[] = ["exec", "container", "host", "unattributed"];
+
+/** Docker's view of a running container. */
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Host pid of the container's init process (State.Pid). */
+  pid: number;
+  tty: boolean;
+  execIds: string[];
+}
+
+/** moby's ExecInspect, reduced to what ptyreaper needs. */
+export interface ExecInfo {
+  id: string;
+  containerId: string;
+  running: boolean;
+  /** Host pid of the exec'd process. */
+  pid: number;
+  tty: boolean;
+  entrypoint: string;
+  arguments: string[];
+}
+
+export interface DockerView {
+  available: boolean;
+  error: string | null;
+  containers: ContainerInfo[];
+  execs: ExecInfo[];
+}
+
+/** An allocated pty with everyone holding it. */
+export interface Pty {
+  key: string;
+  devptsDev: string;
+  index: number;
+  owner: PtyOwner;
+  containerId: string | null;
+  containerName: string | null;
+  execId: string | null;
+  masterPids: number[];
+  slavePids: number[];
+  atimeMs: number | null;
+  mtimeMs: number | null;
+}
+
+/** A running `docker exec` that holds a pty. */
+export interface ExecSession {
+  execId: string;
+  containerId: string;
+  containerName: string;
+  containerLabels: Record<string, string>;
+  pid: number;
+  /** Identity of `pid` when seen, checked again before any signal. */
+  startTicks: number;
+  pidNs: string | null;
+  ptyKey: string;
+  devptsDev: string;
+  index: number;
+  /** Every process in the container holding this pty's slave. */
+  holderPids: number[];
+  startedAtMs: number;
+  atimeMs: number;
+  mtimeMs: number;
+  command: string;
+}
+
+export interface Inventory {
+  limits: PtyLimits;
+  ptys: Pty[];
+  sessions: ExecSession[];
+  /** Distinct ptys found minus pty.nr, with a reason a person can read when not zero. */
+  discrepancy: { found: number; allocated: number; explanation: string | null };
+  unreadablePids: number[];
+}

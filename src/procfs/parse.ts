@@ -1,0 +1,206 @@
+// Pure parsers of /proc text: no I/O, each tested with tables.
+
+/** One number per file, as in /proc/sys/kernel/pty/{nr,max,reserve}. */
+export function parseSysctlInt(text: string): number | null {
+  const trimmed = text.trim();
+  if (!/^\d+$/.test(trimmed)) return null;
+  return Number(trimmed);
+}
+
+export interface StatFields {
+  pid: number;
+  comm: string;
+  state: string;
+  ppid: number;
+  pgrp: number;
+  sid: number;
+  ttyNr: number;
+  startTicks: number;
+}
+
+/**
+ * /proc/PID/stat. comm may hold spaces and parentheses, so it runs from the first "(" to the
+ * last ")"; fields after it are counted from there (field 3 is the first after comm).
+ */
+export function parseStat(text: string): StatFields | null {
+  const open = text.indexOf("(");
+  const close = text.lastIndexOf(")");
+  if (open < 1 || close < open) return null;
+  const pid = Number(text.slice(0, open).trim());
+  const rest = text.slice(close + 2).trim().split(" ");
+  // rest[0] is field 3 (state); field N is rest[N - 3]. starttime is field 22.
+  if (!Number.isInteger(pid) || rest.length < 20) return null;
+  const num = (field: number): number => Number(rest[field - 3]);
+  const fields: StatFields = {
+    pid,
+    comm: text.slice(open + 1, close),
+    state: rest[0] ?? "",
+    ppid: num(4),
+    pgrp: num(5),
+    sid: num(6),
+    ttyNr: num(7),
+    startTicks: num(22),
+  };
+  const numbers = [fields.ppid, fields.pgrp, fields.sid, fields.ttyNr, fields.startTicks];
+  return numbers.every(Number.isInteger) ? fields : null;
+}
+
+export interface StatusFields {
+  uid: number;
+  /** NSpid, outermost namespace first; [pid] on kernels before 4.1, which lack the line. */
+  nsPids: number[];
+}
+
+/** /proc/PID/status: the real uid and NSpid. */
+export function parseStatus(text: string): StatusFields | null {
+  let uid: number | null = null;
+  let nsPids: number[] = [];
+  let pid: number | null = null;
+  for (const line of text.split("\n")) {
+    const colon = line.indexOf(":");
+    if (colon < 0) continue;
+    const key = line.slice(0, colon);
+    const values = line.slice(colon + 1).trim().split(/\s+/);
+    if (key === "Uid") uid = Number(values[0]);
+    else if (key === "NSpid") nsPids = values.map(Number);
+    else if (key === "Pid") pid = Number(values[0]);
+  }
+  if (uid === null || !Number.isInteger(uid)) return null;
+  if (nsPids.length === 0 && pid !== null) nsPids = [pid];
+  if (!nsPids.every(Number.isInteger)) return null;
+  return { uid, nsPids };
+}
+
+// Container ids are 64 hex digits in every runtime's cgroup naming.
+const CONTAINER_PATTERNS: RegExp[] = [
+  /\/docker\/([0-9a-f]{64})(?:\/|$)/, // cgroupfs driver
+  /docker-([0-9a-f]{64})\.scope/, // systemd driver
+  /libpod-(?:conmon-)?([0-9a-f]{64})(?:\.scope)?/, // podman
+  /cri-containerd-([0-9a-f]{64})\.scope/, // containerd CRI, systemd driver
+  /crio-(?:conmon-)?([0-9a-f]{64})(?:\.scope)?/, // CRI-O
+  /\/kubepods[^\n]*\/([0-9a-f]{64})(?:\/|$)/, // kubelet, cgroupfs driver
+];
+
+/**
+ * /proc/PID/cgroup: the container id the process runs in, or null. Lines are
+ * `hierarchy:controllers:path`; cgroup v2 has the single line `0::path`.
+ */
+export function parseCgroupContainerId(text: string): string | null {
+  for (const line of text.split("\n")) {
+    const first = line.indexOf(":");
+    const second = line.indexOf(":", first + 1);
+    if (first < 0 || second < 0) continue;
+    const path = line.slice(second + 1);
+    for (const pattern of CONTAINER_PATTERNS) {
+      const match = pattern.exec(path);
+      if (match?.[1]) return match[1];
+    }
+  }
+  return null;
+}
+
+/** The `tty-index:` line of /proc/PID/fdinfo/FD for a pty master (absent before Linux 4.19). */
+export function parseFdinfoTtyIndex(text: string): number | null {
+  const match = /^tty-index:\s*(\d+)\s*$/m.exec(text);
+  return match ? Number(match[1]) : null;
+}
+
+export interface MountinfoEntry {
+  /** "major:minor" of the mounted filesystem. */
+  dev: string;
+  mountPoint: string;
+  fsType: string;
+}
+
+/** /proc/PID/mountinfo; mount points are octal-escaped (\040 for a space). */
+export function parseMountinfo(text: string): MountinfoEntry[] {
+  const entries: MountinfoEntry[] = [];
+  for (const line of text.split("\n")) {
+    const fields = line.split(" ");
+    const sep = fields.indexOf("-");
+    if (sep < 6 || fields.length < sep + 2) continue;
+    const dev = fields[2] ?? "";
+    if (!/^\d+:\d+$/.test(dev)) continue;
+    entries.push({
+      dev,
+      mountPoint: unescapeOctal(fields[4] ?? ""),
+      fsType: fields[sep + 1] ?? "",
+    });
+  }
+  return entries;
+}
+
+function unescapeOctal(text: string): string {
+  return text.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/**
+ * The devpts instance mounted at `mountPoint`: the last matching entry, since a later mount on
+ * the same point hides the earlier ones (the kernel follows the mount stack the same way).
+ */
+export function devptsAt(entries: MountinfoEntry[], mountPoint: string): string | null {
+  let found: string | null = null;
+  for (const entry of entries) {
+    if (entry.mountPoint === mountPoint && entry.fsType === "devpts") found = entry.dev;
+    else if (entry.mountPoint === mountPoint) found = null;
+  }
+  return found;
+}
+
+/** Whether `dev` is a devpts filesystem in this mount table. */
+export function isDevptsDev(entries: MountinfoEntry[], dev: string): boolean {
+  return entries.some((entry) => entry.dev === dev && entry.fsType === "devpts");
+}
+
+/** The `btime` line of /proc/stat: boot time in seconds since the epoch. */
+export function parseBootTime(text: string): number | null {
+  const match = /^btime\s+(\d+)\s*$/m.exec(text);
+  return match ? Number(match[1]) : null;
+}
+
+/** A namespace link such as `pid:[4026531836]` → "4026531836". */
+export function parseNsLink(text: string): string | null {
+  const match = /^[a-z_]+:\[(\d+)\]$/.exec(text.trim());
+  return match?.[1] ?? null;
+}
+
+/** /proc/PID/cmdline: NUL-separated arguments. */
+export function parseCmdline(text: string): string[] {
+  const args = text.split("\0");
+  if (args.at(-1) === "") args.pop();
+  return args;
+}
+
+/** Linux's user-space dev_t encoding (new_encode_dev), as in st_dev and st_rdev. */
+export function decodeDev(dev: number): { major: number; minor: number } {
+  const major = Math.floor(dev / 256) & 0xfff;
+  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+  return { major, minor };
+}
+
+export function formatDev(dev: number): string {
+  const { major, minor } = decodeDev(dev);
+  return `${major}:${minor}`;
+}
+
+const PTY_SLAVE_MAJOR_FIRST = 136;
+const PTY_SLAVE_MAJOR_LAST = 143;
+const PTMX_MAJOR = 5;
+const PTMX_MINOR = 2;
+
+export type PtyDeviceKind = { role: "slave"; index: number } | { role: "master" } | null;
+
+/** What a character device number says about a pty end: a slave /dev/pts/N or the ptmx multiplexer. */
+export function classifyRdev(rdev: number): PtyDeviceKind {
+  const { major, minor } = decodeDev(rdev);
+  if (major === PTMX_MAJOR && minor === PTMX_MINOR) return { role: "master" };
+  if (major >= PTY_SLAVE_MAJOR_FIRST && major <= PTY_SLAVE_MAJOR_LAST) {
+    return { role: "slave", index: (major - PTY_SLAVE_MAJOR_FIRST) * 256 + minor };
+  }
+  return null;
+}
+
+/** Cheap text filter on readlink output before paying for a stat: pty slaves, ptmx, and /dev/console (a bind of a pts). */
+export function mayBePty(linkTarget: string): boolean {
+  return linkTarget.startsWith("/") && (linkTarget.includes("pts") || linkTarget.includes("ptmx") || linkTarget.includes("console"));
+}

@@ -1,0 +1,118 @@
+// Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
+import { readFileSync, readdirSync, readlinkSync, statSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import { PtyreaperError } from "../errors.js";
+import type { PtyLimits } from "../domain/types.js";
+import {
+  parseBootTime,
+  parseCgroupContainerId,
+  parseCmdline,
+  parseFdinfoTtyIndex,
+  parseMountinfo,
+  parseNsLink,
+  parseStat,
+  parseStatus,
+  parseSysctlInt,
+  type MountinfoEntry,
+  type StatFields,
+  type StatusFields,
+} from "./parse.js";
+
+/**
+ * Synchronous on purpose: the scanner issues hundreds of thousands of tiny reads, and the sync
+ * calls are several times cheaper than promises; the daemon runs the scan in a worker thread.
+ * Errors (ENOENT when a process vanished, EACCES when not root) reach the caller unchanged.
+ */
+export class ProcFs {
+  constructor(readonly root: string) {}
+
+  /** /proc/sys/kernel/pty/{nr,max,reserve} */
+  ptyLimits(): PtyLimits {
+    const read = (name: string): number => {
+      const path = join(this.root, "sys/kernel/pty", name);
+      let text: string;
+      try {
+        text = readFileSync(path, "utf8");
+      } catch (err) {
+        throw new PtyreaperError("PTYR_PROC_READ", `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+      }
+      const value = parseSysctlInt(text);
+      if (value === null) throw new PtyreaperError("PTYR_PROC_READ", `${path}: expected a number, got ${JSON.stringify(text.trim())}`);
+      return value;
+    };
+    return { allocated: read("nr"), max: read("max"), reserve: read("reserve") };
+  }
+
+  /** Numeric entries of /proc */
+  pids(): number[] {
+    const pids: number[] = [];
+    for (const name of readdirSync(this.root)) {
+      const first = name.charCodeAt(0);
+      if (first >= 48 && first <= 57) pids.push(Number(name));
+    }
+    return pids;
+  }
+
+  /** /proc/stat (btime) */
+  bootTimeSec(): number {
+    const path = join(this.root, "stat");
+    const value = parseBootTime(readFileSync(path, "utf8"));
+    if (value === null) throw new PtyreaperError("PTYR_PROC_READ", `${path}: no btime line`);
+    return value;
+  }
+
+  /** /proc/PID/stat; null when malformed. */
+  stat(pid: number): StatFields | null {
+    return parseStat(readFileSync(`${this.root}/${pid}/stat`, "utf8"));
+  }
+
+  /** /proc/PID/status; null when malformed. */
+  status(pid: number): StatusFields | null {
+    return parseStatus(readFileSync(`${this.root}/${pid}/status`, "utf8"));
+  }
+
+  /** /proc/PID/cgroup → container id or null. */
+  cgroupContainerId(pid: number): string | null {
+    return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, "utf8"));
+  }
+
+  /** /proc/PID/cmdline */
+  cmdline(pid: number): string[] {
+    return parseCmdline(readFileSync(`${this.root}/${pid}/cmdline`, "latin1"));
+  }
+
+  /** /proc/PID/ns/pid (or another namespace) → inode, null when unreadable or malformed. */
+  namespace(pid: number, kind: "pid" | "mnt"): string | null {
+    return parseNsLink(readlinkSync(`${this.root}/${pid}/ns/${kind}`));
+  }
+
+  /** /proc/PID/environ as NUL-separated `KEY=value` strings. */
+  environ(pid: number): string[] {
+    return parseCmdline(readFileSync(`${this.root}/${pid}/environ`, "latin1"));
+  }
+
+  /** /proc/PID/fd: fd numbers. */
+  fds(pid: number): string[] {
+    return readdirSync(`${this.root}/${pid}/fd`);
+  }
+
+  /** readlink /proc/PID/fd/FD */
+  fdLink(pid: number, fd: string): string {
+    return readlinkSync(`${this.root}/${pid}/fd/${fd}`);
+  }
+
+  /** stat (following the link) of /proc/PID/fd/FD: the opened file's device and times. */
+  fdStat(pid: number, fd: string): Stats {
+    return statSync(`${this.root}/${pid}/fd/${fd}`);
+  }
+
+  /** /proc/PID/fdinfo/FD → tty-index of a pty master. */
+  fdinfoTtyIndex(pid: number, fd: string): number | null {
+    return parseFdinfoTtyIndex(readFileSync(`${this.root}/${pid}/fdinfo/${fd}`, "utf8"));
+  }
+
+  /** /proc/PID/mountinfo */
+  mountinfo(pid: number): MountinfoEntry[] {
+    return parseMountinfo(readFileSync(`${this.root}/${pid}/mountinfo`, "utf8"));
+  }
+}
