@@ -137,6 +137,10 @@ export interface ExecSession {
   /** Identity of `pid` when seen, checked again before any signal. */
   startTicks: number;
   pidNs: string | null;
+  /** The pid inside the container (innermost NSpid); 1 would be the container's init. */
+  nsPid: number;
+  /** Started with PTYREAPER_EXEMPT=1 in its environment (`docker exec -e PTYREAPER_EXEMPT=1`). */
+  exemptByEnv: boolean;
   ptyKey: string;
   devptsDev: string;
   index: number;
