@@ -1,0 +1,11 @@
+// What a command may touch of the outside world; main.ts passes the real ones, tests capture.
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Readonly<Record<string, string | undefined>>;
+  cwd: string;
+}
+
+/** A command returns its exit code; only main.ts calls process.exit. */
+export type Command = (args: string[], io: CliIo) => Promise<number>;
