@@ -125,6 +125,10 @@ export interface Pty {
   slavePids: number[];
   atimeMs: number | null;
   mtimeMs: number | null;
+  /** The slave holder that leads its session (else the first): what `w` would show. */
+  leaderPid: number | null;
+  leaderCommand: string | null;
+  leaderStartedAtMs: number | null;
 }
 
 /** A running `docker exec` that holds a pty. */

@@ -1,0 +1,205 @@
+// Keeps containers and execs current from the events stream, so a steady cycle makes no API calls.
+import type { Logger } from "pino";
+import { errorMessage } from "../errors.js";
+import type { ContainerInfo, DockerView, ExecInfo } from "../domain/types.js";
+import type { DockerEvent, DockerPort, EventStream } from "./port.js";
+
+export interface DockerCacheOptions {
+  port: DockerPort;
+  logger: Logger;
+  /** First reconnect delay; doubles up to maxBackoffMs. */
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+export interface DockerRefresh extends DockerView {
+  /** API requests this refresh made (0 in a steady state with no events). */
+  apiCalls: number;
+}
+
+const CONTAINER_ACTIONS_THAT_CHANGE = new Set(["start", "restart", "unpause", "pause", "die", "stop", "kill", "destroy", "rename", "update", "oom"]);
+
+export class DockerCache {
+  private readonly port: DockerPort;
+  private readonly logger: Logger;
+  private readonly minBackoffMs: number;
+  private readonly maxBackoffMs: number;
+
+  private containers = new Map<string, ContainerInfo>();
+  /** Execs by id; finished ones are kept so they are never inspected again. */
+  private execs = new Map<string, ExecInfo>();
+  private dirtyContainers = new Set<string>();
+  private dirtyExecs = new Set<string>();
+  private needsFullSync = true;
+
+  private stream: EventStream | null = null;
+  private streamUp = false;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private backoffMs: number;
+  private stopped = true;
+  private lastError: string | null = "not connected yet";
+  private connecting: Promise<void> | null = null;
+
+  constructor(options: DockerCacheOptions) {
+    this.port = options.port;
+    this.logger = options.logger;
+    this.minBackoffMs = options.minBackoffMs ?? 500;
+    this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.backoffMs = this.minBackoffMs;
+  }
+
+  /** Opens the events stream (and keeps reopening it with backoff). */
+  start(): Promise<void> {
+    this.stopped = false;
+    return this.connect();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    this.stream?.close();
+    this.stream = null;
+    this.streamUp = false;
+  }
+
+  get eventsConnected(): boolean {
+    return this.streamUp;
+  }
+
+  /** A view for this cycle: incremental when the stream is up, else a full resync; never throws. */
+  async refresh(): Promise<DockerRefresh> {
+    const counter = { calls: 0 };
+    // Reconnect in the background: this cycle resyncs fully instead of waiting for the stream.
+    if (!this.stopped && !this.streamUp && !this.reconnectTimer) void this.connect();
+    try {
+      if (this.needsFullSync || !this.streamUp) await this.fullSync(counter);
+      else await this.applyDirty(counter);
+      this.lastError = null;
+      return this.view(true, null, counter.calls);
+    } catch (err) {
+      this.needsFullSync = true;
+      this.lastError = errorMessage(err);
+      return this.view(false, this.lastError, counter.calls);
+    }
+  }
+
+  private view(available: boolean, error: string | null, apiCalls: number): DockerRefresh {
+    if (!available) return { available, error, containers: [], execs: [], apiCalls };
+    const containers = [...this.containers.values()];
+    const running = new Set(containers.map((c) => c.id));
+    const execs = [...this.execs.values()].filter((e) => e.running && running.has(e.containerId));
+    return { available, error, containers, execs, apiCalls };
+  }
+
+  private async fullSync(counter: { calls: number }): Promise<void> {
+    counter.calls++;
+    const ids = await this.port.listRunningContainerIds();
+    const containers = new Map<string, ContainerInfo>();
+    for (const id of ids) {
+      counter.calls++;
+      const info = await this.port.inspectContainer(id);
+      if (info) containers.set(id, info);
+    }
+    const execs = new Map<string, ExecInfo>();
+    for (const container of containers.values()) {
+      for (const execId of container.execIds) {
+        const known = this.execs.get(execId);
+        if (known && !known.running) {
+          execs.set(execId, known);
+          continue;
+        }
+        counter.calls++;
+        const exec = await this.port.inspectExec(execId);
+        if (exec) execs.set(execId, exec);
+      }
+    }
+    this.containers = containers;
+    this.execs = execs;
+    this.dirtyContainers.clear();
+    this.dirtyExecs.clear();
+    this.needsFullSync = false;
+  }
+
+  private async applyDirty(counter: { calls: number }): Promise<void> {
+    const containerIds = [...this.dirtyContainers];
+    this.dirtyContainers.clear();
+    for (const id of containerIds) {
+      counter.calls++;
+      const info = await this.port.inspectContainer(id);
+      if (!info) {
+        this.containers.delete(id);
+        for (const [execId, exec] of this.execs) if (exec.containerId === id) this.execs.delete(execId);
+        continue;
+      }
+      this.containers.set(id, info);
+      for (const execId of info.execIds) if (!this.execs.has(execId)) this.dirtyExecs.add(execId);
+      // Docker forgets finished execs after a while; so do we.
+      const listed = new Set(info.execIds);
+      for (const [execId, exec] of this.execs) if (exec.containerId === id && !listed.has(execId)) this.execs.delete(execId);
+    }
+    const execIds = [...this.dirtyExecs];
+    this.dirtyExecs.clear();
+    for (const id of execIds) {
+      counter.calls++;
+      const exec = await this.port.inspectExec(id);
+      if (exec) this.execs.set(id, exec);
+      else this.execs.delete(id);
+    }
+  }
+
+  /** Exported for tests: how one event marks the cache. */
+  handleEvent(event: DockerEvent): void {
+    if (event.action.startsWith("exec_")) {
+      if (event.execId) this.dirtyExecs.add(event.execId);
+      // exec_create may not name the exec: the container's ExecIDs will.
+      if (event.action === "exec_create" || !event.execId) this.dirtyContainers.add(event.containerId);
+      return;
+    }
+    if (CONTAINER_ACTIONS_THAT_CHANGE.has(event.action)) this.dirtyContainers.add(event.containerId);
+  }
+
+  private connect(): Promise<void> {
+    if (this.connecting) return this.connecting;
+    this.connecting = (async () => {
+      try {
+        this.stream = await this.port.subscribeEvents({
+          onEvent: (event) => this.handleEvent(event),
+          onClose: (err) => this.onStreamClosed(err),
+        });
+        this.streamUp = true;
+        // Events before the subscription were not seen: resync once.
+        this.needsFullSync = true;
+        this.backoffMs = this.minBackoffMs;
+        this.logger.info({ endpoint: this.port.endpoint }, "docker events stream connected");
+      } catch (err) {
+        this.streamUp = false;
+        this.lastError = errorMessage(err);
+        this.scheduleReconnect();
+      } finally {
+        this.connecting = null;
+      }
+    })();
+    return this.connecting;
+  }
+
+  private onStreamClosed(err: Error | null): void {
+    this.streamUp = false;
+    this.stream = null;
+    this.needsFullSync = true;
+    if (this.stopped) return;
+    this.logger.warn({ err: err ?? undefined }, "docker events stream closed; reconnecting");
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      void this.connect();
+    }, delay);
+    this.reconnectTimer.unref();
+  }
+}

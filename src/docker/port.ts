@@ -1,0 +1,34 @@
+// The few Docker Engine calls ptyreaper needs; docker/dockerode.ts implements them, unit tests fake them.
+import type { ContainerInfo, ExecInfo } from "../domain/types.js";
+
+/** A container or exec event from GET /events, reduced to what keeps the cache current. */
+export interface DockerEvent {
+  /** "start", "die", "destroy", "exec_create", "exec_start", "exec_die", ... (the text after ":" is cut). */
+  action: string;
+  containerId: string;
+  /** Set on exec events when the engine names the exec. */
+  execId: string | null;
+}
+
+export interface EventStream {
+  close(): void;
+}
+
+export interface EventHandlers {
+  onEvent(event: DockerEvent): void;
+  /** The stream ended or failed; the caller reconnects. */
+  onClose(err: Error | null): void;
+}
+
+export interface DockerPort {
+  ping(): Promise<void>;
+  listRunningContainerIds(): Promise<string[]>;
+  /** null when the container is gone or not running. */
+  inspectContainer(id: string): Promise<ContainerInfo | null>;
+  /** null when the exec is gone. */
+  inspectExec(id: string): Promise<ExecInfo | null>;
+  /** Resolves once the engine accepted the subscription. */
+  subscribeEvents(handlers: EventHandlers): Promise<EventStream>;
+  /** Where it connects, for messages. */
+  readonly endpoint: string;
+}
