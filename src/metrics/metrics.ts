@@ -1,0 +1,228 @@
+// Prometheus metrics of the daemon: one registry it owns, fed from each poll cycle's snapshot and events.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js";
+import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
+import { capLabelValue } from "./labels.js";
+
+export type PollStage = "limits" | "scan" | "docker" | "policy" | "reap";
+export const POLL_STAGES: readonly PollStage[] = ["limits", "scan", "docker", "policy", "reap"];
+
+/** 1 ms … 10 s: a scan of a quiet host takes milliseconds, a loaded one with a slow Docker socket seconds. */
+export const POLL_DURATION_BUCKETS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/**
+ * prom-client default gauges whose names end in _total, which promtool's lint rejects (_total is for
+ * counters). Each is the sum over the per-type series prom-client also exports (nodejs_active_handles etc.).
+ */
+export const DROPPED_DEFAULT_METRICS: readonly string[] = [
+  "nodejs_active_handles_total",
+  "nodejs_active_requests_total",
+  "nodejs_active_resources_total",
+];
+
+export interface PtyreaperMetricsOptions {
+  version: string;
+  /** Defaults to a new registry: never prom-client's global one. */
+  registry?: Registry;
+  /** Node process metrics (cpu, memory, fds, event loop); default true. */
+  defaultMetrics?: boolean;
+}
+
+/**
+ * Usage of the container capacity (max - reserve). When that capacity is 0 no container can allocate a
+ * pty at all, which is saturation: we report 1 rather than NaN or +Inf, so `ratio >= 0.8` alerts fire and
+ * dashboards stay finite. Above 1 is possible: host logins may allocate up to max.
+ */
+export function ptyUsageRatio(allocated: number, capacity: number): number {
+  return capacity > 0 ? allocated / capacity : 1;
+}
+
+export class PtyreaperMetrics {
+  readonly registry: Registry;
+
+  private readonly ptyAllocated: Gauge;
+  private readonly ptyMax: Gauge;
+  private readonly ptyReserve: Gauge;
+  private readonly ptyUsage: Gauge;
+  private readonly ptysByOwner: Gauge<"owner">;
+  private readonly containerPtys: Gauge<"container_id" | "container_name">;
+  private readonly execSessions: Gauge<"state">;
+  private readonly reapedTotal: Counter<"reason">;
+  private readonly wouldReapTotal: Counter<"reason">;
+  private readonly reapFailuresTotal: Counter;
+  private readonly pollDuration: Histogram;
+  private readonly pollErrorsTotal: Counter<"stage">;
+  private readonly lastPollSuccess: Gauge;
+  private readonly dockerUp: Gauge;
+
+  constructor(options: PtyreaperMetricsOptions) {
+    this.registry = options.registry ?? new Registry();
+    const registers = [this.registry];
+
+    this.ptyAllocated = new Gauge({
+      name: "ptyreaper_pty_allocated",
+      help: "Pseudo-terminal pairs allocated on the host now, across all devpts instances (/proc/sys/kernel/pty/nr).",
+      registers,
+    });
+    this.ptyMax = new Gauge({
+      name: "ptyreaper_pty_max",
+      help: "Kernel limit on allocated pseudo-terminals (/proc/sys/kernel/pty/max).",
+      registers,
+    });
+    this.ptyReserve = new Gauge({
+      name: "ptyreaper_pty_reserve",
+      help: "Pseudo-terminals kept for the host's initial devpts mount (/proc/sys/kernel/pty/reserve); containers fail at max minus reserve.",
+      registers,
+    });
+    this.ptyUsage = new Gauge({
+      name: "ptyreaper_pty_usage_ratio",
+      help: "Allocated pseudo-terminals divided by the container capacity (max - reserve); at 1 a new docker exec -it fails with ENOSPC. Reported as 1 when that capacity is 0.",
+      registers,
+    });
+    this.ptysByOwner = new Gauge({
+      name: "ptyreaper_ptys",
+      help: "Allocated pseudo-terminals found in /proc, by who holds them: exec (a docker exec session), container (a container's own tty), host, unattributed.",
+      labelNames: ["owner"],
+      registers,
+    });
+    this.containerPtys = new Gauge({
+      name: "ptyreaper_container_ptys",
+      help: "Pseudo-terminals held by processes of one container (its own tty and its exec sessions).",
+      labelNames: ["container_id", "container_name"],
+      registers,
+    });
+    this.execSessions = new Gauge({
+      name: "ptyreaper_exec_sessions",
+      help: "Running docker exec sessions holding a pty, by policy state: active, idle (under every threshold), stale (chosen for reaping), exempt.",
+      labelNames: ["state"],
+      registers,
+    });
+    this.reapedTotal = new Counter({
+      name: "ptyreaper_reaped_sessions_total",
+      help: "Exec sessions ended by ptyreaper, by the policy reason: idle, max_age, pressure.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.wouldReapTotal = new Counter({
+      name: "ptyreaper_would_reap_sessions_total",
+      help: "Exec sessions that dry-run mode would have ended, by the policy reason: idle, max_age, pressure.",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.reapFailuresTotal = new Counter({
+      name: "ptyreaper_reap_failures_total",
+      help: "Stale exec sessions that could not be ended (still running after SIGKILL, or signalling failed).",
+      registers,
+    });
+    this.pollDuration = new Histogram({
+      name: "ptyreaper_poll_duration_seconds",
+      help: "Duration of successful poll cycles: /proc scan, Docker lookup, policy and reaping.",
+      buckets: [...POLL_DURATION_BUCKETS],
+      registers,
+    });
+    this.pollErrorsTotal = new Counter({
+      name: "ptyreaper_poll_errors_total",
+      help: "Poll cycles that failed, by the stage that failed: limits, scan, docker, policy, reap.",
+      labelNames: ["stage"],
+      registers,
+    });
+    this.lastPollSuccess = new Gauge({
+      name: "ptyreaper_last_poll_success_timestamp_seconds",
+      help: "Unix time of the last poll cycle that completed; 0 before the first one. Alert when time() minus this exceeds a few poll intervals.",
+      registers,
+    });
+    this.dockerUp = new Gauge({
+      name: "ptyreaper_docker_up",
+      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then).",
+      registers,
+    });
+    const buildInfo = new Gauge({
+      name: "ptyreaper_build_info",
+      help: "Always 1; the version label says which ptyreaper build is running.",
+      labelNames: ["version"],
+      registers,
+    });
+    buildInfo.set({ version: capLabelValue(options.version) }, 1);
+
+    // Every known label value present from the start: rate() and absent() need the zero.
+    for (const owner of PTY_OWNERS) this.ptysByOwner.set({ owner }, 0);
+    for (const state of SESSION_STATES) this.execSessions.set({ state }, 0);
+    for (const reason of REAP_REASONS) {
+      this.reapedTotal.inc({ reason }, 0);
+      this.wouldReapTotal.inc({ reason }, 0);
+    }
+    for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
+
+    if (options.defaultMetrics ?? true) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of DROPPED_DEFAULT_METRICS) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Sets every gauge from one cycle's snapshot. Synchronous, so a scrape never sees half of it. */
+  observeSnapshot(snapshot: Snapshot): void {
+    const { limits, ptys } = snapshot.inventory;
+    this.ptyAllocated.set(limits.allocated);
+    this.ptyMax.set(limits.max);
+    this.ptyReserve.set(limits.reserve);
+    this.ptyUsage.set(ptyUsageRatio(limits.allocated, containerCapacity(limits)));
+
+    const byOwner = new Map<PtyOwner, number>(PTY_OWNERS.map((o) => [o, 0]));
+    const byContainer = new Map<string, { name: string; count: number }>();
+    for (const pty of ptys) {
+      byOwner.set(pty.owner, (byOwner.get(pty.owner) ?? 0) + 1);
+      if (pty.containerId === null) continue;
+      const entry = byContainer.get(pty.containerId);
+      if (entry) {
+        entry.count += 1;
+        if (entry.name === "" && pty.containerName) entry.name = pty.containerName;
+      } else {
+        byContainer.set(pty.containerId, { name: pty.containerName ?? "", count: 1 });
+      }
+    }
+    for (const [owner, count] of byOwner) this.ptysByOwner.set({ owner }, count);
+
+    // Rebuilt from scratch: drops vanished and renamed containers alike.
+    this.containerPtys.reset();
+    for (const [id, { name, count }] of byContainer) {
+      this.containerPtys.set({ container_id: capLabelValue(id), container_name: capLabelValue(name) }, count);
+    }
+
+    const byState = new Map<SessionState, number>(SESSION_STATES.map((s) => [s, 0]));
+    for (const d of snapshot.decisions) byState.set(d.state, (byState.get(d.state) ?? 0) + 1);
+    for (const [state, count] of byState) this.execSessions.set({ state }, count);
+  }
+
+  reaped(reason: ReapReason): void {
+    this.reapedTotal.inc({ reason });
+  }
+
+  wouldReap(reason: ReapReason): void {
+    this.wouldReapTotal.inc({ reason });
+  }
+
+  reapFailed(): void {
+    this.reapFailuresTotal.inc();
+  }
+
+  pollSucceeded(durationSeconds: number, atMs: number): void {
+    // A clock step can make a measured duration negative; it still was a cycle.
+    if (Number.isFinite(durationSeconds)) this.pollDuration.observe(Math.max(0, durationSeconds));
+    this.lastPollSuccess.set(atMs / 1000);
+  }
+
+  pollFailed(stage: PollStage): void {
+    this.pollErrorsTotal.inc({ stage });
+  }
+
+  setDockerUp(up: boolean): void {
+    this.dockerUp.set(up ? 1 : 0);
+  }
+
+  /** The text exposition of the whole registry; reads only what the last cycle stored. */
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

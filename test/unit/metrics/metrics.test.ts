@@ -1,0 +1,362 @@
+// PtyreaperMetrics: values from hand-built snapshots, initial zeros, vanished containers, hostile names.
+import { describe, expect, it } from "vitest";
+import { Registry } from "prom-client";
+import { DROPPED_DEFAULT_METRICS, POLL_STAGES, PtyreaperMetrics, ptyUsageRatio } from "../../../src/metrics/metrics.js";
+import { LABEL_VALUE_MAX } from "../../../src/metrics/labels.js";
+import { makeDecision, makePty, makeSnapshot } from "./snapshot-factory.js";
+
+function metrics(): PtyreaperMetrics {
+  return new PtyreaperMetrics({ version: "1.2.3", defaultMetrics: false });
+}
+
+/** Every series of one metric as "labels → value", labels rendered as a stable `k=v,k=v` key. */
+async function series(m: PtyreaperMetrics, name: string): Promise<Map<string, number>> {
+  const metric = m.registry.getSingleMetric(name);
+  if (!metric) throw new Error(`no metric ${name}`);
+  const got = await metric.get();
+  const out = new Map<string, number>();
+  for (const v of got.values) {
+    const key = Object.entries(v.labels)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([k, val]) => `${k}=${String(val)}`)
+      .join(",");
+    // Histograms name each series (_bucket, _sum, _count); other metrics leave metricName unset.
+    const metricName = (v as { metricName?: string }).metricName;
+    out.set(metricName ? `${metricName}{${key}}` : key, v.value);
+  }
+  return out;
+}
+
+async function value(m: PtyreaperMetrics, name: string, key = ""): Promise<number | undefined> {
+  return (await series(m, name)).get(key);
+}
+
+/** Reverses the text format's label value escaping (\\, \", \n). */
+function unescapeLabelValue(escaped: string): string {
+  return escaped.replace(/\\(.)/gsu, (_all, c: string) => (c === "n" ? "\n" : c));
+}
+
+/** Label values of container_name in the exposition text, read back like a Prometheus parser would. */
+function containerNamesIn(body: string): string[] {
+  const names: string[] = [];
+  for (const line of body.split("\n")) {
+    const m = /^ptyreaper_container_ptys\{container_id="[^"]*",container_name="((?:[^"\\]|\\.)*)"\} \d+$/su.exec(line);
+    if (m?.[1] !== undefined) names.push(unescapeLabelValue(m[1]));
+  }
+  return names;
+}
+
+describe("PtyreaperMetrics", () => {
+  it("uses its own registry, never prom-client's global one", () => {
+    const a = metrics();
+    const b = metrics();
+    expect(a.registry).not.toBe(b.registry);
+    const given = new Registry();
+    expect(new PtyreaperMetrics({ version: "x", registry: given, defaultMetrics: false }).registry).toBe(given);
+  });
+
+  it("exposes exactly the ptyreaper_ metric names of the spec", async () => {
+    const names = (await metrics().registry.getMetricsAsJSON()).map((m) => m.name).sort();
+    expect(names).toEqual(
+      [
+        "ptyreaper_build_info",
+        "ptyreaper_container_ptys",
+        "ptyreaper_docker_up",
+        "ptyreaper_exec_sessions",
+        "ptyreaper_last_poll_success_timestamp_seconds",
+        "ptyreaper_poll_duration_seconds",
+        "ptyreaper_poll_errors_total",
+        "ptyreaper_pty_allocated",
+        "ptyreaper_pty_max",
+        "ptyreaper_pty_reserve",
+        "ptyreaper_pty_usage_ratio",
+        "ptyreaper_ptys",
+        "ptyreaper_reap_failures_total",
+        "ptyreaper_reaped_sessions_total",
+        "ptyreaper_would_reap_sessions_total",
+      ].sort(),
+    );
+  });
+
+  it("starts every labelled counter and gauge at 0 for every known label value", async () => {
+    const m = metrics();
+    expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(
+      new Map([
+        ["reason=idle", 0],
+        ["reason=max_age", 0],
+        ["reason=pressure", 0],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
+      new Map([
+        ["reason=idle", 0],
+        ["reason=max_age", 0],
+        ["reason=pressure", 0],
+      ]),
+    );
+    expect([...(await series(m, "ptyreaper_poll_errors_total")).keys()]).toEqual(POLL_STAGES.map((s) => `stage=${s}`));
+    expect(await series(m, "ptyreaper_ptys")).toEqual(
+      new Map([
+        ["owner=exec", 0],
+        ["owner=container", 0],
+        ["owner=host", 0],
+        ["owner=unattributed", 0],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
+      new Map([
+        ["state=active", 0],
+        ["state=idle", 0],
+        ["state=stale", 0],
+        ["state=exempt", 0],
+      ]),
+    );
+    expect(await value(m, "ptyreaper_reap_failures_total")).toBe(0);
+    expect(await value(m, "ptyreaper_docker_up")).toBe(0);
+    expect(await value(m, "ptyreaper_last_poll_success_timestamp_seconds")).toBe(0);
+    expect((await series(m, "ptyreaper_container_ptys")).size).toBe(0);
+  });
+
+  it("reports build info as 1 with the version label", async () => {
+    expect(await series(metrics(), "ptyreaper_build_info")).toEqual(new Map([["version=1.2.3", 1]]));
+  });
+
+  it("sets pty gauges, owners, per-container counts and session states from a snapshot", async () => {
+    const web = { id: "a".repeat(64), name: "web" };
+    const db = { id: "b".repeat(64), name: "db" };
+    const m = metrics();
+    m.observeSnapshot(
+      makeSnapshot({
+        limits: { allocated: 9, max: 4096, reserve: 1024 },
+        ptys: [
+          makePty("exec", web),
+          makePty("exec", web),
+          makePty("container", web),
+          makePty("exec", db),
+          makePty("host"),
+          makePty("host"),
+          makePty("unattributed"),
+        ],
+        decisions: [makeDecision("active"), makeDecision("stale"), makeDecision("stale"), makeDecision("exempt")],
+      }),
+    );
+    expect(await value(m, "ptyreaper_pty_allocated")).toBe(9);
+    expect(await value(m, "ptyreaper_pty_max")).toBe(4096);
+    expect(await value(m, "ptyreaper_pty_reserve")).toBe(1024);
+    expect(await value(m, "ptyreaper_pty_usage_ratio")).toBeCloseTo(9 / 3072, 12);
+    expect(await series(m, "ptyreaper_ptys")).toEqual(
+      new Map([
+        ["owner=exec", 3],
+        ["owner=container", 1],
+        ["owner=host", 2],
+        ["owner=unattributed", 1],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(
+      new Map([
+        [`container_id=${web.id},container_name=web`, 3],
+        [`container_id=${db.id},container_name=db`, 1],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
+      new Map([
+        ["state=active", 1],
+        ["state=idle", 0],
+        ["state=stale", 2],
+        ["state=exempt", 1],
+      ]),
+    );
+  });
+
+  it("deletes the series of containers that vanished and of renamed containers", async () => {
+    const keep = { id: "c".repeat(64), name: "keep" };
+    const gone = { id: "d".repeat(64), name: "gone" };
+    const m = metrics();
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", keep), makePty("exec", gone)] }));
+    expect((await series(m, "ptyreaper_container_ptys")).size).toBe(2);
+
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { ...keep, name: "renamed" })] }));
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(
+      new Map([[`container_id=${keep.id},container_name=renamed`, 1]]),
+    );
+    const { body } = await m.exposition();
+    expect(body).not.toContain("gone");
+    expect(body).not.toContain('container_name="keep"');
+
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("host")] }));
+    expect((await series(m, "ptyreaper_container_ptys")).size).toBe(0);
+  });
+
+  it("resets owner and state counts to 0 when they disappear from the next snapshot", async () => {
+    const m = metrics();
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("host")], decisions: [makeDecision("idle")] }));
+    m.observeSnapshot(makeSnapshot({}));
+    expect(await value(m, "ptyreaper_ptys", "owner=host")).toBe(0);
+    expect(await value(m, "ptyreaper_exec_sessions", "state=idle")).toBe(0);
+  });
+
+  it("labels a container whose name is unknown with an empty name, and takes a later pty's name", async () => {
+    const id = "e".repeat(64);
+    const m = metrics();
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("container", { id, name: null }), makePty("exec", { id, name: "late" })] }));
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=late`, 2]]));
+    m.observeSnapshot(makeSnapshot({ ptys: [makePty("container", { id, name: null })] }));
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=`, 1]]));
+  });
+
+  it.each([
+    { allocated: 0, max: 4096, reserve: 1024, ratio: 0 },
+    { allocated: 3072, max: 4096, reserve: 1024, ratio: 1 },
+    { allocated: 4000, max: 4096, reserve: 1024, ratio: 4000 / 3072 },
+    { allocated: 5, max: 10, reserve: 0, ratio: 0.5 },
+    // capacity 0: saturated, reported as 1 (never NaN or +Inf)
+    { allocated: 0, max: 1024, reserve: 1024, ratio: 1 },
+    { allocated: 7, max: 1024, reserve: 1024, ratio: 1 },
+    { allocated: 7, max: 100, reserve: 1024, ratio: 1 },
+  ])("usage ratio of $allocated / ($max - $reserve) is $ratio", async ({ allocated, max, reserve, ratio }) => {
+    const m = metrics();
+    m.observeSnapshot(makeSnapshot({ limits: { allocated, max, reserve } }));
+    const got = await value(m, "ptyreaper_pty_usage_ratio");
+    expect(got).toBeCloseTo(ratio, 12);
+    expect(Number.isFinite(got)).toBe(true);
+  });
+
+  it("ptyUsageRatio is finite for every capacity", () => {
+    expect(ptyUsageRatio(0, 0)).toBe(1);
+    expect(ptyUsageRatio(10, 0)).toBe(1);
+    expect(ptyUsageRatio(10, 20)).toBe(0.5);
+  });
+
+  it("counts reaps, dry-run reaps and failures by reason", async () => {
+    const m = metrics();
+    m.reaped("idle");
+    m.reaped("idle");
+    m.reaped("pressure");
+    m.wouldReap("max_age");
+    m.reapFailed();
+    m.reapFailed();
+    m.reapFailed();
+    expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(
+      new Map([
+        ["reason=idle", 2],
+        ["reason=max_age", 0],
+        ["reason=pressure", 1],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
+      new Map([
+        ["reason=idle", 0],
+        ["reason=max_age", 1],
+        ["reason=pressure", 0],
+      ]),
+    );
+    expect(await value(m, "ptyreaper_reap_failures_total")).toBe(3);
+  });
+
+  it("records poll durations in the histogram and the last success time in seconds", async () => {
+    const m = metrics();
+    m.pollSucceeded(0.003, 1_700_000_000_500);
+    m.pollSucceeded(2, 1_700_000_010_250);
+    m.pollSucceeded(-1, 1_700_000_020_000); // clock stepped back: counted in the lowest bucket
+    const h = await series(m, "ptyreaper_poll_duration_seconds");
+    expect(h.get("ptyreaper_poll_duration_seconds_count{}")).toBe(3);
+    expect(h.get("ptyreaper_poll_duration_seconds_sum{}")).toBeCloseTo(2.003, 9);
+    expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=0.001}")).toBe(1);
+    expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=0.005}")).toBe(2);
+    expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=1}")).toBe(2);
+    expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=2.5}")).toBe(3);
+    expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=10}")).toBe(3);
+    expect(await value(m, "ptyreaper_last_poll_success_timestamp_seconds")).toBe(1_700_000_020);
+  });
+
+  it("has histogram buckets from 1 ms to 10 s", async () => {
+    const h = await series(metrics(), "ptyreaper_poll_duration_seconds");
+    const bounds = [...h.keys()]
+      .map((k) => /le=([^}]+)/.exec(k)?.[1])
+      .filter((b): b is string => b !== undefined && b !== "+Inf")
+      .map(Number);
+    expect(Math.min(...bounds)).toBe(0.001);
+    expect(Math.max(...bounds)).toBe(10);
+  });
+
+  it("counts poll errors by stage", async () => {
+    const m = metrics();
+    m.pollFailed("docker");
+    m.pollFailed("docker");
+    m.pollFailed("scan");
+    const s = await series(m, "ptyreaper_poll_errors_total");
+    expect(s.get("stage=docker")).toBe(2);
+    expect(s.get("stage=scan")).toBe(1);
+    expect(s.get("stage=reap")).toBe(0);
+  });
+
+  it("follows Docker up and down", async () => {
+    const m = metrics();
+    m.setDockerUp(true);
+    expect(await value(m, "ptyreaper_docker_up")).toBe(1);
+    m.setDockerUp(false);
+    expect(await value(m, "ptyreaper_docker_up")).toBe(0);
+  });
+
+  it("serves the text format with its content type, HELP and TYPE lines", async () => {
+    const m = metrics();
+    m.observeSnapshot(makeSnapshot({ limits: { allocated: 12 } }));
+    const { contentType, body } = await m.exposition();
+    expect(contentType).toBe("text/plain; version=0.0.4; charset=utf-8");
+    expect(body).toContain("# TYPE ptyreaper_pty_allocated gauge\nptyreaper_pty_allocated 12\n");
+    expect(body).toContain("# TYPE ptyreaper_reaped_sessions_total counter\n");
+    expect(body).toContain("# TYPE ptyreaper_poll_duration_seconds histogram\n");
+    expect(body).toMatch(/^# HELP ptyreaper_pty_usage_ratio .*max - reserve/m);
+  });
+
+  it("includes Node process metrics in its own registry unless disabled, minus the gauges promtool rejects", async () => {
+    const withDefaults = new PtyreaperMetrics({ version: "x" });
+    const names = (await withDefaults.registry.getMetricsAsJSON()).map((m) => m.name);
+    expect(names).toContain("process_cpu_user_seconds_total");
+    expect(names).toContain("process_resident_memory_bytes");
+    expect(names).toContain("nodejs_active_handles");
+    for (const dropped of DROPPED_DEFAULT_METRICS) expect(names).not.toContain(dropped);
+    expect(names.filter((n) => !n.startsWith("ptyreaper_"))).not.toHaveLength(0);
+    const without = (await metrics().registry.getMetricsAsJSON()).map((m) => m.name);
+    expect(without.every((n) => n.startsWith("ptyreaper_"))).toBe(true);
+  });
+
+  describe("hostile container names", () => {
+    const hostile = [
+      'quo"te',
+      "back\\slash",
+      "new\nline",
+      "tab\tand\rcarriage",
+      '\\"\\n literally',
+      "ünïcødé 名前 🐳 مرحبا",
+      "x".repeat(10_000),
+      "}\nptyreaper_pty_allocated 999\n#",
+    ];
+
+    it("escapes them so each reads back as the original (capped) name, one line per series", async () => {
+      const m = metrics();
+      const ptys = hostile.map((name, i) => makePty("exec", { id: String(i).padStart(64, "0"), name }));
+      m.observeSnapshot(makeSnapshot({ limits: { allocated: 3 }, ptys }));
+      const { body } = await m.exposition();
+      const expected = hostile.map((n) => (n.length > LABEL_VALUE_MAX ? "x".repeat(LABEL_VALUE_MAX - 1) + "…" : n));
+      expect(containerNamesIn(body).sort()).toEqual(expected.sort());
+      // The injected line did not become a sample.
+      expect(body.split("\n").filter((l) => l.startsWith("ptyreaper_pty_allocated "))).toEqual(["ptyreaper_pty_allocated 3"]);
+    });
+
+    it("renders quotes, backslashes and newlines with the text format's escapes", async () => {
+      const m = metrics();
+      m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { id: "f".repeat(64), name: 'a"b\\c\nd' })] }));
+      const { body } = await m.exposition();
+      expect(body).toContain(`container_name="a\\"b\\\\c\\nd"} 1\n`);
+    });
+
+    it("caps a 10 kB name at LABEL_VALUE_MAX code points", async () => {
+      const m = metrics();
+      m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { id: "f".repeat(64), name: "🐳".repeat(5_000) })] }));
+      const [name] = containerNamesIn((await m.exposition()).body);
+      expect(Array.from(name ?? "")).toHaveLength(LABEL_VALUE_MAX);
+      expect(name?.endsWith("🐳…")).toBe(true);
+    });
+  });
+});
