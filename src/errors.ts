@@ -21,9 +21,12 @@ export class PtyreaperError extends Error {
 export class ConfigError extends PtyreaperError {
   /** One line per problem, e.g. `policy.idleTimeout: expected a duration like "30s"`. */
   readonly problems: string[];
+  /** The file (or "--listen", "environment") the problems are in. */
+  readonly source: string;
   constructor(source: string, problems: string[], options?: { cause?: unknown }) {
     super("PTYR_CONFIG_INVALID", `${source}: ${problems.join("; ")}`, options);
     this.problems = problems;
+    this.source = source;
   }
 }
 

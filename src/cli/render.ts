@@ -1,0 +1,131 @@
+// The sessions report: one JSON shape for `sessions --json` and GET /sessions, and the `w`-like table.
+import { formatDuration } from "../config/duration.js";
+import { containerCapacity, type Inventory, type Pty } from "../domain/types.js";
+import type { DockerStatus, SessionDecision } from "../domain/snapshot.js";
+
+export interface SessionsReport {
+  takenAt: string;
+  pty: { allocated: number; max: number; reserve: number; containerCapacity: number; found: number; discrepancy: string | null };
+  docker: DockerStatus;
+  ptys: {
+    devptsDev: string;
+    index: number;
+    owner: string;
+    containerId: string | null;
+    containerName: string | null;
+    execId: string | null;
+    masterPids: number[];
+    slavePids: number[];
+    idleSeconds: number | null;
+    outputIdleSeconds: number | null;
+  }[];
+  sessions: {
+    execId: string;
+    containerId: string;
+    containerName: string;
+    pid: number;
+    tty: string;
+    devptsDev: string;
+    idleSeconds: number;
+    outputIdleSeconds: number;
+    ageSeconds: number;
+    command: string;
+    state?: string;
+    reason?: string | null;
+    detail?: string;
+  }[];
+  unreadableProcesses: number;
+}
+
+const seconds = (ms: number): number => Math.max(0, Math.floor(ms / 1000));
+
+export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs: number, decisions?: readonly SessionDecision[]): SessionsReport {
+  const byExec = new Map(decisions?.map((d) => [d.execId, d]));
+  return {
+    takenAt: new Date(nowMs).toISOString(),
+    pty: {
+      ...inventory.limits,
+      containerCapacity: containerCapacity(inventory.limits),
+      found: inventory.discrepancy.found,
+      discrepancy: inventory.discrepancy.explanation,
+    },
+    docker,
+    ptys: inventory.ptys.map((pty) => ({
+      devptsDev: pty.devptsDev,
+      index: pty.index,
+      owner: pty.owner,
+      containerId: pty.containerId,
+      containerName: pty.containerName,
+      execId: pty.execId,
+      masterPids: pty.masterPids,
+      slavePids: pty.slavePids,
+      idleSeconds: pty.atimeMs === null ? null : seconds(nowMs - pty.atimeMs),
+      outputIdleSeconds: pty.mtimeMs === null ? null : seconds(nowMs - pty.mtimeMs),
+    })),
+    sessions: inventory.sessions.map((s) => {
+      const decision = byExec.get(s.execId);
+      return {
+        execId: s.execId,
+        containerId: s.containerId,
+        containerName: s.containerName,
+        pid: s.pid,
+        tty: `pts/${s.index}`,
+        devptsDev: s.devptsDev,
+        idleSeconds: seconds(nowMs - s.atimeMs),
+        outputIdleSeconds: seconds(nowMs - s.mtimeMs),
+        ageSeconds: seconds(nowMs - s.startedAtMs),
+        command: s.command,
+        ...(decision ? { state: decision.state, reason: decision.reason, detail: decision.detail } : {}),
+      };
+    }),
+    unreadableProcesses: inventory.unreadablePids.length,
+  };
+}
+
+/** Control characters and over-long values would break a table row: escape and cut them. */
+export function printable(text: string, width = 40): string {
+  // eslint-disable-next-line no-control-regex
+  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  return escaped.length > width ? `${escaped.slice(0, width - 1)}…` : escaped;
+}
+
+const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "COMMAND"] as const;
+
+/** `w` for container ptys: a header line of kernel usage, then one row per pty. */
+export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number): string {
+  const { limits } = inventory;
+  const capacity = containerCapacity(limits);
+  const usedPct = capacity > 0 ? ((100 * limits.allocated) / capacity).toFixed(1) : "n/a";
+  const lines = [
+    `ptys ${limits.allocated} of ${limits.max}, containers can use ${capacity} (${usedPct}% used); ` +
+      `docker: ${docker.available ? "available" : `unavailable (${printable(docker.error ?? "unknown", 200)})`}`,
+  ];
+  if (inventory.discrepancy.explanation) {
+    lines.push(`note: found ${inventory.discrepancy.found} ptys, kernel counts ${inventory.discrepancy.allocated}: ${inventory.discrepancy.explanation}`);
+  }
+  const sessionsByKey = new Map(inventory.sessions.map((s) => [s.ptyKey, s]));
+  const ago = (ms: number | null): string => (ms === null ? "-" : formatDuration(Math.max(0, nowMs - ms)));
+  const rows = inventory.ptys.map((pty: Pty) => {
+    const session = sessionsByKey.get(pty.key);
+    return [
+      printable(pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-"), 24),
+      session ? session.execId.slice(0, 12) : "-",
+      String(session?.pid ?? pty.leaderPid ?? "-"),
+      `pts/${pty.index}@${pty.devptsDev}`,
+      ago(pty.atimeMs),
+      ago(pty.mtimeMs),
+      ago(session?.startedAtMs ?? pty.leaderStartedAtMs),
+      pty.owner,
+      printable(session?.command ?? pty.leaderCommand ?? "-", 60),
+    ];
+  });
+  const widths = COLUMNS.map((title, i) => Math.max(title.length, ...rows.map((row) => (row[i] ?? "").length)));
+  const format = (cells: readonly string[]): string =>
+    cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ");
+  lines.push(format(COLUMNS));
+  for (const row of rows) lines.push(format(row));
+  if (inventory.unreadablePids.length > 0) {
+    lines.push(`(${inventory.unreadablePids.length} process(es) could not be read; run as root to see every holder)`);
+  }
+  return lines.join("\n") + "\n";
+}

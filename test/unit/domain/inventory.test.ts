@@ -1,0 +1,120 @@
+// buildInventory: attribution of ptys to containers and exec sessions, from hand-made scans.
+import { describe, expect, it } from "vitest";
+import { buildInventory, CLOCK_TICKS_PER_SECOND } from "../../../src/domain/inventory.js";
+import type { ContainerInfo, DockerView, ExecInfo, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+
+const CID = "a".repeat(64);
+const OTHER = "b".repeat(64);
+const HOST_PTS = "0:26";
+const CONTAINER_PTS = "0:44";
+
+function proc(pid: number, over: Partial<ProcInfo> = {}): ProcInfo {
+  return { pid, ppid: 1, pgrp: pid, sid: pid, ttyNr: 0, startTicks: 1000, comm: "sh", cmdline: ["sh"], uid: 0, pidNs: "4026531836", nsPids: [pid], containerId: null, ...over };
+}
+
+function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = {}): ProcScan {
+  const ttyTimes = new Map(fds.filter((f) => f.role === "slave").map((f) => [`${f.devptsDev}:${f.index}`, { atimeMs: 1_000_000, mtimeMs: 2_000_000 }]));
+  return {
+    processes: new Map(processes.map((p) => [p.pid, p])),
+    ppids: new Map(processes.map((p) => [p.pid, p.ppid])),
+    ptyFds: fds,
+    ttyTimes,
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: 1_700_000_000,
+    ...extra,
+  };
+}
+
+const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
+const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
+
+const container = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: [], ...over });
+const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e".repeat(64), containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: ["-l"], ...over });
+const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
+const noDocker: DockerView = { available: false, error: "down", containers: [], execs: [] };
+const limits = { allocated: 1, max: 4096, reserve: 1024 };
+
+describe("buildInventory", () => {
+  const init = proc(100, { containerId: CID, nsPids: [100, 1], pidNs: "4026532180" });
+  const shim = proc(90, { comm: "containerd-shim" });
+  const execShell = proc(200, { containerId: CID, nsPids: [200, 7], ppid: 90, pidNs: "4026532180" });
+
+  it("attributes a leaked exec shell to its exec session and container", () => {
+    const scan = scanOf([init, shim, execShell], [master(90, CONTAINER_PTS, 0), slave(200, CONTAINER_PTS, 0), slave(200, CONTAINER_PTS, 0, 1)], {
+      initDevpts: new Map([[100, CONTAINER_PTS]]),
+    });
+    const inventory = buildInventory(scan, limits, view([container()], [exec()]));
+    expect(inventory.ptys).toHaveLength(1);
+    expect(inventory.ptys[0]).toMatchObject({ owner: "exec", containerId: CID, containerName: "victim", execId: exec().id, masterPids: [90], slavePids: [200] });
+    expect(inventory.sessions).toHaveLength(1);
+    expect(inventory.sessions[0]).toMatchObject({
+      execId: exec().id,
+      pid: 200,
+      nsPid: 7,
+      command: "sh -l",
+      holderPids: [200],
+      startedAtMs: 1_700_000_000_000 + (1000 * 1000) / CLOCK_TICKS_PER_SECOND,
+    });
+    expect(inventory.discrepancy).toEqual({ found: 1, allocated: 1, explanation: null });
+  });
+
+  it("joins a descendant holder to the exec through its parent chain", () => {
+    const child = proc(201, { containerId: CID, ppid: 200, nsPids: [201, 8] });
+    const scan = scanOf([init, shim, execShell, child], [slave(201, CONTAINER_PTS, 3)]);
+    const inventory = buildInventory(scan, limits, view([container()], [exec()]));
+    expect(inventory.ptys[0]?.owner).toBe("exec");
+    expect(inventory.sessions[0]?.holderPids).toEqual([201]);
+  });
+
+  it.each([
+    ["the container's own tty (docker run -t)", [slave(100, CONTAINER_PTS, 0)], view([container({ tty: true })], []), "container"],
+    ["a host pty", [master(50, HOST_PTS, 2), slave(51, HOST_PTS, 2)], view([container()], []), "host"],
+    ["a pty in a container with no matching exec", [slave(200, CONTAINER_PTS, 1)], view([container()], []), "unattributed"],
+    ["an exec that is no longer running", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ running: false })]), "unattributed"],
+    ["an exec without a tty", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ tty: false })]), "unattributed"],
+    ["an exec of another container with the same pid", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ containerId: OTHER })]), "unattributed"],
+    ["docker unavailable: the container init still owns its tty", [slave(100, CONTAINER_PTS, 0)], noDocker, "container"],
+    ["docker unavailable: an exec shell is not guessed", [slave(200, CONTAINER_PTS, 0)], noDocker, "unattributed"],
+    ["a holder that could not be read", [slave(999, HOST_PTS, 4)], view([], []), "unattributed"],
+  ] as const)("classifies %s", (_name, fds, docker, owner) => {
+    const host1 = proc(50, { comm: "sshd" });
+    const host2 = proc(51, { comm: "bash" });
+    const scan = scanOf([init, shim, execShell, host1, host2], [...fds], { initDevpts: new Map([[100, CONTAINER_PTS]]) });
+    const inventory = buildInventory(scan, limits, docker);
+    expect(inventory.ptys.map((p) => p.owner)).toEqual([owner]);
+    expect(inventory.sessions.length).toBe(owner === "exec" ? 1 : 0);
+  });
+
+  it("keeps the same index in two devpts instances apart", () => {
+    const scan = scanOf([init, execShell, proc(51)], [slave(200, CONTAINER_PTS, 0), slave(51, HOST_PTS, 0)], { initDevpts: new Map([[100, CONTAINER_PTS]]) });
+    const inventory = buildInventory(scan, { ...limits, allocated: 2 }, view([container()], [exec()]));
+    expect(inventory.ptys.map((p) => [p.key, p.owner])).toEqual([
+      [`${HOST_PTS}:0`, "host"],
+      [`${CONTAINER_PTS}:0`, "exec"],
+    ]);
+  });
+
+  it("attributes a pty to a container by its devpts instance even when only host processes hold it", () => {
+    const scan = scanOf([init, shim], [master(90, CONTAINER_PTS, 5)], { initDevpts: new Map([[100, CONTAINER_PTS]]) });
+    const inventory = buildInventory(scan, limits, view([container()], []));
+    expect(inventory.ptys[0]).toMatchObject({ containerId: CID, owner: "unattributed", masterPids: [90], slavePids: [] });
+  });
+
+  it("marks sessions started with PTYREAPER_EXEMPT=1", () => {
+    const scan = scanOf([init, execShell], [slave(200, CONTAINER_PTS, 0)]);
+    const inventory = buildInventory(scan, limits, view([container()], [exec()]), (pid) => pid === 200);
+    expect(inventory.sessions[0]?.exemptByEnv).toBe(true);
+  });
+
+  it("explains a difference from pty/nr", () => {
+    const scan = scanOf([proc(51)], [slave(51, HOST_PTS, 0)], { unreadablePids: [1], vanished: 2 });
+    const inventory = buildInventory(scan, { ...limits, allocated: 3 }, view([], []));
+    expect(inventory.discrepancy.found).toBe(1);
+    expect(inventory.discrepancy.allocated).toBe(3);
+    expect(inventory.discrepancy.explanation).toContain("1 process(es) could not be read");
+    expect(inventory.discrepancy.explanation).toContain("2 process(es) exited during the scan");
+  });
+});
