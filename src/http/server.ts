@@ -1,0 +1,171 @@
+// The read-only HTTP surface (fastify): /metrics, /healthz, /readyz, /sessions over what the last cycle stored.
+import { STATUS_CODES } from "node:http";
+import type { Socket } from "node:net";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
+import type { Logger } from "pino";
+
+export interface Health {
+  ok: boolean;
+  reason: string;
+}
+
+export interface HttpDeps {
+  /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
+  exposition(): Promise<{ contentType: string; body: string }>;
+  /** The last /sessions JSON object; null before the first cycle (answered with 503). */
+  sessions(): unknown;
+  /** /healthz: is the poll loop making progress? */
+  liveness(): Health;
+  /** /readyz: has a complete cycle run with Docker reachable or disabled? */
+  readiness(): Health;
+  logger: Logger;
+}
+
+/** Stable codes of the JSON error bodies `{ error, code }`; fastify's own FST_ERR_* codes pass through. */
+export type HttpErrorCode =
+  | "PTYR_HTTP_NOT_FOUND"
+  | "PTYR_HTTP_METHOD_NOT_ALLOWED"
+  | "PTYR_HTTP_NO_SNAPSHOT"
+  | "PTYR_HTTP_BAD_REQUEST"
+  | "PTYR_HTTP_HEADERS_TOO_LARGE"
+  | "PTYR_HTTP_TIMEOUT"
+  | "PTYR_HTTP_INTERNAL";
+
+/** Limits: every request here is a bodiless GET, so anything large or slow is a mistake or an attack. */
+export const HTTP_LIMITS = {
+  bodyLimit: 1024,
+  maxHeaderSize: 8 * 1024,
+  maxParamLength: 64,
+  /** Whole request must arrive within this (slowloris). */
+  requestTimeoutMs: 10_000,
+  /** Idle socket timeout. */
+  connectionTimeoutMs: 30_000,
+  /** Just above the common 15 s scrape interval, so a scraper reuses its connection. */
+  keepAliveTimeoutMs: 20_000,
+} as const;
+
+export const ROUTES: readonly string[] = ["/", "/metrics", "/healthz", "/readyz", "/sessions"];
+const ALLOW = "GET, HEAD";
+
+const INDEX = [
+  "ptyreaper: finds leaked docker exec sessions holding pseudo-terminals and reaps them.",
+  "",
+  "GET /metrics   Prometheus metrics",
+  "GET /healthz   liveness: 200 while poll cycles complete on time",
+  "GET /readyz    readiness: 200 after a complete cycle with Docker reachable or disabled",
+  "GET /sessions  the last snapshot's exec sessions as JSON, with state and reason",
+  "",
+].join("\n");
+
+function sendError(reply: FastifyReply, status: number, code: string, error: string): FastifyReply {
+  return reply.code(status).type("application/json; charset=utf-8").send({ error, code });
+}
+
+function sendHealth(reply: FastifyReply, health: Health, failStatus: string): FastifyReply {
+  reply.type("application/json; charset=utf-8");
+  return health.ok
+    ? reply.code(200).send({ status: "ok" })
+    : reply.code(503).send({ status: failStatus, reason: health.reason });
+}
+
+/** Errors on the raw socket (malformed request, header overflow, timeout): answered before fastify routes. */
+function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  let status = 400;
+  let code: HttpErrorCode = "PTYR_HTTP_BAD_REQUEST";
+  if (err.code === "HPE_HEADER_OVERFLOW") {
+    status = 431;
+    code = "PTYR_HTTP_HEADERS_TOO_LARGE";
+  } else if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") {
+    status = 408;
+    code = "PTYR_HTTP_TIMEOUT";
+  }
+  this.log.debug({ err }, "bad HTTP request from client");
+  const body = JSON.stringify({ error: STATUS_CODES[status], code });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
+}
+
+/** Builds the server with its routes; never listens (tests use `app.inject()`). */
+export function buildServer(deps: HttpDeps): FastifyInstance {
+  // Typed as the base logger so the instance is the plain FastifyInstance, not one generic over pino's type.
+  const logger: FastifyBaseLogger = deps.logger;
+  const app = Fastify({
+    loggerInstance: logger,
+    // Scrapes every few seconds would flood an info log; requests are logged at debug below.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: HTTP_LIMITS.bodyLimit,
+    requestTimeout: HTTP_LIMITS.requestTimeoutMs,
+    connectionTimeout: HTTP_LIMITS.connectionTimeoutMs,
+    keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs,
+    http: { maxHeaderSize: HTTP_LIMITS.maxHeaderSize },
+    routerOptions: { maxParamLength: HTTP_LIMITS.maxParamLength },
+    // Shutdown must not wait for idle keep-alive scrapers.
+    forceCloseConnections: true,
+    return503OnClosing: true,
+    clientErrorHandler,
+  });
+
+  app.addHook("onSend", async (_req, reply, payload) => {
+    reply.header("cache-control", "no-store");
+    reply.header("x-content-type-options", "nosniff");
+    return payload;
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    req.log.debug(
+      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "http request",
+    );
+  });
+
+  // GET routes also answer HEAD (fastify's exposeHeadRoutes): same headers, no body.
+  app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(INDEX));
+
+  app.get("/metrics", async (_req, reply) => {
+    const { contentType, body } = await deps.exposition();
+    return reply.type(contentType).send(body);
+  });
+
+  app.get("/healthz", async (_req, reply) => sendHealth(reply, deps.liveness(), "unhealthy"));
+  app.get("/readyz", async (_req, reply) => sendHealth(reply, deps.readiness(), "not_ready"));
+
+  app.get("/sessions", async (_req, reply) => {
+    const sessions = deps.sessions();
+    if (sessions === null || sessions === undefined) {
+      return sendError(reply, 503, "PTYR_HTTP_NO_SNAPSHOT", "no poll cycle has completed yet");
+    }
+    return reply.type("application/json; charset=utf-8").send(sessions);
+  });
+
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split("?", 1)[0] ?? "";
+    if (ROUTES.includes(path)) {
+      reply.header("allow", ALLOW);
+      return sendError(reply, 405, "PTYR_HTTP_METHOD_NOT_ALLOWED", `method ${req.method} not allowed; use GET or HEAD`);
+    }
+    return sendError(reply, 404, "PTYR_HTTP_NOT_FOUND", "not found");
+  });
+
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) {
+      // The message may describe internals; it goes to the log, the client gets a code.
+      req.log.error({ err, url: req.url }, "HTTP handler failed");
+      return sendError(reply, 500, "PTYR_HTTP_INTERNAL", "internal error");
+    }
+    req.log.debug({ err, url: req.url }, "HTTP request rejected");
+    return sendError(reply, status, err.code ?? "PTYR_HTTP_BAD_REQUEST", STATUS_CODES[status] ?? "bad request");
+  });
+
+  return app;
+}
+
+/** Starts listening; returns the address, e.g. "http://127.0.0.1:9464". */
+export async function listen(app: FastifyInstance, host: string, port: number): Promise<string> {
+  return app.listen({ host, port });
+}
