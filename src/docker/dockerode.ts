@@ -67,9 +67,9 @@ export class DockerodePort implements DockerPort {
   async subscribeEvents(handlers: EventHandlers): Promise<EventStream> {
     const controller = new AbortController();
     const filters = JSON.stringify({ type: ["container"] });
-    const stream = (await this.call("subscribe to events", () =>
-      this.docker.getEvents({ filters, abortSignal: controller.signal }),
-    )) as NodeJS.ReadableStream;
+    const stream = await this.call<NodeJS.ReadableStream>("subscribe to events", (deadline) =>
+      this.docker.getEvents({ filters, abortSignal: AbortSignal.any([controller.signal, deadline]) }),
+    );
     let buffered = "";
     let closed = false;
     const close = (err: Error | null): void => {

@@ -1,0 +1,131 @@
+// DockerCache: a quiet steady cycle makes no API call; events mark exactly what changed.
+import { describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { DockerCache } from "../../../src/docker/cache.js";
+import { parseEvent } from "../../../src/docker/dockerode.js";
+import type { DockerPort, EventHandlers } from "../../../src/docker/port.js";
+import type { ContainerInfo, ExecInfo } from "../../../src/domain/types.js";
+
+class FakeEngine implements DockerPort {
+  readonly endpoint = "fake";
+  containers = new Map<string, ContainerInfo>();
+  execs = new Map<string, ExecInfo>();
+  calls = 0;
+  up = true;
+  handlers: EventHandlers | null = null;
+
+  private check(): void {
+    this.calls++;
+    if (!this.up) throw new Error("connect ENOENT /var/run/docker.sock");
+  }
+  ping(): Promise<void> {
+    this.check();
+    return Promise.resolve();
+  }
+  listRunningContainerIds(): Promise<string[]> {
+    this.check();
+    return Promise.resolve([...this.containers.keys()]);
+  }
+  inspectContainer(id: string): Promise<ContainerInfo | null> {
+    this.check();
+    return Promise.resolve(this.containers.get(id) ?? null);
+  }
+  inspectExec(id: string): Promise<ExecInfo | null> {
+    this.check();
+    return Promise.resolve(this.execs.get(id) ?? null);
+  }
+  subscribeEvents(handlers: EventHandlers) {
+    if (!this.up) return Promise.reject(new Error("connect ENOENT"));
+    this.handlers = handlers;
+    return Promise.resolve({ close: () => (this.handlers = null) });
+  }
+  addExec(containerId: string, id: string, pid: number): void {
+    this.execs.set(id, { id, containerId, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
+    const c = this.containers.get(containerId);
+    if (c) c.execIds = [...c.execIds, id];
+  }
+}
+
+const C1 = "1".repeat(64);
+
+function setup() {
+  const engine = new FakeEngine();
+  engine.containers.set(C1, { id: C1, name: "web", labels: {}, pid: 100, tty: false, execIds: [] });
+  const cache = new DockerCache({ port: engine, logger: pino({ enabled: false }), minBackoffMs: 1, maxBackoffMs: 5 });
+  return { engine, cache };
+}
+
+describe("DockerCache", () => {
+  it("syncs fully once, then makes no API call while nothing happens", async () => {
+    const { engine, cache } = setup();
+    engine.addExec(C1, "x1", 200);
+    await cache.start();
+    const first = await cache.refresh();
+    expect(first.available).toBe(true);
+    expect(first.execs.map((e) => e.id)).toEqual(["x1"]);
+    expect(first.apiCalls).toBe(3); // list, inspect container, inspect exec
+    for (let i = 0; i < 5; i++) expect((await cache.refresh()).apiCalls).toBe(0);
+    cache.stop();
+  });
+
+  it("an exec event costs one container and one exec inspection", async () => {
+    const { engine, cache } = setup();
+    await cache.start();
+    await cache.refresh();
+    engine.addExec(C1, "x2", 201);
+    engine.handlers?.onEvent({ action: "exec_create", containerId: C1, execId: null });
+    const after = await cache.refresh();
+    expect(after.execs.map((e) => e.id)).toEqual(["x2"]);
+    expect(after.apiCalls).toBe(2);
+    (engine.execs.get("x2") as ExecInfo).running = false;
+    engine.handlers?.onEvent({ action: "exec_die", containerId: C1, execId: "x2" });
+    const died = await cache.refresh();
+    expect(died.execs).toEqual([]);
+    expect(died.apiCalls).toBe(1);
+    cache.stop();
+  });
+
+  it("drops a destroyed container and its execs", async () => {
+    const { engine, cache } = setup();
+    engine.addExec(C1, "x1", 200);
+    await cache.start();
+    await cache.refresh();
+    engine.containers.delete(C1);
+    engine.handlers?.onEvent({ action: "destroy", containerId: C1, execId: null });
+    const after = await cache.refresh();
+    expect(after.containers).toEqual([]);
+    expect(after.execs).toEqual([]);
+    cache.stop();
+  });
+
+  it("reports unavailable with no data (never stale data) and recovers with a full resync", async () => {
+    const { engine, cache } = setup();
+    engine.addExec(C1, "x1", 200);
+    await cache.start();
+    await cache.refresh();
+    engine.up = false;
+    engine.handlers?.onClose(new Error("EOF"));
+    const down = await cache.refresh();
+    expect(down).toMatchObject({ available: false, containers: [], execs: [] });
+    expect(down.error).toContain("ENOENT");
+    engine.up = true;
+    await new Promise((resolve) => setTimeout(resolve, 20)); // backoff reconnect
+    const back = await cache.refresh();
+    expect(back.available).toBe(true);
+    expect(back.execs.map((e) => e.id)).toEqual(["x1"]);
+    expect(back.apiCalls).toBeGreaterThan(0);
+    cache.stop();
+  });
+});
+
+describe("parseEvent", () => {
+  it.each([
+    ['{"Type":"container","Action":"exec_start: sh -c ls","Actor":{"ID":"abc","Attributes":{"execID":"e9"}}}', { action: "exec_start", containerId: "abc", execId: "e9" }],
+    ['{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{}}}', { action: "die", containerId: "abc", execId: null }],
+    ['{"Type":"network","Action":"connect","Actor":{"ID":"n"}}', null],
+    ["{not json", null],
+    ['{"Type":"container","Action":"start"}', null],
+  ])("%s", (line, expected) => {
+    expect(parseEvent(line)).toEqual(expected);
+  });
+});
