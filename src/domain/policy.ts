@@ -1,0 +1,144 @@
+// The reaping policy, pure: which exec sessions are active, idle, exempt, or stale (and why).
+import { formatDuration, formatDurationExact } from "../config/duration.js";
+import type { PolicyConfig } from "../config/types.js";
+import { globMatch } from "./glob.js";
+import type { ReapReason, SessionDecision, SessionState } from "./snapshot.js";
+import { containerCapacity, type ExecSession, type PtyLimits } from "./types.js";
+
+/** A session with input or output in the last minute is "active" in tables and metrics. */
+export const ACTIVE_WINDOW_MS = 60_000;
+
+/** Absorbs float error in ratio × capacity (0.7 × 100 is 70.00000000000001). */
+const RATIO_EPSILON = 1e-9;
+
+export interface PolicyInput {
+  sessions: readonly ExecSession[];
+  limits: PtyLimits;
+  /** False when Docker is unreachable or its data is stale: then nothing may be reaped. */
+  dockerAvailable: boolean;
+}
+
+interface Candidate {
+  index: number;
+  session: ExecSession;
+  idleMs: number;
+  ageMs: number;
+}
+
+/**
+ * One decision per session, in the order given. At most `maxPerCycle` are stale: max_age first,
+ * then idle, then pressure, each longest idle first; the rest are deferred to the next cycle.
+ */
+export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: number, nowMs: number): SessionDecision[] {
+  const decisions: (SessionDecision | undefined)[] = new Array<SessionDecision | undefined>(input.sessions.length);
+  const byReason: Record<"max_age" | "idle", Candidate[]> = { max_age: [], idle: [] };
+  const others: Candidate[] = [];
+
+  input.sessions.forEach((session, index) => {
+    const c: Candidate = {
+      index,
+      session,
+      // A tty time ahead of our clock (skew) counts as "just now", never as a negative idle.
+      idleMs: Math.max(0, nowMs - (policy.idleIncludesOutput ? Math.max(session.atimeMs, session.mtimeMs) : session.atimeMs)),
+      ageMs: Math.max(0, nowMs - session.startedAtMs),
+    };
+    const exemption = exemptionOf(session, policy);
+    if (exemption !== null) {
+      decisions[index] = { execId: session.execId, state: "exempt", reason: null, detail: `exempt: ${exemption}` };
+    } else if (!input.dockerAvailable) {
+      decisions[index] = notStale(c, `docker data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
+    } else if (c.ageMs < policy.minAge) {
+      decisions[index] = notStale(c, `younger than minAge ${formatDurationExact(policy.minAge)} (age ${formatDuration(c.ageMs)})`);
+    } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {
+      byReason.max_age.push(c);
+    } else if (policy.idleTimeout !== null && c.idleMs >= policy.idleTimeout) {
+      byReason.idle.push(c);
+    } else {
+      others.push(c);
+    }
+  });
+
+  let chosen = 0;
+  const choose = (c: Candidate, reason: ReapReason, why: string): void => {
+    if (chosen < maxPerCycle) {
+      chosen++;
+      decisions[c.index] = { execId: c.session.execId, state: "stale", reason, detail: why };
+    } else {
+      decisions[c.index] = {
+        execId: c.session.execId,
+        state: reason === "max_age" ? activity(c) : "idle",
+        reason: null,
+        detail: `deferred: maxPerCycle ${maxPerCycle} reached; ${why}`,
+      };
+    }
+  };
+
+  for (const c of byReason.max_age.sort(longestIdleFirst)) {
+    choose(c, "max_age", `age ${formatDuration(c.ageMs)} ≥ maxAge ${formatDurationExact(policy.maxAge ?? 0)}`);
+  }
+  for (const c of byReason.idle.sort(longestIdleFirst)) {
+    choose(c, "idle", `idle ${formatDuration(c.idleMs)} ≥ idleTimeout ${formatDurationExact(policy.idleTimeout ?? 0)}`);
+  }
+
+  // Pressure: reclaim the longest-idle sessions until the count, less what this cycle already
+  // reaps, is back at the low watermark.
+  const capacity = containerCapacity(input.limits);
+  const { allocated } = input.limits;
+  if (input.dockerAvailable && capacity > 0) {
+    const highCount = Math.ceil(policy.pressure.high * capacity - RATIO_EPSILON);
+    const lowCount = Math.floor(policy.pressure.low * capacity + RATIO_EPSILON);
+    if (allocated >= highCount) {
+      let projected = allocated - chosen;
+      const pool = others.filter((c) => c.idleMs >= policy.pressure.minIdle).sort(longestIdleFirst);
+      for (const c of pool) {
+        if (projected <= lowCount) break;
+        choose(
+          c,
+          "pressure",
+          `pressure: ${allocated} of ${capacity} container ptys allocated ≥ high ${policy.pressure.high} (${highCount}), ` +
+            `reclaiming to low ${policy.pressure.low} (${lowCount}); idle ${formatDuration(c.idleMs)} ≥ minIdle ${formatDurationExact(policy.pressure.minIdle)}`,
+        );
+        projected--;
+      }
+    }
+  }
+
+  for (const c of others) {
+    decisions[c.index] ??= notStale(c, underThresholds(c, policy));
+  }
+  // Every index was filled above; the fallback keeps the type honest without a non-null assertion.
+  return decisions.map(
+    (d, i) => d ?? { execId: input.sessions[i]?.execId ?? "", state: "idle", reason: null, detail: "undecided" },
+  );
+}
+
+/** Why a session may never be reaped, or null. Container init and host checks are defence in depth. */
+function exemptionOf(session: ExecSession, policy: PolicyConfig): string | null {
+  if (session.nsPid === 1) return "container init (pid 1 in its namespace)";
+  if (session.containerId === "" || session.execId === "") return "not a docker exec session";
+  if (session.containerLabels[policy.exemptLabel] === "true") return `label ${policy.exemptLabel}=true`;
+  const name = session.containerName.replace(/^\//, "");
+  const pattern = policy.exemptContainers.find((p) => globMatch(p, name));
+  if (pattern !== undefined) return `container name ${name} matches exemptContainers ${pattern}`;
+  if (session.exemptByEnv) return "started with PTYREAPER_EXEMPT=1";
+  return null;
+}
+
+function activity(c: Candidate): SessionState {
+  return c.idleMs < ACTIVE_WINDOW_MS ? "active" : "idle";
+}
+
+function notStale(c: Candidate, detail: string): SessionDecision {
+  return { execId: c.session.execId, state: activity(c), reason: null, detail };
+}
+
+function underThresholds(c: Candidate, policy: PolicyConfig): string {
+  const idle = `idle ${formatDuration(c.idleMs)}`;
+  if (policy.idleTimeout === null) return `${idle} (idleTimeout off)`;
+  return `${idle} < idleTimeout ${formatDurationExact(policy.idleTimeout)}`;
+}
+
+/** Longest idle first; then oldest; then input order, so equal sessions keep a stable order. */
+function longestIdleFirst(a: Candidate, b: Candidate): number {
+  return b.idleMs - a.idleMs || b.ageMs - a.ageMs || a.index - b.index;
+}
