@@ -79,7 +79,7 @@ describe("buildInventory", () => {
     ["docker unavailable: the container init still owns its tty", [slave(100, CONTAINER_PTS, 0)], noDocker, "container"],
     ["docker unavailable: an exec shell is not guessed", [slave(200, CONTAINER_PTS, 0)], noDocker, "unattributed"],
     ["a holder that could not be read", [slave(999, HOST_PTS, 4)], view([], []), "unattributed"],
-  ] as const)("classifies %s", (_name, fds, docker, owner) => {
+  ] as const)("classifies %s", (_name, fds, docker, owner: string) => {
     const host1 = proc(50, { comm: "sshd" });
     const host2 = proc(51, { comm: "bash" });
     const scan = scanOf([init, shim, execShell, host1, host2], [...fds], { initDevpts: new Map([[100, CONTAINER_PTS]]) });

@@ -125,7 +125,7 @@ describe("Reaper", () => {
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker = fakeDocker(() => ({ id: "e1", containerId: CID, running, pid: 200, tty: true, entrypoint: "sh", arguments: [] }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => ({ id: "e1", containerId: CID, running, pid: 200, tty: true, entrypoint: "sh", arguments: [] }))) {
     return new Reaper({
       procfs,
       docker,
@@ -201,11 +201,12 @@ describe("Reaper", () => {
     ]);
   });
 
-  it.each([
+  const answers: [string, () => ExecInfo | null | Error][] = [
     ["docker says the exec stopped", () => null],
     ["docker reports another pid", () => ({ id: "e1", containerId: CID, running: true, pid: 999, tty: true, entrypoint: "sh", arguments: [] })],
     ["docker cannot be reached", () => new Error("socket hung")],
-  ] as const)("signals nothing when %s", async (_name, answer) => {
+  ];
+  it.each(answers)("signals nothing when %s", async (_name, answer) => {
     const r = reaper("enforce", fakeDocker(answer));
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(60_000);

@@ -1,0 +1,95 @@
+// Runs the built `ptyreaper run` as a child process on loopback and reads its metrics and logs.
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { killAndWait, waitFor } from "../harness/index.js";
+import { trackProcess } from "../harness/track.js";
+
+export const MAIN = new URL("../../../dist/main.js", import.meta.url).pathname;
+
+export interface RunningDaemon {
+  pid: number;
+  baseUrl: string;
+  child: ChildProcess;
+  /** Every JSON log line so far. */
+  logs(): Record<string, unknown>[];
+  metric(name: string, labels?: Record<string, string>): Promise<number | null>;
+  get(path: string): Promise<{ status: number; body: string }>;
+  /** SIGTERM, then wait; resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Writes `yaml` to a temp config file and starts the daemon on 127.0.0.1 with a free port. */
+export async function startDaemon(yaml: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<RunningDaemon> {
+  const dir = mkdtempSync(join(tmpdir(), "ptyreaper-test-"));
+  const configPath = join(dir, "config.yaml");
+  writeFileSync(configPath, yaml);
+  const child = spawn(process.execPath, [MAIN, "run", "--config", configPath, "--listen", "127.0.0.1:0", ...extraArgs], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, ...env, NOTIFY_SOCKET: "" },
+  });
+  if (child.pid === undefined) throw new Error("could not start ptyreaper");
+  trackProcess(child.pid, "ptyreaper daemon", child);
+  const lines: Record<string, unknown>[] = [];
+  let stderr = "";
+  let pending = "";
+  child.stdout?.on("data", (chunk: Buffer) => {
+    pending += chunk.toString();
+    let nl: number;
+    while ((nl = pending.indexOf("\n")) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      try {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        lines.push({ msg: line, unparsed: true });
+      }
+    }
+  });
+  child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+  const started = await waitFor(
+    () => {
+      if (child.exitCode !== null) throw new Error(`ptyreaper exited ${child.exitCode}: ${stderr}`);
+      return lines.find((l) => l.msg === "ptyreaper started");
+    },
+    30_000,
+    "ptyreaper to start",
+  );
+  const baseUrl = `http://${String(started.address).replace(/^http:\/\//, "")}`;
+  const get = async (path: string) => {
+    const response = await fetch(`${baseUrl}${path}`);
+    return { status: response.status, body: await response.text() };
+  };
+  return {
+    pid: child.pid,
+    baseUrl,
+    child,
+    logs: () => lines,
+    get,
+    async metric(name, labels = {}) {
+      const { body } = await get("/metrics");
+      return readMetric(body, name, labels);
+    },
+    async stop() {
+      child.kill("SIGTERM");
+      const code = await Promise.race([exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000))]);
+      await killAndWait(child.pid as number, child);
+      return code;
+    },
+  };
+}
+
+/** The value of one series in a text exposition, or null when absent. */
+export function readMetric(exposition: string, name: string, labels: Record<string, string> = {}): number | null {
+  for (const line of exposition.split("\n")) {
+    if (!line.startsWith(name)) continue;
+    const match = /^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const text = match[3] ?? "";
+    const ok = Object.entries(labels).every(([k, v]) => text.includes(`${k}="${v}"`));
+    if (ok) return Number(match[4]);
+  }
+  return null;
+}
