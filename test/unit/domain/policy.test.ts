@@ -325,10 +325,10 @@ describe("invariants over random sessions (fast-check)", () => {
     idle: fc.integer({ min: -H, max: 40 * D }),
     outputAfter: fc.integer({ min: 0, max: 40 * D }),
     age: fc.integer({ min: 0, max: 60 * D }),
-    labels: fc.constantFrom({}, { "ptyreaper.exempt": "true" }, { "ptyreaper.exempt": "false" }),
+    labels: fc.constantFrom<Record<string, string>>({}, { "ptyreaper.exempt": "true" }, { "ptyreaper.exempt": "false" }),
     exemptByEnv: fc.boolean(),
-    nsPid: fc.constantFrom(1, 2, 40),
-    name: fc.constantFrom("web-1", "build-7", "db"),
+    nsPid: fc.constantFrom<number>(1, 2, 40),
+    name: fc.constantFrom<string>("web-1", "build-7", "db"),
   });
   const policyArb = fc.record({
     idleTimeout: fc.option(fc.integer({ min: 10 * S, max: 10 * D }), { nil: null }),
@@ -339,8 +339,8 @@ describe("invariants over random sessions (fast-check)", () => {
       .tuple(fc.double({ min: 0.01, max: 1, noNaN: true }), fc.double({ min: 0.01, max: 1, noNaN: true }))
       .filter(([a, b]) => a !== b)
       .map(([a, b]) => ({ high: Math.max(a, b), low: Math.min(a, b), minIdle: 10 * M })),
-    exemptLabel: fc.constant("ptyreaper.exempt"),
-    exemptContainers: fc.constantFrom([], ["build-*"], ["d?"]),
+    exemptLabel: fc.constant<string>("ptyreaper.exempt"),
+    exemptContainers: fc.constantFrom<string[]>([], ["build-*"], ["d?"]),
   });
 
   it("never more than maxPerCycle stale; never an exempt, young or init session; nothing without docker", () => {
