@@ -1,0 +1,96 @@
+// Exhaustion on the real kernel and engine: with kernel.pty.max lowered so containers run out,
+// `docker exec -it` fails with ENOSPC; ptyreaper's pressure policy reclaims and exec works again.
+import { execFile } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  DOCKER_BIN,
+  cleanupAll,
+  isAlive,
+  leakExecSession,
+  ptyNr,
+  requireDocker,
+  startContainer,
+  testContainerName,
+  waitFor,
+  type ExecSessionHandle,
+} from "./harness/index.js";
+import { startDaemon, type RunningDaemon } from "./support/daemon.js";
+
+const run = promisify(execFile);
+const PTY_MAX = "/proc/sys/kernel/pty/max";
+const readInt = (path: string): number => Number(readFileSync(path, "utf8").trim());
+
+/** `docker exec -it C true` under a real tty; resolves with what the terminal showed. */
+async function execUnderTty(container: string): Promise<{ ok: boolean; output: string }> {
+  try {
+    const { stdout, stderr } = await run("script", ["-qec", `${DOCKER_BIN} exec -it ${container} true`, "/dev/null"], { timeout: 30_000 });
+    return { ok: true, output: stdout + stderr };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+  }
+}
+
+describe("pty exhaustion reclaimed by the pressure policy", () => {
+  const name = testContainerName("exhaust");
+  const originalMax = readInt(PTY_MAX);
+  let daemon: RunningDaemon | null = null;
+
+  beforeAll(async () => {
+    await requireDocker();
+    await startContainer({ name });
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      await daemon?.stop();
+      await cleanupAll();
+    } finally {
+      writeFileSync(PTY_MAX, String(originalMax));
+    }
+  }, 120_000);
+
+  it("fails docker exec -it at max - reserve, then recovers once ptyreaper reaps", async () => {
+    const reserve = readInt("/proc/sys/kernel/pty/reserve");
+    const leaked: ExecSessionHandle[] = [];
+    try {
+      // Containers get three more ptys; host logins keep `reserve` more (they may use up to max).
+      writeFileSync(PTY_MAX, String(reserve + ptyNr() + 3));
+      const capacity = readInt(PTY_MAX) - reserve;
+      for (let i = 0; i < 3; i++) leaked.push(await leakExecSession(name));
+      expect(ptyNr()).toBeGreaterThanOrEqual(capacity);
+      const refused = await execUnderTty(name);
+      expect(refused.ok).toBe(false);
+      expect(refused.output).toMatch(/no space left on device/i);
+
+      daemon = await startDaemon(`
+pollInterval: 2s
+policy:
+  idleTimeout: "off"
+  minAge: 5s
+  pressure:
+    high: 0.8
+    low: 0.7
+    minIdle: 10s
+reaper:
+  grace: 2s
+`);
+      const d = daemon;
+      await waitFor(async () => ((await d.metric("ptyreaper_reaped_sessions_total", { reason: "pressure" })) ?? 0) >= 1, 120_000, "a pressure reap");
+      await waitFor(() => ptyNr() < capacity, 15_000, "pty.nr to fall below container capacity");
+      expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
+      const reapedPids = leaked.filter((s) => !isAlive(s.shellPid));
+      expect(reapedPids.length).toBeGreaterThanOrEqual(1);
+      const usage = await d.metric("ptyreaper_pty_usage_ratio");
+      expect(usage).not.toBeNull();
+      const works = await execUnderTty(name);
+      expect(works.output).not.toMatch(/no space left on device/i);
+      expect(works.ok).toBe(true);
+    } finally {
+      writeFileSync(PTY_MAX, String(originalMax));
+    }
+    expect(readInt(PTY_MAX)).toBe(originalMax);
+  }, 240_000);
+});
