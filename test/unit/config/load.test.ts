@@ -80,7 +80,7 @@ describe("defaults", () => {
     const c = parseConfig("policy: {exemptContainers: [a]}\n", "f", {});
     expect(isDeepFrozen(c)).toBe(true);
     expect(() => {
-      (c.policy.exemptContainers).push("b");
+      c.policy.exemptContainers.push("b");
     }).toThrow(TypeError);
   });
 });
