@@ -213,6 +213,7 @@ export async function ptyChurn(opts: PtyChurnOptions): Promise<PtyChurn> {
     if (next.done || child.exitCode !== 0) throw new Error(`pty churn failed (exit ${child.exitCode ?? child.signalCode})`);
     return Number(next.value);
   })();
+  done.catch(() => undefined); // a test that fails before awaiting it must not also raise an unhandled rejection
   return {
     pid,
     done,
