@@ -2,6 +2,7 @@
 import { isAbsolute, resolve } from "node:path";
 import { formatDurationExact } from "../config/duration.js";
 import { loadConfig } from "../config/load.js";
+import { escapeControls, oneLine } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { ConfigError, errorMessage, EXIT, PtyreaperError } from "../errors.js";
 import type { Command } from "./io.js";
@@ -19,8 +20,8 @@ export const checkConfigCommand: Command = (args, io) => {
     return Promise.resolve(EXIT.usage);
   }
   const path = isAbsolute(file) ? file : resolve(io.cwd, file);
-  // FILE as typed is safe to echo only when it is one line; a newline in it would forge output lines.
-  const shown = /[\n\r]/.test(file) ? JSON.stringify(file) : file;
+  // FILE is echoed on every line: a newline in it must not forge extra lines.
+  const shown = escapeControls(file);
   try {
     const config = loadConfig(path, io.env);
     io.stdout(`${shown}: ok\n${summarizeConfig(config).join("\n")}\n`);
@@ -55,8 +56,4 @@ export function summarizeConfig(c: Config): string[] {
     `  policy.exempt: label ${p.exemptLabel}=true, containers ${p.exemptContainers.length > 0 ? p.exemptContainers.join(" ") : "none"}`,
     `  reaper: ${c.reaper.mode}, grace ${d(c.reaper.grace)}, maxPerCycle ${c.reaper.maxPerCycle}`,
   ];
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim();
 }

@@ -4,7 +4,7 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { ConfigError, errorMessage, PtyreaperError } from "../errors.js";
 import { formatDurationExact } from "./duration.js";
-import { checkListen, configSchema, DEFAULT_SETTINGS, describeValue, ENV_OVERRIDES, quote } from "./schema.js";
+import { checkListen, configSchema, DEFAULT_SETTINGS, describeValue, ENV_OVERRIDES, oneLine, quote } from "./schema.js";
 import type { Config } from "./types.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -135,7 +135,8 @@ function readReason(err: unknown): string {
 // ---- YAML
 
 function parseYaml(text: string, source: string): unknown {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, version: "1.2", merge: false });
+  // logLevel "error": yaml would otherwise print its warnings on the process's stderr (they become problems here).
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true, version: "1.2", merge: false, logLevel: "error" });
   // Warnings too (an unknown !tag, say): a config that only half means what it says is refused.
   const problems = [...doc.errors, ...doc.warnings].map((e) => {
     // yaml appends " at line L, column C:" and a code frame; we keep the first sentence and our own position.
@@ -145,15 +146,11 @@ function parseYaml(text: string, source: string): unknown {
   });
   if (problems.length > 0) fail(source, problems);
   try {
-    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown;
+    return doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT, mapAsMap: false }) as unknown;
   } catch (err) {
     // An unresolved alias, or aliases expanding past the limit: the yaml library throws rather than reports.
     return fail(source, [`invalid YAML: ${oneLine(errorMessage(err))}`]);
   }
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, " ").trim();
 }
 
 // ---- zod issues to lines

@@ -63,7 +63,27 @@ const INVISIBLE = /[\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2
 export function quote(text: string): string {
   const chars = Array.from(text);
   const shown = chars.length > MAX_SHOWN_CHARS ? `${chars.slice(0, MAX_SHOWN_CHARS).join("")}…` : text;
-  return JSON.stringify(shown).replace(INVISIBLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return JSON.stringify(shown).replace(INVISIBLE, escapeChar);
+}
+
+/**
+ * Any message text made safe for one line: whitespace runs become one space, other control and
+ * invisible characters are escaped, and the whole is bounded (library messages may quote input).
+ */
+export function oneLine(text: string, maxChars = 300): string {
+  const flat = escapeControls(text.replace(/\s+/g, " ").trim());
+  const chars = Array.from(flat);
+  return chars.length > maxChars ? `${chars.slice(0, maxChars).join("")}…` : flat;
+}
+
+/** Control and invisible characters as \uXXXX; everything else, spaces included, unchanged. */
+export function escapeControls(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f]/g, escapeChar).replace(INVISIBLE, escapeChar);
+}
+
+function escapeChar(c: string): string {
+  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 }
 
 /** What a person typed, in a few characters: `"soon"`, `10`, `true`, `a list`, `a mapping`, `nothing`. */
