@@ -8,7 +8,6 @@ import { runCommand } from "./cli/run.js";
 import { sessionsCommand } from "./cli/sessions.js";
 import { ConfigError, EXIT, PtyreaperError, UsageError, errorMessage } from "./errors.js";
 import { createNotifier } from "./systemd/notify.js";
-import { ScanWorker } from "./procfs/worker.js";
 
 const HELP = `ptyreaper — keeps container hosts from running out of pseudo-terminals
 
@@ -50,7 +49,6 @@ const commands: Record<string, Command> = {
     runCommand(args, io, {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
-      makeScanner: (config) => new ScanWorker({ procRoot: config.procRoot }),
       version: version(),
     }),
 };

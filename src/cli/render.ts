@@ -108,7 +108,7 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
   const rows = inventory.ptys.map((pty: Pty) => {
     const session = sessionsByKey.get(pty.key);
     return [
-      printable(pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-"), 24),
+      printable(pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-"), 40),
       session ? session.execId.slice(0, 12) : "-",
       String(session?.pid ?? pty.leaderPid ?? "-"),
       `pts/${pty.index}@${pty.devptsDev}`,
@@ -125,7 +125,7 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
   lines.push(format(COLUMNS));
   for (const row of rows) lines.push(format(row));
   if (inventory.unreadablePids.length > 0) {
-    lines.push(`(${inventory.unreadablePids.length} process(es) could not be read; run as root to see every holder)`);
+    lines.push(`(${inventory.unreadablePids.length} process(es) could not be read: ptyreaper needs root to see every holder)`);
   }
   return lines.join("\n") + "\n";
 }
