@@ -1,12 +1,14 @@
 // `ptyreaper install` and `ptyreaper uninstall`: put the daemon in place as a systemd service, or take it away.
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { resolve } from "node:path";
 import { EXIT } from "../errors.js";
-import { findPackageRoot, install, InstallError, uninstall, type Report } from "../systemd/install.js";
+import { findPackageRoot, install, InstallError, shellQuote, uninstall, type Report } from "../systemd/install.js";
 import { parseFlags } from "./flags.js";
 import type { CliIo, Command } from "./io.js";
 
 const INSTALL_USAGE = "usage: ptyreaper install [--root DIR] [--prefix DIR] [--dry-run]";
+const HOST_UNIT_DIRS = ["usr/lib/systemd/system", "lib/systemd/system"];
 const UNINSTALL_USAGE = "usage: ptyreaper uninstall [--root DIR] [--prefix DIR] [--purge] [--dry-run]";
 
 export interface InstallCommandDeps {
@@ -41,6 +43,21 @@ function requireRoot(root: string, deps: InstallCommandDeps, verb: string): void
   }
 }
 
+/** How to check an install in a test root; verify also loads systemd's own units and ExecReload's kill from there. */
+export function verifyHint(root: string): string {
+  const r = shellQuote(root);
+  const lines = ["next (check the unit in that root):"];
+  if (!HOST_UNIT_DIRS.some((dir) => existsSync(join(root, dir, "sysinit.target")))) {
+    lines.push(
+      "  # systemd-analyze looks up systemd's own units and /bin/kill inside the root: copy them there first",
+      `  mkdir -p ${r}/usr/lib/systemd ${r}/usr/bin && cp -a /usr/lib/systemd/system ${r}/usr/lib/systemd/ && cp /usr/bin/kill ${r}/usr/bin/ && ln -sfn usr/bin ${r}/bin`,
+    );
+  }
+  lines.push(`  systemd-analyze verify --root=${r} /etc/systemd/system/ptyreaper.service`);
+  lines.push(`  systemd-analyze security --offline=true --root=${r} /etc/systemd/system/ptyreaper.service`);
+  return `${lines.join("\n")}\n`;
+}
+
 export function makeInstallCommand(deps: InstallCommandDeps = defaultDeps): Command {
   return (args, io) => {
     const values = parseFlags(args, { root: { type: "string" }, prefix: { type: "string" }, "dry-run": { type: "boolean" } }, INSTALL_USAGE);
@@ -55,14 +72,9 @@ export function makeInstallCommand(deps: InstallCommandDeps = defaultDeps): Comm
       ...(deps.canNotify ? { canNotify: deps.canNotify } : {}),
     });
     print(io, report, dryRun);
-    const rootFlag = layout.root === "/" ? "" : ` --root=${layout.root}`;
-    io.stdout(
-      dryRun
-        ? "dry run: nothing was written\n"
-        : layout.root === "/"
-          ? "next:\n  systemctl daemon-reload && systemctl enable --now ptyreaper\n  journalctl -u ptyreaper -f\n"
-          : `next (check the unit in that root):\n  systemd-analyze verify${rootFlag} /etc/systemd/system/ptyreaper.service\n`,
-    );
+    if (dryRun) io.stdout("dry run: nothing was written\n");
+    else if (layout.root === "/") io.stdout("next:\n  systemctl daemon-reload && systemctl enable --now ptyreaper\n  journalctl -u ptyreaper -f\n");
+    else io.stdout(verifyHint(layout.root));
     return Promise.resolve(EXIT.ok);
   };
 }

@@ -74,7 +74,7 @@ export function installPaths({ root, prefix }: Layout): InstallPaths {
 }
 
 /** POSIX shell single quoting. */
-function shellQuote(text: string): string {
+export function shellQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync,
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { makeInstallCommand, makeUninstallCommand, type InstallCommandDeps } from "../../../src/cli/install.js";
+import { makeInstallCommand, makeUninstallCommand, verifyHint, type InstallCommandDeps } from "../../../src/cli/install.js";
 import type { CliIo } from "../../../src/cli/io.js";
 import { UsageError } from "../../../src/errors.js";
 import { launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
@@ -361,5 +361,20 @@ describe("unitText and launcherText", () => {
 
   it("quotes paths for the shell", () => {
     expect(launcherText("/opt/it's/node", "/lib")).toContain(`exec '/opt/it'\\''s/node' '/lib/dist/main.js' "$@"`);
+  });
+});
+
+describe("verifyHint", () => {
+  it("tells how to give an empty root systemd's own units and kill before verifying", () => {
+    const hint = verifyHint("/tmp/it's root");
+    expect(hint).toContain("cp -a /usr/lib/systemd/system '/tmp/it'\\''s root'/usr/lib/systemd/");
+    expect(hint).toContain("systemd-analyze verify --root='/tmp/it'\\''s root' /etc/systemd/system/ptyreaper.service");
+  });
+
+  it("only verifies when the root already has systemd's units", () => {
+    write(join(work, "usr/lib/systemd/system/sysinit.target"), "[Unit]\n");
+    const hint = verifyHint(work);
+    expect(hint).not.toContain("cp -a");
+    expect(hint).toContain(`systemd-analyze verify --root='${work}' /etc/systemd/system/ptyreaper.service`);
   });
 });
