@@ -1,5 +1,5 @@
 // Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
-import { readFileSync, readdirSync, readlinkSync, statSync, type Stats } from "node:fs";
+import { readFileSync, readdirSync, readlinkSync, statSync, statfsSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
@@ -18,13 +18,28 @@ import {
   type StatusFields,
 } from "./parse.js";
 
+const PROC_SUPER_MAGIC = 0x9fa0;
+/** One options object for every hot read: a string encoding makes Node copy its defaults on each call. */
+const UTF8 = { encoding: "utf8" } as const;
+
 /**
  * Synchronous on purpose: the scanner issues hundreds of thousands of tiny reads, and the sync
  * calls are several times cheaper than promises; the daemon runs the scan in a worker thread.
  * Errors (ENOENT when a process vanished, EACCES when not root) reach the caller unchanged.
  */
 export class ProcFs {
-  constructor(readonly root: string) {}
+  /** Whether `root` is a real procfs, whose fd directories report their size (see fdCount). */
+  private readonly isProcfs: boolean;
+
+  constructor(readonly root: string) {
+    let type = 0;
+    try {
+      type = statfsSync(root).type;
+    } catch {
+      type = 0; // missing root: every read below will say so with its own path
+    }
+    this.isProcfs = type === PROC_SUPER_MAGIC;
+  }
 
   /** /proc/sys/kernel/pty/{nr,max,reserve} */
   ptyLimits(): PtyLimits {
@@ -63,17 +78,37 @@ export class ProcFs {
 
   /** /proc/PID/stat; null when malformed. */
   stat(pid: number): StatFields | null {
-    return parseStat(readFileSync(`${this.root}/${pid}/stat`, "utf8"));
+    return parseStat(this.statText(pid));
+  }
+
+  /** /proc/PID/stat as text, for callers that parse more than one field from a single read. */
+  statText(pid: number): string {
+    return readFileSync(`${this.root}/${pid}/stat`, UTF8);
+  }
+
+  /** /proc/PID/schedstat (time on cpu, wait, times scheduled in), as text: it changes whenever the leader ran. */
+  schedstat(pid: number): string {
+    return readFileSync(`${this.root}/${pid}/schedstat`, UTF8);
+  }
+
+  /** /proc/PID/task: thread ids. */
+  tasks(pid: number): string[] {
+    return readdirSync(`${this.root}/${pid}/task`);
+  }
+
+  /** /proc/PID/task/TID/schedstat, as text. */
+  taskSchedstat(pid: number, tid: string): string {
+    return readFileSync(`${this.root}/${pid}/task/${tid}/schedstat`, UTF8);
   }
 
   /** /proc/PID/status; null when malformed. */
   status(pid: number): StatusFields | null {
-    return parseStatus(readFileSync(`${this.root}/${pid}/status`, "utf8"));
+    return parseStatus(readFileSync(`${this.root}/${pid}/status`, UTF8));
   }
 
   /** /proc/PID/cgroup → container id or null. */
   cgroupContainerId(pid: number): string | null {
-    return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, "utf8"));
+    return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
   }
 
   /** /proc/PID/cmdline */
@@ -96,6 +131,25 @@ export class ProcFs {
     return readdirSync(`${this.root}/${pid}/fd`);
   }
 
+  /**
+   * st_size of /proc/PID/fd: the number of open fds on Linux ≥ 6.2, 0 on older kernels. null when
+   * the root is not a procfs (a fixture tree), where a directory's size means nothing.
+   */
+  fdCount(pid: number): number | null {
+    if (!this.isProcfs) return null;
+    return statSync(`${this.root}/${pid}/fd`).size;
+  }
+
+  /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */
+  fdLinkIfOpen(pid: number, fd: string): string | null {
+    try {
+      return readlinkSync(`${this.root}/${pid}/fd/${fd}`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw err;
+    }
+  }
+
   /** readlink /proc/PID/fd/FD */
   fdLink(pid: number, fd: string): string {
     return readlinkSync(`${this.root}/${pid}/fd/${fd}`);
@@ -108,11 +162,11 @@ export class ProcFs {
 
   /** /proc/PID/fdinfo/FD → tty-index of a pty master. */
   fdinfoTtyIndex(pid: number, fd: string): number | null {
-    return parseFdinfoTtyIndex(readFileSync(`${this.root}/${pid}/fdinfo/${fd}`, "utf8"));
+    return parseFdinfoTtyIndex(readFileSync(`${this.root}/${pid}/fdinfo/${fd}`, UTF8));
   }
 
   /** /proc/PID/mountinfo */
   mountinfo(pid: number): MountinfoEntry[] {
-    return parseMountinfo(readFileSync(`${this.root}/${pid}/mountinfo`, "utf8"));
+    return parseMountinfo(readFileSync(`${this.root}/${pid}/mountinfo`, UTF8));
   }
 }

@@ -1,8 +1,8 @@
 // One pass over /proc: every pty fd of every process, and who holds it. No Docker knowledge here.
 import { dirname } from "node:path";
 import { isDenied, isVanished } from "../errors.js";
-import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type TtyTimes } from "../domain/types.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, type MountinfoEntry } from "./parse.js";
+import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -12,33 +12,48 @@ export interface ScanOptions {
   initPids?: readonly number[];
 }
 
-/** Per-scan caches and counters. */
-class ScanState {
-  readonly scan: ProcScan;
-  /** Mount tables by mount namespace inode: a container's processes share one. */
+/** A pty fd as read, before a master is mapped to its devpts instance (which needs the holder's mounts). */
+export interface RawPtyFd {
+  fd: number;
+  role: PtyRole;
+  /** st_dev of the opened file, "major:minor": a slave's devpts instance; devtmpfs for a master opened as /dev/ptmx. */
+  dev: string;
+  ino: number;
+  index: number;
+  /** readlink text, relative to the holder's mount namespace. */
+  target: string;
+  atimeMs: number;
+  mtimeMs: number;
+}
+
+export type StatBase = Pick<ProcInfo, "ppid" | "pgrp" | "sid" | "ttyNr" | "startTicks" | "comm">;
+
+/** What one pass shares: mount tables by mount namespace, and counts of malformed content. */
+export class ScanContext {
+  readonly parseErrors: Record<string, number> = {};
+  /** A container's processes share one mount namespace, so one table serves them all. */
   private readonly mountTables = new Map<string, MountinfoEntry[] | null>();
-  constructor(
-    readonly procfs: ProcFs,
-    bootTimeSec: number,
-  ) {
-    this.scan = {
-      processes: new Map(),
-      ppids: new Map(),
-      ptyFds: [],
-      ttyTimes: new Map(),
-      initDevpts: new Map(),
-      unreadablePids: [],
-      vanished: 0,
-      parseErrors: {},
-      bootTimeSec,
-    };
-  }
+  private recorder: string[] | null = null;
+
+  constructor(readonly procfs: ProcFs) {}
 
   countParseError(kind: string): void {
-    this.scan.parseErrors[kind] = (this.scan.parseErrors[kind] ?? 0) + 1;
+    if (this.recorder) this.recorder.push(kind);
+    else this.parseErrors[kind] = (this.parseErrors[kind] ?? 0) + 1;
   }
 
-  /** The holder's mount table, cached by mount namespace; null when unreadable. */
+  /** Runs `read`, collecting the parse problems it meets instead of counting them (the caller counts them, maybe again later). */
+  recording<T>(read: () => T): { value: T; parseErrors: string[] } {
+    const parseErrors: string[] = [];
+    this.recorder = parseErrors;
+    try {
+      return { value: read(), parseErrors };
+    } finally {
+      this.recorder = null;
+    }
+  }
+
+  /** The process's mount table, cached by mount namespace; null when unreadable. */
   mountTable(pid: number): MountinfoEntry[] | null {
     let ns: string | null;
     try {
@@ -58,24 +73,42 @@ class ScanState {
   }
 }
 
+export function emptyScan(bootTimeSec: number, parseErrors: Record<string, number>): ProcScan {
+  return {
+    processes: new Map(),
+    ppids: new Map(),
+    ptyFds: [],
+    ttyTimes: new Map(),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors,
+    bootTimeSec,
+  };
+}
+
 /** Reads every process and its pty fds. Processes that vanish mid-scan are counted, never raised. */
 export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
-  const state = new ScanState(procfs, procfs.bootTimeSec());
-  const holders = new Set<number>();
-  const stats = new Map<number, { ppid: number; pgrp: number; sid: number; ttyNr: number; startTicks: number; comm: string }>();
+  const ctx = new ScanContext(procfs);
+  const scan = emptyScan(procfs.bootTimeSec(), ctx.parseErrors);
+  const holders: number[] = [];
+  const stats = new Map<number, StatFields>();
 
   for (const pid of procfs.pids()) {
     try {
       const stat = procfs.stat(pid);
       if (stat === null) {
-        state.countParseError("stat");
+        ctx.countParseError("stat");
         continue;
       }
       stats.set(pid, stat);
-      if (scanFds(state, pid)) holders.add(pid);
+      const raws = readPtyFds(ctx, pid);
+      if (raws.length === 0) continue;
+      holders.push(pid);
+      for (const raw of raws) addPtyFd(ctx, scan, pid, raw);
     } catch (err) {
-      if (isVanished(err)) state.scan.vanished++;
-      else if (isDenied(err)) state.scan.unreadablePids.push(pid);
+      if (isVanished(err)) scan.vanished++;
+      else if (isDenied(err)) scan.unreadablePids.push(pid);
       else throw err;
     }
   }
@@ -84,47 +117,121 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
   for (const pid of wanted) {
     const base = stats.get(pid);
     if (!base) continue;
-    const info = readProcInfo(state, pid, base);
-    if (info) state.scan.processes.set(pid, info);
+    const info = readProcInfo(ctx, pid, base);
+    if (info) scan.processes.set(pid, info);
+    else if (info === null) scan.vanished++;
   }
-  // Container inits: Docker's, and any holder that is pid 1 in its own namespace.
-  for (const info of state.scan.processes.values()) {
-    const isInit = info.nsPids.length > 1 && info.nsPids.at(-1) === 1;
-    if (!isInit && !options.initPids?.includes(info.pid)) continue;
-    const table = state.mountTable(info.pid);
-    const dev = table ? devptsAt(table, "/dev/pts") : null;
-    if (dev) state.scan.initDevpts.set(info.pid, dev);
-  }
+  resolveInitDevpts(ctx, scan, options);
   // The parent of every process, for joining descendants of an exec to its pty.
-  for (const [pid, base] of stats) state.scan.ppids.set(pid, base.ppid);
-  return state.scan;
+  for (const [pid, base] of stats) scan.ppids.set(pid, base.ppid);
+  return scan;
 }
 
-/** Records the pty fds of one process; true when it holds any. */
-function scanFds(state: ScanState, pid: number): boolean {
-  const { procfs, scan } = state;
-  const fds = procfs.fds(pid);
-  let found = false;
-  for (const fd of fds) {
+/** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
+export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: ScanOptions): void {
+  for (const info of scan.processes.values()) {
+    const isInit = info.nsPids.length > 1 && info.nsPids.at(-1) === 1;
+    if (!isInit && !options.initPids?.includes(info.pid)) continue;
+    const table = ctx.mountTable(info.pid);
+    const dev = table ? devptsAt(table, "/dev/pts") : null;
+    if (dev) scan.initDevpts.set(info.pid, dev);
+  }
+}
+
+/** Adds one raw fd to the scan: the holder list, and a slave's times. false when a master's instance is unknown. */
+export function addPtyFd(ctx: ScanContext, scan: ProcScan, pid: number, raw: RawPtyFd): boolean {
+  const ptyFd = resolvePtyFd(ctx, pid, raw);
+  if (ptyFd === null) return false;
+  scan.ptyFds.push(ptyFd);
+  if (raw.role === "slave") mergeTimes(scan, ptyFd.devptsDev, raw.index, raw.atimeMs, raw.mtimeMs);
+  return true;
+}
+
+/** Every slave fd of one pty names the same devpts inode; several stats of it keep the latest times. */
+export function mergeTimes(scan: ProcScan, devptsDev: string, index: number, atimeMs: number, mtimeMs: number): void {
+  const key = ptyKey(devptsDev, index);
+  const known = scan.ttyTimes.get(key);
+  if (!known) scan.ttyTimes.set(key, { atimeMs, mtimeMs });
+  else if (known.atimeMs < atimeMs || known.mtimeMs < mtimeMs) {
+    scan.ttyTimes.set(key, { atimeMs: Math.max(atimeMs, known.atimeMs), mtimeMs: Math.max(mtimeMs, known.mtimeMs) });
+  }
+}
+
+export function resolvePtyFd(ctx: ScanContext, pid: number, raw: RawPtyFd): PtyFd | null {
+  if (raw.role === "slave") return { pid, fd: raw.fd, role: "slave", devptsDev: raw.dev, index: raw.index };
+  const devptsDev = masterInstance(ctx, pid, raw.dev, raw.ino, raw.target);
+  if (devptsDev === null) {
+    ctx.countParseError("master_instance");
+    return null;
+  }
+  return { pid, fd: raw.fd, role: "master", devptsDev, index: raw.index };
+}
+
+const NO_FDS: readonly RawPtyFd[] = Object.freeze([]);
+/** fd numbers as strings, made once: the probe below asks for the same few thousand names every pass. */
+const FD_NAMES: readonly string[] = Array.from({ length: 1024 }, (_, fd) => String(fd));
+/** Misses a probe tolerates before listing the directory: each costs a thrown ENOENT, dearer than a listing. */
+const PROBE_MISSES = 2;
+
+/**
+ * The pty fds of one process. Throws ENOENT when the process is gone and EACCES when its fd table
+ * is unreadable; an fd closed while being read is skipped. `knownCount`: fdCount(pid), when just read.
+ *
+ * Why probe: listing /proc/PID/fd costs the kernel about as much as reading every link, and fd
+ * tables are dense (the kernel hands out the lowest free number). On Linux ≥ 6.2 the directory's
+ * st_size is the number of open fds, so reading links 0, 1, 2… until that many answered skips the
+ * listing. A sparse table (too many misses), an older kernel (size 0) or a count that moved while
+ * probing (the process opened or closed fds meanwhile) falls back to the listing.
+ */
+export function readPtyFds(ctx: ScanContext, pid: number, knownCount?: number | null): readonly RawPtyFd[] {
+  const { procfs } = ctx;
+  const count = knownCount === undefined ? procfs.fdCount(pid) : knownCount;
+  if (!count) return readListedFds(ctx, pid, 0, NO_FDS);
+  let found = NO_FDS;
+  let seen = 0;
+  let misses = 0;
+  let fd = 0;
+  while (seen < count) {
+    if (misses >= PROBE_MISSES) return readListedFds(ctx, pid, fd, found);
+    const name = FD_NAMES[fd] ?? String(fd);
+    fd++;
+    const target = procfs.fdLinkIfOpen(pid, name);
+    if (target === null) {
+      misses++;
+      continue;
+    }
+    seen++;
+    if (!mayBePty(target)) continue;
+    const raw = readPtyFd(ctx, pid, name, target);
+    if (raw) found = found === NO_FDS ? [raw] : [...found, raw];
+  }
+  if (procfs.fdCount(pid) !== count) return readListedFds(ctx, pid, 0, NO_FDS);
+  return found;
+}
+
+/** The listing way: readdir, then the links of fds numbered `from` and above, after those `found` below it. */
+function readListedFds(ctx: ScanContext, pid: number, from: number, found: readonly RawPtyFd[]): readonly RawPtyFd[] {
+  const { procfs } = ctx;
+  let result = found;
+  for (const name of procfs.fds(pid)) {
+    if (from > 0 && Number(name) < from) continue;
     let target: string;
     try {
-      target = procfs.fdLink(pid, fd);
+      target = procfs.fdLink(pid, name);
     } catch (err) {
       if (isVanished(err)) continue; // fd closed between readdir and readlink
       throw err;
     }
     if (!mayBePty(target)) continue;
-    const ptyFd = readPtyFd(state, pid, fd, target);
-    if (ptyFd) {
-      scan.ptyFds.push(ptyFd);
-      found = true;
-    }
+    const raw = readPtyFd(ctx, pid, name, target);
+    if (raw) result = result === NO_FDS ? [raw] : [...result, raw];
   }
-  return found;
+  return result;
 }
 
-function readPtyFd(state: ScanState, pid: number, fd: string, target: string): PtyFd | null {
-  const { procfs, scan } = state;
+/** stat (only for links that look like a pty) confirms it and says which one; null when not a pty or closed meanwhile. */
+function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string): RawPtyFd | null {
+  const { procfs } = ctx;
   let st;
   try {
     st = procfs.fdStat(pid, fd);
@@ -135,20 +242,8 @@ function readPtyFd(state: ScanState, pid: number, fd: string, target: string): P
   if (!st.isCharacterDevice()) return null;
   const kind = classifyRdev(st.rdev);
   if (kind === null) return null;
-  const fdNumber = Number(fd);
-  if (kind.role === "slave") {
-    const devptsDev = formatDev(st.dev);
-    const key = ptyKey(devptsDev, kind.index);
-    const times: TtyTimes = { atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
-    const known = scan.ttyTimes.get(key);
-    if (!known || known.atimeMs < times.atimeMs || known.mtimeMs < times.mtimeMs) {
-      scan.ttyTimes.set(key, {
-        atimeMs: Math.max(times.atimeMs, known?.atimeMs ?? 0),
-        mtimeMs: Math.max(times.mtimeMs, known?.mtimeMs ?? 0),
-      });
-    }
-    return { pid, fd: fdNumber, role: "slave", devptsDev, index: kind.index };
-  }
+  const base = { fd: Number(fd), dev: formatDev(st.dev), ino: st.ino, target, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
+  if (kind.role === "slave") return { ...base, role: "slave", index: kind.index };
   let index: number | null;
   try {
     index = procfs.fdinfoTtyIndex(pid, fd);
@@ -157,15 +252,10 @@ function readPtyFd(state: ScanState, pid: number, fd: string, target: string): P
     throw err;
   }
   if (index === null) {
-    state.countParseError("fdinfo");
+    ctx.countParseError("fdinfo");
     return null;
   }
-  const devptsDev = masterInstance(state, pid, formatDev(st.dev), st.ino, target);
-  if (devptsDev === null) {
-    state.countParseError("master_instance");
-    return null;
-  }
-  return { pid, fd: fdNumber, role: "master", devptsDev, index };
+  return { ...base, role: "master", index };
 }
 
 /**
@@ -174,21 +264,25 @@ function readPtyFd(state: ScanState, pid: number, fd: string, target: string): P
  * A master received from another mount namespace (runc hands the container's to the shim) is on
  * a filesystem the holder cannot see: devpts gives its ptmx inode number 2, which confirms it.
  */
-function masterInstance(state: ScanState, pid: number, dev: string, ino: number, target: string): string | null {
-  const table = state.mountTable(pid);
+function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number, target: string): string | null {
+  const table = ctx.mountTable(pid);
   if (table === null) return null;
   if (isDevptsDev(table, dev)) return dev;
   if (table.some((entry) => entry.dev === dev)) return devptsAt(table, `${dirname(target)}/pts`);
   return ino === DEVPTS_PTMX_INO ? dev : null;
 }
 
-function readProcInfo(state: ScanState, pid: number, base: Pick<ProcInfo, "ppid" | "pgrp" | "sid" | "ttyNr" | "startTicks" | "comm">): ProcInfo | null {
-  const { procfs } = state;
+/**
+ * The rest of what a holder or init is known by (status, namespace, cmdline, cgroup). undefined
+ * when malformed (counted), null when the process exited meanwhile.
+ */
+export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): ProcInfo | null | undefined {
+  const { procfs } = ctx;
   try {
     const status = procfs.status(pid);
     if (status === null) {
-      state.countParseError("status");
-      return null;
+      ctx.countParseError("status");
+      return undefined;
     }
     let pidNs: string | null = null;
     try {
@@ -198,7 +292,12 @@ function readProcInfo(state: ScanState, pid: number, base: Pick<ProcInfo, "ppid"
     }
     return {
       pid,
-      ...base,
+      ppid: base.ppid,
+      pgrp: base.pgrp,
+      sid: base.sid,
+      ttyNr: base.ttyNr,
+      startTicks: base.startTicks,
+      comm: base.comm,
       cmdline: procfs.cmdline(pid),
       uid: status.uid,
       pidNs,
@@ -206,10 +305,7 @@ function readProcInfo(state: ScanState, pid: number, base: Pick<ProcInfo, "ppid"
       containerId: procfs.cgroupContainerId(pid),
     };
   } catch (err) {
-    if (isVanished(err)) {
-      state.scan.vanished++;
-      return null;
-    }
+    if (isVanished(err)) return null;
     throw err;
   }
 }
