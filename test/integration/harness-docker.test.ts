@@ -1,7 +1,10 @@
 // Proves the integration harness on the real Docker engine: the leak it makes is the real leak, and cleanup is complete.
 import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { decodeDev, formatDev } from "../../src/procfs/parse.js";
+import { ptyKey } from "../../src/domain/types.js";
+import { classifyRdev, decodeDev, formatDev } from "../../src/procfs/parse.js";
+import { ProcFs } from "../../src/procfs/procfs.js";
+import { scanProc } from "../../src/procfs/scan.js";
 import {
   TEST_PREFIX,
   attachedExecSession,
@@ -27,12 +30,24 @@ const HOST_DEVPTS = formatDev(statSync("/dev/pts").dev);
 const VICTIM = "harness-victim";
 const VICTIM_NAME = `${TEST_PREFIX}${VICTIM}`;
 
-let baselineNr = 0;
 let victimId = "";
+const procfs = new ProcFs("/proc");
+
+/** The pty key ("devpts:index") of the slave a process has on `fd`. */
+function slaveKey(pid: number, fd = 0): string {
+  const st = statSync(`/proc/${pid}/fd/${fd}`);
+  const kind = classifyRdev(st.rdev);
+  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd ${fd} is not a pty slave`);
+  return ptyKey(formatDev(st.dev), kind.index);
+}
+
+/** Pids holding `key` (either end) in a fresh scan of /proc. */
+function holdersOf(key: string): number[] {
+  return scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => fd.pid);
+}
 
 beforeAll(async () => {
   await requireDocker();
-  baselineNr = ptyNr();
   victimId = await startContainer({ name: VICTIM, labels: { "org.ptyreaper.test": "harness" } });
 });
 
@@ -90,6 +105,11 @@ describe("the harness on the real Docker engine", () => {
     expect(ptyNr()).toBe(before + 1);
     expect(isAlive(leaked.shellPid)).toBe(true);
     expect((await inspectExec(leaked.execId)).Running).toBe(true);
+    // The shim keeps the master: both ends of the leaked pty are still held.
+    const key = slaveKey(leaked.shellPid);
+    const fds = scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key);
+    expect(fds.filter((fd) => fd.role === "slave").map((fd) => fd.pid)).toContain(leaked.shellPid);
+    expect(fds.filter((fd) => fd.role === "master").length).toBeGreaterThan(0);
   });
 
   it("keeps an attached session's client alive, and input reaches the shell", async () => {
@@ -97,7 +117,12 @@ describe("the harness on the real Docker engine", () => {
     const session = await attachedExecSession(VICTIM_NAME);
     expect(isAlive(session.clientPid)).toBe(true);
     // script holds a host pty for the client, the exec holds the container's: two more.
-    expect(ptyNr()).toBe(before + 2);
+    expect(ptyNr()).toBeGreaterThanOrEqual(before + 2);
+    const clientKey = slaveKey(session.clientPid);
+    const shellKey = slaveKey(session.shellPid);
+    expect(clientKey.startsWith(`${HOST_DEVPTS}:`)).toBe(true);
+    expect(shellKey.startsWith(`${HOST_DEVPTS}:`)).toBe(false);
+    expect(holdersOf(shellKey)).toContain(session.shellPid);
 
     session.sendInput("echo ptyr-$((6*7))\r");
     // The tty echoes what was typed; only the shell running it prints the product.
@@ -107,7 +132,8 @@ describe("the harness on the real Docker engine", () => {
     expect(isAlive(session.shellPid)).toBe(false);
     expect(isAlive(session.clientPid)).toBe(false);
     await waitFor(async () => !(await inspectExec(session.execId)).Running, 10_000, "the exec to stop running");
-    await waitFor(() => ptyNr() === before, 10_000, `pty.nr back to ${before} (now ${ptyNr()})`);
+    // Both ptys are freed: nobody holds either end. (pty.nr is global, so other processes may move it.)
+    await waitFor(() => holdersOf(shellKey).length === 0 && holdersOf(clientKey).length === 0, 10_000, `${shellKey} and ${clientKey} to be released`);
   });
 
   it("runs a docker run -t container whose init holds the container's own pty", async () => {
@@ -137,6 +163,8 @@ describe("the harness on the real Docker engine", () => {
 
   it("cleanupAll ends every process and container it started, and the ptys are freed", async () => {
     const second = await leakExecSession(VICTIM_NAME);
+    const containerDevpts = slaveKey(second.shellPid).split(":").slice(0, 2).join(":");
+    expect(scanProc(procfs).ptyFds.some((fd) => fd.devptsDev === containerDevpts)).toBe(true);
     const before = tracked();
     expect(before.containers).toContain(VICTIM_NAME);
     expect(before.pids).toContain(second.shellPid);
@@ -147,6 +175,7 @@ describe("the harness on the real Docker engine", () => {
     expect(isAlive(second.shellPid)).toBe(false);
     const names = await containerNames();
     expect(names.filter((name) => name === VICTIM_NAME || name === `${TEST_PREFIX}harness-tty`)).toEqual([]);
-    await waitFor(() => ptyNr() <= baselineNr, 15_000, `pty.nr back to ${baselineNr} (now ${ptyNr()})`);
+    // No process holds any pty of the removed container's devpts instance any more.
+    await waitFor(() => !scanProc(procfs).ptyFds.some((fd) => fd.devptsDev === containerDevpts), 15_000, `ptys of ${containerDevpts} to be released`);
   });
 });
