@@ -1,0 +1,445 @@
+// IncrementalScanner over an in-memory /proc: what it re-reads, when it goes full, and that it always equals scanProc.
+import type { Stats } from "node:fs";
+import { beforeEach, describe, expect, it } from "vitest";
+import { scanDigest } from "../../../bench/compare.js";
+import { IncrementalScanner, RescanPolicy, distinctPtys } from "../../../src/procfs/incremental.js";
+import { ProcFs } from "../../../src/procfs/procfs.js";
+import { parseStat, type MountinfoEntry, type StatFields } from "../../../src/procfs/parse.js";
+import { scanProc } from "../../../src/procfs/scan.js";
+import { mergeScans } from "../../../src/procfs/worker.js";
+
+/** new_encode_dev(), as st_dev / st_rdev carry it. */
+const dev = (major: number, minor: number): number => (minor & 0xff) + major * 256 + (minor - (minor & 0xff)) * 4096;
+const HOST_PTS = dev(0, 24);
+const CONTAINER_PTS = dev(0, 44);
+const PTMX = dev(5, 2);
+const DEV_NULL = dev(1, 3);
+
+interface FakeFd {
+  target: string;
+  rdev: number;
+  dev: number;
+  ino: number;
+  atimeMs: number;
+  mtimeMs: number;
+  /** fdinfo tty-index, for masters; absent → malformed fdinfo. */
+  ttyIndex?: number;
+}
+
+interface FakeProc {
+  ppid: number;
+  startTicks: number;
+  comm: string;
+  ttyNr: number;
+  fds: Map<number, FakeFd>;
+  /** Times scheduled in, per thread id; the leader is the pid itself. */
+  ran: Map<number, number>;
+  cgroup: string | null;
+  nsPids: number[];
+  mntNs: string;
+  /** fd table unreadable (EACCES). */
+  denied?: boolean;
+}
+
+const errno = (code: string, path: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: ${path}`), { code });
+
+const nullFd = (ino: number): FakeFd => ({ target: "/dev/null", rdev: DEV_NULL, dev: dev(0, 6), ino, atimeMs: 0, mtimeMs: 0 });
+const slaveFd = (instance: number, index: number, atimeMs = 1_000, mtimeMs = 2_000): FakeFd => ({
+  target: `/dev/pts/${index}`,
+  rdev: dev(136, index),
+  dev: instance,
+  ino: 100 + index,
+  atimeMs,
+  mtimeMs,
+});
+const masterFd = (instance: number, index: number): FakeFd => ({ target: "/dev/pts/ptmx", rdev: PTMX, dev: instance, ino: 2, atimeMs: 0, mtimeMs: 0, ttyIndex: index });
+
+const MOUNTS: Record<string, MountinfoEntry[]> = {
+  host: [
+    { dev: "0:6", mountPoint: "/dev", fsType: "devtmpfs" },
+    { dev: "0:24", mountPoint: "/dev/pts", fsType: "devpts" },
+  ],
+  container: [{ dev: "0:44", mountPoint: "/dev/pts", fsType: "devpts" }],
+};
+
+/** A /proc in memory, counting the fd links read in each process. */
+class FakeProcFs extends ProcFs {
+  readonly procs = new Map<number, FakeProc>();
+  readonly tableReads = new Map<number, number>();
+  /** No /proc/PID/schedstat, as on a kernel without CONFIG_SCHED_INFO. */
+  noSchedstat = false;
+
+  constructor() {
+    super("/nonexistent/fake-proc");
+  }
+
+  add(pid: number, proc: Partial<FakeProc> & { fds?: Map<number, FakeFd> }): FakeProc {
+    const full: FakeProc = {
+      ppid: 1,
+      startTicks: 100 + pid,
+      comm: `p${pid}`,
+      ttyNr: 0,
+      fds: new Map([0, 1, 2].map((fd) => [fd, nullFd(fd)])),
+      ran: new Map([[pid, 1]]),
+      cgroup: null,
+      nsPids: [pid],
+      mntNs: "host",
+      ...proc,
+    };
+    this.procs.set(pid, full);
+    return full;
+  }
+
+  /** The process ran (every thread given, or the leader). */
+  run(pid: number, tid = pid): void {
+    const proc = this.get(pid);
+    proc.ran.set(tid, (proc.ran.get(tid) ?? 0) + 1);
+  }
+
+  resetReads(): void {
+    this.tableReads.clear();
+  }
+
+  /** Runs `fn` (a reference scan) without counting its reads. */
+  quietly<T>(fn: () => T): T {
+    const saved = new Map(this.tableReads);
+    try {
+      return fn();
+    } finally {
+      this.tableReads.clear();
+      for (const [pid, reads] of saved) this.tableReads.set(pid, reads);
+    }
+  }
+
+  readsOf(pid: number): number {
+    return this.tableReads.get(pid) ?? 0;
+  }
+
+  private get(pid: number, path = `${pid}`): FakeProc {
+    const proc = this.procs.get(pid);
+    if (!proc) throw errno("ENOENT", `${this.root}/${path}`);
+    return proc;
+  }
+
+  private fd(pid: number, fd: string): FakeFd {
+    const found = this.get(pid).fds.get(Number(fd));
+    if (!found) throw errno("ENOENT", `${this.root}/${pid}/fd/${fd}`);
+    return found;
+  }
+
+  override pids(): number[] {
+    return [...this.procs.keys()];
+  }
+  override bootTimeSec(): number {
+    return 1_700_000_000;
+  }
+  override statText(pid: number): string {
+    const p = this.get(pid);
+    // Fields 3.. after comm; num_threads is field 20, starttime field 22.
+    return `${pid} (${p.comm}) S ${p.ppid} ${pid} ${pid} ${p.ttyNr} -1 0 0 0 0 0 0 0 0 0 20 0 ${p.ran.size} 0 ${p.startTicks} 1000 100\n`;
+  }
+  override stat(pid: number): StatFields | null {
+    return parseStat(this.statText(pid));
+  }
+  override fdCount(pid: number): number | null {
+    return this.get(pid).fds.size;
+  }
+  override schedstat(pid: number): string {
+    if (this.noSchedstat) throw errno("ENOENT", `${this.root}/${pid}/schedstat`);
+    return `${(this.get(pid).ran.get(pid) ?? 0) * 1000} 0 ${this.get(pid).ran.get(pid) ?? 0}\n`;
+  }
+  override tasks(pid: number): string[] {
+    return [...this.get(pid).ran.keys()].map(String);
+  }
+  override taskSchedstat(pid: number, tid: string): string {
+    if (this.noSchedstat) throw errno("ENOENT", `${this.root}/${pid}/task/${tid}/schedstat`);
+    const ran = this.get(pid).ran.get(Number(tid));
+    if (ran === undefined) throw errno("ENOENT", `${this.root}/${pid}/task/${tid}/schedstat`);
+    return `${ran * 1000} 0 ${ran}\n`;
+  }
+  override fds(pid: number): string[] {
+    const proc = this.get(pid);
+    if (proc.denied) throw errno("EACCES", `${this.root}/${pid}/fd`);
+    return [...proc.fds.keys()].map(String);
+  }
+  override fdLink(pid: number, fd: string): string {
+    this.tableReads.set(pid, this.readsOf(pid) + 1);
+    return this.fd(pid, fd).target;
+  }
+  override fdLinkIfOpen(pid: number, fd: string): string | null {
+    const proc = this.get(pid);
+    if (proc.denied) throw errno("EACCES", `${this.root}/${pid}/fd/${fd}`);
+    this.tableReads.set(pid, this.readsOf(pid) + 1);
+    return proc.fds.get(Number(fd))?.target ?? null;
+  }
+  override fdStat(pid: number, fd: string): Stats {
+    const f = this.fd(pid, fd);
+    return { isCharacterDevice: () => true, rdev: f.rdev, dev: f.dev, ino: f.ino, atimeMs: f.atimeMs, mtimeMs: f.mtimeMs } as unknown as Stats;
+  }
+  override fdinfoTtyIndex(pid: number, fd: string): number | null {
+    return this.fd(pid, fd).ttyIndex ?? null;
+  }
+  override status(pid: number): { uid: number; nsPids: number[] } {
+    return { uid: 0, nsPids: this.get(pid).nsPids };
+  }
+  override namespace(pid: number, kind: "pid" | "mnt"): string | null {
+    const proc = this.get(pid);
+    return kind === "mnt" ? proc.mntNs : proc.nsPids.length > 1 ? "4026532300" : "4026531836";
+  }
+  override cmdline(pid: number): string[] {
+    return [this.get(pid).comm];
+  }
+  override cgroupContainerId(pid: number): string | null {
+    return this.get(pid).cgroup;
+  }
+  override mountinfo(pid: number): MountinfoEntry[] {
+    return MOUNTS[this.get(pid).mntNs] ?? [];
+  }
+}
+
+const CONTAINER = "c".repeat(64);
+
+/** A host login (pid 10 master, 11 slave), a container with an init and an exec (shim 20 holds masters). */
+function host(): FakeProcFs {
+  const procfs = new FakeProcFs();
+  procfs.add(1, {});
+  procfs.add(10, { comm: "sshd", fds: new Map([[3, nullFd(3)], [4, { ...masterFd(HOST_PTS, 0), target: "/dev/ptmx", dev: dev(0, 6), ino: 91 }]]) });
+  procfs.add(11, { comm: "bash", ppid: 10, ttyNr: 34816, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(HOST_PTS, 0)])) });
+  procfs.add(20, { comm: "containerd-shim", fds: new Map([[0, nullFd(0)], [9, masterFd(CONTAINER_PTS, 0)], [10, masterFd(CONTAINER_PTS, 1)]]) });
+  procfs.add(21, { comm: "sh", ppid: 20, nsPids: [21, 1], mntNs: "container", cgroup: CONTAINER, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 0)])) });
+  procfs.add(22, { comm: "sh", ppid: 20, nsPids: [22, 7], mntNs: "container", cgroup: CONTAINER, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 1, 5_000, 6_000)])) });
+  for (let pid = 100; pid < 110; pid++) procfs.add(pid, { comm: "sleep" });
+  return procfs;
+}
+
+/** The kernel's pty.nr for a fake host: the ptys it really holds. */
+const allocated = (procfs: FakeProcFs): number => procfs.quietly(() => distinctPtys(scanProc(procfs)));
+
+describe("IncrementalScanner", () => {
+  let procfs: FakeProcFs;
+  let clock: number;
+  let scanner: IncrementalScanner;
+  const scan = (ptyAllocated = allocated(procfs)) => scanner.scan({ ptyAllocated, initPids: [21] });
+  const expectEqualsFull = (result: ReturnType<typeof scan>): void => {
+    expect(scanDigest(result)).toEqual(scanDigest(procfs.quietly(() => scanProc(procfs, { initPids: [21] }))));
+  };
+
+  beforeEach(() => {
+    procfs = host();
+    clock = 0;
+    scanner = new IncrementalScanner(procfs, { now: () => clock, fullRescanEveryMs: 60_000 });
+  });
+
+  it("starts with a full pass equal to scanProc", () => {
+    const result = scan();
+    expect(result.mode).toBe("full");
+    expect(distinctPtys(result)).toBe(3);
+    expectEqualsFull(result);
+  });
+
+  it("reads no fd table again when nothing ran, and still equals scanProc", () => {
+    scan();
+    procfs.resetReads();
+    clock = 10_000;
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect([...procfs.tableReads.values()].reduce((a, b) => a + b, 0)).toBe(0);
+    expectEqualsFull(result);
+  });
+
+  it("reads a new process, and forgets one that exited", () => {
+    scan();
+    procfs.add(30, { comm: "script", fds: new Map([[5, masterFd(HOST_PTS, 3)]]) });
+    procfs.add(31, { comm: "sh", ppid: 30, fds: new Map([[0, slaveFd(HOST_PTS, 3)]]) });
+    procfs.procs.delete(22);
+    procfs.resetReads();
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect(procfs.readsOf(30)).toBeGreaterThan(0);
+    expect(procfs.readsOf(100)).toBe(0);
+    expect(result.processes.has(22)).toBe(false);
+    expect(result.ppids.has(22)).toBe(false);
+    expectEqualsFull(result);
+  });
+
+  it("re-reads a process that ran, even when its fd count did not move (close then open)", () => {
+    scan();
+    const sleeper = procfs.procs.get(100);
+    sleeper?.fds.set(2, slaveFd(HOST_PTS, 0)); // /dev/null on fd 2 replaced by the login's pty
+    procfs.run(100);
+    procfs.resetReads();
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect(procfs.readsOf(100)).toBeGreaterThan(0);
+    expect(result.ptyFds).toContainEqual({ pid: 100, fd: 2, role: "slave", devptsDev: "0:24", index: 0 });
+    expectEqualsFull(result);
+  });
+
+  it("re-reads a process whose fd count moved, even without a schedstat change", () => {
+    scan();
+    procfs.procs.get(101)?.fds.set(7, slaveFd(HOST_PTS, 0)); // as a CLONE_FILES sibling could
+    const result = scan();
+    expect(result.ptyFds).toContainEqual({ pid: 101, fd: 7, role: "slave", devptsDev: "0:24", index: 0 });
+    expectEqualsFull(result);
+  });
+
+  it("re-reads every thread's process when any thread ran", () => {
+    const worker = procfs.add(40, { comm: "dockerd", ran: new Map([[40, 1], [41, 1], [42, 1]]) });
+    scan();
+    worker.fds.set(1, slaveFd(HOST_PTS, 0));
+    procfs.run(40, 42);
+    procfs.resetReads();
+    const result = scan();
+    expect(procfs.readsOf(40)).toBeGreaterThan(0);
+    expectEqualsFull(result);
+  });
+
+  it("misses a table changed without running or a count change until the periodic full pass", () => {
+    scan();
+    procfs.procs.get(102)?.fds.set(1, slaveFd(HOST_PTS, 0)); // no thread ran, same count: invisible to the signature
+    clock = 59_999;
+    const stale = scan();
+    expect(stale.mode).toBe("incremental");
+    expect(stale.ptyFds.some((fd) => fd.pid === 102)).toBe(false);
+    clock = 60_000;
+    const result = scan();
+    expect(result.mode).toBe("full");
+    expect(result.ptyFds).toContainEqual({ pid: 102, fd: 1, role: "slave", devptsDev: "0:24", index: 0 });
+    expectEqualsFull(result);
+  });
+
+  it("treats a reused pid (new start time) as a new process", () => {
+    scan();
+    procfs.add(103, { comm: "reused", startTicks: 9_999, fds: new Map([[0, slaveFd(HOST_PTS, 0)]]) });
+    const result = scan();
+    expect(result.processes.get(103)).toMatchObject({ comm: "reused", startTicks: 9_999 });
+    expectEqualsFull(result);
+  });
+
+  it("confirms known pty fds with a stat, and re-reads the holder when one is not the same file any more", () => {
+    scan();
+    const shell = procfs.procs.get(11);
+    if (shell) shell.fds.set(2, { ...slaveFd(HOST_PTS, 0), ino: 999 }); // another file on the same number
+    procfs.resetReads();
+    const result = scan();
+    expect(procfs.readsOf(11)).toBeGreaterThan(0);
+    expectEqualsFull(result);
+  });
+
+  it("refreshes tty times of holders that did not run", () => {
+    scan();
+    const shell = procfs.procs.get(22);
+    for (const fd of shell?.fds.values() ?? []) Object.assign(fd, { atimeMs: 70_000, mtimeMs: 80_000 });
+    const result = scan();
+    expect(result.ttyTimes.get("0:44:1")).toEqual({ atimeMs: 70_000, mtimeMs: 80_000 });
+    expectEqualsFull(result);
+  });
+
+  it("reads what others can change on every pass: parent, controlling tty, cgroup", () => {
+    scan();
+    const shell = procfs.procs.get(22);
+    if (shell) Object.assign(shell, { ppid: 1, ttyNr: 0, cgroup: "d".repeat(64) });
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect(result.processes.get(22)).toMatchObject({ ppid: 1, ttyNr: 0, containerId: "d".repeat(64) });
+    expect(result.ppids.get(22)).toBe(1);
+    expectEqualsFull(result);
+  });
+
+  it("counts parse problems on every pass, as a full pass does", () => {
+    procfs.add(50, { fds: new Map([[3, { ...masterFd(HOST_PTS, 9), ttyIndex: undefined }]]) });
+    scan();
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect(result.parseErrors).toEqual({ fdinfo: 1 });
+    expectEqualsFull(result);
+  });
+
+  it("lists unreadable fd tables on every pass", () => {
+    procfs.add(60, { denied: true });
+    scan();
+    const result = scan();
+    expect(result.unreadablePids).toEqual([60]);
+    expectEqualsFull(result);
+  });
+
+  it("re-reads every process on every pass when schedstat is missing, and stays equal", () => {
+    procfs.noSchedstat = true;
+    scan();
+    procfs.resetReads();
+    const result = scan();
+    expect(result.mode).toBe("incremental");
+    expect(procfs.readsOf(100)).toBeGreaterThan(0);
+    expectEqualsFull(result);
+  });
+
+  it("goes full at once when the ptys found stop matching pty.nr", () => {
+    scan();
+    const result = scan(allocated(procfs) + 1); // a pty it cannot see (yet)
+    expect(result.mode).toBe("full");
+  });
+
+  it("does not go full on every pass for a gap that a full pass could not close either", () => {
+    const unseen = allocated(procfs) + 2; // e.g. ptys held only by unreadable processes
+    expect(scan(unseen).mode).toBe("full");
+    expect(scan(unseen).mode).toBe("incremental");
+    expect(scan(unseen + 1).mode).toBe("full"); // the gap moved
+  });
+
+  it("goes full at least every fullRescanEveryMs", () => {
+    scan();
+    clock = 30_000;
+    expect(scan().mode).toBe("incremental");
+    clock = 60_000;
+    expect(scan().mode).toBe("full");
+    clock = 119_999;
+    expect(scan().mode).toBe("incremental");
+  });
+
+  it("after forget(), reads everything again", () => {
+    scan();
+    scanner.forget();
+    procfs.resetReads();
+    expect(scan().mode).toBe("full");
+    expect(procfs.readsOf(100)).toBeGreaterThan(0);
+  });
+});
+
+describe("IncrementalScanner partitions", () => {
+  it("each reads only its pids; merged, they equal scanProc", () => {
+    const procfs = host();
+    const parts = [0, 1, 2].map((index) => new IncrementalScanner(procfs, { now: () => 0, partition: { index, count: 3 } }));
+    for (const part of parts) part.pass({ initPids: [21] }, "full");
+    procfs.run(100);
+    procfs.procs.get(100)?.fds.set(1, slaveFd(HOST_PTS, 0));
+    const scans = parts.map((part) => part.pass({ initPids: [21] }, "incremental"));
+    scans.forEach((result, index) => {
+      expect([...result.ppids.keys()].every((pid) => pid % 3 === index)).toBe(true);
+    });
+    expect(scanDigest(mergeScans(scans))).toEqual(scanDigest(scanProc(procfs, { initPids: [21] })));
+  });
+});
+
+describe("RescanPolicy", () => {
+  it.each([
+    { case: "never full yet", lastFull: null, now: 0, due: true },
+    { case: "just after a full pass", lastFull: 1_000, now: 1_001, due: false },
+    { case: "one period later", lastFull: 1_000, now: 61_000, due: true },
+  ])("dueFull: $case", ({ lastFull, now, due }) => {
+    const policy = new RescanPolicy(60_000);
+    if (lastFull !== null) policy.recordFull(lastFull, 5, 5);
+    expect(policy.dueFull(now)).toBe(due);
+  });
+
+  it.each([
+    { gapAtFull: 0, found: 5, allocated: 5, disagrees: false },
+    { gapAtFull: 0, found: 5, allocated: 6, disagrees: true },
+    { gapAtFull: 0, found: 6, allocated: 5, disagrees: true },
+    { gapAtFull: 2, found: 5, allocated: 7, disagrees: false },
+    { gapAtFull: 2, found: 5, allocated: 5, disagrees: true },
+  ])("disagrees(found $found, allocated $allocated) after a full pass with gap $gapAtFull → $disagrees", ({ gapAtFull, found, allocated, disagrees }) => {
+    const policy = new RescanPolicy(60_000);
+    policy.recordFull(0, 10, 10 + gapAtFull);
+    expect(policy.disagrees(found, allocated)).toBe(disagrees);
+  });
+});
