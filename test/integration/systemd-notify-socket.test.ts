@@ -1,6 +1,6 @@
 // The notifier against a real AF_UNIX datagram listener (python3), as systemd's notify socket would receive it.
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -9,6 +9,8 @@ import { createNotifier } from "../../src/systemd/notify.js";
 
 // Receives like systemd: SO_PASSCRED to learn the sender's PID, and closes passed fds so
 // systemd-notify's BARRIER=1 completes. Prints one JSON line per datagram.
+const CHECKOUT = new URL("../../", import.meta.url).pathname;
+
 const LISTENER = String.raw`
 import json, os, socket, struct, sys
 address = sys.argv[1]
@@ -123,5 +125,47 @@ describe("notifier on a real notify socket", () => {
     expect(received.map((d) => d.data)).toEqual(["READY=1", "BARRIER=1", "WATCHDOG=1", "BARRIER=1", "STOPPING=1", "BARRIER=1"]);
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain("NotifyAccess=all");
+  });
+
+  it("the daemon (dist/main.js run) sends READY=1 after its first cycle, WATCHDOG=1 from its cycles and STOPPING=1 on SIGTERM, from its own PID", async () => {
+    requireTool("python3");
+    const main = join(CHECKOUT, "dist", "main.js");
+    if (!existsSync(main)) throw new Error("dist/main.js is missing: run `npm run build` (npm test does)");
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-notify-daemon-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const address = join(dir, "notify");
+    const listener = await Listener.start(address);
+    cleanups.push(() => listener.stop());
+    // Docker disabled, so readiness depends only on the first cycle.
+    const config = join(dir, "config.yaml");
+    writeFileSync(config, "pollInterval: 1s\nlisten: 127.0.0.1:0\ndocker:\n  enabled: false\nlog:\n  level: warn\n");
+
+    const daemon = spawn(process.execPath, [main, "run", "--config", config], {
+      env: { PATH: process.env.PATH, NOTIFY_SOCKET: address, WATCHDOG_USEC: "10000000" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    daemon.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    daemon.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => daemon.on("exit", (code) => resolve(code)));
+    cleanups.push(() => {
+      if (daemon.exitCode === null) daemon.kill("SIGKILL");
+    });
+
+    // READY=1 and then at least two watchdog pings from two more cycles.
+    await listener.waitFor(3);
+    daemon.kill("SIGTERM");
+    expect(await exited, output).toBe(0);
+    const received = listener.received;
+    const last = received[received.length - 1];
+    expect(last?.data).toBe("STOPPING=1");
+    const ready = received.findIndex((d) => d.data.startsWith("READY=1"));
+    expect(ready, JSON.stringify(received)).toBeGreaterThanOrEqual(0);
+    expect(received[ready]?.data).toBe("READY=1\nSTATUS=first cycle complete");
+    expect(received.filter((d) => d.data === "WATCHDOG=1").length).toBeGreaterThanOrEqual(1);
+    expect(received.every((d) => ["READY=1\nSTATUS=first cycle complete", "WATCHDOG=1", "STOPPING=1"].includes(d.data))).toBe(true);
+    // NotifyAccess=main: every datagram comes from the daemon's own PID.
+    expect(new Set(received.map((d) => d.pid))).toEqual(new Set([daemon.pid]));
+    expect(output).not.toContain("systemd notify");
   });
 });
