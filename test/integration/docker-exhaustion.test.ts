@@ -59,9 +59,13 @@ describe("pty exhaustion reclaimed by the pressure policy", () => {
       // Containers get three more ptys; host logins keep `reserve` more (they may use up to max).
       writeFileSync(PTY_MAX, String(reserve + ptyNr() + 3));
       const capacity = readInt(PTY_MAX) - reserve;
-      for (let i = 0; i < 3; i++) leaked.push(await leakExecSession(name));
-      expect(ptyNr()).toBeGreaterThanOrEqual(capacity);
-      const refused = await execUnderTty(name);
+      // Leak until the engine refuses (other ptys on a busy host may come and go meanwhile).
+      let refused = await execUnderTty(name);
+      for (let i = 0; i < 8 && refused.ok; i++) {
+        leaked.push(await leakExecSession(name));
+        refused = await execUnderTty(name);
+      }
+      expect(leaked.length).toBeGreaterThanOrEqual(1);
       expect(refused.ok).toBe(false);
       expect(refused.output).toMatch(/no space left on device/i);
 
