@@ -7,7 +7,8 @@ export type ErrorCode =
   | "PTYR_DOCKER_UNAVAILABLE"
   | "PTYR_DOCKER_TIMEOUT"
   | "PTYR_USAGE"
-  | "PTYR_INSTALL";
+  | "PTYR_INSTALL"
+  | "PTYR_SCAN_WORKER";
 
 export class PtyreaperError extends Error {
   readonly code: ErrorCode;

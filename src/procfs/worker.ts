@@ -1,0 +1,215 @@
+// The /proc scan in worker threads, so the daemon's event loop keeps answering while hundreds of thousands of fds are read.
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
+import type { ProcScan } from "../domain/types.js";
+import { PtyreaperError } from "../errors.js";
+import { IncrementalScanner, RescanPolicy, distinctPtys, DEFAULT_FULL_RESCAN_EVERY_MS, type ModalScan, type ScanMode } from "./incremental.js";
+import { ProcFs } from "./procfs.js";
+import type { ScanOptions } from "./scan.js";
+
+export interface ScanWorkerOptions {
+  procRoot: string;
+  /** A full pass at least this often. Default 60 s. */
+  fullRescanEveryMs?: number;
+  /**
+   * Threads sharing /proc between them (pid % threads). Default 1. On a many-core host 2 halve a
+   * full pass's wall time at the same CPU cost; the steady-state passes are small either way.
+   */
+  threads?: number;
+  now?: () => number;
+  /**
+   * The worker script. Default: this module, compiled. Under vitest this module is TypeScript,
+   * which a worker thread cannot load, so the default is then the build's copy in dist/ (npm run
+   * build first; `npm test` does).
+   */
+  workerUrl?: URL;
+}
+
+interface PassRequest {
+  id: number;
+  mode: ScanMode;
+  initPids: number[];
+}
+
+type PassReply = { id: number; ok: true; scan: ModalScan } | { id: number; ok: false; error: { message: string; code?: string; stack?: string } };
+
+interface ThreadData {
+  ptyreaperScanWorker: true;
+  procRoot: string;
+  partition: { index: number; count: number } | null;
+}
+
+/** One worker thread and the passes waiting on it. */
+class ScanThread {
+  readonly worker: Worker;
+  dead: Error | null = null;
+  private readonly pending = new Map<number, { resolve: (scan: ModalScan) => void; reject: (err: Error) => void }>();
+  private nextId = 1;
+
+  constructor(url: URL, data: ThreadData, label: string) {
+    this.worker = new Worker(url, { workerData: data });
+    this.worker.unref(); // an idle scanner must not keep the process alive
+    this.worker.on("message", (reply: PassReply) => {
+      const waiter = this.pending.get(reply.id);
+      if (!waiter) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) waiter.resolve(reply.scan);
+      else {
+        const cause = Object.assign(new Error(reply.error.message), { code: reply.error.code, stack: reply.error.stack });
+        waiter.reject(new PtyreaperError("PTYR_SCAN_WORKER", `${label}: pass failed: ${reply.error.message}`, { cause }));
+      }
+    });
+    const fail = (reason: string, cause?: unknown): void => {
+      if (this.dead) return;
+      this.dead = new PtyreaperError("PTYR_SCAN_WORKER", `${label} stopped: ${reason}; it is restarted on the next scan`, { cause });
+      for (const waiter of this.pending.values()) waiter.reject(this.dead);
+      this.pending.clear();
+    };
+    this.worker.on("error", (err) => fail(err.message, err));
+    this.worker.on("messageerror", (err) => fail(`unreadable reply (${err.message})`, err));
+    this.worker.on("exit", (code) => fail(`exit code ${code}`));
+  }
+
+  pass(mode: ScanMode, options: ScanOptions): Promise<ModalScan> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    return new Promise<ModalScan>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref(); // keep the process alive while a pass is owed
+      const request: PassRequest = { id, mode, initPids: [...(options.initPids ?? [])] };
+      this.worker.postMessage(request);
+    }).finally(() => {
+      if (this.pending.size === 0) this.worker.unref();
+    });
+  }
+}
+
+/**
+ * The daemon's scanner: an IncrementalScanner per thread, each over its share of the pids, and
+ * here the decision every pass needs across all of them (full on a timer, on a restarted thread,
+ * or when the ptys found stop matching pty.nr). Scans never overlap: a call waits for the last.
+ */
+export class ScanWorker {
+  private threads: (ScanThread | null)[];
+  private readonly policy: RescanPolicy;
+  private readonly url: URL;
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly options: ScanWorkerOptions) {
+    const count = Math.max(1, Math.floor(options.threads ?? 1));
+    this.threads = Array.from({ length: count }, () => null);
+    this.policy = new RescanPolicy(options.fullRescanEveryMs ?? DEFAULT_FULL_RESCAN_EVERY_MS);
+    this.url = options.workerUrl ?? defaultWorkerUrl();
+  }
+
+  /** `ptyAllocated` is the kernel's pty.nr, read just before. */
+  scan(options: ScanOptions & { ptyAllocated: number }): Promise<ModalScan> {
+    const run = this.queue.then(() => this.scanNow(options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.queue;
+    const threads = this.threads;
+    this.threads = threads.map(() => null);
+    await Promise.all(threads.map((thread) => (thread ? thread.worker.terminate() : Promise.resolve(0))));
+  }
+
+  private async scanNow(options: ScanOptions & { ptyAllocated: number }): Promise<ModalScan> {
+    if (this.closed) throw new PtyreaperError("PTYR_SCAN_WORKER", "scan worker closed");
+    if (this.startThreads()) this.policy.forget(); // a new thread knows nothing yet: every share must be read in full
+    const now = (this.options.now ?? Date.now)();
+    if (!this.policy.dueFull(now)) {
+      const result = await this.passAll("incremental", options);
+      if (!this.policy.disagrees(distinctPtys(result), options.ptyAllocated)) return result;
+    }
+    const result = await this.passAll("full", options);
+    this.policy.recordFull(now, distinctPtys(result), options.ptyAllocated);
+    return result;
+  }
+
+  /** Starts missing or crashed threads; true when any was (re)started. */
+  private startThreads(): boolean {
+    let started = false;
+    const count = this.threads.length;
+    this.threads = this.threads.map((thread, index) => {
+      if (thread && !thread.dead) return thread;
+      started = true;
+      const data: ThreadData = { ptyreaperScanWorker: true, procRoot: this.options.procRoot, partition: count > 1 ? { index, count } : null };
+      return new ScanThread(this.url, data, count > 1 ? `scan worker ${index + 1}/${count}` : "scan worker");
+    });
+    return started;
+  }
+
+  private async passAll(mode: ScanMode, options: ScanOptions): Promise<ModalScan> {
+    const parts = await Promise.all(this.threads.map((thread) => (thread ? thread.pass(mode, options) : Promise.reject(new Error("no thread")))));
+    return { ...mergeScans(parts), mode };
+  }
+}
+
+/** One scan from the shares of several threads (disjoint pids). */
+export function mergeScans(parts: readonly ProcScan[]): ProcScan {
+  const [first, ...rest] = parts;
+  if (!first) throw new Error("mergeScans: nothing to merge");
+  if (rest.length === 0) return first;
+  const merged: ProcScan = {
+    processes: new Map(first.processes),
+    ppids: new Map(first.ppids),
+    ptyFds: [...first.ptyFds],
+    ttyTimes: new Map(first.ttyTimes),
+    initDevpts: new Map(first.initDevpts),
+    unreadablePids: [...first.unreadablePids],
+    vanished: first.vanished,
+    parseErrors: { ...first.parseErrors },
+    bootTimeSec: first.bootTimeSec,
+  };
+  for (const part of rest) {
+    for (const [pid, info] of part.processes) merged.processes.set(pid, info);
+    for (const [pid, ppid] of part.ppids) merged.ppids.set(pid, ppid);
+    merged.ptyFds.push(...part.ptyFds);
+    for (const [key, times] of part.ttyTimes) {
+      const known = merged.ttyTimes.get(key);
+      merged.ttyTimes.set(key, known ? { atimeMs: Math.max(known.atimeMs, times.atimeMs), mtimeMs: Math.max(known.mtimeMs, times.mtimeMs) } : times);
+    }
+    for (const [pid, dev] of part.initDevpts) merged.initDevpts.set(pid, dev);
+    merged.unreadablePids.push(...part.unreadablePids);
+    merged.vanished += part.vanished;
+    for (const [kind, count] of Object.entries(part.parseErrors)) merged.parseErrors[kind] = (merged.parseErrors[kind] ?? 0) + count;
+  }
+  return merged;
+}
+
+function defaultWorkerUrl(): URL {
+  const here = new URL(import.meta.url);
+  if (!here.pathname.endsWith(".ts")) return here;
+  const built = new URL("../../dist/procfs/worker.js", here);
+  if (!existsSync(fileURLToPath(built))) {
+    throw new PtyreaperError("PTYR_SCAN_WORKER", `${fileURLToPath(built)} is missing: a worker thread runs the build (npm run build)`);
+  }
+  return built;
+}
+
+/** The thread's side: answer each pass request with this thread's share of /proc. */
+function serveScans(data: ThreadData): void {
+  const port = parentPort;
+  if (!port) return;
+  const scanner = new IncrementalScanner(new ProcFs(data.procRoot), { now: Date.now, ...(data.partition ? { partition: data.partition } : {}) });
+  port.on("message", (request: PassRequest) => {
+    let reply: PassReply;
+    try {
+      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids }, request.mode) };
+    } catch (err) {
+      const error = err as Error & { code?: string };
+      // A pass that failed half-way may have left partial state: the next one starts over.
+      scanner.forget();
+      reply = { id: request.id, ok: false, error: { message: error.message, stack: error.stack, ...(error.code ? { code: error.code } : {}) } };
+    }
+    port.postMessage(reply);
+  });
+}
+
+if (!isMainThread && (workerData as Partial<ThreadData> | null)?.ptyreaperScanWorker === true) serveScans(workerData as ThreadData);

@@ -1,0 +1,130 @@
+// ScanWorker on the real kernel: worker threads running the built scanner over a load of real processes, and what happens when a thread dies.
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { scanDigest } from "../../bench/compare.js";
+import { SyntheticHost } from "../../bench/load.js";
+import { PtyreaperError } from "../../src/errors.js";
+import { ProcFs } from "../../src/procfs/procfs.js";
+import { scanProc } from "../../src/procfs/scan.js";
+import { ScanWorker } from "../../src/procfs/worker.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+// Worker threads cannot load TypeScript: under vitest ScanWorker runs the build in dist/ (npm test
+// builds first). A build older than the sources would test stale code, so that fails here.
+function assertFreshBuild(): void {
+  const built = join(ROOT, "dist/procfs/worker.js");
+  if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build`);
+  for (const source of ["worker.ts", "incremental.ts", "scan.ts", "procfs.ts", "parse.ts"]) {
+    const path = join(ROOT, "src/procfs", source);
+    const js = join(ROOT, "dist/procfs", source.replace(/\.ts$/, ".js"));
+    if (!existsSync(js) || statSync(js).mtimeMs < statSync(path).mtimeMs) throw new Error(`${js} is older than ${path}: run npm run build`);
+  }
+}
+
+describe("ScanWorker over a load of real processes (real kernel, unshare, python3, worker threads)", () => {
+  let load: SyntheticHost;
+  let procfs: ProcFs;
+  const workers: ScanWorker[] = [];
+  let clock = 0;
+
+  beforeAll(async () => {
+    assertFreshBuild();
+    load = await SyntheticHost.create({ procs: 40, fds: 12, ptys: 6, namespaces: 2, isolated: true });
+    procfs = new ProcFs(load.procRoot);
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((worker) => worker.close()));
+    await load?.close();
+  });
+
+  const make = (threads: number): ScanWorker => {
+    const worker = new ScanWorker({ procRoot: load.procRoot, threads, now: () => clock });
+    workers.push(worker);
+    return worker;
+  };
+  const initPids = (): number[] => load.namespaces.map((ns) => ns.pid);
+  const full = () => scanDigest(scanProc(procfs, { initPids: initPids() }));
+
+  it.each([1, 2])("with %i thread(s): a full pass, then incremental ones, each equal to scanProc in this thread", async (threads) => {
+    const worker = make(threads);
+    const first = await worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
+    expect(first.mode).toBe("full");
+    // Maps came back through structured cloning intact.
+    expect(first.processes).toBeInstanceOf(Map);
+    expect(first.initDevpts.get(load.namespaces[0]?.pid ?? -1)).toBe(load.namespaces[0]?.devptsDev);
+    expect(scanDigest(first)).toEqual(full());
+
+    await load.spawnHolders(3);
+    await load.openPtys(1, 2);
+    clock += 1_000;
+    const second = await worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
+    expect(second.mode).toBe("incremental");
+    expect(scanDigest(second)).toEqual(full());
+
+    await load.closePtys(1, 2);
+    clock += 1_000;
+    const third = await worker.scan({ ptyAllocated: load.ptyCount + 1, initPids: initPids() });
+    expect(third.mode).toBe("full"); // pty.nr disagreed
+    expect(scanDigest(third)).toEqual(full());
+  });
+
+  it("answers several calls in order, one pass at a time", async () => {
+    const worker = make(2);
+    const results = await Promise.all([1, 2, 3].map(() => worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() })));
+    expect(results.map((result) => result.mode)).toEqual(["full", "incremental", "incremental"]);
+  });
+
+  it("reports a pass that fails in the thread with a stable code, and keeps the thread", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-noproc-"));
+    rmSync(dir, { recursive: true });
+    const worker = new ScanWorker({ procRoot: dir, now: () => clock });
+    workers.push(worker);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const err = await worker.scan({ ptyAllocated: 0 }).catch((error: unknown) => error);
+      expect(err).toBeInstanceOf(PtyreaperError);
+      expect(err).toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("pass failed: ENOENT") as string });
+    }
+  });
+
+  it("a thread that dies fails its call with a clear error and is restarted, with a full pass, on the next", async () => {
+    // A stand-in thread speaking the same protocol: it answers, exits on its second request, and answers again once restarted.
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-crash-"));
+    const answered = JSON.stringify(join(dir, "answered"));
+    const crashed = JSON.stringify(join(dir, "crashed"));
+    const source = `
+      import { existsSync, writeFileSync } from "node:fs";
+      import { parentPort } from "node:worker_threads";
+      parentPort.on("message", (request) => {
+        if (existsSync(${answered}) && !existsSync(${crashed})) { writeFileSync(${crashed}, ""); process.exit(3); }
+        writeFileSync(${answered}, "");
+        const scan = { processes: new Map(), ppids: new Map([[7, 1]]), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
+          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
+        parentPort.postMessage({ id: request.id, ok: true, scan });
+      });`;
+    const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
+    workers.push(worker);
+    try {
+      expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
+      const err = await worker.scan({ ptyAllocated: 0 }).catch((error: unknown) => error);
+      expect(err).toBeInstanceOf(PtyreaperError);
+      expect(err).toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("exit code 3") as string });
+      const after = await worker.scan({ ptyAllocated: 0 });
+      expect(after.mode).toBe("full"); // the new thread knows nothing: not an incremental pass
+      expect(after.ppids.get(7)).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("refuses to scan after close()", async () => {
+    const worker = make(1);
+    await worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
+    await worker.close();
+    await expect(worker.scan({ ptyAllocated: load.ptyCount })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER" });
+  });
+});
