@@ -162,6 +162,14 @@ describe("the harness on the real Docker engine", () => {
     expect(readFileSync(`/proc/${initPid}/status`, "utf8")).toMatch(/^NSpid:\s+\d+\s+1$/m);
   });
 
+  it("fails at once with docker's own message when the exec cannot start", async () => {
+    await startContainer({ name: "harness-stopped", cmd: ["true"] });
+    await waitFor(async () => (await dockerCli(["inspect", "--format", "{{.State.Running}}", `${TEST_PREFIX}harness-stopped`])).trim() === "false", 10_000, "the container to stop");
+    const failure = leakExecSession(`${TEST_PREFIX}harness-stopped`);
+    await expect(failure).rejects.toThrow(/script exited .*is not running/s);
+    await expect(failure).rejects.not.toThrow(/timed out/);
+  });
+
   it("inspectExec rejects for an unknown exec id", async () => {
     await expect(inspectExec("0".repeat(64))).rejects.toThrow(/HTTP 404/);
   });

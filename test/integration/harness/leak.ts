@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { DOCKER_BIN, execIds, inspectExec, startContainer } from "./docker.js";
 import { killAndWait, trackProcess, untrackProcess } from "./track.js";
-import { cmdlineOf, descendantsOf, environOf, isAlive, waitFor } from "./util.js";
+import { StopWaiting, cmdlineOf, descendantsOf, environOf, isAlive, waitFor } from "./util.js";
 
 /** A `docker exec -it` session whose shell runs in the container. */
 export interface ExecSessionHandle {
@@ -64,9 +64,11 @@ async function startExecSession(container: string, opts: ExecSessionOptions): Pr
   };
   script.stdout.on("data", collect);
   script.stderr.on("data", collect);
+  let closed = false; // "close" comes after the last output, so the error below carries all of it
+  script.once("close", () => (closed = true));
   const failIfScriptExited = (): void => {
-    if (script.exitCode !== null || script.signalCode !== null) {
-      throw new Error(`script exited (${script.exitCode ?? script.signalCode}) before the session started; output: ${JSON.stringify(output)}`);
+    if (closed) {
+      throw new StopWaiting(`script exited (${script.exitCode ?? script.signalCode}) before the session started; output: ${JSON.stringify(output)}`);
     }
   };
 

@@ -12,6 +12,11 @@ export function ptyNr(procRoot = "/proc"): number {
   return Number(readFileSync(`${procRoot}/sys/kernel/pty/nr`, "utf8").trim());
 }
 
+/** Thrown from a waitFor condition to stop waiting at once (other errors are retried until the timeout). */
+export class StopWaiting extends Error {
+  override name = "StopWaiting";
+}
+
 /**
  * Polls `cond` until it returns a value other than undefined, null or false, and resolves with it.
  * Throws `timed out after Nms waiting for <what>` (with the last error `cond` threw, if any) otherwise.
@@ -30,6 +35,7 @@ export async function waitFor<T>(
       if (value !== undefined && value !== null && value !== false) return value;
       lastError = null;
     } catch (err) {
+      if (err instanceof StopWaiting) throw err;
       lastError = err;
     }
     if (Date.now() >= deadline) {
