@@ -33,6 +33,9 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     printf 'test.sh: the integration tests need what this host lacks:\n' >&2
     printf '  - %s\n' "${missing[@]}" >&2
     printf 'test.sh: fix with: sudo bash scripts/provision-test-host.sh   (then run npm test again)\n' >&2
+    if [[ $(id -u) -ne 0 ]]; then
+      printf 'test.sh: the integration tests also need root (they mount devpts in new namespaces and read every /proc/PID/fd): sudo npm test; unit tests alone: npm run test:unit\n' >&2
+    fi
     echo "test.sh: 0 passed, 1 failed"
     exit 1
   fi
