@@ -18,6 +18,7 @@ export function dockerSocketPath(): string {
   return host?.startsWith("unix://") ? host.slice("unix://".length) : "/var/run/docker.sock";
 }
 
+/** Options of dockerCli. */
 export interface DockerCliOptions {
   /** Written to the client's stdin. */
   input?: string;
@@ -60,6 +61,7 @@ export async function requireDocker(): Promise<void> {
   }
 }
 
+/** What startContainer runs. */
 export interface StartContainerOptions {
   /** Suffix of the container name; the full name is `ptyr-test-<name>`. */
   name: string;

@@ -24,6 +24,7 @@ export interface AttachedExecSession extends ExecSessionHandle {
   close(): Promise<void>;
 }
 
+/** Options of leakExecSession and attachedExecSession. */
 export interface ExecSessionOptions {
   /** Extra `docker exec -e K=V` variables. */
   env?: Record<string, string>;

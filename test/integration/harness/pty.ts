@@ -34,6 +34,7 @@ export interface NsPty {
   close(): Promise<void>;
 }
 
+/** Options of nsPty. */
 export interface NsPtyOptions {
   /** How many ptys to open (each held as master and slave). */
   count: number;
@@ -192,6 +193,7 @@ export interface PtyChurn {
   stop(): Promise<number>;
 }
 
+/** Bounds of a PtyChurn: it stops at whichever comes first. */
 export interface PtyChurnOptions {
   durationMs: number;
   maxSpawns: number;

@@ -25,6 +25,7 @@ export function trackContainer(name: string, remover: ContainerRemover): void {
   removeContainers = remover;
 }
 
+/** Forgets a container once it has been removed. */
 export function untrackContainer(name: string): void {
   containers.delete(name);
 }
