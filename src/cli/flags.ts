@@ -13,6 +13,6 @@ export function parseFlags<O extends Options>(args: string[], options: O, usage:
     if (err instanceof UsageError) throw err;
     // node's messages are long and multi-line; keep the first line.
     const first = (err as Error).message.split("\n")[0] ?? "bad arguments";
-    throw new UsageError(`${first.replace(/\. To specify.*$/, "")}; ${usage}`);
+    throw new UsageError(`${first.split(". ")[0] ?? first}; ${usage}`);
   }
 }
