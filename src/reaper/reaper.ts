@@ -46,6 +46,8 @@ interface Escalation {
   step: Step;
   timer: NodeJS.Timeout | null;
   startedAtMs: number;
+  /** The session's other holders as they were at the first signal; later signals go to these only. */
+  jobs: Target[] | null;
 }
 
 export type Identity = "same" | "gone" | "different";
@@ -103,7 +105,7 @@ export class Reaper {
         continue;
       }
       if (this.inFlight.has(session.execId)) continue;
-      const escalation: Escalation = { session, decision, step: "confirming", timer: null, startedAtMs: this.options.now() };
+      const escalation: Escalation = { session, decision, step: "confirming", timer: null, startedAtMs: this.options.now(), jobs: null };
       this.inFlight.set(session.execId, escalation);
       void this.begin(escalation);
     }
@@ -148,7 +150,7 @@ export class Reaper {
     if (this.stopped) return;
     const { session } = escalation;
     const signal = ESCALATION[level];
-    const alive = this.liveTargets(session);
+    const alive = this.liveTargets(escalation);
     if (alive.length === 0) {
       void this.confirmEnded(escalation);
       return;
@@ -177,20 +179,32 @@ export class Reaper {
 
   /**
    * The exec's own process is checked against its scanned start time. Other holders of the pty
-   * (its jobs) have no scanned identity, so they must prove it: same container, not an init,
-   * and still holding this very pty slave.
+   * (its jobs) have no scanned identity, so at the first signal they must prove it (same container,
+   * not an init, still holding this very pty slave) and their start time is pinned then: a job
+   * that exits and whose pid is reused before the next signal is never signalled again.
    */
-  private liveTargets(session: ExecSession): Target[] {
+  private liveTargets(escalation: Escalation): Target[] {
+    const { session } = escalation;
     const { procfs, logger } = this.options;
     const alive: Target[] = [];
     const leader: Target = { pid: session.pid, startTicks: session.startTicks, pidNs: session.pidNs, containerId: session.containerId };
     const identity = checkIdentity(procfs, leader);
     if (identity === "same") alive.push(leader);
     else if (identity === "different") logger.warn({ pid: leader.pid, execId: session.execId }, "pid no longer the scanned process: not signalled");
-    for (const pid of session.holderPids) {
-      if (pid === session.pid) continue;
-      const target = this.currentTarget(session, pid);
-      if (target && checkIdentity(procfs, target) === "same" && holdsSlave(procfs, pid, session.devptsDev, session.index)) alive.push(target);
+    if (escalation.jobs === null) {
+      escalation.jobs = [];
+      for (const pid of session.holderPids) {
+        if (pid === session.pid) continue;
+        const target = this.currentTarget(session, pid);
+        if (target && checkIdentity(procfs, target) === "same" && holdsSlave(procfs, pid, session.devptsDev, session.index)) escalation.jobs.push(target);
+      }
+      alive.push(...escalation.jobs);
+      return alive;
+    }
+    for (const job of escalation.jobs) {
+      const jobIdentity = checkIdentity(procfs, job);
+      if (jobIdentity === "same" && holdsSlave(procfs, job.pid, session.devptsDev, session.index)) alive.push(job);
+      else if (jobIdentity === "different") logger.warn({ pid: job.pid, execId: session.execId }, "pid no longer the session's job: not signalled");
     }
     return alive;
   }
