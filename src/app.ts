@@ -22,6 +22,8 @@ export interface LifecycleNotifier {
   watchdog(): void;
   stopping(): void;
   status(text: string): void;
+  /** Half of systemd's WatchdogSec when the watchdog is on: the loop must ping at least this often. */
+  readonly watchdogIntervalMs?: number | null;
 }
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
@@ -133,6 +135,11 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       if (dockerCache) void dockerCache.start();
       poller.start();
       logger.info({ address, mode: config.reaper.mode, pollInterval: config.pollInterval }, "ptyreaper started");
+      const watchdogMs = deps.notifier?.watchdogIntervalMs;
+      if (watchdogMs && config.pollInterval > watchdogMs) {
+        // The loop pings the watchdog once per cycle, so systemd would kill a healthy daemon.
+        logger.warn({ pollInterval: config.pollInterval, watchdogSec: (2 * watchdogMs) / 1000 }, "pollInterval is longer than half of WatchdogSec: raise WatchdogSec in the unit");
+      }
       return address;
     },
     async stop() {
