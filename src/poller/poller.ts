@@ -121,7 +121,12 @@ export class Poller {
         .filter((entry) => entry.session !== undefined);
       for (const { session } of stale) this.releasing.set(session.ptyKey, session.execId);
       this.options.reaper.prune(new Set(sessions.keys()));
-      this.options.reaper.reap(stale);
+      const started = this.options.reaper.reap(stale);
+      if (stale.length > 0) {
+        // One line per cycle that acted: shows maxPerCycle at work (started ≤ maxPerCycle, the rest deferred).
+        const deferred = decisions.filter((d) => d.detail.startsWith("deferred:")).length;
+        logger[started > 0 ? "info" : "debug"]({ stale: stale.length, started, deferred, inFlight: this.options.reaper.pendingCount }, "reap cycle");
+      }
     } catch (err) {
       metrics.pollFailed("reap");
       logger.error({ err }, "reaper failed");

@@ -91,15 +91,20 @@ export class Reaper {
     return this.inFlight.size;
   }
 
-  /** Starts an escalation for each stale session not already being handled; returns at once. */
-  reap(stale: readonly { session: ExecSession; decision: SessionDecision }[]): void {
-    if (this.stopped) return;
+  /**
+   * Starts an escalation for each stale session not already being handled; returns at once with how
+   * many it started (in dry-run: how many it newly recorded).
+   */
+  reap(stale: readonly { session: ExecSession; decision: SessionDecision }[]): number {
+    if (this.stopped) return 0;
+    let started = 0;
     for (const { session, decision } of stale) {
       const reason = decision.reason;
       if (decision.state !== "stale" || reason === null) continue;
       if (this.options.mode === "dry-run") {
         if (this.wouldReapSeen.has(session.execId)) continue;
         this.wouldReapSeen.add(session.execId);
+        started++;
         this.options.metrics.wouldReap(reason);
         this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
         continue;
@@ -107,8 +112,10 @@ export class Reaper {
       if (this.inFlight.has(session.execId)) continue;
       const escalation: Escalation = { session, decision, step: "confirming", timer: null, startedAtMs: this.options.now(), jobs: null };
       this.inFlight.set(session.execId, escalation);
+      started++;
       void this.begin(escalation);
     }
+    return started;
   }
 
   /** Forget dry-run bookkeeping of sessions that no longer exist. */
