@@ -87,7 +87,13 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const metrics = new PtyreaperMetrics({ version: deps.version });
   const dockerPort = config.docker.enabled ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
   const dockerCache = dockerPort
-    ? new DockerCache({ port: dockerPort, logger: child("docker"), maxBackoffMs: Math.min(config.pollInterval, 10_000) })
+    ? new DockerCache({
+        port: dockerPort,
+        logger: child("docker"),
+        maxBackoffMs: Math.min(config.pollInterval, 10_000),
+        livenessMs: config.pollInterval,
+        now,
+      })
     : null;
   const reaper = new Reaper({
     procfs,

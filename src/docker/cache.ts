@@ -10,6 +10,12 @@ export interface DockerCacheOptions {
   /** First reconnect delay; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
+  /**
+   * A quiet cycle pings the engine when nothing (no answer, no event) came from it for this long:
+   * a hung dockerd keeps its events stream open and silent, and only a call shows it. Default 10 s.
+   */
+  livenessMs?: number;
+  now?: () => number;
 }
 
 export interface DockerRefresh extends DockerView {
@@ -24,6 +30,10 @@ export class DockerCache {
   private readonly logger: Logger;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly livenessMs: number;
+  private readonly now: () => number;
+  /** When the engine last answered a call or sent an event. */
+  private lastHeardMs = -Infinity;
 
   private containers = new Map<string, ContainerInfo>();
   /** Execs by id; finished ones are kept so they are never inspected again. */
@@ -45,6 +55,8 @@ export class DockerCache {
     this.logger = options.logger;
     this.minBackoffMs = options.minBackoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
+    this.livenessMs = options.livenessMs ?? 10_000;
+    this.now = options.now ?? Date.now;
     this.backoffMs = this.minBackoffMs;
   }
 
@@ -73,15 +85,31 @@ export class DockerCache {
     // Reconnect in the background: this cycle resyncs fully instead of waiting for the stream.
     if (!this.stopped && !this.streamUp && !this.reconnectTimer) void this.connect();
     try {
-      if (this.needsFullSync || !this.streamUp) await this.fullSync(counter);
-      else await this.applyDirty(counter);
+      if (this.needsFullSync || !this.streamUp) {
+        await this.fullSync(counter);
+      } else {
+        if (this.now() - this.lastHeardMs >= this.livenessMs) {
+          counter.calls++;
+          await this.port.ping();
+        }
+        await this.applyDirty(counter);
+      }
+      if (counter.calls > 0) this.lastHeardMs = this.now();
       this.lastError = null;
       return this.view(true, null, counter.calls);
     } catch (err) {
       this.needsFullSync = true;
       this.lastError = errorMessage(err);
+      // The engine failed a call: its events stream cannot be trusted either (a hung dockerd keeps it open).
+      if (this.streamUp) this.dropStream();
       return this.view(false, this.lastError, counter.calls);
     }
+  }
+
+  private dropStream(): void {
+    this.stream?.close();
+    this.stream = null;
+    this.streamUp = false;
   }
 
   private view(available: boolean, error: string | null, apiCalls: number): DockerRefresh {
@@ -150,6 +178,7 @@ export class DockerCache {
 
   /** Exported for tests: how one event marks the cache. */
   handleEvent(event: DockerEvent): void {
+    this.lastHeardMs = this.now();
     if (event.action.startsWith("exec_")) {
       if (event.execId) this.dirtyExecs.add(event.execId);
       // exec_create may not name the exec: the container's ExecIDs will.
