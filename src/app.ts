@@ -58,6 +58,9 @@ export interface Daemon {
   reload(config: Config): void;
 }
 
+/** How long one /metrics text may be served again under a burst of scrapes. */
+const METRICS_REUSE_MS = 1_000;
+
 function pollerSettings(config: Config): PollerSettings {
   return {
     intervalMs: config.pollInterval,
@@ -121,12 +124,32 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       }
     },
   });
+  // A scrape storm must not rebuild and re-serialize the report per request: once per snapshot.
+  let serialized: { snapshot: Snapshot; json: string } | null = null;
+  const sessionsJson = (snapshot: Snapshot | null): string | null => {
+    if (snapshot === null) return null;
+    if (serialized?.snapshot !== snapshot) {
+      serialized = { snapshot, json: JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, snapshot.decisions)) };
+    }
+    return serialized.json;
+  };
+  // The same for /metrics: a text made less than a second ago, for the same snapshot, is served again
+  // (concurrent scrapes share one). Prometheus scrapes every few seconds and always gets a fresh one.
+  let exposed: { snapshot: Snapshot | null; atMs: number; text: Promise<{ contentType: string; body: string }> } | null = null;
+  const exposition = (): Promise<{ contentType: string; body: string }> => {
+    const at = performance.now();
+    if (exposed === null || exposed.snapshot !== poller.lastSnapshot || at - exposed.atMs >= METRICS_REUSE_MS) {
+      const made = { snapshot: poller.lastSnapshot, atMs: at, text: metrics.exposition() };
+      made.text.catch(() => {
+        if (exposed === made) exposed = null;
+      });
+      exposed = made;
+    }
+    return exposed.text;
+  };
   const server = buildServer({
-    exposition: () => metrics.exposition(),
-    sessions: () => {
-      const snapshot = poller.lastSnapshot;
-      return snapshot ? sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, snapshot.decisions) : null;
-    },
+    exposition,
+    sessions: () => sessionsJson(poller.lastSnapshot),
     liveness: () => poller.liveness(),
     readiness: () => poller.readiness(),
     logger: child("http"),

@@ -12,7 +12,10 @@ export interface Health {
 export interface HttpDeps {
   /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
   exposition(): Promise<{ contentType: string; body: string }>;
-  /** The last /sessions JSON object; null before the first cycle (answered with 503). */
+  /**
+   * The last /sessions JSON: an object, or the same already serialized (a string, sent as is: the
+   * daemon serializes once per snapshot, not once per request); null before the first cycle (503).
+   */
   sessions(): unknown;
   /** /healthz: is the poll loop making progress? */
   liveness(): Health;
