@@ -66,6 +66,9 @@ interface Tracked {
   parseErrors: readonly string[];
   /** Read in full when the process holds a pty or is a container init. */
   info: ProcInfo | null;
+  /** Numbers of the pass that last read its fds, and of the last that saw it. */
+  readIn: number;
+  seenIn: number;
 }
 
 /**
@@ -84,7 +87,8 @@ interface Tracked {
  * the cgroup of holders, which other processes can change, is read on every pass.
  */
 export class IncrementalScanner {
-  private tracked = new Map<number, Tracked>();
+  private readonly tracked = new Map<number, Tracked>();
+  private passes = 0;
   private readonly policy: RescanPolicy;
 
   constructor(
@@ -111,9 +115,10 @@ export class IncrementalScanner {
     const { procfs } = this;
     const ctx = new ScanContext(procfs);
     const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), mode };
-    const next = new Map<number, Tracked>();
-    const stats = new Map<number, StatFields>();
-    const fresh = new Set<number>();
+    const passNo = ++this.passes;
+    const inits = new Set(options.initPids ?? []);
+    // Holders and inits, with their stat fields: the processes read in full below.
+    const wanted = new Map<number, StatFields>();
     const part = this.options.partition;
 
     for (const pid of procfs.pids()) {
@@ -125,7 +130,7 @@ export class IncrementalScanner {
           ctx.countParseError("stat");
           continue;
         }
-        stats.set(pid, stat);
+        scan.ppids.set(pid, stat.ppid);
         // Read before the fds, so a change made while they are read shows on the next pass.
         const { count, signature } = this.signature(pid, text);
         const prev = this.tracked.get(pid);
@@ -133,34 +138,30 @@ export class IncrementalScanner {
         if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
           entry = this.confirm(pid, prev);
         }
-        if (entry === null) {
-          entry = this.read(ctx, pid, stat.startTicks, count, signature);
-          fresh.add(pid);
-        }
-        next.set(pid, entry);
+        entry ??= this.read(ctx, pid, stat.startTicks, count, signature, passNo);
+        entry.seenIn = passNo;
+        if (entry !== prev) this.tracked.set(pid, entry);
         for (const kind of entry.parseErrors) ctx.countParseError(kind);
         for (const raw of entry.raws) addPtyFd(ctx, scan, pid, raw);
+        if (entry.raws.length > 0 || inits.has(pid)) wanted.set(pid, stat);
       } catch (err) {
         if (isVanished(err)) scan.vanished++;
         else if (isDenied(err)) scan.unreadablePids.push(pid);
         else throw err;
       }
     }
+    // Processes not seen this pass have exited (or left this partition's view).
+    for (const [pid, entry] of this.tracked) if (entry.seenIn !== passNo) this.tracked.delete(pid);
 
-    const wanted = new Set<number>(options.initPids ?? []);
-    for (const [pid, entry] of next) if (entry.raws.length > 0) wanted.add(pid);
-    for (const pid of wanted) {
-      const entry = next.get(pid);
-      const base = stats.get(pid);
-      if (!entry || !base) continue;
-      const info = fresh.has(pid) || entry.info === null ? readProcInfo(ctx, pid, base) : this.refreshInfo(pid, entry.info, base);
+    for (const [pid, base] of wanted) {
+      const entry = this.tracked.get(pid);
+      if (!entry) continue;
+      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base) : this.refreshInfo(pid, entry.info, base);
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;
     }
     resolveInitDevpts(ctx, scan, options);
-    for (const [pid, base] of stats) scan.ppids.set(pid, base.ppid);
-    this.tracked = next;
     return scan;
   }
 
@@ -193,9 +194,9 @@ export class IncrementalScanner {
     }
   }
 
-  private read(ctx: ScanContext, pid: number, startTicks: number, count: number | null, signature: string | null): Tracked {
+  private read(ctx: ScanContext, pid: number, startTicks: number, count: number | null, signature: string | null, passNo: number): Tracked {
     const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid, count));
-    return { startTicks, signature, raws, parseErrors, info: null };
+    return { startTicks, signature, raws, parseErrors, info: null, readIn: passNo, seenIn: passNo };
   }
 
   /** Stats every known pty fd: still the same file → fresh times; otherwise null, and the process is read again. */

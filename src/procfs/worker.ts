@@ -26,6 +26,15 @@ export interface ScanWorkerOptions {
   workerUrl?: URL;
 }
 
+/**
+ * A full pass makes ~20 MB of short-lived strings (a link text and a path per fd). Left alone,
+ * V8 grows the thread's nursery to 32 MB and lets the old generation fill with each pass's
+ * result before collecting it: ~40 MB more RSS, a third of the daemon's budget. A small nursery
+ * and an old-generation ceiling far above what the scanner keeps (a few MB per 10k processes)
+ * make it collect early. Reaching the ceiling ends the thread, which is restarted (see scan()).
+ */
+const SCAN_THREAD_HEAP = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 };
+
 interface PassRequest {
   id: number;
   mode: ScanMode;
@@ -48,7 +57,7 @@ class ScanThread {
   private nextId = 1;
 
   constructor(url: URL, data: ThreadData, label: string) {
-    this.worker = new Worker(url, { workerData: data });
+    this.worker = new Worker(url, { workerData: data, resourceLimits: SCAN_THREAD_HEAP });
     this.worker.unref(); // an idle scanner must not keep the process alive
     this.worker.on("message", (reply: PassReply) => {
       const waiter = this.pending.get(reply.id);
@@ -109,6 +118,11 @@ export class ScanWorker {
     const run = this.queue.then(() => this.scanNow(options));
     this.queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** The next scan reads everything (a full pass), whatever the timer says. */
+  requestFullPass(): void {
+    this.policy.forget();
   }
 
   async close(): Promise<void> {

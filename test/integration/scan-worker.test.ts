@@ -77,6 +77,8 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
     const worker = make(2);
     const results = await Promise.all([1, 2, 3].map(() => worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() })));
     expect(results.map((result) => result.mode)).toEqual(["full", "incremental", "incremental"]);
+    worker.requestFullPass();
+    expect((await worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() })).mode).toBe("full");
   });
 
   it("reports a pass that fails in the thread with a stable code, and keeps the thread", async () => {
