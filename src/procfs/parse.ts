@@ -27,19 +27,31 @@ export function parseStat(text: string): StatFields | null {
   const close = text.lastIndexOf(")");
   if (open < 1 || close < open) return null;
   const pid = Number(text.slice(0, open).trim());
-  const rest = text.slice(close + 2).trim().split(" ");
-  // rest[0] is field 3 (state); field N is rest[N - 3]. starttime is field 22.
-  if (!Number.isInteger(pid) || rest.length < 20) return null;
-  const num = (field: number): number => Number(rest[field - 3]);
+  if (!Number.isInteger(pid)) return null;
+  // Fields after comm are single-space separated; field 3 (state) is token 0, field N token N - 3.
+  // Walked rather than split: the scanner parses one of these per process per pass.
+  const rest = text.slice(close + 2).trim();
+  const tokens: string[] = [];
+  let start = 0;
+  for (let token = 0; token < 20; token++) {
+    let end = rest.indexOf(" ", start);
+    if (end < 0) {
+      if (token < 19) return null; // fewer than 20 fields after comm: truncated
+      end = rest.length;
+    }
+    if (token <= 4 || token === 19) tokens.push(rest.slice(start, end));
+    start = end + 1;
+  }
+  const [state = "", ppid, pgrp, sid, ttyNr, startTicks] = tokens;
   const fields: StatFields = {
     pid,
     comm: text.slice(open + 1, close),
-    state: rest[0] ?? "",
-    ppid: num(4),
-    pgrp: num(5),
-    sid: num(6),
-    ttyNr: num(7),
-    startTicks: num(22),
+    state,
+    ppid: Number(ppid),
+    pgrp: Number(pgrp),
+    sid: Number(sid),
+    ttyNr: Number(ttyNr),
+    startTicks: Number(startTicks),
   };
   const numbers = [fields.ppid, fields.pgrp, fields.sid, fields.ttyNr, fields.startTicks];
   return numbers.every(Number.isInteger) ? fields : null;
