@@ -123,6 +123,26 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
     }
   });
 
+  it("after a pass that failed in a thread, the next pass is full", async () => {
+    // A stand-in thread: answers its first request, fails its second, answers the rest.
+    const source = `
+      import { parentPort } from "node:worker_threads";
+      let requests = 0;
+      parentPort.on("message", (request) => {
+        requests++;
+        if (requests === 2) return parentPort.postMessage({ id: request.id, ok: false, error: { message: "EIO: i/o error", code: "EIO" } });
+        const scan = { processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
+          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
+        parentPort.postMessage({ id: request.id, ok: true, scan });
+      });`;
+    const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
+    workers.push(worker);
+    expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
+    await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("pass failed: EIO") as string });
+    expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
+    expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("incremental");
+  });
+
   it("refuses to scan after close()", async () => {
     const worker = make(1);
     await worker.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
