@@ -3,7 +3,7 @@ import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan } from "../domain/types.js";
 import { classifyRdev, formatDev, parseStat, parseStatThreads, type StatFields } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
-import { ScanContext, addPtyFd, emptyScan, readProcInfo, readPtyFds, resolveInitDevpts, type RawPtyFd, type ScanOptions } from "./scan.js";
+import { GONE, ScanContext, addPtyFds, emptyScan, readProcInfo, readPtyFds, resolveInitDevpts, type RawPtyFd, type ScanOptions } from "./scan.js";
 
 export type ScanMode = "full" | "incremental";
 export type ModalScan = ProcScan & { mode: ScanMode };
@@ -139,10 +139,13 @@ export class IncrementalScanner {
           entry = this.confirm(pid, prev);
         }
         entry ??= this.read(ctx, pid, stat.startTicks, count, signature, passNo);
+        if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) {
+          scan.vanished++; // exited since its fds were read; forgotten below
+          continue;
+        }
         entry.seenIn = passNo;
         if (entry !== prev) this.tracked.set(pid, entry);
         for (const kind of entry.parseErrors) ctx.countParseError(kind);
-        for (const raw of entry.raws) addPtyFd(ctx, scan, pid, raw);
         if (entry.raws.length > 0 || inits.has(pid)) wanted.set(pid, stat);
       } catch (err) {
         if (isVanished(err)) scan.vanished++;

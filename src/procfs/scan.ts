@@ -7,6 +7,14 @@ import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
 
+/** What a read of a process that exited meanwhile gives back instead of data. */
+export const GONE = Symbol("gone");
+
+/** mountinfo of a process that is exiting: its namespaces are already released (EINVAL from mounts_open_common). */
+function isExiting(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === "EINVAL";
+}
+
 export interface ScanOptions {
   /** Host pids of container init processes known from Docker: their /dev/pts instance is resolved. */
   initPids?: readonly number[];
@@ -53,8 +61,8 @@ export class ScanContext {
     }
   }
 
-  /** The process's mount table, cached by mount namespace; null when unreadable. */
-  mountTable(pid: number): MountinfoEntry[] | null {
+  /** The process's mount table, cached by mount namespace; null when unreadable, GONE when the process exited. */
+  mountTable(pid: number): MountinfoEntry[] | null | typeof GONE {
     let ns: string | null;
     try {
       ns = this.procfs.namespace(pid, "mnt");
@@ -66,7 +74,8 @@ export class ScanContext {
     try {
       table = this.procfs.mountinfo(pid);
     } catch (err) {
-      if (!isVanished(err)) this.countParseError("mountinfo");
+      if (isVanished(err) || isExiting(err)) return GONE;
+      this.countParseError("mountinfo");
     }
     if (ns !== null) this.mountTables.set(ns, table);
     return table;
@@ -104,8 +113,11 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
       stats.set(pid, stat);
       const raws = readPtyFds(ctx, pid);
       if (raws.length === 0) continue;
+      if (addPtyFds(ctx, scan, pid, raws) === GONE) {
+        scan.vanished++;
+        continue;
+      }
       holders.push(pid);
-      for (const raw of raws) addPtyFd(ctx, scan, pid, raw);
     } catch (err) {
       if (isVanished(err)) scan.vanished++;
       else if (isDenied(err)) scan.unreadablePids.push(pid);
@@ -133,18 +145,28 @@ export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: Sca
     const isInit = info.nsPids.length > 1 && info.nsPids.at(-1) === 1;
     if (!isInit && !options.initPids?.includes(info.pid)) continue;
     const table = ctx.mountTable(info.pid);
-    const dev = table ? devptsAt(table, "/dev/pts") : null;
+    const dev = table && table !== GONE ? devptsAt(table, "/dev/pts") : null;
     if (dev) scan.initDevpts.set(info.pid, dev);
   }
 }
 
-/** Adds one raw fd to the scan: the holder list, and a slave's times. false when a master's instance is unknown. */
-export function addPtyFd(ctx: ScanContext, scan: ProcScan, pid: number, raw: RawPtyFd): boolean {
-  const ptyFd = resolvePtyFd(ctx, pid, raw);
-  if (ptyFd === null) return false;
-  scan.ptyFds.push(ptyFd);
-  if (raw.role === "slave") mergeTimes(scan, ptyFd.devptsDev, raw.index, raw.atimeMs, raw.mtimeMs);
-  return true;
+/**
+ * Adds one process's pty fds to the scan: holders, and slaves' times. A master whose instance is
+ * unknown is left out (counted). GONE, with nothing added, when the process exited since its fds
+ * were read: it then counts as vanished, like one that exited before.
+ */
+export function addPtyFds(ctx: ScanContext, scan: ProcScan, pid: number, raws: readonly RawPtyFd[]): typeof GONE | undefined {
+  const resolved: [RawPtyFd, PtyFd][] = [];
+  for (const raw of raws) {
+    const ptyFd = resolvePtyFd(ctx, pid, raw);
+    if (ptyFd === GONE) return GONE;
+    if (ptyFd !== null) resolved.push([raw, ptyFd]);
+  }
+  for (const [raw, ptyFd] of resolved) {
+    scan.ptyFds.push(ptyFd);
+    if (raw.role === "slave") mergeTimes(scan, ptyFd.devptsDev, raw.index, raw.atimeMs, raw.mtimeMs);
+  }
+  return undefined;
 }
 
 /** Every slave fd of one pty names the same devpts inode; several stats of it keep the latest times. */
@@ -157,9 +179,10 @@ export function mergeTimes(scan: ProcScan, devptsDev: string, index: number, ati
   }
 }
 
-export function resolvePtyFd(ctx: ScanContext, pid: number, raw: RawPtyFd): PtyFd | null {
+export function resolvePtyFd(ctx: ScanContext, pid: number, raw: RawPtyFd): PtyFd | null | typeof GONE {
   if (raw.role === "slave") return { pid, fd: raw.fd, role: "slave", devptsDev: raw.dev, index: raw.index };
   const devptsDev = masterInstance(ctx, pid, raw.dev, raw.ino, raw.target);
+  if (devptsDev === GONE) return GONE;
   if (devptsDev === null) {
     ctx.countParseError("master_instance");
     return null;
@@ -264,9 +287,9 @@ function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string): R
  * A master received from another mount namespace (runc hands the container's to the shim) is on
  * a filesystem the holder cannot see: devpts gives its ptmx inode number 2, which confirms it.
  */
-function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number, target: string): string | null {
+function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number, target: string): string | null | typeof GONE {
   const table = ctx.mountTable(pid);
-  if (table === null) return null;
+  if (table === null || table === GONE) return table;
   if (isDevptsDev(table, dev)) return dev;
   if (table.some((entry) => entry.dev === dev)) return devptsAt(table, `${dirname(target)}/pts`);
   return ino === DEVPTS_PTMX_INO ? dev : null;

@@ -39,6 +39,8 @@ interface FakeProc {
   mntNs: string;
   /** fd table unreadable (EACCES). */
   denied?: boolean;
+  /** Exiting: its namespaces are released, so mountinfo fails with EINVAL and ns links with ENOENT. */
+  exiting?: boolean;
 }
 
 const errno = (code: string, path: string): NodeJS.ErrnoException => Object.assign(new Error(`${code}: ${path}`), { code });
@@ -184,6 +186,7 @@ class FakeProcFs extends ProcFs {
   }
   override namespace(pid: number, kind: "pid" | "mnt"): string | null {
     const proc = this.get(pid);
+    if (proc.exiting) throw errno("ENOENT", `${this.root}/${pid}/ns/${kind}`);
     return kind === "mnt" ? proc.mntNs : proc.nsPids.length > 1 ? "4026532300" : "4026531836";
   }
   override cmdline(pid: number): string[] {
@@ -193,7 +196,9 @@ class FakeProcFs extends ProcFs {
     return this.get(pid).cgroup;
   }
   override mountinfo(pid: number): MountinfoEntry[] {
-    return MOUNTS[this.get(pid).mntNs] ?? [];
+    const proc = this.get(pid);
+    if (proc.exiting) throw errno("EINVAL", `${this.root}/${pid}/mountinfo`);
+    return MOUNTS[proc.mntNs] ?? [];
   }
 }
 
@@ -353,6 +358,20 @@ describe("IncrementalScanner", () => {
     expect(result.mode).toBe("incremental");
     expect(result.parseErrors).toEqual({ fdinfo: 1 });
     expectEqualsFull(result);
+  });
+
+  it("counts a master holder that exits before its instance is known as vanished, not as a parse error", () => {
+    scan();
+    const shim = procfs.procs.get(20);
+    if (shim) shim.exiting = true;
+    const result = scan();
+    expect(result.parseErrors).toEqual({});
+    expect(result.vanished).toBe(1);
+    expect(result.ptyFds.some((fd) => fd.pid === 20)).toBe(false);
+    const full = procfs.quietly(() => scanProc(procfs, { initPids: [21] }));
+    expect(full.parseErrors).toEqual({});
+    expect(full.vanished).toBe(1);
+    expect(scanDigest(result)).toEqual(scanDigest(full));
   });
 
   it("lists unreadable fd tables on every pass", () => {
