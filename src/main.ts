@@ -8,6 +8,7 @@ import { runCommand } from "./cli/run.js";
 import { sessionsCommand } from "./cli/sessions.js";
 import { ConfigError, EXIT, PtyreaperError, UsageError, errorMessage } from "./errors.js";
 import { createNotifier } from "./systemd/notify.js";
+import { ScanWorker } from "./procfs/worker.js";
 
 const HELP = `ptyreaper — keeps container hosts from running out of pseudo-terminals
 
@@ -49,6 +50,8 @@ const commands: Record<string, Command> = {
     runCommand(args, io, {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
+      // A full scan takes hundreds of ms on a busy host: off the event loop, so scrapes stay fast.
+      makeScanner: (config) => new ScanWorker({ procRoot: config.procRoot }),
       version: version(),
     }),
 };

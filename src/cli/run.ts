@@ -37,7 +37,8 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
   const config = load();
   const logger: Logger = pino(
     { level: config.log.level, base: { service: "ptyreaper" }, timestamp: pino.stdTimeFunctions.isoTime },
-    runEnv.logDestination ?? process.stdout,
+    // With --once stdout carries the report, so logs go to stderr.
+    runEnv.logDestination ?? (flags.once ? process.stderr : process.stdout),
   );
   const daemon = createDaemon({
     config,
