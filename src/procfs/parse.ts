@@ -96,9 +96,11 @@ export function parseStatus(text: string): StatusFields | null {
 const CONTAINER_PATTERNS: RegExp[] = [
   /\/docker\/([0-9a-f]{64})(?:\/|$)/, // cgroupfs driver
   /docker-([0-9a-f]{64})\.scope/, // systemd driver
-  /libpod-(?:conmon-)?([0-9a-f]{64})(?:\.scope)?/, // podman
+  // conmon (libpod-conmon-<id>, crio-conmon-<id>) is the host-side monitor holding the master, like
+  // containerd-shim: it is not in the container, so those scopes are deliberately not matched.
+  /libpod-([0-9a-f]{64})(?:\.scope)?/, // podman
   /cri-containerd-([0-9a-f]{64})\.scope/, // containerd CRI, systemd driver
-  /crio-(?:conmon-)?([0-9a-f]{64})(?:\.scope)?/, // CRI-O
+  /crio-([0-9a-f]{64})(?:\.scope)?/, // CRI-O
   /\/kubepods[^\n]*\/([0-9a-f]{64})(?:\/|$)/, // kubelet, cgroupfs driver
 ];
 

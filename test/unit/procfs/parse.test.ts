@@ -165,7 +165,7 @@ describe("parseCgroupContainerId", () => {
     ["podman, root", `0::/machine.slice/libpod-${ID}.scope\n`, ID],
     ["podman, split cgroups", `0::/machine.slice/libpod-${ID}.scope/container\n`, ID],
     ["podman, cgroupfs manager", `0::/libpod_parent/libpod-${ID}\n`, ID],
-    ["podman's conmon", `0::/machine.slice/libpod-conmon-${ID}.scope\n`, ID],
+    ["podman's conmon (host-side, like the shim)", `0::/machine.slice/libpod-conmon-${ID}.scope\n`, null],
     ["podman, rootless", `0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${ID}.scope\n`, ID],
     [
       "containerd CRI, systemd driver, burstable pod",
@@ -178,7 +178,7 @@ describe("parseCgroupContainerId", () => {
       ID,
     ],
     ["CRI-O", `0::/kubepods.slice/kubepods-pod1b2c3d4e_5f60.slice/crio-${ID}.scope\n`, ID],
-    ["CRI-O's conmon", `0::/machine.slice/crio-conmon-${ID}.scope\n`, ID],
+    ["CRI-O's conmon (host-side, like the shim)", `0::/machine.slice/crio-conmon-${ID}.scope\n`, null],
     ["kubelet cgroupfs driver, burstable pod (v1)", v1(`/kubepods/burstable/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}`), ID],
     ["kubelet cgroupfs driver, besteffort pod (v2)", `0::/kubepods/besteffort/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
     ["kubelet cgroupfs driver, guaranteed pod", `0::/kubepods/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
