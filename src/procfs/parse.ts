@@ -223,7 +223,10 @@ export function classifyRdev(rdev: number): PtyDeviceKind {
   return null;
 }
 
-/** Cheap text filter on readlink output before paying for a stat: pty slaves, ptmx, and /dev/console (a bind of a pts). */
+/** What a pty's link text contains: pty slaves, ptmx, and /dev/console (a bind of a pts). native/ptyscan.c is given this list. */
+export const PTY_LINK_NEEDLES: readonly string[] = Object.freeze(["pts", "ptmx", "console"]);
+
+/** Cheap text filter on readlink output before paying for a stat: absolute, and one of PTY_LINK_NEEDLES. */
 export function mayBePty(linkTarget: string): boolean {
-  return linkTarget.startsWith("/") && (linkTarget.includes("pts") || linkTarget.includes("ptmx") || linkTarget.includes("console"));
+  return linkTarget.startsWith("/") && PTY_LINK_NEEDLES.some((needle) => linkTarget.includes(needle));
 }

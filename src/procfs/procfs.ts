@@ -3,6 +3,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync, statfsSync, type Sta
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
+import { loadNativeFdLinks, type FdLink, type FdLinksOrError, type NativeFdLinks } from "./native.js";
 import {
   parseBootTime,
   parseCgroupContainerId,
@@ -31,7 +32,14 @@ export class ProcFs {
   /** Whether `root` is a real procfs, whose fd directories report their size (see fdCount). */
   private readonly isProcfs: boolean;
 
-  constructor(readonly root: string) {
+  /** The native fd-link reader, on a real procfs when it is built and not switched off; null: the JS reads below. */
+  readonly native: NativeFdLinks | null;
+
+  /** `native`: the reader to use (null for none); by default the built addon on a real procfs. */
+  constructor(
+    readonly root: string,
+    options: { native?: NativeFdLinks | null } = {},
+  ) {
     let type = 0;
     try {
       type = statfsSync(root).type;
@@ -39,6 +47,7 @@ export class ProcFs {
       type = 0; // missing root: every read below will say so with its own path
     }
     this.isProcfs = type === PROC_SUPER_MAGIC;
+    this.native = options.native !== undefined ? options.native : this.isProcfs ? loadNativeFdLinks().reader : null;
   }
 
   /** /proc/sys/kernel/pty/{nr,max,reserve} */
@@ -138,6 +147,19 @@ export class ProcFs {
   fdCount(pid: number): number | null {
     if (!this.isProcfs) return null;
     return statSync(`${this.root}/${pid}/fd`).size;
+  }
+
+  /**
+   * The links in /proc/PID/fd that pass mayBePty, read natively (readlinkat from the directory);
+   * null when there is no native reader. Throws ENOENT when the process is gone, EACCES when denied.
+   */
+  fdLinksMayBePty(pid: number): readonly FdLink[] | null {
+    return this.native ? this.native.readOne(this.root, pid) : null;
+  }
+
+  /** The same for many processes at once, read by `threads` threads; an error per process instead of a throw. */
+  fdLinksMayBePtyOf(pids: readonly number[], threads: number): Map<number, FdLinksOrError> | null {
+    return this.native ? this.native.read(this.root, pids, threads) : null;
   }
 
   /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
 import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, type MountinfoEntry, type StatFields } from "./parse.js";
+import type { FdLinksOrError } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -42,8 +43,30 @@ export class ScanContext {
   /** A container's processes share one mount namespace, so one table serves them all. */
   private readonly mountTables = new Map<string, MountinfoEntry[] | null>();
   private recorder: string[] | null = null;
+  /** Links read natively for many processes at once (scanProc), each taken once by readPtyFds. */
+  private prefetched: Map<number, FdLinksOrError> | null = null;
 
   constructor(readonly procfs: ProcFs) {}
+
+  /** Reads the pty-looking links of all these processes now, with the native reader's threads (no-op without it). */
+  prefetchFdLinks(pids: readonly number[], threads: number): void {
+    this.prefetched = this.procfs.fdLinksMayBePtyOf(pids, threads);
+  }
+
+  /** The native reader's links of one process (prefetched or read now); null when the JS reads are to be used. */
+  nativeFdLinks(pid: number): FdLinksOrError | null {
+    const prefetched = this.prefetched?.get(pid);
+    if (prefetched !== undefined) {
+      this.prefetched?.delete(pid);
+      return prefetched;
+    }
+    if (!this.procfs.native) return null;
+    try {
+      return this.procfs.fdLinksMayBePty(pid);
+    } catch (err) {
+      return err as NodeJS.ErrnoException;
+    }
+  }
 
   countParseError(kind: string): void {
     if (this.recorder) this.recorder.push(kind);
@@ -102,8 +125,10 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
   const scan = emptyScan(procfs.bootTimeSec(), ctx.parseErrors);
   const holders: number[] = [];
   const stats = new Map<number, StatFields>();
+  const pids = procfs.pids();
+  ctx.prefetchFdLinks(pids, NATIVE_THREADS);
 
-  for (const pid of procfs.pids()) {
+  for (const pid of pids) {
     try {
       const stat = procfs.stat(pid);
       if (stat === null) {
@@ -191,6 +216,11 @@ export function resolvePtyFd(ctx: ScanContext, pid: number, raw: RawPtyFd): PtyF
 }
 
 const NO_FDS: readonly RawPtyFd[] = Object.freeze([]);
+/**
+ * Threads the native reader uses for a full pass. readlinkat relative to a directory fd scales
+ * where full-path readlinks contend; more threads than this 2-cpu class of machine has gain nothing.
+ */
+const NATIVE_THREADS = 2;
 /** fd numbers as strings, made once: the probe below asks for the same few thousand names every pass. */
 const FD_NAMES: readonly string[] = Array.from({ length: 1024 }, (_, fd) => String(fd));
 /** Misses a probe tolerates before listing the directory: each costs a thrown ENOENT, dearer than a listing. */
@@ -207,6 +237,16 @@ const PROBE_MISSES = 2;
  * probing (the process opened or closed fds meanwhile) falls back to the listing.
  */
 export function readPtyFds(ctx: ScanContext, pid: number, knownCount?: number | null): readonly RawPtyFd[] {
+  const links = ctx.nativeFdLinks(pid);
+  if (links !== null) {
+    if (links instanceof Error) throw links;
+    let found = NO_FDS;
+    for (const { fd, target } of links) {
+      const raw = readPtyFd(ctx, pid, fd, target);
+      if (raw) found = found === NO_FDS ? [raw] : [...found, raw];
+    }
+    return found;
+  }
   const { procfs } = ctx;
   const count = knownCount === undefined ? procfs.fdCount(pid) : knownCount;
   if (!count) return readListedFds(ctx, pid, 0, NO_FDS);

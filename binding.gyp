@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "ptyscan",
+      "sources": ["native/ptyscan.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,92 @@
+// The optional native fd-link reader (native/ptyscan.c): loading it, and turning its flat answer into per-process lists.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { constants } from "node:os";
+import { fileURLToPath } from "node:url";
+import { PTY_LINK_NEEDLES } from "./parse.js";
+
+/** The addon's one function, as it is exported. */
+interface PtyScanAddon {
+  scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[] };
+}
+
+/** One link that passed mayBePty: the fd's number as its /proc name, and the link text. */
+export interface FdLink {
+  fd: string;
+  target: string;
+}
+
+/** A process's links that may be ptys, or the errno-coded error that stopped the read (ENOENT: gone, EACCES: denied). */
+export type FdLinksOrError = readonly FdLink[] | NodeJS.ErrnoException;
+
+/** Where `npm install` (node-gyp) leaves the addon; the same from src/procfs and from dist/procfs. */
+export const DEFAULT_ADDON_PATH = fileURLToPath(new URL("../../build/Release/ptyscan.node", import.meta.url));
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
+
+function errnoError(errno: number, path: string): NodeJS.ErrnoException {
+  const code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
+  const err: NodeJS.ErrnoException = new Error(`${code}: cannot read fd links of ${path}`);
+  err.code = code;
+  err.errno = -errno;
+  err.path = path;
+  return err;
+}
+
+/**
+ * Reads fd links relative to each /proc/PID/fd directory (openat + getdents64 + readlinkat): about
+ * twice as fast as readlink of full paths, and it scales across the threads it is given. Only
+ * links that pass mayBePty come back; its needles are passed in, so parse.ts keeps the one definition.
+ */
+export class NativeFdLinks {
+  constructor(private readonly addon: PtyScanAddon) {}
+
+  /** Every given process's pty-looking links, read by `threads` threads inside the addon. */
+  read(procRoot: string, pids: readonly number[], threads = 1): Map<number, FdLinksOrError> {
+    const request = Int32Array.from(pids);
+    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads);
+    const result = new Map<number, FdLinksOrError>();
+    for (let i = 0; i < request.length; i++) {
+      const pid = request[i] ?? 0;
+      const errno = answer.status[i] ?? 0;
+      result.set(pid, errno === 0 ? [] : errnoError(errno, `${procRoot}/${pid}/fd`));
+    }
+    for (let k = 0; k < answer.target.length; k++) {
+      const pid = request[answer.pidIndex[k] ?? 0] ?? 0;
+      const links = result.get(pid);
+      if (Array.isArray(links)) (links as FdLink[]).push({ fd: String(answer.fd[k]), target: answer.target[k] ?? "" });
+    }
+    return result;
+  }
+
+  /** One process's pty-looking links; throws its errno-coded error like fs calls do. */
+  readOne(procRoot: string, pid: number): readonly FdLink[] {
+    const links = this.read(procRoot, [pid]).get(pid);
+    if (links === undefined) return [];
+    if (links instanceof Error) throw links;
+    return links;
+  }
+}
+
+/** Why the native reader is not in use, when it is not: for a log line and for the tests. */
+export type NativeLoad = { reader: NativeFdLinks; reason: null } | { reader: null; reason: string };
+
+/**
+ * Loads the addon, or says why not: switched off (PTYREAPER_NATIVE_SCAN=0), not built (npm install
+ * could not compile it), or failing to load. Callers then use the JS scan, which gives the same result.
+ * The switch is read from the environment here, not passed in, because every scan thread builds its own
+ * readers and inherits the environment.
+ */
+export function loadNativeFdLinks(options: { addonPath?: string; env?: NodeJS.ProcessEnv } = {}): NativeLoad {
+  const env = options.env ?? process.env;
+  if (env.PTYREAPER_NATIVE_SCAN === "0") return { reader: null, reason: "PTYREAPER_NATIVE_SCAN=0" };
+  const path = options.addonPath ?? DEFAULT_ADDON_PATH;
+  if (!existsSync(path)) return { reader: null, reason: `${path} is not built` };
+  try {
+    const addon = createRequire(import.meta.url)(path) as Partial<PtyScanAddon>;
+    if (typeof addon.scanFdLinks !== "function") return { reader: null, reason: `${path} has no scanFdLinks` };
+    return { reader: new NativeFdLinks(addon as PtyScanAddon), reason: null };
+  } catch (err) {
+    return { reader: null, reason: `${path}: ${(err as Error).message}` };
+  }
+}
