@@ -9,6 +9,7 @@ import type { ProcScan } from "../src/domain/types.js";
 import { IncrementalScanner } from "../src/procfs/incremental.js";
 import { ProcFs } from "../src/procfs/procfs.js";
 import { scanProc } from "../src/procfs/scan.js";
+import { loadNativeFdLinks } from "../src/procfs/native.js";
 import { ScanWorker } from "../src/procfs/worker.js";
 import { SyntheticHost, type LoadSpec } from "./load.js";
 import { median, ms, percentile, thousands, timeAsync, timeSync } from "./stats.js";
@@ -278,6 +279,17 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   });
   rows.push({ measure: "load ptys found, master + slave on their own devpts", value: `${found} of ${load.ptyCount}`, target: "all", met: verdict(found === load.ptyCount) });
   figures.scanProc = { coldMs: cold.wallMs, medianMs: fullMs, cpuMs: fullCpu, per160kMs: per160k(fullMs), loadPtysFound: found };
+  const nativeLoad = loadNativeFdLinks();
+  rows.push({ measure: "fd links read by", value: nativeLoad.reader ? "the native helper (readlinkat, 2 threads)" : `JS readlink (${nativeLoad.reason})`, target: "", met: "" });
+  figures.native = nativeLoad.reader !== null;
+  if (procfs.native) {
+    // The fallback on the same load, for comparison: what a host without the built helper gets.
+    const jsProcfs = new ProcFs("/proc", { native: null });
+    const jsRuns = Array.from({ length: options.runs }, () => timeSync(() => scanProc(jsProcfs)));
+    const jsMs = median(jsRuns.map((run) => run.wallMs));
+    rows.push({ measure: `full inventory, scanProc with JS reads (fallback; median of ${options.runs})`, value: `${ms(jsMs)} = ${ms(per160k(jsMs))} per 160k fds, cpu ${ms(median(jsRuns.map((run) => run.cpuMs)))}`, target: "", met: "" });
+    figures.scanProcJs = { medianMs: jsMs };
+  }
 
   // 2. The same full pass in worker threads, as the daemon runs it.
   const workerFull: Record<number, number> = {};

@@ -19,8 +19,16 @@ export interface FdLink {
 /** A process's links that may be ptys, or the errno-coded error that stopped the read (ENOENT: gone, EACCES: denied). */
 export type FdLinksOrError = readonly FdLink[] | NodeJS.ErrnoException;
 
-/** Where `npm install` (node-gyp) leaves the addon; the same from src/procfs and from dist/procfs. */
-export const DEFAULT_ADDON_PATH = fileURLToPath(new URL("../../build/Release/ptyscan.node", import.meta.url));
+const ADDON = "build/Release/ptyscan.node";
+
+/**
+ * Where `npm install` (node-gyp) leaves the addon: build/ at the package root, two levels above
+ * src/procfs and dist/procfs, three above the benchmark's .bench/src/procfs.
+ */
+export function defaultAddonPath(): string {
+  const candidates = ["../../", "../../../"].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
+  return candidates.find((path) => existsSync(path)) ?? (candidates[0] as string);
+}
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
@@ -80,7 +88,7 @@ export type NativeLoad = { reader: NativeFdLinks; reason: null } | { reader: nul
 export function loadNativeFdLinks(options: { addonPath?: string; env?: NodeJS.ProcessEnv } = {}): NativeLoad {
   const env = options.env ?? process.env;
   if (env.PTYREAPER_NATIVE_SCAN === "0") return { reader: null, reason: "PTYREAPER_NATIVE_SCAN=0" };
-  const path = options.addonPath ?? DEFAULT_ADDON_PATH;
+  const path = options.addonPath ?? defaultAddonPath();
   if (!existsSync(path)) return { reader: null, reason: `${path} is not built` };
   try {
     const addon = createRequire(import.meta.url)(path) as Partial<PtyScanAddon>;

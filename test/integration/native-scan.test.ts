@@ -1,0 +1,145 @@
+// The native fd-link reader (build/Release/ptyscan.node) on the real /proc: same ProcScan as the JS reads, in this thread and in scan threads.
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ptyKey, type ProcScan } from "../../src/domain/types.js";
+import { loadNativeFdLinks, type NativeFdLinks } from "../../src/procfs/native.js";
+import { mayBePty } from "../../src/procfs/parse.js";
+import { ProcFs } from "../../src/procfs/procfs.js";
+import { scanProc } from "../../src/procfs/scan.js";
+import { IncrementalScanner } from "../../src/procfs/incremental.js";
+import { ScanWorker } from "../../src/procfs/worker.js";
+import { cleanupAll, hostPty, nsPty } from "./harness/index.js";
+
+afterAll(cleanupAll);
+
+/** The addon must be built here (npm ci builds it): a missing one fails every test, loudly. */
+function nativeReader(): NativeFdLinks {
+  const load = loadNativeFdLinks({ env: {} });
+  if (load.reader === null) throw new Error(`native scan helper not loaded: ${load.reason} (run npm ci or npx node-gyp rebuild)`);
+  return load.reader;
+}
+
+/** What a scan says about the given processes: their pty fds, info, parents, their ptys' times and devpts instances. */
+function about(scan: ProcScan, pids: readonly number[]): unknown {
+  const mine = new Set(pids);
+  const ptyFds = scan.ptyFds.filter((fd) => mine.has(fd.pid)).sort((a, b) => a.pid - b.pid || a.fd - b.fd);
+  const keys = [...new Set(ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)))].sort();
+  return {
+    ptyFds,
+    processes: pids.map((pid) => scan.processes.get(pid) ?? null),
+    ppids: pids.map((pid) => scan.ppids.get(pid) ?? null),
+    ttyKeys: keys.filter((key) => scan.ttyTimes.has(key)),
+    initDevpts: pids.map((pid) => scan.initDevpts.get(pid) ?? null),
+    unreadable: scan.unreadablePids.filter((pid) => mine.has(pid)),
+  };
+}
+
+describe("native fd-link reader", () => {
+  it("loads, and is what a ProcFs over the real /proc uses unless switched off", () => {
+    expect(nativeReader()).not.toBeNull();
+    expect(new ProcFs("/proc").native).not.toBeNull();
+    expect(new ProcFs("/proc", { native: null }).native).toBeNull();
+    expect(loadNativeFdLinks({ env: { PTYREAPER_NATIVE_SCAN: "0" } })).toEqual({ reader: null, reason: "PTYREAPER_NATIVE_SCAN=0" });
+  });
+
+  it("filters links exactly as mayBePty does (the C mirror of one definition)", () => {
+    const root = mkdtempSync(join(tmpdir(), "ptyr-native-"));
+    try {
+      const targets = [
+        "/dev/pts/3", "/dev/ptmx", "/dev/pts/ptmx", "/dev/console", "/dev/tty1", "/dev/null", "pipe:[123]", "socket:[9]",
+        "anon_inode:[eventfd]", "/tmp/pts-notes (deleted)", "/opt/ptmx-tool", "relative/pts/0", "/dev/ttyS0", "/var/log/console.log", "/",
+      ];
+      mkdirSync(join(root, "7", "fd"), { recursive: true });
+      targets.forEach((target, fd) => symlinkSync(target, join(root, "7", "fd", String(fd))));
+      const links = nativeReader().readOne(root, 7);
+      const got = [...links].sort((a, b) => Number(a.fd) - Number(b.fd));
+      const expected = targets.map((target, fd) => ({ fd: String(fd), target })).filter(({ target }) => mayBePty(target));
+      expect(got).toEqual(expected);
+      expect(expected.length).toBeGreaterThan(4); // the table exercises both sides of the filter
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("reports a vanished process as ENOENT, per process in a batch, and reads the rest", () => {
+    const reader = nativeReader();
+    const gone = 0x3fffffff; // above any pid_max
+    let thrown: unknown = null;
+    try {
+      reader.readOne("/proc", gone);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toMatchObject({ code: "ENOENT" });
+    const batch = reader.read("/proc", [gone, process.pid], 2);
+    expect(batch.get(gone)).toMatchObject({ code: "ENOENT" });
+    expect(Array.isArray(batch.get(process.pid))).toBe(true);
+  });
+
+  it("gives the same ProcScan as the JS reads for host ptys and ptys in private devpts instances", async () => {
+    const host = await hostPty();
+    const ns = await nsPty({ count: 2 });
+    const nsDevtmpfs = await nsPty({ count: 1, ptmx: "/dev/ptmx" });
+    const pids = [host.masterPid, host.slavePid, ns.pid, nsDevtmpfs.pid];
+    const initPids = [ns.pid];
+
+    const native = scanProc(new ProcFs("/proc", { native: nativeReader() }), { initPids });
+    const js = scanProc(new ProcFs("/proc", { native: null }), { initPids });
+    expect(about(native, pids)).toEqual(about(js, pids));
+    // And the result is right, not only equal: every pty found on its own instance, masters and slaves.
+    const found = (scan: ProcScan, pid: number): string[] => scan.ptyFds.filter((fd) => fd.pid === pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
+    expect(found(native, ns.pid)).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
+    expect(found(native, nsDevtmpfs.pid)).toEqual([`master ${nsDevtmpfs.devptsDev} 0`, `slave ${nsDevtmpfs.devptsDev} 0`]);
+    expect(found(native, host.masterPid).some((line) => line.startsWith("master ") && line.endsWith(` ${host.index}`))).toBe(true);
+    expect(native.initDevpts.get(ns.pid)).toBe(ns.devptsDev);
+    // Processes denied to root are the same ones either way.
+    expect(new Set(native.unreadablePids)).toEqual(new Set(js.unreadablePids));
+
+    // The incremental scanner reads one process at a time through the same reader.
+    const incremental = new IncrementalScanner(new ProcFs("/proc", { native: nativeReader() }), { now: Date.now });
+    expect(about(incremental.pass({ initPids }, "full"), pids)).toEqual(about(js, pids));
+
+    await Promise.all([host.close(), ns.close(), nsDevtmpfs.close()]);
+  });
+
+  it("loads and reads inside a worker thread (a context-aware addon)", async () => {
+    const { Worker } = await import("node:worker_threads");
+    const { defaultAddonPath } = await import("../../src/procfs/native.js");
+    const code = `
+      const { parentPort, workerData } = require("node:worker_threads");
+      const addon = require(workerData.path);
+      const answer = addon.scanFdLinks("/proc", Int32Array.of(process.pid), ["pts", "ptmx", "console"], 1);
+      parentPort.postMessage(Array.from(answer.status));`;
+    const worker = new Worker(code, { eval: true, workerData: { path: defaultAddonPath() } });
+    const status = await new Promise((resolve, reject) => {
+      worker.once("message", resolve);
+      worker.once("error", reject);
+    });
+    await worker.terminate();
+    expect(status).toEqual([0]);
+  });
+
+  it("works in scan threads, and PTYREAPER_NATIVE_SCAN=0 makes them use the JS reads with the same result", async () => {
+    const ns = await nsPty({ count: 2 });
+    const scanWith = async (env: string | undefined): Promise<ProcScan> => {
+      const saved = process.env.PTYREAPER_NATIVE_SCAN;
+      if (env === undefined) delete process.env.PTYREAPER_NATIVE_SCAN;
+      else process.env.PTYREAPER_NATIVE_SCAN = env;
+      const worker = new ScanWorker({ procRoot: "/proc", threads: 2 }); // threads copy the environment when started
+      try {
+        return await worker.scan({ ptyAllocated: 0, initPids: [ns.pid] });
+      } finally {
+        await worker.close();
+        if (saved === undefined) delete process.env.PTYREAPER_NATIVE_SCAN;
+        else process.env.PTYREAPER_NATIVE_SCAN = saved;
+      }
+    };
+    const native = await scanWith(undefined);
+    const js = await scanWith("0");
+    expect(about(native, [ns.pid])).toEqual(about(js, [ns.pid]));
+    expect(native.ptyFds.filter((fd) => fd.pid === ns.pid)).toHaveLength(4);
+    await ns.close();
+  });
+});
