@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -44,6 +45,7 @@ struct job {
   const int32_t *pids;
   size_t first, end; /* this thread's share of pids: [first, end) */
   int32_t *status;   /* errno per pid, 0 when read */
+  char **stat_texts; /* /proc/PID/stat per pid when asked for (NULL: unread, the caller reads it) */
   const char *needles[MAX_NEEDLES];
   size_t needle_count;
   struct match *matches;
@@ -74,13 +76,84 @@ static int add_match(struct job *job, size_t pid_index, int fd, const char *targ
   return 0;
 }
 
+/* Reads one link; 1 when it matched, 0 when not (or closed meanwhile), -1 with errno on failure. */
+static int read_link(struct job *job, size_t pid_index, int dir, const char *fd_name, int fd, char *link) {
+  ssize_t length = readlinkat(dir, fd_name, link, LINK_MAX_LEN - 1);
+  if (length < 0) return errno == ENOENT ? 0 : -1;
+  link[length] = '\0';
+  if (!may_be_pty(job, link)) return 1;
+  if (add_match(job, pid_index, fd, link, (size_t)length) != 0) {
+    job->failed = 1;
+    errno = ENOMEM;
+    return -1;
+  }
+  return 1;
+}
+
+/*
+ * The probe (as readPtyFds in scan.ts): on Linux >= 6.2 the fd directory's st_size is the number
+ * of open fds, and fd tables are dense, so reading links 0, 1, 2... until that many answered skips
+ * the listing, which costs the kernel about as much as the links. 1 when done; 0 when the listing
+ * is needed (old kernel, sparse table, or the table changed meanwhile), with the matches undone.
+ */
+static int probe_pid(struct job *job, size_t pid_index, int dir, char *link, int *error) {
+  struct stat st;
+  if (fstat(dir, &st) != 0) {
+    *error = errno;
+    return 1;
+  }
+  if (st.st_size <= 0) return 0;
+  size_t mark = job->match_count;
+  off_t seen = 0;
+  int misses = 0;
+  char fd_name[16];
+  for (int fd = 0; seen < st.st_size; fd++) {
+    if (misses >= 2) goto undo;
+    snprintf(fd_name, sizeof fd_name, "%d", fd);
+    int got = read_link(job, pid_index, dir, fd_name, fd, link);
+    if (got < 0) {
+      *error = errno;
+      return 1;
+    }
+    if (got == 0) misses++;
+    else seen++;
+  }
+  struct stat after;
+  if (fstat(dir, &after) == 0 && after.st_size == st.st_size) return 1;
+undo:
+  while (job->match_count > mark) free(job->matches[--job->match_count].target);
+  return 0;
+}
+
+/* /proc/PID/stat as read (one read: the kernel makes it whole), or NULL when unreadable. */
+static char *read_stat(int proc_dir, int32_t pid) {
+  char name[24];
+  snprintf(name, sizeof name, "%d/stat", pid);
+  int file = openat(proc_dir, name, O_RDONLY | O_CLOEXEC);
+  if (file < 0) return NULL;
+  char *text = malloc(LINK_MAX_LEN);
+  ssize_t got = text ? read(file, text, LINK_MAX_LEN - 1) : -1;
+  close(file);
+  if (got <= 0 || got == LINK_MAX_LEN - 1) {
+    free(text);
+    return NULL;
+  }
+  text[got] = '\0';
+  return text;
+}
+
 /* One process: 0 when its fd table was read, else the errno that stopped it (ENOENT: gone, EACCES: denied). */
 static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents_size, char *link) {
   char name[16];
+  if (job->stat_texts != NULL) job->stat_texts[pid_index] = read_stat(job->proc_dir, job->pids[pid_index]);
   snprintf(name, sizeof name, "%d/fd", job->pids[pid_index]);
   int dir = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return errno;
   int result = 0;
+  if (probe_pid(job, pid_index, dir, link, &result)) {
+    close(dir);
+    return result;
+  }
   for (;;) {
     long got = syscall(SYS_getdents64, dir, dents, dents_size);
     if (got < 0) {
@@ -93,17 +166,9 @@ static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents
       offset += entry->d_reclen;
       const char *fd_name = entry->d_name;
       if (fd_name[0] < '0' || fd_name[0] > '9') continue; /* "." and ".." */
-      ssize_t length = readlinkat(dir, fd_name, link, LINK_MAX_LEN - 1);
-      if (length < 0) {
-        if (errno == ENOENT) continue; /* closed between listing and reading */
+      /* 0: closed between listing and reading, skipped */
+      if (read_link(job, pid_index, dir, fd_name, atoi(fd_name), link) < 0) {
         result = errno;
-        goto done;
-      }
-      link[length] = '\0';
-      if (!may_be_pty(job, link)) continue;
-      if (add_match(job, pid_index, atoi(fd_name), link, (size_t)length) != 0) {
-        job->failed = 1;
-        result = ENOMEM;
         goto done;
       }
     }
@@ -136,12 +201,15 @@ static void *run_job(void *arg) {
   } while (0)
 
 /*
- * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number)
- *   → { status: Int32Array (errno per pid, 0 when read), pidIndex: Int32Array, fd: Int32Array, target: string[] }
+ * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, withStat?: boolean)
+ *   → { status: Int32Array (errno per pid, 0 when read), pidIndex: Int32Array, fd: Int32Array, target: string[],
+ *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable) }
  */
 static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
+  char **stat_texts = NULL;
+  size_t stat_count = 0;
   napi_value result = NULL;
   char root[LINK_MAX_LEN];
   char needle_text[MAX_NEEDLES][64];
@@ -177,6 +245,12 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   }
   int32_t threads;
   CHECK(napi_get_value_int32(env, argv[3], &threads));
+  bool with_stat = false;
+  if (argc >= 5) {
+    napi_valuetype kind;
+    CHECK(napi_typeof(env, argv[4], &kind));
+    if (kind == napi_boolean) CHECK(napi_get_value_bool(env, argv[4], &with_stat));
+  }
   if (threads < 1) threads = 1;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
   if ((size_t)threads > pid_count) threads = pid_count > 0 ? (int32_t)pid_count : 1;
@@ -186,6 +260,14 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &status_data, &status_buffer));
   CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, status_buffer, 0, &status_array));
 
+  if (with_stat && pid_count > 0) {
+    stat_texts = calloc(pid_count, sizeof *stat_texts);
+    if (stat_texts == NULL) {
+      napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
+      goto cleanup;
+    }
+    stat_count = pid_count;
+  }
   proc_dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (proc_dir < 0) {
     /* The whole root is unreadable: every pid reports why, like a per-pid open would. */
@@ -199,6 +281,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       job->proc_dir = proc_dir;
       job->pids = pid_data;
       job->status = status_data;
+      job->stat_texts = stat_texts;
       /* Interleaved shares would balance better, but contiguous ones keep each pid's work local; pids vary little. */
       job->first = t * share < pid_count ? t * share : pid_count;
       job->end = job->first + share < pid_count ? job->first + share : pid_count;
@@ -253,12 +336,24 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "pidIndex", index_array));
   CHECK(napi_set_named_property(env, result, "fd", fd_array));
   CHECK(napi_set_named_property(env, result, "target", targets));
+  if (with_stat) {
+    napi_value stats, text;
+    CHECK(napi_create_array_with_length(env, pid_count, &stats));
+    for (size_t i = 0; i < pid_count; i++) {
+      if (stat_texts != NULL && stat_texts[i] != NULL) CHECK(napi_create_string_utf8(env, stat_texts[i], NAPI_AUTO_LENGTH, &text));
+      else CHECK(napi_get_null(env, &text));
+      CHECK(napi_set_element(env, stats, (uint32_t)i, text));
+    }
+    CHECK(napi_set_named_property(env, result, "stat", stats));
+  }
 
 cleanup:
   for (size_t t = 0; t < job_count; t++) {
     for (size_t m = 0; m < jobs[t].match_count; m++) free(jobs[t].matches[m].target);
     free(jobs[t].matches);
   }
+  for (size_t i = 0; i < stat_count; i++) free(stat_texts[i]);
+  free(stat_texts);
   if (proc_dir >= 0) close(proc_dir);
   return result;
 }

@@ -7,7 +7,13 @@ import { PTY_LINK_NEEDLES } from "./parse.js";
 
 /** The addon's one function, as it is exported. */
 interface PtyScanAddon {
-  scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[] };
+  scanFdLinks(
+    procRoot: string,
+    pids: Int32Array,
+    needles: readonly string[],
+    threads: number,
+    withStat?: boolean,
+  ): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[]; stat?: (string | null)[] };
 }
 
 /** One link that passed mayBePty: the fd's number as its /proc name, and the link text. */
@@ -51,8 +57,23 @@ export class NativeFdLinks {
 
   /** Every given process's pty-looking links, read by `threads` threads inside the addon. */
   read(procRoot: string, pids: readonly number[], threads = 1): Map<number, FdLinksOrError> {
+    return this.readWithStat(procRoot, pids, threads, false).links;
+  }
+
+  /**
+   * The same, and with `withStat` each process's /proc/PID/stat text, read by the same threads just
+   * before its fds (absent when unreadable: the caller reads it again to learn why).
+   */
+  readWithStat(procRoot: string, pids: readonly number[], threads: number, withStat = true): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } {
     const request = Int32Array.from(pids);
-    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads);
+    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, withStat);
+    const stats = new Map<number, string>();
+    if (answer.stat) {
+      for (let i = 0; i < request.length; i++) {
+        const text = answer.stat[i];
+        if (typeof text === "string") stats.set(request[i] ?? 0, text);
+      }
+    }
     const result = new Map<number, FdLinksOrError>();
     for (let i = 0; i < request.length; i++) {
       const pid = request[i] ?? 0;
@@ -64,7 +85,7 @@ export class NativeFdLinks {
       const links = result.get(pid);
       if (Array.isArray(links)) (links as FdLink[]).push({ fd: String(answer.fd[k]), target: answer.target[k] ?? "" });
     }
-    return result;
+    return { links: result, stats };
   }
 
   /** One process's pty-looking links; throws its errno-coded error like fs calls do. */

@@ -157,9 +157,12 @@ export class ProcFs {
     return this.native ? this.native.readOne(this.root, pid) : null;
   }
 
-  /** The same for many processes at once, read by `threads` threads; an error per process instead of a throw. */
-  fdLinksMayBePtyOf(pids: readonly number[], threads: number): Map<number, FdLinksOrError> | null {
-    return this.native ? this.native.read(this.root, pids, threads) : null;
+  /**
+   * The same for many processes at once, read by `threads` threads, an error per process instead of
+   * a throw; with each one's /proc/PID/stat text read just before (missing when unreadable).
+   */
+  fdLinksMayBePtyOf(pids: readonly number[], threads: number): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } | null {
+    return this.native ? this.native.readWithStat(this.root, pids, threads) : null;
   }
 
   /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */

@@ -2,7 +2,7 @@
 import { dirname } from "node:path";
 import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, type MountinfoEntry, type StatFields } from "./parse.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseStat, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { FdLinksOrError } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
@@ -45,12 +45,23 @@ export class ScanContext {
   private recorder: string[] | null = null;
   /** Links read natively for many processes at once (scanProc), each taken once by readPtyFds. */
   private prefetched: Map<number, FdLinksOrError> | null = null;
+  private prefetchedStats: Map<number, string> | null = null;
 
   constructor(readonly procfs: ProcFs) {}
 
-  /** Reads the pty-looking links of all these processes now, with the native reader's threads (no-op without it). */
+  /** Reads the stat and pty-looking links of all these processes now, with the native reader's threads (no-op without it). */
   prefetchFdLinks(pids: readonly number[], threads: number): void {
-    this.prefetched = this.procfs.fdLinksMayBePtyOf(pids, threads);
+    const read = this.procfs.fdLinksMayBePtyOf(pids, threads);
+    this.prefetched = read?.links ?? null;
+    this.prefetchedStats = read?.stats ?? null;
+  }
+
+  /** /proc/PID/stat as prefetched, else read now (throwing as the read does). */
+  stat(pid: number): StatFields | null {
+    const text = this.prefetchedStats?.get(pid);
+    if (text === undefined) return this.procfs.stat(pid);
+    this.prefetchedStats?.delete(pid);
+    return parseStat(text);
   }
 
   /** The native reader's links of one process (prefetched or read now); null when the JS reads are to be used. */
@@ -130,7 +141,7 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
 
   for (const pid of pids) {
     try {
-      const stat = procfs.stat(pid);
+      const stat = ctx.stat(pid);
       if (stat === null) {
         ctx.countParseError("stat");
         continue;
