@@ -3,7 +3,7 @@ import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan } from "../domain/types.js";
 import { classifyRdev, formatDev, parseStat, parseStatThreads, type StatFields } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
-import { GONE, ScanContext, addPtyFds, emptyScan, readProcInfo, readPtyFds, resolveInitDevpts, type RawPtyFd, type ScanOptions } from "./scan.js";
+import { GONE, NATIVE_THREADS, ScanContext, addPtyFds, emptyScan, readProcInfo, readPtyFds, resolveInitDevpts, type RawPtyFd, type ScanOptions } from "./scan.js";
 
 export type ScanMode = "full" | "incremental";
 export type ModalScan = ProcScan & { mode: ScanMode };
@@ -121,10 +121,12 @@ export class IncrementalScanner {
     const wanted = new Map<number, StatFields>();
     const part = this.options.partition;
 
-    for (const pid of procfs.pids()) {
-      if (part && pid % part.count !== part.index) continue;
+    const pids = procfs.pids().filter((pid) => !part || pid % part.count === part.index);
+    // A full pass reads every process: the native reader batches them across its threads.
+    if (mode === "full") ctx.prefetchFdLinks(pids, NATIVE_THREADS);
+    for (const pid of pids) {
       try {
-        const text = procfs.statText(pid);
+        const text = ctx.statText(pid);
         const stat = parseStat(text);
         if (stat === null) {
           ctx.countParseError("stat");

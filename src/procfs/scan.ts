@@ -58,10 +58,15 @@ export class ScanContext {
 
   /** /proc/PID/stat as prefetched, else read now (throwing as the read does). */
   stat(pid: number): StatFields | null {
+    return parseStat(this.statText(pid));
+  }
+
+  /** The text of /proc/PID/stat, prefetched or read now. */
+  statText(pid: number): string {
     const text = this.prefetchedStats?.get(pid);
-    if (text === undefined) return this.procfs.stat(pid);
+    if (text === undefined) return this.procfs.statText(pid);
     this.prefetchedStats?.delete(pid);
-    return parseStat(text);
+    return text;
   }
 
   /** The native reader's links of one process (prefetched or read now); null when the JS reads are to be used. */
@@ -231,7 +236,7 @@ const NO_FDS: readonly RawPtyFd[] = Object.freeze([]);
  * Threads the native reader uses for a full pass. readlinkat relative to a directory fd scales
  * where full-path readlinks contend; more threads than this 2-cpu class of machine has gain nothing.
  */
-const NATIVE_THREADS = 2;
+export const NATIVE_THREADS = 2;
 /** fd numbers as strings, made once: the probe below asks for the same few thousand names every pass. */
 const FD_NAMES: readonly string[] = Array.from({ length: 1024 }, (_, fd) => String(fd));
 /** Misses a probe tolerates before listing the directory: each costs a thrown ENOENT, dearer than a listing. */
