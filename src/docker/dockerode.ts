@@ -1,8 +1,34 @@
 // DockerPort over dockerode, with a timeout on every call so a hung socket cannot stall a poll.
-import Docker from "dockerode";
+import { Module, createRequire } from "node:module";
+import type Docker from "dockerode";
 import { DockerUnavailableError, PtyreaperError } from "../errors.js";
 import type { ContainerInfo, ExecInfo } from "../domain/types.js";
 import type { DockerEvent, DockerPort, EventHandlers, EventStream } from "./port.js";
+
+const require = createRequire(import.meta.url);
+
+/**
+ * dockerode requires its BuildKit session client (gRPC and protobuf, about 7 MB of resident memory)
+ * when it loads, though only image builds use it. ptyreaper never builds, so that one module is
+ * replaced by a stub that refuses; should dockerode move the file, it simply loads in full.
+ */
+function loadDockerode(): typeof Docker {
+  try {
+    const sessionPath = require.resolve("dockerode/lib/session.js");
+    if (!(sessionPath in require.cache)) {
+      const stub = new Module(sessionPath);
+      stub.filename = sessionPath;
+      stub.loaded = true;
+      stub.exports = () => {
+        throw new Error("docker build sessions are not available in ptyreaper");
+      };
+      require.cache[sessionPath] = stub;
+    }
+  } catch {
+    // not resolvable: nothing to stub
+  }
+  return require("dockerode") as typeof Docker;
+}
 
 interface EngineEvent {
   Type?: string;
@@ -18,7 +44,8 @@ export class DockerodePort implements DockerPort {
     socketPath: string,
     private readonly timeoutMs: number,
   ) {
-    this.docker = new Docker({ socketPath });
+    const DockerClient = loadDockerode();
+    this.docker = new DockerClient({ socketPath });
     this.endpoint = socketPath;
   }
 

@@ -1,0 +1,19 @@
+// Loading dockerode without its BuildKit session client: the port works, gRPC never loads.
+import { createRequire } from "node:module";
+import { describe, expect, it } from "vitest";
+import { DockerodePort } from "../../../src/docker/dockerode.js";
+
+const require = createRequire(import.meta.url);
+
+describe("DockerodePort loading", () => {
+  it("stubs dockerode's session module, so gRPC and protobuf are never loaded", async () => {
+    const port = new DockerodePort("/nonexistent/docker.sock", 1_000);
+    const loaded = Object.keys(require.cache);
+    expect(loaded.some((path) => path.includes("/dockerode/lib/docker.js"))).toBe(true);
+    expect(loaded.some((path) => path.includes("@grpc/grpc-js") || path.includes("/protobufjs/"))).toBe(false);
+    const session = require.cache[require.resolve("dockerode/lib/session.js")]?.exports as () => void;
+    expect(session).toThrow("docker build sessions are not available in ptyreaper");
+    // The rest of dockerode still works: a missing socket is reported, not a load error.
+    await expect(port.ping()).rejects.toThrow(/socket not found/);
+  });
+});
