@@ -385,7 +385,7 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   figures.daemon = { cycleMs, cycleCpuMs: cycleCpu, maxDockerCalls: dockerUp ? maxCalls : null, metricsP50Ms: percentile(daemon.metrics.latencies, 50), metricsP99Ms: p99, rssPeakMb: daemon.rssPeakMb, rssAfterMb: daemon.rssAfterMb, steady: daemon.steady, full: daemon.full };
 
   // The main thread's nursery grows to 32 MB by default; a smaller one is a node flag the service can set.
-  const SEMI = "--max-semi-space-size=2";
+  const SEMI = "--max-semi-space-size=1";
   log(`daemon again with node ${SEMI}`);
   const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [SEMI]);
   rows.push({
