@@ -23,6 +23,19 @@ export interface DockerRefresh extends DockerView {
   apiCalls: number;
 }
 
+/**
+ * Docker emits exec_start before the process runs: inspected in between, an exec has Pid 0 and says
+ * Running false (as when just created) or already true. No later event brings the pid, so an exec
+ * without one is inspected again each cycle; only an exec that had a pid and stopped has ended.
+ */
+function hasEnded(exec: ExecInfo): boolean {
+  return !exec.running && exec.pid > 0;
+}
+
+function isStarting(exec: ExecInfo): boolean {
+  return exec.pid === 0;
+}
+
 const CONTAINER_ACTIONS_THAT_CHANGE = new Set(["start", "restart", "unpause", "pause", "die", "stop", "kill", "destroy", "rename", "update", "oom"]);
 
 export class DockerCache {
@@ -36,7 +49,7 @@ export class DockerCache {
   private lastHeardMs = -Infinity;
 
   private containers = new Map<string, ContainerInfo>();
-  /** Execs by id; finished ones are kept so they are never inspected again. */
+  /** Execs by id; ended ones are kept so they are never inspected again. */
   private execs = new Map<string, ExecInfo>();
   private dirtyContainers = new Set<string>();
   private dirtyExecs = new Set<string>();
@@ -133,7 +146,7 @@ export class DockerCache {
     for (const container of containers.values()) {
       for (const execId of container.execIds) {
         const known = this.execs.get(execId);
-        if (known && !known.running) {
+        if (known && hasEnded(known)) {
           execs.set(execId, known);
           continue;
         }
@@ -166,6 +179,7 @@ export class DockerCache {
       const listed = new Set(info.execIds);
       for (const [execId, exec] of this.execs) if (exec.containerId === id && !listed.has(execId)) this.execs.delete(execId);
     }
+    for (const [execId, exec] of this.execs) if (isStarting(exec)) this.dirtyExecs.add(execId);
     const execIds = [...this.dirtyExecs];
     this.dirtyExecs.clear();
     for (const id of execIds) {
