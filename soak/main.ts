@@ -9,7 +9,7 @@ if (!Number.isInteger(cycles) || cycles < 100) {
 }
 
 const row = (label: string, u: Usage): string =>
-  `${label.padEnd(6)} rss ${u.rssMb} MiB  heap ${u.heapUsedMb} MiB  fds ${u.fds}  handles ${u.activeHandles}  series ${u.series}  ` +
+  `${label.padEnd(6)} rss ${u.rssMb} MiB  heap ${u.heapUsedMb} MiB  fds ${u.fds}  handles ${u.activeHandles}  series ${u.series} (ptyreaper ${u.ptyreaperSeries}, gc ${u.gcSeries})  ` +
   `containers ${u.containers}  sessions ${u.sessions}`;
 
 const engine = await startPrivateDockerd("soak");

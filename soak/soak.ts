@@ -22,8 +22,12 @@ export interface Usage {
   rssMb: number;
   heapUsedMb: number;
   fds: number;
-  /** Series (sample lines) in the /metrics exposition. */
+  /** Series (sample lines) in the /metrics exposition, all of them. */
   series: number;
+  /** Of which ptyreaper's own (the rest are prom-client's process and Node.js metrics). */
+  ptyreaperSeries: number;
+  /** Of which nodejs_gc_duration_seconds: a {kind} label set appears the first time V8 runs that kind of GC. */
+  gcSeries: number;
   /** prom-client's nodejs_active_handles, summed over types. */
   activeHandles: number;
   /** Running containers and live exec sessions the churn had made at that moment. */
@@ -44,19 +48,23 @@ export interface SoakFigures {
 
 const CONTAINER_PREFIX = "ptyr-test-soak-";
 
-/** Metric sample lines in an exposition, and the sum of nodejs_active_handles. */
-export function countExposition(text: string): { series: number; activeHandles: number; reaped: number } {
+/** Metric sample lines in an exposition (all, ptyreaper's, GC's), the sum of nodejs_active_handles, reaps. */
+export function countExposition(text: string): { series: number; ptyreaperSeries: number; gcSeries: number; activeHandles: number; reaped: number } {
   let series = 0;
+  let ptyreaperSeries = 0;
+  let gcSeries = 0;
   let activeHandles = 0;
   let reaped = 0;
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
     series++;
+    if (line.startsWith("ptyreaper_")) ptyreaperSeries++;
+    if (line.startsWith("nodejs_gc_duration_seconds")) gcSeries++;
     const value = Number(line.slice(line.lastIndexOf(" ") + 1));
     if (line.startsWith("nodejs_active_handles{")) activeHandles += value;
     if (line.startsWith("ptyreaper_reaped_sessions_total{")) reaped += value;
   }
-  return { series, activeHandles, reaped };
+  return { series, ptyreaperSeries, gcSeries, activeHandles, reaped };
 }
 
 /** Containers and exec sessions coming and going on the engine, one action every `everyMs`, until stop(). */
@@ -138,6 +146,8 @@ function usage(daemon: Daemon, exposition: string, churn: Churn): Usage {
     heapUsedMb: Math.round((mem.heapUsed / 2 ** 20) * 10) / 10,
     fds: readdirSync("/proc/self/fd").length,
     series: counted.series,
+    ptyreaperSeries: counted.ptyreaperSeries,
+    gcSeries: counted.gcSeries,
     activeHandles: counted.activeHandles,
     containers: churn.containers.length,
     sessions: daemon.poller.lastSnapshot?.inventory.sessions.length ?? 0,
@@ -224,7 +234,12 @@ export function notFlat(figures: SoakFigures): string[] {
   if (end.fds > start.fds + 5) problems.push(`open fds grew from ${start.fds} to ${end.fds}`);
   if (end.activeHandles > start.activeHandles + 5) problems.push(`active handles grew from ${start.activeHandles} to ${end.activeHandles}`);
   // Each container with a pty adds one ptyreaper_container_ptys series; the churn keeps at most 5.
-  if (end.series > start.series + 5) problems.push(`metric series grew from ${start.series} to ${end.series}`);
+  if (end.ptyreaperSeries > start.ptyreaperSeries + 5) problems.push(`ptyreaper series grew from ${start.ptyreaperSeries} to ${end.ptyreaperSeries}`);
+  // Beyond those, only a GC kind seen for the first time may add series (a histogram of 10 lines per kind, 4 kinds).
+  const otherStart = start.series - start.ptyreaperSeries - start.gcSeries;
+  const otherEnd = end.series - end.ptyreaperSeries - end.gcSeries;
+  if (otherEnd > otherStart) problems.push(`process and Node.js series grew from ${otherStart} to ${otherEnd}`);
+  if (end.gcSeries > 40) problems.push(`GC series reached ${end.gcSeries}`);
   if (end.heapUsedMb > start.heapUsedMb * 1.5 + 10) problems.push(`heap grew from ${start.heapUsedMb} MiB to ${end.heapUsedMb} MiB`);
   if (end.rssMb > start.rssMb * 1.5 + 20) problems.push(`RSS grew from ${start.rssMb} MiB to ${end.rssMb} MiB`);
   return problems;
