@@ -55,11 +55,16 @@ describe("soak, short (private dockerd)", () => {
     }
   }, 60_000);
 
-  it("keeps fds, handles and metric series flat over 400 cycles of churn and reaps what goes stale", async () => {
-    const figures = await runSoak({ cycles: 400, socket: engine.socket, warmupCycles: 50 });
+  it("keeps fds, handles and metric series flat over hundreds of cycles of churn and reaps what goes stale", async () => {
+    // At least 400 cycles and 25 s: long enough for sessions to go idle (10 s) and be reaped.
+    const figures = await runSoak({ cycles: 400, minSeconds: 25, socket: engine.socket, warmupCycles: 50 });
     console.log(`soak (short): ${JSON.stringify(figures)}`);
-    expect(notFlat(figures)).toEqual([]);
+    // Memory is left to `npm run soak` (10,000 cycles, forced GC before each reading): here, without
+    // --expose-gc and after 25 s, heap and RSS readings say more about the collector than about leaks.
+    expect(notFlat(figures, { memory: false })).toEqual([]);
+    expect(figures.cycles).toBeGreaterThanOrEqual(400);
     expect(figures.churn.containersStarted).toBeGreaterThanOrEqual(2);
     expect(figures.churn.sessionsStarted).toBeGreaterThan(0);
+    expect(figures.reaped).toBeGreaterThan(0);
   }, 240_000);
 });

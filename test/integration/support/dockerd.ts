@@ -234,6 +234,12 @@ export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> 
         problems.push((err as Error).message);
       }
     }
+    // Keep dockerd's own log past the root, for a failure that needs it.
+    try {
+      writeFileSync(`${root}.last.log`, readFileSync(logPath));
+    } catch {
+      // no log written yet
+    }
     rmSync(root, { recursive: true, force: true });
     destroyed = true;
     if (problems.length > 0) throw new Error(`private dockerd ${root}: ${problems.join("; ")}`);
