@@ -110,14 +110,55 @@ function pidsWithCmdline(parts: readonly string[]): number[] {
 }
 
 /**
- * Starts a dockerd of our own under /tmp/ptyr-dd-<tag> with --live-restore (containers survive its
- * restarts), no networking changes, and the test image loaded from the host's engine. A leftover
- * from a crashed run with the same tag is destroyed first.
+ * Starts a dockerd of our own under /tmp/ptyr-dd-<tag>-<pid> with --live-restore (containers survive
+ * its restarts), no networking changes, and the test image loaded from the host's engine. The pid in
+ * the name keeps two runs of the same test apart; leftovers of crashed runs (their owner gone) with
+ * the same tag are destroyed first.
  */
 export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> {
   if (!/^[a-z0-9-]{1,20}$/.test(tag)) throw new Error(`startPrivateDockerd: tag ${tag} must be short [a-z0-9-]`);
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} missing: install docker.io (scripts/provision-test-host.sh)`);
-  const root = `/tmp/ptyr-dd-${tag}`;
+  for (const stale of leftoverRoots(tag)) {
+    await stopLeftoverDockerd(stale);
+    if (existsSync(`${stale}/daemon.json`)) await engineAt(stale).destroy().catch(() => undefined);
+    for (const point of mountsUnder(stale)) await umount(point);
+    rmSync(stale, { recursive: true, force: true });
+  }
+  const root = `${ROOT_PREFIX}${tag}-${process.pid}`;
+  mkdirSync(root, { recursive: true });
+  writeFileSync(`${root}/daemon.json`, "{}\n");
+  writeFileSync(`${root}/owner`, `${process.pid} ${startTicksOf(process.pid) ?? 0}\n`);
+  const engine = engineAt(root);
+  try {
+    await engine.start();
+    await loadTestImage(engine.host);
+  } catch (err) {
+    await engine.destroy().catch(() => undefined);
+    throw err;
+  }
+  return engine;
+}
+
+const ROOT_PREFIX = "/tmp/ptyr-dd-";
+
+/** Roots of this tag whose owning process is gone (a crashed or killed run). */
+function leftoverRoots(tag: string): string[] {
+  const pattern = new RegExp(`^${ROOT_PREFIX.slice("/tmp/".length)}${tag}-(\\d+)$`);
+  return readdirSync("/tmp")
+    .filter((entry) => pattern.test(entry))
+    .map((entry) => `/tmp/${entry}`)
+    .filter((root) => {
+      try {
+        const [pid, ticks] = readFileSync(`${root}/owner`, "utf8").trim().split(" ").map(Number);
+        return !(pid !== undefined && isAlive(pid) && startTicksOf(pid) === ticks);
+      } catch {
+        return true; // no owner file: not started by this code, or half-made
+      }
+    });
+}
+
+/** The engine on `root` (made by startPrivateDockerd), not started. */
+function engineAt(root: string): PrivateDockerd {
   const socket = `${root}/docker.sock`;
   const host = `unix://${socket}`;
   const execRoot = `${root}/exec`;
@@ -236,7 +277,7 @@ export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> 
     }
     // Keep dockerd's own log past the root, for a failure that needs it.
     try {
-      writeFileSync(`${root}.last.log`, readFileSync(logPath));
+      writeFileSync(`${root.replace(/-\d+$/, "")}.last.log`, readFileSync(logPath));
     } catch {
       // no log written yet
     }
@@ -261,23 +302,6 @@ export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> 
     destroy,
   };
 
-  // A crashed earlier run may have left its engine behind: start it on that data and remove it properly.
-  if (existsSync(root)) {
-    await stopLeftoverDockerd(root);
-    if (existsSync(`${root}/daemon.json`)) await destroy().catch(() => undefined);
-    for (const point of mountsUnder(root)) await umount(point);
-    rmSync(root, { recursive: true, force: true });
-    destroyed = false;
-  }
-  mkdirSync(root, { recursive: true });
-  writeFileSync(`${root}/daemon.json`, "{}\n");
-  try {
-    await start();
-    await loadTestImage(host);
-  } catch (err) {
-    await destroy().catch(() => undefined);
-    throw err;
-  }
   return engine;
 }
 
