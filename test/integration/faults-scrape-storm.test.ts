@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, sleep, startContainer, testContainerName } from "./harness/index.js";
+import { cleanupAll, nsPty, sleep, startContainer, testContainerName, type NsPty } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
 import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
 import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
@@ -68,6 +68,7 @@ function runWrk(args: string[]): Promise<{ totals: WrkTotals; output: string }> 
 describe("scrape storm on loopback (wrk, private dockerd)", () => {
   let engine: PrivateDockerd;
   let daemon: RunningDaemon | null = null;
+  let ptys: NsPty | null = null;
 
   beforeAll(async () => {
     engine = await startPrivateDockerd("storm");
@@ -76,6 +77,7 @@ describe("scrape storm on loopback (wrk, private dockerd)", () => {
 
   afterAll(async () => {
     await daemon?.stop();
+    await ptys?.close();
     await cleanupAll();
     await engine?.destroy();
   }, 120_000);
@@ -84,6 +86,8 @@ describe("scrape storm on loopback (wrk, private dockerd)", () => {
     const name = testContainerName("storm");
     await startContainer({ name });
     for (let i = 0; i < 3; i++) await execDetached(engine.socket, name, ["sh"]);
+    // A busy host's worth of ptys, whatever this host runs: /sessions lists each of them.
+    ptys = await nsPty({ count: 300 });
     daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
     const d = daemon;
     await sleep(2 * POLL_MS);
