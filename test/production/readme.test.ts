@@ -51,6 +51,8 @@ describe("README.md", () => {
 
   it("keeps the Performance section for the benchmark's figures", () => {
     expect(readme).toMatch(/^## Performance\n\nFigures are measured by `npm run bench`; see below\.\n/m);
+    const section = readme.slice(readme.indexOf("## Performance"), readme.indexOf("\n## ", readme.indexOf("## Performance") + 1));
+    for (const measure of ["full inventory", "lsof", "steady-state daemon cycle", "/metrics", "RSS", "Docker API requests"]) expect(section).toContain(measure);
   });
 
   it("gives the two quick-start commands", () => {
