@@ -4,6 +4,7 @@ import { readdirSync } from "node:fs";
 import { pino } from "pino";
 import { createDaemon, type Daemon } from "../src/app.js";
 import { parseConfig } from "../src/config/load.js";
+import { ScanWorker } from "../src/procfs/worker.js";
 import { TEST_IMAGE } from "../test/integration/harness/docker.js";
 import { engineApi, execDetached } from "../test/integration/support/dockerd.js";
 
@@ -162,7 +163,7 @@ function settle(): void {
 }
 
 /**
- * Runs the daemon (HTTP on 127.0.0.1, events stream, real reaper) but drives its cycles back to back
+ * Runs the daemon (HTTP on 127.0.0.1, events stream, scan thread, real reaper) but drives its cycles back to back
  * with runOnce(); the churn runs meanwhile. Sessions idle 10 s are reaped, so they come and go too.
  */
 export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
@@ -183,7 +184,9 @@ export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
     "soak config",
     {},
   );
-  const daemon = createDaemon({ config, logger: pino({ level: "silent" }), version: "soak" });
+  // The scanner the real daemon uses (src/main.ts): a worker thread, with its full passes and incremental ones.
+  const scanner = new ScanWorker({ procRoot: config.procRoot });
+  const daemon = createDaemon({ config, logger: pino({ level: "silent" }), version: "soak", scanner });
   const churn = new Churn(options.socket, 150);
   await churn.removeAll();
   const address = await daemon.start();
