@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { createDaemon } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
-import { cleanupAll, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { cleanupAll, isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
 import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
 import { notFlat, runSoak } from "../../soak/soak.js";
 
@@ -56,7 +56,11 @@ describe("soak, short (private dockerd)", () => {
   }, 60_000);
 
   it("keeps fds, handles and metric series flat over hundreds of cycles of churn and reaps what goes stale", async () => {
-    // At least 400 cycles and 25 s: long enough for sessions to go idle (10 s) and be reaped.
+    // A session outside the churn (whose containers may go before their sessions turn stale): it must be
+    // reaped within the run, at least 400 cycles and 25 s.
+    const keep = testContainerName("soak-keep");
+    await startContainer({ name: keep });
+    const leaked = await execDetached(engine.socket, keep, ["sh"]);
     const figures = await runSoak({ cycles: 400, minSeconds: 25, socket: engine.socket, warmupCycles: 50 });
     console.log(`soak (short): ${JSON.stringify(figures)}`);
     // Memory is left to `npm run soak` (10,000 cycles, forced GC before each reading): here, without
@@ -66,5 +70,6 @@ describe("soak, short (private dockerd)", () => {
     expect(figures.churn.containersStarted).toBeGreaterThanOrEqual(2);
     expect(figures.churn.sessionsStarted).toBeGreaterThan(0);
     expect(figures.reaped).toBeGreaterThan(0);
+    expect(isAlive(leaked.pid)).toBe(false);
   }, 240_000);
 });
