@@ -82,12 +82,21 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
   };
 }
 
-/** Control characters and over-long values would break a table row: escape and cut them. */
+/**
+ * Control characters, bidi overrides and line separators would break or disguise a table row
+ * (a U+202E in an exec argument reverses the rest of the line): escape them, and cut long values.
+ */
 export function printable(text: string, width = 40): string {
-  // eslint-disable-next-line no-control-regex
-  const escaped = text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+  const escaped = text.replace(UNPRINTABLE, (c) => {
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
   return escaped.length > width ? `${escaped.slice(0, width - 1)}…` : escaped;
 }
+
+// C0 and C1 controls, DEL, bidi marks, embeddings, overrides and isolates, line/paragraph separators.
+// eslint-disable-next-line no-control-regex
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "COMMAND"] as const;
 
