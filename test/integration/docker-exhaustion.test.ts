@@ -33,6 +33,24 @@ async function execUnderTty(container: string): Promise<{ ok: boolean; output: s
   }
 }
 
+/** Resolves once pty.nr has not changed for 3 s (at most 90 s). */
+async function waitForStablePtyNr(): Promise<void> {
+  let last = ptyNr();
+  let stableSince = Date.now();
+  await waitFor(
+    () => {
+      const now = ptyNr();
+      if (now !== last) {
+        last = now;
+        stableSince = Date.now();
+      }
+      return Date.now() - stableSince >= 3_000;
+    },
+    90_000,
+    "pty.nr to hold still",
+  );
+}
+
 describe("pty exhaustion reclaimed by the pressure policy", () => {
   const name = testContainerName("exhaust");
   const originalMax = readInt(PTY_MAX);
@@ -56,8 +74,13 @@ describe("pty exhaustion reclaimed by the pressure policy", () => {
     const reserve = readInt("/proc/sys/kernel/pty/reserve");
     const leaked: ExecSessionHandle[] = [];
     try {
-      // Containers get three more ptys; host logins keep `reserve` more (they may use up to max).
-      writeFileSync(PTY_MAX, String(reserve + ptyNr() + 3));
+      // Ptys of earlier tests may still be on their way out (a torn-down engine's shims): wait until
+      // pty.nr holds still, or the limit below would be computed from ptys about to disappear.
+      await waitForStablePtyNr();
+      // Containers get six more ptys; host logins keep `reserve` more (they may use up to max). A
+      // `docker exec -it` under script(1) holds about two more while it starts, so the engine refuses
+      // with four or five leaked: high 0.6 is then reached, and low 0.4 leaves room for a new exec.
+      writeFileSync(PTY_MAX, String(reserve + ptyNr() + 6));
       const capacity = readInt(PTY_MAX) - reserve;
       // Leak until the engine refuses (other ptys on a busy host may come and go meanwhile).
       let refused = await execUnderTty(name);
@@ -69,14 +92,16 @@ describe("pty exhaustion reclaimed by the pressure policy", () => {
       expect(refused.ok).toBe(false);
       expect(refused.output).toMatch(/no space left on device/i);
 
+      // Still exhausted when ptyreaper starts: the pressure it must relieve is real.
+      expect((await execUnderTty(name)).ok).toBe(false);
       daemon = await startDaemon(`
 pollInterval: 2s
 policy:
   idleTimeout: "off"
   minAge: 5s
   pressure:
-    high: 0.8
-    low: 0.7
+    high: 0.6
+    low: 0.4
     minIdle: 10s
 reaper:
   grace: 2s
