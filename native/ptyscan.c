@@ -5,6 +5,10 @@
  * walk /proc and the pid's directory again for every fd, and those walks contend across threads;
  * readlinkat from the directory fd does not. Node has no readlinkat. Everything else about a pty
  * (stat, fdinfo, mounts) stays in TypeScript.
+ *
+ * It can also read, in the same pass and threads, what the incremental scanner compares between
+ * passes (the fd count and every thread's schedstat: see src/procfs/incremental.ts), in the very
+ * text the TypeScript reads make, so either may be used for any process.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -23,6 +27,11 @@
 #define MAX_THREADS 8
 #define MAX_NEEDLES 8
 #define LINK_MAX_LEN 4096
+
+/* What a call reads, per pid (the fifth argument; `true` as in older callers means STAT | LINKS). */
+#define WANT_STAT 1
+#define WANT_LINKS 2
+#define WANT_SIGNATURE 4
 
 struct linux_dirent64 {
   uint64_t d_ino;
@@ -45,7 +54,10 @@ struct job {
   const int32_t *pids;
   size_t first, end; /* this thread's share of pids: [first, end) */
   int32_t *status;   /* errno per pid, 0 when read */
+  int want;          /* WANT_* bits */
   char **stat_texts; /* /proc/PID/stat per pid when asked for (NULL: unread, the caller reads it) */
+  char **signatures; /* fd count and schedstat per pid when asked for (NULL: unread, the caller reads it) */
+  int32_t *fd_counts; /* st_size of /proc/PID/fd per pid when signatures are asked for; -1 when unread */
   const char *needles[MAX_NEEDLES];
   size_t needle_count;
   struct match *matches;
@@ -125,28 +137,155 @@ undo:
   return 0;
 }
 
-/* /proc/PID/stat as read (one read: the kernel makes it whole), or NULL when unreadable. */
-static char *read_stat(int proc_dir, int32_t pid) {
+/*
+ * /proc/PID/stat as read (one read: the kernel makes it whole), or NULL when unreadable. Read into
+ * the thread's buffer and copied at its length: a page per process held to the end of the call
+ * would be 16 MB on a host of 4,000 processes.
+ */
+static char *read_stat(int proc_dir, int32_t pid, char *buffer) {
   char name[24];
   snprintf(name, sizeof name, "%d/stat", pid);
   int file = openat(proc_dir, name, O_RDONLY | O_CLOEXEC);
   if (file < 0) return NULL;
-  char *text = malloc(LINK_MAX_LEN);
-  ssize_t got = text ? read(file, text, LINK_MAX_LEN - 1) : -1;
+  ssize_t got = read(file, buffer, LINK_MAX_LEN - 1);
   close(file);
-  if (got <= 0 || got == LINK_MAX_LEN - 1) {
-    free(text);
-    return NULL;
-  }
+  if (got <= 0 || got == LINK_MAX_LEN - 1) return NULL;
+  char *text = malloc((size_t)got + 1);
+  if (text == NULL) return NULL;
+  memcpy(text, buffer, (size_t)got);
   text[got] = '\0';
   return text;
+}
+
+/* A growing text; `failed` once an allocation failed (the caller then gives up on it). */
+struct text {
+  char *data;
+  size_t length, capacity;
+  int failed;
+};
+
+static void text_append(struct text *text, const char *part, size_t length) {
+  if (text->failed) return;
+  if (text->length + length + 1 > text->capacity) {
+    size_t capacity = text->capacity ? text->capacity : 128;
+    while (capacity < text->length + length + 1) capacity *= 2;
+    char *grown = realloc(text->data, capacity);
+    if (grown == NULL) {
+      text->failed = 1;
+      return;
+    }
+    text->data = grown;
+    text->capacity = capacity;
+  }
+  memcpy(text->data + text->length, part, length);
+  text->length += length;
+  text->data[text->length] = '\0';
+}
+
+/* Appends the file's whole text (schedstat is one short line); -1 with errno when it cannot be read. */
+static int append_file(struct text *text, int dir, const char *name) {
+  int file = openat(dir, name, O_RDONLY | O_CLOEXEC);
+  if (file < 0) return -1;
+  char buffer[256];
+  ssize_t got = read(file, buffer, sizeof buffer);
+  int err = errno;
+  close(file);
+  if (got < 0) {
+    errno = err;
+    return -1;
+  }
+  text_append(text, buffer, (size_t)got);
+  return 0;
+}
+
+/* num_threads (field 20) from a stat text: the 18th field after the ")" that ends comm; 0 when absent. */
+static long stat_threads(const char *stat_text) {
+  const char *close = strrchr(stat_text, ')');
+  if (close == NULL || close[1] != ' ') return 0;
+  const char *field = close + 2;
+  for (int n = 0; n < 17; n++) {
+    field = strchr(field, ' ');
+    if (field == NULL) return 0;
+    field++;
+  }
+  char *end;
+  long value = strtol(field, &end, 10);
+  return end != field && (*end == ' ' || *end == '\0' || *end == '\n') ? value : 0;
+}
+
+/*
+ * The signature, exactly as IncrementalScanner.signature builds it: "COUNT|SCHEDSTAT" for one
+ * thread, "COUNT|TID:SCHEDSTAT|TID:SCHEDSTAT..." in listing order for several (a thread that exits
+ * meanwhile is left out). NULL when anything is unreadable: the caller then reads it itself, and
+ * meets the error the way it always does.
+ */
+static char *read_signature(struct job *job, int32_t pid, const char *stat_text, int32_t count, char *dents, size_t dents_size) {
+  if (stat_text == NULL || count < 0) return NULL;
+  long threads = stat_threads(stat_text);
+  if (threads < 1) return NULL;
+  struct text text = {0};
+  char part[48];
+  snprintf(part, sizeof part, "%d", count);
+  text_append(&text, part, strlen(part));
+  char name[48];
+  if (threads == 1) {
+    text_append(&text, "|", 1);
+    snprintf(name, sizeof name, "%d/schedstat", pid);
+    if (append_file(&text, job->proc_dir, name) != 0) goto fail;
+  } else {
+    snprintf(name, sizeof name, "%d/task", pid);
+    int tasks = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (tasks < 0) goto fail;
+    for (;;) {
+      long got = syscall(SYS_getdents64, tasks, dents, dents_size);
+      if (got < 0) {
+        close(tasks);
+        goto fail;
+      }
+      if (got == 0) break;
+      for (long offset = 0; offset < got;) {
+        struct linux_dirent64 *entry = (struct linux_dirent64 *)(dents + offset);
+        offset += entry->d_reclen;
+        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+        snprintf(name, sizeof name, "%s/schedstat", entry->d_name);
+        size_t mark = text.length;
+        snprintf(part, sizeof part, "|%s:", entry->d_name);
+        text_append(&text, part, strlen(part));
+        if (append_file(&text, tasks, name) != 0) {
+          if (errno != ENOENT && errno != ESRCH) {
+            close(tasks);
+            goto fail;
+          }
+          text.length = mark; /* the thread exited: its absence changes the signature anyway */
+          if (text.data) text.data[mark] = '\0';
+        }
+      }
+    }
+    close(tasks);
+  }
+  if (!text.failed) return text.data;
+fail:
+  free(text.data);
+  return NULL;
 }
 
 /* One process: 0 when its fd table was read, else the errno that stopped it (ENOENT: gone, EACCES: denied). */
 static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents_size, char *link) {
   char name[16];
-  if (job->stat_texts != NULL) job->stat_texts[pid_index] = read_stat(job->proc_dir, job->pids[pid_index]);
-  snprintf(name, sizeof name, "%d/fd", job->pids[pid_index]);
+  int32_t pid = job->pids[pid_index];
+  char *stat_text = NULL;
+  if (job->want & (WANT_STAT | WANT_SIGNATURE)) stat_text = read_stat(job->proc_dir, pid, link);
+  if (job->want & WANT_STAT) job->stat_texts[pid_index] = stat_text;
+  snprintf(name, sizeof name, "%d/fd", pid);
+  /* The signature is read before the links, so a change made while they are read shows on the next pass. */
+  if (job->want & WANT_SIGNATURE) {
+    struct stat st;
+    int32_t count = fstatat(job->proc_dir, name, &st, 0) == 0 ? (int32_t)st.st_size : -1;
+    job->fd_counts[pid_index] = count;
+    job->signatures[pid_index] = read_signature(job, pid, stat_text, count, dents, dents_size);
+  }
+  if (!(job->want & WANT_STAT)) free(stat_text);
+  if (!(job->want & WANT_LINKS)) return 0;
   int dir = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return errno;
   int result = 0;
@@ -192,6 +331,17 @@ static void *run_job(void *arg) {
   return NULL;
 }
 
+/* texts[i] as a JS string, or null where it is NULL. */
+static napi_status make_text_array(napi_env env, char **texts, size_t count, napi_value *array) {
+  napi_status status = napi_create_array_with_length(env, count, array);
+  for (size_t i = 0; status == napi_ok && i < count; i++) {
+    napi_value text;
+    status = texts != NULL && texts[i] != NULL ? napi_create_string_utf8(env, texts[i], NAPI_AUTO_LENGTH, &text) : napi_get_null(env, &text);
+    if (status == napi_ok) status = napi_set_element(env, *array, (uint32_t)i, text);
+  }
+  return status;
+}
+
 #define CHECK(call)                                             \
   do {                                                          \
     if ((call) != napi_ok) {                                    \
@@ -201,15 +351,19 @@ static void *run_job(void *arg) {
   } while (0)
 
 /*
- * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, withStat?: boolean)
- *   → { status: Int32Array (errno per pid, 0 when read), pidIndex: Int32Array, fd: Int32Array, target: string[],
- *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable) }
+ * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, want?: boolean | number)
+ *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
+ *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
+ *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
+ *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread) }
  */
 static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
   char **stat_texts = NULL;
-  size_t stat_count = 0;
+  char **signatures = NULL;
+  int32_t *fd_counts = NULL;
+  size_t text_count = 0;
   napi_value result = NULL;
   char root[LINK_MAX_LEN];
   char needle_text[MAX_NEEDLES][64];
@@ -245,11 +399,19 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   }
   int32_t threads;
   CHECK(napi_get_value_int32(env, argv[3], &threads));
-  bool with_stat = false;
+  int want = WANT_LINKS;
   if (argc >= 5) {
     napi_valuetype kind;
     CHECK(napi_typeof(env, argv[4], &kind));
-    if (kind == napi_boolean) CHECK(napi_get_value_bool(env, argv[4], &with_stat));
+    if (kind == napi_boolean) {
+      bool with_stat;
+      CHECK(napi_get_value_bool(env, argv[4], &with_stat));
+      if (with_stat) want |= WANT_STAT;
+    } else if (kind == napi_number) {
+      int32_t bits;
+      CHECK(napi_get_value_int32(env, argv[4], &bits));
+      want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE);
+    }
   }
   if (threads < 1) threads = 1;
   if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -260,13 +422,16 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &status_data, &status_buffer));
   CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, status_buffer, 0, &status_array));
 
-  if (with_stat && pid_count > 0) {
+  if (pid_count > 0) {
     stat_texts = calloc(pid_count, sizeof *stat_texts);
-    if (stat_texts == NULL) {
+    signatures = calloc(pid_count, sizeof *signatures);
+    fd_counts = malloc(pid_count * sizeof *fd_counts);
+    if (stat_texts == NULL || signatures == NULL || fd_counts == NULL) {
       napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
       goto cleanup;
     }
-    stat_count = pid_count;
+    text_count = pid_count;
+    for (size_t i = 0; i < pid_count; i++) fd_counts[i] = -1;
   }
   proc_dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (proc_dir < 0) {
@@ -281,7 +446,10 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       job->proc_dir = proc_dir;
       job->pids = pid_data;
       job->status = status_data;
+      job->want = want;
       job->stat_texts = stat_texts;
+      job->signatures = signatures;
+      job->fd_counts = fd_counts;
       /* Interleaved shares would balance better, but contiguous ones keep each pid's work local; pids vary little. */
       job->first = t * share < pid_count ? t * share : pid_count;
       job->end = job->first + share < pid_count ? job->first + share : pid_count;
@@ -336,15 +504,20 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "pidIndex", index_array));
   CHECK(napi_set_named_property(env, result, "fd", fd_array));
   CHECK(napi_set_named_property(env, result, "target", targets));
-  if (with_stat) {
-    napi_value stats, text;
-    CHECK(napi_create_array_with_length(env, pid_count, &stats));
-    for (size_t i = 0; i < pid_count; i++) {
-      if (stat_texts != NULL && stat_texts[i] != NULL) CHECK(napi_create_string_utf8(env, stat_texts[i], NAPI_AUTO_LENGTH, &text));
-      else CHECK(napi_get_null(env, &text));
-      CHECK(napi_set_element(env, stats, (uint32_t)i, text));
-    }
+  if (want & WANT_STAT) {
+    napi_value stats;
+    CHECK(make_text_array(env, stat_texts, pid_count, &stats));
     CHECK(napi_set_named_property(env, result, "stat", stats));
+  }
+  if (want & WANT_SIGNATURE) {
+    napi_value texts, count_buffer, count_array;
+    void *count_data;
+    CHECK(make_text_array(env, signatures, pid_count, &texts));
+    CHECK(napi_set_named_property(env, result, "signature", texts));
+    CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &count_data, &count_buffer));
+    if (pid_count > 0) memcpy(count_data, fd_counts, pid_count * sizeof(int32_t));
+    CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, count_buffer, 0, &count_array));
+    CHECK(napi_set_named_property(env, result, "fdCount", count_array));
   }
 
 cleanup:
@@ -352,8 +525,13 @@ cleanup:
     for (size_t m = 0; m < jobs[t].match_count; m++) free(jobs[t].matches[m].target);
     free(jobs[t].matches);
   }
-  for (size_t i = 0; i < stat_count; i++) free(stat_texts[i]);
+  for (size_t i = 0; i < text_count; i++) {
+    free(stat_texts[i]);
+    free(signatures[i]);
+  }
   free(stat_texts);
+  free(signatures);
+  free(fd_counts);
   if (proc_dir >= 0) close(proc_dir);
   return result;
 }

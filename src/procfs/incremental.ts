@@ -56,6 +56,31 @@ export class RescanPolicy {
   }
 }
 
+/**
+ * The fd count and the signature made of it and every thread's schedstat (see IncrementalScanner);
+ * signature null when schedstat is missing. The native reader makes the same text (native/ptyscan.c).
+ */
+export function readFdSignature(procfs: ProcFs, pid: number, statText: string): { count: number | null; signature: string | null } {
+  const count = procfs.fdCount(pid);
+  const threads = parseStatThreads(statText);
+  try {
+    if (threads === 1) return { count, signature: `${count}|${procfs.schedstat(pid)}` };
+    let signature = `${count}`;
+    for (const tid of procfs.tasks(pid)) {
+      try {
+        signature += `|${tid}:${procfs.taskSchedstat(pid, tid)}`;
+      } catch (err) {
+        if (!isVanished(err)) throw err; // a thread that exited: its absence changes the signature anyway
+      }
+    }
+    return { count, signature };
+  } catch (err) {
+    // No schedstat (a kernel without CONFIG_SCHED_INFO, or a fixture tree): nothing to compare, so always re-read.
+    if (isVanished(err)) return { count, signature: null };
+    throw err;
+  }
+}
+
 /** What the scanner remembers of a process between passes. */
 interface Tracked {
   startTicks: number;
@@ -122,8 +147,8 @@ export class IncrementalScanner {
     const part = this.options.partition;
 
     const pids = procfs.pids().filter((pid) => !part || pid % part.count === part.index);
-    // A full pass reads every process: the native reader batches them across its threads.
-    if (mode === "full") ctx.prefetchFdLinks(pids, NATIVE_THREADS);
+    // The native reader batches every process's stat and signature across its threads, and on a full pass its links too.
+    ctx.prefetch(pids, NATIVE_THREADS, { links: mode === "full", signatures: true });
     for (const pid of pids) {
       try {
         const text = ctx.statText(pid);
@@ -134,7 +159,7 @@ export class IncrementalScanner {
         }
         scan.ppids.set(pid, stat.ppid);
         // Read before the fds, so a change made while they are read shows on the next pass.
-        const { count, signature } = this.signature(pid, text);
+        const { count, signature } = ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text);
         const prev = this.tracked.get(pid);
         let entry: Tracked | null = null;
         if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
@@ -174,29 +199,6 @@ export class IncrementalScanner {
   forget(): void {
     this.tracked.clear();
     this.policy.forget();
-  }
-
-  /** The fd count and the signature made of it and every thread's schedstat. */
-  private signature(pid: number, statText: string): { count: number | null; signature: string | null } {
-    const { procfs } = this;
-    const count = procfs.fdCount(pid);
-    const threads = parseStatThreads(statText);
-    try {
-      if (threads === 1) return { count, signature: `${count}|${procfs.schedstat(pid)}` };
-      let signature = `${count}`;
-      for (const tid of procfs.tasks(pid)) {
-        try {
-          signature += `|${tid}:${procfs.taskSchedstat(pid, tid)}`;
-        } catch (err) {
-          if (!isVanished(err)) throw err; // a thread that exited: its absence changes the signature anyway
-        }
-      }
-      return { count, signature };
-    } catch (err) {
-      // No schedstat (a kernel without CONFIG_SCHED_INFO, or a fixture tree): nothing to compare, so always re-read.
-      if (isVanished(err)) return { count, signature: null };
-      throw err;
-    }
   }
 
   private read(ctx: ScanContext, pid: number, startTicks: number, count: number | null, signature: string | null, passNo: number): Tracked {

@@ -12,8 +12,26 @@ interface PtyScanAddon {
     pids: Int32Array,
     needles: readonly string[],
     threads: number,
-    withStat?: boolean,
-  ): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[]; stat?: (string | null)[] };
+    want?: boolean | number,
+  ): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[]; stat?: (string | null)[]; signature?: (string | null)[]; fdCount?: Int32Array };
+}
+
+/** What one native call reads per process (the addon's WANT_* bits). */
+export const WANT_STAT = 1;
+export const WANT_LINKS = 2;
+export const WANT_SIGNATURE = 4;
+
+/** What the incremental scanner compares between passes: the fd count and the signature built from it (see IncrementalScanner). */
+export interface FdSignature {
+  count: number;
+  signature: string;
+}
+
+/** One batch read: links only when asked (WANT_LINKS), and whatever stat texts and signatures could be read. */
+export interface NativeBatch {
+  links: Map<number, FdLinksOrError> | null;
+  stats: Map<number, string>;
+  signatures: Map<number, FdSignature>;
 }
 
 /** One link that passed mayBePty: the fd's number as its /proc name, and the link text. */
@@ -65,15 +83,29 @@ export class NativeFdLinks {
    * before its fds (absent when unreadable: the caller reads it again to learn why).
    */
   readWithStat(procRoot: string, pids: readonly number[], threads: number, withStat = true): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } {
+    const { links, stats } = this.readBatch(procRoot, pids, threads, WANT_LINKS | (withStat ? WANT_STAT : 0));
+    return { links: links ?? new Map(), stats };
+  }
+
+  /**
+   * Any of stat texts, pty-looking links and signatures (`want`: WANT_* bits) of every given
+   * process, read by `threads` threads inside the addon, each process's in that order. A stat or
+   * signature that could not be read is absent: the caller reads it again to learn why.
+   */
+  readBatch(procRoot: string, pids: readonly number[], threads: number, want: number): NativeBatch {
     const request = Int32Array.from(pids);
-    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, withStat);
+    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, want);
     const stats = new Map<number, string>();
-    if (answer.stat) {
-      for (let i = 0; i < request.length; i++) {
-        const text = answer.stat[i];
-        if (typeof text === "string") stats.set(request[i] ?? 0, text);
-      }
+    const signatures = new Map<number, FdSignature>();
+    for (let i = 0; i < request.length; i++) {
+      const pid = request[i] ?? 0;
+      const text = answer.stat?.[i];
+      if (typeof text === "string") stats.set(pid, text);
+      const signature = answer.signature?.[i];
+      const count = answer.fdCount?.[i] ?? -1;
+      if (typeof signature === "string" && count >= 0) signatures.set(pid, { count, signature });
     }
+    if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures };
     const result = new Map<number, FdLinksOrError>();
     for (let i = 0; i < request.length; i++) {
       const pid = request[i] ?? 0;
@@ -85,7 +117,7 @@ export class NativeFdLinks {
       const links = result.get(pid);
       if (Array.isArray(links)) (links as FdLink[]).push({ fd: String(answer.fd[k]), target: answer.target[k] ?? "" });
     }
-    return { links: result, stats };
+    return { links: result, stats, signatures };
   }
 
   /** One process's pty-looking links; throws its errno-coded error like fs calls do. */

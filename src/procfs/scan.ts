@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
 import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseStat, type MountinfoEntry, type StatFields } from "./parse.js";
-import type { FdLinksOrError } from "./native.js";
+import type { FdLinksOrError, FdSignature } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -46,14 +46,28 @@ export class ScanContext {
   /** Links read natively for many processes at once (scanProc), each taken once by readPtyFds. */
   private prefetched: Map<number, FdLinksOrError> | null = null;
   private prefetchedStats: Map<number, string> | null = null;
+  private prefetchedSignatures: Map<number, FdSignature> | null = null;
 
   constructor(readonly procfs: ProcFs) {}
 
   /** Reads the stat and pty-looking links of all these processes now, with the native reader's threads (no-op without it). */
   prefetchFdLinks(pids: readonly number[], threads: number): void {
-    const read = this.procfs.fdLinksMayBePtyOf(pids, threads);
+    this.prefetch(pids, threads, { links: true, signatures: false });
+  }
+
+  /** Reads the stat, and the links and signatures as asked, of all these processes now (no-op without the native reader). */
+  prefetch(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): void {
+    const read = this.procfs.batchOf(pids, threads, want);
     this.prefetched = read?.links ?? null;
     this.prefetchedStats = read?.stats ?? null;
+    this.prefetchedSignatures = read?.signatures ?? null;
+  }
+
+  /** The prefetched fd count and signature of a process, taken once; undefined when not prefetched (read it now). */
+  takeSignature(pid: number): FdSignature | undefined {
+    const signature = this.prefetchedSignatures?.get(pid);
+    if (signature !== undefined) this.prefetchedSignatures?.delete(pid);
+    return signature;
   }
 
   /** /proc/PID/stat as prefetched, else read now (throwing as the read does). */

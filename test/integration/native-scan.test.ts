@@ -1,16 +1,18 @@
 // The native fd-link reader (build/Release/ptyscan.node) on the real /proc: same ProcScan as the JS reads, in this thread and in scan threads.
+import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../src/domain/types.js";
-import { loadNativeFdLinks, type NativeFdLinks } from "../../src/procfs/native.js";
+import { WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type NativeFdLinks } from "../../src/procfs/native.js";
 import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { IncrementalScanner } from "../../src/procfs/incremental.js";
+import { IncrementalScanner, readFdSignature } from "../../src/procfs/incremental.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
-import { cleanupAll, hostPty, nsPty } from "./harness/index.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, waitFor } from "./harness/index.js";
+import { trackProcess } from "./harness/track.js";
 
 afterAll(cleanupAll);
 
@@ -76,6 +78,32 @@ describe("native fd-link reader", () => {
     const batch = reader.read("/proc", [gone, process.pid], 2);
     expect(batch.get(gone)).toMatchObject({ code: "ENOENT" });
     expect(Array.isArray(batch.get(process.pid))).toBe(true);
+  });
+
+  it("reads the incremental scanner's signatures exactly as the JS reads make them, one thread or many", async () => {
+    // Sleeping processes do not run, so their schedstat holds still between the two reads.
+    const single = spawn("sleep", ["600"], { stdio: "ignore" });
+    const threaded = spawn(python3(), ["-c", "import threading, time\nfor _ in range(3): threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\ntime.sleep(600)"], { stdio: "ignore" });
+    for (const child of [single, threaded]) trackProcess(child.pid ?? 0, "signature sleeper", child);
+    try {
+      const pids = [single.pid ?? 0, threaded.pid ?? 0];
+      const js = new ProcFs("/proc", { native: null });
+      await waitFor(() => (pids.every((pid) => procState(pid) === "S") && js.tasks(threaded.pid ?? 0).length === 4 ? true : null), 10_000, "sleepers asleep");
+      const gone = 0x3fffffff;
+      const batch = nativeReader().readBatch("/proc", [...pids, gone], 2, WANT_STAT | WANT_SIGNATURE);
+      expect(batch.links).toBeNull();
+      for (const pid of pids) {
+        const text = js.statText(pid);
+        expect(batch.stats.get(pid)).toBe(text);
+        const expected = readFdSignature(js, pid, text);
+        expect(batch.signatures.get(pid)).toEqual(expected);
+      }
+      expect(batch.signatures.get(threaded.pid ?? 0)?.signature.split("|")).toHaveLength(5); // the count, then 4 threads
+      expect(batch.signatures.has(gone)).toBe(false); // unreadable: the caller reads it and meets the error
+      expect(batch.stats.has(gone)).toBe(false);
+    } finally {
+      await Promise.all([single, threaded].map((child) => killAndWait(child.pid ?? 0, child)));
+    }
   });
 
   it("gives the same ProcScan as the JS reads for host ptys and ptys in private devpts instances", async () => {
