@@ -7,26 +7,35 @@ import type { DockerEvent, DockerPort, EventHandlers, EventStream } from "./port
 
 const require = createRequire(import.meta.url);
 
+/** Puts a module that refuses in place of one never used, before anything requires it; a path that does not resolve is left alone. */
+function stubModule(resolve: () => string, refusal: string): void {
+  let path: string;
+  try {
+    path = resolve();
+  } catch {
+    return; // moved or gone in a newer version: it then simply loads in full
+  }
+  if (path in require.cache) return;
+  const stub = new Module(path);
+  stub.filename = path;
+  stub.loaded = true;
+  stub.exports = () => {
+    throw new Error(refusal);
+  };
+  require.cache[path] = stub;
+}
+
 /**
- * dockerode requires its BuildKit session client (gRPC and protobuf, about 7 MB of resident memory)
- * when it loads, though only image builds use it. ptyreaper never builds, so that one module is
- * replaced by a stub that refuses; should dockerode move the file, it simply loads in full.
+ * dockerode loads, when it loads, two clients ptyreaper never uses, which cost a fifth of its
+ * memory budget: the BuildKit session client (gRPC and protobuf, about 7 MB of resident memory;
+ * only image builds use it) and, through docker-modem, ssh2 for ssh:// engines (its WebAssembly
+ * crypto reserves 16 MB, about 13 MB resident). ptyreaper talks to a unix socket only, so both
+ * are replaced by stubs that refuse.
  */
 function loadDockerode(): typeof Docker {
-  try {
-    const sessionPath = require.resolve("dockerode/lib/session.js");
-    if (!(sessionPath in require.cache)) {
-      const stub = new Module(sessionPath);
-      stub.filename = sessionPath;
-      stub.loaded = true;
-      stub.exports = () => {
-        throw new Error("docker build sessions are not available in ptyreaper");
-      };
-      require.cache[sessionPath] = stub;
-    }
-  } catch {
-    // not resolvable: nothing to stub
-  }
+  stubModule(() => require.resolve("dockerode/lib/session.js"), "docker build sessions are not available in ptyreaper");
+  const fromDockerode = createRequire(require.resolve("dockerode"));
+  stubModule(() => fromDockerode.resolve("docker-modem/lib/ssh.js"), "ssh:// Docker hosts are not supported by ptyreaper: give it the engine's unix socket");
   return require("dockerode") as typeof Docker;
 }
 

@@ -1,4 +1,4 @@
-// Loading dockerode without its BuildKit session client: the port works, gRPC never loads.
+// Loading dockerode without its BuildKit session client and ssh transport: the port works, gRPC and ssh2 never load.
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import { DockerodePort } from "../../../src/docker/dockerode.js";
@@ -13,6 +13,11 @@ describe("DockerodePort loading", () => {
     expect(loaded.some((path) => path.includes("@grpc/grpc-js") || path.includes("/protobufjs/"))).toBe(false);
     const session = require.cache[require.resolve("dockerode/lib/session.js")]?.exports as () => void;
     expect(session).toThrow("docker build sessions are not available in ptyreaper");
+    // ssh2 (for ssh:// engines) reserves 16 MB of WebAssembly memory as it loads: never loaded either.
+    expect(loaded.some((path) => path.includes("/node_modules/ssh2/"))).toBe(false);
+    const fromDockerode = createRequire(require.resolve("dockerode"));
+    const ssh = require.cache[fromDockerode.resolve("docker-modem/lib/ssh.js")]?.exports as () => void;
+    expect(ssh).toThrow(/ssh:\/\/ Docker hosts are not supported/);
     // The rest of dockerode still works: a missing socket is reported, not a load error.
     await expect(port.ping()).rejects.toThrow(/socket not found/);
   });
