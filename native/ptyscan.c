@@ -26,6 +26,7 @@
 
 #define MAX_THREADS 8
 #define MAX_NEEDLES 8
+#define PIDS_PER_TAKE 16
 #define LINK_MAX_LEN 4096
 
 /* What a call reads, per pid (the fifth argument; `true` as in older callers means STAT | LINKS). */
@@ -52,7 +53,8 @@ struct match {
 struct job {
   int proc_dir;
   const int32_t *pids;
-  size_t first, end; /* this thread's share of pids: [first, end) */
+  size_t *next;      /* shared by the threads: the first pid index no thread has taken yet */
+  size_t pid_count;
   int32_t *status;   /* errno per pid, 0 when read */
   int want;          /* WANT_* bits */
   char **stat_texts; /* /proc/PID/stat per pid when asked for (NULL: unread, the caller reads it) */
@@ -324,7 +326,13 @@ static void *run_job(void *arg) {
   if (dents == NULL || link == NULL) {
     job->failed = 1;
   } else {
-    for (size_t i = job->first; i < job->end && !job->failed; i++) job->status[i] = scan_pid(job, i, dents, 32768, link);
+    /* Pids are taken a few at a time as threads come free: a thread that met big fd tables does fewer. */
+    while (!job->failed) {
+      size_t first = __atomic_fetch_add(job->next, PIDS_PER_TAKE, __ATOMIC_RELAXED);
+      if (first >= job->pid_count) break;
+      size_t end = first + PIDS_PER_TAKE < job->pid_count ? first + PIDS_PER_TAKE : job->pid_count;
+      for (size_t i = first; i < end && !job->failed; i++) job->status[i] = scan_pid(job, i, dents, 32768, link);
+    }
   }
   free(dents);
   free(link);
@@ -440,7 +448,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
     for (size_t i = 0; i < pid_count; i++) ((int32_t *)status_data)[i] = err;
   } else {
     job_count = (size_t)threads;
-    size_t share = (pid_count + job_count - 1) / job_count;
+    size_t next_pid = 0;
     for (size_t t = 0; t < job_count; t++) {
       struct job *job = &jobs[t];
       job->proc_dir = proc_dir;
@@ -450,9 +458,8 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       job->stat_texts = stat_texts;
       job->signatures = signatures;
       job->fd_counts = fd_counts;
-      /* Interleaved shares would balance better, but contiguous ones keep each pid's work local; pids vary little. */
-      job->first = t * share < pid_count ? t * share : pid_count;
-      job->end = job->first + share < pid_count ? job->first + share : pid_count;
+      job->next = &next_pid;
+      job->pid_count = pid_count;
       for (uint32_t n = 0; n < needle_count; n++) {
         napi_value needle;
         CHECK(napi_get_element(env, argv[2], n, &needle));
@@ -465,7 +472,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
     int joinable[MAX_THREADS] = {0};
     for (size_t t = 1; t < job_count; t++) {
       if (pthread_create(&tids[t], NULL, run_job, &jobs[t]) == 0) joinable[t] = 1;
-      else run_job(&jobs[t]); /* no thread to be had: this one does that share too */
+      else joinable[t] = 0; /* no thread to be had: the others take its pids */
     }
     run_job(&jobs[0]);
     for (size_t t = 1; t < job_count; t++)

@@ -84,7 +84,7 @@ export class NativeFdLinks {
    */
   readWithStat(procRoot: string, pids: readonly number[], threads: number, withStat = true): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } {
     const { links, stats } = this.readBatch(procRoot, pids, threads, WANT_LINKS | (withStat ? WANT_STAT : 0));
-    return { links: links ?? new Map(), stats };
+    return { links: links ?? new Map<number, FdLinksOrError>(), stats };
   }
 
   /**
