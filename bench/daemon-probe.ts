@@ -6,6 +6,7 @@
 // {"event":"full-end",...}, waits for a second line (every request answered) and stops, printing
 // {"event":"done",...}.
 import { createInterface } from "node:readline";
+import { getHeapSpaceStatistics } from "node:v8";
 import { pino } from "pino";
 import { createDaemon, inProcessScanner, type Scanner } from "../src/app.js";
 import { defaultConfig } from "../src/config/load.js";
@@ -104,9 +105,13 @@ async function main(): Promise<void> {
   await lines.next(); // every request answered: stopping now would reset the late ones
   process.stdin.destroy(); // an open stdin would keep this process alive
 
-  const rssAfterMb = process.memoryUsage().rss / 2 ** 20;
+  const usage = process.memoryUsage();
+  const rssAfterMb = usage.rss / 2 ** 20;
+  // Where the main thread's memory is (the scan thread's own heap is the rest of RSS with native code and stacks).
+  const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, mb(space.space_size)]));
   await daemon.stop();
-  say("done", { rssPeakMb: process.resourceUsage().maxRSS / 1024, rssAfterMb });
+  say("done", { rssPeakMb: process.resourceUsage().maxRSS / 1024, rssAfterMb, heapTotalMb: mb(usage.heapTotal), externalMb: mb(usage.external), spaces });
 }
 
 main().catch((err: unknown) => {

@@ -11,6 +11,7 @@ import { ProcFs } from "../src/procfs/procfs.js";
 import { scanProc } from "../src/procfs/scan.js";
 import { loadNativeFdLinks } from "../src/procfs/native.js";
 import { ScanWorker } from "../src/procfs/worker.js";
+import { DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
 import { SyntheticHost, type LoadSpec } from "./load.js";
 import { median, ms, percentile, thousands, timeAsync, timeSync } from "./stats.js";
 
@@ -23,7 +24,7 @@ const USAGE = `usage: npm run bench -- [--procs N] [--fds N] [--ptys N] [--names
   --runs N         full scans per measure, median reported (5)
   --cycles N       steady-state daemon cycles (10)
   --full-cycles N  full daemon cycles while /metrics is polled (4)
-  --lsof-runs N    lsof runs, median reported (1)
+  --lsof-runs N    lsof runs, median reported (3)
   --threads N      also measure a ScanWorker with N threads (2)
   --quick          a small load and few runs: a smoke run for tests
   --hold           build the load, print its pids and keep it until Ctrl-C (for measuring by hand)
@@ -78,7 +79,7 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
     runs: Math.max(1, int("runs", values.runs, null, 5, 2)),
     cycles: Math.max(1, int("cycles", values.cycles, null, 10, 3)),
     fullCycles: Math.max(1, int("full-cycles", values["full-cycles"], null, 4, 2)),
-    lsofRuns: int("lsof-runs", values["lsof-runs"], null, 1, 1),
+    lsofRuns: int("lsof-runs", values["lsof-runs"], null, 3, 1),
     threads: Math.max(1, int("threads", values.threads, null, 2, 2)),
     hold: values.hold ?? false,
     json: values.json ?? false,
@@ -166,6 +167,10 @@ async function pollMetrics(url: string, everyMs: number, stop: { done: boolean }
   return { latencies, errors };
 }
 
+/** The environment systemd/ptyreaper.service and `npm start` give the daemon (test/unit/cli/install.test.ts checks they agree). */
+const DEPLOYED_ENV = { MALLOC_ARENA_MAX: "2" };
+const DEPLOYED_ENV_TEXT = Object.entries(DEPLOYED_ENV).map(([key, value]) => `${key}=${value}`).join(" ");
+
 interface ProbeResult {
   ready: { firstCycleMs: number; docker: { available: boolean; error: string | null } | null; ptys: number; sessions: number };
   steady: { wallMs: number; cpuMs: number; dockerCalls: number; ok: boolean }[];
@@ -176,9 +181,13 @@ interface ProbeResult {
 }
 
 /** Runs bench/daemon-probe in a child process and polls its /metrics during its full cycles. */
-async function probeDaemon(options: { cycles: number; fullCycles: number; threads: number; inProcess: boolean; emptyScan?: boolean }, nodeFlags: string[] = []): Promise<ProbeResult> {
+async function probeDaemon(
+  options: { cycles: number; fullCycles: number; threads: number; inProcess: boolean; emptyScan?: boolean },
+  nodeFlags: string[] = [],
+  env: Record<string, string> = {},
+): Promise<ProbeResult> {
   const script = fileURLToPath(new URL("./daemon-probe.js", import.meta.url));
-  const child = spawn(process.execPath, [...nodeFlags, script, JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(process.execPath, [...nodeFlags, script, JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, ...env } });
   const result: Partial<ProbeResult> = {};
   const stop = { done: false };
   let polling: Promise<{ latencies: number[]; errors: string[] }> | null = null;
@@ -307,8 +316,8 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
       rows.push({
         measure: `full inventory, ScanWorker ${threads} thread(s) (median of ${options.runs})`,
         value: `${ms(workerFull[threads] ?? NaN)} = ${ms(per160k(workerFull[threads] ?? NaN))} per 160k fds, cpu ${ms(median(runs.map((run) => run.cpuMs)))}`,
-        target: "≤ 900 ms per 160k fds",
-        met: verdict(per160k(workerFull[threads] ?? Infinity) <= 900),
+        target: threads === 1 ? "≤ 900 ms per 160k fds" : "",
+        met: threads === 1 ? verdict(per160k(workerFull[threads] ?? Infinity) <= 900) : "",
       });
     } finally {
       await worker.close();
@@ -324,8 +333,15 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
     const lsofMs = median(lsofOk.map((run) => run.wallMs));
     rows.push({ measure: "lsof -n -w | grep -E 'pts|ptmx' (same load)", value: `${ms(lsofMs)}, ${lsofOk[0]?.lines ?? 0} lines (no devpts instance)`, target: "", met: "" });
     rows.push({ measure: "lsof ÷ scanProc", value: `${(lsofMs / fullMs).toFixed(1)}×`, target: "≥ 8×", met: verdict(lsofMs / fullMs >= 8) });
+    // The target is the daemon's own full pass: one scan thread (src/main.ts), whose native reader uses both cpus.
     for (const [threads, wallMs] of Object.entries(workerFull)) {
-      rows.push({ measure: `lsof ÷ ScanWorker ${threads} thread(s)`, value: `${(lsofMs / wallMs).toFixed(1)}×`, target: "≥ 8×", met: verdict(lsofMs / wallMs >= 8) });
+      const daemons = threads === "1";
+      rows.push({
+        measure: daemons ? "lsof ÷ ScanWorker 1 thread (the daemon's own full pass)" : `for reference: lsof ÷ ScanWorker ${threads} threads`,
+        value: `${(lsofMs / wallMs).toFixed(1)}×`,
+        target: daemons ? "≥ 8×" : "",
+        met: daemons ? verdict(lsofMs / wallMs >= 8) : "",
+      });
     }
     figures.lsofMs = lsofMs;
   } else if (options.lsofRuns > 0) {
@@ -381,20 +397,21 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
     target: "p99 ≤ 50 ms",
     met: verdict(p99 <= 50 && daemon.metrics.errors.length === 0),
   });
-  rows.push({ measure: "daemon RSS, peak / after the cycles (node defaults)", value: `${daemon.rssPeakMb.toFixed(0)} MB / ${daemon.rssAfterMb.toFixed(0)} MB`, target: "≤ 120 MB", met: verdict(daemon.rssPeakMb <= 120) });
+  rows.push({ measure: "for reference: daemon RSS, peak / after the cycles, with node's defaults", value: `${daemon.rssPeakMb.toFixed(0)} MB / ${daemon.rssAfterMb.toFixed(0)} MB`, target: "", met: "" });
   figures.daemon = { cycleMs, cycleCpuMs: cycleCpu, maxDockerCalls: dockerUp ? maxCalls : null, metricsP50Ms: percentile(daemon.metrics.latencies, 50), metricsP99Ms: p99, rssPeakMb: daemon.rssPeakMb, rssAfterMb: daemon.rssAfterMb, steady: daemon.steady, full: daemon.full };
 
-  // The main thread's nursery grows to 32 MB by default; a smaller one is a node flag the service can set.
-  const SEMI = "--max-semi-space-size=1";
-  log(`daemon again with node ${SEMI}`);
-  const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [SEMI]);
+  // As deployed (systemd/ptyreaper.service, npm start): the main thread's nursery grows to 32 MB by
+  // default, and glibc gives each thread that mallocs an arena of its own; both are capped there.
+  const flags = DAEMON_NODE_FLAGS.join(" ");
+  log(`daemon again as deployed: node ${flags}, ${DEPLOYED_ENV_TEXT}`);
+  const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [...DAEMON_NODE_FLAGS], DEPLOYED_ENV);
   rows.push({
-    measure: `daemon RSS, peak / after, with NODE_OPTIONS=${SEMI} (cycle ${ms(median(small.steady.map((c) => c.wallMs)))})`,
+    measure: `daemon RSS, peak / after, as deployed: ${flags}, ${DEPLOYED_ENV_TEXT} (cycle ${ms(median(small.steady.map((c) => c.wallMs)))})`,
     value: `${small.rssPeakMb.toFixed(0)} MB / ${small.rssAfterMb.toFixed(0)} MB`,
     target: "≤ 120 MB",
     met: verdict(small.rssPeakMb <= 120),
   });
-  rows.push({ measure: `/metrics with ${SEMI}`, value: latency(small), target: "p99 ≤ 50 ms", met: verdict(percentile(small.metrics.latencies, 99) <= 50) });
+  rows.push({ measure: "/metrics as deployed", value: latency(small), target: "p99 ≤ 50 ms", met: verdict(percentile(small.metrics.latencies, 99) <= 50) });
   figures.daemonSmallNursery = { rssPeakMb: small.rssPeakMb, rssAfterMb: small.rssAfterMb, cycleMs: median(small.steady.map((c) => c.wallMs)), metricsP99Ms: percentile(small.metrics.latencies, 99) };
 
   // Where the rest goes: the same daemon with no /proc scan at all.
@@ -408,6 +425,8 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   const inline = await probeDaemon({ cycles: 1, fullCycles: Math.min(2, options.fullCycles), threads: 1, inProcess: true });
   rows.push({ measure: "contrast: /metrics while an in-process scan blocks the loop", value: latency(inline), target: "", met: "" });
   figures.inlineMetricsP99Ms = percentile(inline.metrics.latencies, 99);
+  rows.push({ measure: "contrast: daemon RSS with the scan in its event loop, peak (node defaults)", value: `${inline.rssPeakMb.toFixed(0)} MB`, target: "", met: "" });
+  figures.inlineRssPeakMb = inline.rssPeakMb;
 
   const loadAfter = loadavg().map((value) => value.toFixed(2)).join(" ");
   process.stdout.write(

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeInstallCommand, makeUninstallCommand, verifyHint, type InstallCommandDeps } from "../../../src/cli/install.js";
 import type { CliIo } from "../../../src/cli/io.js";
 import { UsageError } from "../../../src/errors.js";
-import { launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
+import { DAEMON_NODE_FLAGS, launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
 
 const REAL_UNIT = readFileSync(new URL("../../../systemd/ptyreaper.service", import.meta.url), "utf8");
 const DEFAULT_CONFIG = "pollInterval: 10s\n";
@@ -117,7 +117,7 @@ describe("install", () => {
 
     const launcher = join(root, "usr/local/bin/ptyreaper");
     expect(readFileSync(launcher, "utf8")).toBe(
-      `#!/bin/sh\n${LAUNCHER_MARK}\nexec '/usr/bin/node' '/usr/local/lib/ptyreaper/dist/main.js' "$@"\n`,
+      `#!/bin/sh\n${LAUNCHER_MARK}\nexec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size '/usr/local/lib/ptyreaper/dist/main.js' "$@"\n`,
     );
     expect(lstatSync(launcher).mode & 0o777).toBe(0o755);
 
@@ -359,8 +359,16 @@ describe("unitText and launcherText", () => {
     expect(() => unitText(REAL_UNIT, "/opt/my dir/bin/ptyreaper")).toThrow(/white space/);
   });
 
-  it("quotes paths for the shell", () => {
-    expect(launcherText("/opt/it's/node", "/lib")).toContain(`exec '/opt/it'\\''s/node' '/lib/dist/main.js' "$@"`);
+  it("quotes paths for the shell, and runs node with the daemon's memory flags", () => {
+    expect(launcherText("/opt/it's/node", "/lib")).toContain(`exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size '/lib/dist/main.js' "$@"`);
+  });
+
+  it("runs the daemon the same way from npm start, the unit and the launcher (what npm run bench measures)", () => {
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { scripts: Record<string, string> };
+    expect(pkg.scripts.start).toBe(`MALLOC_ARENA_MAX=2 node ${DAEMON_NODE_FLAGS.join(" ")} dist/main.js run --config config/ptyreaper.yaml`);
+    expect(pkg.scripts.soak).toContain(`MALLOC_ARENA_MAX=2 node --expose-gc ${DAEMON_NODE_FLAGS.join(" ")} `);
+    expect(REAL_UNIT.split("\n")).toContain("Environment=MALLOC_ARENA_MAX=2");
+    expect(launcherText("/usr/bin/node", "/lib")).toContain(` ${DAEMON_NODE_FLAGS.join(" ")} `);
   });
 });
 
