@@ -120,9 +120,9 @@ export class ProcFs {
     return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
   }
 
-  /** /proc/PID/cmdline */
+  /** /proc/PID/cmdline, decoded as UTF-8 for display (bytes that are not UTF-8 show as U+FFFD). */
   cmdline(pid: number): string[] {
-    return parseCmdline(readFileSync(`${this.root}/${pid}/cmdline`, "latin1"));
+    return parseCmdline(readFileSync(`${this.root}/${pid}/cmdline`, UTF8));
   }
 
   /** /proc/PID/ns/pid (or another namespace) → inode, null when unreadable or malformed. */

@@ -1,5 +1,7 @@
 // ProcFs and scanProc over committed fixture trees: cases a live kernel will not produce on demand.
-import type { Stats } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync, type Stats } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../../src/domain/types.js";
@@ -170,6 +172,17 @@ describe("ProcFs readers over mixed-host", () => {
     [600, ID_B],
   ])("cgroupContainerId(%i) → %s", (pid, expected) => {
     expect(procfs.cgroupContainerId(pid)).toBe(expected);
+  });
+
+  it("decodes cmdline as UTF-8, as a terminal shows it (ps prints the same bytes)", () => {
+    const root = mkdtempSync(join(tmpdir(), "ptyr-cmdline-"));
+    try {
+      mkdirSync(join(root, "7"));
+      writeFileSync(join(root, "7", "cmdline"), Buffer.concat([Buffer.from("vim\0résumé — 日本.txt\0", "utf8"), Buffer.from([0x66, 0xff, 0x00])]));
+      expect(new ProcFs(root, { native: null }).cmdline(7)).toEqual(["vim", "résumé — 日本.txt", "f\ufffd"]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it("reads cmdline, environ and namespace links", () => {
