@@ -21,7 +21,7 @@ try {
     socket: engine.socket,
     onProgress: (done, u) => process.stdout.write(`${row(`${done}`, u)}\n`),
   });
-  process.stdout.write(`${row("start", figures.start)}\n${row("end", figures.end)}\n`);
+  process.stdout.write(`${row("start", figures.start)}\n${row("mid", figures.mid)}\n${row("end", figures.end)}\n`);
   process.stdout.write(
     `${figures.cycles} cycles in ${figures.seconds.toFixed(0)} s (${((figures.seconds * 1000) / figures.cycles).toFixed(1)} ms each), ` +
       `${figures.failedCycles} failed; peak RSS ${figures.peakRssMb} MiB; reaped ${figures.reaped}; churn ${JSON.stringify(figures.churn)}\n`,

@@ -43,6 +43,8 @@ export interface SoakFigures {
   failedCycles: number;
   seconds: number;
   start: Usage;
+  /** Half-way through the cycles: memory must not grow from here on (the start is early in the heaps' warm-up). */
+  mid: Usage;
   end: Usage;
   peakRssMb: number;
   churn: { containersStarted: number; containersRemoved: number; sessionsStarted: number; shortExecs: number; errors: number };
@@ -196,6 +198,8 @@ export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
   let failed = 0;
   let peakRssMb = 0;
   let start: Usage | null = null;
+  let mid: Usage | null = null;
+  const half = Math.max(warmup, Math.floor(options.cycles / 2));
   const began = performance.now();
   churn.start();
   try {
@@ -211,6 +215,10 @@ export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
         settle();
         start = usage(daemon, await scrape(), churn);
       }
+      if (n === half) {
+        settle();
+        mid = usage(daemon, await scrape(), churn);
+      }
       if (n % 50 === 0) peakRssMb = Math.max(peakRssMb, process.memoryUsage().rss / 2 ** 20);
       if (options.onProgress && n % progressEvery === 0) options.onProgress(n, usage(daemon, await scrape(), churn));
     }
@@ -222,6 +230,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
       failedCycles: failed,
       seconds: (performance.now() - began) / 1000,
       start: start ?? end,
+      mid: mid ?? end,
       end,
       peakRssMb: Math.round(peakRssMb * 10) / 10,
       churn: { ...churn.counts },
@@ -254,5 +263,8 @@ export function notFlat(figures: SoakFigures, judge: { memory: boolean } = { mem
   if (!judge.memory) return problems;
   if (end.heapUsedMb > start.heapUsedMb * 1.5 + 10) problems.push(`heap grew from ${start.heapUsedMb} MiB to ${end.heapUsedMb} MiB`);
   if (end.rssMb > start.rssMb * 1.5 + 20) problems.push(`RSS grew from ${start.rssMb} MiB to ${end.rssMb} MiB`);
+  // Past the warm-up, flat means flat: at most 5% more (and 2 MiB of page-level noise) over the second half.
+  const { mid } = figures;
+  if (end.rssMb > mid.rssMb * 1.05 + 2) problems.push(`RSS still grew over the second half, from ${mid.rssMb} MiB to ${end.rssMb} MiB`);
   return problems;
 }
