@@ -3,10 +3,11 @@
 // reaped while Docker is down, no fd or handle piles up, and a session leaked after recovery is reaped.
 // This is also issue 3's end-to-end test 4 ("Docker stopped while ptyreaper runs").
 import { readdirSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
-import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { describe, expect, it } from "vitest";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { readMetric } from "./support/daemon.js";
+import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 2_000;
 const CONFIG = `
@@ -43,26 +44,13 @@ interface Outage {
 }
 
 describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("restart");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    if (engine && engine.pid === null) await engine.start();
-    await cleanupAll();
-    await engine?.destroy();
-  }, 180_000);
+  // Teardown starts the engine again if a test left it stopped, so its containers can be removed.
+  const testbed = usePrivateEngine("restart", { teardownTimeoutMs: 180_000 });
 
   it("keeps serving, follows docker_up, reaps nothing while Docker is down, leaks nothing, and reaps after recovery", async () => {
     const name = testContainerName("restart");
     await startContainer({ name });
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     await waitFor(async () => (await d.metric("ptyreaper_docker_up")) === 1, 20_000, "docker_up 1");
     await sleep(3 * POLL_MS);
     const fdsBefore = openFds(d.pid);
@@ -79,12 +67,12 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
     for (const [round, { signal, downMs }] of plan.entries()) {
       // A session ptyreaper knows, young now, stale (idle ≥ 10s) before the longest outage ends.
       const tag = `known-${round}`;
-      const exec = await execDetached(engine.socket, name, signalRecorderCmd(tag));
+      const exec = await execDetached(testbed.engine.socket, name, signalRecorderCmd(tag));
       recorders.push({ tag, ...exec });
       await waitFor(async () => (await d.get("/sessions")).body.includes(exec.execId), 20_000, `session ${tag} listed`);
 
       const killedAt = Date.now();
-      await engine.stop(signal);
+      await testbed.engine.stop(signal);
       const noticed = await waitFor(async () => ((await d.metric("ptyreaper_docker_up")) === 0 ? Date.now() : null), 20_000, "docker_up 0", 100);
       let scrapes = 0;
       while (Date.now() - killedAt < downMs) {
@@ -98,7 +86,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
       expect(d.logs().filter((l) => l.msg === "signalled exec session")).toEqual([]);
       const eventsBefore = d.logs().filter((l) => l.msg === "docker events stream connected").length;
 
-      await engine.start();
+      await testbed.engine.start();
       const back = Date.now();
       const up = await waitFor(async () => ((await d.metric("ptyreaper_docker_up")) === 1 ? Date.now() : null), 20_000, "docker_up 1 again", 100);
       const events = await waitFor(
@@ -126,7 +114,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
 
     // Nothing was signalled: a restarted dockerd forgets running execs (moby keeps them in memory only),
     // so the sessions known before an outage are never attributed again, and so never reaped.
-    const init = await containerInitPid(engine.socket, name);
+    const init = await containerInitPid(testbed.engine.socket, name);
     for (const r of recorders) {
       expect(readRecordedSignals(init, r.tag), r.tag).toEqual([]);
       expect(isAlive(r.pid), r.tag).toBe(true);
@@ -135,7 +123,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
     expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
 
     // After recovery, a session leaked now is reaped as usual.
-    const leaked = await execDetached(engine.socket, name, ["sh"]);
+    const leaked = await execDetached(testbed.engine.socket, name, ["sh"]);
     const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === leaked.execId), 60_000, "the new leak to be reaped");
     expect(reaped.result).toBe("reaped");
     expect(isAlive(leaked.pid)).toBe(false);

@@ -1,9 +1,9 @@
 // /proc churn on the real kernel: thousands of short-lived pty holders appear and exit while ptyreaper scans.
 // No crash, no poll error (a vanished process is not an error), and every snapshot stays consistent.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, ptyChurn, sleep, startContainer, testContainerName } from "./harness/index.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type DetachedExec, type PrivateDockerd } from "./support/dockerd.js";
+import { describe, expect, it } from "vitest";
+import { ptyChurn, sleep, startContainer, testContainerName } from "./harness/index.js";
+import { execDetached, type DetachedExec } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const CONFIG = `
 pollInterval: 1s
@@ -39,26 +39,13 @@ function inconsistencies(report: Report, known: readonly DetachedExec[]): string
 }
 
 describe("/proc churn while ptyreaper runs (real kernel, private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("churn");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("churn");
 
   it("counts no error for vanished processes and keeps every snapshot consistent", async () => {
     const name = testContainerName("churn");
     await startContainer({ name });
-    const known = [await execDetached(engine.socket, name, ["sh"]), await execDetached(engine.socket, name, ["sh"])];
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const known = [await execDetached(testbed.engine.socket, name, ["sh"]), await execDetached(testbed.engine.socket, name, ["sh"])];
+    const d = await testbed.startDaemon(CONFIG);
     await sleep(2_000);
     const cyclesBefore = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
 

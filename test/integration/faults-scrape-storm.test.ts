@@ -4,11 +4,12 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, nsPty, sleep, startContainer, testContainerName, type NsPty } from "./harness/index.js";
+import { describe, expect, it } from "vitest";
+import { nsPty, sleep, startContainer, testContainerName, type NsPty } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
-import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { readMetric } from "./support/daemon.js";
+import { execDetached } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 1_000;
 const CONFIG = `
@@ -66,30 +67,16 @@ function runWrk(args: string[]): Promise<{ totals: WrkTotals; output: string }> 
 }
 
 describe("scrape storm on loopback (wrk, private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
   let ptys: NsPty | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("storm");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    await ptys?.close();
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("storm", { cleanup: async () => { await ptys?.close(); } });
 
   it("answers 200 connections on /metrics and /sessions for 30 s without an error while the loop keeps its cadence", async () => {
     const name = testContainerName("storm");
     await startContainer({ name });
-    for (let i = 0; i < 3; i++) await execDetached(engine.socket, name, ["sh"]);
+    for (let i = 0; i < 3; i++) await execDetached(testbed.engine.socket, name, ["sh"]);
     // A busy host's worth of ptys, whatever this host runs: /sessions lists each of them.
     ptys = await nsPty({ count: 300 });
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     await sleep(2 * POLL_MS);
     const sessionsBytes = (await d.get("/sessions")).body.length;
     const cyclesBefore = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;

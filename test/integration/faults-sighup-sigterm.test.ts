@@ -2,10 +2,11 @@
 // log line and the running config stays in force; with a good one it takes effect (dry-run → enforce).
 // SIGTERM in the middle of escalations exits within 5 s and logs every escalation it abandons.
 import { writeFileSync } from "node:fs";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type DetachedExec, type PrivateDockerd } from "./support/dockerd.js";
+import { describe, expect, it } from "vitest";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import type { RunningDaemon } from "./support/daemon.js";
+import { execDetached, type DetachedExec } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const config = (mode: "dry-run" | "enforce", grace = "200ms"): string => `
 pollInterval: 1s
@@ -29,31 +30,13 @@ type LogLine = Record<string, unknown>;
 const rejections = (logs: LogLine[]): LogLine[] => logs.filter((l) => l.msg === "config reload rejected; the running config stays in force");
 
 describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("signals");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterEach(async () => {
-    await daemon?.stop();
-    daemon = null;
-    await cleanupAll();
-  }, 120_000);
-
-  afterAll(async () => {
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("signals", { teardown: "each" });
 
   it("rejects a bad config on SIGHUP with one log line and keeps the old one; applies a good one", async () => {
     const name = testContainerName("reload");
     await startContainer({ name });
-    const session = await execDetached(engine.socket, name, ["sh"]);
-    daemon = await startDaemon(config("dry-run"), [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const session = await execDetached(testbed.engine.socket, name, ["sh"]);
+    const d = await testbed.startDaemon(config("dry-run"));
     const path = configPathOf(d);
     await waitFor(async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 1, 60_000, "a would-reap in dry-run");
 
@@ -100,9 +83,8 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
     await startContainer({ name });
     // These ignore SIGHUP, so each escalation waits its grace (60 s) for the SIGTERM step.
     const sessions: DetachedExec[] = [];
-    for (let i = 0; i < 3; i++) sessions.push(await execDetached(engine.socket, name, ["sh", "-c", 'trap "" HUP; exec sleep 1000000']));
-    daemon = await startDaemon(config("enforce", "60s"), [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    for (let i = 0; i < 3; i++) sessions.push(await execDetached(testbed.engine.socket, name, ["sh", "-c", 'trap "" HUP; exec sleep 1000000']));
+    const d = await testbed.startDaemon(config("enforce", "60s"));
     await waitFor(
       () => sessions.every((s) => d.logs().some((l) => l.msg === "signalled exec session" && l.execId === s.execId && l.signal === "SIGHUP")),
       60_000,
@@ -113,7 +95,6 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
     d.child.kill("SIGTERM");
     const code = await exited;
     const tookMs = Date.now() - sentAt;
-    daemon = null;
     console.log(`SIGTERM with 3 escalations pending: exited ${code} after ${tookMs} ms`);
     expect(code).toBe(0);
     expect(tookMs).toBeLessThanOrEqual(5_000);

@@ -1,30 +1,21 @@
 // The soak, short (npm run soak runs 10,000 cycles): the daemon's cycles back to back while containers and exec
 // sessions come and go on a private engine. Open fds, handles and metric series stay flat; every session is seen.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { createDaemon } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
-import { cleanupAll, isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
-import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { execDetached } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 import { notFlat, runSoak } from "../../soak/soak.js";
 
 describe("soak, short (private dockerd)", () => {
-  let engine: PrivateDockerd;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("soaktest");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("soaktest");
 
   it("sees every exec session started while cycles run back to back", async () => {
     const name = testContainerName("soak-race");
     await startContainer({ name });
-    const config = parseConfig(`pollInterval: 1h\nlisten: "127.0.0.1:0"\ndocker:\n  socket: ${engine.socket}\npolicy:\n  idleTimeout: "off"\n`, "test config", {});
+    const config = parseConfig(`pollInterval: 1h\nlisten: "127.0.0.1:0"\ndocker:\n  socket: ${testbed.engine.socket}\npolicy:\n  idleTimeout: "off"\n`, "test config", {});
     const daemon = createDaemon({ config, logger: pino({ level: "silent" }), version: "test" });
     await daemon.start();
     let running = true;
@@ -37,7 +28,7 @@ describe("soak, short (private dockerd)", () => {
     })();
     try {
       const started: string[] = [];
-      for (let i = 0; i < 12; i++) started.push((await execDetached(engine.socket, name, ["sh"])).execId);
+      for (let i = 0; i < 12; i++) started.push((await execDetached(testbed.engine.socket, name, ["sh"])).execId);
       const seen = await waitFor(
         () => {
           const ids = new Set(daemon.poller.lastSnapshot?.inventory.sessions.map((s) => s.execId));
@@ -60,8 +51,8 @@ describe("soak, short (private dockerd)", () => {
     // reaped within the run, at least 400 cycles and 25 s.
     const keep = testContainerName("soak-keep");
     await startContainer({ name: keep });
-    const leaked = await execDetached(engine.socket, keep, ["sh"]);
-    const figures = await runSoak({ cycles: 400, minSeconds: 25, socket: engine.socket, warmupCycles: 50 });
+    const leaked = await execDetached(testbed.engine.socket, keep, ["sh"]);
+    const figures = await runSoak({ cycles: 400, minSeconds: 25, socket: testbed.engine.socket, warmupCycles: 50 });
     console.log(`soak (short): ${JSON.stringify(figures)}`);
     // Memory is left to `npm run soak` (10,000 cycles, forced GC before each reading): here, without
     // --expose-gc and after 25 s, heap and RSS readings say more about the collector than about leaks.

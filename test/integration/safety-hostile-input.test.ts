@@ -3,11 +3,12 @@
 // host process's argv with the same. They must come out escaped and intact in /metrics (promtool passes),
 // in the logs (valid JSON lines), in /sessions (round-trip) and in the `sessions` table (one row per pty).
 import { spawn, spawnSync } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, python3, startContainer, waitFor } from "./harness/index.js";
+import { describe, expect, it } from "vitest";
+import { python3, startContainer, waitFor } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
-import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { MAIN } from "./support/daemon.js";
+import { execDetached } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const LONG_NAME = `ptyr-test-hostile.${"x_y-z.".repeat(48)}end`;
 const HOSTILE = [
@@ -60,27 +61,14 @@ async function hostileHostPtyHolder(): Promise<number> {
 }
 
 describe("hostile names and strings from containers (private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("hostile");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("hostile");
 
   it("escapes them in /metrics, logs, /sessions and the sessions table", async () => {
     await startContainer({ name: LONG_NAME, labels: LABELS });
-    const reaped = await execDetached(engine.socket, LONG_NAME, ["sh", "-c", "exec sh", ...HOSTILE]);
-    const listed = await execDetached(engine.socket, LONG_NAME, ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE], { env: { PTYREAPER_EXEMPT: "1" } });
+    const reaped = await execDetached(testbed.engine.socket, LONG_NAME, ["sh", "-c", "exec sh", ...HOSTILE]);
+    const listed = await execDetached(testbed.engine.socket, LONG_NAME, ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE], { env: { PTYREAPER_EXEMPT: "1" } });
     const hostPid = await hostileHostPtyHolder();
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     // The hostile exempt label ("true\n") exempts nothing: the first session is reaped as idle.
     const reapLine = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === reaped.execId), 60_000, "the hostile session to be reaped");
 
@@ -103,7 +91,7 @@ describe("hostile names and strings from containers (private dockerd)", () => {
     expect(report.ptys.find((p) => p.slavePids.includes(hostPid))?.owner).toBe("host");
 
     // The table: no raw control character, and every line below the header is a whole row.
-    const table = spawnSync(process.execPath, [MAIN, "sessions"], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: engine.host }, maxBuffer: 64 * 1024 * 1024 });
+    const table = spawnSync(process.execPath, [MAIN, "sessions"], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: testbed.engine.host }, maxBuffer: 64 * 1024 * 1024 });
     expect(table.status, table.stderr).toBe(0);
     const lines = table.stdout.split("\n").filter((l) => l !== "");
     const badLines = lines.filter((l) => RAW_CONTROL.test(l));

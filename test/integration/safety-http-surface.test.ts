@@ -5,12 +5,13 @@ import { request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { spawnSync } from "node:child_process";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
 import { ROUTES } from "../../src/http/server.js";
-import { cleanupAll, environOf, sleep, waitFor } from "./harness/index.js";
-import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { environOf, sleep, waitFor } from "./harness/index.js";
+import { MAIN } from "./support/daemon.js";
+import { execDetached } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const SECRET = "hunter2-f00dfeed";
 const CONFIG = `
@@ -81,40 +82,23 @@ function openConnection(port: number, send: string | null): Promise<{ socket: So
 }
 
 describe("the HTTP surface (private dockerd, real daemon)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("http");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterEach(async () => {
-    await daemon?.stop();
-    daemon = null;
-    await cleanupAll();
-  }, 120_000);
-
-  afterAll(async () => {
-    await engine?.destroy();
-  }, 120_000);
+  const testbed = usePrivateEngine("http", { teardown: "each" });
 
   it("never shows a process environment: a secret in exec and container environments appears nowhere", async () => {
     const name = "ptyr-test-http-secret";
-    await engine.cli(["run", "-d", "--network", "none", "--name", name, "-e", `SECRET_TOKEN=${SECRET}`, "ptyreaper-test/busybox:latest", "sleep", "1000000"]);
-    const leaked = await execDetached(engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET } });
+    await testbed.engine.cli(["run", "-d", "--network", "none", "--name", name, "-e", `SECRET_TOKEN=${SECRET}`, "ptyreaper-test/busybox:latest", "sleep", "1000000"]);
+    const leaked = await execDetached(testbed.engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET } });
     // Its environment is read (for PTYREAPER_EXEMPT), and holds the secret too.
-    const exempt = await execDetached(engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET, PTYREAPER_EXEMPT: "1" } });
+    const exempt = await execDetached(testbed.engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET, PTYREAPER_EXEMPT: "1" } });
     expect(environOf(leaked.pid)).toContain(`SECRET_TOKEN=${SECRET}`);
     expect(environOf(exempt.pid)).toContain(`SECRET_TOKEN=${SECRET}`);
 
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     await waitFor(async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 1, 60_000, "the leaked session to be judged stale");
     const outputs: [string, string][] = [];
     for (const path of ROUTES) outputs.push([path, (await d.get(path)).body]);
     const cli = (args: string[]): string => {
-      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: engine.host }, maxBuffer: 64 * 1024 * 1024 });
+      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: testbed.engine.host }, maxBuffer: 64 * 1024 * 1024 });
       return `${r.stdout}${r.stderr}`;
     };
     outputs.push(["sessions", cli(["sessions"])], ["sessions --json", cli(["sessions", "--json"])]);
@@ -129,8 +113,7 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
   it("listens on loopback only, by default and in the shipped config, and serves nothing but GET and HEAD", async () => {
     expect(loadConfig(null, {}).listen.host).toBe("127.0.0.1");
     expect(loadConfig(new URL("../../config/ptyreaper.yaml", import.meta.url).pathname, {}).listen.host).toBe("127.0.0.1");
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     const port = new URL(d.baseUrl).port;
     // One listening socket, 127.0.0.1 (0100007F in /proc/net/tcp) on its port; no inspector, no other port.
     expect(listeningAddresses(d.pid)).toEqual([`tcp:0100007F:${Number(port).toString(16).toUpperCase().padStart(4, "0")}`]);
@@ -155,8 +138,7 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
   }, 60_000);
 
   it("cuts off idle, slow and lingering connections so they cannot pile up", async () => {
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     const port = Number(new URL(d.baseUrl).port);
     await sleep(1_000);
     const fdsBefore = readdirSync(`/proc/${d.pid}/fd`).length;

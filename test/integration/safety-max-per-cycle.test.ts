@@ -1,9 +1,9 @@
 // maxPerCycle under load, on the real kernel and a private Docker engine: 200 leaked exec sessions turn stale
 // at once; no cycle starts more than maxPerCycle escalations, and all of them end reaped.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { execDetached, startPrivateDockerd, type DetachedExec, type PrivateDockerd } from "./support/dockerd.js";
+import { describe, expect, it } from "vitest";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { execDetached, type DetachedExec } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const SESSIONS = 200;
 const MAX_PER_CYCLE = 20;
@@ -32,29 +32,16 @@ async function inParallel<T, R>(items: readonly T[], width: number, task: (item:
 }
 
 describe("maxPerCycle with hundreds of stale sessions (real kernel, private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("maxcycle");
-    process.env.DOCKER_HOST = engine.host;
-  });
-
-  afterAll(async () => {
-    await daemon?.stop();
-    await cleanupAll();
-    await engine?.destroy();
-  }, 180_000);
+  const testbed = usePrivateEngine("maxcycle", { teardownTimeoutMs: 180_000 });
 
   it(`starts at most ${MAX_PER_CYCLE} escalations per cycle and reaps all ${SESSIONS}`, async () => {
     const name = testContainerName("maxcycle");
     await startContainer({ name });
-    const sessions: DetachedExec[] = await inParallel(Array.from({ length: SESSIONS }, (_, i) => i), 8, () => execDetached(engine.socket, name, ["sh"]));
+    const sessions: DetachedExec[] = await inParallel(Array.from({ length: SESSIONS }, (_, i) => i), 8, () => execDetached(testbed.engine.socket, name, ["sh"]));
     expect(new Set(sessions.map((s) => s.execId)).size).toBe(SESSIONS);
     await sleep(11_000); // every one of them idle past idleTimeout before ptyreaper looks
 
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     let maxStaleSeen = 0;
     await waitFor(
       async () => {

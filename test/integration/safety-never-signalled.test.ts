@@ -5,19 +5,17 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, cmdlineOf, descendantsOf, hostPty, isAlive, python3, sleep, startContainer, testContainerName, waitFor, type HostPty } from "./harness/index.js";
+import { describe, expect, it } from "vitest";
+import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, sleep, startContainer, testContainerName, waitFor, type HostPty } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 import {
   containerInitPid,
   execDetached,
   readRecordedSignals,
   signalRecorderCmd,
-  startPrivateDockerd,
   type DetachedExec,
-  type PrivateDockerd,
 } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 /** Everything that can make a session stale is switched on, at its most eager. */
 const AGGRESSIVE = `
@@ -90,27 +88,14 @@ interface SessionsJson {
 }
 
 describe("never signalled, whatever the policy says (real kernel, private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
   let hostPtys: HostPty[] = [];
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("nosig");
-    process.env.DOCKER_HOST = engine.host;
+  const testbed = usePrivateEngine("nosig", {
+    teardown: "each",
+    cleanup: async () => {
+      for (const pty of hostPtys) await pty.close();
+      hostPtys = [];
+    },
   });
-
-  afterEach(async () => {
-    await daemon?.stop();
-    daemon = null;
-    for (const pty of hostPtys) await pty.close();
-    hostPtys = [];
-    await cleanupAll();
-  }, 120_000);
-
-  afterAll(async () => {
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
 
   it("spares container inits, a container's own tty, host ptys and exempt sessions while it reaps the one it may", async () => {
     const plain = testContainerName("ns-plain");
@@ -121,18 +106,17 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     await startContainer({ name: withTty, tty: true, cmd: signalRecorderCmd("init-tty") });
     await startContainer({ name: labelled, labels: { "ptyreaper.exempt": "true" } });
     await startContainer({ name: byName });
-    const inits = { plain: await containerInitPid(engine.socket, plain), tty: await containerInitPid(engine.socket, withTty) };
+    const inits = { plain: await containerInitPid(testbed.engine.socket, plain), tty: await containerInitPid(testbed.engine.socket, withTty) };
     const protectedExecs: [string, string, DetachedExec][] = [
-      ["exec-label", labelled, await execDetached(engine.socket, labelled, signalRecorderCmd("exec-label"))],
-      ["exec-name", byName, await execDetached(engine.socket, byName, signalRecorderCmd("exec-name"))],
-      ["exec-env", plain, await execDetached(engine.socket, plain, signalRecorderCmd("exec-env"), { env: { PTYREAPER_EXEMPT: "1" } })],
+      ["exec-label", labelled, await execDetached(testbed.engine.socket, labelled, signalRecorderCmd("exec-label"))],
+      ["exec-name", byName, await execDetached(testbed.engine.socket, byName, signalRecorderCmd("exec-name"))],
+      ["exec-env", plain, await execDetached(testbed.engine.socket, plain, signalRecorderCmd("exec-env"), { env: { PTYREAPER_EXEMPT: "1" } })],
     ];
-    const control = await execDetached(engine.socket, plain, signalRecorderCmd("control"));
+    const control = await execDetached(testbed.engine.socket, plain, signalRecorderCmd("control"));
     hostPtys = [await hostPty()];
     const hostSession = await hostScriptSession();
 
-    daemon = await startDaemon(AGGRESSIVE, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(AGGRESSIVE);
     const startedAt = Date.now();
     // The policy is live: the one unprotected session is escalated all the way (it traps HUP and TERM).
     const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === control.execId), 60_000, "the control session to be reaped");
@@ -143,7 +127,7 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     await sleep(Math.max(3_000, 13_000 - (Date.now() - startedAt)));
 
     for (const [tag, container, exec] of protectedExecs) {
-      expect(readRecordedSignals(await containerInitPid(engine.socket, container), tag), tag).toEqual([]);
+      expect(readRecordedSignals(await containerInitPid(testbed.engine.socket, container), tag), tag).toEqual([]);
       expect(isAlive(exec.pid), tag).toBe(true);
     }
     expect(readRecordedSignals(inits.plain, "init-plain"), "a container's init").toEqual([]);
@@ -175,10 +159,9 @@ describe("never signalled, whatever the policy says (real kernel, private docker
   it("spares a session younger than minAge even when idleTimeout is long past and pressure is high", async () => {
     const name = testContainerName("ns-young");
     await startContainer({ name });
-    const young = await execDetached(engine.socket, name, signalRecorderCmd("young"));
-    const init = await containerInitPid(engine.socket, name);
-    daemon = await startDaemon(AGGRESSIVE.replace("minAge: 0s", "minAge: 1h").replace("maxAge: 1s", "maxAge: 1h"), [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const young = await execDetached(testbed.engine.socket, name, signalRecorderCmd("young"));
+    const init = await containerInitPid(testbed.engine.socket, name);
+    const d = await testbed.startDaemon(AGGRESSIVE.replace("minAge: 0s", "minAge: 1h").replace("maxAge: 1s", "maxAge: 1h"));
     const seen = await waitFor(
       async () => {
         const report = JSON.parse((await d.get("/sessions")).body) as SessionsJson;
@@ -202,10 +185,9 @@ describe("never signalled, whatever the policy says (real kernel, private docker
   it("signals nothing while its Docker socket does not exist", async () => {
     const name = testContainerName("ns-nodocker");
     await startContainer({ name });
-    const old = await execDetached(engine.socket, name, signalRecorderCmd("nodocker"));
-    const init = await containerInitPid(engine.socket, name);
-    daemon = await startDaemon(AGGRESSIVE, [], { DOCKER_HOST: `unix://${engine.root}/missing.sock` });
-    const d = daemon;
+    const old = await execDetached(testbed.engine.socket, name, signalRecorderCmd("nodocker"));
+    const init = await containerInitPid(testbed.engine.socket, name);
+    const d = await testbed.startDaemon(AGGRESSIVE, [], { DOCKER_HOST: `unix://${testbed.engine.root}/missing.sock` });
     await sleep(13_000); // past idleTimeout and maxAge, a dozen cycles
     expect(await d.metric("ptyreaper_docker_up")).toBe(0);
     expect((await d.get("/readyz")).status).toBe(503);

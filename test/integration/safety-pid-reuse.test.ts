@@ -6,11 +6,11 @@ import { mkdtempSync, readFileSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, killAndWait, procState, python3, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { describe, expect, it } from "vitest";
+import { isAlive, killAndWait, procState, python3, startContainer, testContainerName, waitFor } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { containerInitPid, execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
+import { containerInitPid, execDetached } from "./support/dockerd.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const CONFIG = `
 pollInterval: 1s
@@ -134,44 +134,31 @@ const signalled = (logs: LogLine[], execId: string): LogLine[] => logs.filter((l
 const logTime = (line: LogLine): number => Date.parse(String(line.time));
 
 describe("PID reuse between two signals of an escalation (real kernel, private dockerd)", () => {
-  let engine: PrivateDockerd;
-  let daemon: RunningDaemon | null = null;
   let imposter: Imposter | null = null;
-
-  beforeAll(async () => {
-    engine = await startPrivateDockerd("pidreuse");
-    process.env.DOCKER_HOST = engine.host; // the harness and every daemon talk to the private engine only
+  // The harness and every daemon talk to the private engine only.
+  const testbed = usePrivateEngine("pidreuse", {
+    teardown: "each",
+    cleanup: async () => {
+      await imposter?.close();
+      imposter = null;
+    },
   });
-
-  afterEach(async () => {
-    await daemon?.stop();
-    daemon = null;
-    await imposter?.close();
-    imposter = null;
-    await cleanupAll();
-  }, 120_000);
-
-  afterAll(async () => {
-    await cleanupAll();
-    await engine?.destroy();
-  }, 120_000);
 
   it("never signals a new process that took the exec's own pid, even in the same container on the same pty", async () => {
     const name = testContainerName("pidreuse-leader");
     await startContainer({ name });
     // SIGHUP is ignored, so the escalation has to go on to SIGTERM: that is when the pid has been reused.
-    const victim = await execDetached(engine.socket, name, ["sh", "-c", 'trap "" HUP; exec sleep 1000000']);
-    imposter = await prepareImposter(victim.pid, await containerInitPid(engine.socket, name), 1);
+    const victim = await execDetached(testbed.engine.socket, name, ["sh", "-c", 'trap "" HUP; exec sleep 1000000']);
+    imposter = await prepareImposter(victim.pid, await containerInitPid(testbed.engine.socket, name), 1);
 
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     const hup = await waitFor(() => signalled(d.logs(), victim.execId)[0], 60_000, "SIGHUP to the victim");
     expect(hup).toMatchObject({ signal: "SIGHUP", pids: [victim.pid] });
 
     const taken = await imposter.takeOver(victim.pid);
     expect(taken.pid).toBe(victim.pid);
     // Same pid, same PID namespace and cgroup, holding the same pty: only the start time differs.
-    const initPid = await containerInitPid(engine.socket, name);
+    const initPid = await containerInitPid(testbed.engine.socket, name);
     expect(readFileSync(`/proc/${taken.pid}/cgroup`, "utf8")).toBe(readFileSync(`/proc/${initPid}/cgroup`, "utf8"));
     expect(readlinkSync(`/proc/${taken.pid}/ns/pid`)).toBe(readlinkSync(`/proc/${initPid}/ns/pid`));
 
@@ -199,15 +186,14 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     const name = testContainerName("pidreuse-job");
     await startContainer({ name });
     // The shell waits for its job (so the job's pid is freed the moment it dies), then becomes a sleep.
-    const victim = await execDetached(engine.socket, name, ["sh", "-c", 'trap "" HUP; sleep 1000000 & wait; exec sleep 1000000']);
+    const victim = await execDetached(testbed.engine.socket, name, ["sh", "-c", 'trap "" HUP; sleep 1000000 & wait; exec sleep 1000000']);
     const job = await waitFor(() => {
       const children = readFileSync(`/proc/${victim.pid}/task/${victim.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
       return children[0];
     }, 10_000, "the session's background job");
-    imposter = await prepareImposter(job, await containerInitPid(engine.socket, name), 1);
+    imposter = await prepareImposter(job, await containerInitPid(testbed.engine.socket, name), 1);
 
-    daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: engine.host });
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG);
     const hup = await waitFor(() => signalled(d.logs(), victim.execId)[0], 60_000, "SIGHUP to the session");
     expect(hup.signal).toBe("SIGHUP");
     expect([...(hup.pids as number[])].sort()).toEqual([victim.pid, job].sort());
