@@ -403,7 +403,10 @@ export function signalRecorderCmd(tag: string): string[] {
     `log=/tmp/signals-${tag}`,
     `echo ready >> $log`,
     `for s in HUP INT QUIT TERM USR1 USR2 ALRM PIPE; do trap "echo $s >> $log" $s; done`,
-    `while :; do sleep 1; done`,
+    // A trap runs only once the foreground command ends, but interrupts a `wait` at once (POSIX): with a
+    // foreground `sleep 1`, a TERM that came while sh waited on a sleep the reaper never knew of (started
+    // after its HUP) was often still pending at the KILL, 500 ms later, and never written down.
+    `while :; do sleep 1 & wait $!; done`,
   ].join("; ");
   return ["sh", "-c", script];
 }
