@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +34,9 @@
 #define WANT_STAT 1
 #define WANT_LINKS 2
 #define WANT_SIGNATURE 4
+#define WANT_FD_STAT 8
+/* Per link in fdStat: st_dev, st_ino, st_rdev, st_mode, atime s and ns, mtime s and ns (NaN, errno when unread). */
+#define FD_STAT_FIELDS 8
 
 struct linux_dirent64 {
   uint64_t d_ino;
@@ -48,6 +52,10 @@ struct match {
   int32_t fd;
   char *target;
   size_t length;
+  /* With WANT_FD_STAT: stat of the file the link names (stat_errno 0), and /proc/PID/fdinfo/FD of a character device. */
+  int stat_errno;
+  struct stat st;
+  char *fdinfo;
 };
 
 struct job {
@@ -86,8 +94,40 @@ static int add_match(struct job *job, size_t pid_index, int fd, const char *targ
   char *copy = malloc(length + 1);
   if (copy == NULL) return -1;
   memcpy(copy, target, length + 1);
-  job->matches[job->match_count++] = (struct match){(int32_t)pid_index, fd, copy, length};
+  job->matches[job->match_count++] = (struct match){.pid_index = (int32_t)pid_index, .fd = fd, .target = copy, .length = length, .stat_errno = ENODATA};
   return 0;
+}
+
+static void free_match(struct match *match) {
+  free(match->target);
+  free(match->fdinfo);
+}
+
+/* A whole small /proc file, or NULL when unreadable. */
+static char *read_small_file(int dir, const char *name, char *buffer) {
+  int file = openat(dir, name, O_RDONLY | O_CLOEXEC);
+  if (file < 0) return NULL;
+  ssize_t got = read(file, buffer, LINK_MAX_LEN - 1);
+  close(file);
+  if (got < 0 || got == LINK_MAX_LEN - 1) return NULL;
+  char *text = malloc((size_t)got + 1);
+  if (text == NULL) return NULL;
+  memcpy(text, buffer, (size_t)got);
+  text[got] = '\0';
+  return text;
+}
+
+/*
+ * What the scan asks next of a link that may be a pty (readPtyFd in scan.ts): a stat of what it
+ * names, and the fdinfo that holds a master's index. Read here, on the batch's threads, instead of
+ * by two sync calls each in JS; anything unread is read again there, meeting its error as usual.
+ */
+static void stat_match(struct job *job, struct match *match, int dir, const char *fd_name, char *buffer) {
+  match->stat_errno = fstatat(dir, fd_name, &match->st, 0) == 0 ? 0 : errno;
+  if (match->stat_errno != 0 || !S_ISCHR(match->st.st_mode)) return;
+  char name[48];
+  snprintf(name, sizeof name, "%d/fdinfo/%s", job->pids[match->pid_index], fd_name);
+  match->fdinfo = read_small_file(job->proc_dir, name, buffer);
 }
 
 /* Reads one link; 1 when it matched, 0 when not (or closed meanwhile), -1 with errno on failure. */
@@ -101,6 +141,8 @@ static int read_link(struct job *job, size_t pid_index, int dir, const char *fd_
     errno = ENOMEM;
     return -1;
   }
+  /* The link text is copied: its buffer may serve the fdinfo read. */
+  if (job->want & WANT_FD_STAT) stat_match(job, &job->matches[job->match_count - 1], dir, fd_name, link);
   return 1;
 }
 
@@ -135,7 +177,7 @@ static int probe_pid(struct job *job, size_t pid_index, int dir, char *link, int
   struct stat after;
   if (fstat(dir, &after) == 0 && after.st_size == st.st_size) return 1;
 undo:
-  while (job->match_count > mark) free(job->matches[--job->match_count].target);
+  while (job->match_count > mark) free_match(&job->matches[--job->match_count]);
   return 0;
 }
 
@@ -363,7 +405,8 @@ static napi_status make_text_array(napi_env env, char **texts, size_t count, nap
  *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
  *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
  *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
- *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread) }
+ *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
+ *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, character devices only) }
  */
 static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -418,7 +461,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
     } else if (kind == napi_number) {
       int32_t bits;
       CHECK(napi_get_value_int32(env, argv[4], &bits));
-      want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE);
+      want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE | WANT_FD_STAT);
     }
   }
   if (threads < 1) threads = 1;
@@ -495,6 +538,14 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_create_arraybuffer(env, total * sizeof(int32_t), &fd_data, &fd_buffer));
   CHECK(napi_create_typedarray(env, napi_int32_array, total, fd_buffer, 0, &fd_array));
   CHECK(napi_create_array_with_length(env, total, &targets));
+  int with_fd_stat = (want & WANT_FD_STAT) != 0;
+  napi_value fd_stat_buffer = NULL, fd_stat_array = NULL, fdinfos = NULL;
+  double *fd_stat = NULL;
+  if (with_fd_stat) {
+    CHECK(napi_create_arraybuffer(env, total * FD_STAT_FIELDS * sizeof(double), (void **)&fd_stat, &fd_stat_buffer));
+    CHECK(napi_create_typedarray(env, napi_float64_array, total * FD_STAT_FIELDS, fd_stat_buffer, 0, &fd_stat_array));
+    CHECK(napi_create_array_with_length(env, total, &fdinfos));
+  }
   size_t k = 0;
   for (size_t t = 0; t < job_count; t++) {
     for (size_t m = 0; m < jobs[t].match_count; m++, k++) {
@@ -504,6 +555,22 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       napi_value text;
       CHECK(napi_create_string_utf8(env, match->target, match->length, &text));
       CHECK(napi_set_element(env, targets, (uint32_t)k, text));
+      if (with_fd_stat) {
+        double *row = fd_stat + k * FD_STAT_FIELDS;
+        if (match->stat_errno == 0) {
+          const struct stat *st = &match->st;
+          double values[FD_STAT_FIELDS] = {(double)st->st_dev, (double)st->st_ino, (double)st->st_rdev, (double)st->st_mode,
+                                           (double)st->st_atim.tv_sec, (double)st->st_atim.tv_nsec, (double)st->st_mtim.tv_sec, (double)st->st_mtim.tv_nsec};
+          memcpy(row, values, sizeof values);
+        } else {
+          row[0] = NAN; /* unread: row[1] says why */
+          row[1] = (double)match->stat_errno;
+        }
+        napi_value info;
+        if (match->fdinfo != NULL) CHECK(napi_create_string_utf8(env, match->fdinfo, NAPI_AUTO_LENGTH, &info));
+        else CHECK(napi_get_null(env, &info));
+        CHECK(napi_set_element(env, fdinfos, (uint32_t)k, info));
+      }
     }
   }
   CHECK(napi_create_object(env, &result));
@@ -511,6 +578,10 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_set_named_property(env, result, "pidIndex", index_array));
   CHECK(napi_set_named_property(env, result, "fd", fd_array));
   CHECK(napi_set_named_property(env, result, "target", targets));
+  if (with_fd_stat) {
+    CHECK(napi_set_named_property(env, result, "fdStat", fd_stat_array));
+    CHECK(napi_set_named_property(env, result, "fdinfo", fdinfos));
+  }
   if (want & WANT_STAT) {
     napi_value stats;
     CHECK(make_text_array(env, stat_texts, pid_count, &stats));
@@ -529,7 +600,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
 
 cleanup:
   for (size_t t = 0; t < job_count; t++) {
-    for (size_t m = 0; m < jobs[t].match_count; m++) free(jobs[t].matches[m].target);
+    for (size_t m = 0; m < jobs[t].match_count; m++) free_match(&jobs[t].matches[m]);
     free(jobs[t].matches);
   }
   for (size_t i = 0; i < text_count; i++) {

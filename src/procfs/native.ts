@@ -13,13 +13,39 @@ interface PtyScanAddon {
     needles: readonly string[],
     threads: number,
     want?: boolean | number,
-  ): { status: Int32Array; pidIndex: Int32Array; fd: Int32Array; target: string[]; stat?: (string | null)[]; signature?: (string | null)[]; fdCount?: Int32Array };
+  ): {
+    status: Int32Array;
+    pidIndex: Int32Array;
+    fd: Int32Array;
+    target: string[];
+    stat?: (string | null)[];
+    signature?: (string | null)[];
+    fdCount?: Int32Array;
+    fdStat?: Float64Array;
+    fdinfo?: (string | null)[];
+  };
 }
 
 /** What one native call reads per process (the addon's WANT_* bits). */
 export const WANT_STAT = 1;
 export const WANT_LINKS = 2;
 export const WANT_SIGNATURE = 4;
+/** With links: a stat of each link's file, and the fdinfo of character devices (a master's tty-index). */
+export const WANT_FD_STAT = 8;
+/** Numbers per link in the addon's fdStat: dev, ino, rdev, mode, atime s and ns, mtime s and ns. */
+const FD_STAT_FIELDS = 8;
+const S_IFMT = 0o170000;
+const S_IFCHR = 0o020000;
+
+/** What readPtyFd needs of an fd's stat, as the native reader took it. */
+export interface LinkStat {
+  dev: number;
+  ino: number;
+  rdev: number;
+  atimeMs: number;
+  mtimeMs: number;
+  isCharacterDevice(): boolean;
+}
 
 /** What the incremental scanner compares between passes: the fd count and the signature built from it (see IncrementalScanner). */
 export interface FdSignature {
@@ -34,10 +60,32 @@ export interface NativeBatch {
   signatures: Map<number, FdSignature>;
 }
 
-/** One link that passed mayBePty: the fd's number as its /proc name, and the link text. */
+/**
+ * One link that passed mayBePty: the fd's number as its /proc name, and the link text; with a
+ * batch that asked for them, the stat of its file and (character devices) its fdinfo text, each
+ * absent when it could not be read (the caller reads it again and meets the error).
+ */
 export interface FdLink {
   fd: string;
   target: string;
+  stat?: LinkStat;
+  fdinfo?: string;
+}
+
+/** A stat row of the addon's answer as Node's Stats gives the same fields (times: sec * 1e3 + nsec / 1e6, as Node computes them). */
+function linkStat(rows: Float64Array, k: number): LinkStat | undefined {
+  const at = k * FD_STAT_FIELDS;
+  const dev = rows[at] ?? NaN;
+  if (Number.isNaN(dev)) return undefined;
+  const mode = rows[at + 3] ?? 0;
+  return {
+    dev,
+    ino: rows[at + 1] ?? 0,
+    rdev: rows[at + 2] ?? 0,
+    atimeMs: (rows[at + 4] ?? 0) * 1e3 + (rows[at + 5] ?? 0) / 1e6,
+    mtimeMs: (rows[at + 6] ?? 0) * 1e3 + (rows[at + 7] ?? 0) / 1e6,
+    isCharacterDevice: () => (mode & S_IFMT) === S_IFCHR,
+  };
 }
 
 /** A process's links that may be ptys, or the errno-coded error that stopped the read (ENOENT: gone, EACCES: denied). */
@@ -75,7 +123,7 @@ export class NativeFdLinks {
 
   /** Every given process's pty-looking links, read by `threads` threads inside the addon. */
   read(procRoot: string, pids: readonly number[], threads = 1): Map<number, FdLinksOrError> {
-    return this.readWithStat(procRoot, pids, threads, false).links;
+    return this.readBatch(procRoot, pids, threads, WANT_LINKS | WANT_FD_STAT).links ?? new Map<number, FdLinksOrError>();
   }
 
   /**
@@ -83,7 +131,7 @@ export class NativeFdLinks {
    * before its fds (absent when unreadable: the caller reads it again to learn why).
    */
   readWithStat(procRoot: string, pids: readonly number[], threads: number, withStat = true): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } {
-    const { links, stats } = this.readBatch(procRoot, pids, threads, WANT_LINKS | (withStat ? WANT_STAT : 0));
+    const { links, stats } = this.readBatch(procRoot, pids, threads, WANT_LINKS | WANT_FD_STAT | (withStat ? WANT_STAT : 0));
     return { links: links ?? new Map<number, FdLinksOrError>(), stats };
   }
 
@@ -115,7 +163,13 @@ export class NativeFdLinks {
     for (let k = 0; k < answer.target.length; k++) {
       const pid = request[answer.pidIndex[k] ?? 0] ?? 0;
       const links = result.get(pid);
-      if (Array.isArray(links)) (links as FdLink[]).push({ fd: String(answer.fd[k]), target: answer.target[k] ?? "" });
+      if (!Array.isArray(links)) continue;
+      const link: FdLink = { fd: String(answer.fd[k]), target: answer.target[k] ?? "" };
+      const stat = answer.fdStat ? linkStat(answer.fdStat, k) : undefined;
+      if (stat) link.stat = stat;
+      const fdinfo = answer.fdinfo?.[k];
+      if (typeof fdinfo === "string") link.fdinfo = fdinfo;
+      (links as FdLink[]).push(link);
     }
     return { links: result, stats, signatures };
   }

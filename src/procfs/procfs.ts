@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync, statfsSync, type Sta
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
-import { WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type FdLinksOrError, type NativeBatch, type NativeFdLinks } from "./native.js";
+import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type FdLinksOrError, type NativeBatch, type NativeFdLinks } from "./native.js";
 import {
   parseBootTime,
   parseCgroupContainerId,
@@ -168,7 +168,7 @@ export class ProcFs {
   /** Stat texts, and links and signatures as asked, of many processes in one native call; null when there is no native reader. */
   batchOf(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): NativeBatch | null {
     if (!this.native) return null;
-    return this.native.readBatch(this.root, pids, threads, WANT_STAT | (want.links ? WANT_LINKS : 0) | (want.signatures ? WANT_SIGNATURE : 0));
+    return this.native.readBatch(this.root, pids, threads, WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0));
   }
 
   /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */

@@ -2,8 +2,8 @@
 import { dirname } from "node:path";
 import { isDenied, isVanished } from "../errors.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseStat, type MountinfoEntry, type StatFields } from "./parse.js";
-import type { FdLinksOrError, FdSignature } from "./native.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, type MountinfoEntry, type StatFields } from "./parse.js";
+import type { FdLink, FdLinksOrError, FdSignature, LinkStat } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -271,8 +271,8 @@ export function readPtyFds(ctx: ScanContext, pid: number, knownCount?: number | 
   if (links !== null) {
     if (links instanceof Error) throw links;
     let found = NO_FDS;
-    for (const { fd, target } of links) {
-      const raw = readPtyFd(ctx, pid, fd, target);
+    for (const link of links) {
+      const raw = readPtyFd(ctx, pid, link.fd, link.target, link);
       if (raw) found = found === NO_FDS ? [raw] : [...found, raw];
     }
     return found;
@@ -322,12 +322,15 @@ function readListedFds(ctx: ScanContext, pid: number, from: number, found: reado
   return result;
 }
 
-/** stat (only for links that look like a pty) confirms it and says which one; null when not a pty or closed meanwhile. */
-function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string): RawPtyFd | null {
+/**
+ * stat (only for links that look like a pty) confirms it and says which one; null when not a pty or
+ * closed meanwhile. `read`: what the native reader already read of this fd (its stat and fdinfo).
+ */
+function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string, read?: Pick<FdLink, "stat" | "fdinfo">): RawPtyFd | null {
   const { procfs } = ctx;
-  let st;
+  let st: LinkStat;
   try {
-    st = procfs.fdStat(pid, fd);
+    st = read?.stat ?? procfs.fdStat(pid, fd);
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;
@@ -339,7 +342,7 @@ function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string): R
   if (kind.role === "slave") return { ...base, role: "slave", index: kind.index };
   let index: number | null;
   try {
-    index = procfs.fdinfoTtyIndex(pid, fd);
+    index = read?.fdinfo !== undefined ? parseFdinfoTtyIndex(read.fdinfo) : procfs.fdinfoTtyIndex(pid, fd);
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;

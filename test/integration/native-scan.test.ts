@@ -1,11 +1,11 @@
 // The native fd-link reader (build/Release/ptyscan.node) on the real /proc: same ProcScan as the JS reads, in this thread and in scan threads.
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../src/domain/types.js";
-import { WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type NativeFdLinks } from "../../src/procfs/native.js";
+import { WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeFdLinks } from "../../src/procfs/native.js";
 import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
@@ -32,7 +32,8 @@ function about(scan: ProcScan, pids: readonly number[]): unknown {
     ptyFds,
     processes: pids.map((pid) => scan.processes.get(pid) ?? null),
     ppids: pids.map((pid) => scan.ppids.get(pid) ?? null),
-    ttyKeys: keys.filter((key) => scan.ttyTimes.has(key)),
+    // With times: the native reader's stat gives them, and idleness is judged by them.
+    ttyTimes: keys.filter((key) => scan.ttyTimes.has(key)).map((key) => [key, scan.ttyTimes.get(key)]),
     initDevpts: pids.map((pid) => scan.initDevpts.get(pid) ?? null),
     unreadable: scan.unreadablePids.filter((pid) => mine.has(pid)),
   };
@@ -56,7 +57,7 @@ describe("native fd-link reader", () => {
       mkdirSync(join(root, "7", "fd"), { recursive: true });
       targets.forEach((target, fd) => symlinkSync(target, join(root, "7", "fd", String(fd))));
       const links = nativeReader().readOne(root, 7);
-      const got = [...links].sort((a, b) => Number(a.fd) - Number(b.fd));
+      const got = [...links].sort((a, b) => Number(a.fd) - Number(b.fd)).map(({ fd, target }) => ({ fd, target }));
       const expected = targets.map((target, fd) => ({ fd: String(fd), target })).filter(({ target }) => mayBePty(target));
       expect(got).toEqual(expected);
       expect(expected.length).toBeGreaterThan(4); // the table exercises both sides of the filter
@@ -103,6 +104,32 @@ describe("native fd-link reader", () => {
       expect(batch.stats.has(gone)).toBe(false);
     } finally {
       await Promise.all([single, threaded].map((child) => killAndWait(child.pid ?? 0, child)));
+    }
+  });
+
+  it("stats each pty-looking link and reads a character device's fdinfo as Node's own calls do", async () => {
+    const host = await hostPty();
+    try {
+      const links = nativeReader().read("/proc", [host.masterPid, host.slavePid], 2);
+      let checked = 0;
+      for (const pid of [host.masterPid, host.slavePid]) {
+        const list = links.get(pid);
+        if (!Array.isArray(list)) throw new Error(`no links for ${pid}: ${String(list)}`);
+        for (const link of list as readonly FdLink[]) {
+          if (!link.stat) continue; // a console or a closed fd: read again in JS
+          const st = statSync(`/proc/${pid}/fd/${link.fd}`);
+          const { dev, ino, rdev, atimeMs, mtimeMs } = link.stat;
+          expect({ dev, ino, rdev, atimeMs, mtimeMs, chr: link.stat.isCharacterDevice() }).toEqual({
+            dev: st.dev, ino: st.ino, rdev: st.rdev, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs, chr: st.isCharacterDevice(),
+          });
+          expect(link.fdinfo).toBe(readFileSync(`/proc/${pid}/fdinfo/${link.fd}`, "utf8"));
+          checked++;
+        }
+      }
+      // The master (ptmx, with its tty-index) and the slave (/dev/pts/N) at least.
+      expect(checked).toBeGreaterThanOrEqual(2);
+    } finally {
+      await host.close();
     }
   });
 
