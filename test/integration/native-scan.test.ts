@@ -114,7 +114,7 @@ describe("native fd-link reader", () => {
       let checked = 0;
       for (const pid of [host.masterPid, host.slavePid]) {
         const list = links.get(pid);
-        if (!Array.isArray(list)) throw new Error(`no links for ${pid}: ${String(list)}`);
+        if (!Array.isArray(list)) throw new Error(`no links for ${pid}: ${list instanceof Error ? list.message : "none"}`);
         for (const link of list as readonly FdLink[]) {
           if (!link.stat) continue; // a console or a closed fd: read again in JS
           const st = statSync(`/proc/${pid}/fd/${link.fd}`);
