@@ -127,15 +127,6 @@ export class NativeFdLinks {
   }
 
   /**
-   * The same, and with `withStat` each process's /proc/PID/stat text, read by the same threads just
-   * before its fds (absent when unreadable: the caller reads it again to learn why).
-   */
-  readWithStat(procRoot: string, pids: readonly number[], threads: number, withStat = true): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } {
-    const { links, stats } = this.readBatch(procRoot, pids, threads, WANT_LINKS | WANT_FD_STAT | (withStat ? WANT_STAT : 0));
-    return { links: links ?? new Map<number, FdLinksOrError>(), stats };
-  }
-
-  /**
    * Any of stat texts, pty-looking links and signatures (`want`: WANT_* bits) of every given
    * process, read by `threads` threads inside the addon, each process's in that order. A stat or
    * signature that could not be read is absent: the caller reads it again to learn why.

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync, readlinkSync, statSync, statfsSync, type Sta
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
-import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type FdLinksOrError, type NativeBatch, type NativeFdLinks } from "./native.js";
+import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeBatch, type NativeFdLinks } from "./native.js";
 import {
   parseBootTime,
   parseCgroupContainerId,
@@ -158,14 +158,10 @@ export class ProcFs {
   }
 
   /**
-   * The same for many processes at once, read by `threads` threads, an error per process instead of
-   * a throw; with each one's /proc/PID/stat text read just before (missing when unreadable).
+   * Stat texts, and links (each with its stat and fdinfo) and signatures as asked, of many processes
+   * in one native call by `threads` threads, an error per process instead of a throw; null when there
+   * is no native reader.
    */
-  fdLinksMayBePtyOf(pids: readonly number[], threads: number): { links: Map<number, FdLinksOrError>; stats: Map<number, string> } | null {
-    return this.native ? this.native.readWithStat(this.root, pids, threads) : null;
-  }
-
-  /** Stat texts, and links and signatures as asked, of many processes in one native call; null when there is no native reader. */
   batchOf(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): NativeBatch | null {
     if (!this.native) return null;
     return this.native.readBatch(this.root, pids, threads, WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0));

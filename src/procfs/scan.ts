@@ -50,11 +50,6 @@ export class ScanContext {
 
   constructor(readonly procfs: ProcFs) {}
 
-  /** Reads the stat and pty-looking links of all these processes now, with the native reader's threads (no-op without it). */
-  prefetchFdLinks(pids: readonly number[], threads: number): void {
-    this.prefetch(pids, threads, { links: true, signatures: false });
-  }
-
   /** Reads the stat, and the links and signatures as asked, of all these processes now (no-op without the native reader). */
   prefetch(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): void {
     const read = this.procfs.batchOf(pids, threads, want);
@@ -156,7 +151,7 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
   const holders: number[] = [];
   const stats = new Map<number, StatFields>();
   const pids = procfs.pids();
-  ctx.prefetchFdLinks(pids, NATIVE_THREADS);
+  ctx.prefetch(pids, NATIVE_THREADS, { links: true, signatures: false });
 
   for (const pid of pids) {
     try {

@@ -36,6 +36,6 @@ describe("loadNativeFdLinks", () => {
   it("is not used by a ProcFs over a fixture tree, nor when the caller passes null", () => {
     expect(new ProcFs(dir).native).toBeNull();
     expect(new ProcFs("/proc", { native: null }).fdLinksMayBePty(1)).toBeNull();
-    expect(new ProcFs("/proc", { native: null }).fdLinksMayBePtyOf([1], 2)).toBeNull();
+    expect(new ProcFs("/proc", { native: null }).batchOf([1], 2, { links: true, signatures: true })).toBeNull();
   });
 });
