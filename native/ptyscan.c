@@ -151,19 +151,15 @@ static int read_link(struct job *job, size_t pid_index, int dir, const char *fd_
  * of open fds, and fd tables are dense, so reading links 0, 1, 2... until that many answered skips
  * the listing, which costs the kernel about as much as the links. 1 when done; 0 when the listing
  * is needed (old kernel, sparse table, or the table changed meanwhile), with the matches undone.
+ * `count`: the directory's st_size, taken before any link was read.
  */
-static int probe_pid(struct job *job, size_t pid_index, int dir, char *link, int *error) {
-  struct stat st;
-  if (fstat(dir, &st) != 0) {
-    *error = errno;
-    return 1;
-  }
-  if (st.st_size <= 0) return 0;
+static int probe_pid(struct job *job, size_t pid_index, int dir, off_t count, char *link, int *error) {
+  if (count <= 0) return 0;
   size_t mark = job->match_count;
   off_t seen = 0;
   int misses = 0;
   char fd_name[16];
-  for (int fd = 0; seen < st.st_size; fd++) {
+  for (int fd = 0; seen < count; fd++) {
     if (misses >= 2) goto undo;
     snprintf(fd_name, sizeof fd_name, "%d", fd);
     int got = read_link(job, pid_index, dir, fd_name, fd, link);
@@ -175,7 +171,7 @@ static int probe_pid(struct job *job, size_t pid_index, int dir, char *link, int
     else seen++;
   }
   struct stat after;
-  if (fstat(dir, &after) == 0 && after.st_size == st.st_size) return 1;
+  if (fstat(dir, &after) == 0 && after.st_size == count) return 1;
 undo:
   while (job->match_count > mark) free_match(&job->matches[--job->match_count]);
   return 0;
@@ -321,19 +317,29 @@ static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents
   if (job->want & (WANT_STAT | WANT_SIGNATURE)) stat_text = read_stat(job->proc_dir, pid, link);
   if (job->want & WANT_STAT) job->stat_texts[pid_index] = stat_text;
   snprintf(name, sizeof name, "%d/fd", pid);
+  /* One stat of the fd directory serves the signature's count and the probe's. */
+  struct stat st;
+  int dir = -1, dir_errno = 0;
+  if (job->want & WANT_LINKS) {
+    dir = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    dir_errno = dir < 0 ? errno : fstat(dir, &st) == 0 ? 0 : errno;
+  } else if (job->want & WANT_SIGNATURE) {
+    dir_errno = fstatat(job->proc_dir, name, &st, 0) == 0 ? 0 : errno;
+  }
   /* The signature is read before the links, so a change made while they are read shows on the next pass. */
   if (job->want & WANT_SIGNATURE) {
-    struct stat st;
-    int32_t count = fstatat(job->proc_dir, name, &st, 0) == 0 ? (int32_t)st.st_size : -1;
+    int32_t count = dir_errno == 0 ? (int32_t)st.st_size : -1;
     job->fd_counts[pid_index] = count;
     job->signatures[pid_index] = read_signature(job, pid, stat_text, count, dents, dents_size);
   }
   if (!(job->want & WANT_STAT)) free(stat_text);
   if (!(job->want & WANT_LINKS)) return 0;
-  int dir = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return errno;
+  if (dir_errno != 0) {
+    if (dir >= 0) close(dir);
+    return dir_errno;
+  }
   int result = 0;
-  if (probe_pid(job, pid_index, dir, link, &result)) {
+  if (probe_pid(job, pid_index, dir, st.st_size, link, &result)) {
     close(dir);
     return result;
   }
