@@ -11,7 +11,7 @@ import { ProcFs } from "../src/procfs/procfs.js";
 import { scanProc } from "../src/procfs/scan.js";
 import { loadNativeFdLinks } from "../src/procfs/native.js";
 import { ScanWorker } from "../src/procfs/worker.js";
-import { DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
 import { SyntheticHost, type LoadSpec } from "./load.js";
 import { median, ms, percentile, thousands, timeAsync, timeSync } from "./stats.js";
 
@@ -167,9 +167,7 @@ async function pollMetrics(url: string, everyMs: number, stop: { done: boolean }
   return { latencies, errors };
 }
 
-/** The environment systemd/ptyreaper.service and `npm start` give the daemon (test/unit/cli/install.test.ts checks they agree). */
-const DEPLOYED_ENV = { MALLOC_ARENA_MAX: "2" };
-const DEPLOYED_ENV_TEXT = Object.entries(DEPLOYED_ENV).map(([key, value]) => `${key}=${value}`).join(" ");
+const DEPLOYED_ENV_TEXT = Object.entries(DAEMON_ENV).map(([key, value]) => `${key}=${value}`).join(" ");
 
 interface ProbeResult {
   ready: { firstCycleMs: number; docker: { available: boolean; error: string | null } | null; ptys: number; sessions: number };
@@ -412,7 +410,7 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   // default, and glibc gives each thread that mallocs an arena of its own; both are capped there.
   const flags = DAEMON_NODE_FLAGS.join(" ");
   log(`daemon again as deployed: node ${flags}, ${DEPLOYED_ENV_TEXT}`);
-  const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [...DAEMON_NODE_FLAGS], DEPLOYED_ENV);
+  const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [...DAEMON_NODE_FLAGS], DAEMON_ENV);
   rows.push({
     measure: `daemon RSS, peak / after, as deployed: ${flags}, ${DEPLOYED_ENV_TEXT} (cycle ${ms(median(small.steady.map((c) => c.wallMs)))})`,
     value: `${small.rssPeakMb.toFixed(0)} MB / ${small.rssAfterMb.toFixed(0)} MB`,

@@ -85,6 +85,9 @@ export function shellQuote(text: string): string {
  */
 export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size"] as const;
 
+/** The environment the unit (Environment=) and `npm start` give the daemon: two malloc arenas, not one per thread. */
+export const DAEMON_ENV = { MALLOC_ARENA_MAX: "2" } as const;
+
 /** A shell script that execs node, so the service's main PID is the daemon itself (NotifyAccess=main). */
 export function launcherText(nodePath: string, hostLibDir: string): string {
   const argv = [shellQuote(nodePath), ...DAEMON_NODE_FLAGS, shellQuote(join(hostLibDir, "dist", "main.js"))].join(" ");

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeInstallCommand, makeUninstallCommand, verifyHint, type InstallCommandDeps } from "../../../src/cli/install.js";
 import type { CliIo } from "../../../src/cli/io.js";
 import { UsageError } from "../../../src/errors.js";
-import { DAEMON_NODE_FLAGS, launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
+import { DAEMON_ENV, DAEMON_NODE_FLAGS, launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
 
 const REAL_UNIT = readFileSync(new URL("../../../systemd/ptyreaper.service", import.meta.url), "utf8");
 const DEFAULT_CONFIG = "pollInterval: 10s\n";
@@ -365,6 +365,7 @@ describe("unitText and launcherText", () => {
 
   it("runs the daemon the same way from npm start, the unit and the launcher (what npm run bench measures)", () => {
     const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { scripts: Record<string, string> };
+    expect(DAEMON_ENV).toEqual({ MALLOC_ARENA_MAX: "2" });
     expect(pkg.scripts.start).toBe(`MALLOC_ARENA_MAX=2 node ${DAEMON_NODE_FLAGS.join(" ")} dist/main.js run --config config/ptyreaper.yaml`);
     expect(pkg.scripts.soak).toContain(`MALLOC_ARENA_MAX=2 node --expose-gc ${DAEMON_NODE_FLAGS.join(" ")} `);
     expect(REAL_UNIT.split("\n")).toContain("Environment=MALLOC_ARENA_MAX=2");
