@@ -5,18 +5,11 @@ import { Poller, STUCK_AFTER_INTERVALS, type PollMetrics } from "../../../src/po
 import { CollectError, type Observation } from "../../../src/poller/collect.js";
 import { Reaper } from "../../../src/reaper/reaper.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
+import { defaultConfig } from "../../../src/config/load.js";
 import type { PolicyConfig } from "../../../src/config/types.js";
 import type { ProcScan } from "../../../src/domain/types.js";
 
-const policy: PolicyConfig = {
-  idleTimeout: 4 * 3600_000,
-  idleIncludesOutput: true,
-  maxAge: null,
-  minAge: 60_000,
-  pressure: { high: 0.8, low: 0.7, minIdle: 600_000 },
-  exemptLabel: "ptyreaper.exempt",
-  exemptContainers: [],
-};
+const policy: PolicyConfig = defaultConfig().policy;
 
 function observation(available = true): Observation {
   return {
