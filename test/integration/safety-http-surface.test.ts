@@ -41,8 +41,8 @@ function raw(baseUrl: string, method: string, path: string, opts: { body?: strin
   });
 }
 
-/** Local addresses of the TCP sockets `pid` listens on, from /proc/net/tcp and tcp6. */
-function listeningAddresses(pid: number): string[] {
+/** The TCP sockets `pid` holds, from /proc/net/tcp and tcp6: table, local address (hex) and state (0A = LISTEN). */
+function tcpSocketsOf(pid: number): { table: string; local: string; state: string }[] {
   const inodes = new Set<string>();
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
     try {
@@ -53,15 +53,28 @@ function listeningAddresses(pid: number): string[] {
       // closed meanwhile
     }
   }
-  const found: string[] = [];
+  const found: { table: string; local: string; state: string }[] = [];
   for (const table of ["tcp", "tcp6"]) {
     for (const line of readFileSync(`/proc/net/${table}`, "utf8").split("\n").slice(1)) {
       const f = line.trim().split(/\s+/);
-      // local_address, st (0A = LISTEN), inode
-      if (f[3] === "0A" && f[9] !== undefined && inodes.has(f[9])) found.push(`${table}:${f[1] ?? ""}`);
+      // local_address, st, inode
+      if (f[9] !== undefined && inodes.has(f[9])) found.push({ table, local: f[1] ?? "", state: f[3] ?? "" });
     }
   }
   return found;
+}
+
+/** Local addresses of the TCP sockets `pid` listens on. */
+function listeningAddresses(pid: number): string[] {
+  return tcpSocketsOf(pid)
+    .filter((s) => s.state === "0A")
+    .map((s) => `${s.table}:${s.local}`);
+}
+
+/** Connections on `port` that `pid` has accepted (its fds, not the kernel's backlog). */
+function acceptedOn(pid: number, port: number): number {
+  const suffix = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  return tcpSocketsOf(pid).filter((s) => s.state !== "0A" && s.local.endsWith(suffix)).length;
 }
 
 /** Opens a TCP connection and reads everything (a paused socket would never see the close); `closed` resolves with when the server closed it. */
@@ -145,7 +158,8 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
     const idle = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, null)));
     const slow = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")));
     const kept = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")));
-    await waitFor(() => readdirSync(`/proc/${d.pid}/fd`).length >= fdsBefore + 60, 10_000, "the daemon to accept all 60");
+    // Counted as accepted sockets, not as fds: the scan thread's /proc reads come and go meanwhile.
+    await waitFor(() => acceptedOn(d.pid, port) >= 60, 10_000, "the daemon to accept all 60");
     const deadline = 60_000;
     const timed = async (what: string, conns: { closed: Promise<number> }[]): Promise<number> => {
       const times = await Promise.all(conns.map((c) => Promise.race([c.closed, sleep(deadline).then(() => Infinity)])));
