@@ -3,11 +3,7 @@ import { STATUS_CODES } from "node:http";
 import type { Socket } from "node:net";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import type { Logger } from "pino";
-
-export interface Health {
-  ok: boolean;
-  reason: string;
-}
+import type { Health } from "../poller/poller.js";
 
 export interface HttpDeps {
   /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
