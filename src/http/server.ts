@@ -44,9 +44,9 @@ export const HTTP_LIMITS = {
   keepAliveTimeoutMs: 20_000,
   /**
    * Open connections at once (Node's server.maxConnections refuses more). A scraper, a probe and a
-   * curl need a few; 3,000 idle ones were all accepted before this cap.
+   * curl need a few, the scrape-storm test 200 (wrk); 3,000 idle ones were all accepted before this cap.
    */
-  maxConnections: 64,
+  maxConnections: 256,
 } as const;
 
 export const ROUTES: readonly string[] = ["/", "/metrics", "/healthz", "/readyz", "/sessions"];
