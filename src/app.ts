@@ -5,7 +5,6 @@ import type { Config } from "./config/types.js";
 import { DockerCache } from "./docker/cache.js";
 import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
-import { sessionsReport } from "./cli/render.js";
 import { buildServer, listen } from "./http/server.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
@@ -14,17 +13,9 @@ import { ProcFs } from "./procfs/procfs.js";
 import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
 import { Reaper, type SendSignal } from "./reaper/reaper.js";
+import type { Notifier } from "./systemd/notify.js";
 import type { Snapshot } from "./domain/snapshot.js";
-
-/** systemd's notify protocol as the daemon uses it; a no-op outside systemd. */
-export interface LifecycleNotifier {
-  ready(status?: string): void;
-  watchdog(): void;
-  stopping(): void;
-  status(text: string): void;
-  /** Half of systemd's WatchdogSec when the watchdog is on: the loop must ping at least this often. */
-  readonly watchdogIntervalMs?: number | null;
-}
+import { sessionsReport } from "./domain/report.js";
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
 export interface Scanner {
@@ -38,7 +29,8 @@ export interface DaemonDeps {
   version: string;
   now?: () => number;
   sendSignal?: SendSignal;
-  notifier?: LifecycleNotifier;
+  /** systemd's notify protocol; none outside systemd. */
+  notifier?: Notifier;
   /** Defaults to an in-process scan. */
   scanner?: Scanner;
   /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
@@ -129,7 +121,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const sessionsJson = (snapshot: Snapshot | null): string | null => {
     if (snapshot === null) return null;
     if (serialized?.snapshot !== snapshot) {
-      serialized = { snapshot, json: JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, snapshot.decisions)) };
+      serialized = { snapshot, json: JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: config.commandLine })) };
     }
     return serialized.json;
   };

@@ -1,102 +1,14 @@
-// The sessions report: one JSON shape for `sessions --json` and GET /sessions, and the `w`-like table.
+// The `w`-like sessions table for the terminal; the JSON shape is src/domain/report.ts.
 import { formatDuration } from "../config/duration.js";
 import { containerCapacity, type Inventory, type Pty } from "../domain/types.js";
-import type { DockerStatus, SessionDecision } from "../domain/snapshot.js";
+import type { DockerStatus } from "../domain/snapshot.js";
+import { escapeUnprintable } from "../text.js";
 
-export interface SessionsReport {
-  takenAt: string;
-  pty: { allocated: number; max: number; reserve: number; containerCapacity: number; found: number; discrepancy: string | null };
-  docker: DockerStatus;
-  ptys: {
-    devptsDev: string;
-    index: number;
-    owner: string;
-    containerId: string | null;
-    containerName: string | null;
-    execId: string | null;
-    masterPids: number[];
-    slavePids: number[];
-    idleSeconds: number | null;
-    outputIdleSeconds: number | null;
-  }[];
-  sessions: {
-    execId: string;
-    containerId: string;
-    containerName: string;
-    pid: number;
-    tty: string;
-    devptsDev: string;
-    idleSeconds: number;
-    outputIdleSeconds: number;
-    ageSeconds: number;
-    command: string;
-    state?: string;
-    reason?: string | null;
-    detail?: string;
-  }[];
-  unreadableProcesses: number;
-}
-
-const seconds = (ms: number): number => Math.max(0, Math.floor(ms / 1000));
-
-export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs: number, decisions?: readonly SessionDecision[]): SessionsReport {
-  const byExec = new Map(decisions?.map((d) => [d.execId, d]));
-  return {
-    takenAt: new Date(nowMs).toISOString(),
-    pty: {
-      ...inventory.limits,
-      containerCapacity: containerCapacity(inventory.limits),
-      found: inventory.discrepancy.found,
-      discrepancy: inventory.discrepancy.explanation,
-    },
-    docker,
-    ptys: inventory.ptys.map((pty) => ({
-      devptsDev: pty.devptsDev,
-      index: pty.index,
-      owner: pty.owner,
-      containerId: pty.containerId,
-      containerName: pty.containerName,
-      execId: pty.execId,
-      masterPids: pty.masterPids,
-      slavePids: pty.slavePids,
-      idleSeconds: pty.atimeMs === null ? null : seconds(nowMs - pty.atimeMs),
-      outputIdleSeconds: pty.mtimeMs === null ? null : seconds(nowMs - pty.mtimeMs),
-    })),
-    sessions: inventory.sessions.map((s) => {
-      const decision = byExec.get(s.execId);
-      return {
-        execId: s.execId,
-        containerId: s.containerId,
-        containerName: s.containerName,
-        pid: s.pid,
-        tty: `pts/${s.index}`,
-        devptsDev: s.devptsDev,
-        idleSeconds: seconds(nowMs - s.atimeMs),
-        outputIdleSeconds: seconds(nowMs - s.mtimeMs),
-        ageSeconds: seconds(nowMs - s.startedAtMs),
-        command: s.command,
-        ...(decision ? { state: decision.state, reason: decision.reason, detail: decision.detail } : {}),
-      };
-    }),
-    unreadableProcesses: inventory.unreadablePids.length,
-  };
-}
-
-/**
- * Control characters, bidi overrides and line separators would break or disguise a table row
- * (a U+202E in an exec argument reverses the rest of the line): escape them, and cut long values.
- */
+/** A value for one table cell: unprintable characters escaped (src/text.ts), long values cut. */
 export function printable(text: string, width = 40): string {
-  const escaped = text.replace(UNPRINTABLE, (c) => {
-    const code = c.charCodeAt(0);
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, "0")}` : `\\u${code.toString(16).padStart(4, "0")}`;
-  });
+  const escaped = escapeUnprintable(text);
   return escaped.length > width ? `${escaped.slice(0, width - 1)}…` : escaped;
 }
-
-// C0 and C1 controls, DEL, bidi marks, embeddings, overrides and isolates, line/paragraph separators.
-// eslint-disable-next-line no-control-regex
-const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "COMMAND"] as const;
 

@@ -1,12 +1,13 @@
 // `ptyreaper run`: the long-running service, or one cycle with --once.
 import { pino, type Logger } from "pino";
-import { createDaemon, type LifecycleNotifier, type Scanner } from "../app.js";
+import { createDaemon, type Scanner } from "../app.js";
 import { loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT } from "../errors.js";
-import { sessionsReport } from "./render.js";
+import { sessionsReport } from "../domain/report.js";
 import { parseFlags } from "./flags.js";
 import type { CliIo } from "./io.js";
+import type { Notifier } from "../systemd/notify.js";
 
 export const RUN_USAGE = "usage: ptyreaper run [--config FILE] [--listen HOST:PORT] [--dry-run] [--once]";
 
@@ -15,7 +16,7 @@ export type StopSignal = "SIGTERM" | "SIGINT";
 /** What main.ts provides: process signals, systemd notification, a scanner, a version. */
 export interface RunEnvironment {
   onSignal(signal: StopSignal | "SIGHUP", handler: () => void): void;
-  notifier: LifecycleNotifier;
+  notifier: Notifier;
   /** Built per config (a worker thread over its procRoot); default in-process. */
   makeScanner?: (config: Config) => Scanner;
   version: string;
@@ -52,7 +53,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     const snapshot = await daemon.runOnce();
     await daemon.stop();
     if (!snapshot) return EXIT.failure;
-    io.stdout(JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, snapshot.decisions), null, 2) + "\n");
+    io.stdout(JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: "full" }), null, 2) + "\n");
     return EXIT.ok;
   }
 

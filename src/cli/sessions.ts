@@ -6,7 +6,8 @@ import { collect } from "../poller/collect.js";
 import { ProcFs } from "../procfs/procfs.js";
 import { scanProc } from "../procfs/scan.js";
 import { pino } from "pino";
-import { renderSessionsTable, sessionsReport } from "./render.js";
+import { sessionsReport } from "../domain/report.js";
+import { renderSessionsTable } from "./render.js";
 import type { Command } from "./io.js";
 import { parseFlags } from "./flags.js";
 
@@ -21,7 +22,7 @@ export const sessionsCommand: Command = async (args, io) => {
     : null;
   const observation = await collect({ procfs, scan: (options) => scanProc(procfs, options), docker });
   const now = Date.now();
-  if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now), null, 2) + "\n");
+  if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
   else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now));
   return 0;
 };

@@ -20,6 +20,7 @@ import type { Level } from "pino";
 import { z } from "zod";
 import type { Config } from "./types.js";
 import { formatDurationExact, parseDuration } from "./duration.js";
+import { escapeUnprintable } from "../text.js";
 
 /** Kernel tty times move in 8-second steps (PTY-FACTS "Idle time"): a shorter idle threshold means nothing. */
 export const MIN_IDLE_THRESHOLD_MS = 10_000;
@@ -30,6 +31,7 @@ const MAX_UNIX_SOCKET_PATH_BYTES = 107;
 
 export const LOG_LEVELS: readonly Level[] = ["trace", "debug", "info", "warn", "error", "fatal"];
 export const REAPER_MODES = ["enforce", "dry-run"] as const;
+export const COMMAND_LINE_DISPLAYS = ["full", "argv0", "off"] as const;
 
 /**
  * Every key with its default, as it would be written in YAML. config/ptyreaper.yaml repeats this
@@ -51,19 +53,18 @@ export const DEFAULT_SETTINGS = {
   },
   reaper: { mode: "enforce", grace: "10s", maxPerCycle: 20 },
   log: { level: "info" },
+  commandLine: "argv0",
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
 
 const MAX_SHOWN_CHARS = 60;
-// C1 controls, soft hyphen, bidi marks and overrides, zero-width and line/paragraph separators, BOM.
-const INVISIBLE = /[\u0080-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g;
 
 /** A string quoted for a one-line message. JSON escapes newlines and controls; we add the invisibles. */
 export function quote(text: string): string {
   const chars = Array.from(text);
   const shown = chars.length > MAX_SHOWN_CHARS ? `${chars.slice(0, MAX_SHOWN_CHARS).join("")}…` : text;
-  return JSON.stringify(shown).replace(INVISIBLE, escapeChar);
+  return escapeUnprintable(JSON.stringify(shown));
 }
 
 /**
@@ -76,14 +77,9 @@ export function oneLine(text: string, maxChars = 300): string {
   return chars.length > maxChars ? `${chars.slice(0, maxChars).join("")}…` : flat;
 }
 
-/** Control and invisible characters as \uXXXX; everything else, spaces included, unchanged. */
+/** Control and invisible characters escaped (src/text.ts); everything else, spaces included, unchanged. */
 export function escapeControls(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f]/g, escapeChar).replace(INVISIBLE, escapeChar);
-}
-
-function escapeChar(c: string): string {
-  return `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
+  return escapeUnprintable(text);
 }
 
 /** What a person typed, in a few characters: `"soon"`, `10`, `true`, `a list`, `a mapping`, `nothing`. */
@@ -172,6 +168,7 @@ function oneOf<T extends string>(values: readonly T[]): Check<T> {
 
 export const checkLogLevel = oneOf(LOG_LEVELS);
 export const checkMode = oneOf(REAPER_MODES);
+const checkCommandLine = oneOf(COMMAND_LINE_DISPLAYS);
 
 // A NUL can never be in a path; other control characters are legal but always a mistake in a config.
 // eslint-disable-next-line no-control-regex
@@ -304,6 +301,7 @@ export const configSchema = section({
   log: section({
     level: leaf(checkLogLevel).prefault(D.log.level),
   }),
+  commandLine: leaf(checkCommandLine).prefault(D.commandLine),
 });
 
 // The schema's output must be exactly the normalised Config of types.ts.

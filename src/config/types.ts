@@ -11,6 +11,9 @@ export interface PolicyConfig {
   exemptContainers: string[];
 }
 
+/** How much of an exec's command line /sessions shows: all of it, the program only, or nothing. */
+export type CommandLineDisplay = "full" | "argv0" | "off";
+
 export interface Config {
   pollInterval: number;
   listen: { host: string; port: number };
@@ -19,4 +22,5 @@ export interface Config {
   policy: PolicyConfig;
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };
   log: { level: Level };
+  commandLine: CommandLineDisplay;
 }

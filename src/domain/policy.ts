@@ -16,6 +16,16 @@ export interface PolicyInput {
   limits: PtyLimits;
   /** False when Docker is unreachable or its data is stale: then nothing may be reaped. */
   dockerAvailable: boolean;
+  /** Set for one idle window after a wall-clock step: idle and age reaping wait, pressure reaping does not. */
+  clockStepHold?: ClockStepHold | null;
+}
+
+/** A wall-clock step seen by the loop (tty times and ages straddle it, so they cannot be trusted yet). */
+export interface ClockStepHold {
+  /** Positive: the clock jumped forward. */
+  stepMs: number;
+  /** How much longer idle and age reaping are held. */
+  remainingMs: number;
 }
 
 interface Candidate {
@@ -23,6 +33,8 @@ interface Candidate {
   session: ExecSession;
   idleMs: number;
   ageMs: number;
+  /** Why idle or age reaping would have taken it but waits (a clock step); pressure still may. */
+  held?: string;
 }
 
 /**
@@ -33,6 +45,8 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   const decisions: (SessionDecision | undefined)[] = new Array<SessionDecision | undefined>(input.sessions.length);
   const byReason: Record<"max_age" | "idle", Candidate[]> = { max_age: [], idle: [] };
   const others: Candidate[] = [];
+  const hold = input.clockStepHold ?? null;
+  const holdNote = hold === null ? "" : `clock stepped ${hold.stepMs >= 0 ? "+" : "-"}${formatDuration(Math.abs(hold.stepMs))}, idle and age reaping held ${formatDuration(hold.remainingMs)} more`;
 
   input.sessions.forEach((session, index) => {
     const c: Candidate = {
@@ -50,9 +64,11 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     } else if (c.ageMs < policy.minAge) {
       decisions[index] = notStale(c, `younger than minAge ${formatDurationExact(policy.minAge)} (age ${formatDuration(c.ageMs)})`);
     } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {
-      byReason.max_age.push(c);
+      if (hold === null) byReason.max_age.push(c);
+      else others.push({ ...c, held: `${holdNote}; age ${formatDuration(c.ageMs)} ≥ maxAge ${formatDurationExact(policy.maxAge)}` });
     } else if (policy.idleTimeout !== null && c.idleMs >= policy.idleTimeout) {
-      byReason.idle.push(c);
+      if (hold === null) byReason.idle.push(c);
+      else others.push({ ...c, held: `${holdNote}; idle ${formatDuration(c.idleMs)} ≥ idleTimeout ${formatDurationExact(policy.idleTimeout)}` });
     } else {
       others.push(c);
     }
@@ -104,7 +120,7 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   }
 
   for (const c of others) {
-    decisions[c.index] ??= notStale(c, underThresholds(c, policy));
+    decisions[c.index] ??= notStale(c, c.held ?? underThresholds(c, policy));
   }
   // Every index was filled above; the fallback keeps the type honest without a non-null assertion.
   return decisions.map(

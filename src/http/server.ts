@@ -1,13 +1,10 @@
 // The read-only HTTP surface (fastify): /metrics, /healthz, /readyz, /sessions over what the last cycle stored.
-import { STATUS_CODES } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { Server as TlsServer } from "node:tls";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import type { Logger } from "pino";
-
-export interface Health {
-  ok: boolean;
-  reason: string;
-}
+import type { Health } from "../poller/poller.js";
 
 export interface HttpDeps {
   /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
@@ -45,6 +42,11 @@ export const HTTP_LIMITS = {
   connectionTimeoutMs: 30_000,
   /** Just above the common 15 s scrape interval, so a scraper reuses its connection. */
   keepAliveTimeoutMs: 20_000,
+  /**
+   * Open connections at once (Node's server.maxConnections refuses more). A scraper, a probe and a
+   * curl need a few, the scrape-storm test 200 (wrk); 3,000 idle ones were all accepted before this cap.
+   */
+  maxConnections: 256,
 } as const;
 
 export const ROUTES: readonly string[] = ["/", "/metrics", "/healthz", "/readyz", "/sessions"];
@@ -94,6 +96,55 @@ function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, s
   socket.destroy();
 }
 
+/**
+ * Caps open connections at `max` without letting idle ones lock everybody out. An idle socket costs
+ * an attacker nothing, so a plain cap could be filled for good and /healthz would go unanswered.
+ * Instead, when a new connection takes the last free slot, the connection idle the longest (no
+ * request being answered: never sent one, or between keep-alive requests) is closed. A new request,
+ * a health probe among them, gets in unless every connection is busy with a request, which
+ * requestTimeout bounds; only then does Node refuse connections.
+ */
+export function limitConnections(server: Server, max: number, logger: FastifyBaseLogger, nowMs: () => number = () => performance.now()): void {
+  server.maxConnections = max;
+  const open = new Map<Socket, { busy: number; idleSinceMs: number }>();
+  // Keeps one slot free while any connection is idle: Node refuses a connection at the cap before we see it.
+  const makeRoom = (except: Socket | null): void => {
+    if (open.size < max) return;
+    let oldest: Socket | null = null;
+    let oldestSince = Infinity;
+    for (const [socket, state] of open) {
+      if (socket !== except && state.busy === 0 && state.idleSinceMs < oldestSince) {
+        oldest = socket;
+        oldestSince = state.idleSinceMs;
+      }
+    }
+    if (oldest === null) return;
+    logger.debug({ open: open.size, idleMs: Math.round(nowMs() - oldestSince) }, "connection cap reached: closing the longest idle connection");
+    open.delete(oldest);
+    oldest.destroy();
+  };
+  const track = (socket: Socket): void => {
+    open.set(socket, { busy: 0, idleSinceMs: nowMs() });
+    socket.once("close", () => open.delete(socket));
+    makeRoom(socket);
+  };
+  // Behind TLS a request's socket is the TLS one, which exists once the handshake is done.
+  server.on(server instanceof TlsServer ? "secureConnection" : "connection", track);
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const state = open.get(req.socket);
+    if (!state) return;
+    state.busy++;
+    res.once("close", () => {
+      state.busy--;
+      state.idleSinceMs = nowMs();
+      makeRoom(null);
+    });
+  });
+  server.on("drop", (data?: { remoteAddress?: string }) => {
+    logger.debug({ remoteAddress: data?.remoteAddress, max }, "connection refused: every connection is busy");
+  });
+}
+
 /** Builds the server with its routes; never listens (tests use `app.inject()`). */
 export function buildServer(deps: HttpDeps): FastifyInstance {
   // Typed as the base logger so the instance is the plain FastifyInstance, not one generic over pino's type.
@@ -113,6 +164,7 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     return503OnClosing: true,
     clientErrorHandler,
   });
+  limitConnections(app.server, HTTP_LIMITS.maxConnections, logger);
 
   app.addHook("onSend", async (_req, reply, payload) => {
     reply.header("cache-control", "no-store");

@@ -4,8 +4,8 @@ import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js
 import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
 import { capLabelValue } from "./labels.js";
 
-export type PollStage = "limits" | "scan" | "docker" | "policy" | "reap";
-export const POLL_STAGES: readonly PollStage[] = ["limits", "scan", "docker", "policy", "reap"];
+import { POLL_STAGES, type PollStage } from "../poller/stages.js";
+export { POLL_STAGES, type PollStage };
 
 /** 1 ms … 10 s: a scan of a quiet host takes milliseconds, a loaded one with a slow Docker socket seconds. */
 export const POLL_DURATION_BUCKETS: readonly number[] = [
@@ -56,6 +56,7 @@ export class PtyreaperMetrics {
   private readonly pollErrorsTotal: Counter<"stage">;
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
+  private readonly clockStepsTotal: Counter;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -124,7 +125,7 @@ export class PtyreaperMetrics {
     });
     this.pollErrorsTotal = new Counter({
       name: "ptyreaper_poll_errors_total",
-      help: "Poll cycles that failed, by the stage that failed: limits, scan, docker, policy, reap.",
+      help: "Poll cycle steps that failed, by stage: limits, scan, docker, policy, release, reap, publish, record, notify, cycle.",
       labelNames: ["stage"],
       registers,
     });
@@ -136,6 +137,11 @@ export class PtyreaperMetrics {
     this.dockerUp = new Gauge({
       name: "ptyreaper_docker_up",
       help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then).",
+      registers,
+    });
+    this.clockStepsTotal = new Counter({
+      name: "ptyreaper_clock_steps_total",
+      help: "Wall-clock steps seen between poll cycles (beyond 5s of monotonic time); idle and age reaping wait one idle window after each.",
       registers,
     });
     const buildInfo = new Gauge({
@@ -215,6 +221,10 @@ export class PtyreaperMetrics {
 
   pollFailed(stage: PollStage): void {
     this.pollErrorsTotal.inc({ stage });
+  }
+
+  clockStepped(): void {
+    this.clockStepsTotal.inc();
   }
 
   setDockerUp(up: boolean): void {

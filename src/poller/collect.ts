@@ -6,6 +6,7 @@ import type { DockerStatus } from "../domain/snapshot.js";
 import type { DockerCache } from "../docker/cache.js";
 import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
+import type { PollStage } from "./stages.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -25,7 +26,7 @@ export interface Observation {
 /** The stage that failed, for ptyreaper_poll_errors_total{stage}. */
 export class CollectError extends Error {
   constructor(
-    readonly stage: "limits" | "scan",
+    readonly stage: Extract<PollStage, "limits" | "scan">,
     options: { cause: unknown },
   ) {
     super(`${stage} failed: ${(options.cause as Error)?.message ?? String(options.cause)}`, options);

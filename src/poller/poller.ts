@@ -1,19 +1,22 @@
 // The loop: non-overlapping cycles of observe → decide → reap → publish, at pollInterval.
 import type { Logger } from "pino";
 import { errorMessage } from "../errors.js";
-import { decide } from "../domain/policy.js";
+import { decide, type ClockStepHold } from "../domain/policy.js";
 import type { PolicyConfig } from "../config/types.js";
 import type { Snapshot } from "../domain/snapshot.js";
 import type { ExecSession } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
+import type { PollStage } from "./stages.js";
 
 /** What the loop reports to metrics (PtyreaperMetrics implements it). */
 export interface PollMetrics {
   observeSnapshot(snapshot: Snapshot): void;
   pollSucceeded(durationSeconds: number, atMs: number): void;
-  pollFailed(stage: "limits" | "scan" | "docker" | "policy" | "reap"): void;
+  pollFailed(stage: PollStage): void;
   setDockerUp(up: boolean): void;
+  /** A wall-clock step was seen between two cycles. */
+  clockStepped(): void;
 }
 
 export interface PollerSettings {
@@ -28,12 +31,16 @@ export interface PollerOptions {
   reaper: Reaper;
   metrics: PollMetrics;
   logger: Logger;
+  /** Wall clock, ms since epoch: tty times and process starts are on it. */
   now: () => number;
+  /** A clock that never steps (ms); defaults to performance.now. Measures intervals and detects wall-clock steps. */
+  monotonicNow?: () => number;
   settings: PollerSettings;
   /** Called after every complete cycle (systemd watchdog, readiness). */
   onCycle?: (snapshot: Snapshot) => void;
 }
 
+/** What /healthz and /readyz report. */
 export interface Health {
   ok: boolean;
   reason: string;
@@ -42,22 +49,55 @@ export interface Health {
 /** The loop counts as stuck when no cycle completed for this many intervals. */
 export const STUCK_AFTER_INTERVALS = 3;
 
+/**
+ * Wall time may drift from monotonic time by NTP slewing (at most 0.5 ms/s), never by seconds
+ * between two cycles: a larger difference is a step (settimeofday, NTP step, VM resume).
+ */
+export const CLOCK_STEP_TOLERANCE_MS = 5_000;
+
+/** Both clocks read at one moment. */
+export interface ClockReading {
+  wallMs: number;
+  monotonicMs: number;
+}
+
+/** How far the wall clock jumped between two readings beyond the time that passed; 0 within the tolerance. */
+export function clockStepMs(previous: ClockReading, current: ClockReading, toleranceMs = CLOCK_STEP_TOLERANCE_MS): number {
+  const step = current.wallMs - previous.wallMs - (current.monotonicMs - previous.monotonicMs);
+  return Math.abs(step) > toleranceMs ? step : 0;
+}
+
+/**
+ * How long idle and age reaping are held after a step: one idle window. Once it has passed, a
+ * session still idle has been idle that long on the new clock, whatever the step was.
+ */
+export function clockStepHoldMs(policy: PolicyConfig): number {
+  return policy.idleTimeout ?? policy.pressure.minIdle;
+}
+
 export class Poller {
   private readonly options: PollerOptions;
+  private readonly monotonicNow: () => number;
   private settings: PollerSettings;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = true;
-  private startedAtMs = 0;
-  private lastCompleteMs: number | null = null;
+  /** Monotonic times: a wall-clock step must not make the loop look stuck. */
+  private startedAtMono = 0;
+  private lastCompleteMono: number | null = null;
   private lastError: string | null = null;
   private snapshot: Snapshot | null = null;
   /** Ptys of sessions reaped, to confirm in the next inventory that the kernel freed them. */
   private releasing = new Map<string, string>();
+  /** The clocks as the last cycle read them, to detect a step. */
+  private lastClock: ClockReading | null = null;
+  /** After a clock step: the step and the monotonic time until which time-based reaping is held. */
+  private clockHold: { stepMs: number; untilMono: number } | null = null;
 
   constructor(options: PollerOptions) {
     this.options = options;
     this.settings = options.settings;
+    this.monotonicNow = options.monotonicNow ?? (() => performance.now());
   }
 
   get lastSnapshot(): Snapshot | null {
@@ -71,7 +111,7 @@ export class Poller {
 
   start(): void {
     this.stopped = false;
-    this.startedAtMs = this.options.now();
+    this.startedAtMono = this.monotonicNow();
     this.schedule(0);
   }
 
@@ -83,37 +123,46 @@ export class Poller {
     await this.running;
   }
 
-  /** One full cycle; used by start() and by `run --once`. Never throws. */
+  /**
+   * One full cycle; used by start() and by `run --once`. A failed collect ends the cycle early; each
+   * later step runs in its own guard, so one that throws is counted and logged and the rest still run.
+   */
   async runOnce(): Promise<Snapshot | null> {
     const { logger, metrics, now } = this.options;
-    const started = now();
+    const startedMono = this.monotonicNow();
     const settings = this.settings;
     let observation: Observation;
     try {
       observation = await this.options.collect();
     } catch (err) {
       const stage = err instanceof CollectError ? err.stage : "scan";
-      metrics.pollFailed(stage);
       this.lastError = errorMessage(err);
       logger.error({ err, stage }, "poll failed");
+      metrics.pollFailed(stage);
       return null;
     }
     const { inventory, docker } = observation;
-    if (settings.dockerEnabled) {
-      metrics.setDockerUp(docker.available);
-      if (!docker.available) metrics.pollFailed("docker");
-    } else metrics.setDockerUp(false);
+    this.guard("docker", () => {
+      if (settings.dockerEnabled) {
+        metrics.setDockerUp(docker.available);
+        if (!docker.available) metrics.pollFailed("docker");
+      } else metrics.setDockerUp(false);
+    });
 
     let decisions: Snapshot["decisions"] = [];
-    try {
-      decisions = decide({ sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available }, settings.policy, settings.maxPerCycle, now());
-    } catch (err) {
-      metrics.pollFailed("policy");
-      logger.error({ err }, "policy failed");
-    }
+    this.guard("policy", () => {
+      const clock = { wallMs: now(), monotonicMs: this.monotonicNow() };
+      const hold = this.clockStepHold(clock, settings.policy);
+      decisions = decide(
+        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold },
+        settings.policy,
+        settings.maxPerCycle,
+        clock.wallMs,
+      );
+    });
     const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
-    this.confirmReleased(snapshot);
-    try {
+    this.guard("release", () => this.confirmReleased(snapshot));
+    this.guard("reap", () => {
       const sessions = new Map(inventory.sessions.map((s) => [s.execId, s]));
       const stale = decisions
         .filter((d) => d.state === "stale")
@@ -127,30 +176,27 @@ export class Poller {
         const deferred = decisions.filter((d) => d.detail.startsWith("deferred:")).length;
         logger[started > 0 ? "info" : "debug"]({ stale: stale.length, started, deferred, inFlight: this.options.reaper.pendingCount }, "reap cycle");
       }
-    } catch (err) {
-      metrics.pollFailed("reap");
-      logger.error({ err }, "reaper failed");
-    }
+    });
     this.snapshot = snapshot;
-    metrics.observeSnapshot(snapshot);
-    const finished = now();
-    metrics.pollSucceeded((finished - started) / 1000, finished);
-    this.lastCompleteMs = finished;
+    this.guard("publish", () => metrics.observeSnapshot(snapshot));
+    const finishedMono = this.monotonicNow();
+    this.lastCompleteMono = finishedMono;
     this.lastError = null;
+    this.guard("record", () => metrics.pollSucceeded((finishedMono - startedMono) / 1000, now()));
     if (inventory.discrepancy.explanation) {
       logger.debug({ found: inventory.discrepancy.found, allocated: inventory.discrepancy.allocated, why: inventory.discrepancy.explanation }, "inventory differs from pty/nr");
     }
-    this.options.onCycle?.(snapshot);
+    this.guard("notify", () => this.options.onCycle?.(snapshot));
     return snapshot;
   }
 
   /** Liveness: a cycle completed within STUCK_AFTER_INTERVALS intervals. */
   liveness(): Health {
     const limit = STUCK_AFTER_INTERVALS * this.settings.intervalMs;
-    const since = this.lastCompleteMs ?? this.startedAtMs;
-    const age = this.options.now() - since;
+    const since = this.lastCompleteMono ?? this.startedAtMono;
+    const age = this.monotonicNow() - since;
     if (age <= limit) return { ok: true, reason: "ok" };
-    const last = this.lastCompleteMs === null ? "no cycle has completed" : `last cycle completed ${Math.round(age / 1000)}s ago`;
+    const last = this.lastCompleteMono === null ? "no cycle has completed" : `last cycle completed ${Math.round(age / 1000)}s ago`;
     return { ok: false, reason: `poll loop stuck: ${last} (limit ${limit / 1000}s)${this.lastError ? `; last error: ${this.lastError}` : ""}` };
   }
 
@@ -178,16 +224,58 @@ export class Poller {
     }
   }
 
+  /** Runs one step of a cycle; a throw is counted under its stage and logged, and the cycle goes on. */
+  private guard(stage: PollStage, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.options.logger.error({ err, stage }, "poll step failed");
+      this.options.metrics.pollFailed(stage);
+    }
+  }
+
+  /**
+   * Detects a wall-clock step since the last cycle and says whether idle and age reaping are held.
+   * tty times were written on the old clock, so after a forward step every quiet session would look
+   * idle at once; after a backward one, ages and idle times are short. Either way: wait one idle window.
+   */
+  private clockStepHold(clock: ClockReading, policy: PolicyConfig): ClockStepHold | null {
+    const previous = this.lastClock;
+    this.lastClock = clock;
+    const stepMs = previous === null ? 0 : clockStepMs(previous, clock);
+    if (stepMs !== 0) {
+      const holdMs = clockStepHoldMs(policy);
+      this.clockHold = { stepMs, untilMono: clock.monotonicMs + holdMs };
+      this.options.logger.warn({ stepMs: Math.round(stepMs), holdMs }, "wall clock stepped: idle and age reaping held for one idle window (pressure reaping goes on)");
+      this.options.metrics.clockStepped();
+    }
+    if (this.clockHold === null) return null;
+    const remainingMs = this.clockHold.untilMono - clock.monotonicMs;
+    if (remainingMs > 0) return { stepMs: this.clockHold.stepMs, remainingMs };
+    this.clockHold = null;
+    this.options.logger.info("clock step hold over: idle and age reaping resume");
+    return null;
+  }
+
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      const cycleStart = this.options.now();
-      this.running = this.runOnce().then(() => {
-        this.running = null;
-        const elapsed = this.options.now() - cycleStart;
-        this.schedule(Math.max(0, this.settings.intervalMs - elapsed));
-      });
+      const cycleStart = this.monotonicNow();
+      // The next cycle is scheduled whatever this one did: the loop must outlive any error.
+      this.running = this.runOnce()
+        .then(
+          () => undefined,
+          (err: unknown) => {
+            this.options.logger.error({ err }, "poll cycle failed");
+            this.options.metrics.pollFailed("cycle");
+          },
+        )
+        .finally(() => {
+          this.running = null;
+          const elapsed = this.monotonicNow() - cycleStart;
+          this.schedule(Math.max(0, this.settings.intervalMs - elapsed));
+        });
     }, delayMs);
   }
 }

@@ -2,6 +2,7 @@
 import { execFile } from "node:child_process";
 import { createRequire } from "node:module";
 
+/** The daemon's one notifier port (app.ts); silent outside systemd. */
 export interface Notifier {
   /** READY=1, with an optional STATUS= in the same datagram. */
   ready(status?: string): void;

@@ -3,7 +3,7 @@
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanupAll, hostPty, type HostPty } from "./harness/index.js";
-import type { SessionsReport } from "../../src/cli/render.js";
+import type { SessionsReport } from "../../src/domain/report.js";
 
 const SESSIONS = new URL("../../dist/cli/sessions.js", import.meta.url).href;
 

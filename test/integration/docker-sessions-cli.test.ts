@@ -18,7 +18,7 @@ import {
   type ExecSessionHandle,
   type HostPty,
 } from "./harness/index.js";
-import type { SessionsReport } from "../../src/cli/render.js";
+import type { SessionsReport } from "../../src/domain/report.js";
 
 const run = promisify(execFile);
 const MAIN = new URL("../../dist/main.js", import.meta.url).pathname;

@@ -41,6 +41,8 @@ reaper:
   grace: 200ms
 log:
   level: debug
+# The arguments' round trip through /sessions is checked byte for byte: show them whole.
+commandLine: full
 `;
 
 /** C0 except newline, DEL and C1: what must never reach a terminal raw. */

@@ -98,6 +98,73 @@ describe("systemd-analyze security", () => {
   });
 });
 
+/** The syscalls a group stands for, nested groups expanded, as this systemd knows them. */
+function expandSyscalls(entry: string, seen = new Set<string>()): Set<string> {
+  if (!entry.startsWith("@")) return new Set([entry]);
+  if (seen.has(entry)) return new Set();
+  seen.add(entry);
+  const { status, stdout, stderr } = analyze(["syscall-filter", "--no-pager", entry]);
+  if (status !== 0) throw new Error(`systemd-analyze syscall-filter ${entry}: ${stderr}`);
+  const names = new Set<string>();
+  for (const line of stdout.split("\n").slice(1)) {
+    const name = line.trim();
+    if (name === "" || name.startsWith("#")) continue;
+    for (const call of expandSyscalls(name, seen)) names.add(call);
+  }
+  return names;
+}
+
+/** The unit's directive values, in order (a directive may repeat). */
+function directives(name: string): string[] {
+  return readFileSync(UNIT, "utf8")
+    .split("\n")
+    .filter((line) => line.startsWith(`${name}=`))
+    .map((line) => line.slice(name.length + 1).trim());
+}
+
+/** Bytes of a systemd size like "512M". */
+function bytes(size: string): number {
+  const m = /^(\d+)([KMG]?)$/.exec(size);
+  if (!m?.[1]) throw new Error(`not a size: ${size}`);
+  return Number(m[1]) * 1024 ** " KMG".indexOf(m[2] || " ");
+}
+
+describe("the unit's system call filter and resource ceilings", () => {
+  it("allows what the daemon calls but not another process's memory: process_vm_readv/writev and ptrace are denied", () => {
+    const allowed = new Set<string>();
+    const denied = new Set<string>();
+    for (const value of directives("SystemCallFilter")) {
+      const deny = value.startsWith("~");
+      for (const entry of value.replace(/^~/, "").split(/\s+/)) {
+        for (const call of expandSyscalls(entry)) (deny ? denied : allowed).add(call);
+      }
+    }
+    const effective = new Set([...allowed].filter((call) => !denied.has(call)));
+    // Without the deny list, @system-service would let them through (in @ipc): the denial is the unit's doing.
+    expect(expandSyscalls("@system-service").has("process_vm_readv")).toBe(true);
+    for (const call of ["process_vm_readv", "process_vm_writev", "ptrace", "pidfd_getfd"]) expect(effective.has(call), call).toBe(false);
+    // What the daemon does need: reading /proc, signalling through pidfds, V8's memory protection keys.
+    for (const call of ["openat", "read", "readlinkat", "kill", "pidfd_open", "pidfd_send_signal", "pkey_mprotect", "socket", "connect"]) {
+      expect(effective.has(call), call).toBe(true);
+    }
+  });
+
+  it("MemoryMax is at least twice the hostile-container RSS (250 MiB) and TasksMax is set, with a reason beside each", () => {
+    const [memoryMax] = directives("MemoryMax");
+    const [tasksMax] = directives("TasksMax");
+    expect(memoryMax, "MemoryMax= in the unit").toBeDefined();
+    expect(tasksMax, "TasksMax= in the unit").toBeDefined();
+    expect(bytes(memoryMax ?? "")).toBeGreaterThanOrEqual(2 * 250 * 1024 ** 2);
+    // A ceiling, not a formality: well below what a host has.
+    expect(bytes(memoryMax ?? "")).toBeLessThanOrEqual(1024 ** 3);
+    expect(Number(tasksMax)).toBeGreaterThanOrEqual(32);
+    expect(Number(tasksMax)).toBeLessThanOrEqual(256);
+    const text = readFileSync(UNIT, "utf8");
+    expect(text).toMatch(/RSS peaks at 108 MiB[\s\S]*\nMemoryMax=/);
+    expect(text).toMatch(/13 threads[\s\S]*\nTasksMax=/);
+  });
+});
+
 describe("ptyreaper install into a temporary root, then systemd-analyze verify", () => {
   let work: string;
   let root: string;

@@ -11,6 +11,9 @@ describe("printable", () => {
     ["right-to-left override", "ls \u202Egnp.exe", "ls \\u202egnp.exe"],
     ["isolates and marks", "\u2066x\u2069\u200f", "\\u2066x\\u2069\\u200f"],
     ["line separator", "a\u2028b", "a\\u2028b"],
+    ["zero-width space (two names that look alike)", "web\u200b-1", "web\\u200b-1"],
+    ["byte order mark", "\ufeffsh", "\\ufeffsh"],
+    ["word joiner and soft hyphen", "a\u2060b\u00adc", "a\\u2060b\\xadc"],
     ["unicode text stays", "café 日本 🙂", "café 日本 🙂"],
   ])("%s", (_name, input, expected) => {
     expect(printable(input, 200)).toBe(expected);

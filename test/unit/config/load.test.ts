@@ -27,6 +27,7 @@ const DEFAULTS: Config = {
   },
   reaper: { mode: "enforce", grace: 10_000, maxPerCycle: 20 },
   log: { level: "info" },
+  commandLine: "argv0",
 };
 
 /** The problems of a rejected config, or a failure if it was accepted or failed otherwise. */
@@ -374,5 +375,19 @@ describe("loadConfig reads files", () => {
 
   it("/dev/zero does not eat memory", () => {
     expect(() => loadConfig("/dev/zero", {})).toThrow(/larger than 1048576 bytes/);
+  });
+});
+
+describe("commandLine", () => {
+  it.each(["full", "argv0", "off"] as const)("accepts %s", (value) => {
+    expect(parseConfig(`commandLine: ${value}\n`, "c.yaml", {}).commandLine).toBe(value);
+  });
+
+  it("defaults to argv0: /sessions never shows arguments unless asked", () => {
+    expect(parseConfig("", "c.yaml", {}).commandLine).toBe("argv0");
+  });
+
+  it("anything else is one readable problem line", () => {
+    expect(() => parseConfig("commandLine: partial\n", "c.yaml", {})).toThrow(/^c\.yaml: commandLine: expected one of "full", "argv0", "off", got "partial"$/);
   });
 });

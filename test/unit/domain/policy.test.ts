@@ -373,3 +373,40 @@ describe("invariants over random sessions (fast-check)", () => {
     );
   });
 });
+
+describe("after a wall-clock step (clockStepHold)", () => {
+  const hold = { stepMs: 2 * H, remainingMs: 3 * H };
+  const held = (sessions: ExecSession[], opts: { policy?: Partial<PolicyConfig>; limits?: PtyLimits } = {}): SessionDecision[] =>
+    decide({ sessions, limits: opts.limits ?? CALM, dockerAvailable: true, clockStepHold: hold }, { ...POLICY, ...opts.policy }, 20, NOW);
+
+  it("idle past idleTimeout is not stale while held, and the detail says why", () => {
+    const [d] = held([session({ idle: 5 * H })]);
+    expect(d?.state).toBe("idle");
+    expect(d?.reason).toBeNull();
+    expect(d?.detail).toBe("clock stepped +2h, idle and age reaping held 3h more; idle 5h ≥ idleTimeout 4h");
+  });
+
+  it("age past maxAge is not stale while held either, and a backward step reads as negative", () => {
+    const [d] = decide(
+      { sessions: [session({ idle: 5 * M, age: 2 * D })], limits: CALM, dockerAvailable: true, clockStepHold: { stepMs: -90 * M, remainingMs: 10 * M } },
+      { ...POLICY, maxAge: 1 * D },
+      20,
+      NOW,
+    );
+    expect(d?.state).toBe("idle");
+    expect(d?.detail).toMatch(/^clock stepped -1h30m, idle and age reaping held 10m more; age 2d ≥ maxAge 1d$/);
+  });
+
+  it("without the hold the same sessions are stale (the hold is what changes the verdict)", () => {
+    expect(stale(run([session({ idle: 5 * H })]))).toHaveLength(1);
+    expect(stale(run([session({ idle: 5 * M, age: 2 * D })], { policy: { maxAge: 1 * D } }))).toHaveLength(1);
+  });
+
+  it("pressure reaping goes on: held sessions stay candidates by idle", () => {
+    // 85 of 100 allocated, high 80, low 70: 15 to reclaim, only 3 sessions, all held for idle.
+    const sessions = [session({ idle: 5 * H }), session({ idle: 6 * H }), session({ idle: 20 * M })];
+    const ds = held(sessions, { limits: { allocated: 85, max: 1124, reserve: 1024 } });
+    expect(stale(ds).map((d) => d.reason)).toEqual(["pressure", "pressure", "pressure"]);
+    expect(stale(ds)[0]?.detail).toMatch(/^pressure: 85 of 100/);
+  });
+});

@@ -2,7 +2,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
 import type { FastifyInstance } from "fastify";
-import { buildServer, HTTP_LIMITS, ROUTES, type Health, type HttpDeps } from "../../../src/http/server.js";
+import { buildServer, HTTP_LIMITS, ROUTES, type HttpDeps } from "../../../src/http/server.js";
+import type { Health } from "../../../src/poller/poller.js";
 import { PtyreaperMetrics } from "../../../src/metrics/metrics.js";
 import { makePty, makeSnapshot } from "../metrics/snapshot-factory.js";
 

@@ -60,6 +60,7 @@ describe("PtyreaperMetrics", () => {
     expect(names).toEqual(
       [
         "ptyreaper_build_info",
+        "ptyreaper_clock_steps_total",
         "ptyreaper_container_ptys",
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
