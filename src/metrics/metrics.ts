@@ -31,9 +31,10 @@ export interface PtyreaperMetricsOptions {
 }
 
 /**
- * Usage of the container capacity (max - reserve). When that capacity is 0 no container can allocate a
- * pty at all, which is saturation: we report 1 rather than NaN or +Inf, so `ratio >= 0.8` alerts fire and
- * dashboards stay finite. Above 1 is possible: host logins may allocate up to max.
+ * Usage of the container capacity (max - reserve - 1, see containerCapacity). When that capacity is 0 no
+ * container can allocate a pty at all, which is saturation: we report 1 rather than NaN or +Inf, so
+ * `ratio >= 0.8` alerts fire and dashboards stay finite. At exactly 1 the next container pty is refused.
+ * Above 1 is possible: host logins may allocate up to max - 1.
  */
 export function ptyUsageRatio(allocated: number, capacity: number): number {
   return capacity > 0 ? allocated / capacity : 1;
@@ -73,12 +74,12 @@ export class PtyreaperMetrics {
     });
     this.ptyReserve = new Gauge({
       name: "ptyreaper_pty_reserve",
-      help: "Pseudo-terminals kept for the host's initial devpts mount (/proc/sys/kernel/pty/reserve); containers fail at max minus reserve.",
+      help: "Pseudo-terminals kept for the host's initial devpts mount (/proc/sys/kernel/pty/reserve); containers hold at most max - reserve - 1.",
       registers,
     });
     this.ptyUsage = new Gauge({
       name: "ptyreaper_pty_usage_ratio",
-      help: "Allocated pseudo-terminals divided by the container capacity (max - reserve); at 1 a new docker exec -it fails with ENOSPC. Reported as 1 when that capacity is 0.",
+      help: "Allocated pseudo-terminals divided by the container capacity (max - reserve - 1); at 1 a new docker exec -it fails with ENOSPC. Reported as 1 when that capacity is 0.",
       registers,
     });
     this.ptysByOwner = new Gauge({

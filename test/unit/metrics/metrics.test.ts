@@ -143,7 +143,7 @@ describe("PtyreaperMetrics", () => {
     expect(await value(m, "ptyreaper_pty_allocated")).toBe(9);
     expect(await value(m, "ptyreaper_pty_max")).toBe(4096);
     expect(await value(m, "ptyreaper_pty_reserve")).toBe(1024);
-    expect(await value(m, "ptyreaper_pty_usage_ratio")).toBeCloseTo(9 / 3072, 12);
+    expect(await value(m, "ptyreaper_pty_usage_ratio")).toBeCloseTo(9 / 3071, 12);
     expect(await series(m, "ptyreaper_ptys")).toEqual(
       new Map([
         ["owner=exec", 3],
@@ -206,14 +206,17 @@ describe("PtyreaperMetrics", () => {
 
   it.each([
     { allocated: 0, max: 4096, reserve: 1024, ratio: 0 },
-    { allocated: 3072, max: 4096, reserve: 1024, ratio: 1 },
-    { allocated: 4000, max: 4096, reserve: 1024, ratio: 4000 / 3072 },
-    { allocated: 5, max: 10, reserve: 0, ratio: 0.5 },
+    // 3071 held: the next container pty is refused (devpts_new_index), so that is 100%
+    { allocated: 3071, max: 4096, reserve: 1024, ratio: 1 },
+    { allocated: 3072, max: 4096, reserve: 1024, ratio: 3072 / 3071 },
+    { allocated: 4000, max: 4096, reserve: 1024, ratio: 4000 / 3071 },
+    { allocated: 5, max: 11, reserve: 0, ratio: 0.5 },
     // capacity 0: saturated, reported as 1 (never NaN or +Inf)
+    { allocated: 0, max: 1025, reserve: 1024, ratio: 1 },
     { allocated: 0, max: 1024, reserve: 1024, ratio: 1 },
     { allocated: 7, max: 1024, reserve: 1024, ratio: 1 },
     { allocated: 7, max: 100, reserve: 1024, ratio: 1 },
-  ])("usage ratio of $allocated / ($max - $reserve) is $ratio", async ({ allocated, max, reserve, ratio }) => {
+  ])("usage ratio of $allocated / ($max - $reserve - 1) is $ratio", async ({ allocated, max, reserve, ratio }) => {
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ limits: { allocated, max, reserve } }));
     const got = await value(m, "ptyreaper_pty_usage_ratio");
@@ -306,7 +309,7 @@ describe("PtyreaperMetrics", () => {
     expect(body).toContain("# TYPE ptyreaper_pty_allocated gauge\nptyreaper_pty_allocated 12\n");
     expect(body).toContain("# TYPE ptyreaper_reaped_sessions_total counter\n");
     expect(body).toContain("# TYPE ptyreaper_poll_duration_seconds histogram\n");
-    expect(body).toMatch(/^# HELP ptyreaper_pty_usage_ratio .*max - reserve/m);
+    expect(body).toMatch(/^# HELP ptyreaper_pty_usage_ratio .*max - reserve - 1/m);
   });
 
   it("includes Node process metrics in its own registry unless disabled, minus the gauges promtool rejects", async () => {
