@@ -1,5 +1,5 @@
 // `ptyreaper sessions`: every pty on the host and the exec session holding it, like `w` for containers.
-import { loadConfig } from "../config/load.js";
+import { configPathFor, loadConfig } from "../config/load.js";
 import { DockerCache } from "../docker/cache.js";
 import { DockerodePort } from "../docker/dockerode.js";
 import { collect } from "../poller/collect.js";
@@ -9,12 +9,13 @@ import { pino } from "pino";
 import { renderSessionsTable, sessionsReport } from "./render.js";
 import type { Command } from "./io.js";
 import { parseFlags } from "./flags.js";
+import { SESSIONS_USAGE } from "./help.js";
 
-export const SESSIONS_USAGE = "usage: ptyreaper sessions [--json] [--config FILE]";
+export { SESSIONS_USAGE };
 
 export const sessionsCommand: Command = async (args, io) => {
   const flags = parseFlags(args, { json: { type: "boolean" }, config: { type: "string" } }, SESSIONS_USAGE);
-  const config = loadConfig(flags.config ?? null, io.env);
+  const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const procfs = new ProcFs(config.procRoot);
   const docker = config.docker.enabled
     ? new DockerCache({ port: new DockerodePort(config.docker.socket, config.docker.timeout), logger: pino({ enabled: false }) })

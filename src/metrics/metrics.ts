@@ -4,8 +4,20 @@ import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js
 import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
 import { capLabelValue } from "./labels.js";
 
-export type PollStage = "limits" | "scan" | "docker" | "policy" | "reap";
-export const POLL_STAGES: readonly PollStage[] = ["limits", "scan", "docker", "policy", "reap"];
+// No "docker" stage: a cycle with Docker down still completes (it counts ptys and publishes); Docker's
+// state is ptyreaper_docker_up, so the cycle is counted once, as a success.
+export type PollStage = "limits" | "scan" | "policy" | "reap";
+export const POLL_STAGES: readonly PollStage[] = ["limits", "scan", "policy", "reap"];
+
+/** Container runtimes ptyreaper can watch; issue 12 adds more. */
+export type RuntimeName = "docker";
+
+/** What the config says about the running daemon, for ptyreaper_config_info. */
+export interface ConfigInfo {
+  mode: "enforce" | "dry-run";
+  /** The config file in force, or "" for the built-in defaults. */
+  file: string;
+}
 
 /** 1 ms … 10 s: a scan of a quiet host takes milliseconds, a loaded one with a slow Docker socket seconds. */
 export const POLL_DURATION_BUCKETS: readonly number[] = [
@@ -57,6 +69,10 @@ export class PtyreaperMetrics {
   private readonly pollErrorsTotal: Counter<"stage">;
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
+  private readonly runtimeEnabled: Gauge<"runtime">;
+  private readonly configInfo: Gauge<"mode" | "file">;
+  private readonly reloadSuccessful: Gauge;
+  private readonly reloadSuccessTime: Gauge;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -136,7 +152,29 @@ export class PtyreaperMetrics {
     });
     this.dockerUp = new Gauge({
       name: "ptyreaper_docker_up",
-      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then).",
+      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is disabled in the config.",
+      registers,
+    });
+    this.runtimeEnabled = new Gauge({
+      name: "ptyreaper_runtime_enabled",
+      help: "1 when the config enables this container runtime (docker.enabled), 0 when it is disabled on purpose: tells a runtime that is off from one that is down.",
+      labelNames: ["runtime"],
+      registers,
+    });
+    this.configInfo = new Gauge({
+      name: "ptyreaper_config_info",
+      help: "Always 1; the labels describe the config in force: mode (enforce or dry-run) and the config file (empty for the built-in defaults).",
+      labelNames: ["mode", "file"],
+      registers,
+    });
+    this.reloadSuccessful = new Gauge({
+      name: "ptyreaper_config_last_reload_successful",
+      help: "1 when the last config load or reload (SIGHUP) succeeded, 0 when the last reload was rejected and the previous config stays in force.",
+      registers,
+    });
+    this.reloadSuccessTime = new Gauge({
+      name: "ptyreaper_config_last_reload_success_timestamp_seconds",
+      help: "Unix time of the last successful config load (at start) or reload.",
       registers,
     });
     const buildInfo = new Gauge({
@@ -218,8 +256,27 @@ export class PtyreaperMetrics {
     this.pollErrorsTotal.inc({ stage });
   }
 
-  setDockerUp(up: boolean): void {
-    this.dockerUp.set(up ? 1 : 0);
+  /** null: Docker is disabled, so it is neither up nor down and the series is removed. */
+  setDockerUp(up: boolean | null): void {
+    if (up === null) this.dockerUp.reset();
+    else this.dockerUp.set(up ? 1 : 0);
+  }
+
+  setRuntimeEnabled(runtime: RuntimeName, enabled: boolean): void {
+    this.runtimeEnabled.set({ runtime }, enabled ? 1 : 0);
+  }
+
+  /** A config was loaded (at start) or reloaded and is now in force. */
+  configLoaded(info: ConfigInfo, atMs: number): void {
+    this.configInfo.reset();
+    this.configInfo.set({ mode: info.mode, file: capLabelValue(info.file) }, 1);
+    this.reloadSuccessful.set(1);
+    this.reloadSuccessTime.set(atMs / 1000);
+  }
+
+  /** A reload was rejected: the previous config, and its info series, stay in force. */
+  configReloadFailed(): void {
+    this.reloadSuccessful.set(0);
   }
 
   /** The text exposition of the whole registry; reads only what the last cycle stored. */

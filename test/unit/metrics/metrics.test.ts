@@ -60,6 +60,9 @@ describe("PtyreaperMetrics", () => {
     expect(names).toEqual(
       [
         "ptyreaper_build_info",
+        "ptyreaper_config_info",
+        "ptyreaper_config_last_reload_success_timestamp_seconds",
+        "ptyreaper_config_last_reload_successful",
         "ptyreaper_container_ptys",
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
@@ -73,6 +76,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_ptys",
         "ptyreaper_reap_failures_total",
         "ptyreaper_reaped_sessions_total",
+        "ptyreaper_runtime_enabled",
         "ptyreaper_would_reap_sessions_total",
       ].sort(),
     );
@@ -284,11 +288,13 @@ describe("PtyreaperMetrics", () => {
 
   it("counts poll errors by stage", async () => {
     const m = metrics();
-    m.pollFailed("docker");
-    m.pollFailed("docker");
+    m.pollFailed("policy");
+    m.pollFailed("policy");
     m.pollFailed("scan");
     const s = await series(m, "ptyreaper_poll_errors_total");
-    expect(s.get("stage=docker")).toBe(2);
+    expect(s.get("stage=policy")).toBe(2);
+    // Docker down is not a failed cycle: it is ptyreaper_docker_up 0, and the cycle counts as done.
+    expect(s.has("stage=docker")).toBe(false);
     expect(s.get("stage=scan")).toBe(1);
     expect(s.get("stage=reap")).toBe(0);
   });
