@@ -1,4 +1,4 @@
-// `npm run bench`: builds issue 5's synthetic host, measures ptyreaper on it and prints a table; it asserts nothing about time.
+// `npm run bench`: builds a synthetic busy host, measures ptyreaper on it and prints a table; it asserts nothing about time.
 import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
 import { cpus, loadavg, release } from "node:os";
