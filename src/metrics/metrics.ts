@@ -9,7 +9,9 @@ import { capLabelValue } from "./labels.js";
 export type PollStage = "limits" | "scan" | "policy" | "reap";
 export const POLL_STAGES: readonly PollStage[] = ["limits", "scan", "policy", "reap"];
 
-/** Container runtimes ptyreaper can watch; issue 12 adds more. */
+const DOCKER_UP = "ptyreaper_docker_up";
+
+/** Container runtimes ptyreaper can watch. */
 export type RuntimeName = "docker";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */
@@ -151,7 +153,7 @@ export class PtyreaperMetrics {
       registers,
     });
     this.dockerUp = new Gauge({
-      name: "ptyreaper_docker_up",
+      name: DOCKER_UP,
       help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is disabled in the config.",
       registers,
     });
@@ -256,14 +258,17 @@ export class PtyreaperMetrics {
     this.pollErrorsTotal.inc({ stage });
   }
 
-  /** null: Docker is disabled, so it is neither up nor down and the series is removed. */
+  /** null: Docker is disabled, so it is neither up nor down (setRuntimeEnabled removed the series). */
   setDockerUp(up: boolean | null): void {
-    if (up === null) this.dockerUp.reset();
-    else this.dockerUp.set(up ? 1 : 0);
+    if (up !== null) this.dockerUp.set(up ? 1 : 0);
   }
 
+  /** A disabled runtime has no _up series at all: a dashboard must not read "disabled" as "down". */
   setRuntimeEnabled(runtime: RuntimeName, enabled: boolean): void {
     this.runtimeEnabled.set({ runtime }, enabled ? 1 : 0);
+    const registered = this.registry.getSingleMetric(DOCKER_UP) !== undefined;
+    if (!enabled && registered) this.registry.removeSingleMetric(DOCKER_UP);
+    if (enabled && !registered) this.registry.registerMetric(this.dockerUp);
   }
 
   /** A config was loaded (at start) or reloaded and is now in force. */

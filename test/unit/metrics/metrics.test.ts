@@ -307,6 +307,33 @@ describe("PtyreaperMetrics", () => {
     expect(await value(m, "ptyreaper_docker_up")).toBe(0);
   });
 
+  it("Docker disabled: runtime_enabled 0 and no docker_up series at all (disabled is not down)", async () => {
+    const m = metrics();
+    m.setRuntimeEnabled("docker", false);
+    m.setDockerUp(null);
+    const body = (await m.exposition()).body;
+    expect(body).toMatch(/^ptyreaper_runtime_enabled\{runtime="docker"\} 0$/m);
+    expect(body).not.toMatch(/^ptyreaper_docker_up/m);
+    m.setRuntimeEnabled("docker", true);
+    m.setDockerUp(false);
+    expect(await value(m, "ptyreaper_docker_up")).toBe(0);
+    expect(await series(m, "ptyreaper_runtime_enabled")).toEqual(new Map([["runtime=docker", 1]]));
+  });
+
+  it("config info, reload success and failure", async () => {
+    const m = metrics();
+    m.configLoaded({ mode: "enforce", file: "/etc/ptyreaper/config.yaml" }, 1_700_000_000_000);
+    expect(await series(m, "ptyreaper_config_info")).toEqual(new Map([["file=/etc/ptyreaper/config.yaml,mode=enforce", 1]]));
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(1);
+    m.configReloadFailed();
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(0);
+    expect(await value(m, "ptyreaper_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
+    m.configLoaded({ mode: "dry-run", file: "" }, 1_700_000_100_000);
+    expect(await series(m, "ptyreaper_config_info")).toEqual(new Map([["file=,mode=dry-run", 1]]));
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(1);
+    expect(await value(m, "ptyreaper_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_100);
+  });
+
   it("serves the text format with its content type, HELP and TYPE lines", async () => {
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ limits: { allocated: 12 } }));
