@@ -1,4 +1,4 @@
-// The synthetic host of issue 5 on demand: N processes × M fds and K ptys over L devpts namespaces; tears down exactly what it made.
+// A synthetic busy host on demand: N processes × M fds and K ptys over L devpts namespaces; tears down exactly what it made.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

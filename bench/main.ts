@@ -1,4 +1,4 @@
-// `npm run bench`: builds issue 5's synthetic host, measures ptyreaper on it and prints a table; it asserts nothing about time.
+// `npm run bench`: builds a synthetic busy host, measures ptyreaper on it and prints a table; it asserts nothing about time.
 import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
 import { cpus, loadavg, release } from "node:os";
@@ -12,6 +12,7 @@ import { scanProc } from "../src/procfs/scan.js";
 import { loadNativeFdLinks } from "../src/procfs/native.js";
 import { ScanWorker } from "../src/procfs/worker.js";
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
+import { measureCli } from "./cli.js";
 import { SyntheticHost, type LoadSpec } from "./load.js";
 import { median, ms, percentile, thousands, timeAsync, timeSync } from "./stats.js";
 
@@ -354,6 +355,11 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
     const error = lsofRuns[0] && "error" in lsofRuns[0] ? lsofRuns[0].error : "failed";
     rows.push({ measure: "lsof -n -w", value: `not measured: ${error}`, target: "", met: "" });
   }
+
+  // 3b. The CLI as a user runs it, against the C floor and lsof of the same load.
+  const cli = measureCli({ runs: options.runs, lsofMs: typeof figures.lsofMs === "number" ? figures.lsofMs : null, log });
+  rows.push(...cli.rows);
+  figures.cli = cli.figures;
 
   // 4. Steady-state passes of the incremental scanner, in this thread.
   log("incremental passes");

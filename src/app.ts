@@ -2,6 +2,8 @@
 import type { Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/types.js";
+import { formatDurationExact } from "./config/duration.js";
+import { policySummary } from "./config/summary.js";
 import { DockerCache } from "./docker/cache.js";
 import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
@@ -35,6 +37,8 @@ export interface DaemonDeps {
   scanner?: Scanner;
   /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
   dockerPort?: DockerPort;
+  /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
+  configPath?: string | null;
 }
 
 export interface Daemon {
@@ -80,6 +84,9 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const procfs = new ProcFs(config.procRoot);
   const scanner = deps.scanner ?? inProcessScanner(procfs);
   const metrics = new PtyreaperMetrics({ version: deps.version });
+  const configFile = deps.configPath ?? "";
+  metrics.setRuntimeEnabled("docker", config.docker.enabled);
+  metrics.configLoaded({ mode: config.reaper.mode, file: configFile }, now());
   const dockerPort = config.docker.enabled ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
   const dockerCache = dockerPort
     ? new DockerCache({
@@ -155,11 +162,22 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       const address = await listen(server, config.listen.host, config.listen.port);
       if (dockerCache) void dockerCache.start();
       poller.start();
-      logger.info({ address, mode: config.reaper.mode, pollInterval: config.pollInterval }, "ptyreaper started");
+      logger.info(
+        {
+          version: deps.version,
+          config: deps.configPath ?? "(built-in defaults)",
+          address,
+          mode: config.reaper.mode,
+          pollInterval: formatDurationExact(config.pollInterval),
+          docker: config.docker.enabled ? config.docker.socket : "disabled",
+          policy: policySummary(config),
+        },
+        "ptyreaper started",
+      );
       const watchdogMs = deps.notifier?.watchdogIntervalMs;
       if (watchdogMs && config.pollInterval > watchdogMs) {
         // The loop pings the watchdog once per cycle, so systemd would kill a healthy daemon.
-        logger.warn({ pollInterval: config.pollInterval, watchdogSec: (2 * watchdogMs) / 1000 }, "pollInterval is longer than half of WatchdogSec: raise WatchdogSec in the unit");
+        logger.warn({ pollInterval: formatDurationExact(config.pollInterval), watchdog: formatDurationExact(2 * watchdogMs) }, "pollInterval is longer than half of WatchdogSec: raise WatchdogSec in the unit");
       }
       return address;
     },
@@ -184,7 +202,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       reaper.configure(next.reaper.mode, next.reaper.grace);
       logger.level = next.log.level;
       for (const made of children) made.level = next.log.level;
-      logger.info({ mode: next.reaper.mode }, "config reloaded");
+      metrics.configLoaded({ mode: next.reaper.mode, file: configFile }, now());
+      logger.info({ mode: next.reaper.mode, policy: policySummary(next) }, "config reloaded");
     },
   };
 }

@@ -8,7 +8,8 @@ export type ErrorCode =
   | "PTYR_DOCKER_TIMEOUT"
   | "PTYR_USAGE"
   | "PTYR_INSTALL"
-  | "PTYR_SCAN_WORKER";
+  | "PTYR_SCAN_WORKER"
+  | "PTYR_LISTEN";
 
 export class PtyreaperError extends Error {
   readonly code: ErrorCode;

@@ -1,59 +1,61 @@
 #!/usr/bin/env node
 // Entry point: argv, env, signals and exit codes live here and nowhere else.
-import { readFileSync } from "node:fs";
-import { checkConfigCommand } from "./cli/check-config.js";
-import { installCommand, uninstallCommand } from "./cli/install.js";
+// Each command is imported when it runs, so `--help` or `check-config` never load Docker, HTTP or metrics code.
+import { existsSync, readFileSync } from "node:fs";
+import { COMMAND_HELP, DEFAULT_CONFIG_PATH, HELP } from "./cli/help.js";
 import type { CliIo, Command } from "./cli/io.js";
-import { runCommand } from "./cli/run.js";
-import { sessionsCommand } from "./cli/sessions.js";
 import { ConfigError, EXIT, PtyreaperError, UsageError, errorMessage } from "./errors.js";
-import { createNotifier } from "./systemd/notify.js";
-import { ScanWorker } from "./procfs/worker.js";
 
-const HELP = `ptyreaper — keeps container hosts from running out of pseudo-terminals
-
-usage: ptyreaper <command> [options]
-
-commands:
-  run [--config FILE] [--listen HOST:PORT] [--dry-run] [--once]
-                          the daemon: scan, decide, reap, serve /metrics
-  sessions [--json] [--config FILE]
-                          every pty and the exec session holding it, like w(1)
-  check-config FILE       validate a config file (exit 78 when invalid)
-  install [--root DIR] [--prefix DIR]
-                          install the program, the systemd unit and the default config
-  uninstall [--root DIR] [--prefix DIR] [--purge]
-
-options:
-  -h, --help              this help
-  -V, --version           the version
-`;
-
+/** "0.1.0 (revision 1a2b3c4d5e6f)": the revision file is written by `npm run build`; "unknown" without git. */
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
-  return pkg.version;
+  let revision = "unknown";
+  try {
+    revision = readFileSync(new URL("./revision.txt", import.meta.url), "utf8").trim() || "unknown";
+  } catch {
+    // Built by plain tsc, without scripts/write-revision.mjs: the revision is not known.
+  }
+  return `${pkg.version} (revision ${revision})`;
+}
+
+// A reader that went away (`ptyreaper install | head -1`) is not a failure of the command: the
+// rest of the output is dropped and the command still finishes what it started.
+const open = { stdout: true, stderr: true };
+for (const name of ["stdout", "stderr"] as const) {
+  process[name].on("error", (err: NodeJS.ErrnoException) => {
+    open[name] = false;
+    if (err.code !== "EPIPE" && name === "stdout" && open.stderr) process.stderr.write(`ptyreaper: cannot write to stdout: ${err.message}\n`);
+  });
 }
 
 const io: CliIo = {
-  stdout: (text) => process.stdout.write(text),
-  stderr: (text) => process.stderr.write(text),
+  stdout: (text) => void (open.stdout && process.stdout.write(text)),
+  stderr: (text) => void (open.stderr && process.stderr.write(text)),
   env: process.env,
   cwd: process.cwd(),
+  defaultConfigPath: existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null,
 };
 
 const commands: Record<string, Command> = {
-  sessions: sessionsCommand,
-  "check-config": checkConfigCommand,
-  install: installCommand,
-  uninstall: uninstallCommand,
-  run: (args) =>
-    runCommand(args, io, {
+  sessions: async (args, cli) => (await import("./cli/sessions.js")).sessionsCommand(args, cli),
+  "check-config": async (args, cli) => (await import("./cli/check-config.js")).checkConfigCommand(args, cli),
+  install: async (args, cli) => (await import("./cli/install.js")).installCommand(args, cli),
+  uninstall: async (args, cli) => (await import("./cli/install.js")).uninstallCommand(args, cli),
+  run: async (args, cli) => {
+    const [{ runCommand }, { createNotifier }, { ScanWorker }] = await Promise.all([
+      import("./cli/run.js"),
+      import("./systemd/notify.js"),
+      import("./procfs/worker.js"),
+    ]);
+    return runCommand(args, cli, {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
       // A full scan takes hundreds of ms on a busy host: off the event loop, so scrapes stay fast.
       makeScanner: (config) => new ScanWorker({ procRoot: config.procRoot }),
       version: version(),
-    }),
+      isTerminal: (stream) => process[stream].isTTY === true,
+    });
+  },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -62,14 +64,14 @@ async function main(argv: string[]): Promise<number> {
     io.stdout(HELP);
     return first === undefined ? EXIT.usage : EXIT.ok;
   }
-  if (first === "-V" || first === "--version") {
+  if (first === "-V" || first === "-v" || first === "--version") {
     io.stdout(`ptyreaper ${version()}\n`);
     return EXIT.ok;
   }
   const command = commands[first];
   if (!command) throw new UsageError(`unknown ${first.startsWith("-") ? "option" : "command"} "${first}"; see ptyreaper --help`);
   if (rest.includes("-h") || rest.includes("--help")) {
-    io.stdout(HELP);
+    io.stdout(COMMAND_HELP[first] ?? HELP);
     return EXIT.ok;
   }
   return command(rest, io);
@@ -83,7 +85,7 @@ function exitCodeFor(err: unknown): number {
   }
   io.stderr(`ptyreaper: ${errorMessage(err)}\n`);
   if (err instanceof UsageError) return EXIT.usage;
-  if (err instanceof PtyreaperError && err.code === "PTYR_CONFIG_READ") return EXIT.config;
+  if (err instanceof PtyreaperError && (err.code === "PTYR_CONFIG_READ" || err.code === "PTYR_LISTEN")) return EXIT.config;
   return EXIT.failure;
 }
 

@@ -1,13 +1,32 @@
 // `ptyreaper check-config FILE`: validates a config as the daemon would, without starting anything.
+import { statfsSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import { formatDurationExact } from "../config/duration.js";
-import { loadConfig } from "../config/load.js";
-import { escapeControls, oneLine } from "../config/schema.js";
+import { appliedOverrides, loadConfig, type Env } from "../config/load.js";
+import { escapeControls, oneLine, quote } from "../config/schema.js";
 import type { Config } from "../config/types.js";
-import { ConfigError, errorMessage, EXIT, PtyreaperError } from "../errors.js";
+import { ConfigError, errorMessage, EXIT, PtyreaperError, UsageError } from "../errors.js";
+import { CHECK_CONFIG_USAGE as USAGE } from "./help.js";
 import type { Command } from "./io.js";
 
-const USAGE = "usage: ptyreaper check-config FILE";
+/** statfs f_type of procfs (PROC_SUPER_MAGIC in linux/magic.h). */
+const PROC_SUPER_MAGIC = 0x9fa0;
+
+/** What the statfs of a path says about it being a procfs; null when it is one. */
+export type StatFs = (path: string) => { type: number };
+
+/** A procRoot that is not a procfs makes every scan fail or, worse, read a look-alike tree: say so now. */
+export function procRootProblem(procRoot: string, statfs: StatFs = statfsSync): string | null {
+  let type: number;
+  try {
+    type = statfs(procRoot).type;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException | null)?.code;
+    return `procRoot: ${quote(procRoot)} cannot be read (${code ?? errorMessage(err)}); expected where procfs is mounted, e.g. /proc`;
+  }
+  if (type === PROC_SUPER_MAGIC) return null;
+  return `procRoot: ${quote(procRoot)} is not a procfs mount (file system type 0x${type.toString(16)}); expected where procfs is mounted, e.g. /proc`;
+}
 
 export const checkConfigCommand: Command = (args, io) => {
   if (args.length === 1 && (args[0] === "-h" || args[0] === "--help")) {
@@ -15,6 +34,9 @@ export const checkConfigCommand: Command = (args, io) => {
     return Promise.resolve(EXIT.ok);
   }
   const file = args[0];
+  // `check-config --bogus` is a usage error, not a file named "--bogus" (a file that is really named
+  // so can be given as ./--bogus).
+  if (file?.startsWith("-")) throw new UsageError(`unknown option ${JSON.stringify(file)}; ${USAGE}`);
   if (args.length !== 1 || file === undefined || file === "") {
     io.stderr(`${USAGE}\n`);
     return Promise.resolve(EXIT.usage);
@@ -24,11 +46,19 @@ export const checkConfigCommand: Command = (args, io) => {
   const shown = escapeControls(file);
   try {
     const config = loadConfig(path, io.env);
-    io.stdout(`${shown}: ok\n${summarizeConfig(config).join("\n")}\n`);
+    const procProblem = procRootProblem(config.procRoot);
+    if (procProblem) {
+      // Name where the value came from: the variable when it overrides the file.
+      io.stderr(`${io.env.PTYREAPER_PROC_ROOT ? "environment: PTYREAPER_PROC_ROOT" : shown}: ${procProblem}\n`);
+      return Promise.resolve(EXIT.config);
+    }
+    io.stdout(`${shown}: ok\n${[...summarizeConfig(config), ...overridesLine(config, io.env)].join("\n")}\n`);
     return Promise.resolve(EXIT.ok);
   } catch (err) {
     if (err instanceof ConfigError) {
-      io.stderr(err.problems.map((p) => `${shown}: ${p}\n`).join(""));
+      // Problems of an environment variable are not the file's: they are shown under "environment".
+      const where = err.source === path ? shown : err.source;
+      io.stderr(err.problems.map((p) => `${where}: ${p}\n`).join(""));
       return Promise.resolve(EXIT.config);
     }
     if (err instanceof PtyreaperError && err.code === "PTYR_CONFIG_READ") {
@@ -40,6 +70,11 @@ export const checkConfigCommand: Command = (args, io) => {
     return Promise.resolve(EXIT.failure);
   }
 };
+
+function overridesLine(config: Config, env: Env): string[] {
+  const applied = appliedOverrides(config, env);
+  return applied.length > 0 ? [`  environment overrides: ${applied.join(", ")}`] : [];
+}
 
 /** The normalised config, one section a line, as the daemon will use it (env overrides included). */
 export function summarizeConfig(c: Config): string[] {

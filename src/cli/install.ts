@@ -2,14 +2,14 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { EXIT } from "../errors.js";
+import { isAbsolute } from "node:path";
+import { EXIT, UsageError } from "../errors.js";
 import { findPackageRoot, install, InstallError, shellQuote, uninstall, type Report } from "../systemd/install.js";
 import { parseFlags } from "./flags.js";
+import { INSTALL_USAGE, UNINSTALL_USAGE } from "./help.js";
 import type { CliIo, Command } from "./io.js";
 
-const INSTALL_USAGE = "usage: ptyreaper install [--root DIR] [--prefix DIR] [--dry-run]";
 const HOST_UNIT_DIRS = ["usr/lib/systemd/system", "lib/systemd/system"];
-const UNINSTALL_USAGE = "usage: ptyreaper uninstall [--root DIR] [--prefix DIR] [--purge] [--dry-run]";
 
 export interface InstallCommandDeps {
   /** The package to install: found from this file, so a checkout and an npm-installed tarball both work. */
@@ -33,8 +33,12 @@ function print(io: CliIo, report: Report, dryRun: boolean): void {
   for (const warning of report.warnings) io.stderr(`ptyreaper: warning: ${warning}\n`);
 }
 
-function layoutFrom(values: { root?: string | undefined; prefix?: string | undefined }, io: CliIo) {
-  return { root: resolve(io.cwd, values.root ?? "/"), prefix: values.prefix ?? "/usr/local" };
+/** A relative --prefix is a usage error (64): it names where the unit will exec the program on the host. */
+function layoutFrom(values: { root?: string | undefined; prefix?: string | undefined }, io: CliIo, usage: string) {
+  const prefix = values.prefix ?? "/usr/local";
+  if (!isAbsolute(prefix)) throw new UsageError(`--prefix must be an absolute path, got ${JSON.stringify(prefix)}; ${usage}`);
+  if (/\s/.test(prefix)) throw new UsageError(`--prefix must not contain white space, got ${JSON.stringify(prefix)}; ${usage}`);
+  return { root: resolve(io.cwd, values.root ?? "/"), prefix };
 }
 
 function requireRoot(root: string, deps: InstallCommandDeps, verb: string): void {
@@ -61,7 +65,7 @@ export function verifyHint(root: string): string {
 export function makeInstallCommand(deps: InstallCommandDeps = defaultDeps): Command {
   return (args, io) => {
     const values = parseFlags(args, { root: { type: "string" }, prefix: { type: "string" }, "dry-run": { type: "boolean" } }, INSTALL_USAGE);
-    const layout = layoutFrom(values, io);
+    const layout = layoutFrom(values, io, INSTALL_USAGE);
     const dryRun = values["dry-run"] === true;
     if (!dryRun) requireRoot(layout.root, deps, "install");
     const report = install({
@@ -86,7 +90,7 @@ export function makeUninstallCommand(deps: InstallCommandDeps = defaultDeps): Co
       { root: { type: "string" }, prefix: { type: "string" }, purge: { type: "boolean" }, "dry-run": { type: "boolean" } },
       UNINSTALL_USAGE,
     );
-    const layout = layoutFrom(values, io);
+    const layout = layoutFrom(values, io, UNINSTALL_USAGE);
     const dryRun = values["dry-run"] === true;
     if (!dryRun) requireRoot(layout.root, deps, "uninstall");
     const report = uninstall({ ...layout, purge: values.purge === true, dryRun });

@@ -5,6 +5,8 @@ export interface CliIo {
   stderr: (text: string) => void;
   env: Readonly<Record<string, string | undefined>>;
   cwd: string;
+  /** The installed config (/etc/ptyreaper/config.yaml) when it exists: used when no --config is given. */
+  defaultConfigPath?: string | null;
 }
 
 /** A command returns its exit code; only main.ts calls process.exit. */

@@ -1,24 +1,24 @@
 // `ptyreaper sessions`: every pty on the host and the exec session holding it, like `w` for containers.
-import { loadConfig } from "../config/load.js";
+import { configPathFor, loadConfig } from "../config/load.js";
 import { DockerCache } from "../docker/cache.js";
-import { DockerodePort } from "../docker/dockerode.js";
+import { EngineHttpPort } from "../docker/engine-http.js";
 import { collect } from "../poller/collect.js";
 import { ProcFs } from "../procfs/procfs.js";
 import { scanProc } from "../procfs/scan.js";
-import { pino } from "pino";
 import { sessionsReport } from "../domain/report.js";
 import { renderSessionsTable } from "./render.js";
 import type { Command } from "./io.js";
 import { parseFlags } from "./flags.js";
+import { SESSIONS_USAGE } from "./help.js";
 
-export const SESSIONS_USAGE = "usage: ptyreaper sessions [--json] [--config FILE]";
+export { SESSIONS_USAGE };
 
 export const sessionsCommand: Command = async (args, io) => {
   const flags = parseFlags(args, { json: { type: "boolean" }, config: { type: "string" } }, SESSIONS_USAGE);
-  const config = loadConfig(flags.config ?? null, io.env);
+  const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const procfs = new ProcFs(config.procRoot);
   const docker = config.docker.enabled
-    ? new DockerCache({ port: new DockerodePort(config.docker.socket, config.docker.timeout), logger: pino({ enabled: false }) })
+    ? new DockerCache({ port: new EngineHttpPort(config.docker.socket, config.docker.timeout), logger: { info: () => undefined, warn: () => undefined } })
     : null;
   const observation = await collect({ procfs, scan: (options) => scanProc(procfs, options), docker });
   const now = Date.now();

@@ -18,23 +18,41 @@ const MAX_ALIAS_COUNT = 100;
 
 /**
  * Validates YAML text (file > default), then the env overrides (env > file). `source` names the text
- * in the ConfigError's message; the problems themselves name keys, variables or YAML positions.
+ * in the ConfigError's message; the problems themselves name keys, variables or YAML positions. A bad
+ * variable is an "environment" problem, not the file's: the file may be fine.
  */
 export function parseConfig(text: string, source: string, env: Env): Config {
   const raw = parseYaml(text.replace(/^\uFEFF/, ""), source);
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) fail(source, parsed.error.issues.flatMap(issueLines));
   const config = parsed.data;
-  const problems: string[] = [];
+  const envProblems: string[] = [];
   for (const o of ENV_OVERRIDES) {
     const value = env[o.variable];
     if (value === undefined || value === "" || !o.appliesTo(config)) continue;
     const result = o.apply(config, value);
-    if (!result.ok) problems.push(`${o.variable}: ${result.message}`);
+    if (!result.ok) envProblems.push(`${o.variable}: ${result.message}`);
   }
-  problems.push(...crossFieldProblems(config, raw));
+  if (envProblems.length > 0) fail("environment", envProblems);
+  const problems = crossFieldProblems(config, raw);
   if (problems.length > 0) fail(source, problems);
   return deepFreeze(config);
+}
+
+/** The variables that override a key of this config, e.g. `PTYREAPER_MODE=dry-run (reaper.mode)`. */
+export function appliedOverrides(config: Config, env: Env): string[] {
+  return ENV_OVERRIDES.filter((o) => {
+    const value = env[o.variable];
+    return value !== undefined && value !== "" && o.appliesTo(config);
+  }).map((o) => `${o.variable}=${oneLine(env[o.variable] ?? "", 80)} (${o.key})`);
+}
+
+/**
+ * Which file a command reads: `--config FILE` first, else the installed config when it exists
+ * (/etc/ptyreaper/config.yaml, written by `ptyreaper install`), else none (defaults and environment).
+ */
+export function configPathFor(flag: string | undefined, installedConfig: string | null | undefined): string | null {
+  return flag ?? installedConfig ?? null;
 }
 
 /** `path` null: defaults and env only. */

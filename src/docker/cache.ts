@@ -4,9 +4,12 @@ import { errorMessage } from "../errors.js";
 import type { ContainerInfo, DockerView, ExecInfo } from "../domain/types.js";
 import type { DockerEvent, DockerPort, EventStream } from "./port.js";
 
+/** The cache logs only connection changes; a one-shot command passes a silent one without pino. */
+export type CacheLogger = Pick<Logger, "info" | "warn">;
+
 export interface DockerCacheOptions {
   port: DockerPort;
-  logger: Logger;
+  logger: CacheLogger;
   /** First reconnect delay; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -40,7 +43,7 @@ const CONTAINER_ACTIONS_THAT_CHANGE = new Set(["start", "restart", "unpause", "p
 
 export class DockerCache {
   private readonly port: DockerPort;
-  private readonly logger: Logger;
+  private readonly logger: CacheLogger;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly livenessMs: number;

@@ -73,31 +73,14 @@ export class DockerodePort implements DockerPort {
     const data = await this.callOrNull(`inspect container ${id.slice(0, 12)}`, (signal) =>
       this.docker.getContainer(id).inspect({ abortSignal: signal }),
     );
-    if (!data?.State?.Running) return null;
-    return {
-      id: data.Id,
-      name: data.Name.replace(/^\//, ""),
-      labels: data.Config?.Labels ?? {},
-      pid: data.State.Pid,
-      tty: data.Config?.Tty ?? false,
-      execIds: data.ExecIDs ?? [],
-    };
+    return data ? containerInfoFrom(data) : null;
   }
 
   async inspectExec(id: string): Promise<ExecInfo | null> {
     const data = await this.callOrNull(`inspect exec ${id.slice(0, 12)}`, (signal) =>
       this.docker.getExec(id).inspect({ abortSignal: signal } as object),
     );
-    if (!data) return null;
-    return {
-      id: data.ID,
-      containerId: data.ContainerID,
-      running: data.Running,
-      pid: data.Pid,
-      tty: data.ProcessConfig?.tty ?? false,
-      entrypoint: data.ProcessConfig?.entrypoint ?? "",
-      arguments: data.ProcessConfig?.arguments ?? [],
-    };
+    return data ? execInfoFrom(data) : null;
   }
 
   async subscribeEvents(handlers: EventHandlers): Promise<EventStream> {
@@ -164,7 +147,33 @@ export class DockerodePort implements DockerPort {
   }
 }
 
-function describe(err: unknown): string {
+/** GET /containers/{id}/json as ptyreaper needs it; null when the container is not running. */
+export function containerInfoFrom(data: Docker.ContainerInspectInfo): ContainerInfo | null {
+  if (!data.State?.Running) return null;
+  return {
+    id: data.Id,
+    name: data.Name.replace(/^\//, ""),
+    labels: data.Config?.Labels ?? {},
+    pid: data.State.Pid,
+    tty: data.Config?.Tty ?? false,
+    execIds: data.ExecIDs ?? [],
+  };
+}
+
+/** GET /exec/{id}/json as ptyreaper needs it (moby's ExecInspect). */
+export function execInfoFrom(data: Docker.ExecInspectInfo): ExecInfo {
+  return {
+    id: data.ID,
+    containerId: data.ContainerID,
+    running: data.Running,
+    pid: data.Pid,
+    tty: data.ProcessConfig?.tty ?? false,
+    entrypoint: data.ProcessConfig?.entrypoint ?? "",
+    arguments: data.ProcessConfig?.arguments ?? [],
+  };
+}
+
+export function describe(err: unknown): string {
   const e = err as { code?: string; statusCode?: number; message?: string; json?: { message?: string } };
   if (e.code === "ENOENT") return "socket not found (is dockerd running?)";
   if (e.code === "ECONNREFUSED") return "connection refused (is dockerd running?)";

@@ -7,9 +7,13 @@ export interface PtyLimits {
   reserve: number;
 }
 
-/** Containers allocate from devpts instances outside the initial mount namespace, so they fail at max - reserve. */
+/**
+ * Ptys containers can hold: max - reserve - 1. devpts_new_index() refuses a new pty outside the
+ * initial mount namespace when the count *after* its increment reaches max - reserve, so the last
+ * pty that fits is number max - reserve - 1 (3071 by default; the host's own limit is max - 1).
+ */
 export function containerCapacity(limits: PtyLimits): number {
-  return Math.max(0, limits.max - limits.reserve);
+  return Math.max(0, limits.max - limits.reserve - 1);
 }
 
 /** What the scan learned about one process (a "holder" when it has pty fds). */

@@ -7,6 +7,18 @@ import { capLabelValue } from "./labels.js";
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
 export { POLL_STAGES, type PollStage };
 
+const DOCKER_UP = "ptyreaper_docker_up";
+
+/** Container runtimes ptyreaper can watch. */
+export type RuntimeName = "docker";
+
+/** What the config says about the running daemon, for ptyreaper_config_info. */
+export interface ConfigInfo {
+  mode: "enforce" | "dry-run";
+  /** The config file in force, or "" for the built-in defaults. */
+  file: string;
+}
+
 /** 1 ms … 10 s: a scan of a quiet host takes milliseconds, a loaded one with a slow Docker socket seconds. */
 export const POLL_DURATION_BUCKETS: readonly number[] = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -31,9 +43,10 @@ export interface PtyreaperMetricsOptions {
 }
 
 /**
- * Usage of the container capacity (max - reserve). When that capacity is 0 no container can allocate a
- * pty at all, which is saturation: we report 1 rather than NaN or +Inf, so `ratio >= 0.8` alerts fire and
- * dashboards stay finite. Above 1 is possible: host logins may allocate up to max.
+ * Usage of the container capacity (max - reserve - 1, see containerCapacity). When that capacity is 0 no
+ * container can allocate a pty at all, which is saturation: we report 1 rather than NaN or +Inf, so
+ * `ratio >= 0.8` alerts fire and dashboards stay finite. At exactly 1 the next container pty is refused.
+ * Above 1 is possible: host logins may allocate up to max - 1.
  */
 export function ptyUsageRatio(allocated: number, capacity: number): number {
   return capacity > 0 ? allocated / capacity : 1;
@@ -57,6 +70,10 @@ export class PtyreaperMetrics {
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
   private readonly clockStepsTotal: Counter;
+  private readonly runtimeEnabled: Gauge<"runtime">;
+  private readonly configInfo: Gauge<"mode" | "file">;
+  private readonly reloadSuccessful: Gauge;
+  private readonly reloadSuccessTime: Gauge;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -74,12 +91,12 @@ export class PtyreaperMetrics {
     });
     this.ptyReserve = new Gauge({
       name: "ptyreaper_pty_reserve",
-      help: "Pseudo-terminals kept for the host's initial devpts mount (/proc/sys/kernel/pty/reserve); containers fail at max minus reserve.",
+      help: "Pseudo-terminals kept for the host's initial devpts mount (/proc/sys/kernel/pty/reserve); containers hold at most max - reserve - 1.",
       registers,
     });
     this.ptyUsage = new Gauge({
       name: "ptyreaper_pty_usage_ratio",
-      help: "Allocated pseudo-terminals divided by the container capacity (max - reserve); at 1 a new docker exec -it fails with ENOSPC. Reported as 1 when that capacity is 0.",
+      help: "Allocated pseudo-terminals divided by the container capacity (max - reserve - 1); at 1 a new docker exec -it fails with ENOSPC. Reported as 1 when that capacity is 0.",
       registers,
     });
     this.ptysByOwner = new Gauge({
@@ -135,8 +152,30 @@ export class PtyreaperMetrics {
       registers,
     });
     this.dockerUp = new Gauge({
-      name: "ptyreaper_docker_up",
-      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then).",
+      name: DOCKER_UP,
+      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is disabled in the config.",
+      registers,
+    });
+    this.runtimeEnabled = new Gauge({
+      name: "ptyreaper_runtime_enabled",
+      help: "1 when the config enables this container runtime (docker.enabled), 0 when it is disabled on purpose: tells a runtime that is off from one that is down.",
+      labelNames: ["runtime"],
+      registers,
+    });
+    this.configInfo = new Gauge({
+      name: "ptyreaper_config_info",
+      help: "Always 1; the labels describe the config in force: mode (enforce or dry-run) and the config file (empty for the built-in defaults).",
+      labelNames: ["mode", "file"],
+      registers,
+    });
+    this.reloadSuccessful = new Gauge({
+      name: "ptyreaper_config_last_reload_successful",
+      help: "1 when the last config load or reload (SIGHUP) succeeded, 0 when the last reload was rejected and the previous config stays in force.",
+      registers,
+    });
+    this.reloadSuccessTime = new Gauge({
+      name: "ptyreaper_config_last_reload_success_timestamp_seconds",
+      help: "Unix time of the last successful config load (at start) or reload.",
       registers,
     });
     this.clockStepsTotal = new Counter({
@@ -227,8 +266,30 @@ export class PtyreaperMetrics {
     this.clockStepsTotal.inc();
   }
 
-  setDockerUp(up: boolean): void {
-    this.dockerUp.set(up ? 1 : 0);
+  /** null: Docker is disabled, so it is neither up nor down (setRuntimeEnabled removed the series). */
+  setDockerUp(up: boolean | null): void {
+    if (up !== null) this.dockerUp.set(up ? 1 : 0);
+  }
+
+  /** A disabled runtime has no _up series at all: a dashboard must not read "disabled" as "down". */
+  setRuntimeEnabled(runtime: RuntimeName, enabled: boolean): void {
+    this.runtimeEnabled.set({ runtime }, enabled ? 1 : 0);
+    const registered = this.registry.getSingleMetric(DOCKER_UP) !== undefined;
+    if (!enabled && registered) this.registry.removeSingleMetric(DOCKER_UP);
+    if (enabled && !registered) this.registry.registerMetric(this.dockerUp);
+  }
+
+  /** A config was loaded (at start) or reloaded and is now in force. */
+  configLoaded(info: ConfigInfo, atMs: number): void {
+    this.configInfo.reset();
+    this.configInfo.set({ mode: info.mode, file: capLabelValue(info.file) }, 1);
+    this.reloadSuccessful.set(1);
+    this.reloadSuccessTime.set(atMs / 1000);
+  }
+
+  /** A reload was rejected: the previous config, and its info series, stay in force. */
+  configReloadFailed(): void {
+    this.reloadSuccessful.set(0);
   }
 
   /** The text exposition of the whole registry; reads only what the last cycle stored. */

@@ -14,7 +14,8 @@ export interface PollMetrics {
   observeSnapshot(snapshot: Snapshot): void;
   pollSucceeded(durationSeconds: number, atMs: number): void;
   pollFailed(stage: PollStage): void;
-  setDockerUp(up: boolean): void;
+  /** null when Docker is disabled in the config. */
+  setDockerUp(up: boolean | null): void;
   /** A wall-clock step was seen between two cycles. */
   clockStepped(): void;
 }
@@ -87,6 +88,8 @@ export class Poller {
   private lastCompleteMono: number | null = null;
   private lastError: string | null = null;
   private snapshot: Snapshot | null = null;
+  /** Docker's state in the last cycle, to log its changes once rather than every cycle. */
+  private dockerWasAvailable: boolean | null = null;
   /** Ptys of sessions reaped, to confirm in the next inventory that the kernel freed them. */
   private releasing = new Map<string, string>();
   /** The clocks as the last cycle read them, to detect a step. */
@@ -142,11 +145,12 @@ export class Poller {
       return null;
     }
     const { inventory, docker } = observation;
+    // Docker down is not a failed cycle: ptys are still counted and published; docker_up says it.
     this.guard("docker", () => {
       if (settings.dockerEnabled) {
         metrics.setDockerUp(docker.available);
-        if (!docker.available) metrics.pollFailed("docker");
-      } else metrics.setDockerUp(false);
+        this.logDockerChange(docker);
+      } else metrics.setDockerUp(null);
     });
 
     let decisions: Snapshot["decisions"] = [];
@@ -207,6 +211,18 @@ export class Poller {
       return { ok: false, reason: `docker unavailable: ${this.snapshot.docker.error ?? "unknown"}` };
     }
     return { ok: true, reason: "ok" };
+  }
+
+  /** One line when Docker goes away and one when it is back, however many cycles it stays so. */
+  private logDockerChange(docker: Snapshot["docker"]): void {
+    const was = this.dockerWasAvailable;
+    this.dockerWasAvailable = docker.available;
+    if (was === docker.available) return;
+    if (!docker.available) {
+      this.options.logger.warn({ error: docker.error }, "docker unreachable: ptys are still counted, but no session is reaped until it answers");
+    } else if (was === false) {
+      this.options.logger.info("docker reachable again: reaping resumes");
+    }
   }
 
   private confirmReleased(snapshot: Snapshot): void {

@@ -1,6 +1,6 @@
 // The built `ptyreaper` entry point as a user runs it: help, version, usage errors and config errors.
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -13,6 +13,8 @@ function ptyreaper(...args: string[]) {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
+const shellQuote = (text: string): string => `'${text.replace(/'/g, "'\\''")}'`;
+
 function tempConfig(text: string): string {
   const path = join(mkdtempSync(join(tmpdir(), "ptyreaper-cli-")), "config.yaml");
   writeFileSync(path, text);
@@ -20,15 +22,68 @@ function tempConfig(text: string): string {
 }
 
 describe("ptyreaper command line", () => {
-  it.each([["--help"], ["-h"], ["run", "--help"]])("%s prints the usage and exits 0", (...args) => {
+  it.each([["--help"], ["-h"]])("%s prints the usage, the environment and the exit codes, and exits 0", (...args) => {
     const { code, stdout } = ptyreaper(...args);
     expect(code).toBe(0);
     expect(stdout).toContain("usage: ptyreaper <command> [options]");
     expect(stdout).toContain("sessions [--json] [--config FILE]");
+    expect(stdout).toContain("install [--root DIR] [--prefix DIR] [--dry-run]");
+    expect(stdout).toContain("uninstall [--root DIR] [--prefix DIR] [--purge] [--dry-run]");
+    expect(stdout).toMatch(/^ {2}PTYREAPER_MODE +reaper\.mode/m);
+    expect(stdout).toMatch(/^ {2}DOCKER_HOST +docker\.socket/m);
+    expect(stdout).toMatch(/^ {2}64 +usage error/m);
+    expect(stdout).toMatch(/^ {2}78 +config error/m);
   });
 
-  it("--version prints the package version", () => {
-    expect(ptyreaper("--version")).toMatchObject({ code: 0, stdout: `ptyreaper ${version}\n` });
+  it.each([
+    ["run", /^usage: ptyreaper run \[--config FILE\].*--log-format/],
+    ["sessions", /^usage: ptyreaper sessions \[--json\] \[--config FILE\]/],
+    ["check-config", /^usage: ptyreaper check-config FILE/],
+    ["install", /^usage: ptyreaper install \[--root DIR\] \[--prefix DIR\] \[--dry-run\]/],
+    ["uninstall", /^usage: ptyreaper uninstall .*--purge/],
+  ])("%s --help describes that command only, exit 0", (command, usage) => {
+    const { code, stdout } = ptyreaper(command, "--help");
+    expect(code).toBe(0);
+    expect(stdout).toMatch(usage);
+    expect(stdout).not.toContain("usage: ptyreaper <command>");
+  });
+
+  it.each([["--version"], ["-V"], ["-v"]])("%s prints the package version and the git revision it was built from", (flag) => {
+    const head = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { encoding: "utf8" }).trim();
+    const { code, stdout } = ptyreaper(flag);
+    expect(code).toBe(0);
+    // Built from this checkout (npm run build): its HEAD, "-dirty" when the tree has changes.
+    expect(stdout).toMatch(new RegExp(`^ptyreaper ${version.replace(/\./g, "\\.")} \\(revision ${head}(-dirty)?\\)\n$`));
+  });
+
+  it.each([
+    [["install", "--prefix", "relative", "--dry-run"], /^ptyreaper: --prefix must be an absolute path, got "relative"; usage: ptyreaper install/],
+    [["check-config", "--bogus"], /^ptyreaper: unknown option "--bogus"; usage: ptyreaper check-config FILE\n$/],
+    [["run", "--log-format", "xml"], /^ptyreaper: --log-format: expected text or json, got "xml"/],
+  ])("%j is a usage error: exit 64, one line", (args, message) => {
+    const { code, stderr, stdout } = ptyreaper(...args);
+    expect(code).toBe(64);
+    expect(stderr).toMatch(message);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stdout).toBe("");
+  });
+
+  it.each([
+    ["install --root R | head -1", (root: string) => `${shellQuote(MAIN)} install --root ${shellQuote(root)} | head -1`],
+    ["install --dry-run | true", (root: string) => `${shellQuote(MAIN)} install --dry-run --root ${shellQuote(root)} | true`],
+  ])("%s: a reader that stops early is no failure (exit 0, no stack trace)", (_name, pipeline) => {
+    const root = mkdtempSync(join(tmpdir(), "ptyreaper-epipe-"));
+    try {
+      const result = spawnSync("bash", ["-c", `set -o pipefail; ${shellQuote(process.execPath)} ${pipeline(root)}`], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(result.stderr).not.toMatch(/EPIPE|\n\s+at /);
+      expect(result.status).toBe(0);
+    } finally {
+      spawnSync(process.execPath, [MAIN, "uninstall", "--root", root, "--purge"], { encoding: "utf8" });
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it.each([
@@ -70,6 +125,18 @@ describe("ptyreaper command line", () => {
     expect(code).toBe(78);
     expect(stderr).toMatch(/^ptyreaper: command line: --listen: /);
     expect(stderr.trim().split("\n")).toHaveLength(1);
+  });
+
+  it("--log-format text writes readable lines, not JSON", () => {
+    const { code, stdout, stderr } = ptyreaper("run", "--config", "config/ptyreaper.yaml", "--once", "--listen", "127.0.0.1:0", "--log-format", "text", "--dry-run");
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toHaveProperty("pty");
+    const lines = stderr.trim().split("\n").filter(Boolean);
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines.filter((l) => !l.startsWith(" "))) {
+      expect(() => JSON.parse(line) as unknown).toThrow();
+      expect(line).toMatch(/^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] (TRACE|DEBUG|INFO|WARN|ERROR|FATAL)/);
+    }
   });
 
   it("run --once prints one cycle's sessions report on the shipped config", () => {

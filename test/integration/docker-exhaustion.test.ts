@@ -1,6 +1,7 @@
 // Exhaustion on the real kernel and engine: with kernel.pty.max lowered so containers run out,
 // `docker exec -it` fails with ENOSPC; ptyreaper's pressure policy reclaims and exec works again.
-import { execFile } from "node:child_process";
+// And the capacity ptyreaper reports is exact: usage is 1 at the very pty after which the kernel refuses.
+import { execFile, spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,6 +18,13 @@ import {
   type ExecSessionHandle,
 } from "./harness/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
+import { killAndWait, trackProcess } from "./harness/track.js";
+import { python3 } from "./harness/util.js";
+import { createInterface } from "node:readline";
+import { ProcFs } from "../../src/procfs/procfs.js";
+import { containerCapacity } from "../../src/domain/types.js";
+import { PtyreaperMetrics } from "../../src/metrics/metrics.js";
+import { makeSnapshot } from "../unit/metrics/snapshot-factory.js";
 
 const run = promisify(execFile);
 const PTY_MAX = "/proc/sys/kernel/pty/max";
@@ -119,6 +127,152 @@ reaper:
       expect(works.ok).toBe(true);
     } finally {
       writeFileSync(PTY_MAX, String(originalMax));
+    }
+    expect(readInt(PTY_MAX)).toBe(originalMax);
+  }, 240_000);
+});
+
+// Opens ptys in a devpts of its own, in a private mount namespace as a container's is (so the kernel
+// keeps `reserve` from it), until the kernel refuses one; reports the count before and after the
+// refusal, then holds them and releases N on "release N".
+const FILL_PY = `
+import errno, json, os, subprocess, sys
+subprocess.run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", "/dev/pts"], check=True)
+def nr():
+    with open("/proc/sys/kernel/pty/nr") as f:
+        return int(f.read())
+held = []
+while True:
+    before = nr()
+    try:
+        held.append(os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY))
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(json.dumps({"held": len(held), "nrBefore": before, "nrAfter": nr()}), flush=True)
+        break
+    if len(held) > 5000:
+        sys.exit("no pty limit reached after 5000 ptys")
+for line in sys.stdin:
+    for _ in range(int(line.split()[1])):
+        os.close(held.pop())
+    print(json.dumps({"held": len(held), "nr": nr()}), flush=True)
+`;
+
+interface Filler {
+  refusedAt: { held: number; nrBefore: number; nrAfter: number };
+  release(count: number): Promise<{ held: number; nr: number }>;
+  close(): Promise<void>;
+}
+
+async function fillContainerPtys(): Promise<Filler> {
+  const child = spawn("unshare", ["--mount", "--propagation", "private", python3(), "-c", FILL_PY], { stdio: ["pipe", "pipe", "pipe"] });
+  if (child.pid === undefined) throw new Error("could not start the pty filler (unshare)");
+  const pid = child.pid;
+  trackProcess(pid, "container pty filler", child);
+  let stderr = "";
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async <T>(): Promise<T> => {
+    const line = await lines.next();
+    if (line.done) throw new Error(`the pty filler exited: ${stderr.trim()}`);
+    return JSON.parse(line.value) as T;
+  };
+  const refusedAt = await next<Filler["refusedAt"]>();
+  return {
+    refusedAt,
+    release: async (count) => {
+      child.stdin.write(`release ${count}\n`);
+      return next();
+    },
+    close: () => killAndWait(pid, child),
+  };
+}
+
+const MAIN = new URL("../../dist/main.js", import.meta.url).pathname;
+
+interface SessionsReport {
+  pty: { allocated: number; max: number; reserve: number; containerCapacity: number };
+}
+
+describe("container capacity on the real kernel", () => {
+  const name = testContainerName("capacity");
+  const originalMax = readInt(PTY_MAX);
+
+  beforeAll(async () => {
+    await requireDocker();
+    await startContainer({ name });
+  }, 60_000);
+
+  afterAll(async () => {
+    try {
+      await cleanupAll();
+    } finally {
+      writeFileSync(PTY_MAX, String(originalMax));
+    }
+  }, 120_000);
+
+  it("is max - reserve - 1: at the refusal usage is exactly 1, docker exec -it fails, and works again two ptys below", async () => {
+    const reserve = readInt("/proc/sys/kernel/pty/reserve");
+    let filler: Filler | null = null;
+    try {
+      await waitForStablePtyNr();
+      // Room for a few container ptys; the exact count does not matter, the boundary does.
+      writeFileSync(PTY_MAX, String(reserve + ptyNr() + 6));
+      const max = readInt(PTY_MAX);
+      // Other processes on the machine may allocate or free a pty meanwhile: fill again until the
+      // count stood still across the refusal, so that what was refused is known to the pty.
+      for (let attempt = 0; attempt < 5; attempt++) {
+        await filler?.close();
+        filler = await fillContainerPtys();
+        if (filler.refusedAt.nrBefore === filler.refusedAt.nrAfter) break;
+      }
+      const f = filler;
+      if (!f) throw new Error("no filler");
+      expect(f.refusedAt.held).toBeGreaterThan(0);
+      expect(f.refusedAt.nrBefore).toBe(f.refusedAt.nrAfter);
+      // The kernel fact: with this many allocated, a container's next pty was refused.
+      const refusedAt = f.refusedAt.nrBefore;
+      expect(refusedAt).toBe(max - reserve - 1);
+
+      // What the daemon would publish now: read the limits and feed the metrics exactly as a cycle does.
+      let limits = new ProcFs("/proc").ptyLimits();
+      for (let i = 0; i < 20 && limits.allocated !== refusedAt; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        limits = new ProcFs("/proc").ptyLimits();
+      }
+      expect(limits.allocated).toBe(refusedAt);
+      expect(containerCapacity(limits)).toBe(refusedAt);
+      const metrics = new PtyreaperMetrics({ version: "test", defaultMetrics: false });
+      metrics.observeSnapshot(makeSnapshot({ limits }));
+      const ratio = (await metrics.registry.getSingleMetric("ptyreaper_pty_usage_ratio")?.get())?.values[0]?.value;
+      expect(ratio).toBe(1);
+
+      // What `ptyreaper sessions --json` says at the same moment.
+      let report: SessionsReport | null = null;
+      for (let i = 0; i < 5; i++) {
+        const run = spawnSync(process.execPath, [MAIN, "sessions", "--json"], { encoding: "utf8", timeout: 60_000 });
+        expect(run.status, run.stderr).toBe(0);
+        report = JSON.parse(run.stdout) as SessionsReport;
+        if (report.pty.allocated === refusedAt) break;
+      }
+      expect(report?.pty).toMatchObject({ allocated: refusedAt, max, reserve, containerCapacity: max - reserve - 1 });
+      expect((report?.pty.allocated ?? 0) / (report?.pty.containerCapacity ?? 1)).toBe(1);
+
+      // A real docker exec -it is refused now.
+      const refused = await execUnderTty(name);
+      expect(refused.ok).toBe(false);
+      expect(refused.output).toMatch(/no space left on device/i);
+
+      // Two below capacity: the client's own host pty takes one, the container pty fits in the other.
+      const released = await f.release(2);
+      expect(released.held).toBe(f.refusedAt.held - 2);
+      const works = await execUnderTty(name);
+      expect(works.output).not.toMatch(/no space left on device/i);
+      expect(works.ok).toBe(true);
+    } finally {
+      writeFileSync(PTY_MAX, String(originalMax));
+      await filler?.close();
     }
     expect(readInt(PTY_MAX)).toBe(originalMax);
   }, 240_000);

@@ -87,7 +87,7 @@ describe("ptyreaper sessions on a real Docker engine", () => {
     const report = await consistentReport();
     expect(report.pty.found).toBe(report.pty.allocated);
     expect(report.ptys.length).toBe(report.pty.allocated);
-    expect(report.pty.containerCapacity).toBe(report.pty.max - report.pty.reserve);
+    expect(report.pty.containerCapacity).toBe(report.pty.max - report.pty.reserve - 1);
   });
 
   it("idle time grows for leaked shells while a session that gets input stays fresh", async () => {

@@ -86,12 +86,15 @@ describe("promtool check metrics", () => {
   it("accepts the full exposition of a realistic snapshot with hostile container names, without lint complaints", async () => {
     const metrics = new PtyreaperMetrics({ version: "0.1.0-test+\"quoted\"" });
     metrics.setDockerUp(true);
+    metrics.setRuntimeEnabled("docker", true);
+    metrics.configLoaded({ mode: "dry-run", file: "/etc/ptyreaper/config.yaml" }, 1_700_000_000_000);
+    metrics.configReloadFailed();
     metrics.observeSnapshot(realisticSnapshot());
     metrics.reaped("idle");
     metrics.reaped("pressure");
     metrics.wouldReap("max_age");
     metrics.reapFailed();
-    metrics.pollFailed("docker");
+    metrics.pollFailed("policy");
     for (const d of [0.0004, 0.003, 0.04, 0.2, 1.5, 12]) metrics.pollSucceeded(d, 1_700_000_000_000);
 
     const body = await scrape(metrics);

@@ -76,6 +76,7 @@ describe("config/alerts.yml", () => {
   it("has the alerts the runbooks describe", () => {
     expect(rules.map((r) => r.alert).sort()).toEqual(
       [
+        "PtyreaperConfigReloadFailed",
         "PtyreaperDockerUnreachable",
         "PtyreaperDown",
         "PtyreaperPollsStale",

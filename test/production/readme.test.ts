@@ -60,6 +60,31 @@ describe("README.md", () => {
     expect(readme).toContain("```sh\nsudo npm test\n```");
   });
 
+  it("says in the quick start that the daemon enforces by default, and how to start in dry-run", () => {
+    const quickStart = readme.slice(readme.indexOf("## Quick start"), readme.indexOf("\n## ", readme.indexOf("## Quick start") + 1));
+    expect(quickStart).toMatch(/enforces by default/);
+    expect(quickStart).toContain("--dry-run");
+    expect(quickStart).toContain("PTYREAPER_MODE=dry-run");
+  });
+
+  it("documents every exit code main.ts uses", () => {
+    for (const code of ["0", "1", "64", "78"]) expect(readme).toMatch(new RegExp(`^\\| \`${code}\` \\|`, "m"));
+  });
+
+  it("has no references to the project's internal issue tracker", () => {
+    // "moby issue #9098" is a public link; "issue 5" meant this project's own tracker.
+    expect(readme).not.toMatch(/\bissues? \d+\b/i);
+  });
+
+  it("ships the license package.json names, in full", () => {
+    const license = readFileSync(new URL("../../LICENSE", import.meta.url), "utf8");
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { license: string };
+    expect(pkg.license).toBe("Apache-2.0");
+    expect(license).toMatch(/^\s*Apache License\n\s*Version 2\.0, January 2004\n/);
+    expect(license).toContain("TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION");
+    expect(license).toContain("END OF TERMS AND CONDITIONS");
+  });
+
   it("links only to local files that exist", () => {
     for (const match of readme.matchAll(/\]\(((?:docs|config|systemd)\/[^)#]+)\)/g)) {
       expect(() => readFileSync(new URL(`../../${match[1] ?? ""}`, import.meta.url)), match[1]).not.toThrow();

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { checkConfigCommand } from "../../../src/cli/check-config.js";
+import { checkConfigCommand, procRootProblem } from "../../../src/cli/check-config.js";
 import type { CliIo } from "../../../src/cli/io.js";
-import { EXIT } from "../../../src/errors.js";
+import { EXIT, UsageError } from "../../../src/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ptyreaper-check-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -38,6 +38,7 @@ describe("check-config", () => {
         "  policy.pressure: high 0.8, low 0.7, minIdle 10m",
         "  policy.exempt: label ptyreaper.exempt=true, containers build-* db",
         "  reaper: dry-run, grace 10s, maxPerCycle 20",
+        "  environment overrides: PTYREAPER_MODE=dry-run (reaper.mode)",
         "",
       ].join("\n"),
     );
@@ -67,10 +68,36 @@ describe("check-config", () => {
     );
   });
 
+  it("an option is a usage error, not a file name", async () => {
+    await expect(check(["--bogus"])).rejects.toBeInstanceOf(UsageError);
+    await expect(check(["--bogus"])).rejects.toThrow(/unknown option "--bogus"; usage: ptyreaper check-config FILE/);
+  });
+
+  it("a procRoot that is not a procfs: one line naming the key, exit 78", async () => {
+    const r = await check([file("notproc.yaml", `procRoot: ${dir}\n`)]);
+    expect(r.code).toBe(EXIT.config);
+    expect(r.out).toBe("");
+    expect(r.err).toMatch(/^notproc\.yaml: procRoot: ".*" is not a procfs mount \(file system type 0x[0-9a-f]+\); expected where procfs is mounted, e\.g\. \/proc\n$/);
+    const missing = await check([file("noproc.yaml", "procRoot: /nonexistent/proc\n")]);
+    expect(missing.err).toBe('noproc.yaml: procRoot: "/nonexistent/proc" cannot be read (ENOENT); expected where procfs is mounted, e.g. /proc\n');
+  });
+
+  it("a procRoot from PTYREAPER_PROC_ROOT is blamed on the variable, not the file", async () => {
+    const r = await check([file("fine.yaml", "")], { PTYREAPER_PROC_ROOT: dir });
+    expect(r.code).toBe(EXIT.config);
+    expect(r.err).toMatch(/^environment: PTYREAPER_PROC_ROOT: procRoot: ".*" is not a procfs mount/);
+  });
+
+  it("procRootProblem: a procfs passes, whatever else is named with its type", () => {
+    expect(procRootProblem("/proc")).toBeNull();
+    expect(procRootProblem("/x", () => ({ type: 0x9fa0 }))).toBeNull();
+    expect(procRootProblem("/x", () => ({ type: 0xef53 }))).toMatch(/0xef53/);
+  });
+
   it("bad env values are reported too, named after the variable", async () => {
     const r = await check([file("env.yaml", "")], { DOCKER_HOST: "tcp://10.0.0.1:2375" });
     expect(r.code).toBe(78);
-    expect(r.err).toMatch(/^env\.yaml: DOCKER_HOST: expected unix:\/\/\/path\/to\/docker\.sock, got "tcp:\/\/10\.0\.0\.1:2375": remote/);
+    expect(r.err).toMatch(/^environment: DOCKER_HOST: expected unix:\/\/\/path\/to\/docker\.sock, got "tcp:\/\/10\.0\.0\.1:2375": remote/);
   });
 
   it("invalid YAML: file, line and column on one line", async () => {

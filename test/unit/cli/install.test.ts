@@ -251,11 +251,14 @@ describe("install", () => {
     await expect(run(makeInstallCommand(deps(pkg)), args)).rejects.toBeInstanceOf(UsageError);
   });
 
-  it("rejects a relative --prefix", async () => {
+  it("rejects a relative --prefix as a usage error (exit 64), for install and uninstall alike", async () => {
     const pkg = fakePackage(join(work, "pkg"));
-    await expect(run(makeInstallCommand(deps(pkg)), ["--root", join(work, "r"), "--prefix", "usr/local"])).rejects.toThrow(
-      /--prefix must be an absolute path/,
-    );
+    for (const command of [makeInstallCommand(deps(pkg)), makeUninstallCommand(deps(pkg))]) {
+      const attempt = run(command, ["--root", join(work, "r"), "--prefix", "usr/local"]);
+      await expect(attempt).rejects.toBeInstanceOf(UsageError);
+      await expect(attempt).rejects.toThrow(/--prefix must be an absolute path/);
+    }
+    expect(existsSync(join(work, "r"))).toBe(false);
   });
 
   it.each([

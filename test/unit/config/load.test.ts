@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
-import { defaultConfig, loadConfig, parseConfig, withOverrides } from "../../../src/config/load.js";
+import { appliedOverrides, configPathFor, defaultConfig, loadConfig, parseConfig, withOverrides } from "../../../src/config/load.js";
 import { DEFAULT_SETTINGS, ENV_OVERRIDES } from "../../../src/config/schema.js";
 import type { Config } from "../../../src/config/types.js";
 import { ConfigError, PtyreaperError } from "../../../src/errors.js";
@@ -274,10 +274,32 @@ describe("environment overrides (env > file > default)", () => {
     expect(c.docker.socket).toBe("/var/run/docker.sock");
   });
 
-  it("env problems and file cross-checks are reported together", () => {
-    expect(problemsOf("policy: {pressure: {low: 0.9}}\n", { PTYREAPER_MODE: "x" })).toEqual([
-      `PTYREAPER_MODE: expected one of "enforce", "dry-run", got "x"`,
-      "policy.pressure.low: expected a number below policy.pressure.high (0.8), got 0.9",
+  it("env problems are the environment's, not the file's: reported under source \"environment\"", () => {
+    const text = "policy: {pressure: {low: 0.9}}\n";
+    let caught: unknown;
+    try {
+      parseConfig(text, "test.yaml", { PTYREAPER_MODE: "x" });
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).source).toBe("environment");
+    expect((caught as ConfigError).problems).toEqual([`PTYREAPER_MODE: expected one of "enforce", "dry-run", got "x"`]);
+    // The file's own problem is the file's once the environment is fixed.
+    expect(problemsOf(text)).toEqual(["policy.pressure.low: expected a number below policy.pressure.high (0.8), got 0.9"]);
+  });
+
+  it("configPathFor: --config, else the installed config when it exists, else none", () => {
+    expect(configPathFor("/tmp/mine.yaml", "/etc/ptyreaper/config.yaml")).toBe("/tmp/mine.yaml");
+    expect(configPathFor(undefined, "/etc/ptyreaper/config.yaml")).toBe("/etc/ptyreaper/config.yaml");
+    expect(configPathFor(undefined, null)).toBeNull();
+    expect(configPathFor(undefined, undefined)).toBeNull();
+  });
+
+  it("appliedOverrides names each variable in force and the key it sets", () => {
+    const config = parseConfig("docker: {enabled: false}\n", "f", {});
+    expect(appliedOverrides(config, { PTYREAPER_MODE: "dry-run", DOCKER_HOST: "unix:///x.sock", PTYREAPER_LISTEN: "" })).toEqual([
+      "PTYREAPER_MODE=dry-run (reaper.mode)",
     ]);
   });
 

@@ -23,8 +23,8 @@ const POLICY: PolicyConfig = {
   exemptContainers: [],
 };
 
-/** Capacity for containers = max - reserve = 100: easy pressure arithmetic. */
-const CALM: PtyLimits = { allocated: 10, max: 1124, reserve: 1024 };
+/** Capacity for containers = max - reserve - 1 = 100: easy pressure arithmetic. */
+const CALM: PtyLimits = { allocated: 10, max: 1125, reserve: 1024 };
 
 let seq = 0;
 interface Shape {
@@ -137,7 +137,7 @@ describe("exemptions", () => {
 
   it("a container init is never a pressure candidate either", () => {
     const ds = run([session({ nsPid: 1, idle: 20 * D }), session({ idle: 1 * H })], {
-      limits: { allocated: 100, max: 1124, reserve: 1024 },
+      limits: { allocated: 100, max: 1125, reserve: 1024 },
       policy: { idleTimeout: null },
     });
     expect(ds.map((d) => d.state)).toEqual(["exempt", "stale"]);
@@ -178,7 +178,7 @@ describe("idle, age and states", () => {
   it("docker data unavailable: nothing is stale, exemptions still shown", () => {
     const ds = run(
       [session({ idle: 30 * D }), session({ idle: 5 * S, age: 30 * D }), session({ exemptByEnv: true })],
-      { docker: false, policy: { maxAge: 1 * D }, limits: { allocated: 100, max: 1124, reserve: 1024 } },
+      { docker: false, policy: { maxAge: 1 * D }, limits: { allocated: 100, max: 1125, reserve: 1024 } },
     );
     expect(ds.map((d) => d.state)).toEqual(["idle", "active", "exempt"]);
     expect(ds[0]?.detail).toBe("docker data unavailable: not reaping (idle 30d)");
@@ -188,7 +188,7 @@ describe("idle, age and states", () => {
 
 describe("pressure", () => {
   // Capacity 100, high 0.8 → 80, low 0.7 → 70.
-  const limits = (allocated: number): PtyLimits => ({ allocated, max: 1124, reserve: 1024 });
+  const limits = (allocated: number): PtyLimits => ({ allocated, max: 1125, reserve: 1024 });
   const idlers = (n: number, idle = 1 * H): ExecSession[] => Array.from({ length: n }, (_, i) => session({ idle: idle + i * M }));
   const noIdle = { idleTimeout: null };
 
@@ -278,7 +278,7 @@ describe("maxPerCycle", () => {
     const aged = Array.from({ length: 5 }, () => session({ idle: 30 * S, age: 3 * D }));
     const idle = Array.from({ length: 30 }, (_, i) => session({ idle: 5 * H + i * M }));
     const pressured = Array.from({ length: 10 }, () => session({ idle: 1 * H }));
-    const ds = run([...pressured, ...idle, ...aged], { max: 20, policy: { maxAge: 2 * D }, limits: { allocated: 100, max: 1124, reserve: 1024 } });
+    const ds = run([...pressured, ...idle, ...aged], { max: 20, policy: { maxAge: 2 * D }, limits: { allocated: 100, max: 1125, reserve: 1024 } });
     const reasons = stale(ds).map((d) => d.reason);
     expect(reasons.filter((r) => r === "max_age")).toHaveLength(5);
     expect(reasons.filter((r) => r === "idle")).toHaveLength(15);
@@ -311,7 +311,7 @@ describe("shape of the output", () => {
   it("stale decisions carry a reason, others none; every detail is one non-empty line", () => {
     const ds = run(
       [session({ idle: 5 * S }), session({ idle: 9 * H }), session({ nsPid: 1 }), session({ age: 10 * S }), session({ idle: 2 * H })],
-      { limits: { allocated: 99, max: 1124, reserve: 1024 } },
+      { limits: { allocated: 99, max: 1125, reserve: 1024 } },
     );
     for (const d of ds) {
       expect(d.reason !== null).toBe(d.state === "stale");
@@ -353,7 +353,7 @@ describe("invariants over random sessions (fast-check)", () => {
         fc.boolean(),
         (shapes, policy, max, allocated, docker) => {
           const sessions = shapes.map((s) => session(s));
-          const ds = decide({ sessions, limits: { allocated, max: 1124, reserve: 1024 }, dockerAvailable: docker }, policy, max, NOW);
+          const ds = decide({ sessions, limits: { allocated, max: 1125, reserve: 1024 }, dockerAvailable: docker }, policy, max, NOW);
           expect(ds).toHaveLength(sessions.length);
           const staleOnes = ds.filter((d) => d.state === "stale");
           expect(staleOnes.length).toBeLessThanOrEqual(max);
@@ -405,7 +405,7 @@ describe("after a wall-clock step (clockStepHold)", () => {
   it("pressure reaping goes on: held sessions stay candidates by idle", () => {
     // 85 of 100 allocated, high 80, low 70: 15 to reclaim, only 3 sessions, all held for idle.
     const sessions = [session({ idle: 5 * H }), session({ idle: 6 * H }), session({ idle: 20 * M })];
-    const ds = held(sessions, { limits: { allocated: 85, max: 1124, reserve: 1024 } });
+    const ds = held(sessions, { limits: { allocated: 85, max: 1125, reserve: 1024 } });
     expect(stale(ds).map((d) => d.reason)).toEqual(["pressure", "pressure", "pressure"]);
     expect(stale(ds)[0]?.detail).toMatch(/^pressure: 85 of 100/);
   });

@@ -61,6 +61,9 @@ describe("PtyreaperMetrics", () => {
       [
         "ptyreaper_build_info",
         "ptyreaper_clock_steps_total",
+        "ptyreaper_config_info",
+        "ptyreaper_config_last_reload_success_timestamp_seconds",
+        "ptyreaper_config_last_reload_successful",
         "ptyreaper_container_ptys",
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
@@ -74,6 +77,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_ptys",
         "ptyreaper_reap_failures_total",
         "ptyreaper_reaped_sessions_total",
+        "ptyreaper_runtime_enabled",
         "ptyreaper_would_reap_sessions_total",
       ].sort(),
     );
@@ -144,7 +148,7 @@ describe("PtyreaperMetrics", () => {
     expect(await value(m, "ptyreaper_pty_allocated")).toBe(9);
     expect(await value(m, "ptyreaper_pty_max")).toBe(4096);
     expect(await value(m, "ptyreaper_pty_reserve")).toBe(1024);
-    expect(await value(m, "ptyreaper_pty_usage_ratio")).toBeCloseTo(9 / 3072, 12);
+    expect(await value(m, "ptyreaper_pty_usage_ratio")).toBeCloseTo(9 / 3071, 12);
     expect(await series(m, "ptyreaper_ptys")).toEqual(
       new Map([
         ["owner=exec", 3],
@@ -207,14 +211,17 @@ describe("PtyreaperMetrics", () => {
 
   it.each([
     { allocated: 0, max: 4096, reserve: 1024, ratio: 0 },
-    { allocated: 3072, max: 4096, reserve: 1024, ratio: 1 },
-    { allocated: 4000, max: 4096, reserve: 1024, ratio: 4000 / 3072 },
-    { allocated: 5, max: 10, reserve: 0, ratio: 0.5 },
+    // 3071 held: the next container pty is refused (devpts_new_index), so that is 100%
+    { allocated: 3071, max: 4096, reserve: 1024, ratio: 1 },
+    { allocated: 3072, max: 4096, reserve: 1024, ratio: 3072 / 3071 },
+    { allocated: 4000, max: 4096, reserve: 1024, ratio: 4000 / 3071 },
+    { allocated: 5, max: 11, reserve: 0, ratio: 0.5 },
     // capacity 0: saturated, reported as 1 (never NaN or +Inf)
+    { allocated: 0, max: 1025, reserve: 1024, ratio: 1 },
     { allocated: 0, max: 1024, reserve: 1024, ratio: 1 },
     { allocated: 7, max: 1024, reserve: 1024, ratio: 1 },
     { allocated: 7, max: 100, reserve: 1024, ratio: 1 },
-  ])("usage ratio of $allocated / ($max - $reserve) is $ratio", async ({ allocated, max, reserve, ratio }) => {
+  ])("usage ratio of $allocated / ($max - $reserve - 1) is $ratio", async ({ allocated, max, reserve, ratio }) => {
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ limits: { allocated, max, reserve } }));
     const got = await value(m, "ptyreaper_pty_usage_ratio");
@@ -282,11 +289,14 @@ describe("PtyreaperMetrics", () => {
 
   it("counts poll errors by stage", async () => {
     const m = metrics();
-    m.pollFailed("docker");
-    m.pollFailed("docker");
+    m.pollFailed("policy");
+    m.pollFailed("policy");
     m.pollFailed("scan");
     const s = await series(m, "ptyreaper_poll_errors_total");
-    expect(s.get("stage=docker")).toBe(2);
+    expect(s.get("stage=policy")).toBe(2);
+    // Docker down is not a failed cycle (it is ptyreaper_docker_up 0); stage "docker" counts only a
+    // step that threw while publishing Docker's state, so nothing here moves it.
+    expect(s.get("stage=docker")).toBe(0);
     expect(s.get("stage=scan")).toBe(1);
     expect(s.get("stage=reap")).toBe(0);
   });
@@ -299,6 +309,33 @@ describe("PtyreaperMetrics", () => {
     expect(await value(m, "ptyreaper_docker_up")).toBe(0);
   });
 
+  it("Docker disabled: runtime_enabled 0 and no docker_up series at all (disabled is not down)", async () => {
+    const m = metrics();
+    m.setRuntimeEnabled("docker", false);
+    m.setDockerUp(null);
+    const body = (await m.exposition()).body;
+    expect(body).toMatch(/^ptyreaper_runtime_enabled\{runtime="docker"\} 0$/m);
+    expect(body).not.toMatch(/^ptyreaper_docker_up/m);
+    m.setRuntimeEnabled("docker", true);
+    m.setDockerUp(false);
+    expect(await value(m, "ptyreaper_docker_up")).toBe(0);
+    expect(await series(m, "ptyreaper_runtime_enabled")).toEqual(new Map([["runtime=docker", 1]]));
+  });
+
+  it("config info, reload success and failure", async () => {
+    const m = metrics();
+    m.configLoaded({ mode: "enforce", file: "/etc/ptyreaper/config.yaml" }, 1_700_000_000_000);
+    expect(await series(m, "ptyreaper_config_info")).toEqual(new Map([["file=/etc/ptyreaper/config.yaml,mode=enforce", 1]]));
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(1);
+    m.configReloadFailed();
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(0);
+    expect(await value(m, "ptyreaper_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_000);
+    m.configLoaded({ mode: "dry-run", file: "" }, 1_700_000_100_000);
+    expect(await series(m, "ptyreaper_config_info")).toEqual(new Map([["file=,mode=dry-run", 1]]));
+    expect(await value(m, "ptyreaper_config_last_reload_successful")).toBe(1);
+    expect(await value(m, "ptyreaper_config_last_reload_success_timestamp_seconds")).toBe(1_700_000_100);
+  });
+
   it("serves the text format with its content type, HELP and TYPE lines", async () => {
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ limits: { allocated: 12 } }));
@@ -307,7 +344,7 @@ describe("PtyreaperMetrics", () => {
     expect(body).toContain("# TYPE ptyreaper_pty_allocated gauge\nptyreaper_pty_allocated 12\n");
     expect(body).toContain("# TYPE ptyreaper_reaped_sessions_total counter\n");
     expect(body).toContain("# TYPE ptyreaper_poll_duration_seconds histogram\n");
-    expect(body).toMatch(/^# HELP ptyreaper_pty_usage_ratio .*max - reserve/m);
+    expect(body).toMatch(/^# HELP ptyreaper_pty_usage_ratio .*max - reserve - 1/m);
   });
 
   it("includes Node process metrics in its own registry unless disabled, minus the gauges promtool rejects", async () => {

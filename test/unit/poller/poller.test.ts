@@ -28,7 +28,7 @@ function recorder(): PollMetrics & { events: string[] } {
     observeSnapshot: () => events.push("snapshot"),
     pollSucceeded: () => events.push("ok"),
     pollFailed: (stage) => events.push(`failed:${stage}`),
-    setDockerUp: (up) => events.push(`docker:${up ? 1 : 0}`),
+    setDockerUp: (up) => events.push(`docker:${up === null ? "disabled" : up ? 1 : 0}`),
     clockStepped: () => events.push("clock-step"),
   };
 }
@@ -102,12 +102,33 @@ describe("Poller", () => {
     expect(metrics.events).toContain("ok");
   });
 
-  it("reports docker down as a docker-stage error and docker_up 0, still publishing the snapshot", async () => {
+  it("reports docker down as docker_up 0 and a completed cycle, not also as a failed one", async () => {
     const metrics = recorder();
     const poller = makePoller(() => Promise.resolve(observation(false)), metrics);
     await poller.runOnce();
-    expect(metrics.events).toEqual(["docker:0", "failed:docker", "snapshot", "ok"]);
+    expect(metrics.events).toEqual(["docker:0", "snapshot", "ok"]);
     expect(poller.readiness()).toEqual({ ok: false, reason: "docker unavailable: down" });
+  });
+
+  it("docker disabled is neither up nor down", async () => {
+    const metrics = recorder();
+    await makePoller(() => Promise.resolve(observation(false)), metrics, false).runOnce();
+    expect(metrics.events).toEqual(["docker:disabled", "snapshot", "ok"]);
+  });
+
+  it("logs docker going down and coming back once per change, not once per cycle", async () => {
+    const lines: { level: number; msg: string }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
+    const states = [false, false, false, true, true, false, false];
+    let n = 0;
+    const poller = makePoller(() => Promise.resolve(observation(states[n++] ?? false)), recorder(), true, { logger });
+    for (let i = 0; i < states.length; i++) await poller.runOnce();
+    const docker = lines.filter((l) => l.msg.startsWith("docker "));
+    expect(docker.map((l) => [l.level, l.msg.split(":")[0]])).toEqual([
+      [40, "docker unreachable"],
+      [30, "docker reachable again"],
+      [40, "docker unreachable"],
+    ]);
   });
 
   it("is ready after the first complete cycle when docker is disabled", async () => {

@@ -1,0 +1,98 @@
+// The command a user runs, timed as a process: `ptyreaper --help`, and `ptyreaper sessions --json`
+// against a single-threaded C scan of the same /proc (bench/cfloor.c) and lsof, on the same load.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { median, ms } from "./stats.js";
+
+export interface CliRow {
+  measure: string;
+  value: string;
+  target: string;
+  met: string;
+}
+
+export interface CliFigures {
+  helpMs: number | null;
+  sessionsMs: number | null;
+  cFloorMs: number | null;
+  sessionsOverCFloor: number | null;
+  lsofOverSessions: number | null;
+}
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const MAIN = `${ROOT}dist/main.js`;
+const CFLOOR_SOURCE = `${ROOT}bench/cfloor.c`;
+const CFLOOR = `${ROOT}.bench/cfloor`;
+
+const verdict = (ok: boolean): string => (ok ? "yes" : "NO");
+
+/** Wall time of one run of a program to completion; its output is read and dropped. */
+function timeProcess(command: string, args: string[]): { wallMs: number } | { error: string } {
+  const start = performance.now();
+  const result = spawnSync(command, args, { encoding: "utf8", maxBuffer: 256 << 20 });
+  const wallMs = performance.now() - start;
+  if (result.error) return { error: result.error.message };
+  if (result.status !== 0) return { error: `exit ${result.status}: ${(result.stderr || "").trim().split("\n")[0] ?? ""}` };
+  return { wallMs };
+}
+
+function buildCFloor(): string | null {
+  mkdirSync(`${ROOT}.bench`, { recursive: true });
+  const built = spawnSync("cc", ["-O2", "-o", CFLOOR, CFLOOR_SOURCE], { encoding: "utf8" });
+  if (built.error) return `cc: ${built.error.message} (apt-get install -y gcc)`;
+  return built.status === 0 ? null : `cc failed: ${built.stderr.trim().split("\n")[0] ?? ""}`;
+}
+
+/**
+ * Runs the C floor and `sessions --json` alternately, so that a change in the machine's load meets
+ * both alike, and reports medians. `lsofMs` is lsof's median on the same load, measured just before.
+ */
+export function measureCli(options: { runs: number; lsofMs: number | null; log: (line: string) => void }): { rows: CliRow[]; figures: CliFigures } {
+  const figures: CliFigures = { helpMs: null, sessionsMs: null, cFloorMs: null, sessionsOverCFloor: null, lsofOverSessions: null };
+  const rows: CliRow[] = [];
+  if (!existsSync(MAIN)) {
+    rows.push({ measure: "ptyreaper CLI", value: "not measured: dist/main.js is missing (npm run build)", target: "", met: "" });
+    return { rows, figures };
+  }
+  options.log(`ptyreaper --help (${options.runs + 1} runs)`);
+  const help = Array.from({ length: options.runs + 1 }, () => timeProcess(process.execPath, [MAIN, "--help"])).slice(1);
+  const helpOk = help.filter((run): run is { wallMs: number } => "wallMs" in run);
+  if (helpOk.length > 0) {
+    figures.helpMs = median(helpOk.map((run) => run.wallMs));
+    rows.push({ measure: `ptyreaper --help, as a process (median of ${helpOk.length})`, value: ms(figures.helpMs), target: "< 120 ms", met: verdict(figures.helpMs < 120) });
+  }
+
+  const cFloorError = buildCFloor();
+  options.log(`sessions --json and the C floor, alternately (${options.runs} runs each after a warm-up)`);
+  const sessions: number[] = [];
+  const floor: number[] = [];
+  let sessionsError: string | null = null;
+  for (let n = 0; n <= options.runs; n++) {
+    const s = timeProcess(process.execPath, [MAIN, "sessions", "--json"]);
+    const c = cFloorError ? null : timeProcess(CFLOOR, ["/proc"]);
+    if (n === 0) continue; // warm-up: page cache and dentries for both
+    if ("wallMs" in s) sessions.push(s.wallMs);
+    else sessionsError = s.error;
+    if (c && "wallMs" in c) floor.push(c.wallMs);
+  }
+  if (sessions.length === 0) {
+    rows.push({ measure: "ptyreaper sessions --json", value: `not measured: ${sessionsError ?? "no run"}`, target: "", met: "" });
+    return { rows, figures };
+  }
+  figures.sessionsMs = median(sessions);
+  rows.push({ measure: `ptyreaper sessions --json, as a process (median of ${sessions.length})`, value: ms(figures.sessionsMs), target: "", met: "" });
+  if (floor.length > 0) {
+    figures.cFloorMs = median(floor);
+    figures.sessionsOverCFloor = figures.sessionsMs / figures.cFloorMs;
+    rows.push({ measure: `C floor: one single-threaded C scan of /proc for pty fds (bench/cfloor.c; median of ${floor.length})`, value: ms(figures.cFloorMs), target: "", met: "" });
+    rows.push({ measure: "sessions --json ÷ C floor", value: `${figures.sessionsOverCFloor.toFixed(2)}×`, target: "≤ 1.2×", met: verdict(figures.sessionsOverCFloor <= 1.2) });
+  } else {
+    rows.push({ measure: "C floor", value: `not measured: ${cFloorError ?? "every run failed"}`, target: "", met: "" });
+  }
+  if (options.lsofMs !== null) {
+    figures.lsofOverSessions = options.lsofMs / figures.sessionsMs;
+    rows.push({ measure: "lsof ÷ sessions --json", value: `${figures.lsofOverSessions.toFixed(1)}×`, target: "≥ 8×", met: verdict(figures.lsofOverSessions >= 8) });
+  }
+  return { rows, figures };
+}
