@@ -108,9 +108,22 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     mode: config.reaper.mode,
     graceMs: config.reaper.grace,
   });
+  // Scan threads build the same ProcFs over the same root and environment: this reader is theirs.
+  metrics.setScanReader(procfs.reader.reader, procfs.reader.reason);
+  const scanLog = child("scan");
+  let cutEpisode = false;
+  const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
+    const result = await scanner.scan(options);
+    if (result.cut) metrics.scanPassCut();
+    // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.
+    if (result.cut && !cutEpisode) scanLog.warn({ unread: result.cut.unread }, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass");
+    else if (!result.cut && cutEpisode) scanLog.info("/proc passes complete within their budget again");
+    cutEpisode = result.cut !== undefined;
+    return result;
+  };
   let readySent = false;
   const poller = new Poller({
-    collect: () => collect({ procfs, scan: (options) => scanner.scan(options), docker: dockerCache }),
+    collect: () => collect({ procfs, scan, docker: dockerCache }),
     reaper,
     metrics,
     logger: child("poller"),
@@ -164,6 +177,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       if (dockerCache) void dockerCache.start();
       poller.start();
       logger.info({ address, mode: config.reaper.mode, pollInterval: config.pollInterval }, "ptyreaper started");
+      logger.info(procfs.reader, `/proc reader: ${procfs.reader.reader}`);
       const watchdogMs = deps.notifier?.watchdogIntervalMs;
       if (watchdogMs && config.pollInterval > watchdogMs) {
         // The loop pings the watchdog once per cycle, so systemd would kill a healthy daemon.
@@ -174,10 +188,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     async stop() {
       deps.notifier?.stopping();
       reaper.stop();
+      // First: closing the scanner fails a pass in progress, so the loop stops without waiting for it.
+      const scannerClosed = scanner.close();
       await poller.stop();
       dockerCache?.stop();
       await server.close();
-      await scanner.close();
+      await scannerClosed;
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {

@@ -9,6 +9,7 @@ import { sessionsCommand } from "./cli/sessions.js";
 import { ConfigError, EXIT, PtyreaperError, UsageError, errorMessage } from "./errors.js";
 import { createNotifier } from "./systemd/notify.js";
 import { ScanWorker } from "./procfs/worker.js";
+import { exitWithoutJoining } from "./procfs/native.js";
 
 const HELP = `ptyreaper — keeps container hosts from running out of pseudo-terminals
 
@@ -41,6 +42,9 @@ const io: CliIo = {
   cwd: process.cwd(),
 };
 
+/** The daemon's scanner, once made: its threads decide how the process may exit. */
+let scanWorker: ScanWorker | null = null;
+
 const commands: Record<string, Command> = {
   sessions: sessionsCommand,
   "check-config": checkConfigCommand,
@@ -51,7 +55,7 @@ const commands: Record<string, Command> = {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
       // A full scan takes hundreds of ms on a busy host: off the event loop, so scrapes stay fast.
-      makeScanner: (config) => new ScanWorker({ procRoot: config.procRoot }),
+      makeScanner: (config) => (scanWorker = new ScanWorker({ procRoot: config.procRoot })),
       version: version(),
     }),
 };
@@ -90,6 +94,11 @@ function exitCodeFor(err: unknown): number {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A scan thread blocked in a /proc read would hold the exit forever: Node joins threads on exit.
+    if (scanWorker && scanWorker.stuckThreads > 0) {
+      process.stderr.write(`ptyreaper: ${scanWorker.stuckThreads} scan thread(s) blocked in a /proc read; exiting without them\n`);
+      exitWithoutJoining(code);
+    }
   },
   (err: unknown) => {
     process.exitCode = exitCodeFor(err);

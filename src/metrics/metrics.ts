@@ -56,6 +56,8 @@ export class PtyreaperMetrics {
   private readonly pollErrorsTotal: Counter<"stage">;
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
+  private readonly scanInfo: Gauge<"reader" | "reason">;
+  private readonly scanPassesCutTotal: Counter;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -136,6 +138,17 @@ export class PtyreaperMetrics {
     this.dockerUp = new Gauge({
       name: "ptyreaper_docker_up",
       help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then).",
+      registers,
+    });
+    this.scanInfo = new Gauge({
+      name: "ptyreaper_scan_info",
+      help: "1, labelled with the /proc reader in use (native addon or js) and why.",
+      labelNames: ["reader", "reason"],
+      registers,
+    });
+    this.scanPassesCutTotal = new Counter({
+      name: "ptyreaper_scan_passes_cut_total",
+      help: "/proc passes that ran out of their time budget and completed with what they had read (the rest kept their last known state).",
       registers,
     });
     const buildInfo = new Gauge({
@@ -219,6 +232,15 @@ export class PtyreaperMetrics {
 
   setDockerUp(up: boolean): void {
     this.dockerUp.set(up ? 1 : 0);
+  }
+
+  setScanReader(reader: string, reason: string): void {
+    this.scanInfo.reset();
+    this.scanInfo.set({ reader, reason: capLabelValue(reason) }, 1);
+  }
+
+  scanPassCut(): void {
+    this.scanPassesCutTotal.inc();
   }
 
   /** The text exposition of the whole registry; reads only what the last cycle stored. */

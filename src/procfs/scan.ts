@@ -496,7 +496,8 @@ export class IncrementalScanner {
   /** This partition's pids, from the one after where a cut pass stopped. */
   private ordered(all: readonly number[]): number[] {
     const part = this.options.partition;
-    const pids = part ? all.filter((pid) => pid % part.count === part.index) : [...all];
+    // Ascending, as /proc lists them, so "after the last pid read" means the same on every pass.
+    const pids = (part ? all.filter((pid) => pid % part.count === part.index) : [...all]).sort((a, b) => a - b);
     if (this.resumeAfter === null) return pids;
     const after = this.resumeAfter;
     const start = pids.findIndex((pid) => pid > after);

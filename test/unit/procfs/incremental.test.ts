@@ -426,6 +426,78 @@ describe("IncrementalScanner", () => {
   });
 });
 
+describe("IncrementalScanner with a pass budget", () => {
+  /** Each stat read costs one unit of the fake monotonic clock. */
+  class TimedProcFs extends FakeProcFs {
+    time = 0;
+    override statText(pid: number): string {
+      this.time++;
+      return super.statText(pid);
+    }
+  }
+  const timed = (): TimedProcFs => {
+    const procfs = new TimedProcFs();
+    for (const [pid, proc] of host().procs) procfs.procs.set(pid, proc);
+    return procfs;
+  };
+  const reached = (procfs: FakeProcFs): number[] => [...procfs.procs.keys()].filter((pid) => procfs.readsOf(pid) > 0).sort((a, b) => a - b);
+
+  it("stops reading when the budget is spent, keeps the last known state of the rest, and says how many", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    const whole = scanner.pass({ initPids: [21] }, "full");
+    // pids ascending: 1 10 11 20 | 21 22 100…109. The container's shells (21, 22) change meanwhile.
+    procfs.resetReads();
+    const cut = scanner.pass({ initPids: [21] }, "full", 4);
+    expect(cut.cut).toEqual({ unread: 12 });
+    expect(reached(procfs)).toEqual([1, 10, 11, 20]);
+    // The unread holders are still there, as the last pass left them.
+    expect(scanDigest(cut)).toEqual(scanDigest(whole));
+  });
+
+  it("starts the next pass after the last pid the cut one read, so every process is read over a few passes", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    scanner.pass({}, "full");
+    procfs.resetReads();
+    scanner.pass({}, "full", 4); // 1 10 11 20
+    procfs.resetReads();
+    const next = scanner.pass({}, "full", 4); // 21 22 100 101
+    expect(next.cut).toEqual({ unread: 12 });
+    expect(reached(procfs)).toEqual([21, 22, 100, 101]);
+    procfs.resetReads();
+    const last = scanner.pass({}, "full"); // no budget: from 102 on, round to 101, complete
+    expect(last.cut).toBeUndefined();
+    expect(reached(procfs)).toEqual([1, 10, 11, 20, 21, 22, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+  });
+
+  it("a process first seen after the cut waits for a later pass; one that exited is not reported", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    scanner.pass({}, "full");
+    procfs.add(200, { comm: "late", fds: new Map([[0, slaveFd(HOST_PTS, 7)]]) });
+    const cut = scanner.pass({}, "full", 4);
+    expect(cut.ptyFds.some((fd) => fd.pid === 200)).toBe(false);
+    const after = scanner.pass({}, "full");
+    expect(after.ptyFds.some((fd) => fd.pid === 200)).toBe(true);
+  });
+
+  it("is not recorded as a full pass, and is not followed by one in the same scan", async () => {
+    const procfs = timed();
+    let clock = 0;
+    const scanner = new IncrementalScanner(procfs, { now: () => clock, clock: () => procfs.time, fullRescanEveryMs: 60_000 });
+    const ptys = allocated(procfs);
+    expect((await scanner.scan({ ptyAllocated: ptys }, 4)).mode).toBe("full");
+    clock = 1_000;
+    // The cut full pass did not count: the next is full again (and completes, unbudgeted).
+    expect((await scanner.scan({ ptyAllocated: ptys })).mode).toBe("full");
+    clock = 2_000;
+    const incremental = await scanner.scan({ ptyAllocated: ptys + 1 }, 4); // disagrees with pty.nr, but has no time left
+    expect(incremental.mode).toBe("incremental");
+    expect(incremental.cut).toBeDefined();
+  });
+});
+
 describe("IncrementalScanner partitions", () => {
   it("each reads only its pids; merged, they equal scanProc", () => {
     const procfs = host();
