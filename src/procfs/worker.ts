@@ -139,9 +139,9 @@ class ScanThread {
     if (this.exited) return true;
     const ended = this.worker.terminate().then(() => true, () => true);
     let timer: NodeJS.Timeout | undefined;
+    // Not unref'd: with nothing else left to do, Node would start exiting and wait on the thread forever.
     const waited = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(this.exited), waitMs);
-      timer.unref();
     });
     try {
       return await Promise.race([ended, waited]);
