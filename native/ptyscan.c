@@ -1,14 +1,15 @@
 /*
- * ptyscan: lists the fds of many processes and reads their links relative to an open
- * /proc/PID/fd directory (openat + getdents64 + readlinkat), returning only the links that pass
- * the caller's pty filter. Why native: a readlink of the full path /proc/PID/fd/N makes the kernel
- * walk /proc and the pid's directory again for every fd, and those walks contend across threads;
- * readlinkat from the directory fd does not. Node has no readlinkat. Everything else about a pty
- * (stat, fdinfo, mounts) stays in TypeScript.
+ * ptyscan: reads, for many processes at once and on several threads, what one /proc pass needs of
+ * each (see src/procfs/native.ts for the record it becomes): the stat text, the fd count and
+ * signature the incremental pass compares (src/procfs/scan.ts), and the fd links that pass the
+ * caller's pty filter, each with a stat of its file and, for character devices, its fdinfo. Why
+ * native: a readlink of the full path /proc/PID/fd/N makes the kernel walk /proc and the pid's
+ * directory again for every fd, and those walks contend across threads; readlinkat from an open
+ * /proc/PID/fd does not, and Node has no readlinkat. Mount tables, status, cmdline and cgroup stay
+ * in TypeScript (read once per holder, not per fd).
  *
- * It can also read, in the same pass and threads, what the incremental scanner compares between
- * passes (the fd count and every thread's schedstat: see src/procfs/incremental.ts), in the very
- * text the TypeScript reads make, so either may be used for any process.
+ * Cost is linear in the fds read: fds of one process naming the same file (dup'd, up to the
+ * nofile limit) come back as one link with a count, not one entry each.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -37,6 +39,8 @@
 #define WANT_FD_STAT 8
 /* Per link in fdStat: st_dev, st_ino, st_rdev, st_mode, atime s and ns, mtime s and ns (NaN, errno when unread). */
 #define FD_STAT_FIELDS 8
+/* tty_index of a match that is not a ptmx master. */
+#define NOT_MASTER (-2)
 
 struct linux_dirent64 {
   uint64_t d_ino;
@@ -56,6 +60,13 @@ struct match {
   int stat_errno;
   struct stat st;
   char *fdinfo;
+  /*
+   * fds of the process naming this same pty end; `fd` is the first one read. A slave is known by
+   * st_dev and st_ino; every master opened through one ptmx node shares that node's inode, so a
+   * master is known by its tty-index too (-1 when fdinfo has none; NOT_MASTER for others).
+   */
+  int32_t count;
+  int32_t tty_index;
 };
 
 struct job {
@@ -72,6 +83,14 @@ struct job {
   size_t needle_count;
   struct match *matches;
   size_t match_count, match_capacity;
+  /*
+   * Open-addressing table of this pid's matches by (st_dev, st_ino): slot = match index + 1, 0
+   * empty. A slot naming a match of an earlier pid (index below pid_mark) counts as empty, so
+   * moving to the next pid costs nothing.
+   */
+  uint32_t *slots;
+  size_t slot_capacity;
+  size_t pid_mark;
   int failed; /* ENOMEM */
 };
 
@@ -94,13 +113,54 @@ static int add_match(struct job *job, size_t pid_index, int fd, const char *targ
   char *copy = malloc(length + 1);
   if (copy == NULL) return -1;
   memcpy(copy, target, length + 1);
-  job->matches[job->match_count++] = (struct match){.pid_index = (int32_t)pid_index, .fd = fd, .target = copy, .length = length, .stat_errno = ENODATA};
+  job->matches[job->match_count++] = (struct match){.pid_index = (int32_t)pid_index, .fd = fd, .target = copy, .length = length, .stat_errno = ENODATA, .count = 1, .tty_index = NOT_MASTER};
   return 0;
 }
 
 static void free_match(struct match *match) {
   free(match->target);
   free(match->fdinfo);
+}
+
+static size_t file_hash(const struct stat *st, int32_t tty_index, size_t capacity) {
+  uint64_t key = ((uint64_t)st->st_dev * 0x9E3779B97F4A7C15ull) ^ (uint64_t)st->st_ino ^ ((uint64_t)(uint32_t)tty_index << 40);
+  key ^= key >> 29;
+  key *= 0xBF58476D1CE4E5B9ull;
+  key ^= key >> 32;
+  return (size_t)key & (capacity - 1);
+}
+
+/* Whether a slot holds a match of the current pid (not one of an earlier pid or one undone since). */
+static int slot_live(const struct job *job, uint32_t slot) {
+  return slot != 0 && slot - 1 >= job->pid_mark && slot - 1 < job->match_count;
+}
+
+/* The slot where this pty end's match of the current pid is, or the free one where it would go. */
+static size_t find_slot(const struct job *job, const struct stat *st, int32_t tty_index) {
+  for (size_t at = file_hash(st, tty_index, job->slot_capacity);; at = (at + 1) & (job->slot_capacity - 1)) {
+    uint32_t slot = job->slots[at];
+    if (!slot_live(job, slot)) return at;
+    const struct match *known = &job->matches[slot - 1];
+    if (known->st.st_dev == st->st_dev && known->st.st_ino == st->st_ino && known->tty_index == tty_index) return at;
+  }
+}
+
+/* Keeps the table under half full for this pid's matches; -1 when out of memory. */
+static int reserve_slots(struct job *job) {
+  size_t live = job->match_count - job->pid_mark + 1;
+  if (job->slot_capacity != 0 && live * 2 <= job->slot_capacity) return 0;
+  size_t capacity = job->slot_capacity ? job->slot_capacity * 2 : 64;
+  while (live * 2 > capacity) capacity *= 2;
+  uint32_t *slots = calloc(capacity, sizeof *slots);
+  if (slots == NULL) return -1;
+  free(job->slots);
+  job->slots = slots;
+  job->slot_capacity = capacity;
+  for (size_t m = job->pid_mark; m < job->match_count; m++) {
+    if (job->matches[m].stat_errno != 0) continue;
+    job->slots[find_slot(job, &job->matches[m].st, job->matches[m].tty_index)] = (uint32_t)(m + 1);
+  }
+  return 0;
 }
 
 /*
@@ -121,37 +181,79 @@ static char *read_small_file(int dir, const char *name, char *buffer) {
   return text;
 }
 
-/*
- * What the scan asks next of a link that may be a pty (readPtyFd in scan.ts): a stat of what it
- * names, and the fdinfo that holds a master's index. Read here, on the batch's threads, instead of
- * by two sync calls each in JS; anything unread is read again there, meeting its error as usual.
- */
-static void stat_match(struct job *job, struct match *match, int dir, const char *fd_name, char *buffer) {
-  match->stat_errno = fstatat(dir, fd_name, &match->st, 0) == 0 ? 0 : errno;
-  if (match->stat_errno != 0 || !S_ISCHR(match->st.st_mode)) return;
+/* /proc/PID/fdinfo/FD, which holds a master's tty-index; NULL when unreadable. */
+static char *read_fdinfo(struct job *job, size_t pid_index, const char *fd_name, char *buffer) {
   char name[48];
-  snprintf(name, sizeof name, "%d/fdinfo/%s", job->pids[match->pid_index], fd_name);
-  match->fdinfo = read_small_file(job->proc_dir, name, buffer);
+  snprintf(name, sizeof name, "%d/fdinfo/%s", job->pids[pid_index], fd_name);
+  return read_small_file(job->proc_dir, name, buffer);
 }
 
-/* Reads one link; 1 when it matched, 0 when not (or closed meanwhile), -1 with errno on failure. */
+/* The tty-index line of an fdinfo text (parseFdinfoTtyIndex in parse.ts reads it for the record; this only keys the fold). */
+static int32_t fdinfo_tty_index(const char *fdinfo) {
+  const char *line = fdinfo ? strstr(fdinfo, "tty-index:") : NULL;
+  if (line == NULL) return -1;
+  char *end;
+  long index = strtol(line + strlen("tty-index:"), &end, 10);
+  return end == line + strlen("tty-index:") || index < 0 || index > INT32_MAX ? -1 : (int32_t)index;
+}
+
+static int is_ptmx(const struct stat *st) {
+  return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
+}
+
+/*
+ * Reads one link; 1 when it matched, 0 when not (or closed meanwhile), -1 with errno on failure.
+ * With WANT_FD_STAT the file it names is stat'ed, and a master's fdinfo read (what readPtyFd in
+ * scan.ts asks next, read here on the batch's threads); a link to a pty end this pid already
+ * holds only adds to that match's count.
+ */
 static int read_link(struct job *job, size_t pid_index, int dir, const char *fd_name, int fd, char *link) {
   ssize_t length = readlinkat(dir, fd_name, link, LINK_MAX_LEN - 1);
   if (length < 0) return errno == ENOENT ? 0 : -1;
   link[length] = '\0';
   if (!may_be_pty(job, link)) return 1;
-  if (add_match(job, pid_index, fd, link, (size_t)length) != 0) {
-    job->failed = 1;
-    errno = ENOMEM;
-    return -1;
+  struct stat st;
+  int stat_errno = ENODATA;
+  size_t at = 0;
+  char *fdinfo = NULL;
+  int32_t tty_index = NOT_MASTER;
+  if (job->want & WANT_FD_STAT) {
+    stat_errno = fstatat(dir, fd_name, &st, 0) == 0 ? 0 : errno;
+    if (stat_errno == 0) {
+      if (is_ptmx(&st)) {
+        /* The link text is copied below: until then its buffer holds it, so fdinfo gets its own. */
+        char buffer[LINK_MAX_LEN];
+        fdinfo = read_fdinfo(job, pid_index, fd_name, buffer);
+        tty_index = fdinfo_tty_index(fdinfo);
+      }
+      if (reserve_slots(job) != 0) goto oom;
+      at = find_slot(job, &st, tty_index);
+      if (slot_live(job, job->slots[at])) {
+        job->matches[job->slots[at] - 1].count++;
+        free(fdinfo);
+        return 1;
+      }
+    }
   }
-  /* The link text is copied: its buffer may serve the fdinfo read. */
-  if (job->want & WANT_FD_STAT) stat_match(job, &job->matches[job->match_count - 1], dir, fd_name, link);
+  if (add_match(job, pid_index, fd, link, (size_t)length) != 0) goto oom;
+  struct match *match = &job->matches[job->match_count - 1];
+  match->stat_errno = stat_errno;
+  if (stat_errno == 0) {
+    match->st = st;
+    match->fdinfo = fdinfo;
+    match->tty_index = tty_index;
+    job->slots[at] = (uint32_t)job->match_count;
+  }
   return 1;
+oom:
+  free(fdinfo);
+  job->failed = 1;
+  errno = ENOMEM;
+  return -1;
 }
 
 /*
- * The probe (as readPtyFds in scan.ts): on Linux >= 6.2 the fd directory's st_size is the number
+ * The probe: on Linux >= 6.2 the fd directory's st_size is the number
  * of open fds, and fd tables are dense, so reading links 0, 1, 2... until that many answered skips
  * the listing, which costs the kernel about as much as the links. 1 when done; 0 when the listing
  * is needed (old kernel, sparse table, or the table changed meanwhile), with the matches undone.
@@ -250,7 +352,8 @@ static long stat_threads(const char *stat_text) {
 }
 
 /*
- * The signature, exactly as IncrementalScanner.signature builds it: "COUNT|SCHEDSTAT" for one
+ * The signature, exactly as readFdSignature in src/procfs/scan.ts builds it (the JS reader, used
+ * when this addon is not): "COUNT|SCHEDSTAT" for one
  * thread, "COUNT|TID:SCHEDSTAT|TID:SCHEDSTAT..." in listing order for several (a thread that exits
  * meanwhile is left out). NULL when anything is unreadable: the caller then reads it itself, and
  * meets the error the way it always does.
@@ -309,6 +412,7 @@ fail:
 static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents_size, char *link) {
   char name[16];
   int32_t pid = job->pids[pid_index];
+  job->pid_mark = job->match_count;
   char *stat_text = NULL;
   if (job->want & (WANT_STAT | WANT_SIGNATURE)) stat_text = read_stat(job->proc_dir, pid, link);
   if (job->want & WANT_STAT) job->stat_texts[pid_index] = stat_text;
@@ -380,6 +484,8 @@ static void *run_job(void *arg) {
   }
   free(dents);
   free(link);
+  free(job->slots);
+  job->slots = NULL;
   return NULL;
 }
 
@@ -408,7 +514,8 @@ static napi_status make_text_array(napi_env env, char **texts, size_t count, nap
  *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
  *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
  *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
- *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, character devices only) }
+ *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, ptmx masters only),
+ *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it) }
  */
 static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   size_t argc = 5;
@@ -541,9 +648,12 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   CHECK(napi_create_typedarray(env, napi_int32_array, total, fd_buffer, 0, &fd_array));
   CHECK(napi_create_array_with_length(env, total, &targets));
   int with_fd_stat = (want & WANT_FD_STAT) != 0;
-  napi_value fd_stat_buffer = NULL, fd_stat_array = NULL, fdinfos = NULL;
+  napi_value fd_stat_buffer = NULL, fd_stat_array = NULL, fdinfos = NULL, count_buffer = NULL, count_array = NULL;
   double *fd_stat = NULL;
+  int32_t *link_counts = NULL;
   if (with_fd_stat) {
+    CHECK(napi_create_arraybuffer(env, total * sizeof(int32_t), (void **)&link_counts, &count_buffer));
+    CHECK(napi_create_typedarray(env, napi_int32_array, total, count_buffer, 0, &count_array));
     CHECK(napi_create_arraybuffer(env, total * FD_STAT_FIELDS * sizeof(double), (void **)&fd_stat, &fd_stat_buffer));
     CHECK(napi_create_typedarray(env, napi_float64_array, total * FD_STAT_FIELDS, fd_stat_buffer, 0, &fd_stat_array));
     CHECK(napi_create_array_with_length(env, total, &fdinfos));
@@ -558,6 +668,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       CHECK(napi_create_string_utf8(env, match->target, match->length, &text));
       CHECK(napi_set_element(env, targets, (uint32_t)k, text));
       if (with_fd_stat) {
+        link_counts[k] = match->count;
         double *row = fd_stat + k * FD_STAT_FIELDS;
         if (match->stat_errno == 0) {
           const struct stat *st = &match->st;
@@ -583,6 +694,7 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
   if (with_fd_stat) {
     CHECK(napi_set_named_property(env, result, "fdStat", fd_stat_array));
     CHECK(napi_set_named_property(env, result, "fdinfo", fdinfos));
+    CHECK(napi_set_named_property(env, result, "linkCount", count_array));
   }
   if (want & WANT_STAT) {
     napi_value stats;
@@ -616,10 +728,27 @@ cleanup:
   return result;
 }
 
+/*
+ * exitNow(code): _exit(2), for a process whose scan thread is blocked in a /proc read. Node joins
+ * its worker threads on every exit path (process.exit included), so such a thread would hold the
+ * process until the read returns, which may be never.
+ */
+static napi_value exit_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t code = 1;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) == napi_ok && argc >= 1) napi_get_value_int32(env, argv[0], &code);
+  fflush(stdout);
+  fflush(stderr);
+  _exit(code);
+}
+
 /* Context-aware (NAPI_MODULE_INIT), with no global state: loadable in every worker thread. */
 NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "scanFdLinks", NAPI_AUTO_LENGTH, scan_fd_links, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "scanFdLinks", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, exit_now, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "exitNow", fn) != napi_ok) return NULL;
   return exports;
 }

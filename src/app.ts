@@ -107,9 +107,22 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     mode: config.reaper.mode,
     graceMs: config.reaper.grace,
   });
+  // Scan threads build the same ProcFs over the same root and environment: this reader is theirs.
+  metrics.setScanReader(procfs.reader.reader, procfs.reader.reason);
+  const scanLog = child("scan");
+  let cutEpisode = false;
+  const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
+    const result = await scanner.scan(options);
+    if (result.cut) metrics.scanPassCut();
+    // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.
+    if (result.cut && !cutEpisode) scanLog.warn({ unread: result.cut.unread }, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass");
+    else if (!result.cut && cutEpisode) scanLog.info("/proc passes complete within their budget again");
+    cutEpisode = result.cut !== undefined;
+    return result;
+  };
   let readySent = false;
   const poller = new Poller({
-    collect: () => collect({ procfs, scan: (options) => scanner.scan(options), docker: dockerCache }),
+    collect: () => collect({ procfs, scan, docker: dockerCache }),
     reaper,
     metrics,
     logger: child("poller"),
@@ -174,6 +187,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
         },
         "ptyreaper started",
       );
+      logger.info(procfs.reader, `/proc reader: ${procfs.reader.reader}`);
       const watchdogMs = deps.notifier?.watchdogIntervalMs;
       if (watchdogMs && config.pollInterval > watchdogMs) {
         // The loop pings the watchdog once per cycle, so systemd would kill a healthy daemon.
@@ -184,10 +198,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     async stop() {
       deps.notifier?.stopping();
       reaper.stop();
+      // First: closing the scanner fails a pass in progress, so the loop stops without waiting for it.
+      const scannerClosed = scanner.close();
       await poller.stop();
       dockerCache?.stop();
       await server.close();
-      await scanner.close();
+      await scannerClosed;
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {

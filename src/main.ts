@@ -5,6 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { COMMAND_HELP, DEFAULT_CONFIG_PATH, HELP } from "./cli/help.js";
 import type { CliIo, Command } from "./cli/io.js";
 import { ConfigError, EXIT, PtyreaperError, UsageError, errorMessage } from "./errors.js";
+import type { ScanWorker } from "./procfs/worker.js";
 
 /** "0.1.0 (revision 1a2b3c4d5e6f)": the revision file is written by `npm run build`; "unknown" without git. */
 function version(): string {
@@ -36,6 +37,9 @@ const io: CliIo = {
   defaultConfigPath: existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null,
 };
 
+/** The daemon's scanner, once made: its threads decide how the process may exit. */
+let scanWorker: ScanWorker | null = null;
+
 const commands: Record<string, Command> = {
   sessions: async (args, cli) => (await import("./cli/sessions.js")).sessionsCommand(args, cli),
   "check-config": async (args, cli) => (await import("./cli/check-config.js")).checkConfigCommand(args, cli),
@@ -51,7 +55,7 @@ const commands: Record<string, Command> = {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
       // A full scan takes hundreds of ms on a busy host: off the event loop, so scrapes stay fast.
-      makeScanner: (config) => new ScanWorker({ procRoot: config.procRoot }),
+      makeScanner: (config) => (scanWorker = new ScanWorker({ procRoot: config.procRoot })),
       version: version(),
       isTerminal: (stream) => process[stream].isTTY === true,
     });
@@ -106,6 +110,12 @@ process.on("unhandledRejection", fatal("unhandled promise rejection"));
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A scan thread blocked in a /proc read would hold the exit forever: Node joins threads on exit.
+    if (scanWorker && scanWorker.stuckThreads > 0) {
+      process.stderr.write(`ptyreaper: ${scanWorker.stuckThreads} scan thread(s) blocked in a /proc read; exiting without them\n`);
+      // Loaded here, not at start: only the daemon has scan threads (the CLI starts fast without it).
+      void import("./procfs/native.js").then(({ exitWithoutJoining }) => exitWithoutJoining(code));
+    }
   },
   (err: unknown) => {
     process.exitCode = exitCodeFor(err);

@@ -27,8 +27,10 @@ export interface ProcInfo {
   /** Clock ticks after boot (stat field 22): with the pid, identifies the process across PID reuse. */
   startTicks: number;
   comm: string;
-  /** Arguments as `ps` shows them to any user (from /proc/PID/cmdline). */
+  /** Arguments as `ps` shows them to any user (from /proc/PID/cmdline); the last ends in "…" when cut. */
   cmdline: string[];
+  /** Set when the command line was longer than the scan reads (a few KB). */
+  cmdlineTruncated?: boolean;
   uid: number;
   /** Inode of /proc/PID/ns/pid, e.g. "4026531836"; null when unreadable. */
   pidNs: string | null;
@@ -48,6 +50,8 @@ export interface PtyFd {
   /** The devpts instance, "major:minor" of its superblock (st_dev of the slave). */
   devptsDev: string;
   index: number;
+  /** fds of this process on this pty end beyond `fd` (dup'd): one entry for all; 1 when absent. */
+  fdCount?: number;
 }
 
 export interface TtyTimes {
@@ -76,6 +80,8 @@ export interface ProcScan {
   parseErrors: Record<string, number>;
   /** System boot time, seconds since epoch (from /proc/stat btime). */
   bootTimeSec: number;
+  /** Set when the pass ran out of its time budget: `unread` processes kept what the last pass learnt (new ones wait). */
+  cut?: { unread: number };
 }
 
 export function ptyKey(devptsDev: string, index: number): string {

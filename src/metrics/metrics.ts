@@ -74,6 +74,8 @@ export class PtyreaperMetrics {
   private readonly configInfo: Gauge<"mode" | "file">;
   private readonly reloadSuccessful: Gauge;
   private readonly reloadSuccessTime: Gauge;
+  private readonly scanInfo: Gauge<"reader" | "reason">;
+  private readonly scanPassesCutTotal: Counter;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -183,6 +185,17 @@ export class PtyreaperMetrics {
       help: "Wall-clock steps seen between poll cycles (beyond 5s of monotonic time); idle and age reaping wait one idle window after each.",
       registers,
     });
+    this.scanInfo = new Gauge({
+      name: "ptyreaper_scan_info",
+      help: "1, labelled with the /proc reader in use (native addon or js) and why.",
+      labelNames: ["reader", "reason"],
+      registers,
+    });
+    this.scanPassesCutTotal = new Counter({
+      name: "ptyreaper_scan_passes_cut_total",
+      help: "/proc passes that ran out of their time budget and completed with what they had read (the rest kept their last known state).",
+      registers,
+    });
     const buildInfo = new Gauge({
       name: "ptyreaper_build_info",
       help: "Always 1; the version label says which ptyreaper build is running.",
@@ -290,6 +303,15 @@ export class PtyreaperMetrics {
   /** A reload was rejected: the previous config, and its info series, stay in force. */
   configReloadFailed(): void {
     this.reloadSuccessful.set(0);
+  }
+
+  setScanReader(reader: string, reason: string): void {
+    this.scanInfo.reset();
+    this.scanInfo.set({ reader, reason: capLabelValue(reason) }, 1);
+  }
+
+  scanPassCut(): void {
+    this.scanPassesCutTotal.inc();
   }
 
   /** The text exposition of the whole registry; reads only what the last cycle stored. */

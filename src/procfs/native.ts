@@ -1,4 +1,4 @@
-// The optional native fd-link reader (native/ptyscan.c): loading it, and turning its flat answer into per-process lists.
+// The optional native reader (native/ptyscan.c): loading it, and turning its struct-of-arrays answer into one record per process.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
@@ -23,14 +23,16 @@ interface PtyScanAddon {
     fdCount?: Int32Array;
     fdStat?: Float64Array;
     fdinfo?: (string | null)[];
+    linkCount?: Int32Array;
   };
+  exitNow?(code: number): never;
 }
 
 /** What one native call reads per process (the addon's WANT_* bits). */
 export const WANT_STAT = 1;
 export const WANT_LINKS = 2;
 export const WANT_SIGNATURE = 4;
-/** With links: a stat of each link's file, and the fdinfo of character devices (a master's tty-index). */
+/** With links: a stat of each link's file, and the fdinfo of ptmx masters (their tty-index). */
 export const WANT_FD_STAT = 8;
 /** Numbers per link in the addon's fdStat: dev, ino, rdev, mode, atime s and ns, mtime s and ns. */
 const FD_STAT_FIELDS = 8;
@@ -53,7 +55,11 @@ export interface FdSignature {
   signature: string;
 }
 
-/** One batch read: links only when asked (WANT_LINKS), and whatever stat texts and signatures could be read. */
+/**
+ * One batch read: links only when asked (WANT_LINKS), and whatever stat texts and signatures could be
+ * read. This is the one place the addon's arrays become per-process records; the JS reads
+ * (ScanContext in scan.ts) make the same ones for a process the batch did not cover.
+ */
 export interface NativeBatch {
   links: Map<number, FdLinksOrError> | null;
   stats: Map<number, string>;
@@ -62,12 +68,14 @@ export interface NativeBatch {
 
 /**
  * One link that passed mayBePty: the fd's number as its /proc name, and the link text; with a
- * batch that asked for them, the stat of its file and (character devices) its fdinfo text, each
+ * batch that asked for them, the stat of its file and (ptmx masters) its fdinfo text, each
  * absent when it could not be read (the caller reads it again and meets the error).
  */
 export interface FdLink {
   fd: string;
   target: string;
+  /** fds of the process naming the same file (dup'd), folded into this one; 1 when absent. */
+  count?: number;
   stat?: LinkStat;
   fdinfo?: string;
 }
@@ -121,6 +129,13 @@ function errnoError(errno: number, path: string): NodeJS.ErrnoException {
 export class NativeFdLinks {
   constructor(private readonly addon: PtyScanAddon) {}
 
+  /** _exit(2) through the addon, when this build of it has it; false when it has not. */
+  exitNow(code: number): boolean {
+    if (typeof this.addon.exitNow !== "function") return false;
+    this.addon.exitNow(code);
+    return true;
+  }
+
   /** Every given process's pty-looking links, read by `threads` threads inside the addon. */
   read(procRoot: string, pids: readonly number[], threads = 1): Map<number, FdLinksOrError> {
     return this.readBatch(procRoot, pids, threads, WANT_LINKS | WANT_FD_STAT).links ?? new Map<number, FdLinksOrError>();
@@ -160,18 +175,26 @@ export class NativeFdLinks {
       if (stat) link.stat = stat;
       const fdinfo = answer.fdinfo?.[k];
       if (typeof fdinfo === "string") link.fdinfo = fdinfo;
+      const count = answer.linkCount?.[k] ?? 1;
+      if (count > 1) link.count = count;
       (links as FdLink[]).push(link);
     }
     return { links: result, stats, signatures };
   }
 
-  /** One process's pty-looking links; throws its errno-coded error like fs calls do. */
+  /** One process's pty-looking links (dup'd fds folded, see FdLink.count); throws its errno-coded error like fs calls do. */
   readOne(procRoot: string, pid: number): readonly FdLink[] {
     const links = this.read(procRoot, [pid]).get(pid);
     if (links === undefined) return [];
     if (links instanceof Error) throw links;
     return links;
   }
+}
+
+/** Which reader a ProcFs uses and why, for the startup log line and ptyreaper_scan_info. */
+export interface ScanReaderInfo {
+  reader: "native" | "js";
+  reason: string;
 }
 
 /** Why the native reader is not in use, when it is not: for a log line and for the tests. */
@@ -195,4 +218,14 @@ export function loadNativeFdLinks(options: { addonPath?: string; env?: NodeJS.Pr
   } catch (err) {
     return { reader: null, reason: `${path}: ${(err as Error).message}` };
   }
+}
+
+/**
+ * Ends the process at once, without joining worker threads: for a scan thread blocked in a /proc read
+ * (which Node would wait for on any exit). Through the addon's _exit when it loads, else SIGKILL to itself.
+ */
+export function exitWithoutJoining(code: number): void {
+  const { reader } = loadNativeFdLinks({ env: {} });
+  if (reader?.exitNow(code)) return;
+  process.kill(process.pid, "SIGKILL");
 }

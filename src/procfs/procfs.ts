@@ -1,9 +1,9 @@
 // Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
-import { readFileSync, readdirSync, readlinkSync, statSync, statfsSync, type Stats } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
-import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeBatch, type NativeFdLinks } from "./native.js";
+import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeBatch, type NativeFdLinks, type ScanReaderInfo } from "./native.js";
 import {
   parseBootTime,
   parseCgroupContainerId,
@@ -20,6 +20,35 @@ import {
 } from "./parse.js";
 
 const PROC_SUPER_MAGIC = 0x9fa0;
+
+/**
+ * What is read at most of a command line: it is shown, not parsed, and any process can make its
+ * own megabytes long (argv is bounded only by its stack rlimit, which a container may raise).
+ */
+export const CMDLINE_MAX_BYTES = 4096;
+/**
+ * What is read at most of an environment, searched only for PTYREAPER_EXEMPT=1: wider than a
+ * command line because the exec's own variables (`docker exec -e`) follow the image's.
+ */
+export const ENVIRON_MAX_BYTES = 32 * 1024;
+
+/** The first `maxBytes` of a file, and whether there was more. */
+function readHead(path: string, maxBytes: number): { bytes: Buffer; truncated: boolean } {
+  const buffer = Buffer.allocUnsafe(maxBytes + 1);
+  const file = openSync(path, "r");
+  try {
+    let length = 0;
+    for (;;) {
+      const got = readSync(file, buffer, length, buffer.length - length, null);
+      if (got === 0) break;
+      length += got;
+      if (length > maxBytes) return { bytes: buffer.subarray(0, maxBytes), truncated: true };
+    }
+    return { bytes: buffer.subarray(0, length), truncated: false };
+  } finally {
+    closeSync(file);
+  }
+}
 /** One options object for every hot read: a string encoding makes Node copy its defaults on each call. */
 const UTF8 = { encoding: "utf8" } as const;
 
@@ -34,6 +63,8 @@ export class ProcFs {
 
   /** The native fd-link reader, on a real procfs when it is built and not switched off; null: the JS reads below. */
   readonly native: NativeFdLinks | null;
+  /** Which reader is in use and why (the addon's load failure, a fixture tree, the caller's choice). */
+  readonly reader: ScanReaderInfo;
 
   /** `native`: the reader to use (null for none); by default the built addon on a real procfs. */
   constructor(
@@ -47,7 +78,17 @@ export class ProcFs {
       type = 0; // missing root: every read below will say so with its own path
     }
     this.isProcfs = type === PROC_SUPER_MAGIC;
-    this.native = options.native !== undefined ? options.native : this.isProcfs ? loadNativeFdLinks().reader : null;
+    if (options.native !== undefined) {
+      this.native = options.native;
+      this.reader = options.native ? { reader: "native", reason: "given" } : { reader: "js", reason: "native reader not given" };
+    } else if (!this.isProcfs) {
+      this.native = null;
+      this.reader = { reader: "js", reason: `${root} is not a procfs` };
+    } else {
+      const load = loadNativeFdLinks();
+      this.native = load.reader;
+      this.reader = load.reader ? { reader: "native", reason: "addon loaded" } : { reader: "js", reason: load.reason };
+    }
   }
 
   /** /proc/sys/kernel/pty/{nr,max,reserve} */
@@ -120,9 +161,13 @@ export class ProcFs {
     return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
   }
 
-  /** /proc/PID/cmdline, decoded as UTF-8 for display (bytes that are not UTF-8 show as U+FFFD). */
-  cmdline(pid: number): string[] {
-    return parseCmdline(readFileSync(`${this.root}/${pid}/cmdline`, UTF8));
+  /**
+   * /proc/PID/cmdline, its first CMDLINE_MAX_BYTES, decoded as UTF-8 for display (bytes that are
+   * not UTF-8 show as U+FFFD); `truncated` when there was more.
+   */
+  cmdline(pid: number): { args: string[]; truncated: boolean } {
+    const { bytes, truncated } = readHead(`${this.root}/${pid}/cmdline`, CMDLINE_MAX_BYTES);
+    return { args: parseCmdline(bytes.toString("utf8")), truncated };
   }
 
   /** /proc/PID/ns/pid (or another namespace) → inode, null when unreadable or malformed. */
@@ -130,9 +175,15 @@ export class ProcFs {
     return parseNsLink(readlinkSync(`${this.root}/${pid}/ns/${kind}`));
   }
 
-  /** /proc/PID/environ as NUL-separated `KEY=value` strings. */
+  /**
+   * /proc/PID/environ as NUL-separated `KEY=value` strings, from its first ENVIRON_MAX_BYTES only
+   * (a variable cut there is left out, not shown in part).
+   */
   environ(pid: number): string[] {
-    return parseCmdline(readFileSync(`${this.root}/${pid}/environ`, "latin1"));
+    const { bytes, truncated } = readHead(`${this.root}/${pid}/environ`, ENVIRON_MAX_BYTES);
+    const entries = parseCmdline(bytes.toString("latin1"));
+    if (truncated && bytes.at(-1) !== 0) entries.pop();
+    return entries;
   }
 
   /** /proc/PID/fd: fd numbers. */

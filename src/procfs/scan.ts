@@ -1,8 +1,11 @@
-// One pass over /proc: every pty fd of every process, and who holds it. No Docker knowledge here.
+// The one pass over /proc: every pty fd of every process, and who holds it. No Docker knowledge here.
 import { dirname } from "node:path";
+import { performance } from "node:perf_hooks";
 import { isDenied, isVanished } from "../errors.js";
-import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole } from "../domain/types.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, type MountinfoEntry, type StatFields } from "./parse.js";
+import { isNamespaceInit } from "../domain/inventory.js";
+import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
+import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { FdLink, FdLinksOrError, FdSignature, LinkStat } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
@@ -23,7 +26,10 @@ export interface ScanOptions {
 
 /** A pty fd as read, before a master is mapped to its devpts instance (which needs the holder's mounts). */
 export interface RawPtyFd {
+  /** The first fd read that names this file. */
   fd: number;
+  /** fds of the process naming this same file (dup'd): one entry for all of them. */
+  count: number;
   role: PtyRole;
   /** st_dev of the opened file, "major:minor": a slave's devpts instance; devtmpfs for a master opened as /dev/ptmx. */
   dev: string;
@@ -43,7 +49,7 @@ export class ScanContext {
   /** A container's processes share one mount namespace, so one table serves them all. */
   private readonly mountTables = new Map<string, MountinfoEntry[] | null>();
   private recorder: string[] | null = null;
-  /** Links read natively for many processes at once (scanProc), each taken once by readPtyFds. */
+  /** Links read natively for many processes at once, each taken once by readPtyFds. */
   private prefetched: Map<number, FdLinksOrError> | null = null;
   private prefetchedStats: Map<number, string> | null = null;
   private prefetchedSignatures: Map<number, FdSignature> | null = null;
@@ -78,16 +84,15 @@ export class ScanContext {
     return text;
   }
 
-  /** The native reader's links of one process (prefetched or read now); null when the JS reads are to be used. */
-  nativeFdLinks(pid: number): FdLinksOrError | null {
+  /** The pty-looking links of one process: prefetched, else read now by the native reader or, without it, by JS. */
+  fdLinks(pid: number): FdLinksOrError {
     const prefetched = this.prefetched?.get(pid);
     if (prefetched !== undefined) {
       this.prefetched?.delete(pid);
       return prefetched;
     }
-    if (!this.procfs.native) return null;
     try {
-      return this.procfs.fdLinksMayBePty(pid);
+      return this.procfs.fdLinksMayBePty(pid) ?? readFdLinksJs(this.procfs, pid);
     } catch (err) {
       return err as NodeJS.ErrnoException;
     }
@@ -144,56 +149,15 @@ export function emptyScan(bootTimeSec: number, parseErrors: Record<string, numbe
   };
 }
 
-/** Reads every process and its pty fds. Processes that vanish mid-scan are counted, never raised. */
-export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ProcScan {
-  const ctx = new ScanContext(procfs);
-  const scan = emptyScan(procfs.bootTimeSec(), ctx.parseErrors);
-  const holders: number[] = [];
-  const stats = new Map<number, StatFields>();
-  const pids = procfs.pids();
-  ctx.prefetch(pids, NATIVE_THREADS, { links: true, signatures: false });
-
-  for (const pid of pids) {
-    try {
-      const stat = ctx.stat(pid);
-      if (stat === null) {
-        ctx.countParseError("stat");
-        continue;
-      }
-      stats.set(pid, stat);
-      const raws = readPtyFds(ctx, pid);
-      if (raws.length === 0) continue;
-      if (addPtyFds(ctx, scan, pid, raws) === GONE) {
-        scan.vanished++;
-        continue;
-      }
-      holders.push(pid);
-    } catch (err) {
-      if (isVanished(err)) scan.vanished++;
-      else if (isDenied(err)) scan.unreadablePids.push(pid);
-      else throw err;
-    }
-  }
-
-  const wanted = new Set<number>([...holders, ...(options.initPids ?? [])]);
-  for (const pid of wanted) {
-    const base = stats.get(pid);
-    if (!base) continue;
-    const info = readProcInfo(ctx, pid, base);
-    if (info) scan.processes.set(pid, info);
-    else if (info === null) scan.vanished++;
-  }
-  resolveInitDevpts(ctx, scan, options);
-  // The parent of every process, for joining descendants of an exec to its pty.
-  for (const [pid, base] of stats) scan.ppids.set(pid, base.ppid);
-  return scan;
+/** Reads every process and its pty fds, all of them (no budget). Processes that vanish mid-scan are counted, never raised. */
+export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ModalScan {
+  return new IncrementalScanner(procfs, { now: () => 0 }).pass(options, "full");
 }
 
 /** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
 export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: ScanOptions): void {
   for (const info of scan.processes.values()) {
-    const isInit = info.nsPids.length > 1 && info.nsPids.at(-1) === 1;
-    if (!isInit && !options.initPids?.includes(info.pid)) continue;
+    if (!isNamespaceInit(info) && !options.initPids?.includes(info.pid)) continue;
     const table = ctx.mountTable(info.pid);
     const dev = table && table !== GONE ? devptsAt(table, "/dev/pts") : null;
     if (dev) scan.initDevpts.set(info.pid, dev);
@@ -214,118 +178,92 @@ export function addPtyFds(ctx: ScanContext, scan: ProcScan, pid: number, raws: r
   }
   for (const [raw, ptyFd] of resolved) {
     scan.ptyFds.push(ptyFd);
-    if (raw.role === "slave") mergeTimes(scan, ptyFd.devptsDev, raw.index, raw.atimeMs, raw.mtimeMs);
+    if (raw.role === "slave") mergeTimes(scan.ttyTimes, ptyFd.devptsDev, raw.index, raw);
   }
   return undefined;
 }
 
 /** Every slave fd of one pty names the same devpts inode; several stats of it keep the latest times. */
-export function mergeTimes(scan: ProcScan, devptsDev: string, index: number, atimeMs: number, mtimeMs: number): void {
+export function mergeTimes(ttyTimes: ProcScan["ttyTimes"], devptsDev: string, index: number, times: TtyTimes): void {
   const key = ptyKey(devptsDev, index);
-  const known = scan.ttyTimes.get(key);
-  if (!known) scan.ttyTimes.set(key, { atimeMs, mtimeMs });
-  else if (known.atimeMs < atimeMs || known.mtimeMs < mtimeMs) {
-    scan.ttyTimes.set(key, { atimeMs: Math.max(atimeMs, known.atimeMs), mtimeMs: Math.max(mtimeMs, known.mtimeMs) });
+  const known = ttyTimes.get(key);
+  if (!known) ttyTimes.set(key, { atimeMs: times.atimeMs, mtimeMs: times.mtimeMs });
+  else if (known.atimeMs < times.atimeMs || known.mtimeMs < times.mtimeMs) {
+    ttyTimes.set(key, { atimeMs: Math.max(times.atimeMs, known.atimeMs), mtimeMs: Math.max(times.mtimeMs, known.mtimeMs) });
   }
 }
 
 export function resolvePtyFd(ctx: ScanContext, pid: number, raw: RawPtyFd): PtyFd | null | typeof GONE {
-  if (raw.role === "slave") return { pid, fd: raw.fd, role: "slave", devptsDev: raw.dev, index: raw.index };
+  const fdCount = raw.count > 1 ? { fdCount: raw.count } : {};
+  if (raw.role === "slave") return { pid, fd: raw.fd, role: "slave", devptsDev: raw.dev, index: raw.index, ...fdCount };
   const devptsDev = masterInstance(ctx, pid, raw.dev, raw.ino, raw.target);
   if (devptsDev === GONE) return GONE;
   if (devptsDev === null) {
     ctx.countParseError("master_instance");
     return null;
   }
-  return { pid, fd: raw.fd, role: "master", devptsDev, index: raw.index };
+  return { pid, fd: raw.fd, role: "master", devptsDev, index: raw.index, ...fdCount };
 }
 
-const NO_FDS: readonly RawPtyFd[] = Object.freeze([]);
 /**
- * Threads the native reader uses for a full pass. readlinkat relative to a directory fd scales
- * where full-path readlinks contend; more threads than this 2-cpu class of machine has gain nothing.
+ * Threads the native reader uses for a pass. readlinkat relative to a directory fd scales where
+ * full-path readlinks contend; more threads than this 2-cpu class of machine has gain nothing.
  */
 export const NATIVE_THREADS = 2;
-/** fd numbers as strings, made once: the probe below asks for the same few thousand names every pass. */
-const FD_NAMES: readonly string[] = Array.from({ length: 1024 }, (_, fd) => String(fd));
-/** Misses a probe tolerates before listing the directory: each costs a thrown ENOENT, dearer than a listing. */
-const PROBE_MISSES = 2;
 
 /**
- * The pty fds of one process. Throws ENOENT when the process is gone and EACCES when its fd table
- * is unreadable; an fd closed while being read is skipped. `knownCount`: fdCount(pid), when just read.
- *
- * Why probe: listing /proc/PID/fd costs the kernel about as much as reading every link, and fd
- * tables are dense (the kernel hands out the lowest free number). On Linux ≥ 6.2 the directory's
- * st_size is the number of open fds, so reading links 0, 1, 2… until that many answered skips the
- * listing. A sparse table (too many misses), an older kernel (size 0) or a count that moved while
- * probing (the process opened or closed fds meanwhile) falls back to the listing.
+ * The links of /proc/PID/fd that may be ptys, read by JS (the native reader's FdLink, without the
+ * stat and fdinfo it takes along: readPtyFd reads those). Throws ENOENT when the process is gone,
+ * EACCES when its fd table is unreadable; an fd closed while being read is skipped.
  */
-export function readPtyFds(ctx: ScanContext, pid: number, knownCount?: number | null): readonly RawPtyFd[] {
-  const links = ctx.nativeFdLinks(pid);
-  if (links !== null) {
-    if (links instanceof Error) throw links;
-    let found = NO_FDS;
-    for (const link of links) {
-      const raw = readPtyFd(ctx, pid, link.fd, link.target, link);
-      if (raw) found = found === NO_FDS ? [raw] : [...found, raw];
-    }
-    return found;
-  }
-  const { procfs } = ctx;
-  const count = knownCount === undefined ? procfs.fdCount(pid) : knownCount;
-  if (!count) return readListedFds(ctx, pid, 0, NO_FDS);
-  let found = NO_FDS;
-  let seen = 0;
-  let misses = 0;
-  let fd = 0;
-  while (seen < count) {
-    if (misses >= PROBE_MISSES) return readListedFds(ctx, pid, fd, found);
-    const name = FD_NAMES[fd] ?? String(fd);
-    fd++;
-    const target = procfs.fdLinkIfOpen(pid, name);
-    if (target === null) {
-      misses++;
-      continue;
-    }
-    seen++;
-    if (!mayBePty(target)) continue;
-    const raw = readPtyFd(ctx, pid, name, target);
-    if (raw) found = found === NO_FDS ? [raw] : [...found, raw];
-  }
-  if (procfs.fdCount(pid) !== count) return readListedFds(ctx, pid, 0, NO_FDS);
-  return found;
-}
-
-/** The listing way: readdir, then the links of fds numbered `from` and above, after those `found` below it. */
-function readListedFds(ctx: ScanContext, pid: number, from: number, found: readonly RawPtyFd[]): readonly RawPtyFd[] {
-  const { procfs } = ctx;
-  let result = found;
-  for (const name of procfs.fds(pid)) {
-    if (from > 0 && Number(name) < from) continue;
+export function readFdLinksJs(procfs: ProcFs, pid: number): FdLink[] {
+  const links: FdLink[] = [];
+  for (const fd of procfs.fds(pid)) {
     let target: string;
     try {
-      target = procfs.fdLink(pid, name);
+      target = procfs.fdLink(pid, fd);
     } catch (err) {
       if (isVanished(err)) continue; // fd closed between readdir and readlink
       throw err;
     }
-    if (!mayBePty(target)) continue;
-    const raw = readPtyFd(ctx, pid, name, target);
-    if (raw) result = result === NO_FDS ? [raw] : [...result, raw];
+    if (mayBePty(target)) links.push({ fd, target });
   }
-  return result;
+  return links;
+}
+
+/**
+ * The pty fds of one process, one entry per pty end held with the number of fds naming it: a process
+ * that dup's one pty slave to its nofile limit costs one entry, and time linear in its fds. Throws
+ * ENOENT when the process is gone and EACCES when its fd table is unreadable.
+ */
+export function readPtyFds(ctx: ScanContext, pid: number): readonly RawPtyFd[] {
+  const links = ctx.fdLinks(pid);
+  if (links instanceof Error) throw links;
+  const byFile = new Map<string, RawPtyFd>();
+  for (const link of links) {
+    const raw = readPtyFd(ctx, pid, link);
+    if (!raw) continue;
+    // Every master opened through one ptmx node shares its inode: a master is known by its index too.
+    const file = `${raw.dev}/${raw.ino}/${raw.role}/${raw.index}`;
+    const known = byFile.get(file);
+    if (!known) byFile.set(file, raw);
+    else {
+      known.count += raw.count;
+      known.fd = Math.min(known.fd, raw.fd); // the lowest, as the native reader (reading in fd order) keeps
+    }
+  }
+  return [...byFile.values()];
 }
 
 /**
  * stat (only for links that look like a pty) confirms it and says which one; null when not a pty or
- * closed meanwhile. `read`: what the native reader already read of this fd (its stat and fdinfo).
+ * closed meanwhile. The stat and fdinfo the native reader took along are used, else read now.
  */
-function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string, read?: Pick<FdLink, "stat" | "fdinfo">): RawPtyFd | null {
+function readPtyFd(ctx: ScanContext, pid: number, link: FdLink): RawPtyFd | null {
   const { procfs } = ctx;
   let st: LinkStat;
   try {
-    st = read?.stat ?? procfs.fdStat(pid, fd);
+    st = link.stat ?? procfs.fdStat(pid, link.fd);
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;
@@ -333,11 +271,11 @@ function readPtyFd(ctx: ScanContext, pid: number, fd: string, target: string, re
   if (!st.isCharacterDevice()) return null;
   const kind = classifyRdev(st.rdev);
   if (kind === null) return null;
-  const base = { fd: Number(fd), dev: formatDev(st.dev), ino: st.ino, target, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
+  const base = { fd: Number(link.fd), count: link.count ?? 1, dev: formatDev(st.dev), ino: st.ino, target: link.target, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
   if (kind.role === "slave") return { ...base, role: "slave", index: kind.index };
   let index: number | null;
   try {
-    index = read?.fdinfo !== undefined ? parseFdinfoTtyIndex(read.fdinfo) : procfs.fdinfoTtyIndex(pid, fd);
+    index = link.fdinfo !== undefined ? parseFdinfoTtyIndex(link.fdinfo) : procfs.fdinfoTtyIndex(pid, link.fd);
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;
@@ -365,7 +303,8 @@ function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number,
 
 /**
  * The rest of what a holder or init is known by (status, namespace, cmdline, cgroup). undefined
- * when malformed (counted), null when the process exited meanwhile.
+ * when malformed (counted), null when the process exited meanwhile. A command line longer than
+ * CMDLINE_MAX_BYTES is cut and ends in "…" (and cmdlineTruncated is set).
  */
 export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): ProcInfo | null | undefined {
   const { procfs } = ctx;
@@ -381,6 +320,8 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
     } catch (err) {
       if (isVanished(err)) throw err;
     }
+    const cmdline = procfs.cmdline(pid);
+    const args = cmdline.truncated ? [...cmdline.args.slice(0, -1), `${cmdline.args.at(-1) ?? ""}…`] : cmdline.args;
     return {
       pid,
       ppid: base.ppid,
@@ -389,7 +330,8 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
       ttyNr: base.ttyNr,
       startTicks: base.startTicks,
       comm: base.comm,
-      cmdline: procfs.cmdline(pid),
+      cmdline: args,
+      ...(cmdline.truncated ? { cmdlineTruncated: true } : {}),
       uid: status.uid,
       pidNs,
       nsPids: status.nsPids,
@@ -398,5 +340,246 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;
+  }
+}
+
+/**
+ * The fd count and the signature made of it and every thread's schedstat (see IncrementalScanner),
+ * read by JS; signature null when schedstat is missing. The native reader makes the same text
+ * (read_signature in native/ptyscan.c), so either may serve any process.
+ */
+export function readFdSignature(procfs: ProcFs, pid: number, statText: string): { count: number | null; signature: string | null } {
+  const count = procfs.fdCount(pid);
+  const threads = parseStatThreads(statText);
+  try {
+    if (threads === 1) return { count, signature: `${count}|${procfs.schedstat(pid)}` };
+    let signature = `${count}`;
+    for (const tid of procfs.tasks(pid)) {
+      try {
+        signature += `|${tid}:${procfs.taskSchedstat(pid, tid)}`;
+      } catch (err) {
+        if (!isVanished(err)) throw err; // a thread that exited: its absence changes the signature anyway
+      }
+    }
+    return { count, signature };
+  } catch (err) {
+    // No schedstat (a kernel without CONFIG_SCHED_INFO, or a fixture tree): nothing to compare, so always re-read.
+    if (isVanished(err)) return { count, signature: null };
+    throw err;
+  }
+}
+
+export interface IncrementalScannerOptions {
+  /** A full pass at least this often, whatever else says (scan() only). Default 60 s. */
+  fullRescanEveryMs?: number;
+  /** Wall clock, for the rescan policy. */
+  now: () => number;
+  /** Monotonic clock (ms) for the pass budget; performance.now by default. */
+  clock?: () => number;
+  /** Only pids with pid % count === index: the worker pool splits /proc between its threads this way. */
+  partition?: { index: number; count: number };
+}
+
+/** Processes read per native batch: small enough to stop near the budget, large enough to keep its threads busy. */
+const BATCH_PIDS = 256;
+
+/** What the scanner remembers of a process between passes. */
+interface Tracked {
+  startTicks: number;
+  ppid: number;
+  /** What moves whenever the fd table can have changed; null when unreadable (then re-read every pass). */
+  signature: string | null;
+  raws: readonly RawPtyFd[];
+  /** Parse problems met reading the fds: counted again on every pass that reuses them, as a full pass would. */
+  parseErrors: readonly string[];
+  /** Read in full when the process holds a pty or is a container init. */
+  info: ProcInfo | null;
+  /** Numbers of the pass that last read its fds, and of the last that saw it. */
+  readIn: number;
+  seenIn: number;
+}
+
+/**
+ * The one pass over /proc (scanProc is a full one of these). It keeps what it learnt of every
+ * process and, on an incremental pass, re-reads the fds of a process only when it is new (pid
+ * unseen or start time changed) or its signature moved.
+ *
+ * The signature is the fd count (st_size of /proc/PID/fd, Linux ≥ 6.2) and /proc/PID/schedstat
+ * of every thread. An fd table only changes through its own threads, which must have run to do
+ * so, and a thread that ran has a different schedstat (time on cpu, times scheduled in). The
+ * count alone would miss a close followed by an open. What the signature cannot see — a
+ * process sharing another's fd table without being its thread (clone(CLONE_FILES), very rare) —
+ * the periodic full pass catches.
+ *
+ * Known holders are confirmed every pass by a stat of each pty file they hold, which also gives
+ * fresh tty times. Everything read from /proc/PID/stat (ppid, session, comm, controlling tty) and
+ * the cgroup of holders, which other processes can change, is read on every pass.
+ *
+ * A pass given a budget stops reading when it is spent: the processes it did not reach keep what
+ * the last pass learnt of them (new ones wait), the result says how many (`cut`), and the next pass
+ * starts where this one stopped, so a host too big for one budget is still read in full over a few.
+ */
+export class IncrementalScanner {
+  private readonly tracked = new Map<number, Tracked>();
+  private passes = 0;
+  private readonly policy: RescanPolicy;
+  /** The last pid a cut pass read: the next pass starts after it. */
+  private resumeAfter: number | null = null;
+
+  constructor(
+    private readonly procfs: ProcFs,
+    private readonly options: IncrementalScannerOptions,
+  ) {
+    this.policy = new RescanPolicy(options.fullRescanEveryMs ?? DEFAULT_FULL_RESCAN_EVERY_MS);
+  }
+
+  /** A pass chosen by the rescan policy (scanWithPolicy); `ptyAllocated` is the kernel's pty.nr, read just before. */
+  scan(options: ScanOptions & { ptyAllocated: number }, budgetMs = Infinity): Promise<ModalScan> {
+    return scanWithPolicy(this.policy, this.options.now(), options.ptyAllocated, (mode) => this.pass(options, mode, budgetMs));
+  }
+
+  /** One pass in the given mode, with no decision of its own: a pool decides for all its partitions together. */
+  pass(options: ScanOptions, mode: ScanMode, budgetMs = Infinity): ModalScan {
+    const { procfs } = this;
+    const clock = this.options.clock ?? (() => performance.now());
+    const startedAt = clock();
+    const ctx = new ScanContext(procfs);
+    const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), mode };
+    const passNo = ++this.passes;
+    const inits = new Set(options.initPids ?? []);
+    // Holders and inits, with their stat fields: the processes read in full below.
+    const wanted = new Map<number, StatFields | null>();
+    const pids = this.ordered(procfs.pids());
+
+    let reached = 0;
+    while (reached < pids.length && clock() - startedAt < budgetMs) {
+      // The native reader batches stat and signature across its threads, and on a full pass the links too.
+      const batch = pids.slice(reached, reached + BATCH_PIDS);
+      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: true });
+      for (const pid of batch) {
+        if (clock() - startedAt >= budgetMs) break;
+        reached++;
+        this.readOne(ctx, scan, pid, mode, passNo, inits, wanted);
+      }
+    }
+    if (reached < pids.length) {
+      for (const pid of pids.slice(reached)) this.carry(ctx, scan, pid, passNo, wanted);
+      scan.cut = { unread: pids.length - reached };
+      this.resumeAfter = pids[reached - 1] ?? this.resumeAfter;
+    } else this.resumeAfter = null;
+    // Processes not seen this pass have exited (or left this partition's view).
+    for (const [pid, entry] of this.tracked) if (entry.seenIn !== passNo) this.tracked.delete(pid);
+
+    for (const [pid, base] of wanted) {
+      const entry = this.tracked.get(pid);
+      if (!entry) continue;
+      if (base === null) {
+        if (entry.info) scan.processes.set(pid, entry.info); // carried: as the last pass read it
+        continue;
+      }
+      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base) : this.refreshInfo(pid, entry.info, base);
+      entry.info = info ?? null;
+      if (info) scan.processes.set(pid, info);
+      else if (info === null) scan.vanished++;
+    }
+    resolveInitDevpts(ctx, scan, options);
+    return scan;
+  }
+
+  /** Drops everything learnt: the next incremental pass reads every process. */
+  forget(): void {
+    this.tracked.clear();
+    this.policy.forget();
+    this.resumeAfter = null;
+  }
+
+  /** This partition's pids, from the one after where a cut pass stopped. */
+  private ordered(all: readonly number[]): number[] {
+    const part = this.options.partition;
+    // Ascending, as /proc lists them, so "after the last pid read" means the same on every pass.
+    const pids = (part ? all.filter((pid) => pid % part.count === part.index) : [...all]).sort((a, b) => a - b);
+    if (this.resumeAfter === null) return pids;
+    const after = this.resumeAfter;
+    const start = pids.findIndex((pid) => pid > after);
+    return start <= 0 ? pids : [...pids.slice(start), ...pids.slice(0, start)];
+  }
+
+  private readOne(ctx: ScanContext, scan: ModalScan, pid: number, mode: ScanMode, passNo: number, inits: Set<number>, wanted: Map<number, StatFields | null>): void {
+    try {
+      const text = ctx.statText(pid);
+      const stat = parseStat(text);
+      if (stat === null) {
+        ctx.countParseError("stat");
+        return;
+      }
+      scan.ppids.set(pid, stat.ppid);
+      // Read before the fds, so a change made while they are read shows on the next pass.
+      const { signature } = ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text);
+      const prev = this.tracked.get(pid);
+      let entry: Tracked | null = null;
+      if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
+        entry = this.confirm(pid, prev);
+      }
+      if (entry === null) {
+        const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
+        entry = { startTicks: stat.startTicks, ppid: stat.ppid, signature, raws, parseErrors, info: null, readIn: passNo, seenIn: passNo };
+      }
+      if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) {
+        scan.vanished++; // exited since its fds were read; forgotten below
+        return;
+      }
+      entry.seenIn = passNo;
+      entry.ppid = stat.ppid;
+      if (entry !== prev) this.tracked.set(pid, entry);
+      for (const kind of entry.parseErrors) ctx.countParseError(kind);
+      if (entry.raws.length > 0 || inits.has(pid)) wanted.set(pid, stat);
+    } catch (err) {
+      if (isVanished(err)) scan.vanished++;
+      else if (isDenied(err)) scan.unreadablePids.push(pid);
+      else throw err;
+    }
+  }
+
+  /** A process the pass had no budget left for: what the last pass learnt of it, unread (unknown ones wait for the next pass). */
+  private carry(ctx: ScanContext, scan: ModalScan, pid: number, passNo: number, wanted: Map<number, StatFields | null>): void {
+    const entry = this.tracked.get(pid);
+    if (!entry) return;
+    entry.seenIn = passNo;
+    scan.ppids.set(pid, entry.ppid);
+    if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) return; // its mount namespace is gone: it exited
+    for (const kind of entry.parseErrors) ctx.countParseError(kind);
+    if (entry.info) wanted.set(pid, null);
+  }
+
+  /** Stats every known pty file: still the same file → fresh times; otherwise null, and the process is read again. */
+  private confirm(pid: number, prev: Tracked): Tracked | null {
+    if (prev.raws.length === 0) return prev;
+    const raws: RawPtyFd[] = [];
+    for (const raw of prev.raws) {
+      let st;
+      try {
+        st = this.procfs.fdStat(pid, String(raw.fd));
+      } catch (err) {
+        if (isVanished(err)) return null;
+        throw err;
+      }
+      const kind = classifyRdev(st.rdev);
+      const same = kind !== null && kind.role === raw.role && (kind.role === "master" || kind.index === raw.index) && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
+      if (!same) return null;
+      raws.push({ ...raw, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
+    }
+    return { ...prev, raws };
+  }
+
+  /** A holder that did not run: what others can change about it is read again (stat fields, cgroup). */
+  private refreshInfo(pid: number, info: ProcInfo, base: StatFields): ProcInfo | null {
+    let containerId: string | null;
+    try {
+      containerId = this.procfs.cgroupContainerId(pid);
+    } catch (err) {
+      if (isVanished(err)) return null;
+      throw err;
+    }
+    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId };
   }
 }

@@ -2,11 +2,24 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
-import type { ProcScan } from "../domain/types.js";
+import { ptyKey, type ProcScan } from "../domain/types.js";
 import { PtyreaperError } from "../errors.js";
-import { IncrementalScanner, RescanPolicy, distinctPtys, DEFAULT_FULL_RESCAN_EVERY_MS, type ModalScan, type ScanMode } from "./incremental.js";
+import { RescanPolicy, scanWithPolicy, DEFAULT_FULL_RESCAN_EVERY_MS, type ModalScan, type ScanMode } from "./incremental.js";
 import { ProcFs } from "./procfs.js";
-import type { ScanOptions } from "./scan.js";
+import { IncrementalScanner, mergeTimes, type ScanOptions } from "./scan.js";
+
+/**
+ * What one pass may spend reading processes before it stops and reports what it has (see
+ * IncrementalScanner): a cycle completes whatever a container does to its fd tables or argv.
+ */
+export const DEFAULT_PASS_BUDGET_MS = 2_000;
+/**
+ * A pass not answered by then is abandoned and its thread replaced: the budget bounds the reads
+ * between processes, this bounds one read that never returns. Under systemd's 60 s watchdog.
+ */
+export const DEFAULT_PASS_DEADLINE_MS = 20_000;
+/** How long close() waits for a thread to end; one blocked in a /proc read does not. */
+const TERMINATE_WAIT_MS = 500;
 
 export interface ScanWorkerOptions {
   procRoot: string;
@@ -20,6 +33,10 @@ export interface ScanWorkerOptions {
    */
   threads?: number;
   now?: () => number;
+  /** Default DEFAULT_PASS_BUDGET_MS. */
+  passBudgetMs?: number;
+  /** Default DEFAULT_PASS_DEADLINE_MS. */
+  passDeadlineMs?: number;
   /**
    * The worker script. Default: this module, compiled. Under vitest this module is TypeScript,
    * which a worker thread cannot load, so the default is then the build's copy in dist/ (npm run
@@ -42,6 +59,7 @@ interface PassRequest {
   id: number;
   mode: ScanMode;
   initPids: number[];
+  budgetMs: number;
 }
 
 type PassReply = { id: number; ok: true; scan: ModalScan } | { id: number; ok: false; error: { message: string; code?: string; stack?: string } };
@@ -56,6 +74,8 @@ interface ThreadData {
 class ScanThread {
   readonly worker: Worker;
   dead: Error | null = null;
+  /** The thread has ended (a terminate() that never ends means it is blocked in the kernel). */
+  exited = false;
   private readonly pending = new Map<number, { resolve: (scan: ModalScan) => void; reject: (err: Error) => void }>();
   private nextId = 1;
 
@@ -80,27 +100,62 @@ class ScanThread {
     };
     this.worker.on("error", (err) => fail(err.message, err));
     this.worker.on("messageerror", (err) => fail(`unreadable reply (${err.message})`, err));
-    this.worker.on("exit", (code) => fail(`exit code ${code}`));
+    this.worker.on("exit", (code) => {
+      this.exited = true;
+      fail(`exit code ${code}`);
+    });
+    this.fail = fail;
   }
 
-  pass(mode: ScanMode, options: ScanOptions): Promise<ModalScan> {
+  private readonly fail: (reason: string, cause?: unknown) => void;
+
+  /** A pass not answered within `deadlineMs` fails, and the thread is terminated (the next scan starts another). */
+  pass(mode: ScanMode, options: ScanOptions, budgetMs: number, deadlineMs: number): Promise<ModalScan> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
+    let timer: NodeJS.Timeout | undefined;
     return new Promise<ModalScan>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.worker.ref(); // keep the process alive while a pass is owed
-      const request: PassRequest = { id, mode, initPids: [...(options.initPids ?? [])] };
+      timer = setTimeout(() => {
+        this.fail(`pass took longer than its ${deadlineMs} ms deadline`);
+        void this.stop(0);
+      }, deadlineMs);
+      const request: PassRequest = { id, mode, initPids: [...(options.initPids ?? [])], budgetMs };
       this.worker.postMessage(request);
     }).finally(() => {
+      clearTimeout(timer);
       if (this.pending.size === 0) this.worker.unref();
     });
+  }
+
+  /**
+   * Fails what is owed and terminates the thread; true when it ended within `waitMs`. A thread
+   * blocked in a read cannot end until the read returns: it is left unreferenced, not waited for.
+   */
+  async stop(waitMs: number): Promise<boolean> {
+    this.fail("stopped");
+    this.worker.unref();
+    if (this.exited) return true;
+    const ended = this.worker.terminate().then(() => true, () => true);
+    let timer: NodeJS.Timeout | undefined;
+    // Not unref'd: with nothing else left to do, Node would start exiting and wait on the thread forever.
+    const waited = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(this.exited), waitMs);
+    });
+    try {
+      return await Promise.race([ended, waited]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
 /**
  * The daemon's scanner: an IncrementalScanner per thread, each over its share of the pids, and
- * here the decision every pass needs across all of them (full on a timer, on a restarted thread,
- * or when the ptys found stop matching pty.nr). Scans never overlap: a call waits for the last.
+ * here the rescan decision (scanWithPolicy) across all of them, forgotten when a thread restarts.
+ * Scans never overlap: a call waits for the last. A pass past its deadline fails and its thread
+ * is replaced; close() never waits for a pass.
  */
 export class ScanWorker {
   private threads: (ScanThread | null)[];
@@ -108,6 +163,8 @@ export class ScanWorker {
   private readonly url: URL;
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** Every thread started, until it has ended: one blocked in the kernel stays here. */
+  private readonly started = new Set<ScanThread>();
 
   constructor(private readonly options: ScanWorkerOptions) {
     const count = Math.max(1, Math.floor(options.threads ?? 1));
@@ -128,25 +185,25 @@ export class ScanWorker {
     this.policy.forget();
   }
 
+  /** Fails a scan in progress and ends the threads, waiting for none longer than TERMINATE_WAIT_MS. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.queue;
-    const threads = this.threads;
-    this.threads = threads.map(() => null);
-    await Promise.all(threads.map((thread) => (thread ? thread.worker.terminate() : Promise.resolve(0))));
+    this.threads = this.threads.map(() => null);
+    await Promise.all([...this.started].map((thread) => thread.stop(TERMINATE_WAIT_MS)));
+  }
+
+  /**
+   * Threads that have not ended, after close(): blocked in a /proc read. Node joins worker threads
+   * on exit, so the entry file must then end the process without joining (exitWithoutJoining).
+   */
+  get stuckThreads(): number {
+    return [...this.started].filter((thread) => !thread.exited).length;
   }
 
   private async scanNow(options: ScanOptions & { ptyAllocated: number }): Promise<ModalScan> {
     if (this.closed) throw new PtyreaperError("PTYR_SCAN_WORKER", "scan worker closed");
     if (this.startThreads()) this.policy.forget(); // a new thread knows nothing yet: every share must be read in full
-    const now = (this.options.now ?? Date.now)();
-    if (!this.policy.dueFull(now)) {
-      const result = await this.passAll("incremental", options);
-      if (!this.policy.disagrees(distinctPtys(result), options.ptyAllocated)) return result;
-    }
-    const result = await this.passAll("full", options);
-    this.policy.recordFull(now, distinctPtys(result), options.ptyAllocated);
-    return result;
+    return scanWithPolicy(this.policy, (this.options.now ?? Date.now)(), options.ptyAllocated, (mode) => this.passAll(mode, options));
   }
 
   /** Starts missing or crashed threads; true when any was (re)started. */
@@ -157,14 +214,19 @@ export class ScanWorker {
       if (thread && !thread.dead) return thread;
       started = true;
       const data: ThreadData = { ptyreaperScanWorker: true, procRoot: this.options.procRoot, partition: count > 1 ? { index, count } : null };
-      return new ScanThread(this.url, data, count > 1 ? `scan worker ${index + 1}/${count}` : "scan worker");
+      const made = new ScanThread(this.url, data, count > 1 ? `scan worker ${index + 1}/${count}` : "scan worker");
+      this.started.add(made);
+      made.worker.once("exit", () => this.started.delete(made));
+      return made;
     });
     return started;
   }
 
   private async passAll(mode: ScanMode, options: ScanOptions): Promise<ModalScan> {
     try {
-      const parts = await Promise.all(this.threads.map((thread) => (thread ? thread.pass(mode, options) : Promise.reject(new Error("no thread")))));
+      const budgetMs = this.options.passBudgetMs ?? DEFAULT_PASS_BUDGET_MS;
+      const deadlineMs = this.options.passDeadlineMs ?? DEFAULT_PASS_DEADLINE_MS;
+      const parts = await Promise.all(this.threads.map((thread) => (thread ? thread.pass(mode, options, budgetMs, deadlineMs) : Promise.reject(new Error("no thread")))));
       return { ...mergeScans(parts), mode };
     } catch (err) {
       this.policy.forget(); // a thread that failed a pass starts over: the next pass is full
@@ -188,19 +250,21 @@ export function mergeScans(parts: readonly ProcScan[]): ProcScan {
     vanished: first.vanished,
     parseErrors: { ...first.parseErrors },
     bootTimeSec: first.bootTimeSec,
+    ...(first.cut ? { cut: { ...first.cut } } : {}),
   };
   for (const part of rest) {
     for (const [pid, info] of part.processes) merged.processes.set(pid, info);
     for (const [pid, ppid] of part.ppids) merged.ppids.set(pid, ppid);
     merged.ptyFds.push(...part.ptyFds);
-    for (const [key, times] of part.ttyTimes) {
-      const known = merged.ttyTimes.get(key);
-      merged.ttyTimes.set(key, known ? { atimeMs: Math.max(known.atimeMs, times.atimeMs), mtimeMs: Math.max(known.mtimeMs, times.mtimeMs) } : times);
+    for (const fd of part.ptyFds) {
+      const times = fd.role === "slave" ? part.ttyTimes.get(ptyKey(fd.devptsDev, fd.index)) : undefined;
+      if (times) mergeTimes(merged.ttyTimes, fd.devptsDev, fd.index, times);
     }
     for (const [pid, dev] of part.initDevpts) merged.initDevpts.set(pid, dev);
     merged.unreadablePids.push(...part.unreadablePids);
     merged.vanished += part.vanished;
     for (const [kind, count] of Object.entries(part.parseErrors)) merged.parseErrors[kind] = (merged.parseErrors[kind] ?? 0) + count;
+    if (part.cut) merged.cut = { unread: (merged.cut?.unread ?? 0) + part.cut.unread };
   }
   return merged;
 }
@@ -223,7 +287,7 @@ function serveScans(data: ThreadData): void {
   port.on("message", (request: PassRequest) => {
     let reply: PassReply;
     try {
-      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids }, request.mode) };
+      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids }, request.mode, request.budgetMs) };
     } catch (err) {
       const error = err as Error & { code?: string };
       // A pass that failed half-way may have left partial state: the next one starts over.

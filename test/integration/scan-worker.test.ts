@@ -1,5 +1,6 @@
 // ScanWorker on the real kernel: worker threads running the built scanner over a load of real processes, and what happens when a thread dies.
-import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, existsSync, mkdtempSync, openSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +11,7 @@ import { PtyreaperError } from "../../src/errors.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
+import { waitFor } from "./harness/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -141,6 +143,39 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
     await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("pass failed: EIO") as string });
     expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
     expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("incremental");
+  });
+
+  it("abandons a pass past its deadline, replaces the thread (next pass full), and close() does not wait for the blocked one", async () => {
+    // A stand-in thread: the first one blocks in read(2) on a FIFO nobody writes; later ones answer.
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-deadline-"));
+    const fifo = join(dir, "fifo");
+    execFileSync("mkfifo", [fifo]);
+    const blocked = JSON.stringify(join(dir, "blocked"));
+    const source = `
+      import { existsSync, readFileSync, writeFileSync } from "node:fs";
+      import { parentPort } from "node:worker_threads";
+      parentPort.on("message", (request) => {
+        if (!existsSync(${blocked})) { writeFileSync(${blocked}, ""); readFileSync(${JSON.stringify(fifo)}); }
+        const scan = { processes: new Map(), ppids: new Map([[7, 1]]), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
+          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
+        parentPort.postMessage({ id: request.id, ok: true, scan });
+      });`;
+    const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, passDeadlineMs: 500, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
+    let writer: number | null = null;
+    try {
+      await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("500 ms deadline") as string });
+      const next = await worker.scan({ ptyAllocated: 0 });
+      expect(next.mode).toBe("full");
+      expect(next.ppids.get(7)).toBe(1);
+      expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("incremental");
+      await worker.close(); // resolves although one thread is still in read(2)
+      expect(worker.stuckThreads).toBe(1);
+    } finally {
+      writer = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK); // the reader is there: this cannot fail with ENXIO
+      closeSync(writer); // EOF: the blocked thread returns and ends
+      await waitFor(() => worker.stuckThreads === 0, 10_000, "the released thread to end");
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("refuses to scan after close()", async () => {

@@ -78,6 +78,8 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_reap_failures_total",
         "ptyreaper_reaped_sessions_total",
         "ptyreaper_runtime_enabled",
+        "ptyreaper_scan_info",
+        "ptyreaper_scan_passes_cut_total",
         "ptyreaper_would_reap_sessions_total",
       ].sort(),
     );
@@ -299,6 +301,17 @@ describe("PtyreaperMetrics", () => {
     expect(s.get("stage=docker")).toBe(0);
     expect(s.get("stage=scan")).toBe(1);
     expect(s.get("stage=reap")).toBe(0);
+  });
+
+  it("labels the scan reader in use, one series, and counts cut passes", async () => {
+    const m = metrics();
+    m.setScanReader("js", "PTYREAPER_NATIVE_SCAN=0");
+    m.setScanReader("native", "addon loaded");
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["reader=native,reason=addon loaded", 1]]);
+    expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(0);
+    m.scanPassCut();
+    m.scanPassCut();
+    expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(2);
   });
 
   it("follows Docker up and down", async () => {

@@ -1,12 +1,12 @@
 // ProcFs and scanProc over committed fixture trees: cases a live kernel will not produce on demand.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync, type Stats } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, type Stats } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../../src/domain/types.js";
 import { PtyreaperError } from "../../../src/errors.js";
-import { ProcFs } from "../../../src/procfs/procfs.js";
+import { CMDLINE_MAX_BYTES, ENVIRON_MAX_BYTES, ProcFs } from "../../../src/procfs/procfs.js";
 import { scanProc } from "../../../src/procfs/scan.js";
 
 const FIXTURES = fileURLToPath(new URL("../../fixtures/proc/", import.meta.url));
@@ -126,7 +126,7 @@ function mixedHost(races: ConstructorParameters<typeof FixtureProcFs>[2] = {}): 
 /** pty key → sorted "role pid/fd" strings, to compare holders regardless of readdir order. */
 function holdersByKey(scan: ProcScan): Record<string, string[]> {
   const byKey: Record<string, string[]> = {};
-  for (const fd of scan.ptyFds) (byKey[ptyKey(fd.devptsDev, fd.index)] ??= []).push(`${fd.role} ${fd.pid}/${fd.fd}`);
+  for (const fd of scan.ptyFds) (byKey[ptyKey(fd.devptsDev, fd.index)] ??= []).push(`${fd.role} ${fd.pid}/${fd.fd}${fd.fdCount ? ` ×${fd.fdCount}` : ""}`);
   for (const list of Object.values(byKey)) list.sort();
   return byKey;
 }
@@ -179,14 +179,58 @@ describe("ProcFs readers over mixed-host", () => {
     try {
       mkdirSync(join(root, "7"));
       writeFileSync(join(root, "7", "cmdline"), Buffer.concat([Buffer.from("vim\0résumé — 日本.txt\0", "utf8"), Buffer.from([0x66, 0xff, 0x00])]));
-      expect(new ProcFs(root, { native: null }).cmdline(7)).toEqual(["vim", "résumé — 日本.txt", "f\ufffd"]);
+      expect(new ProcFs(root, { native: null }).cmdline(7)).toEqual({ args: ["vim", "résumé — 日本.txt", "f\ufffd"], truncated: false });
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("reads at most CMDLINE_MAX_BYTES of a command line and ENVIRON_MAX_BYTES of an environment, and says so", () => {
+    const root = mkdtempSync(join(tmpdir(), "ptyr-long-"));
+    try {
+      mkdirSync(join(root, "7"));
+      const huge = "x".repeat(8 * 1024 * 1024);
+      writeFileSync(join(root, "7", "cmdline"), `sh\0-c\0${huge}\0`);
+      writeFileSync(join(root, "7", "environ"), `A=1\0BIG=${huge}\0PTYREAPER_EXEMPT=1\0`);
+      const procfs = new ProcFs(root, { native: null });
+      const { args, truncated } = procfs.cmdline(7);
+      expect(truncated).toBe(true);
+      expect(args.slice(0, 2)).toEqual(["sh", "-c"]);
+      expect(args.join("\0").length).toBe(CMDLINE_MAX_BYTES);
+      // The variable cut at the limit is left out, not shown in part.
+      expect(procfs.environ(7)).toEqual(["A=1"]);
+      writeFileSync(join(root, "7", "environ"), `A=1\0${"B".repeat(ENVIRON_MAX_BYTES - 5)}\0C=3\0`);
+      expect(procfs.environ(7)).toEqual(["A=1", "B".repeat(ENVIRON_MAX_BYTES - 5)]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it("marks a cut command line in the scan: cmdlineTruncated, and \"…\" at its end", () => {
+    const root = mkdtempSync(join(tmpdir(), "ptyr-long-scan-"));
+    try {
+      const fixture = new ProcFs(MIXED_HOST);
+      mkdirSync(join(root, "sys"));
+      writeFileSync(join(root, "stat"), "btime 1700000000\n");
+      mkdirSync(join(root, "7", "ns"), { recursive: true });
+      mkdirSync(join(root, "7", "fd"));
+      writeFileSync(join(root, "7", "stat"), fixture.statText(101).replace(/^101 /, "7 "));
+      writeFileSync(join(root, "7", "status"), "Uid:\t0\t0\t0\t0\nPid:\t7\nNSpid:\t7\t1\n");
+      writeFileSync(join(root, "7", "cgroup"), "0::/\n");
+      symlinkSync("pid:[4026532300]", join(root, "7", "ns", "pid"));
+      writeFileSync(join(root, "7", "cmdline"), `sh\0${"y".repeat(10_000)}\0`);
+      const scan = scanProc(new ProcFs(root), { initPids: [7] });
+      const info = scan.processes.get(7);
+      expect(info?.cmdlineTruncated).toBe(true);
+      expect(info?.cmdline[0]).toBe("sh");
+      expect(info?.cmdline[1]).toMatch(/^y+…$/);
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
   });
 
   it("reads cmdline, environ and namespace links", () => {
-    expect(procfs.cmdline(201)).toEqual(["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", ID_A]);
+    expect(procfs.cmdline(201).args).toEqual(["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", ID_A]);
     expect(procfs.environ(202)).toContain("TERM=xterm");
     expect(procfs.namespace(202, "pid")).toBe("4026532300");
     expect(procfs.namespace(101, "mnt")).toBe("4026531841");
@@ -219,19 +263,19 @@ describe("ProcFs readers over mixed-host", () => {
 });
 
 describe("scanProc over mixed-host", () => {
-  it("finds every pty fd with its holder, keyed by devpts instance and index", () => {
+  it("finds every pty fd with its holder, keyed by devpts instance and index, one entry per holder and file with its fd count", () => {
     const scan = scanProc(mixedHost());
     expect(holdersByKey(scan)).toEqual({
       // host pts/0: master through devtmpfs /dev/ptmx, mapped to the devpts at /dev/pts beside it
-      "0:24:0": ["master 100/5", "slave 101/0", "slave 101/1", "slave 101/2", "slave 101/255"],
+      "0:24:0": ["master 100/5", "slave 101/0 ×4"],
       // host pts/1: fd 8 closed before stat, fd 9 before readlink; fd 0 remains
       "0:24:1": ["slave 501/0"],
       "0:24:2": ["slave 700/0"],
       // container A (0:44): the shim's masters came from another mount namespace (ptmx inode 2)
-      "0:44:0": ["master 201/12", "slave 200/0", "slave 200/1", "slave 200/2"],
-      "0:44:1": ["master 201/28", "slave 202/0", "slave 202/1", "slave 202/2"],
+      "0:44:0": ["master 201/12", "slave 200/0 ×3"],
+      "0:44:1": ["master 201/28", "slave 202/0 ×3"],
       // container B (0:45): the same index 0 as the host's and container A's, a different pty
-      "0:45:0": ["slave 600/0", "slave 600/1"],
+      "0:45:0": ["slave 600/0 ×2"],
     });
   });
 
@@ -264,9 +308,9 @@ describe("scanProc over mixed-host", () => {
     expect(scan.processes.get(1)).toMatchObject({ comm: "init", nsPids: [1] });
   });
 
-  it("keeps the newest input and output time of each slave across its fds", () => {
+  it("takes a slave's times from one stat per holder: its fds name one inode", () => {
     const scan = scanProc(mixedHost());
-    expect(scan.ttyTimes.get("0:24:0")).toEqual({ atimeMs: 5_000, mtimeMs: 7_000 });
+    expect(scan.ttyTimes.get("0:24:0")).toEqual({ atimeMs: 5_000, mtimeMs: 6_000 }); // fd 0's
     expect(scan.ttyTimes.get("0:44:1")).toEqual({ atimeMs: 9_000, mtimeMs: 9_500 });
     expect(scan.ttyTimes.has("0:24:5")).toBe(false); // fd 9's link vanished: never stat'ed
   });

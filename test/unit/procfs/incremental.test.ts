@@ -2,10 +2,10 @@
 import type { Stats } from "node:fs";
 import { beforeEach, describe, expect, it } from "vitest";
 import { scanDigest } from "../../../bench/compare.js";
-import { IncrementalScanner, RescanPolicy, distinctPtys } from "../../../src/procfs/incremental.js";
+import { RescanPolicy, distinctPtys, type ModalScan } from "../../../src/procfs/incremental.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import { parseStat, type MountinfoEntry, type StatFields } from "../../../src/procfs/parse.js";
-import { scanProc } from "../../../src/procfs/scan.js";
+import { IncrementalScanner, scanProc } from "../../../src/procfs/scan.js";
 import { mergeScans } from "../../../src/procfs/worker.js";
 
 /** new_encode_dev(), as st_dev / st_rdev carry it. */
@@ -189,8 +189,8 @@ class FakeProcFs extends ProcFs {
     if (proc.exiting) throw errno("ENOENT", `${this.root}/${pid}/ns/${kind}`);
     return kind === "mnt" ? proc.mntNs : proc.nsPids.length > 1 ? "4026532300" : "4026531836";
   }
-  override cmdline(pid: number): string[] {
-    return [this.get(pid).comm];
+  override cmdline(pid: number): { args: string[]; truncated: boolean } {
+    return { args: [this.get(pid).comm], truncated: false };
   }
   override cgroupContainerId(pid: number): string | null {
     return this.get(pid).cgroup;
@@ -225,7 +225,7 @@ describe("IncrementalScanner", () => {
   let clock: number;
   let scanner: IncrementalScanner;
   const scan = (ptyAllocated = allocated(procfs)) => scanner.scan({ ptyAllocated, initPids: [21] });
-  const expectEqualsFull = (result: ReturnType<typeof scan>): void => {
+  const expectEqualsFull = (result: ModalScan): void => {
     expect(scanDigest(result)).toEqual(scanDigest(procfs.quietly(() => scanProc(procfs, { initPids: [21] }))));
   };
 
@@ -235,30 +235,30 @@ describe("IncrementalScanner", () => {
     scanner = new IncrementalScanner(procfs, { now: () => clock, fullRescanEveryMs: 60_000 });
   });
 
-  it("starts with a full pass equal to scanProc", () => {
-    const result = scan();
+  it("starts with a full pass equal to scanProc", async () => {
+    const result = await scan();
     expect(result.mode).toBe("full");
     expect(distinctPtys(result)).toBe(3);
     expectEqualsFull(result);
   });
 
-  it("reads no fd table again when nothing ran, and still equals scanProc", () => {
-    scan();
+  it("reads no fd table again when nothing ran, and still equals scanProc", async () => {
+    await scan();
     procfs.resetReads();
     clock = 10_000;
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect([...procfs.tableReads.values()].reduce((a, b) => a + b, 0)).toBe(0);
     expectEqualsFull(result);
   });
 
-  it("reads a new process, and forgets one that exited", () => {
-    scan();
+  it("reads a new process, and forgets one that exited", async () => {
+    await scan();
     procfs.add(30, { comm: "script", fds: new Map([[5, masterFd(HOST_PTS, 3)]]) });
     procfs.add(31, { comm: "sh", ppid: 30, fds: new Map([[0, slaveFd(HOST_PTS, 3)]]) });
     procfs.procs.delete(22);
     procfs.resetReads();
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect(procfs.readsOf(30)).toBeGreaterThan(0);
     expect(procfs.readsOf(100)).toBe(0);
@@ -267,104 +267,106 @@ describe("IncrementalScanner", () => {
     expectEqualsFull(result);
   });
 
-  it("re-reads a process that ran, even when its fd count did not move (close then open)", () => {
-    scan();
+  it("re-reads a process that ran, even when its fd count did not move (close then open)", async () => {
+    await scan();
     const sleeper = procfs.procs.get(100);
     sleeper?.fds.set(2, slaveFd(HOST_PTS, 0)); // /dev/null on fd 2 replaced by the login's pty
     procfs.run(100);
     procfs.resetReads();
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect(procfs.readsOf(100)).toBeGreaterThan(0);
     expect(result.ptyFds).toContainEqual({ pid: 100, fd: 2, role: "slave", devptsDev: "0:24", index: 0 });
     expectEqualsFull(result);
   });
 
-  it("re-reads a process whose fd count moved, even without a schedstat change", () => {
-    scan();
+  it("re-reads a process whose fd count moved, even without a schedstat change", async () => {
+    await scan();
     procfs.procs.get(101)?.fds.set(7, slaveFd(HOST_PTS, 0)); // as a CLONE_FILES sibling could
-    const result = scan();
+    const result = await scan();
     expect(result.ptyFds).toContainEqual({ pid: 101, fd: 7, role: "slave", devptsDev: "0:24", index: 0 });
     expectEqualsFull(result);
   });
 
-  it("re-reads every thread's process when any thread ran", () => {
+  it("re-reads every thread's process when any thread ran", async () => {
     const worker = procfs.add(40, { comm: "dockerd", ran: new Map([[40, 1], [41, 1], [42, 1]]) });
-    scan();
+    await scan();
     worker.fds.set(1, slaveFd(HOST_PTS, 0));
     procfs.run(40, 42);
     procfs.resetReads();
-    const result = scan();
+    const result = await scan();
     expect(procfs.readsOf(40)).toBeGreaterThan(0);
     expectEqualsFull(result);
   });
 
-  it("misses a table changed without running or a count change until the periodic full pass", () => {
-    scan();
+  it("misses a table changed without running or a count change until the periodic full pass", async () => {
+    await scan();
     procfs.procs.get(102)?.fds.set(1, slaveFd(HOST_PTS, 0)); // no thread ran, same count: invisible to the signature
     clock = 59_999;
-    const stale = scan();
+    const stale = await scan();
     expect(stale.mode).toBe("incremental");
     expect(stale.ptyFds.some((fd) => fd.pid === 102)).toBe(false);
     clock = 60_000;
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("full");
     expect(result.ptyFds).toContainEqual({ pid: 102, fd: 1, role: "slave", devptsDev: "0:24", index: 0 });
     expectEqualsFull(result);
   });
 
-  it("treats a reused pid (new start time) as a new process", () => {
-    scan();
+  it("treats a reused pid (new start time) as a new process", async () => {
+    await scan();
     procfs.add(103, { comm: "reused", startTicks: 9_999, fds: new Map([[0, slaveFd(HOST_PTS, 0)]]) });
-    const result = scan();
+    const result = await scan();
     expect(result.processes.get(103)).toMatchObject({ comm: "reused", startTicks: 9_999 });
     expectEqualsFull(result);
   });
 
-  it("confirms known pty fds with a stat, and re-reads the holder when one is not the same file any more", () => {
-    scan();
+  it("confirms each known pty file by a stat of its first fd, and re-reads the holder when that is not the same file any more", async () => {
+    await scan();
     const shell = procfs.procs.get(11);
-    if (shell) shell.fds.set(2, { ...slaveFd(HOST_PTS, 0), ino: 999 }); // another file on the same number
+    // fds 0-2 name one file: one entry, confirmed through fd 0. (A change to fd 1 or 2 alone, made
+    // without this process running, is the CLONE_FILES case the periodic full pass catches.)
+    if (shell) shell.fds.set(0, { ...slaveFd(HOST_PTS, 0), ino: 999 });
     procfs.resetReads();
-    const result = scan();
+    const result = await scan();
     expect(procfs.readsOf(11)).toBeGreaterThan(0);
     expectEqualsFull(result);
   });
 
-  it("refreshes tty times of holders that did not run", () => {
-    scan();
+  it("refreshes tty times of holders that did not run", async () => {
+    await scan();
     const shell = procfs.procs.get(22);
     for (const fd of shell?.fds.values() ?? []) Object.assign(fd, { atimeMs: 70_000, mtimeMs: 80_000 });
-    const result = scan();
+    const result = await scan();
     expect(result.ttyTimes.get("0:44:1")).toEqual({ atimeMs: 70_000, mtimeMs: 80_000 });
     expectEqualsFull(result);
   });
 
-  it("reads what others can change on every pass: parent, controlling tty, cgroup", () => {
-    scan();
+  it("reads what others can change on every pass: parent, controlling tty, cgroup", async () => {
+    await scan();
     const shell = procfs.procs.get(22);
     if (shell) Object.assign(shell, { ppid: 1, ttyNr: 0, cgroup: "d".repeat(64) });
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect(result.processes.get(22)).toMatchObject({ ppid: 1, ttyNr: 0, containerId: "d".repeat(64) });
     expect(result.ppids.get(22)).toBe(1);
     expectEqualsFull(result);
   });
 
-  it("counts parse problems on every pass, as a full pass does", () => {
+  it("counts parse problems on every pass, as a full pass does", async () => {
     procfs.add(50, { fds: new Map([[3, { ...masterFd(HOST_PTS, 9), ttyIndex: undefined }]]) });
-    scan();
-    const result = scan();
+    await scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect(result.parseErrors).toEqual({ fdinfo: 1 });
     expectEqualsFull(result);
   });
 
-  it("counts a master holder that exits before its instance is known as vanished, not as a parse error", () => {
-    scan();
+  it("counts a master holder that exits before its instance is known as vanished, not as a parse error", async () => {
+    await scan();
     const shim = procfs.procs.get(20);
     if (shim) shim.exiting = true;
-    const result = scan();
+    const result = await scan();
     expect(result.parseErrors).toEqual({});
     expect(result.vanished).toBe(1);
     expect(result.ptyFds.some((fd) => fd.pid === 20)).toBe(false);
@@ -374,53 +376,125 @@ describe("IncrementalScanner", () => {
     expect(scanDigest(result)).toEqual(scanDigest(full));
   });
 
-  it("lists unreadable fd tables on every pass", () => {
+  it("lists unreadable fd tables on every pass", async () => {
     procfs.add(60, { denied: true });
-    scan();
-    const result = scan();
+    await scan();
+    const result = await scan();
     expect(result.unreadablePids).toEqual([60]);
     expectEqualsFull(result);
   });
 
-  it("re-reads every process on every pass when schedstat is missing, and stays equal", () => {
+  it("re-reads every process on every pass when schedstat is missing, and stays equal", async () => {
     procfs.noSchedstat = true;
-    scan();
+    await scan();
     procfs.resetReads();
-    const result = scan();
+    const result = await scan();
     expect(result.mode).toBe("incremental");
     expect(procfs.readsOf(100)).toBeGreaterThan(0);
     expectEqualsFull(result);
   });
 
-  it("goes full at once when the ptys found stop matching pty.nr", () => {
-    scan();
-    const result = scan(allocated(procfs) + 1); // a pty it cannot see (yet)
+  it("goes full at once when the ptys found stop matching pty.nr", async () => {
+    await scan();
+    const result = await scan(allocated(procfs) + 1); // a pty it cannot see (yet)
     expect(result.mode).toBe("full");
   });
 
-  it("does not go full on every pass for a gap that a full pass could not close either", () => {
+  it("does not go full on every pass for a gap that a full pass could not close either", async () => {
     const unseen = allocated(procfs) + 2; // e.g. ptys held only by unreadable processes
-    expect(scan(unseen).mode).toBe("full");
-    expect(scan(unseen).mode).toBe("incremental");
-    expect(scan(unseen + 1).mode).toBe("full"); // the gap moved
+    expect((await scan(unseen)).mode).toBe("full");
+    expect((await scan(unseen)).mode).toBe("incremental");
+    expect((await scan(unseen + 1)).mode).toBe("full"); // the gap moved
   });
 
-  it("goes full at least every fullRescanEveryMs", () => {
-    scan();
+  it("goes full at least every fullRescanEveryMs", async () => {
+    await scan();
     clock = 30_000;
-    expect(scan().mode).toBe("incremental");
+    expect((await scan()).mode).toBe("incremental");
     clock = 60_000;
-    expect(scan().mode).toBe("full");
+    expect((await scan()).mode).toBe("full");
     clock = 119_999;
-    expect(scan().mode).toBe("incremental");
+    expect((await scan()).mode).toBe("incremental");
   });
 
-  it("after forget(), reads everything again", () => {
-    scan();
+  it("after forget(), reads everything again", async () => {
+    await scan();
     scanner.forget();
     procfs.resetReads();
-    expect(scan().mode).toBe("full");
+    expect((await scan()).mode).toBe("full");
     expect(procfs.readsOf(100)).toBeGreaterThan(0);
+  });
+});
+
+describe("IncrementalScanner with a pass budget", () => {
+  /** Each stat read costs one unit of the fake monotonic clock. */
+  class TimedProcFs extends FakeProcFs {
+    time = 0;
+    override statText(pid: number): string {
+      this.time++;
+      return super.statText(pid);
+    }
+  }
+  const timed = (): TimedProcFs => {
+    const procfs = new TimedProcFs();
+    for (const [pid, proc] of host().procs) procfs.procs.set(pid, proc);
+    return procfs;
+  };
+  const reached = (procfs: FakeProcFs): number[] => [...procfs.procs.keys()].filter((pid) => procfs.readsOf(pid) > 0).sort((a, b) => a - b);
+
+  it("stops reading when the budget is spent, keeps the last known state of the rest, and says how many", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    const whole = scanner.pass({ initPids: [21] }, "full");
+    // pids ascending: 1 10 11 20 | 21 22 100…109. The container's shells (21, 22) change meanwhile.
+    procfs.resetReads();
+    const cut = scanner.pass({ initPids: [21] }, "full", 4);
+    expect(cut.cut).toEqual({ unread: 12 });
+    expect(reached(procfs)).toEqual([1, 10, 11, 20]);
+    // The unread holders are still there, as the last pass left them.
+    expect(scanDigest(cut)).toEqual(scanDigest(whole));
+  });
+
+  it("starts the next pass after the last pid the cut one read, so every process is read over a few passes", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    scanner.pass({}, "full");
+    procfs.resetReads();
+    scanner.pass({}, "full", 4); // 1 10 11 20
+    procfs.resetReads();
+    const next = scanner.pass({}, "full", 4); // 21 22 100 101
+    expect(next.cut).toEqual({ unread: 12 });
+    expect(reached(procfs)).toEqual([21, 22, 100, 101]);
+    procfs.resetReads();
+    const last = scanner.pass({}, "full"); // no budget: from 102 on, round to 101, complete
+    expect(last.cut).toBeUndefined();
+    expect(reached(procfs)).toEqual([1, 10, 11, 20, 21, 22, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
+  });
+
+  it("a process first seen after the cut waits for a later pass; one that exited is not reported", () => {
+    const procfs = timed();
+    const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
+    scanner.pass({}, "full");
+    procfs.add(200, { comm: "late", fds: new Map([[0, slaveFd(HOST_PTS, 7)]]) });
+    const cut = scanner.pass({}, "full", 4);
+    expect(cut.ptyFds.some((fd) => fd.pid === 200)).toBe(false);
+    const after = scanner.pass({}, "full");
+    expect(after.ptyFds.some((fd) => fd.pid === 200)).toBe(true);
+  });
+
+  it("is not recorded as a full pass, and is not followed by one in the same scan", async () => {
+    const procfs = timed();
+    let clock = 0;
+    const scanner = new IncrementalScanner(procfs, { now: () => clock, clock: () => procfs.time, fullRescanEveryMs: 60_000 });
+    const ptys = allocated(procfs);
+    expect((await scanner.scan({ ptyAllocated: ptys }, 4)).mode).toBe("full");
+    clock = 1_000;
+    // The cut full pass did not count: the next is full again (and completes, unbudgeted).
+    expect((await scanner.scan({ ptyAllocated: ptys })).mode).toBe("full");
+    clock = 2_000;
+    const incremental = await scanner.scan({ ptyAllocated: ptys + 1 }, 4); // disagrees with pty.nr, but has no time left
+    expect(incremental.mode).toBe("incremental");
+    expect(incremental.cut).toBeDefined();
   });
 });
 
