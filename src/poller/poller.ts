@@ -52,8 +52,6 @@ export class Poller {
   private lastCompleteMs: number | null = null;
   private lastError: string | null = null;
   private snapshot: Snapshot | null = null;
-  /** Ptys of sessions reaped, to confirm in the next inventory that the kernel freed them. */
-  private releasing = new Map<string, string>();
 
   constructor(options: PollerOptions) {
     this.options = options;
@@ -112,14 +110,13 @@ export class Poller {
       logger.error({ err }, "policy failed");
     }
     const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
-    this.confirmReleased(snapshot);
     try {
+      this.options.reaper.observe(inventory);
       const sessions = new Map(inventory.sessions.map((s) => [s.execId, s]));
       const stale = decisions
         .filter((d) => d.state === "stale")
         .map((decision) => ({ decision, session: sessions.get(decision.execId) as ExecSession }))
         .filter((entry) => entry.session !== undefined);
-      for (const { session } of stale) this.releasing.set(session.ptyKey, session.execId);
       this.options.reaper.prune(new Set(sessions.keys()));
       const started = this.options.reaper.reap(stale);
       if (stale.length > 0) {
@@ -161,21 +158,6 @@ export class Poller {
       return { ok: false, reason: `docker unavailable: ${this.snapshot.docker.error ?? "unknown"}` };
     }
     return { ok: true, reason: "ok" };
-  }
-
-  private confirmReleased(snapshot: Snapshot): void {
-    if (this.releasing.size === 0) return;
-    const present = new Set(snapshot.inventory.ptys.map((p) => p.key));
-    const inFlight = this.options.reaper.pendingCount > 0;
-    for (const [key, execId] of this.releasing) {
-      if (!present.has(key)) {
-        this.options.logger.info({ execId, pty: key }, "pty released by the kernel");
-        this.releasing.delete(key);
-      } else if (!inFlight) {
-        // Still held after its escalation ended: a refused or failed reap, already logged by the reaper.
-        this.releasing.delete(key);
-      }
-    }
   }
 
   private schedule(delayMs: number): void {

@@ -4,7 +4,8 @@ import { pino } from "pino";
 import { Poller, STUCK_AFTER_INTERVALS, type PollMetrics } from "../../../src/poller/poller.js";
 import { CollectError, type Observation } from "../../../src/poller/collect.js";
 import { Reaper } from "../../../src/reaper/reaper.js";
-import { ProcFs } from "../../../src/procfs/procfs.js";
+import { ProcRootTable } from "../../../src/reaper/identity.js";
+import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { defaultConfig } from "../../../src/config/load.js";
 import type { PolicyConfig } from "../../../src/config/types.js";
 import type { ProcScan } from "../../../src/domain/types.js";
@@ -33,7 +34,18 @@ function recorder(): PollMetrics & { events: string[] } {
 
 function makePoller(collect: () => Promise<Observation>, metrics = recorder(), dockerEnabled = true) {
   const logger = pino({ enabled: false });
-  const reaper = new Reaper({ procfs: new ProcFs("/nonexistent"), docker: null, sendSignal: () => undefined, metrics: { reaped() {}, wouldReap() {}, reapFailed() {} }, logger, now: Date.now, mode: "dry-run", graceMs: 1000 });
+  const reaper = new Reaper({
+    processes: new ProcRootTable("/nonexistent"),
+    signaller: new KillSignaller(() => undefined),
+    docker: null,
+    metrics: { reaped() {}, wouldReap() {}, reapFailed() {} },
+    logger,
+    now: Date.now,
+    selfPid: process.pid,
+    mode: "dry-run",
+    graceMs: 1000,
+    maxInFlight: 20,
+  });
   return new Poller({ collect, reaper, metrics, logger, now: Date.now, settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled } });
 }
 
