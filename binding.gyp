@@ -5,6 +5,11 @@
       "sources": ["native/ptyscan.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "pidfd",
+      "sources": ["native/pidfd.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

@@ -16,6 +16,9 @@ import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
 import { Reaper, type SendSignal } from "./reaper/reaper.js";
 import type { Notifier } from "./systemd/notify.js";
+import { ProcRootTable } from "./reaper/identity.js";
+import { KillSignaller, PidfdSignaller, loadPidfdAddon, type Signaller } from "./reaper/signaller.js";
+import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 
@@ -48,7 +51,7 @@ export interface Daemon {
   /** Listens, starts the Docker events stream and the loop; returns the listen address. */
   start(): Promise<string>;
   stop(): Promise<void>;
-  /** One cycle without the loop or the HTTP listener (`run --once`). */
+  /** One cycle without the loop or the HTTP listener (`run --once`): decision-only, it switches the reaper to dry-run. */
   runOnce(): Promise<Snapshot | null>;
   /** Applies a new config's policy, reaper and log settings; the rest needs a restart (logged). */
   reload(config: Config): void;
@@ -64,6 +67,22 @@ function pollerSettings(config: Config): PollerSettings {
     maxPerCycle: config.reaper.maxPerCycle,
     dockerEnabled: config.docker.enabled,
   };
+}
+
+function reaperSettings(config: Config): { mode: "enforce" | "dry-run"; graceMs: number; maxInFlight: number } {
+  return { mode: config.reaper.mode, graceMs: config.reaper.grace, maxInFlight: config.reaper.maxPerCycle };
+}
+
+/** pidfds when the addon is built and the kernel has them; else kill(2) after the start-time check (said once at startup). */
+function makeSignaller(injected: SendSignal | undefined, logger: Logger): Signaller {
+  if (injected) return new KillSignaller(injected);
+  const load = loadPidfdAddon();
+  if (load.addon) {
+    logger.info({ signalMethod: "pidfd" }, "signals go through pidfds: a pid reused after the identity check cannot be signalled");
+    return new PidfdSignaller(load.addon);
+  }
+  logger.warn({ signalMethod: "kill", why: load.reason }, "pidfds unavailable: signals use kill(2) after a start-time check, which leaves a short PID-reuse window");
+  return new KillSignaller((pid, signal) => process.kill(pid, signal));
 }
 
 export function inProcessScanner(procfs: ProcFs): Scanner {
@@ -97,15 +116,18 @@ export function createDaemon(deps: DaemonDeps): Daemon {
         now,
       })
     : null;
+  const signaller = makeSignaller(deps.sendSignal, logger);
+  metrics.setSignalMethod(signaller.method);
   const reaper = new Reaper({
-    procfs,
+    processes: new ProcRootTable(config.procRoot),
+    signaller,
     docker: dockerPort,
-    sendSignal: deps.sendSignal ?? ((pid, signal) => process.kill(pid, signal)),
     metrics,
     logger: child("reaper"),
     now,
-    mode: config.reaper.mode,
-    graceMs: config.reaper.grace,
+    selfPid: process.pid,
+    exemption: (session) => exemptionOf(session, config.policy),
+    ...reaperSettings(config),
   });
   // Scan threads build the same ProcFs over the same root and environment: this reader is theirs.
   metrics.setScanReader(procfs.reader.reader, procfs.reader.reason);
@@ -207,6 +229,9 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {
+      // Decision-only: one cycle cannot see a pty released, and stop() would abandon an escalation half-way.
+      reaper.configure({ ...reaperSettings(config), mode: "dry-run" });
+      if (config.reaper.mode === "enforce") logger.info("run --once decides only: nothing is signalled; the report shows what the daemon would reap");
       const snapshot = await poller.runOnce();
       return snapshot;
     },
@@ -215,7 +240,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
       poller.reconfigure(pollerSettings(next));
-      reaper.configure(next.reaper.mode, next.reaper.grace);
+      reaper.configure(reaperSettings(next));
       logger.level = next.log.level;
       for (const made of children) made.level = next.log.level;
       metrics.configLoaded({ mode: next.reaper.mode, file: configFile }, now());

@@ -44,17 +44,20 @@ export function buildInventory(
   const holders = groupHolders(scan);
   const containers = new Map(docker.containers.map((c) => [c.id, c]));
   const containerInits = initPidsByContainer(scan, docker.containers);
+  const containerOf = processContainers(scan, docker);
   const devptsOwners = devptsToContainer(scan, containerInits);
-  const execsByPid = runningTtyExecsByPid(docker.execs);
+  const ownPtys = execOwnPtys(scan, docker.execs, containerOf);
 
   const ptys: Pty[] = [];
   const sessions: ExecSession[] = [];
   for (const [key, held] of holders) {
     const slaveInfos = [...held.slaves].map((pid) => scan.processes.get(pid)).filter((p): p is ProcInfo => p !== undefined);
-    const containerId = devptsOwners.get(held.devptsDev) ?? firstContainerId(slaveInfos);
+    const exec = ownPtys.get(key) ?? null;
+    const holderContainers = new Set([...held.slaves].map((pid) => containerOf(pid)));
+    // Per process: the one container every slave holder is in; with no slave holder, the devpts it lives on.
+    const containerId = exec?.containerId ?? soleContainer(holderContainers, held.slaves.size === 0 ? devptsOwners.get(held.devptsDev) : undefined);
     const container = containerId ? containers.get(containerId) : undefined;
-    const exec = containerId ? findExec(scan, slaveInfos, containerId, execsByPid) : null;
-    const owner = classify(scan, held, slaveInfos, containerId, containerInits.get(containerId ?? ""), exec);
+    const owner = classify(scan, held, slaveInfos, holderContainers, containerId, containerInits.get(containerId ?? ""), exec);
     const times = scan.ttyTimes.get(key);
     const leader = slaveInfos.find((p) => p.sid === p.pid) ?? slaveInfos[0];
     ptys.push({
@@ -88,7 +91,7 @@ export function buildInventory(
         ptyKey: key,
         devptsDev: held.devptsDev,
         index: held.index,
-        holderPids: slaveInfos.filter((p) => p.containerId === container.id).map((p) => p.pid),
+        holderPids: sorted(new Set([...held.slaves].filter((pid) => containerOf(pid) === container.id))),
         startedAtMs: processStartMs(scan, execInfo),
         atimeMs: times.atimeMs,
         mtimeMs: times.mtimeMs,
@@ -131,62 +134,117 @@ function initPidsByContainer(scan: ProcScan, containers: readonly ContainerInfo[
   return inits;
 }
 
-/** devpts instance → container, from the /dev/pts each container init sees. */
+/**
+ * pid → container, per process: its cgroup when the parser recognised it; otherwise Docker's answer,
+ * i.e. the process is, or descends from, an exec's process or a container's State.Pid (cgroupfs driver,
+ * --cgroup-parent). A host process descends from neither, so it stays null.
+ */
+function processContainers(scan: ProcScan, docker: DockerView): (pid: number) => string | null {
+  const anchors = new Map<number, string>();
+  for (const container of docker.containers) if (container.pid > 0) anchors.set(container.pid, container.id);
+  for (const exec of docker.execs) if (exec.pid > 0 && exec.running) anchors.set(exec.pid, exec.containerId);
+  const known = new Set(docker.containers.map((c) => c.id));
+  const memo = new Map<number, string | null>();
+  return (pid) => {
+    const cached = memo.get(pid);
+    if (cached !== undefined) return cached;
+    let found: string | null = scan.processes.get(pid)?.containerId ?? null;
+    if (found === null || !known.has(found)) {
+      let at: number | undefined = pid;
+      for (let depth = 0; at !== undefined && at > 1 && depth < MAX_ANCESTRY_DEPTH; depth++) {
+        const anchor = anchors.get(at);
+        if (anchor !== undefined) {
+          // Only where the cgroup said nothing: a process whose cgroup names a container stays there.
+          const own: string | null = scan.processes.get(at)?.containerId ?? null;
+          if (found === null && (own === null || own === anchor)) found = anchor;
+          break;
+        }
+        at = scan.ppids.get(at);
+      }
+    }
+    memo.set(pid, found);
+    return found;
+  };
+}
+
+/** devpts instance → container, from the /dev/pts each container init sees; an instance two containers see is nobody's. */
 function devptsToContainer(scan: ProcScan, inits: Map<string, number>): Map<string, string> {
   const owners = new Map<string, string>();
+  const shared = new Set<string>();
   for (const [containerId, pid] of inits) {
     const dev = scan.initDevpts.get(pid);
-    if (dev) owners.set(dev, containerId);
+    if (!dev) continue;
+    if (owners.has(dev) && owners.get(dev) !== containerId) shared.add(dev);
+    owners.set(dev, containerId);
   }
+  for (const dev of shared) owners.delete(dev);
   return owners;
 }
 
-function runningTtyExecsByPid(execs: readonly ExecInfo[]): Map<number, ExecInfo> {
-  const byPid = new Map<number, ExecInfo>();
-  for (const exec of execs) if (exec.running && exec.tty && exec.pid > 0) byPid.set(exec.pid, exec);
-  return byPid;
+/** The slave index a stat tty_nr names, or null when it is not a pty slave (major 136-143). */
+export function ttyNrSlaveIndex(ttyNr: number): number | null {
+  const major = (ttyNr >> 8) & 0xfff;
+  const minor = (ttyNr & 0xff) | ((ttyNr >> 12) & 0xfff00);
+  return major >= 136 && major <= 143 ? (major - 136) * 256 + minor : null;
 }
 
-function firstContainerId(infos: readonly ProcInfo[]): string | null {
-  return infos.find((info) => info.containerId !== null)?.containerId ?? null;
-}
-
-/** The exec whose process holds the slave, or is an ancestor of a holder, within the container. */
-function findExec(scan: ProcScan, slaves: readonly ProcInfo[], containerId: string, execsByPid: Map<number, ExecInfo>): ExecInfo | null {
-  for (const info of slaves) {
-    const exec = execsByPid.get(info.pid);
-    if (exec && exec.containerId === containerId) return exec;
+/**
+ * Each running tty exec's own pty: the slave on its process's stdio (fd 0, 1, 2), else the one of its
+ * slaves its controlling tty (stat tty_nr) names. One per exec; a pty two execs would claim is neither's.
+ * Other ptys its descendants open or inherit (the console through /proc/1/fd/1) are not the session's.
+ */
+function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (pid: number) => string | null): Map<string, ExecInfo> {
+  const slavesByPid = new Map<number, { fd: number; key: string; index: number }[]>();
+  for (const fd of scan.ptyFds) {
+    if (fd.role !== "slave") continue;
+    const list = slavesByPid.get(fd.pid) ?? [];
+    list.push({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index });
+    slavesByPid.set(fd.pid, list);
   }
-  for (const info of slaves) {
-    if (info.containerId !== containerId) continue;
-    let pid = scan.ppids.get(info.pid);
-    for (let depth = 0; pid !== undefined && pid > 1 && depth < MAX_ANCESTRY_DEPTH; depth++) {
-      const exec = execsByPid.get(pid);
-      if (exec) return exec.containerId === containerId ? exec : null;
-      pid = scan.ppids.get(pid);
+  const claims = new Map<string, ExecInfo[]>();
+  for (const exec of execs) {
+    if (!exec.running || !exec.tty || exec.pid <= 0) continue;
+    const info = scan.processes.get(exec.pid);
+    if (!info || containerOf(exec.pid) !== exec.containerId) continue;
+    const slaves = slavesByPid.get(exec.pid) ?? [];
+    let keys = new Set(slaves.filter((s) => s.fd <= 2).map((s) => s.key));
+    if (keys.size === 0) {
+      const index = ttyNrSlaveIndex(info.ttyNr);
+      keys = new Set(slaves.filter((s) => s.index === index).map((s) => s.key));
     }
+    if (keys.size !== 1) continue;
+    const key = [...keys][0] as string;
+    claims.set(key, [...(claims.get(key) ?? []), exec]);
   }
-  return null;
+  const own = new Map<string, ExecInfo>();
+  for (const [key, claimants] of claims) if (claimants.length === 1 && claimants[0]) own.set(key, claimants[0]);
+  return own;
+}
+
+/** The one container all slave holders are in (none: the devpts instance's container); null when none or several. */
+function soleContainer(holderContainers: ReadonlySet<string | null>, byDevpts: string | undefined): string | null {
+  if (holderContainers.size === 0) return byDevpts ?? null;
+  return holderContainers.size === 1 ? ([...holderContainers][0] ?? null) : null;
 }
 
 function classify(
   scan: ProcScan,
   held: Holders,
   slaves: readonly ProcInfo[],
+  holderContainers: ReadonlySet<string | null>,
   containerId: string | null,
   initPid: number | undefined,
   exec: ExecInfo | null,
 ): PtyOwner {
+  if (exec) return "exec";
   if (containerId !== null) {
-    if (exec) return "exec";
-    if (initPid !== undefined && held.slaves.has(initPid)) return "container";
+    if (holderContainers.size === 1 && initPid !== undefined && held.slaves.has(initPid)) return "container";
     return "unattributed";
   }
   const all = [...held.masters, ...held.slaves].map((pid) => scan.processes.get(pid));
-  // Host only when every holder was read and none runs in a container.
-  if (all.length > 0 && all.every((info) => info !== undefined && info.containerId === null) && slaves.length === held.slaves.size) {
-    return "host";
-  }
+  // Host only when every holder was read and none runs in a container (by cgroup or by Docker's pids).
+  const everyHolderOnHost = all.every((info) => info !== undefined && info.containerId === null) && [...holderContainers].every((c) => c === null);
+  if (all.length > 0 && everyHolderOnHost && slaves.length === held.slaves.size) return "host";
   return "unattributed";
 }
 

@@ -3,6 +3,8 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js";
 import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
 import { capLabelValue } from "./labels.js";
+import { REFUSAL_REASONS, type RefusalReason } from "../reaper/identity.js";
+import type { SignalMethod } from "../reaper/signaller.js";
 
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
 export { POLL_STAGES, type PollStage };
@@ -76,6 +78,8 @@ export class PtyreaperMetrics {
   private readonly reloadSuccessTime: Gauge;
   private readonly scanInfo: Gauge<"reader" | "reason">;
   private readonly scanPassesCutTotal: Counter;
+  private readonly reapRefusalsTotal: Counter<"reason">;
+  private readonly signalInfo: Gauge<"method">;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -203,6 +207,19 @@ export class PtyreaperMetrics {
       registers,
     });
     buildInfo.set({ version: capLabelValue(options.version) }, 1);
+    this.reapRefusalsTotal = new Counter({
+      name: "ptyreaper_reap_refusals_total",
+      help: "Holders of a stale session's pty that the never-signal set protected, by reason (once per session, process and reason).",
+      labelNames: ["reason"],
+      registers,
+    });
+    for (const reason of REFUSAL_REASONS) this.reapRefusalsTotal.inc({ reason }, 0);
+    this.signalInfo = new Gauge({
+      name: "ptyreaper_signal_info",
+      help: "Always 1; method says how signals are sent: pidfd (pinned, no PID-reuse window) or kill (start-time check, then kill(2)).",
+      labelNames: ["method"],
+      registers,
+    });
 
     // Every known label value present from the start: rate() and absent() need the zero.
     for (const owner of PTY_OWNERS) this.ptysByOwner.set({ owner }, 0);
@@ -263,6 +280,15 @@ export class PtyreaperMetrics {
 
   reapFailed(): void {
     this.reapFailuresTotal.inc();
+  }
+
+  reapRefused(reason: RefusalReason): void {
+    this.reapRefusalsTotal.inc({ reason });
+  }
+
+  setSignalMethod(method: SignalMethod): void {
+    this.signalInfo.reset();
+    this.signalInfo.set({ method }, 1);
   }
 
   pollSucceeded(durationSeconds: number, atMs: number): void {

@@ -90,8 +90,6 @@ export class Poller {
   private snapshot: Snapshot | null = null;
   /** Docker's state in the last cycle, to log its changes once rather than every cycle. */
   private dockerWasAvailable: boolean | null = null;
-  /** Ptys of sessions reaped, to confirm in the next inventory that the kernel freed them. */
-  private releasing = new Map<string, string>();
   /** The clocks as the last cycle read them, to detect a step. */
   private lastClock: ClockReading | null = null;
   /** After a clock step: the step and the monotonic time until which time-based reaping is held. */
@@ -165,14 +163,14 @@ export class Poller {
       );
     });
     const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
-    this.guard("release", () => this.confirmReleased(snapshot));
+    // The reaper confirms in each inventory that the ptys of sessions it ended were released.
+    this.guard("release", () => this.options.reaper.observe(inventory));
     this.guard("reap", () => {
       const sessions = new Map(inventory.sessions.map((s) => [s.execId, s]));
       const stale = decisions
         .filter((d) => d.state === "stale")
         .map((decision) => ({ decision, session: sessions.get(decision.execId) as ExecSession }))
         .filter((entry) => entry.session !== undefined);
-      for (const { session } of stale) this.releasing.set(session.ptyKey, session.execId);
       this.options.reaper.prune(new Set(sessions.keys()));
       const started = this.options.reaper.reap(stale);
       if (stale.length > 0) {
@@ -222,21 +220,6 @@ export class Poller {
       this.options.logger.warn({ error: docker.error }, "docker unreachable: ptys are still counted, but no session is reaped until it answers");
     } else if (was === false) {
       this.options.logger.info("docker reachable again: reaping resumes");
-    }
-  }
-
-  private confirmReleased(snapshot: Snapshot): void {
-    if (this.releasing.size === 0) return;
-    const present = new Set(snapshot.inventory.ptys.map((p) => p.key));
-    const inFlight = this.options.reaper.pendingCount > 0;
-    for (const [key, execId] of this.releasing) {
-      if (!present.has(key)) {
-        this.options.logger.info({ execId, pty: key }, "pty released by the kernel");
-        this.releasing.delete(key);
-      } else if (!inFlight) {
-        // Still held after its escalation ended: a refused or failed reap, already logged by the reaper.
-        this.releasing.delete(key);
-      }
     }
   }
 

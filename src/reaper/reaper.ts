@@ -1,94 +1,112 @@
-// Ends stale exec sessions as a hung-up terminal would: SIGHUP, then SIGTERM, then SIGKILL, each
-// sent only after proving the pid still is the process the scan saw.
+// Ends stale exec sessions as a hung-up terminal would: SIGHUP, then SIGTERM, then SIGKILL to the processes
+// holding the exec's own pty, each signal sent only past the never-signal set, and counted as reaped only
+// once the kernel has freed the pty.
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../errors.js";
 import { formatDuration } from "../config/duration.js";
-import type { ExecSession } from "../domain/types.js";
+import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
 import type { DockerPort } from "../docker/port.js";
-import { classifyRdev, formatDev } from "../procfs/parse.js";
-import type { ProcFs } from "../procfs/procfs.js";
+import { refusalFor, type ProcessRef, type ProcessTable, type RefusalReason, type SessionGuard, type TargetFacts } from "./identity.js";
+import type { Signaller } from "./signaller.js";
 
 export interface ReapMetrics {
   reaped(reason: ReapReason): void;
   wouldReap(reason: ReapReason): void;
   reapFailed(): void;
+  /** A target the never-signal set protected (counted once per session, process and reason). */
+  reapRefused?(reason: RefusalReason): void;
 }
 
 /** process.kill, injectable so unit tests never signal anything. */
 export type SendSignal = (pid: number, signal: NodeJS.Signals) => void;
 
-export interface ReaperOptions {
-  procfs: ProcFs;
+export interface ReaperSettings {
+  mode: "enforce" | "dry-run";
+  graceMs: number;
+  /** At most this many escalations run at once; a reload that lowers it stops the newest before their next signal. */
+  maxInFlight: number;
+}
+
+export interface ReaperOptions extends ReaperSettings {
+  processes: ProcessTable;
+  signaller: Signaller;
   docker: DockerPort | null;
-  sendSignal: SendSignal;
   metrics: ReapMetrics;
   logger: Logger;
   now: () => number;
-  mode: "enforce" | "dry-run";
-  graceMs: number;
+  /** ptyreaper's own pid: it and its ancestors are never signalled. */
+  selfPid: number;
+  /** The live policy's exemption for a session (null: none); asked before every signal, so a reload applies at once. */
+  exemption?: (session: ExecSession) => string | null;
 }
 
-/** One process to signal, with the identity it had when the scan saw it. */
-interface Target {
-  pid: number;
-  startTicks: number;
-  pidNs: string | null;
-  containerId: string;
-}
-
-type Step = "confirming" | "SIGHUP" | "SIGTERM" | "SIGKILL";
 const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
+/** Cycles a pty may still be listed after its holders are gone (the shim closes the master a moment later). */
+const RELEASE_CYCLES = 3;
+/** Escalations per session before it is left alone (logged); each failed one is retried on a later cycle. */
+export const MAX_ATTEMPTS = 3;
+/** Ancestry walks stop here: deeper trees are not plausible. */
+const MAX_DEPTH = 64;
+
+type Phase = "confirming" | "signalling" | "releasing" | "retry";
 
 interface Escalation {
   session: ExecSession;
   decision: SessionDecision;
-  step: Step;
+  phase: Phase;
+  step: (typeof ESCALATION)[number] | null;
   timer: NodeJS.Timeout | null;
   startedAtMs: number;
-  /** The session's other holders as they were at the first signal; later signals go to these only. */
-  jobs: Target[] | null;
+  attempt: number;
+  /** Cycles seen since the holders were gone. */
+  releaseCycles: number;
+  /** The container's main process, from Docker at the start of this attempt. */
+  containerMain: ProcessRef | null;
 }
 
-export type Identity = "same" | "gone" | "different";
-
-/** Whether `pid` still is the process the scan saw: same start time, PID namespace and container. */
-export function checkIdentity(procfs: ProcFs, target: Target): Identity {
-  try {
-    const stat = procfs.stat(target.pid);
-    if (stat === null || stat.state === "Z" || stat.state === "X") return "gone";
-    if (stat.startTicks !== target.startTicks) return "different";
-    if (target.pidNs !== null && procfs.namespace(target.pid, "pid") !== target.pidNs) return "different";
-    if (procfs.cgroupContainerId(target.pid) !== target.containerId) return "different";
-    const status = procfs.status(target.pid);
-    // A container's init is never a target, whatever the scan said.
-    if (status === null || status.nsPids.at(-1) === 1) return "different";
-    return "same";
-  } catch (err) {
-    if (isVanished(err)) return "gone";
-    return "different"; // unreadable: cannot prove identity, so never signal
-  }
-}
+type Result = "reaped" | "already_gone" | "refused" | "failed" | "stopped";
 
 export class Reaper {
   private readonly options: ReaperOptions;
   private readonly inFlight = new Map<string, Escalation>();
   /** Dry-run counts each session once, not once per cycle. */
   private readonly wouldReapSeen = new Set<string>();
+  /** Sessions given up on after MAX_ATTEMPTS, until they leave the inventory. */
+  private readonly gaveUp = new Set<string>();
+  /** "execId pid reason" already logged and counted. */
+  private readonly refusalsSeen = new Set<string>();
   private stopped = false;
 
   constructor(options: ReaperOptions) {
     this.options = options;
   }
 
-  /** Reconfigure on reload; escalations in flight keep their old grace. */
-  configure(mode: "enforce" | "dry-run", graceMs: number): void {
-    this.options.mode = mode;
-    this.options.graceMs = graceMs;
+  get signalMethod(): Signaller["method"] {
+    return this.options.signaller.method;
   }
 
+  /** Reconfigure on reload; escalations in flight check the new settings before their next signal. */
+  configure(settings: ReaperSettings): void {
+    this.options.mode = settings.mode;
+    this.options.graceMs = settings.graceMs;
+    this.options.maxInFlight = settings.maxInFlight;
+  }
+
+  /** Escalations not yet ended: signalling, waiting for the pty's release, or waiting to retry. */
   get pendingCount(): number {
     return this.inFlight.size;
+  }
+
+  /** Resolves once no escalation is confirming or signalling, or after timeoutMs. */
+  async settled(timeoutMs: number, pollMs = 100): Promise<boolean> {
+    const deadline = this.options.now() + timeoutMs;
+    const busy = (): boolean => [...this.inFlight.values()].some((e) => e.phase === "confirming" || e.phase === "signalling");
+    while (busy()) {
+      if (this.options.now() >= deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+    return true;
   }
 
   /**
@@ -109,8 +127,19 @@ export class Reaper {
         this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
         continue;
       }
-      if (this.inFlight.has(session.execId)) continue;
-      const escalation: Escalation = { session, decision, step: "confirming", timer: null, startedAtMs: this.options.now(), jobs: null };
+      if (this.inFlight.has(session.execId) || this.gaveUp.has(session.execId)) continue;
+      if (this.activeCount() >= this.options.maxInFlight) continue;
+      const escalation: Escalation = {
+        session,
+        decision,
+        phase: "confirming",
+        step: null,
+        timer: null,
+        startedAtMs: this.options.now(),
+        attempt: 1,
+        releaseCycles: 0,
+        containerMain: null,
+      };
       this.inFlight.set(session.execId, escalation);
       started++;
       void this.begin(escalation);
@@ -118,9 +147,40 @@ export class Reaper {
     return started;
   }
 
-  /** Forget dry-run bookkeeping of sessions that no longer exist. */
+  /**
+   * Once per cycle with the new inventory: a session whose holders are gone is reaped when its pty has
+   * left the kernel's inventory; one still held is a failure, retried on a later cycle.
+   */
+  observe(inventory: Inventory): void {
+    const byKey = new Map(inventory.ptys.map((p) => [p.key, p]));
+    for (const escalation of [...this.inFlight.values()]) {
+      if (escalation.phase !== "releasing" && escalation.phase !== "retry") continue;
+      const { session } = escalation;
+      const pty = byKey.get(session.ptyKey);
+      // Gone, or the index now belongs to another exec: the session's pty was freed.
+      if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId)) {
+        this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}`);
+        continue;
+      }
+      if (escalation.phase === "retry") {
+        escalation.attempt++;
+        escalation.phase = "confirming";
+        escalation.releaseCycles = 0;
+        escalation.step = null;
+        void this.begin(escalation);
+        continue;
+      }
+      if (++escalation.releaseCycles >= RELEASE_CYCLES) {
+        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",") || "none"}, master holders ${pty.masterPids.join(",") || "none"}`);
+      }
+    }
+  }
+
+  /** Forget bookkeeping of sessions that no longer exist. */
   prune(liveExecIds: ReadonlySet<string>): void {
     for (const id of this.wouldReapSeen) if (!liveExecIds.has(id)) this.wouldReapSeen.delete(id);
+    for (const id of this.gaveUp) if (!liveExecIds.has(id)) this.gaveUp.delete(id);
+    for (const key of this.refusalsSeen) if (!liveExecIds.has(key.split(" ")[0] ?? "") && !this.inFlight.has(key.split(" ")[0] ?? "")) this.refusalsSeen.delete(key);
   }
 
   /** Cancels pending escalations, logging each so nothing is left half-handled silently. */
@@ -129,54 +189,92 @@ export class Reaper {
     for (const escalation of this.inFlight.values()) {
       if (escalation.timer) clearTimeout(escalation.timer);
       this.options.logger.warn(
-        { ...describe(escalation.session, this.options.now()), reason: escalation.decision.reason, step: escalation.step, result: "abandoned" },
+        { ...describe(escalation.session, this.options.now()), reason: escalation.decision.reason, step: escalation.step, phase: escalation.phase, result: "abandoned" },
         "shutdown: reap escalation abandoned; the session is re-examined when ptyreaper starts again",
       );
     }
     this.inFlight.clear();
   }
 
+  private activeCount(): number {
+    let n = 0;
+    for (const e of this.inFlight.values()) if (e.phase === "confirming" || e.phase === "signalling") n++;
+    return n;
+  }
+
   private async begin(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    // Docker must still say this exec runs with this pid: never act on stale data.
+    // Docker must still say this exec runs with this pid (or, on a retry, that it ended), and where the container's main process is.
     const docker = this.options.docker;
     if (docker === null) return this.finish(escalation, "refused", "docker is disabled");
     try {
       const exec = await docker.inspectExec(session.execId);
-      if (this.stopped) return;
-      if (!exec || !exec.running) return this.finish(escalation, "already_gone", "exec no longer running");
-      if (exec.pid !== session.pid) return this.finish(escalation, "refused", `exec pid is now ${exec.pid}, scan saw ${session.pid}`);
+      if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
+      const ended = !exec || !exec.running;
+      if (ended && escalation.attempt === 1) return this.finish(escalation, "already_gone", "exec no longer running");
+      if (!ended && exec.pid !== session.pid) return this.finish(escalation, "refused", `exec pid is now ${exec.pid}, scan saw ${session.pid}`);
+      const container = await docker.inspectContainer(session.containerId);
+      if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
+      if (!container || container.pid <= 0) return this.finish(escalation, "already_gone", "container no longer running");
+      const stat = this.options.processes.stat(container.pid);
+      if (!stat) return this.finish(escalation, "refused", `cannot read the container's main process ${container.pid}`);
+      escalation.containerMain = { pid: container.pid, startTicks: stat.startTicks };
     } catch (err) {
       return this.finish(escalation, "refused", `cannot confirm with docker: ${errorMessage(err)}`);
     }
+    escalation.phase = "signalling";
     this.signalStep(escalation, 0);
   }
 
+  /** Why an escalation must not go on (a reload changed the rules); null to go on. */
+  private haltReason(escalation: Escalation): string | null {
+    if (this.options.mode !== "enforce") return `mode is now ${this.options.mode}`;
+    const exemption = this.options.exemption?.(escalation.session) ?? null;
+    if (exemption !== null) return `now exempt: ${exemption}`;
+    const active = [...this.inFlight.values()].filter((e) => e.phase === "signalling").sort((a, b) => a.startedAtMs - b.startedAtMs);
+    if (active.indexOf(escalation) >= this.options.maxInFlight) return `maxPerCycle is now ${this.options.maxInFlight}`;
+    return null;
+  }
 
   private signalStep(escalation: Escalation, level: number): void {
-    if (this.stopped) return;
+    if (this.stopped || this.inFlight.get(escalation.session.execId) !== escalation) return;
+    const halt = this.haltReason(escalation);
+    if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${ESCALATION[level] ?? "its end"}: ${halt}`);
     const { session } = escalation;
     const signal = ESCALATION[level];
-    const alive = this.liveTargets(escalation);
-    if (alive.length === 0) {
-      void this.confirmEnded(escalation);
-      return;
-    }
-    if (signal === undefined) {
-      this.finish(escalation, "failed", `still running after SIGKILL: pids ${alive.map((t) => t.pid).join(",")}`);
-      return;
-    }
-    escalation.step = signal;
-    for (const target of alive) {
+    const candidates = this.holders(escalation);
+    const sent: number[] = [];
+    const refused: string[] = [];
+    for (const pid of candidates) {
+      if (signal === undefined) {
+        refused.push(String(pid));
+        continue;
+      }
+      let outcome;
       try {
-        this.options.sendSignal(target.pid, signal);
+        outcome = this.options.signaller.send(pid, signal, () => this.check(escalation, pid));
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "ESRCH") {
-          this.options.logger.error({ err, pid: target.pid, signal }, "signal failed");
-        }
+        this.options.logger.error({ err, pid, signal, execId: session.execId }, "signal failed");
+        refused.push(`${pid} (signal failed)`);
+        continue;
+      }
+      if (outcome.sent) sent.push(pid);
+      else if (outcome.refusal !== null) {
+        this.refuse(escalation, pid, outcome.refusal as RefusalReason);
+        refused.push(`${pid} (${outcome.refusal})`);
       }
     }
-    this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: alive.map((t) => t.pid) }, "signalled exec session");
+    if (sent.length === 0) {
+      if (refused.length === 0) {
+        void this.confirmEnded(escalation);
+        return;
+      }
+      const after = escalation.step ? `after ${escalation.step}` : "before any signal";
+      this.fail(escalation, `pty still held ${after} by pids ${refused.join(", ")}`);
+      return;
+    }
+    escalation.step = signal ?? null;
+    this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
     escalation.timer = setTimeout(() => {
       escalation.timer = null;
       this.signalStep(escalation, level + 1);
@@ -184,94 +282,149 @@ export class Reaper {
     escalation.timer.unref();
   }
 
-  /**
-   * The exec's own process is checked against its scanned start time. Other holders of the pty
-   * (its jobs) have no scanned identity, so at the first signal they must prove it (same container,
-   * not an init, still holding this very pty slave) and their start time is pinned then: a job
-   * that exits and whose pid is reused before the next signal is never signalled again.
-   */
-  private liveTargets(escalation: Escalation): Target[] {
+  /** In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP is found. */
+  private holders(escalation: Escalation): number[] {
+    const { processes } = this.options;
     const { session } = escalation;
-    const { procfs, logger } = this.options;
-    const alive: Target[] = [];
-    const leader: Target = { pid: session.pid, startTicks: session.startTicks, pidNs: session.pidNs, containerId: session.containerId };
-    const identity = checkIdentity(procfs, leader);
-    if (identity === "same") alive.push(leader);
-    else if (identity === "different") logger.warn({ pid: leader.pid, execId: session.execId }, "pid no longer the scanned process: not signalled");
-    if (escalation.jobs === null) {
-      escalation.jobs = [];
-      for (const pid of session.holderPids) {
-        if (pid === session.pid) continue;
-        const target = this.currentTarget(session, pid);
-        if (target && checkIdentity(procfs, target) === "same" && holdsSlave(procfs, pid, session.devptsDev, session.index)) escalation.jobs.push(target);
+    let cgroup: string;
+    try {
+      cgroup = processes.cgroup(escalation.containerMain?.pid ?? -1);
+    } catch {
+      return []; // the main process is gone: the container stopped, and its processes with it
+    }
+    const found: number[] = [];
+    for (const pid of processes.pids()) {
+      try {
+        if (processes.cgroup(pid) === cgroup && processes.holdsSlave(pid, session.devptsDev, session.index)) found.push(pid);
+      } catch {
+        continue; // exited during the walk
       }
-      alive.push(...escalation.jobs);
-      return alive;
     }
-    for (const job of escalation.jobs) {
-      const jobIdentity = checkIdentity(procfs, job);
-      if (jobIdentity === "same" && holdsSlave(procfs, job.pid, session.devptsDev, session.index)) alive.push(job);
-      else if (jobIdentity === "different") logger.warn({ pid: job.pid, execId: session.execId }, "pid no longer the session's job: not signalled");
-    }
-    return alive;
+    return found;
   }
 
-  private currentTarget(session: ExecSession, pid: number): Target | null {
+  /** The never-signal check, run while the target is pinned; throws a vanished error when it is gone. */
+  private check(escalation: Escalation, pid: number): string | null {
+    const { processes } = this.options;
+    const { session } = escalation;
+    const main = escalation.containerMain;
+    if (main === null) return "unreadable";
+    let target: TargetFacts;
+    let guard: SessionGuard;
     try {
-      const stat = this.options.procfs.stat(pid);
-      return stat ? { pid, startTicks: stat.startTicks, pidNs: session.pidNs, containerId: session.containerId } : null;
-    } catch {
-      return null;
+      const stat = processes.stat(pid);
+      if (stat === null) return "unreadable";
+      if (stat.state === "Z" || stat.state === "X") throw Object.assign(new Error(`pid ${pid} is a zombie`), { code: "ESRCH" });
+      const mainStat = processes.stat(main.pid);
+      if (mainStat === null || mainStat.startTicks !== main.startTicks) return "unreadable";
+      // Must still hold this very pty: a holder that closed it is no longer the session's.
+      if (!processes.holdsSlave(pid, session.devptsDev, session.index)) return "not_in_session";
+      target = {
+        pid,
+        startTicks: stat.startTicks,
+        comm: stat.comm,
+        nsPids: processes.nsPids(pid) ?? [],
+        cgroup: processes.cgroup(pid),
+        ancestors: this.ancestors(stat.ppid),
+      };
+      guard = {
+        exec: { pid: session.pid, startTicks: session.startTicks },
+        containerMain: main,
+        containerMainAncestors: new Set(this.ancestors(mainStat.ppid).map((a) => a.pid)),
+        containerCgroup: processes.cgroup(main.pid),
+        self: new Set([this.options.selfPid, ...this.ancestors(this.selfParent()).map((a) => a.pid)]),
+      };
+    } catch (err) {
+      if (isVanished(err)) throw err;
+      return "unreadable"; // cannot prove who it is, so never signal
     }
+    const refusal = refusalFor(target, guard);
+    if (refusal === "pid_reused") {
+      this.options.logger.warn({ pid, execId: session.execId }, "pid no longer the scanned process: not signalled");
+    }
+    return refusal;
+  }
+
+  private selfParent(): number {
+    try {
+      return this.options.processes.stat(this.options.selfPid)?.ppid ?? 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** pid and its ancestors up to (not including) the host's init. */
+  private ancestors(pid: number): ProcessRef[] {
+    const chain: ProcessRef[] = [];
+    for (let depth = 0; pid > 1 && depth < MAX_DEPTH; depth++) {
+      let stat;
+      try {
+        stat = this.options.processes.stat(pid);
+      } catch {
+        break;
+      }
+      if (!stat) break;
+      chain.push({ pid, startTicks: stat.startTicks });
+      pid = stat.ppid;
+    }
+    return chain;
+  }
+
+  private refuse(escalation: Escalation, pid: number, reason: RefusalReason): void {
+    const key = `${escalation.session.execId} ${pid} ${reason}`;
+    if (this.refusalsSeen.has(key)) return;
+    this.refusalsSeen.add(key);
+    this.options.metrics.reapRefused?.(reason);
+    this.options.logger.warn({ ...describe(escalation.session, this.options.now()), target: pid, refusal: reason }, "refused to signal a holder of the session's pty");
   }
 
   private async confirmEnded(escalation: Escalation): Promise<void> {
     const { session } = escalation;
     try {
       const exec = await this.options.docker?.inspectExec(session.execId);
-      if (exec?.running) {
-        this.finish(escalation, "failed", "processes gone but docker still reports the exec running");
+      if (this.inFlight.get(session.execId) !== escalation) return;
+      if (exec?.running && exec.pid === session.pid) {
+        this.fail(escalation, "no process holds the pty any more but docker still reports the exec running");
         return;
       }
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
     }
-    this.finish(escalation, "reaped", `ended after ${escalation.step}`);
+    // Reaped only once the kernel freed the pty: observe() decides.
+    escalation.phase = "releasing";
+    escalation.releaseCycles = 0;
   }
 
-  private finish(escalation: Escalation, result: "reaped" | "already_gone" | "refused" | "failed", why: string): void {
-    if (!this.inFlight.delete(escalation.session.execId)) return;
+  /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */
+  private fail(escalation: Escalation, why: string): void {
+    const { session } = escalation;
+    this.options.metrics.reapFailed();
+    const last = escalation.attempt >= MAX_ATTEMPTS;
+    this.options.logger.error(
+      { ...describe(session, this.options.now()), reason: escalation.decision.reason, result: "failed", why, attempt: escalation.attempt, retry: !last },
+      "failed to reap exec session",
+    );
+    if (last) {
+      this.inFlight.delete(session.execId);
+      this.gaveUp.add(session.execId);
+      return;
+    }
+    escalation.phase = "retry";
+  }
+
+  private finish(escalation: Escalation, result: Result, why: string): void {
+    if (this.inFlight.get(escalation.session.execId) !== escalation) return;
+    this.inFlight.delete(escalation.session.execId);
+    if (escalation.timer) clearTimeout(escalation.timer);
     const { session, decision } = escalation;
-    const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why };
+    const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why, attempt: escalation.attempt };
     if (result === "reaped" && decision.reason) {
       this.options.metrics.reaped(decision.reason);
       this.options.logger.info(fields, "reaped exec session");
-    } else if (result === "failed") {
-      this.options.metrics.reapFailed();
-      this.options.logger.error(fields, "failed to reap exec session");
     } else {
       this.options.logger.warn(fields, "exec session not reaped");
     }
   }
-}
-
-/** Whether `pid` has the slave of pty (devptsDev, index) open right now. */
-export function holdsSlave(procfs: ProcFs, pid: number, devptsDev: string, index: number): boolean {
-  try {
-    for (const fd of procfs.fds(pid)) {
-      let st;
-      try {
-        st = procfs.fdStat(pid, fd);
-      } catch {
-        continue; // closed meanwhile, or not a file we can stat
-      }
-      const kind = st.isCharacterDevice() ? classifyRdev(st.rdev) : null;
-      if (kind?.role === "slave" && kind.index === index && formatDev(st.dev) === devptsDev) return true;
-    }
-  } catch {
-    return false;
-  }
-  return false;
 }
 
 function describe(session: ExecSession, nowMs: number): Record<string, unknown> {

@@ -1,6 +1,6 @@
 // PID reuse on the real kernel and a real (private) Docker engine: a target exits between two signals of an
 // escalation and the kernel hands its pid to a new process in the same container, on the same pty; nothing
-// ptyreaper sends may reach that new process.
+// ptyreaper sends may reach that new process. It keeps holding the pty, so the session ends as a counted failure.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, readlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -173,8 +173,10 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
       30_000,
       "the escalation to end",
     );
-    expect(end.result).toBe("reaped");
-    // A few more cycles: nothing else is sent.
+    // The imposter still holds the pty, so it is never released: a counted failure naming it, never "reaped".
+    expect(end.result).toBe("failed");
+    expect(String(end.why)).toContain(`${taken.pid} (pid_reused)`);
+    // A few more cycles (and retries): nothing else is sent.
     await new Promise((r) => setTimeout(r, 3_000));
     expect(signalled(d.logs(), victim.execId).map((l) => l.signal)).toEqual(["SIGHUP"]);
     expect(imposter.signals()).toEqual([]);
@@ -206,7 +208,8 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
       40_000,
       "the escalation to end",
     );
-    expect(end.result).toBe("reaped");
+    expect(end.result).toBe("failed");
+    expect(String(end.why)).toContain(`${taken.pid} (not_in_session)`);
     await new Promise((r) => setTimeout(r, 3_000));
     const later = signalled(d.logs(), victim.execId).filter((l) => l.signal !== "SIGHUP");
     expect(later.length).toBeGreaterThan(0); // the real exec process was escalated to SIGTERM ...

@@ -61,12 +61,12 @@ describe("buildInventory", () => {
     expect(inventory.discrepancy).toEqual({ found: 1, allocated: 1, explanation: null });
   });
 
-  it("joins a descendant holder to the exec through its parent chain", () => {
+  it("does not make a session of a pty only the exec's descendant holds: the exec's own pty is the one on its stdio", () => {
     const child = proc(201, { containerId: CID, ppid: 200, nsPids: [201, 8] });
     const scan = scanOf([init, shim, execShell, child], [slave(201, CONTAINER_PTS, 3)]);
     const inventory = buildInventory(scan, limits, view([container()], [exec()]));
-    expect(inventory.ptys[0]?.owner).toBe("exec");
-    expect(inventory.sessions[0]?.holderPids).toEqual([201]);
+    expect(inventory.ptys[0]).toMatchObject({ owner: "unattributed", containerId: CID, execId: null });
+    expect(inventory.sessions).toEqual([]);
   });
 
   it.each([

@@ -76,10 +76,12 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_pty_usage_ratio",
         "ptyreaper_ptys",
         "ptyreaper_reap_failures_total",
+        "ptyreaper_reap_refusals_total",
         "ptyreaper_reaped_sessions_total",
         "ptyreaper_runtime_enabled",
         "ptyreaper_scan_info",
         "ptyreaper_scan_passes_cut_total",
+        "ptyreaper_signal_info",
         "ptyreaper_would_reap_sessions_total",
       ].sort(),
     );

@@ -5,7 +5,8 @@ import { CLOCK_STEP_TOLERANCE_MS, clockStepMs, Poller, STUCK_AFTER_INTERVALS, ty
 import type { PollStage } from "../../../src/poller/stages.js";
 import { CollectError, type Observation } from "../../../src/poller/collect.js";
 import { Reaper } from "../../../src/reaper/reaper.js";
-import { ProcFs } from "../../../src/procfs/procfs.js";
+import { ProcRootTable } from "../../../src/reaper/identity.js";
+import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { defaultConfig } from "../../../src/config/load.js";
 import type { PolicyConfig } from "../../../src/config/types.js";
 import type { ExecSession, ProcScan } from "../../../src/domain/types.js";
@@ -35,7 +36,18 @@ function recorder(): PollMetrics & { events: string[] } {
 
 function makeReaper(): Reaper {
   const logger = pino({ enabled: false });
-  return new Reaper({ procfs: new ProcFs("/nonexistent"), docker: null, sendSignal: () => undefined, metrics: { reaped() {}, wouldReap() {}, reapFailed() {} }, logger, now: Date.now, mode: "dry-run", graceMs: 1000 });
+  return new Reaper({
+    processes: new ProcRootTable("/nonexistent"),
+    signaller: new KillSignaller(() => undefined),
+    docker: null,
+    metrics: { reaped() {}, wouldReap() {}, reapFailed() {} },
+    logger,
+    now: Date.now,
+    selfPid: process.pid,
+    mode: "dry-run",
+    graceMs: 1000,
+    maxInFlight: 20,
+  });
 }
 
 function makePoller(collect: () => Promise<Observation>, metrics = recorder(), dockerEnabled = true, extra: Partial<PollerOptions> = {}) {

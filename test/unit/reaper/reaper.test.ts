@@ -1,59 +1,58 @@
-// Reaper: escalation order, the PID-reuse guard and dry-run, over an in-memory /proc and fake timers.
+// Reaper: escalation order, targets re-read each step, the never-signal set, release confirmation, reloads
+// and dry-run, over an in-memory process table and fake timers.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import type { Stats } from "node:fs";
-import { ProcFs } from "../../../src/procfs/procfs.js";
-import type { StatFields, StatusFields } from "../../../src/procfs/parse.js";
-import { Reaper, type ReapMetrics } from "../../../src/reaper/reaper.js";
+import { Reaper, MAX_ATTEMPTS, type ReapMetrics } from "../../../src/reaper/reaper.js";
+import type { ProcessTable, RefusalReason } from "../../../src/reaper/identity.js";
+import { KillSignaller } from "../../../src/reaper/signaller.js";
+import type { StatFields } from "../../../src/procfs/parse.js";
 import type { DockerPort } from "../../../src/docker/port.js";
-import type { ExecInfo, ExecSession } from "../../../src/domain/types.js";
+import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 
 const CID = "c".repeat(64);
+const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
+const ON_HOST = "0::/system.slice/containerd.service\n";
+const SELF = 7000;
 
 interface FakeProc {
+  ppid: number;
   startTicks: number;
-  pidNs: string;
-  containerId: string | null;
+  cgroup: string;
   nsPids: number[];
+  comm?: string;
   state?: string;
   /** pty slaves held: [devptsDev, index] */
   slaves?: [string, number][];
 }
 
-/** /proc held in a map: processes appear, vanish and get reused as a test says. */
-class MemoryProcFs extends ProcFs {
+/** /proc as a map: processes appear, vanish and get reused as a test says. */
+class MemoryTable implements ProcessTable {
   readonly procs = new Map<number, FakeProc>();
-  constructor() {
-    super("/nonexistent");
-  }
   private get(pid: number): FakeProc {
     const p = this.procs.get(pid);
     if (!p) throw Object.assign(new Error(`ENOENT ${pid}`), { code: "ENOENT" });
     return p;
   }
-  override stat(pid: number): StatFields {
+  pids(): number[] {
+    return [...this.procs.keys()];
+  }
+  stat(pid: number): StatFields {
     const p = this.get(pid);
-    return { pid, comm: "sh", state: p.state ?? "S", ppid: 1, pgrp: pid, sid: pid, ttyNr: 0, startTicks: p.startTicks };
+    return { pid, comm: p.comm ?? "sh", state: p.state ?? "S", ppid: p.ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: p.startTicks };
   }
-  override status(pid: number): StatusFields {
-    return { uid: 0, nsPids: this.get(pid).nsPids };
+  nsPids(pid: number): number[] {
+    return this.get(pid).nsPids;
   }
-  override namespace(pid: number): string {
-    return this.get(pid).pidNs;
+  cgroup(pid: number): string {
+    return this.get(pid).cgroup;
   }
-  override cgroupContainerId(pid: number): string | null {
-    return this.get(pid).containerId;
-  }
-  override fds(pid: number): string[] {
-    return (this.get(pid).slaves ?? []).map((_, i) => String(i));
-  }
-  override fdStat(pid: number, fd: string): Stats {
-    const [dev, index] = this.get(pid).slaves?.[Number(fd)] ?? ["0:0", 0];
-    const [major, minor] = dev.split(":").map(Number) as [number, number];
-    return { isCharacterDevice: () => true, rdev: 136 * 256 + index, dev: major * 256 + minor } as unknown as Stats;
+  holdsSlave(pid: number, dev: string, index: number): boolean {
+    return (this.get(pid).slaves ?? []).some(([d, i]) => d === dev && i === index);
   }
 }
+
+const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
 
 function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: number } {
   const port = {
@@ -61,7 +60,7 @@ function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: 
     endpoint: "fake",
     ping: () => Promise.resolve(),
     listRunningContainerIds: () => Promise.resolve([]),
-    inspectContainer: () => Promise.resolve(null),
+    inspectContainer: () => Promise.resolve({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: ["e1"] }),
     inspectExec: () => {
       port.calls++;
       const result = exec();
@@ -96,22 +95,58 @@ function session(over: Partial<ExecSession> = {}): ExecSession {
 }
 const stale: SessionDecision = { execId: "e1", state: "stale", reason: "idle", detail: "idle 5m ≥ idleTimeout 20s" };
 
+function inventoryWith(ptys: Partial<Pty>[]): Inventory {
+  return {
+    limits: { allocated: ptys.length, max: 4096, reserve: 1024 },
+    ptys: ptys.map((p) => ({
+      key: "0:44:0",
+      devptsDev: "0:44",
+      index: 0,
+      owner: "exec",
+      containerId: CID,
+      containerName: "victim",
+      execId: "e1",
+      masterPids: [90],
+      slavePids: [],
+      atimeMs: 0,
+      mtimeMs: 0,
+      leaderPid: null,
+      leaderCommand: null,
+      leaderStartedAtMs: null,
+      ...p,
+    })),
+    sessions: [],
+    discrepancy: { found: ptys.length, allocated: ptys.length, explanation: null },
+    unreadablePids: [],
+  };
+}
+const released = inventoryWith([]);
+const stillHeld = (slavePids: number[]): Inventory => inventoryWith([{ slavePids }]);
+
 describe("Reaper", () => {
-  let procfs: MemoryProcFs;
+  let table: MemoryTable;
   let signals: [number, string][];
-  let metrics: ReapMetrics & { reapedN: number; wouldN: number; failedN: number };
+  let metrics: ReapMetrics & { reapedN: number; wouldN: number; failedN: number; refusals: RefusalReason[] };
   let running: boolean;
+  let exemption: string | null;
 
   beforeEach(() => {
     vi.useFakeTimers();
-    procfs = new MemoryProcFs();
-    procfs.procs.set(200, { startTicks: 5000, pidNs: "ns1", containerId: CID, nsPids: [200, 7], slaves: [["0:44", 0]] });
+    table = new MemoryTable();
+    table.procs.set(1, { ppid: 0, startTicks: 1, cgroup: "0::/init.scope\n", nsPids: [1], comm: "systemd" });
+    table.procs.set(90, { ppid: 1, startTicks: 10, cgroup: ON_HOST, nsPids: [90], comm: "containerd-shim" });
+    table.procs.set(100, { ppid: 90, startTicks: 100, cgroup: IN_CONTAINER, nsPids: [100, 1], comm: "docker-init" });
+    table.procs.set(101, { ppid: 100, startTicks: 110, cgroup: IN_CONTAINER, nsPids: [101, 6] });
+    table.procs.set(200, { ppid: 90, startTicks: 5000, cgroup: IN_CONTAINER, nsPids: [200, 7], slaves: [["0:44", 0]] });
+    table.procs.set(SELF, { ppid: 1, startTicks: 50, cgroup: ON_HOST, nsPids: [SELF], comm: "node" });
     signals = [];
     running = true;
+    exemption = null;
     metrics = {
       reapedN: 0,
       wouldN: 0,
       failedN: 0,
+      refusals: [],
       reaped() {
         this.reapedN++;
       },
@@ -121,39 +156,66 @@ describe("Reaper", () => {
       reapFailed() {
         this.failedN++;
       },
+      reapRefused(reason) {
+        this.refusals.push(reason);
+      },
     };
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => ({ id: "e1", containerId: CID, running, pid: 200, tty: true, entrypoint: "sh", arguments: [] }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => execInfo({ running }))) {
     return new Reaper({
-      procfs,
-      docker,
-      sendSignal: (pid, signal) => {
+      processes: table,
+      signaller: new KillSignaller((pid, signal) => {
         signals.push([pid, signal]);
-      },
+      }),
+      docker,
       metrics,
       logger: pino({ enabled: false }),
       now: () => Date.now(),
+      selfPid: SELF,
+      exemption: () => exemption,
       mode,
       graceMs: 10_000,
+      maxInFlight: 5,
     });
   }
 
-  it("sends SIGHUP first and counts the reap once the process is gone", async () => {
+  it("sends SIGHUP first and counts the reap only once the kernel freed the pty", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(0);
     expect(signals).toEqual([[200, "SIGHUP"]]);
-    procfs.procs.delete(200);
+    table.procs.delete(200);
     running = false;
     await vi.advanceTimersByTimeAsync(10_000);
     expect(signals).toEqual([[200, "SIGHUP"]]);
+    expect(metrics.reapedN).toBe(0); // holders gone, pty not yet seen released
+    r.observe(stillHeld([]));
+    expect(metrics.reapedN).toBe(0);
+    r.observe(released);
     expect(metrics.reapedN).toBe(1);
     expect(r.pendingCount).toBe(0);
   });
 
-  it("escalates to SIGTERM then SIGKILL after each grace, then reports failure", async () => {
+  it("a pty still listed after its holders are gone is a failure, retried on later cycles, then given up", async () => {
+    const r = reaper("enforce");
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      if (attempt === 1) r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.delete(200);
+      running = false;
+      await vi.advanceTimersByTimeAsync(10_000);
+      for (let cycle = 0; cycle < 3; cycle++) r.observe(stillHeld([]));
+      expect(metrics.failedN).toBe(attempt);
+      if (attempt < MAX_ATTEMPTS) r.observe(stillHeld([])); // the retry starts on the next cycle
+    }
+    expect(r.pendingCount).toBe(0);
+    expect(r.reap([{ session: session(), decision: stale }])).toBe(0); // given up: not restarted by the policy
+    expect(metrics.reapedN).toBe(0);
+  });
+
+  it("escalates to SIGTERM then SIGKILL after each grace, then reports a failure naming the holders", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(0);
@@ -163,37 +225,26 @@ describe("Reaper", () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(metrics.failedN).toBe(1);
     expect(metrics.reapedN).toBe(0);
+    expect(r.pendingCount).toBe(1); // kept for a retry, not dropped
   });
 
-  it("never signals a pid reused by another process between two signals", async () => {
+  it("re-reads the targets at every step: a child forked after SIGHUP gets SIGTERM", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(0);
-    expect(signals).toEqual([[200, "SIGHUP"]]);
-    // The shell exits and pid 200 is reused by a new process.
-    procfs.procs.set(200, { startTicks: 9999, pidNs: "ns1", containerId: CID, nsPids: [200, 7], slaves: [["0:44", 0]] });
-    await vi.advanceTimersByTimeAsync(30_000);
-    expect(signals).toEqual([[200, "SIGHUP"]]);
+    table.procs.set(201, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [201, 8], slaves: [["0:44", 0]] });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(signals).toEqual([
+      [200, "SIGHUP"],
+      [200, "SIGTERM"],
+      [201, "SIGTERM"],
+    ]);
   });
 
-  it.each([
-    ["a container init (pid 1 in its namespace)", { nsPids: [200, 1] }],
-    ["a process in another pid namespace", { pidNs: "ns2" }],
-    ["a process in another container", { containerId: "d".repeat(64) }],
-    ["a host process", { containerId: null }],
-  ])("refuses to signal %s", async (_name, change) => {
-    procfs.procs.set(200, { ...(procfs.procs.get(200) as FakeProc), ...change });
+  it("reaches an orphan reparented to the container's init (started after the exec)", async () => {
+    table.procs.set(201, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [201, 8], slaves: [["0:44", 0]] });
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(signals).toEqual([]);
-  });
-
-  it("signals other holders only while they still hold the same pty in the same container", async () => {
-    procfs.procs.set(201, { startTicks: 6000, pidNs: "ns1", containerId: CID, nsPids: [201, 8], slaves: [["0:44", 0]] });
-    procfs.procs.set(202, { startTicks: 6000, pidNs: "ns1", containerId: CID, nsPids: [202, 9], slaves: [["0:44", 5]] });
-    const r = reaper("enforce");
-    r.reap([{ session: session({ holderPids: [200, 201, 202] }), decision: stale }]);
     await vi.advanceTimersByTimeAsync(0);
     expect(signals).toEqual([
       [200, "SIGHUP"],
@@ -201,9 +252,81 @@ describe("Reaper", () => {
     ]);
   });
 
+  it.each<[string, number, Partial<FakeProc>, RefusalReason]>([
+    ["the container's init (NSpid 1)", 100, {}, "namespace_init"],
+    ["the container's main process under --pid=host (no NSpid 1)", 100, { nsPids: [100] }, "container_main"],
+    ["the container's loop under docker-init (started before the exec)", 101, {}, "container_process"],
+    ["a process that is not the exec's (its parent is outside)", 300, { ppid: 1, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [300, 9] }, "not_in_session"],
+    ["a host process on the same pty (shared devpts)", 301, { ppid: 1, startTicks: 6000, cgroup: ON_HOST, nsPids: [301] }, "outside_cgroup"],
+  ])("never signals %s holding the exec's pty; the session is not counted reaped", async (_name, pid, proc, reason) => {
+    table.procs.set(pid, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [pid, 9], ...table.procs.get(pid), ...proc, slaves: [["0:44", 0]] });
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(signals.filter(([p]) => p === pid)).toEqual([]);
+    expect(signals.filter(([p]) => p === 200).map((s) => s[1])).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
+    // Only in-cgroup holders are candidates; a host process is never even a candidate.
+    expect(metrics.refusals).toEqual(reason === "outside_cgroup" ? [] : [reason]);
+    table.procs.delete(200);
+    await vi.advanceTimersByTimeAsync(10_000);
+    r.observe(stillHeld([pid]));
+    expect(metrics.reapedN).toBe(0);
+  });
+
+  it("never signals a pid reused by another process between two signals", async () => {
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+    // The shell exits and pid 200 is reused by a new process on the same pty, in the same container.
+    table.procs.set(200, { ppid: 90, startTicks: 9999, cgroup: IN_CONTAINER, nsPids: [200, 7], slaves: [["0:44", 0]] });
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+    expect(metrics.refusals).toEqual(["pid_reused"]);
+    expect(metrics.failedN).toBe(1);
+  });
+
+  it("a reload to dry-run stops the escalation before its next signal", async () => {
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    r.configure({ mode: "dry-run", graceMs: 10_000, maxInFlight: 5 });
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+    expect(r.pendingCount).toBe(0);
+    expect(metrics.reapedN + metrics.failedN).toBe(0);
+  });
+
+  it("a new exemption stops the escalation before its next signal", async () => {
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    exemption = "label ptyreaper.exempt=true";
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+  });
+
+  it("a lower maxPerCycle stops the newest escalations before their next signal", async () => {
+    table.procs.set(300, { ppid: 90, startTicks: 5000, cgroup: IN_CONTAINER, nsPids: [300, 9], slaves: [["0:44", 1]] });
+    const docker = fakeDocker(() => execInfo());
+    docker.inspectExec = (id: string) => Promise.resolve(execInfo(id === "e2" ? { id, pid: 300 } : {}));
+    const r = reaper("enforce", docker);
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(1);
+    r.reap([{ session: session({ execId: "e2", pid: 300, ptyKey: "0:44:1", index: 1 }), decision: { ...stale, execId: "e2" } }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([
+      [200, "SIGHUP"],
+      [300, "SIGHUP"],
+    ]);
+    r.configure({ mode: "enforce", graceMs: 10_000, maxInFlight: 1 });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(signals.slice(2)).toEqual([[200, "SIGTERM"]]);
+  });
+
   const answers: [string, () => ExecInfo | null | Error][] = [
     ["docker says the exec stopped", () => null],
-    ["docker reports another pid", () => ({ id: "e1", containerId: CID, running: true, pid: 999, tty: true, entrypoint: "sh", arguments: [] })],
+    ["docker reports another pid", () => execInfo({ pid: 999 })],
     ["docker cannot be reached", () => new Error("socket hung")],
   ];
   it.each(answers)("signals nothing when %s", async (_name, answer) => {

@@ -1,0 +1,152 @@
+// Who the reaper may signal: the process-identity port it reads, and the never-signal rules as a pure function.
+import { readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { classifyRdev, formatDev, parseStat, parseStatus, type StatFields } from "../procfs/parse.js";
+
+/** The few /proc facts the reaper reads about a process; errors (ENOENT when gone) reach the caller. */
+export interface ProcessTable {
+  /** Numeric entries of /proc. */
+  pids(): number[];
+  /** /proc/PID/stat; null when malformed. */
+  stat(pid: number): StatFields | null;
+  /** NSpid of /proc/PID/status, outermost first; null when malformed. */
+  nsPids(pid: number): number[] | null;
+  /** /proc/PID/cgroup as text: compared whole, so any cgroup driver or parent works. */
+  cgroup(pid: number): string;
+  /** Whether PID has the slave of pty (devptsDev, index) open now. */
+  holdsSlave(pid: number, devptsDev: string, index: number): boolean;
+}
+
+/** ProcessTable over a /proc root. */
+export class ProcRootTable implements ProcessTable {
+  constructor(readonly root: string) {}
+
+  pids(): number[] {
+    return readdirSync(this.root)
+      .filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57)
+      .map(Number);
+  }
+
+  stat(pid: number): StatFields | null {
+    return parseStat(readFileSync(join(this.root, String(pid), "stat"), "utf8"));
+  }
+
+  nsPids(pid: number): number[] | null {
+    return parseStatus(readFileSync(join(this.root, String(pid), "status"), "utf8"))?.nsPids ?? null;
+  }
+
+  cgroup(pid: number): string {
+    return readFileSync(join(this.root, String(pid), "cgroup"), "utf8");
+  }
+
+  holdsSlave(pid: number, devptsDev: string, index: number): boolean {
+    const dir = join(this.root, String(pid), "fd");
+    for (const fd of readdirSync(dir)) {
+      let link: string;
+      try {
+        link = readlinkSync(join(dir, fd));
+      } catch {
+        continue; // closed meanwhile
+      }
+      // Cheap filter before a stat: only pts links and the console (a bind of a pts) can be a slave.
+      if (!link.includes("pts") && !link.includes("console")) continue;
+      try {
+        const st = statSync(join(dir, fd));
+        const kind = st.isCharacterDevice() ? classifyRdev(st.rdev) : null;
+        if (kind?.role === "slave" && kind.index === index && formatDev(st.dev) === devptsDev) return true;
+      } catch {
+        continue;
+      }
+    }
+    return false;
+  }
+}
+
+/** Why a process was not signalled; a bounded set, the label of ptyreaper_reap_refusals_total. */
+export type RefusalReason =
+  | "host_init"
+  | "namespace_init"
+  | "container_main"
+  | "container_process"
+  | "runtime"
+  | "ptyreaper"
+  | "outside_cgroup"
+  | "not_in_session"
+  | "pid_reused"
+  | "unreadable";
+
+export const REFUSAL_REASONS: readonly RefusalReason[] = [
+  "host_init",
+  "namespace_init",
+  "container_main",
+  "container_process",
+  "runtime",
+  "ptyreaper",
+  "outside_cgroup",
+  "not_in_session",
+  "pid_reused",
+  "unreadable",
+];
+
+/** Container runtimes by comm (15 characters at most): never a session's process, whatever else holds. */
+const RUNTIME_COMMS = new Set(["runc", "crun", "dockerd", "containerd", "docker-proxy", "conmon"]);
+
+export function isRuntimeComm(comm: string): boolean {
+  return RUNTIME_COMMS.has(comm) || comm.startsWith("containerd-shim") || comm.startsWith("runc:");
+}
+
+/** A process as the rules see it: pid and start time. */
+export interface ProcessRef {
+  pid: number;
+  startTicks: number;
+}
+
+/** What is known about one candidate target, read while it is pinned (through its pidfd). */
+export interface TargetFacts extends ProcessRef {
+  comm: string;
+  /** NSpid, outermost first. */
+  nsPids: number[];
+  cgroup: string;
+  /** Parent, grandparent, ... up to the host's init (exclusive), as the kernel reports them now. */
+  ancestors: ProcessRef[];
+}
+
+/** What protects everything around one session, re-read before every signal. */
+export interface SessionGuard {
+  /** The exec's process (ExecInspect.Pid) and its start time when the scan saw it. */
+  exec: ProcessRef;
+  /** The container's main process (State.Pid). */
+  containerMain: ProcessRef;
+  /** State.Pid's ancestors up to the host's init: docker-init, the shim, containerd, ... */
+  containerMainAncestors: ReadonlySet<number>;
+  /** /proc/PID/cgroup of State.Pid: a target must be in exactly this cgroup. */
+  containerCgroup: string;
+  /** ptyreaper and its ancestors. */
+  self: ReadonlySet<number>;
+}
+
+/**
+ * The never-signal set, checked for each target at each signal; null when the target may be signalled.
+ * A target must be the exec's process, a descendant of it, or an orphan of it (a child of the
+ * container's main process started after the exec); anything else holding the pty is not the session's.
+ */
+export function refusalFor(target: TargetFacts, guard: SessionGuard): RefusalReason | null {
+  if (target.pid === 1) return "host_init";
+  if (guard.self.has(target.pid)) return "ptyreaper";
+  if (target.nsPids.at(-1) === 1) return "namespace_init";
+  if (target.pid === guard.containerMain.pid || guard.containerMainAncestors.has(target.pid)) return "container_main";
+  if (isRuntimeComm(target.comm)) return "runtime";
+  if (target.cgroup !== guard.containerCgroup) return "outside_cgroup";
+  if (target.pid === guard.exec.pid) return target.startTicks === guard.exec.startTicks ? null : "pid_reused";
+  // Walk up: the first of the exec or the container's main process met decides.
+  let child: ProcessRef = target;
+  for (const ancestor of target.ancestors) {
+    if (ancestor.pid === guard.exec.pid) return ancestor.startTicks === guard.exec.startTicks ? null : "not_in_session";
+    if (ancestor.pid === guard.containerMain.pid) {
+      // Started before the exec: the container's own (the loop under docker-init or a wrapper). After: an orphan of the session.
+      return child.startTicks < guard.exec.startTicks ? "container_process" : null;
+    }
+    child = ancestor;
+  }
+  return "not_in_session";
+}
