@@ -14,6 +14,8 @@ export interface PollMetrics {
   pollSucceeded(durationSeconds: number, atMs: number): void;
   pollFailed(stage: "limits" | "scan" | "docker" | "policy" | "reap"): void;
   setDockerUp(up: boolean): void;
+  /** A reaped session's pty was released this long after its client was first seen gone. */
+  reclaimed?(seconds: number): void;
 }
 
 export interface PollerSettings {
@@ -54,6 +56,8 @@ export class Poller {
   private snapshot: Snapshot | null = null;
   /** Ptys of sessions reaped, to confirm in the next inventory that the kernel freed them. */
   private releasing = new Map<string, string>();
+  /** When the client of each releasing pty's session was first seen gone, for the time to reclaim. */
+  private clientGoneAt = new Map<string, number>();
 
   constructor(options: PollerOptions) {
     this.options = options;
@@ -119,7 +123,10 @@ export class Poller {
         .filter((d) => d.state === "stale")
         .map((decision) => ({ decision, session: sessions.get(decision.execId) as ExecSession }))
         .filter((entry) => entry.session !== undefined);
-      for (const { session } of stale) this.releasing.set(session.ptyKey, session.execId);
+      for (const { session } of stale) {
+        this.releasing.set(session.ptyKey, session.execId);
+        if (session.client?.state === "gone") this.clientGoneAt.set(session.ptyKey, session.client.sinceMs);
+      }
       this.options.reaper.prune(new Set(sessions.keys()));
       const started = this.options.reaper.reap(stale);
       if (stale.length > 0) {
@@ -168,12 +175,17 @@ export class Poller {
     const present = new Set(snapshot.inventory.ptys.map((p) => p.key));
     const inFlight = this.options.reaper.pendingCount > 0;
     for (const [key, execId] of this.releasing) {
+      const goneAt = this.clientGoneAt.get(key);
       if (!present.has(key)) {
-        this.options.logger.info({ execId, pty: key }, "pty released by the kernel");
+        const reclaimMs = goneAt === undefined ? undefined : snapshot.takenAtMs - goneAt;
+        this.options.logger.info({ execId, pty: key, ...(reclaimMs === undefined ? {} : { sinceClientGoneMs: reclaimMs }) }, "pty released by the kernel");
+        if (reclaimMs !== undefined) this.options.metrics.reclaimed?.(reclaimMs / 1000);
         this.releasing.delete(key);
+        this.clientGoneAt.delete(key);
       } else if (!inFlight) {
         // Still held after its escalation ended: a refused or failed reap, already logged by the reaper.
         this.releasing.delete(key);
+        this.clientGoneAt.delete(key);
       }
     }
   }
