@@ -5,6 +5,11 @@
       "sources": ["native/ptyscan.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "libraries": ["-lpthread"]
+    },
+    {
+      "target_name": "sockdiag",
+      "sources": ["native/sockdiag.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }
