@@ -15,6 +15,7 @@ import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
 import { Reaper, type SendSignal } from "./reaper/reaper.js";
 import type { Snapshot } from "./domain/snapshot.js";
+import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
 
 /** systemd's notify protocol as the daemon uses it; a no-op outside systemd. */
 export interface LifecycleNotifier {
@@ -98,6 +99,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
         now,
       })
     : null;
+  const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
   const reaper = new Reaper({
     procfs,
     docker: dockerPort,
@@ -110,7 +112,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   });
   let readySent = false;
   const poller = new Poller({
-    collect: () => collect({ procfs, scan: (options) => scanner.scan(options), docker: dockerCache }),
+    collect: () => collect({ procfs, scan: (options) => scanner.scan(options), docker: dockerCache, clients, now }),
     reaper,
     metrics,
     logger: child("poller"),
