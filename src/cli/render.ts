@@ -2,6 +2,7 @@
 import { formatDuration } from "../config/duration.js";
 import { containerCapacity, type Inventory, type Pty } from "../domain/types.js";
 import type { DockerStatus, SessionDecision } from "../domain/snapshot.js";
+import type { ClientState } from "../domain/client.js";
 
 export interface SessionsReport {
   takenAt: string;
@@ -30,6 +31,8 @@ export interface SessionsReport {
     outputIdleSeconds: number;
     ageSeconds: number;
     command: string;
+    /** Where the session's client is; `since` (ISO time) is when it was first seen gone. */
+    client: { state: ClientState["state"]; since?: string; detail: string };
     state?: string;
     reason?: string | null;
     detail?: string;
@@ -75,11 +78,24 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
         outputIdleSeconds: seconds(nowMs - s.mtimeMs),
         ageSeconds: seconds(nowMs - s.startedAtMs),
         command: s.command,
+        client: clientOf(s.client),
         ...(decision ? { state: decision.state, reason: decision.reason, detail: decision.detail } : {}),
       };
     }),
     unreadableProcesses: inventory.unreadablePids.length,
   };
+}
+
+function clientOf(client: ClientState | undefined): SessionsReport["sessions"][number]["client"] {
+  if (client === undefined) return { state: "unknown", detail: "client not observed" };
+  if (client.state === "gone") return { state: "gone", since: new Date(client.sinceMs).toISOString(), detail: client.detail };
+  return { state: client.state, detail: client.detail };
+}
+
+/** The CLIENT column: `attached`, `gone 2m` (for how long), `unknown`; `-` for a pty that is no exec session. */
+function clientCell(client: ClientState | undefined, nowMs: number): string {
+  if (client?.state === "gone") return `gone ${formatDuration(Math.max(0, nowMs - client.sinceMs))}`;
+  return client?.state ?? "unknown";
 }
 
 /**
@@ -98,7 +114,7 @@ export function printable(text: string, width = 40): string {
 // eslint-disable-next-line no-control-regex
 const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
-const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "COMMAND"] as const;
+const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "CLIENT", "COMMAND"] as const;
 
 /** `w` for container ptys: a header line of kernel usage, then one row per pty. */
 export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number): string {
@@ -125,6 +141,7 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
       ago(pty.mtimeMs),
       ago(session?.startedAtMs ?? pty.leaderStartedAtMs),
       pty.owner,
+      session ? clientCell(session.client, nowMs) : "-",
       printable(session?.command ?? pty.leaderCommand ?? "-", 60),
     ];
   });
