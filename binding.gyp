@@ -10,6 +10,11 @@
       "target_name": "pidfd",
       "sources": ["native/pidfd.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "sockdiag",
+      "sources": ["native/sockdiag.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

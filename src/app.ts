@@ -21,6 +21,7 @@ import { KillSignaller, PidfdSignaller, loadPidfdAddon, type Signaller } from ".
 import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
+import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
 export interface Scanner {
@@ -118,6 +119,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     : null;
   const signaller = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method);
+  const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
   const reaper = new Reaper({
     processes: new ProcRootTable(config.procRoot),
     signaller,
@@ -144,7 +146,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   };
   let readySent = false;
   const poller = new Poller({
-    collect: () => collect({ procfs, scan, docker: dockerCache }),
+    collect: () => collect({ procfs, scan, docker: dockerCache, clients, now }),
     reaper,
     metrics,
     logger: child("poller"),

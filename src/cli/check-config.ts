@@ -86,7 +86,7 @@ export function summarizeConfig(c: Config): string[] {
     `  pollInterval ${d(c.pollInterval)}, listen ${host}:${c.listen.port}, procRoot ${c.procRoot}, log.level ${c.log.level}`,
     `  docker: ${c.docker.enabled ? `enabled, socket ${c.docker.socket}, timeout ${d(c.docker.timeout)}` : "disabled"}`,
     `  policy: idleTimeout ${off(p.idleTimeout)} (${p.idleIncludesOutput ? "input and output" : "input only"}), ` +
-      `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}`,
+      `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}, orphanGrace ${off(p.orphanGrace)}`,
     `  policy.pressure: high ${p.pressure.high}, low ${p.pressure.low}, minIdle ${d(p.pressure.minIdle)}`,
     `  policy.exempt: label ${p.exemptLabel}=true, containers ${p.exemptContainers.length > 0 ? p.exemptContainers.join(" ") : "none"}`,
     `  reaper: ${c.reaper.mode}, grace ${d(c.reaper.grace)}, maxPerCycle ${c.reaper.maxPerCycle}`,

@@ -2,7 +2,14 @@
 import { formatDuration } from "../config/duration.js";
 import { containerCapacity, type Inventory, type Pty } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
+import type { ClientState } from "../domain/client.js";
 import { escapeUnprintable } from "../text.js";
+
+/** The CLIENT column: `attached`, `gone 2m` (for how long), `unknown`; `-` for a pty that is no exec session. */
+function clientCell(client: ClientState | undefined, nowMs: number): string {
+  if (client?.state === "gone") return `gone ${formatDuration(Math.max(0, nowMs - client.sinceMs))}`;
+  return client?.state ?? "unknown";
+}
 
 /** A value for one table cell: unprintable characters escaped (src/text.ts), long values cut. */
 export function printable(text: string, width = 40): string {
@@ -10,7 +17,7 @@ export function printable(text: string, width = 40): string {
   return escaped.length > width ? `${escaped.slice(0, width - 1)}…` : escaped;
 }
 
-const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "COMMAND"] as const;
+const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "CLIENT", "COMMAND"] as const;
 
 /** `w` for container ptys: a header line of kernel usage, then one row per pty. */
 export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number): string {
@@ -37,6 +44,7 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
       ago(pty.mtimeMs),
       ago(session?.startedAtMs ?? pty.leaderStartedAtMs),
       pty.owner,
+      session ? clientCell(session.client, nowMs) : "-",
       printable(session?.command ?? pty.leaderCommand ?? "-", 60),
     ];
   });

@@ -3,6 +3,7 @@ import { configPathFor, loadConfig } from "../config/load.js";
 import { DockerCache } from "../docker/cache.js";
 import { EngineHttpPort } from "../docker/engine-http.js";
 import { collect } from "../poller/collect.js";
+import { dockerClientEvidence } from "../runtimes/docker/client-evidence.js";
 import { ProcFs } from "../procfs/procfs.js";
 import { scanProc } from "../procfs/scan.js";
 import { sessionsReport } from "../domain/report.js";
@@ -20,7 +21,9 @@ export const sessionsCommand: Command = async (args, io) => {
   const docker = config.docker.enabled
     ? new DockerCache({ port: new EngineHttpPort(config.docker.socket, config.docker.timeout), logger: { info: () => undefined, warn: () => undefined } })
     : null;
-  const observation = await collect({ procfs, scan: (options) => scanProc(procfs, options), docker });
+  // One look, no history: a client is `attached` or `unknown` here; only the daemon sees one go.
+  const clients = docker ? dockerClientEvidence(procfs, config.docker.socket) : null;
+  const observation = await collect({ procfs, scan: (options) => scanProc(procfs, options), docker, clients });
   const now = Date.now();
   if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
   else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now));

@@ -13,7 +13,7 @@
 //                                            host itself); ignored when docker.enabled is false
 //
 // Durations are strings with a unit: "500ms", "30s", "10m", "4h", "1d", or combined largest first
-// ("1h30m"). "off" is accepted by policy.idleTimeout and policy.maxAge only.
+// ("1h30m"). "off" is accepted by policy.idleTimeout, policy.maxAge and policy.orphanGrace only.
 import { isIPv4, isIPv6 } from "node:net";
 import { posix } from "node:path";
 import type { Level } from "pino";
@@ -50,6 +50,7 @@ export const DEFAULT_SETTINGS = {
     pressure: { high: 0.8, low: 0.7, minIdle: "10m" },
     exemptLabel: "ptyreaper.exempt",
     exemptContainers: [] as string[],
+    orphanGrace: "2m",
   },
   reaper: { mode: "enforce", grace: "10s", maxPerCycle: 20 },
   log: { level: "info" },
@@ -143,6 +144,8 @@ const checkIdleTimeout = durationCheck({ off: true, min: MIN_IDLE_THRESHOLD_MS, 
 const checkMinIdle = durationCheck({ off: false, min: MIN_IDLE_THRESHOLD_MS, minWhy: GRANULARITY, ...POLICY_LIMIT });
 const checkMaxAge = durationCheck({ off: true, min: 1_000, ...POLICY_LIMIT });
 const checkMinAge = durationCheck({ off: false, min: 0, ...POLICY_LIMIT });
+// It also asks for this long without input, which tty times tell in 8-second steps.
+const checkOrphanGrace = durationCheck({ off: true, min: MIN_IDLE_THRESHOLD_MS, minWhy: GRANULARITY, ...POLICY_LIMIT });
 
 const checkBoolean: Check<boolean> = (input) =>
   typeof input === "boolean" ? ok(input) : expected("true or false", input);
@@ -292,6 +295,7 @@ export const configSchema = section({
       })
       .nullish()
       .transform((v) => v ?? []),
+    orphanGrace: leaf(checkOrphanGrace).prefault(D.policy.orphanGrace),
   }),
   reaper: section({
     mode: leaf(checkMode).prefault(D.reaper.mode),

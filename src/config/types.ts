@@ -9,6 +9,8 @@ export interface PolicyConfig {
   pressure: { high: number; low: number; minIdle: number };
   exemptLabel: string;
   exemptContainers: string[];
+  /** Reap a session whose client has been gone this long (and without input as long); null: off. */
+  orphanGrace: number | null;
 }
 
 /** How much of an exec's command line /sessions shows: all of it, the program only, or nothing. */

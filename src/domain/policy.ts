@@ -39,11 +39,11 @@ interface Candidate {
 
 /**
  * One decision per session, in the order given. At most `maxPerCycle` are stale: max_age first,
- * then idle, then pressure, each longest idle first; the rest are deferred to the next cycle.
+ * then orphaned, then idle, then pressure, each longest idle first; the rest are deferred to the next cycle.
  */
 export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: number, nowMs: number): SessionDecision[] {
   const decisions: (SessionDecision | undefined)[] = new Array<SessionDecision | undefined>(input.sessions.length);
-  const byReason: Record<"max_age" | "idle", Candidate[]> = { max_age: [], idle: [] };
+  const byReason: Record<"max_age" | "orphaned" | "idle", Candidate[]> = { max_age: [], orphaned: [], idle: [] };
   const others: Candidate[] = [];
   const hold = input.clockStepHold ?? null;
   const holdNote = hold === null ? "" : `clock stepped ${hold.stepMs >= 0 ? "+" : "-"}${formatDuration(Math.abs(hold.stepMs))}, idle and age reaping held ${formatDuration(hold.remainingMs)} more`;
@@ -66,6 +66,10 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {
       if (hold === null) byReason.max_age.push(c);
       else others.push({ ...c, held: `${holdNote}; age ${formatDuration(c.ageMs)} ≥ maxAge ${formatDurationExact(policy.maxAge)}` });
+    } else if (orphanedFor(c, policy, nowMs) !== null) {
+      // Not held after a clock step: the client is gone (seen, not inferred from tty times), so no one
+      // can be typing into the session whatever the clock says.
+      byReason.orphaned.push(c);
     } else if (policy.idleTimeout !== null && c.idleMs >= policy.idleTimeout) {
       if (hold === null) byReason.idle.push(c);
       else others.push({ ...c, held: `${holdNote}; idle ${formatDuration(c.idleMs)} ≥ idleTimeout ${formatDurationExact(policy.idleTimeout)}` });
@@ -91,6 +95,16 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
 
   for (const c of byReason.max_age.sort(longestIdleFirst)) {
     choose(c, "max_age", `age ${formatDuration(c.ageMs)} ≥ maxAge ${formatDurationExact(policy.maxAge ?? 0)}`);
+  }
+  for (const c of byReason.orphaned.sort(longestIdleFirst)) {
+    const client = c.session.client;
+    const goneMs = orphanedFor(c, policy, nowMs) ?? 0;
+    choose(
+      c,
+      "orphaned",
+      `client gone ${formatDuration(goneMs)} ≥ orphanGrace ${formatDurationExact(policy.orphanGrace ?? 0)} (${client?.detail ?? "client gone"}); ` +
+        `no input for ${formatDuration(inputIdleMs(c.session, nowMs))}`,
+    );
   }
   for (const c of byReason.idle.sort(longestIdleFirst)) {
     choose(c, "idle", `idle ${formatDuration(c.idleMs)} ≥ idleTimeout ${formatDurationExact(policy.idleTimeout ?? 0)}`);
@@ -141,6 +155,21 @@ export function exemptionOf(session: ExecSession, policy: PolicyConfig): string 
   return null;
 }
 
+function inputIdleMs(session: ExecSession, nowMs: number): number {
+  return Math.max(0, nowMs - session.atimeMs);
+}
+
+/**
+ * How long the client has been gone, when that makes the session stale: gone at least orphanGrace,
+ * and no input for as long (typed input after the client left means someone else is there). Else null.
+ */
+function orphanedFor(c: Candidate, policy: PolicyConfig, nowMs: number): number | null {
+  const client = c.session.client;
+  if (policy.orphanGrace === null || client?.state !== "gone") return null;
+  const goneMs = Math.max(0, nowMs - client.sinceMs);
+  return goneMs >= policy.orphanGrace && inputIdleMs(c.session, nowMs) >= policy.orphanGrace ? goneMs : null;
+}
+
 function activity(c: Candidate): SessionState {
   return c.idleMs < ACTIVE_WINDOW_MS ? "active" : "idle";
 }
@@ -150,7 +179,9 @@ function notStale(c: Candidate, detail: string): SessionDecision {
 }
 
 function underThresholds(c: Candidate, policy: PolicyConfig): string {
-  const idle = `idle ${formatDuration(c.idleMs)}`;
+  const client = c.session.client;
+  const gone = client?.state === "gone" && policy.orphanGrace !== null ? `client gone (${client.detail}), within orphanGrace ${formatDurationExact(policy.orphanGrace)} or input since; ` : "";
+  const idle = `${gone}idle ${formatDuration(c.idleMs)}`;
   if (policy.idleTimeout === null) return `${idle} (idleTimeout off)`;
   return `${idle} < idleTimeout ${formatDurationExact(policy.idleTimeout)}`;
 }

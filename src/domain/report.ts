@@ -2,6 +2,7 @@
 import type { CommandLineDisplay } from "../config/types.js";
 import { containerCapacity, type Inventory } from "./types.js";
 import type { DockerStatus, SessionDecision } from "./snapshot.js";
+import type { ClientState } from "./client.js";
 
 export interface SessionsReport {
   takenAt: string;
@@ -33,6 +34,8 @@ export interface SessionsReport {
     ageSeconds: number;
     /** Shortened to argv[0], or null, as commandLine says: exec arguments may hold secrets. */
     command: string | null;
+    /** Where the session's client is; `since` (ISO time) is when it was first seen gone. */
+    client: { state: ClientState["state"]; since?: string; detail: string };
     state?: string;
     reason?: string | null;
     detail?: string;
@@ -95,6 +98,7 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
         outputIdleSeconds: seconds(nowMs - s.mtimeMs),
         ageSeconds: seconds(nowMs - s.startedAtMs),
         command: shownCommand(s.command, options.commandLine),
+        client: clientOf(s.client),
         ...(decision ? { state: decision.state, reason: decision.reason, detail: decision.detail } : {}),
       };
     }),
@@ -102,3 +106,9 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
   };
 }
 
+
+function clientOf(client: ClientState | undefined): SessionsReport["sessions"][number]["client"] {
+  if (client === undefined) return { state: "unknown", detail: "client not observed" };
+  if (client.state === "gone") return { state: "gone", since: new Date(client.sinceMs).toISOString(), detail: client.detail };
+  return { state: client.state, detail: client.detail };
+}

@@ -4,8 +4,8 @@ import type { Inventory } from "./types.js";
 export type SessionState = "active" | "idle" | "stale" | "exempt";
 export const SESSION_STATES: readonly SessionState[] = ["active", "idle", "stale", "exempt"];
 
-export type ReapReason = "idle" | "max_age" | "pressure";
-export const REAP_REASONS: readonly ReapReason[] = ["idle", "max_age", "pressure"];
+export type ReapReason = "idle" | "max_age" | "pressure" | "orphaned";
+export const REAP_REASONS: readonly ReapReason[] = ["idle", "max_age", "pressure", "orphaned"];
 
 /** The policy's verdict on one exec session, with a reason a person can read. */
 export interface SessionDecision {

@@ -1,4 +1,5 @@
 // The domain model shared by the scanner, the correlation, the policy and every output.
+import type { ClientState } from "./client.js";
 
 /** `/proc/sys/kernel/pty/{nr,max,reserve}`. */
 export interface PtyLimits {
@@ -164,6 +165,8 @@ export interface ExecSession {
   atimeMs: number;
   mtimeMs: number;
   command: string;
+  /** Whether the session's client is still there; absent when nobody looked (read as unknown). */
+  client?: ClientState;
 }
 
 export interface Inventory {

@@ -5,6 +5,7 @@ import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type 
 import { capLabelValue } from "./labels.js";
 import { REFUSAL_REASONS, type RefusalReason } from "../reaper/identity.js";
 import type { SignalMethod } from "../reaper/signaller.js";
+import { CLIENT_STATES, type ClientStateName } from "../domain/client.js";
 
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
 export { POLL_STAGES, type PollStage };
@@ -25,6 +26,9 @@ export interface ConfigInfo {
 export const POLL_DURATION_BUCKETS: readonly number[] = [
   0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
+
+/** 10 s … 1 d: an orphan goes in orphanGrace (2 m) plus a cycle or two; a session reaped as idle in hours. */
+export const RECLAIM_BUCKETS: readonly number[] = [10, 30, 60, 120, 180, 300, 600, 1800, 3600, 14_400, 86_400];
 
 /**
  * prom-client default gauges whose names end in _total, which promtool's lint rejects (_total is for
@@ -80,6 +84,8 @@ export class PtyreaperMetrics {
   private readonly scanPassesCutTotal: Counter;
   private readonly reapRefusalsTotal: Counter<"reason">;
   private readonly signalInfo: Gauge<"method">;
+  private readonly execClients: Gauge<"client">;
+  private readonly reclaimSeconds: Histogram;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -125,13 +131,13 @@ export class PtyreaperMetrics {
     });
     this.reapedTotal = new Counter({
       name: "ptyreaper_reaped_sessions_total",
-      help: "Exec sessions ended by ptyreaper, by the policy reason: idle, max_age, pressure.",
+      help: "Exec sessions ended by ptyreaper, by the policy reason: idle, max_age, pressure, orphaned (client gone).",
       labelNames: ["reason"],
       registers,
     });
     this.wouldReapTotal = new Counter({
       name: "ptyreaper_would_reap_sessions_total",
-      help: "Exec sessions that dry-run mode would have ended, by the policy reason: idle, max_age, pressure.",
+      help: "Exec sessions that dry-run mode would have ended, by the policy reason: idle, max_age, pressure, orphaned (client gone).",
       labelNames: ["reason"],
       registers,
     });
@@ -200,6 +206,18 @@ export class PtyreaperMetrics {
       help: "/proc passes that ran out of their time budget and completed with what they had read (the rest kept their last known state).",
       registers,
     });
+    this.execClients = new Gauge({
+      name: "ptyreaper_exec_clients",
+      help: "Running exec sessions holding a pty, by where their client is: attached, gone (it exited or dropped its Engine connection), unknown (no evidence: only the idle policy applies).",
+      labelNames: ["client"],
+      registers,
+    });
+    this.reclaimSeconds = new Histogram({
+      name: "ptyreaper_reclaim_seconds",
+      help: "Time from the cycle that first saw a session's client gone to the cycle that saw its pty released, for sessions ptyreaper chose to reap.",
+      buckets: [...RECLAIM_BUCKETS],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: "ptyreaper_build_info",
       help: "Always 1; the version label says which ptyreaper build is running.",
@@ -224,6 +242,7 @@ export class PtyreaperMetrics {
     // Every known label value present from the start: rate() and absent() need the zero.
     for (const owner of PTY_OWNERS) this.ptysByOwner.set({ owner }, 0);
     for (const state of SESSION_STATES) this.execSessions.set({ state }, 0);
+    for (const client of CLIENT_STATES) this.execClients.set({ client }, 0);
     for (const reason of REAP_REASONS) {
       this.reapedTotal.inc({ reason }, 0);
       this.wouldReapTotal.inc({ reason }, 0);
@@ -268,6 +287,18 @@ export class PtyreaperMetrics {
     const byState = new Map<SessionState, number>(SESSION_STATES.map((s) => [s, 0]));
     for (const d of snapshot.decisions) byState.set(d.state, (byState.get(d.state) ?? 0) + 1);
     for (const [state, count] of byState) this.execSessions.set({ state }, count);
+
+    const byClient = new Map<ClientStateName, number>(CLIENT_STATES.map((c) => [c, 0]));
+    for (const s of snapshot.inventory.sessions) {
+      const client = s.client?.state ?? "unknown";
+      byClient.set(client, (byClient.get(client) ?? 0) + 1);
+    }
+    for (const [client, count] of byClient) this.execClients.set({ client }, count);
+  }
+
+  /** A reaped session's pty was released this long after its client was first seen gone. */
+  reclaimed(seconds: number): void {
+    if (Number.isFinite(seconds)) this.reclaimSeconds.observe(Math.max(0, seconds));
   }
 
   reaped(reason: ReapReason): void {

@@ -3,6 +3,7 @@ import { isVanished } from "../errors.js";
 import { buildInventory } from "../domain/inventory.js";
 import type { Inventory, ProcScan } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
+import type { ClientEvidence } from "../domain/client.js";
 import type { DockerCache } from "../docker/cache.js";
 import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
@@ -14,6 +15,9 @@ export interface CollectDeps {
   scan: (options: ScanOptions & { ptyAllocated: number }) => ProcScan | Promise<ProcScan>;
   /** null when Docker is disabled in the config. */
   docker: DockerCache | null;
+  /** Where each session's client is; absent or null: not looked at (sessions are then `unknown`). */
+  clients?: ClientEvidence | null;
+  now?: () => number;
 }
 
 export interface Observation {
@@ -52,6 +56,10 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     throw new CollectError("scan", { cause: err });
   }
   const inventory = buildInventory(scan, limits, view, (pid) => hasExemptEnv(deps.procfs, pid));
+  if (deps.clients) {
+    const states = deps.clients.observe({ scan, docker: view, sessions: inventory.sessions, nowMs: (deps.now ?? Date.now)() });
+    for (const session of inventory.sessions) session.client = states.get(session.execId);
+  }
   return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan };
 }
 

@@ -16,6 +16,8 @@ export interface ReapMetrics {
   reapFailed(): void;
   /** A target the never-signal set protected (counted once per session, process and reason). */
   reapRefused?(reason: RefusalReason): void;
+  /** A reaped session's pty was released this long after its client was first seen gone. */
+  reclaimed?(seconds: number): void;
 }
 
 /** process.kill, injectable so unit tests never signal anything. */
@@ -159,6 +161,7 @@ export class Reaper {
       const pty = byKey.get(session.ptyKey);
       // Gone, or the index now belongs to another exec: the session's pty was freed.
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId)) {
+        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000);
         this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}`);
         continue;
       }

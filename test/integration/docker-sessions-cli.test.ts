@@ -113,7 +113,7 @@ describe("ptyreaper sessions on a real Docker engine", () => {
     const { stdout } = await run(process.execPath, [MAIN, "sessions"], { timeout: 60_000 });
     const lines = stdout.split("\n");
     expect(lines[0]).toMatch(/^ptys \d+ of \d+, containers can use \d+ \([\d.]+% used\); docker: available$/);
-    expect(lines[1]).toMatch(/^CONTAINER\s+EXEC\s+PID\s+TTY\s+IDLE\s+OUT-IDLE\s+AGE\s+OWNER\s+COMMAND$/);
+    expect(lines[1]).toMatch(/^CONTAINER\s+EXEC\s+PID\s+TTY\s+IDLE\s+OUT-IDLE\s+AGE\s+OWNER\s+CLIENT\s+COMMAND$/);
     for (const session of leaked) {
       const row = lines.find((l) => l.includes(session.execId.slice(0, 12)));
       expect(row, `row for ${session.execId}`).toBeDefined();

@@ -24,6 +24,7 @@ const EXPLAINED: Record<string, string> = {
   "MemoryDenyWriteExecute=": "MemoryDenyWriteExecute",
   "RestrictAddressFamilies=~AF_UNIX": "AF_UNIX",
   "RestrictAddressFamilies=~AF_(INET|INET6)": "AF_INET",
+  "RestrictAddressFamilies=~AF_NETLINK": "AF_NETLINK",
   "ProtectProc=": "ProtectProc",
   "ProcSubset=": "ProcSubset",
   "PrivateNetwork=": "PrivateNetwork",

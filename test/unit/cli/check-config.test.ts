@@ -34,7 +34,7 @@ describe("check-config", () => {
         "ok.yaml: ok",
         "  pollInterval 10s, listen [::1]:9000, procRoot /proc, log.level info",
         "  docker: enabled, socket /var/run/docker.sock, timeout 5s",
-        "  policy: idleTimeout 1h30m (input and output), maxAge off, minAge 1m",
+        "  policy: idleTimeout 1h30m (input and output), maxAge off, minAge 1m, orphanGrace 2m",
         "  policy.pressure: high 0.8, low 0.7, minIdle 10m",
         "  policy.exempt: label ptyreaper.exempt=true, containers build-* db",
         "  reaper: dry-run, grace 10s, maxPerCycle 20",

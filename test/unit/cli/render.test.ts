@@ -1,6 +1,8 @@
-// The sessions table never lets a hostile string break or disguise a row.
+// The sessions table never lets a hostile string break or disguise a row; it shows each session's client.
 import { describe, expect, it } from "vitest";
-import { printable } from "../../../src/cli/render.js";
+import { printable, renderSessionsTable } from "../../../src/cli/render.js";
+import { sessionsReport } from "../../../src/domain/report.js";
+import { makePty, makeSessionFor, makeSnapshot } from "../metrics/snapshot-factory.js";
 
 describe("printable", () => {
   it.each([
@@ -21,5 +23,34 @@ describe("printable", () => {
 
   it("cuts long values with an ellipsis", () => {
     expect(printable("x".repeat(50), 10)).toBe(`${"x".repeat(9)}…`);
+  });
+});
+
+describe("the client of each session (CLIENT column, client field)", () => {
+  const NOW = 1_700_000_000_000;
+  const sessions = [makeSessionFor("attached"), makeSessionFor("gone"), makeSessionFor("unknown"), { ...makeSessionFor("attached"), client: undefined }];
+  const ptys = [
+    ...sessions.map((s) => ({ ...makePty("exec", { id: s.containerId, name: "web" }, s.index), execId: s.execId })),
+    makePty("host"),
+  ];
+  const snapshot = makeSnapshot({ ptys, takenAtMs: NOW });
+  snapshot.inventory.sessions.push(...sessions);
+
+  it("is in the JSON as state, detail and, once gone, since when", () => {
+    const report = sessionsReport(snapshot.inventory, snapshot.docker, NOW, { commandLine: "full" });
+    expect(report.sessions.map((s) => s.client)).toEqual([
+      { state: "attached", detail: "docker CLI pid 9" },
+      { state: "gone", since: new Date(1_699_999_940_000).toISOString(), detail: "docker CLI pid 9 exited" },
+      { state: "unknown", detail: "docker CLI pid 9" },
+      { state: "unknown", detail: "client not observed" },
+    ]);
+  });
+
+  it("is a column of the table: attached, gone for how long, unknown; - for a pty that is no session", () => {
+    const lines = renderSessionsTable(snapshot.inventory, snapshot.docker, NOW).split("\n");
+    expect(lines[1]).toMatch(/^CONTAINER\s+EXEC\s+PID\s+TTY\s+IDLE\s+OUT-IDLE\s+AGE\s+OWNER\s+CLIENT\s+COMMAND$/);
+    const cell = (execId: string): string | undefined => lines.find((l) => l.includes(execId.slice(0, 12)))?.split(/\s{2,}/)[8];
+    expect(sessions.map((s) => cell(s.execId))).toEqual(["attached", "gone 1m", "unknown", "unknown"]);
+    expect(lines.find((l) => / host /.test(l))?.split(/\s{2,}/)[8]).toBe("-");
   });
 });

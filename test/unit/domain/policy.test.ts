@@ -6,6 +6,7 @@ import { globMatch } from "../../../src/domain/glob.js";
 import { ACTIVE_WINDOW_MS, decide, type PolicyInput } from "../../../src/domain/policy.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 import type { ExecSession, PtyLimits } from "../../../src/domain/types.js";
+import type { ClientState } from "../../../src/domain/client.js";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const S = 1_000;
@@ -21,6 +22,7 @@ const POLICY: PolicyConfig = {
   pressure: { high: 0.8, low: 0.7, minIdle: 10 * M },
   exemptLabel: "ptyreaper.exempt",
   exemptContainers: [],
+  orphanGrace: 2 * M,
 };
 
 /** Capacity for containers = max - reserve - 1 = 100: easy pressure arithmetic. */
@@ -37,6 +39,7 @@ interface Shape {
   exemptByEnv?: boolean;
   nsPid?: number;
   id?: string;
+  client?: ClientState;
 }
 function session(shape: Shape = {}): ExecSession {
   const n = ++seq;
@@ -60,6 +63,7 @@ function session(shape: Shape = {}): ExecSession {
     atimeMs,
     mtimeMs: atimeMs + (shape.outputAfter ?? 0),
     command: "sh",
+    ...(shape.client ? { client: shape.client } : {}),
   };
 }
 
@@ -183,6 +187,47 @@ describe("idle, age and states", () => {
     expect(ds.map((d) => d.state)).toEqual(["idle", "active", "exempt"]);
     expect(ds[0]?.detail).toBe("docker data unavailable: not reaping (idle 30d)");
     expect(ds[1]?.detail).toContain("docker data unavailable: not reaping");
+  });
+});
+
+describe("orphaned: the client is gone", () => {
+  const gone = (agoMs: number): ClientState => ({ state: "gone", sinceMs: NOW - agoMs, detail: "docker CLI pid 4242 exited" });
+  const attached: ClientState = { state: "attached", detail: "docker CLI pid 4242" };
+  const unknown: ClientState = { state: "unknown", detail: "2 docker CLI clients could have started it (pids 1, 2)" };
+
+  it.each<[string, Shape, Partial<PolicyConfig>, { state: string; reason: string | null; detail?: string }]>([
+    ["gone exactly the grace, no input as long", { client: gone(2 * M), idle: 5 * M }, {}, { state: "stale", reason: "orphaned", detail: "client gone 2m ≥ orphanGrace 2m (docker CLI pid 4242 exited); no input for 5m" }],
+    ["gone 1 ms under the grace", { client: gone(2 * M - 1), idle: 5 * M }, {}, { state: "idle", reason: null, detail: "client gone (docker CLI pid 4242 exited), within orphanGrace 2m" }],
+    ["gone long ago, but input 1 m ago", { client: gone(1 * H), idle: 1 * M }, {}, { state: "idle", reason: null }],
+    ["gone, no input, but output just now (only input counts)", { client: gone(10 * M), idle: 10 * M, outputAfter: 10 * M - 5 * S }, {}, { state: "stale", reason: "orphaned" }],
+    ["attached and idle for hours", { client: attached, idle: 3 * H }, {}, { state: "idle", reason: null, detail: "idle 3h < idleTimeout 4h" }],
+    ["unknown and idle for hours", { client: unknown, idle: 3 * H }, {}, { state: "idle", reason: null }],
+    ["unknown falls back to idleTimeout", { client: unknown, idle: 5 * H }, {}, { state: "stale", reason: "idle" }],
+    ["no client state at all", { idle: 3 * H }, {}, { state: "idle", reason: null }],
+    ["orphanGrace off", { client: gone(1 * D), idle: 3 * H }, { orphanGrace: null }, { state: "idle", reason: null }],
+    ["exempt label wins", { client: gone(1 * H), idle: 1 * H, labels: { "ptyreaper.exempt": "true" } }, {}, { state: "exempt", reason: null }],
+    ["PTYREAPER_EXEMPT=1 wins", { client: gone(1 * H), idle: 1 * H, exemptByEnv: true }, {}, { state: "exempt", reason: null }],
+    ["younger than minAge", { client: gone(5 * M), idle: 5 * M, age: 30 * S }, { minAge: 1 * M }, { state: "idle", reason: null, detail: "younger than minAge" }],
+    ["orphaned before idle when both hold", { client: gone(10 * M), idle: 5 * H }, {}, { state: "stale", reason: "orphaned" }],
+    ["max_age before orphaned", { client: gone(10 * M), idle: 10 * M, age: 2 * D }, { maxAge: 1 * D }, { state: "stale", reason: "max_age" }],
+    ["clock skew: gone in the future is gone 0", { client: { state: "gone", sinceMs: NOW + 1 * H, detail: "x" }, idle: 1 * H }, {}, { state: "idle", reason: null }],
+  ])("%s", (_name, shape, policy, want) => {
+    const d = one(shape, { policy });
+    expect(d).toMatchObject({ state: want.state, reason: want.reason });
+    if (want.detail) expect(d.detail).toContain(want.detail);
+  });
+
+  it("docker data unavailable: an orphan is not reaped", () => {
+    expect(one({ client: gone(1 * H), idle: 1 * H }, { docker: false })).toMatchObject({ state: "idle", reason: null });
+  });
+
+  it("maxPerCycle takes orphans before idle sessions, each longest idle first", () => {
+    const ds = run(
+      [session({ idle: 6 * H }), session({ client: gone(5 * M), idle: 5 * M }), session({ idle: 7 * H }), session({ client: gone(1 * H), idle: 1 * H })],
+      { max: 2 },
+    );
+    expect(ds.map((d) => d.reason)).toEqual([null, "orphaned", null, "orphaned"]);
+    expect(ds[0]?.detail).toMatch(/^deferred: maxPerCycle 2 reached; idle 6h/);
   });
 });
 
@@ -329,6 +374,11 @@ describe("invariants over random sessions (fast-check)", () => {
     exemptByEnv: fc.boolean(),
     nsPid: fc.constantFrom<number>(1, 2, 40),
     name: fc.constantFrom<string>("web-1", "build-7", "db"),
+    client: fc.oneof(
+      fc.constant<ClientState>({ state: "attached", detail: "docker CLI pid 9" }),
+      fc.constant<ClientState>({ state: "unknown", detail: "no local docker CLI client seen" }),
+      fc.integer({ min: -H, max: 40 * D }).map((ago): ClientState => ({ state: "gone", sinceMs: NOW - ago, detail: "docker CLI pid 9 exited" })),
+    ),
   });
   const policyArb = fc.record({
     idleTimeout: fc.option(fc.integer({ min: 10 * S, max: 10 * D }), { nil: null }),
@@ -341,6 +391,7 @@ describe("invariants over random sessions (fast-check)", () => {
       .map(([a, b]) => ({ high: Math.max(a, b), low: Math.min(a, b), minIdle: 10 * M })),
     exemptLabel: fc.constant<string>("ptyreaper.exempt"),
     exemptContainers: fc.constantFrom<string[]>([], ["build-*"], ["d?"]),
+    orphanGrace: fc.option(fc.integer({ min: 10 * S, max: 1 * D }), { nil: null }),
   });
 
   it("never more than maxPerCycle stale; never an exempt, young or init session; nothing without docker", () => {
@@ -366,6 +417,13 @@ describe("invariants over random sessions (fast-check)", () => {
             expect(s.containerLabels["ptyreaper.exempt"]).not.toBe("true");
             expect(NOW - s.startedAtMs).toBeGreaterThanOrEqual(policy.minAge);
             if (policy.exemptContainers.includes("build-*")) expect(s.containerName).not.toMatch(/^build-/);
+            if (d.reason === "orphaned") {
+              // Only a gone client, gone and without input at least the grace.
+              expect(policy.orphanGrace).not.toBeNull();
+              expect(s.client?.state).toBe("gone");
+              if (s.client?.state === "gone") expect(NOW - s.client.sinceMs).toBeGreaterThanOrEqual(policy.orphanGrace ?? Infinity);
+              expect(NOW - s.atimeMs).toBeGreaterThanOrEqual(policy.orphanGrace ?? Infinity);
+            }
           });
         },
       ),

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { DROPPED_DEFAULT_METRICS, POLL_STAGES, PtyreaperMetrics, ptyUsageRatio } from "../../../src/metrics/metrics.js";
 import { LABEL_VALUE_MAX } from "../../../src/metrics/labels.js";
-import { makeDecision, makePty, makeSnapshot } from "./snapshot-factory.js";
+import { makeDecision, makePty, makeSessionFor, makeSnapshot } from "./snapshot-factory.js";
 
 function metrics(): PtyreaperMetrics {
   return new PtyreaperMetrics({ version: "1.2.3", defaultMetrics: false });
@@ -67,6 +67,8 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_container_ptys",
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
+        "ptyreaper_exec_clients",
+        "ptyreaper_reclaim_seconds",
         "ptyreaper_last_poll_success_timestamp_seconds",
         "ptyreaper_poll_duration_seconds",
         "ptyreaper_poll_errors_total",
@@ -94,6 +96,7 @@ describe("PtyreaperMetrics", () => {
         ["reason=idle", 0],
         ["reason=max_age", 0],
         ["reason=pressure", 0],
+        ["reason=orphaned", 0],
       ]),
     );
     expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
@@ -101,6 +104,14 @@ describe("PtyreaperMetrics", () => {
         ["reason=idle", 0],
         ["reason=max_age", 0],
         ["reason=pressure", 0],
+        ["reason=orphaned", 0],
+      ]),
+    );
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(
+      new Map([
+        ["client=attached", 0],
+        ["client=gone", 0],
+        ["client=unknown", 0],
       ]),
     );
     expect([...(await series(m, "ptyreaper_poll_errors_total")).keys()]).toEqual(POLL_STAGES.map((s) => `stage=${s}`));
@@ -179,7 +190,7 @@ describe("PtyreaperMetrics", () => {
 
   it("deletes the series of containers that vanished and of renamed containers", async () => {
     const keep = { id: "c".repeat(64), name: "keep" };
-    const gone = { id: "d".repeat(64), name: "gone" };
+    const gone = { id: "d".repeat(64), name: "vanished-container" };
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", keep), makePty("exec", gone)] }));
     expect((await series(m, "ptyreaper_container_ptys")).size).toBe(2);
@@ -189,7 +200,7 @@ describe("PtyreaperMetrics", () => {
       new Map([[`container_id=${keep.id},container_name=renamed`, 1]]),
     );
     const { body } = await m.exposition();
-    expect(body).not.toContain("gone");
+    expect(body).not.toContain("vanished-container");
     expect(body).not.toContain('container_name="keep"');
 
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("host")] }));
@@ -245,6 +256,8 @@ describe("PtyreaperMetrics", () => {
     m.reaped("idle");
     m.reaped("pressure");
     m.wouldReap("max_age");
+    m.wouldReap("orphaned");
+    m.reaped("orphaned");
     m.reapFailed();
     m.reapFailed();
     m.reapFailed();
@@ -253,6 +266,7 @@ describe("PtyreaperMetrics", () => {
         ["reason=idle", 2],
         ["reason=max_age", 0],
         ["reason=pressure", 1],
+        ["reason=orphaned", 1],
       ]),
     );
     expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
@@ -260,6 +274,7 @@ describe("PtyreaperMetrics", () => {
         ["reason=idle", 0],
         ["reason=max_age", 1],
         ["reason=pressure", 0],
+        ["reason=orphaned", 1],
       ]),
     );
     expect(await value(m, "ptyreaper_reap_failures_total")).toBe(3);
@@ -279,6 +294,35 @@ describe("PtyreaperMetrics", () => {
     expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=2.5}")).toBe(3);
     expect(h.get("ptyreaper_poll_duration_seconds_bucket{le=10}")).toBe(3);
     expect(await value(m, "ptyreaper_last_poll_success_timestamp_seconds")).toBe(1_700_000_020);
+  });
+
+  it("counts exec sessions by client state, a session without one as unknown, and resets them each snapshot", async () => {
+    const m = metrics();
+    const snapshot = makeSnapshot({});
+    const base = makeSessionFor("attached");
+    snapshot.inventory.sessions.push(
+      base,
+      makeSessionFor("gone"),
+      makeSessionFor("gone"),
+      makeSessionFor("unknown"),
+      { ...base, execId: "no-client", client: undefined },
+    );
+    m.observeSnapshot(snapshot);
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(new Map([["client=attached", 1], ["client=gone", 2], ["client=unknown", 2]]));
+    m.observeSnapshot(makeSnapshot({}));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(new Map([["client=attached", 0], ["client=gone", 0], ["client=unknown", 0]]));
+  });
+
+  it("records the time to reclaim in seconds, a negative one (clock step) as 0", async () => {
+    const m = metrics();
+    m.reclaimed(140);
+    m.reclaimed(-3);
+    m.reclaimed(Number.NaN);
+    const h = await series(m, "ptyreaper_reclaim_seconds");
+    expect(h.get("ptyreaper_reclaim_seconds_count{}")).toBe(2);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=10}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=120}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=180}")).toBe(2);
   });
 
   it("has histogram buckets from 1 ms to 10 s", async () => {

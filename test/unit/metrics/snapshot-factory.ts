@@ -1,6 +1,7 @@
 // Hand-built Snapshots for metrics and HTTP tests: only the fields a test names differ from a quiet host.
 import type { SessionDecision, SessionState, Snapshot } from "../../../src/domain/snapshot.js";
-import type { Pty, PtyLimits, PtyOwner } from "../../../src/domain/types.js";
+import type { ExecSession, Pty, PtyLimits, PtyOwner } from "../../../src/domain/types.js";
+import type { ClientStateName } from "../../../src/domain/client.js";
 
 let nextIndex = 0;
 
@@ -20,6 +21,30 @@ export function makePty(owner: PtyOwner, container?: { id: string; name: string 
     leaderPid: 2000 + index,
     leaderCommand: "sh",
     leaderStartedAtMs: 1_699_999_000_000,
+  };
+}
+
+/** An exec session whose client is in `client` state (gone since a minute before 1_700_000_000_000). */
+export function makeSessionFor(client: ClientStateName, index = nextIndex++): ExecSession {
+  return {
+    execId: `exec-${index}`,
+    containerId: "c".repeat(64),
+    containerName: "web",
+    containerLabels: {},
+    pid: 3000 + index,
+    startTicks: 100 + index,
+    pidNs: "4026532000",
+    nsPid: 7,
+    exemptByEnv: false,
+    ptyKey: `0:99:${index}`,
+    devptsDev: "0:99",
+    index,
+    holderPids: [3000 + index],
+    startedAtMs: 1_699_999_000_000,
+    atimeMs: 1_700_000_000_000,
+    mtimeMs: 1_700_000_000_000,
+    command: "sh",
+    client: client === "gone" ? { state: "gone", sinceMs: 1_699_999_940_000, detail: "docker CLI pid 9 exited" } : { state: client, detail: "docker CLI pid 9" },
   };
 }
 

@@ -1,0 +1,115 @@
+// Unix socket connections: the sockets a process holds (/proc/PID/fd) and what each is connected to (sock_diag).
+import { existsSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { isVanished } from "../errors.js";
+import { formatDev } from "./parse.js";
+import type { ProcFs } from "./procfs.js";
+
+/** A socket file on disk as sock_diag names it: device "major:minor" and the low 32 bits of the inode. */
+export interface SocketFileId {
+  dev: string;
+  ino: number;
+}
+
+/** One connected unix stream socket: its peer, and the socket file it was bound or accepted on (null: none). */
+export interface UnixPeer {
+  peer: number;
+  file: SocketFileId | null;
+}
+
+/** Socket inode → its connection, for every connected unix stream socket of one network namespace. */
+export type UnixPeerTable = ReadonlyMap<number, UnixPeer>;
+
+/** "socket:[12345]" (a /proc/PID/fd link) → 12345; anything else → null. */
+export function parseSocketLink(target: string): number | null {
+  const m = /^socket:\[(\d+)\]$/.exec(target);
+  return m ? Number(m[1]) : null;
+}
+
+/** The kernel's internal dev_t (what sock_diag reports): major in the top 12 bits, minor in the low 20. */
+export function formatKernelDev(dev: number): string {
+  return `${dev >>> 20}:${dev & 0xfffff}`;
+}
+
+const ROW = 4;
+
+/** The addon's flat answer: inode, peer inode, kernel dev_t of the socket file (0: none), its inode; per socket. */
+export function parseUnixStreamPeers(rows: Uint32Array): Map<number, UnixPeer> {
+  const table = new Map<number, UnixPeer>();
+  for (let at = 0; at + ROW <= rows.length; at += ROW) {
+    const ino = rows[at] ?? 0;
+    const peer = rows[at + 1] ?? 0;
+    const dev = rows[at + 2] ?? 0;
+    const fileIno = rows[at + 3] ?? 0;
+    if (ino === 0 || peer === 0) continue;
+    table.set(ino, { peer, file: dev === 0 && fileIno === 0 ? null : { dev: formatKernelDev(dev), ino: fileIno } });
+  }
+  return table;
+}
+
+/** The socket file at `path` as sock_diag would name it; throws ENOENT and friends like statSync. */
+export function socketFileId(path: string): SocketFileId {
+  const st = statSync(path);
+  return { dev: formatDev(st.dev), ino: st.ino % 2 ** 32 };
+}
+
+/**
+ * Inodes of the sockets `pid` holds, from its /proc/PID/fd links; [] when it has exited. A link that
+ * closes between listing and reading is skipped. Other errors (EACCES) reach the caller.
+ */
+export function socketInodes(procfs: ProcFs, pid: number): number[] {
+  let fds: string[];
+  try {
+    fds = procfs.fds(pid);
+  } catch (err) {
+    if (isVanished(err)) return [];
+    throw err;
+  }
+  const inodes: number[] = [];
+  for (const fd of fds) {
+    let target: string | null;
+    try {
+      target = procfs.fdLinkIfOpen(pid, fd);
+    } catch (err) {
+      if (isVanished(err)) return [];
+      throw err;
+    }
+    const ino = target === null ? null : parseSocketLink(target);
+    if (ino !== null) inodes.push(ino);
+  }
+  return inodes;
+}
+
+/** Reads the connected unix stream sockets of the caller's network namespace; throws when the kernel refuses. */
+export interface UnixPeersReader {
+  read(): UnixPeerTable;
+}
+
+interface SockDiagAddon {
+  unixStreamPeers(): Uint32Array;
+}
+
+const ADDON = "build/Release/sockdiag.node";
+
+/** Where node-gyp leaves the addon: build/ at the package root, two levels above src/procfs and dist/procfs. */
+function defaultAddonPath(): string {
+  const candidates = ["../../", "../../../"].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
+  return candidates.find((path) => existsSync(path)) ?? (candidates[0] as string);
+}
+
+/**
+ * The sock_diag reader (native/sockdiag.c), or why there is none: not built (no C toolchain at
+ * install). Node has no netlink sockets, and /proc/net/unix never names a socket's peer.
+ */
+export function loadUnixPeersReader(addonPath: string = defaultAddonPath()): { reader: UnixPeersReader; reason: null } | { reader: null; reason: string } {
+  if (!existsSync(addonPath)) return { reader: null, reason: `${addonPath} is not built` };
+  try {
+    const addon = createRequire(import.meta.url)(addonPath) as Partial<SockDiagAddon>;
+    const dump = addon.unixStreamPeers;
+    if (typeof dump !== "function") return { reader: null, reason: `${addonPath} has no unixStreamPeers` };
+    return { reader: { read: () => parseUnixStreamPeers(dump()) }, reason: null };
+  } catch (err) {
+    return { reader: null, reason: `${addonPath}: ${(err as Error).message}` };
+  }
+}
