@@ -5,6 +5,7 @@ import { loadConfig } from "../config/load.js";
 import { escapeControls, oneLine } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { ConfigError, errorMessage, EXIT, PtyreaperError } from "../errors.js";
+import { loadWebConfig } from "../http/webconfig.js";
 import type { Command } from "./io.js";
 
 const USAGE = "usage: ptyreaper check-config FILE";
@@ -24,11 +25,14 @@ export const checkConfigCommand: Command = (args, io) => {
   const shown = escapeControls(file);
   try {
     const config = loadConfig(path, io.env);
+    // The web config's problems name its own file, as the daemon would report them.
+    if (config.webConfigFile !== null) loadWebConfig(config.webConfigFile);
     io.stdout(`${shown}: ok\n${summarizeConfig(config).join("\n")}\n`);
     return Promise.resolve(EXIT.ok);
   } catch (err) {
     if (err instanceof ConfigError) {
-      io.stderr(err.problems.map((p) => `${shown}: ${p}\n`).join(""));
+      const where = err.source === path ? shown : escapeControls(err.source);
+      io.stderr(err.problems.map((p) => `${where}: ${p}\n`).join(""));
       return Promise.resolve(EXIT.config);
     }
     if (err instanceof PtyreaperError && err.code === "PTYR_CONFIG_READ") {

@@ -4,6 +4,7 @@ import { createDaemon, type LifecycleNotifier, type Scanner } from "../app.js";
 import { loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT } from "../errors.js";
+import { loadWebConfig } from "../http/webconfig.js";
 import { sessionsReport } from "./render.js";
 import { parseFlags } from "./flags.js";
 import type { CliIo } from "./io.js";
@@ -35,6 +36,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
   const configPath = flags.config ?? null;
   const load = (): Config => withOverrides(loadConfig(configPath, io.env), { listen: flags.listen, dryRun: flags["dry-run"] });
   const config = load();
+  const web = config.webConfigFile === null ? undefined : loadWebConfig(config.webConfigFile);
   const logger: Logger = pino(
     { level: config.log.level, base: { service: "ptyreaper" }, timestamp: pino.stdTimeFunctions.isoTime },
     // With --once stdout carries the report, so logs go to stderr.
@@ -46,6 +48,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     version: runEnv.version,
     notifier: runEnv.notifier,
     scanner: runEnv.makeScanner?.(config),
+    web,
   });
 
   if (flags.once) {

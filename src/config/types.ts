@@ -19,4 +19,6 @@ export interface Config {
   policy: PolicyConfig;
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };
   log: { level: Level };
+  /** exporter-toolkit web config file (TLS, basic auth), or null. */
+  webConfigFile: string | null;
 }
