@@ -17,7 +17,8 @@ const REPO = new URL("../../", import.meta.url).pathname;
 const RUNTIME_BASE = `ptyreaper-local/node:${process.versions.node}-bookworm-slim`;
 const BUILD_BASE = `ptyreaper-local/node:${process.versions.node}-bookworm`;
 const IMAGE = "ptyreaper-test/ptyreaper:ci";
-const REAPER_CONTAINER = `ptyr-test-image-reaper-${process.pid}`;
+const REAPER_PREFIX = "ptyr-test-image-reaper-";
+const REAPER_CONTAINER = `${REAPER_PREFIX}${process.pid}`;
 const BUILD_TIMEOUT_MS = 15 * 60_000;
 
 /** The host's engine: where images are built and cached, and where the ptyreaper container runs. */
@@ -58,6 +59,10 @@ describe("the container image, run as the DaemonSet runs it", () => {
       env,
       BUILD_TIMEOUT_MS,
     );
+    // A run killed before its afterAll leaves its reaper running on the host's engine: end those (their test pid is gone).
+    const names = (await hostDocker(["ps", "-a", "--filter", `name=${REAPER_PREFIX}`, "--format", "{{.Names}}"])).split("\n");
+    const leftovers = names.filter((name) => name.startsWith(REAPER_PREFIX) && !isAlive(Number(name.slice(REAPER_PREFIX.length))));
+    if (leftovers.length > 0) await hostDocker(["rm", "-f", ...leftovers]);
     dir = mkdtempSync(join(tmpdir(), "ptyreaper-image-"));
     port = await freePort();
   }, BUILD_TIMEOUT_MS * 2);

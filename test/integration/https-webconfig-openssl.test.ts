@@ -28,9 +28,9 @@ interface Answer {
   body: Buffer;
 }
 
-function httpsGet(url: string, ca: Buffer, headers: Record<string, string> = {}): Promise<Answer> {
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string> = {}, client?: { cert: Buffer; key: Buffer }): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { ca, headers, timeout: 10_000 }, (res) => {
+    const req = request(url, { ca, headers, timeout: 10_000, ...client }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
@@ -132,6 +132,31 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
       expect(refused.stderr).toBe(`${join(exampleDir, "bad.yml")}: tls_server_config.certfile: unknown key\n`);
     } finally {
       rmSync(exampleDir, { recursive: true, force: true });
+    }
+  });
+
+  it("with RequireAndVerifyClientCert, only a client with a certificate from client_ca_file gets an answer", async () => {
+    const openssl = async (args: string[]): Promise<void> => {
+      const res = await run("openssl", args);
+      if (res.code !== 0) throw new Error(`openssl ${args[0]} failed: ${res.stderr}`);
+    };
+    await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test client CA", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt")]);
+    await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=prometheus", "-keyout", join(dir, "client.key"), "-out", join(dir, "client.csr")]);
+    await openssl(["x509", "-req", "-in", join(dir, "client.csr"), "-CA", join(dir, "ca.crt"), "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "1", "-out", join(dir, "client.crt")]);
+    writeFileSync(
+      join(dir, "mtls.yml"),
+      "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    );
+    const mtls = await startDaemon(`docker:\n  enabled: false\nwebConfigFile: ${join(dir, "mtls.yml")}\n`);
+    try {
+      const mtlsUrl = String(mtls.logs().find((l) => l.msg === "ptyreaper started")?.address);
+      const client = { cert: readFileSync(join(dir, "client.crt")), key: readFileSync(join(dir, "client.key")) };
+      expect((await httpsGet(`${mtlsUrl}/healthz`, cert, {}, client)).status).toBe(200);
+      await expect(httpsGet(`${mtlsUrl}/healthz`, cert)).rejects.toThrow();
+      // A certificate the CA did not sign: the server's own, self-signed.
+      await expect(httpsGet(`${mtlsUrl}/healthz`, cert, {}, { cert, key: readFileSync(join(dir, "tls.key")) })).rejects.toThrow();
+    } finally {
+      await mtls.stop();
     }
   });
 
