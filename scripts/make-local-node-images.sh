@@ -26,36 +26,50 @@ for need in "$npm_dir/bin/npm-cli.js" "$headers/node_api.h"; do
   [[ -e $need ]] || { echo "$0: $need missing: need this machine's Node.js with npm and headers" >&2; exit 1; }
 done
 
-if ! have "$runtime_tag"; then
-  command -v debootstrap >/dev/null || { echo "$0: debootstrap missing: apt-get install debootstrap" >&2; exit 1; }
-  work=$(mktemp -d /tmp/ptyreaper-node-base.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
-  root=$work/rootfs
-  echo "debootstrap bookworm (minbase) from $mirror ..." >&2
-  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
-  install -D -m 0755 "$(readlink -f "$node_bin")" "$root/usr/local/bin/node"
-  mkdir -p "$root/usr/local/lib/node_modules" "$root/usr/local/include" "$root/usr/local/etc" "$root/etc/ssl/certs"
-  cp -a "$npm_dir" "$root/usr/local/lib/node_modules/npm"
-  cp -a "$headers" "$root/usr/local/include/node"
-  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
-  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
-  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
-  echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$root/usr/local/etc/npmrc"
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-  # The copied node must run on the new root's own libraries.
-  chroot "$root" /usr/local/bin/node -e 'process.exit(0)' || { echo "$0: node does not run on bookworm's libraries" >&2; exit 1; }
-  tar -C "$root" -c . | "$docker" import \
+import() { # ROOT TAG
+  tar -C "$1" -c . | "$docker" import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'CMD ["node"]' - "$runtime_tag" >/dev/null
-  echo "made $runtime_tag" >&2
-fi
+    --change 'CMD ["node"]' - "$2" >/dev/null
+  echo "made $2" >&2
+}
+
+have "$runtime_tag" && have "$build_tag" && exit 0
+command -v debootstrap >/dev/null || { echo "$0: debootstrap missing: apt-get install debootstrap" >&2; exit 1; }
+work=$(mktemp -d /tmp/ptyreaper-node-base.XXXXXX)
+proc_mounted=""
+cleanup() {
+  if [[ -n $proc_mounted ]]; then umount "$proc_mounted" || true; fi
+  rm -rf --one-file-system "$work"
+}
+trap cleanup EXIT
+
+root=$work/runtime
+echo "debootstrap bookworm (minbase) from $mirror ..." >&2
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+  || { tail -20 "$work/debootstrap.log" >&2; exit 1; }
+install -D -m 0755 "$(readlink -f "$node_bin")" "$root/usr/local/bin/node"
+mkdir -p "$root/usr/local/lib/node_modules" "$root/usr/local/include" "$root/usr/local/etc" "$root/etc/ssl/certs"
+cp -a "$npm_dir" "$root/usr/local/lib/node_modules/npm"
+cp -a "$headers" "$root/usr/local/include/node"
+ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/local/bin/npm"
+ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/local/bin/npx"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+echo "cafile=/etc/ssl/certs/ca-certificates.crt" >"$root/usr/local/etc/npmrc"
+rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# The copied node must run on the new root's own libraries.
+chroot "$root" /usr/local/bin/node -e 'process.exit(0)' || { echo "$0: node does not run on bookworm's libraries" >&2; exit 1; }
 
 if ! have "$build_tag"; then
-  # The build stand-in adds what node:20-bookworm has for node-gyp. --network host: the engine may have no bridge.
-  DOCKER_BUILDKIT=0 "$docker" build --network host -q -t "$build_tag" - >/dev/null <<EOF
-FROM $runtime_tag
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
-EOF
-  echo "made $build_tag" >&2
+  # What node:20-bookworm adds for node-gyp, installed in a copy of the root (faster than a docker build layer).
+  build=$work/build
+  cp -a "$root" "$build"
+  cp /etc/resolv.conf "$build/etc/resolv.conf"
+  mount -t proc proc "$build/proc" && proc_mounted=$build/proc
+  chroot "$build" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 make g++' \
+    >"$work/apt.log" 2>&1 || { tail -20 "$work/apt.log" >&2; exit 1; }
+  umount "$build/proc" && proc_mounted=""
+  rm -rf "$build"/var/cache/apt/archives/*.deb "$build"/var/lib/apt/lists/*
+  : >"$build/etc/resolv.conf"
+  import "$build" "$build_tag"
 fi
+have "$runtime_tag" || import "$root" "$runtime_tag"
