@@ -136,8 +136,7 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     forceCloseConnections: true,
     return503OnClosing: true,
     clientErrorHandler,
-    // Same API for https; typed as the plain instance so callers need not care which.
-  }) as unknown as FastifyInstance;
+  }) as unknown as FastifyInstance; // the https instance has the same API: callers need not care which
 
   // exporter-toolkit asks for credentials on every path; so do we (probes send them too, see README).
   const auth = new BasicAuth(deps.web?.basicAuthUsers ?? new Map());
