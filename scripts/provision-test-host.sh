@@ -18,7 +18,8 @@ die() { printf 'provision: FAILED: %s\n' "$*" >&2; exit 1; }
 # --- packages -------------------------------------------------------------------------------------
 # package -> a file it installs that the tests use; a package is "missing" when dpkg says so.
 # build-essential: npm ci compiles the unix-dgram addon the daemon uses for sd_notify.
-PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential)
+# debootstrap: the container image test makes its Node base images from Debian packages (no registry here).
+PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential debootstrap openssl)
 
 missing_packages() {
   local pkg status

@@ -14,7 +14,7 @@ missing_requirements() {
   local tool
   [[ -x $DOCKER ]] || { echo "$DOCKER (package docker.io)"; }
   if [[ -x $DOCKER ]] && ! "$DOCKER" info >/dev/null 2>&1; then echo "a reachable Docker engine ($DOCKER info fails)"; fi
-  for tool in promtool script unshare systemd-analyze python3; do
+  for tool in promtool script unshare systemd-analyze python3 debootstrap openssl; do
     command -v "$tool" >/dev/null 2>&1 || echo "$tool"
   done
   if [[ -x $DOCKER ]] && ! "$DOCKER" image inspect ptyreaper-test/busybox:latest >/dev/null 2>&1; then

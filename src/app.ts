@@ -8,6 +8,7 @@ import { DockerCache } from "./docker/cache.js";
 import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
 import { buildServer, listen } from "./http/server.js";
+import type { WebConfig } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
 import { Poller, type PollerSettings } from "./poller/poller.js";
@@ -43,6 +44,8 @@ export interface DaemonDeps {
   dockerPort?: DockerPort;
   /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
   configPath?: string | null;
+  /** TLS and basic auth, read from config.webConfigFile by the caller. */
+  web?: WebConfig;
 }
 
 export interface Daemon {
@@ -189,6 +192,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     liveness: () => poller.liveness(),
     readiness: () => poller.readiness(),
     logger: child("http"),
+    web: deps.web,
   });
 
   return {
@@ -238,7 +242,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart = (["listen", "procRoot", "docker"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart = (["listen", "procRoot", "docker", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
       poller.reconfigure(pollerSettings(next));

@@ -6,6 +6,7 @@ import { appliedOverrides, loadConfig, type Env } from "../config/load.js";
 import { escapeControls, oneLine, quote } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { ConfigError, errorMessage, EXIT, PtyreaperError, UsageError } from "../errors.js";
+import { loadWebConfig } from "../http/webconfig.js";
 import { CHECK_CONFIG_USAGE as USAGE } from "./help.js";
 import type { Command } from "./io.js";
 
@@ -52,12 +53,14 @@ export const checkConfigCommand: Command = (args, io) => {
       io.stderr(`${io.env.PTYREAPER_PROC_ROOT ? "environment: PTYREAPER_PROC_ROOT" : shown}: ${procProblem}\n`);
       return Promise.resolve(EXIT.config);
     }
+    // The web config's problems name its own file, as the daemon would report them.
+    if (config.webConfigFile !== null) loadWebConfig(config.webConfigFile);
     io.stdout(`${shown}: ok\n${[...summarizeConfig(config), ...overridesLine(config, io.env)].join("\n")}\n`);
     return Promise.resolve(EXIT.ok);
   } catch (err) {
     if (err instanceof ConfigError) {
       // Problems of an environment variable are not the file's: they are shown under "environment".
-      const where = err.source === path ? shown : err.source;
+      const where = err.source === path ? shown : escapeControls(err.source);
       io.stderr(err.problems.map((p) => `${where}: ${p}\n`).join(""));
       return Promise.resolve(EXIT.config);
     }

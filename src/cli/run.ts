@@ -5,6 +5,7 @@ import { configPathFor, loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT, PtyreaperError, UsageError } from "../errors.js";
 import { sessionsReport } from "../domain/report.js";
+import { loadWebConfig } from "../http/webconfig.js";
 import { parseFlags } from "./flags.js";
 import { RUN_USAGE } from "./help.js";
 import type { CliIo } from "./io.js";
@@ -69,6 +70,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
   const configPath = configPathFor(flags.config, io.defaultConfigPath);
   const load = (): Config => withOverrides(loadConfig(configPath, io.env), { listen: flags.listen, dryRun: flags["dry-run"] });
   const config = load();
+  const web = config.webConfigFile === null ? undefined : loadWebConfig(config.webConfigFile);
   // With --once stdout carries the report, so logs go to stderr.
   const logStream = flags.once ? "stderr" : "stdout";
   const onTerminal = runEnv.logDestination === undefined && (runEnv.isTerminal?.(logStream) ?? false);
@@ -85,6 +87,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     notifier: runEnv.notifier,
     scanner: runEnv.makeScanner?.(config),
     configPath,
+    web,
   });
 
   if (flags.once) {

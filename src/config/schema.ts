@@ -55,6 +55,7 @@ export const DEFAULT_SETTINGS = {
   reaper: { mode: "enforce", grace: "10s", maxPerCycle: 20 },
   log: { level: "info" },
   commandLine: "argv0",
+  webConfigFile: null,
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
@@ -245,6 +246,13 @@ const checkNameGlob: Check<string> = (input) =>
     ? ok(input.replace(/^\//, ""))
     : expected("a container name pattern with letters, digits, \"_\", \".\", \"-\", \"*\" and \"?\"", input);
 
+/** The exporter-toolkit web config (TLS, basic auth): an absolute path, or null for plain HTTP without auth. */
+const checkWebConfigFile: Check<string | null> = (input) => {
+  if (input === null) return ok(null);
+  const path = checkAbsolutePath(input);
+  return path.ok ? path : expected("an absolute path like \"/etc/ptyreaper/web-config.yml\", or null", input);
+};
+
 // ---- The file schema.
 
 /** A zod schema running one leaf check; its message becomes the problem line. */
@@ -306,6 +314,7 @@ export const configSchema = section({
     level: leaf(checkLogLevel).prefault(D.log.level),
   }),
   commandLine: leaf(checkCommandLine).prefault(D.commandLine),
+  webConfigFile: leaf(checkWebConfigFile).prefault(D.webConfigFile),
 });
 
 // The schema's output must be exactly the normalised Config of types.ts.

@@ -25,4 +25,6 @@ export interface Config {
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };
   log: { level: Level };
   commandLine: CommandLineDisplay;
+  /** exporter-toolkit web config file (TLS, basic auth), or null. */
+  webConfigFile: string | null;
 }

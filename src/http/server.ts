@@ -2,9 +2,12 @@
 import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { Server as TlsServer } from "node:tls";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import type { Logger } from "pino";
 import type { Health } from "../poller/poller.js";
+import { BasicAuth, secureContextOptions, type WebConfig } from "./webconfig.js";
 
 export interface HttpDeps {
   /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
@@ -19,6 +22,8 @@ export interface HttpDeps {
   /** /readyz: has a complete cycle run with Docker reachable or disabled? */
   readiness(): Health;
   logger: Logger;
+  /** TLS and basic auth from the web config file; absent: plain HTTP, no auth. */
+  web?: WebConfig;
 }
 
 /** Stable codes of the JSON error bodies `{ error, code }`; fastify's own FST_ERR_* codes pass through. */
@@ -26,6 +31,7 @@ export type HttpErrorCode =
   | "PTYR_HTTP_NOT_FOUND"
   | "PTYR_HTTP_METHOD_NOT_ALLOWED"
   | "PTYR_HTTP_NO_SNAPSHOT"
+  | "PTYR_HTTP_UNAUTHORIZED"
   | "PTYR_HTTP_BAD_REQUEST"
   | "PTYR_HTTP_HEADERS_TOO_LARGE"
   | "PTYR_HTTP_TIMEOUT"
@@ -145,10 +151,28 @@ export function limitConnections(server: Server, max: number, logger: FastifyBas
   });
 }
 
+const gzipAsync = promisify(gzip);
+
+/** Gzip when the scraper asks for it (Prometheus does); `gzip;q=0` is a refusal. */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  const text = Array.isArray(header) ? header.join(",") : (header ?? "");
+  return text.split(",").some((part) => {
+    const [coding, ...params] = part.trim().toLowerCase().split(";");
+    if (coding !== "gzip" && coding !== "*") return false;
+    const q = params.map((p) => /^\s*q=([\d.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined);
+    return q === undefined || Number(q) > 0;
+  });
+}
+
 /** Builds the server with its routes; never listens (tests use `app.inject()`). */
 export function buildServer(deps: HttpDeps): FastifyInstance {
   // Typed as the base logger so the instance is the plain FastifyInstance, not one generic over pino's type.
   const logger: FastifyBaseLogger = deps.logger;
+  const tls = deps.web?.tls ?? null;
+  // Node's https server takes the http options (maxHeaderSize) in the same object as the TLS ones.
+  const transport = tls
+    ? { https: { ...secureContextOptions(tls), maxHeaderSize: HTTP_LIMITS.maxHeaderSize } }
+    : { http: { maxHeaderSize: HTTP_LIMITS.maxHeaderSize } };
   const app = Fastify({
     loggerInstance: logger,
     // Scrapes every few seconds would flood an info log; requests are logged at debug below.
@@ -157,14 +181,24 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     requestTimeout: HTTP_LIMITS.requestTimeoutMs,
     connectionTimeout: HTTP_LIMITS.connectionTimeoutMs,
     keepAliveTimeout: HTTP_LIMITS.keepAliveTimeoutMs,
-    http: { maxHeaderSize: HTTP_LIMITS.maxHeaderSize },
+    ...transport,
     routerOptions: { maxParamLength: HTTP_LIMITS.maxParamLength },
     // Shutdown must not wait for idle keep-alive scrapers.
     forceCloseConnections: true,
     return503OnClosing: true,
     clientErrorHandler,
-  });
+  }) as unknown as FastifyInstance; // the https instance has the same API: callers need not care which
   limitConnections(app.server, HTTP_LIMITS.maxConnections, logger);
+
+  // exporter-toolkit asks for credentials on every path; so do we (probes send them too, see README).
+  const auth = new BasicAuth(deps.web?.basicAuthUsers ?? new Map());
+  if (auth.enabled) {
+    app.addHook("onRequest", async (req, reply) => {
+      if (await auth.check(req.headers.authorization)) return;
+      reply.header("www-authenticate", 'Basic realm="ptyreaper", charset="UTF-8"');
+      return sendError(reply, 401, "PTYR_HTTP_UNAUTHORIZED", "unauthorized");
+    });
+  }
 
   app.addHook("onSend", async (_req, reply, payload) => {
     reply.header("cache-control", "no-store");
@@ -181,9 +215,18 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   // GET routes also answer HEAD (fastify's exposeHeadRoutes): same headers, no body.
   app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(INDEX));
 
-  app.get("/metrics", async (_req, reply) => {
-    const { contentType, body } = await deps.exposition();
-    return reply.type(contentType).send(body);
+  // Gzipped texts by exposition: deps.exposition() hands concurrent scrapes the same object, so they share one gzip.
+  const gzipped = new WeakMap<object, Promise<Buffer>>();
+  app.get("/metrics", async (req, reply) => {
+    const exposition = await deps.exposition();
+    reply.type(exposition.contentType).header("vary", "accept-encoding");
+    if (!acceptsGzip(req.headers["accept-encoding"])) return reply.send(exposition.body);
+    let compressed = gzipped.get(exposition);
+    if (compressed === undefined) {
+      compressed = gzipAsync(exposition.body);
+      gzipped.set(exposition, compressed);
+    }
+    return reply.header("content-encoding", "gzip").send(await compressed);
   });
 
   app.get("/healthz", async (_req, reply) => sendHealth(reply, deps.liveness(), "unhealthy"));

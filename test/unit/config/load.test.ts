@@ -29,6 +29,7 @@ const DEFAULTS: Config = {
   reaper: { mode: "enforce", grace: 10_000, maxPerCycle: 20 },
   log: { level: "info" },
   commandLine: "argv0",
+  webConfigFile: null,
 };
 
 /** The problems of a rejected config, or a failure if it was accepted or failed otherwise. */

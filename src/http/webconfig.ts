@@ -1,0 +1,254 @@
+// The web config file of Prometheus' exporter-toolkit (`--web.config.file`): TLS and basic auth for the HTTP surface.
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createSecureContext, type SecureVersion } from "node:tls";
+import { dirname, resolve } from "node:path";
+import bcrypt from "bcryptjs";
+import { parseDocument } from "yaml";
+import { z } from "zod";
+import { formatKeyPath } from "../config/load.js";
+import { describeValue, oneLine } from "../config/schema.js";
+import { ConfigError, errorMessage } from "../errors.js";
+
+/** What the server needs: TLS material (already read) and the users with their bcrypt hashes. */
+export interface WebConfig {
+  tls: WebTls | null;
+  /** user → bcrypt hash; empty: no authentication. */
+  basicAuthUsers: ReadonlyMap<string, string>;
+}
+
+export interface WebTls {
+  cert: Buffer;
+  key: Buffer;
+  /** Client CA; set with requestCert when clients must present a certificate it signed. */
+  ca: Buffer | null;
+  requestCert: boolean;
+  minVersion: SecureVersion;
+  maxVersion: SecureVersion | null;
+}
+
+/** exporter-toolkit's TLS version names and Node's. */
+const TLS_VERSIONS: Readonly<Record<string, SecureVersion>> = {
+  TLS10: "TLSv1",
+  TLS11: "TLSv1.1",
+  TLS12: "TLSv1.2",
+  TLS13: "TLSv1.3",
+};
+
+/** The toolkit's client_auth_type values; Node's TLS can do the first and the last exactly. */
+const CLIENT_AUTH_TYPES = ["NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"] as const;
+const SUPPORTED_CLIENT_AUTH = new Set(["NoClientCert", "RequireAndVerifyClientCert"]);
+
+// bcrypt's modular crypt format: $2a$, $2b$ or $2y$, a two-digit cost, 53 characters of salt and hash.
+const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
+
+const notSupported = (what: string) =>
+  z.unknown().superRefine((_v, ctx) => ctx.addIssue({ code: "custom", message: `not supported by ptyreaper${what ? `: ${what}` : ""}` }));
+
+const filePath = z.string({ error: (iss) => `expected a file path, got ${describeValue(iss.input)}` }).min(1, "expected a file path, got \"\"");
+
+const tlsSchema = z.strictObject(
+  {
+    cert_file: filePath.optional(),
+    key_file: filePath.optional(),
+    client_auth_type: z
+      .enum(CLIENT_AUTH_TYPES, { error: (iss) => `expected one of ${CLIENT_AUTH_TYPES.join(", ")}, got ${describeValue(iss.input)}` })
+      .optional(),
+    client_ca_file: filePath.optional(),
+    min_version: z.enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` }).optional(),
+    max_version: z.enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` }).optional(),
+    // Valid in the toolkit but not mapped to Node's TLS: refused rather than silently ignored.
+    cipher_suites: notSupported("Node's defaults are used").optional(),
+    curve_preferences: notSupported("Node's defaults are used").optional(),
+    prefer_server_cipher_suites: notSupported("").optional(),
+    client_allowed_sans: notSupported("").optional(),
+  },
+  { error: (iss) => (iss.code === "invalid_type" ? `expected a mapping of keys, got ${describeValue(iss.input)}` : undefined) },
+);
+
+const webConfigSchema = z.strictObject(
+  {
+    tls_server_config: tlsSchema.nullish(),
+    basic_auth_users: z
+      .record(
+        z.string(),
+        z.string({ error: (iss) => `expected a bcrypt hash like "$2y$10$…", got ${describeValue(iss.input)}` }).regex(BCRYPT_HASH, "expected a bcrypt hash like \"$2y$10$…\" (htpasswd -nBC 10 USER)"),
+        { error: (iss) => `expected a mapping of user: bcrypt hash, got ${describeValue(iss.input)}` },
+      )
+      .nullish(),
+    http_server_config: notSupported("ptyreaper serves HTTP/1.1 and sets its own headers").optional(),
+  },
+  { error: (iss) => (iss.code === "invalid_type" ? `expected a mapping of keys, got ${describeValue(iss.input)}` : undefined) },
+);
+
+/** Reads one file named in the web config; tests inject their own. */
+export type ReadFile = (path: string) => Buffer;
+
+/**
+ * Validates the web config text and reads the files it names (relative paths are relative to the
+ * web config's directory, as in exporter-toolkit). Every problem is one line naming its key.
+ */
+export function parseWebConfig(text: string, source: string, readFile: ReadFile = readFileSync): WebConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, version: "1.2", merge: false, logLevel: "error" });
+  const yamlProblems = [...doc.errors, ...doc.warnings].map((e) => `invalid YAML: ${oneLine(e.message.split(/ at line \d+, column \d+/)[0] ?? e.message)}`);
+  if (yamlProblems.length > 0) throw new ConfigError(source, yamlProblems);
+  const parsed = webConfigSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
+  if (!parsed.success) {
+    throw new ConfigError(
+      source,
+      parsed.error.issues.flatMap((issue) =>
+        issue.code === "unrecognized_keys"
+          ? issue.keys.map((key) => `${formatKeyPath([...issue.path, key])}: unknown key`)
+          : [`${formatKeyPath(issue.path)}: ${oneLine(issue.message)}`],
+      ),
+    );
+  }
+  const { tls_server_config: tls, basic_auth_users: users } = parsed.data;
+  const baseDir = dirname(source);
+  const problems: string[] = [];
+  // Basic auth sends "user:password": a colon cannot be in the user.
+  for (const user of Object.keys(users ?? {})) {
+    if (user === "" || user.includes(":")) problems.push(`${formatKeyPath(["basic_auth_users", user])}: a user name cannot contain ":" or be empty`);
+  }
+  const read = (key: string, path: string): Buffer | null => {
+    const full = resolve(baseDir, path);
+    try {
+      return readFile(full);
+    } catch (err) {
+      problems.push(`tls_server_config.${key}: cannot read ${full}: ${oneLine(errorMessage(err))}`);
+      return null;
+    }
+  };
+  let webTls: WebTls | null = null;
+  if (tls) {
+    if (tls.cert_file === undefined) problems.push("tls_server_config.cert_file: missing (needed with key_file)");
+    if (tls.key_file === undefined) problems.push("tls_server_config.key_file: missing (needed with cert_file)");
+    const authType = tls.client_auth_type ?? "NoClientCert";
+    const verifyClients = authType === "RequireAndVerifyClientCert";
+    if (!SUPPORTED_CLIENT_AUTH.has(authType)) {
+      problems.push(`tls_server_config.client_auth_type: ${authType} is not supported by ptyreaper; use NoClientCert or RequireAndVerifyClientCert`);
+    } else if (verifyClients && tls.client_ca_file === undefined) {
+      problems.push("tls_server_config.client_ca_file: missing (needed with client_auth_type RequireAndVerifyClientCert)");
+    } else if (!verifyClients && tls.client_ca_file !== undefined) {
+      problems.push("tls_server_config.client_ca_file: set without a client_auth_type that checks client certificates");
+    }
+    // Files are read only for a config that makes sense: one problem, not one per file.
+    if (problems.length > 0) throw new ConfigError(source, problems);
+    const cert = tls.cert_file === undefined ? null : read("cert_file", tls.cert_file);
+    const key = tls.key_file === undefined ? null : read("key_file", tls.key_file);
+    const ca = tls.client_ca_file === undefined ? null : read("client_ca_file", tls.client_ca_file);
+    const minVersion = TLS_VERSIONS[tls.min_version ?? "TLS12"] ?? "TLSv1.2";
+    const maxVersion = tls.max_version === undefined ? null : (TLS_VERSIONS[tls.max_version] ?? null);
+    if (problems.length === 0 && cert && key) {
+      webTls = { cert, key, ca, requestCert: verifyClients, minVersion, maxVersion };
+      // A key that does not match the certificate, or a PEM that is not one, fails here and not at the first scrape.
+      try {
+        createSecureContext(secureContextOptions(webTls));
+      } catch (err) {
+        problems.push(`tls_server_config: the certificate and key cannot be used: ${oneLine(errorMessage(err))}`);
+      }
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return { tls: webTls, basicAuthUsers: new Map(Object.entries(users ?? {})) };
+}
+
+/** Reads and validates the web config file at `path`. */
+export function loadWebConfig(path: string, readFile: ReadFile = readFileSync): WebConfig {
+  let text: string;
+  try {
+    text = readFile(path).toString("utf8");
+  } catch (err) {
+    throw new ConfigError(path, [`cannot read the web config: ${oneLine(errorMessage(err))}`], { cause: err });
+  }
+  return parseWebConfig(text, path, readFile);
+}
+
+/** The options of tls.createSecureContext and https.createServer for this TLS config. */
+export function secureContextOptions(tls: WebTls): {
+  cert: Buffer;
+  key: Buffer;
+  ca?: Buffer;
+  requestCert: boolean;
+  rejectUnauthorized: boolean;
+  minVersion: SecureVersion;
+  maxVersion?: SecureVersion;
+} {
+  return {
+    cert: tls.cert,
+    key: tls.key,
+    ...(tls.ca ? { ca: tls.ca } : {}),
+    requestCert: tls.requestCert,
+    rejectUnauthorized: tls.requestCert,
+    minVersion: tls.minVersion,
+    ...(tls.maxVersion ? { maxVersion: tls.maxVersion } : {}),
+  };
+}
+
+// ---- Basic auth
+
+export type BcryptCompare = (password: string, hash: string) => Promise<boolean>;
+
+/** How many (user, password) outcomes are remembered; a scraper or two need one entry each. */
+const AUTH_CACHE_ENTRIES = 100;
+/** Compared against when the user is unknown, so an unknown user costs the same bcrypt as a wrong password. */
+const UNKNOWN_USER_HASH = "$2b$10$rfQ2lKVHTkIuao/6GnB8NOvPJp1Dg/bpAuqMacNuESWg0.ECi8z6q";
+
+/**
+ * Checks `Authorization: Basic` credentials against the bcrypt hashes. bcrypt costs tens of ms of CPU
+ * by design; a scraper sends the same credentials every few seconds and a scrape storm sends them
+ * thousands of times, so each outcome is remembered (keyed by a salted SHA-256, never the password)
+ * and concurrent checks of the same credentials share one bcrypt run. Wrong ones are remembered too:
+ * repeating a wrong password costs nothing more.
+ */
+export class BasicAuth {
+  private readonly users: ReadonlyMap<string, string>;
+  private readonly compare: BcryptCompare;
+  private readonly salt = randomBytes(16);
+  private readonly outcomes = new Map<string, Promise<boolean>>();
+  /** bcrypt runs so far, for tests. */
+  bcryptRuns = 0;
+
+  constructor(users: ReadonlyMap<string, string>, compare: BcryptCompare = (password, hash) => bcrypt.compare(password, hash)) {
+    this.users = users;
+    this.compare = compare;
+  }
+
+  get enabled(): boolean {
+    return this.users.size > 0;
+  }
+
+  /** True when the header carries a known user with the right password. */
+  check(authorization: string | undefined): Promise<boolean> {
+    const credentials = parseBasicAuthorization(authorization);
+    if (credentials === null) return Promise.resolve(false);
+    const { user, password } = credentials;
+    const key = createHash("sha256").update(this.salt).update(user).update("\0").update(password).digest("base64");
+    const known = this.outcomes.get(key);
+    if (known) return known;
+    const hash = this.users.get(user);
+    this.bcryptRuns += 1;
+    const outcome = this.compare(password, hash ?? UNKNOWN_USER_HASH).then(
+      (same) => same && hash !== undefined,
+      () => false,
+    );
+    this.outcomes.set(key, outcome);
+    // Oldest first out: Map keeps insertion order.
+    if (this.outcomes.size > AUTH_CACHE_ENTRIES) {
+      const oldest = this.outcomes.keys().next().value;
+      if (oldest !== undefined) this.outcomes.delete(oldest);
+    }
+    return outcome;
+  }
+}
+
+/** `Basic base64(user:password)` → its parts; null for anything else. */
+export function parseBasicAuthorization(header: string | undefined): { user: string; password: string } | null {
+  if (header === undefined) return null;
+  const m = /^Basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header);
+  if (m === null || m[1] === undefined) return null;
+  const decoded = Buffer.from(m[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  if (colon <= 0) return null;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}

@@ -1,0 +1,196 @@
+// deploy/kubernetes: every manifest valid against the Kubernetes schemas (kubernetes-models), the two
+// Prometheus-operator objects against a strict zod schema of the fields used, and the DaemonSet's privileges,
+// probes and mounts agreeing with the config it runs and with the image.
+import { readdirSync, readFileSync } from "node:fs";
+import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
+import type { IContainer } from "kubernetes-models/v1/Container";
+import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { parseConfig } from "../../../src/config/load.js";
+
+const DIR = new URL("../../../deploy/kubernetes/", import.meta.url);
+const read = (name: string): string => readFileSync(new URL(name, DIR), "utf8");
+const repoFile = (path: string): string => readFileSync(new URL(`../../../${path}`, import.meta.url), "utf8");
+
+/** The Kubernetes objects of every manifest, with the file each came from. */
+const MANIFESTS = readdirSync(DIR)
+  .filter((name) => name.endsWith(".yaml") && name !== "kustomization.yaml")
+  .sort()
+  .flatMap((file) =>
+    parseAllDocuments(read(file)).map((doc) => {
+      expect(doc.errors, file).toEqual([]);
+      return { file, object: doc.toJS() as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } };
+    }),
+  );
+
+const byKind = (kind: string): unknown => {
+  const found = MANIFESTS.filter((m) => m.object.kind === kind);
+  expect(found, kind).toHaveLength(1);
+  return found[0]?.object;
+};
+
+/** kubernetes-models validates types, required fields, enums and formats (quantities, ports), as the API server does. */
+const BUILT_IN: Record<string, (object: never) => { validate(): void }> = {
+  "v1/Namespace": (o) => new Namespace(o),
+  "v1/ServiceAccount": (o) => new ServiceAccount(o),
+  "v1/ConfigMap": (o) => new ConfigMap(o),
+  "apps/v1/DaemonSet": (o) => new DaemonSet(o),
+};
+
+// The Prometheus operator's CRDs are not in kubernetes-models: a strict schema of the fields we use,
+// with the types of the operator's CRD (v0.7x). Strict, so a misspelt field fails here instead of being
+// dropped by the API server.
+const objectMeta = z.strictObject({ name: z.string().min(1), namespace: z.string().min(1), labels: z.record(z.string(), z.string()) });
+const labelSelector = z.strictObject({ matchLabels: z.record(z.string(), z.string()) });
+const duration = z.string().regex(/^(\d+(ms|s|m|h|d|w|y))+$/);
+const podMonitorSchema = z.strictObject({
+  apiVersion: z.literal("monitoring.coreos.com/v1"),
+  kind: z.literal("PodMonitor"),
+  metadata: objectMeta,
+  spec: z.strictObject({
+    jobLabel: z.string().optional(),
+    selector: labelSelector,
+    podMetricsEndpoints: z.array(z.strictObject({ port: z.string(), path: z.string().startsWith("/"), interval: duration, scheme: z.enum(["http", "https"]).optional() })).min(1),
+  }),
+});
+const ruleSchema = z.strictObject({
+  alert: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/),
+  expr: z.string().min(1),
+  for: duration.optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+const prometheusRuleSchema = z.strictObject({
+  apiVersion: z.literal("monitoring.coreos.com/v1"),
+  kind: z.literal("PrometheusRule"),
+  metadata: objectMeta,
+  spec: z.strictObject({ groups: z.array(z.strictObject({ name: z.string(), interval: duration.optional(), rules: z.array(ruleSchema).min(1) })).min(1) }),
+});
+const CRDS: Record<string, z.ZodType> = {
+  "monitoring.coreos.com/v1/PodMonitor": podMonitorSchema,
+  "monitoring.coreos.com/v1/PrometheusRule": prometheusRuleSchema,
+};
+
+/** The PrometheusRule made from config/alerts.yml; deploy/kubernetes/prometheusrule.yaml is this text. */
+function prometheusRuleFromAlerts(alertsYaml: string): string {
+  const { groups } = parseYaml(alertsYaml) as { groups: unknown };
+  const rule = {
+    apiVersion: "monitoring.coreos.com/v1",
+    kind: "PrometheusRule",
+    metadata: { name: "ptyreaper", namespace: "ptyreaper", labels: { "app.kubernetes.io/name": "ptyreaper" } },
+    spec: { groups },
+  };
+  return [
+    "# Generated from config/alerts.yml by test/unit/deploy/kubernetes.test.ts: do not edit. After changing",
+    "# alerts.yml, regenerate with: npx vitest run test/unit/deploy/kubernetes.test.ts -u",
+    "# Your Prometheus resource's ruleSelector must match this object's labels (add yours, e.g. release: ...).",
+    stringify(rule, { lineWidth: 0 }),
+  ].join("\n");
+}
+
+function daemonSetContainer(): IContainer {
+  const ds = byKind("DaemonSet") as DaemonSet;
+  const container = ds.spec?.template.spec?.containers[0];
+  if (!container) throw new Error("DaemonSet has no container");
+  return container;
+}
+
+describe("deploy/kubernetes manifests", () => {
+  it("are all known kinds, valid against the Kubernetes schemas or the operator's fields", () => {
+    expect(MANIFESTS.map((m) => `${m.file}: ${m.object.kind}`)).toEqual([
+      "configmap.yaml: ConfigMap",
+      "daemonset.yaml: DaemonSet",
+      "namespace.yaml: Namespace",
+      "podmonitor.yaml: PodMonitor",
+      "prometheusrule.yaml: PrometheusRule",
+      "serviceaccount.yaml: ServiceAccount",
+    ]);
+    for (const { file, object } of MANIFESTS) {
+      const key = `${object.apiVersion}/${object.kind}`;
+      const model = BUILT_IN[key];
+      const crd = CRDS[key];
+      if (model) expect(() => model(object as never).validate(), file).not.toThrow();
+      else if (crd) expect(crd.safeParse(object).error?.issues ?? [], file).toEqual([]);
+      else throw new Error(`${file}: ${key} is neither a built-in kind nor a known CRD`);
+      if (object.kind !== "Namespace") expect(object.metadata.namespace, file).toBe("ptyreaper");
+    }
+  });
+
+  it("the validation does catch a broken manifest (so the test above can fail)", () => {
+    const ds = structuredClone(byKind("DaemonSet")) as { spec: { template: { spec: { containers: { ports: { containerPort: unknown }[] }[] } } } };
+    const port = ds.spec.template.spec.containers[0]?.ports[0];
+    if (port) port.containerPort = "9724";
+    expect(() => new DaemonSet(ds as never).validate()).toThrow(/containerPort/);
+    const monitor = structuredClone(byKind("PodMonitor")) as { spec: Record<string, unknown> };
+    monitor.spec.podMetricEndpoints = monitor.spec.podMetricsEndpoints;
+    expect(podMonitorSchema.safeParse(monitor).success).toBe(false);
+  });
+
+  it("kustomization.yaml lists every manifest", () => {
+    const { resources } = parseYaml(read("kustomization.yaml")) as { resources: string[] };
+    expect([...resources].sort()).toEqual([...new Set(MANIFESTS.map((m) => m.file))]);
+  });
+
+  it("the DaemonSet runs with the host's PIDs, three capabilities, and read-only /proc and socket", () => {
+    const ds = byKind("DaemonSet") as DaemonSet;
+    const pod = ds.spec?.template.spec;
+    expect(pod?.hostPID).toBe(true);
+    expect(pod?.hostNetwork).toBeUndefined();
+    expect(pod?.automountServiceAccountToken).toBe(false);
+    const container = daemonSetContainer();
+    expect(container.securityContext).toMatchObject({
+      privileged: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"], add: ["KILL", "SYS_PTRACE", "DAC_READ_SEARCH"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    const volumes = new Map((pod?.volumes ?? []).map((v) => [v.name, v]));
+    const mounts = new Map((container.volumeMounts ?? []).map((m) => [m.mountPath, m]));
+    for (const m of mounts.values()) expect(m.readOnly, m.mountPath).toBe(true);
+    expect(volumes.get(mounts.get("/host/proc")?.name ?? "")?.hostPath).toEqual({ path: "/proc", type: "Directory" });
+    expect(volumes.get(mounts.get("/var/run/docker.sock")?.name ?? "")?.hostPath).toEqual({ path: "/var/run/docker.sock", type: "Socket" });
+    expect(volumes.get(mounts.get("/etc/ptyreaper")?.name ?? "")?.configMap?.name).toBe((byKind("ConfigMap") as ConfigMap).metadata?.name);
+  });
+
+  it("probes /readyz and /healthz on the port the config listens on, and the resources are set", () => {
+    const container = daemonSetContainer();
+    expect(container.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
+    expect(container.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
+    expect(container.ports).toEqual([{ name: "metrics", containerPort: 9724, protocol: "TCP" }]);
+    const configText = (byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "";
+    const config = parseConfig(configText, "configmap.yaml", {});
+    expect(config.listen).toEqual({ host: "0.0.0.0", port: 9724 });
+    expect(config.procRoot).toBe("/host/proc");
+    expect(config.docker.socket).toBe("/var/run/docker.sock");
+    expect(container.args).toEqual(["run", "--config", "/etc/ptyreaper/config.yaml"]);
+    expect(container.resources?.requests).toEqual({ cpu: "25m", memory: "128Mi" });
+    expect(container.resources?.limits).toEqual({ cpu: "500m", memory: "192Mi" });
+  });
+
+  it("the ConfigMap's config is the image's default config", () => {
+    expect((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"]).toBe(repoFile("deploy/container/config.yaml"));
+    expect(repoFile("Dockerfile")).toContain("COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml");
+    expect(repoFile("Dockerfile")).toContain('CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]');
+  });
+
+  it("the PodMonitor scrapes the pods as job=\"ptyreaper\", which the alert rules select", () => {
+    const monitor = podMonitorSchema.parse(byKind("PodMonitor"));
+    const podLabels = (byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.labels ?? {};
+    expect(podLabels).toMatchObject(monitor.spec.selector.matchLabels);
+    expect(podLabels[monitor.spec.jobLabel ?? ""]).toBe("ptyreaper");
+    expect(monitor.spec.podMetricsEndpoints[0]?.port).toBe("metrics");
+    expect(repoFile("config/alerts.yml")).toContain('job="ptyreaper"');
+  });
+
+  it("the PrometheusRule holds exactly the groups of config/alerts.yml", async () => {
+    const alerts = repoFile("config/alerts.yml");
+    await expect(prometheusRuleFromAlerts(alerts)).toMatchFileSnapshot("../../../deploy/kubernetes/prometheusrule.yaml");
+    const rule = prometheusRuleSchema.parse(parseYaml(read("prometheusrule.yaml")));
+    expect(rule.spec.groups).toEqual((parseYaml(alerts) as { groups: unknown }).groups);
+  });
+});

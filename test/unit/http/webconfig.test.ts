@@ -1,0 +1,226 @@
+// The exporter-toolkit web config: validation to one line per problem, file reads, and the cached basic-auth check.
+import { describe, expect, it } from "vitest";
+import bcrypt from "bcryptjs";
+import pino from "pino";
+import { gunzipSync } from "node:zlib";
+import { ConfigError } from "../../../src/errors.js";
+import { acceptsGzip, buildServer } from "../../../src/http/server.js";
+import { BasicAuth, parseBasicAuthorization, parseWebConfig, type ReadFile } from "../../../src/http/webconfig.js";
+
+// A cost-4 hash keeps the tests fast; the format is the same as cost 10.
+const HASH = bcrypt.hashSync("s3cret", 4);
+const SOURCE = "/etc/ptyreaper/web.yml";
+
+/** A reader that serves fixed contents and records what was asked. */
+function files(contents: Record<string, string>): { read: ReadFile; asked: string[] } {
+  const asked: string[] = [];
+  return {
+    asked,
+    read: (path) => {
+      asked.push(path);
+      const text = contents[path];
+      if (text === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: "ENOENT" });
+      return Buffer.from(text);
+    },
+  };
+}
+
+function problemsOf(text: string, read: ReadFile = files({}).read): string[] {
+  try {
+    parseWebConfig(text, SOURCE, read);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      expect(err.source).toBe(SOURCE);
+      return err.problems;
+    }
+    throw err;
+  }
+  throw new Error("accepted");
+}
+
+const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
+
+describe("parseWebConfig", () => {
+  it("an empty file means plain HTTP without auth", () => {
+    expect(parseWebConfig("", SOURCE)).toEqual({ tls: null, basicAuthUsers: new Map() });
+  });
+
+  it("reads the users with their hashes", () => {
+    const web = parseWebConfig(`basic_auth_users:\n  prometheus: "${HASH}"\n`, SOURCE);
+    expect([...web.basicAuthUsers]).toEqual([["prometheus", HASH]]);
+    expect(web.tls).toBeNull();
+  });
+
+  it("reads cert and key relative to the web config's directory, and names a bad pair in one line", () => {
+    const { read, asked } = files({ "/etc/ptyreaper/tls.crt": "not a certificate", "/srv/key.pem": "not a key" });
+    const problems = problemsOf("tls_server_config:\n  cert_file: tls.crt\n  key_file: /srv/key.pem\n", read);
+    expect(asked).toEqual(["/etc/ptyreaper/tls.crt", "/srv/key.pem"]);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^tls_server_config: the certificate and key cannot be used: \S/);
+  });
+
+  it.each([
+    ["an unknown top-level key", "basic_auth_user:\n  a: b\n", ["basic_auth_user: unknown key"]],
+    ["an unknown TLS key", "tls_server_config:\n  cert_file: a\n  key_file: b\n  certfile: c\n", ["tls_server_config.certfile: unknown key"]],
+    ["a plain-text password", "basic_auth_users:\n  alice: hunter2\n", ['basic_auth_users.alice: expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)']],
+    ["a user name with a colon", `basic_auth_users:\n  "a:b": "${HASH}"\n`, ['basic_auth_users["a:b"]: a user name cannot contain ":" or be empty']],
+    ["a list of users", "basic_auth_users: [alice]\n", ["basic_auth_users: expected a mapping of user: bcrypt hash, got a list"]],
+    ["a cert without key", "tls_server_config:\n  cert_file: a\n", ["tls_server_config.key_file: missing (needed with cert_file)"]],
+    ["a client auth type Node cannot do", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n", [
+      "tls_server_config.client_auth_type: RequireAnyClientCert is not supported by ptyreaper; use NoClientCert or RequireAndVerifyClientCert",
+    ]],
+    ["verification without a CA", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n", [
+      "tls_server_config.client_ca_file: missing (needed with client_auth_type RequireAndVerifyClientCert)",
+    ]],
+    ["a CA without verification", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n", [
+      "tls_server_config.client_ca_file: set without a client_auth_type that checks client certificates",
+    ]],
+    ["a bad TLS version", "tls_server_config:\n  min_version: TLS1.2\n", ['tls_server_config.min_version: expected TLS10, TLS11, TLS12 or TLS13, got "TLS1.2"']],
+    ["cipher suites", "tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", ["tls_server_config.cipher_suites: not supported by ptyreaper: Node's defaults are used"]],
+    ["http_server_config", "http_server_config:\n  http2: false\n", ["http_server_config: not supported by ptyreaper: ptyreaper serves HTTP/1.1 and sets its own headers"]],
+    ["a scalar file", "yes\n", ["(top level): expected a mapping of keys, got \"yes\""]],
+    ["duplicate keys", "basic_auth_users: {}\nbasic_auth_users: {}\n", [expect.stringMatching(/^invalid YAML: Map keys must be unique/)]],
+  ])("refuses %s with one line naming the key", (_what, text, want) => {
+    expect(problemsOf(text)).toEqual(want);
+  });
+
+  it("names an unreadable file with its full path", () => {
+    expect(problemsOf("tls_server_config:\n  cert_file: gone.crt\n  key_file: gone.key\n")).toEqual([
+      "tls_server_config.cert_file: cannot read /etc/ptyreaper/gone.crt: ENOENT: no such file or directory, open '/etc/ptyreaper/gone.crt'",
+      "tls_server_config.key_file: cannot read /etc/ptyreaper/gone.key: ENOENT: no such file or directory, open '/etc/ptyreaper/gone.key'",
+    ]);
+  });
+});
+
+describe("BasicAuth", () => {
+  const users = new Map([["prometheus", HASH]]);
+
+  it("accepts the right password and refuses a wrong one, an unknown user and a malformed header", async () => {
+    const auth = new BasicAuth(users);
+    expect(await auth.check(basic("prometheus", "s3cret"))).toBe(true);
+    expect(await auth.check(basic("prometheus", "s3cret "))).toBe(false);
+    expect(await auth.check(basic("grafana", "s3cret"))).toBe(false);
+    expect(await auth.check(undefined)).toBe(false);
+    expect(await auth.check("Bearer x")).toBe(false);
+  });
+
+  it("runs bcrypt once per credentials however often and however concurrently they come", async () => {
+    let runs = 0;
+    const auth = new BasicAuth(users, async (password, hash) => {
+      runs += 1;
+      return bcrypt.compare(password, hash);
+    });
+    const storm = await Promise.all(Array.from({ length: 500 }, () => auth.check(basic("prometheus", "s3cret"))));
+    expect(storm.every(Boolean)).toBe(true);
+    for (let i = 0; i < 500; i++) expect(await auth.check(basic("prometheus", "wrong"))).toBe(false);
+    expect(runs).toBe(2);
+  });
+
+  it("an unknown user still costs one bcrypt run (no timing difference to a wrong password)", async () => {
+    const hashes: string[] = [];
+    const auth = new BasicAuth(users, (_password, hash) => {
+      hashes.push(hash);
+      return Promise.resolve(true);
+    });
+    expect(await auth.check(basic("nobody", "x"))).toBe(false);
+    expect(hashes).toHaveLength(1);
+    expect(hashes[0]).toMatch(/^\$2b\$10\$/);
+  });
+
+  it("remembers a bounded number of outcomes", async () => {
+    let runs = 0;
+    const auth = new BasicAuth(users, () => {
+      runs += 1;
+      return Promise.resolve(false);
+    });
+    for (let i = 0; i < 150; i++) await auth.check(basic("prometheus", `guess-${i}`));
+    expect(runs).toBe(150);
+    await auth.check(basic("prometheus", "guess-149")); // recent: remembered
+    expect(runs).toBe(150);
+    await auth.check(basic("prometheus", "guess-0")); // evicted
+    expect(runs).toBe(151);
+  });
+
+  it.each([
+    ["Basic YWxpY2U6cHc6d2l0aDpjb2xvbnM=", { user: "alice", password: "pw:with:colons" }],
+    ["basic  YWxpY2U6", { user: "alice", password: "" }],
+    ["Basic OnB3", null],
+    ["Basic !!!", null],
+    ["Digest x", null],
+  ])("parseBasicAuthorization(%j)", (header, want) => {
+    expect(parseBasicAuthorization(header)).toEqual(want);
+  });
+});
+
+describe("the server with basic auth", () => {
+  const build = () =>
+    buildServer({
+      exposition: () => Promise.resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: "ptyreaper_pty_allocated 7\n" }),
+      sessions: () => ({ sessions: [] }),
+      liveness: () => ({ ok: true, reason: "" }),
+      readiness: () => ({ ok: true, reason: "" }),
+      logger: pino({ level: "silent" }),
+      web: { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]) },
+    });
+
+  it.each(["/", "/metrics", "/healthz", "/readyz", "/sessions", "/nope"])("asks for credentials on %s, as exporter-toolkit does", async (url) => {
+    const app = build();
+    const res = await app.inject({ method: "GET", url });
+    expect(res.statusCode).toBe(401);
+    expect(res.headers["www-authenticate"]).toBe('Basic realm="ptyreaper", charset="UTF-8"');
+    expect(JSON.parse(res.body)).toEqual({ error: "unauthorized", code: "PTYR_HTTP_UNAUTHORIZED" });
+    const wrong = await app.inject({ method: "GET", url, headers: { authorization: basic("prometheus", "nope") } });
+    expect(wrong.statusCode).toBe(401);
+    const right = await app.inject({ method: "GET", url, headers: { authorization: basic("prometheus", "s3cret") } });
+    expect(right.statusCode).toBe(url === "/nope" ? 404 : 200);
+    await app.close();
+  });
+});
+
+describe("/metrics compression", () => {
+  const body = "ptyreaper_pty_allocated 7\n".repeat(200);
+  const build = (exposition = () => Promise.resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body })) =>
+    buildServer({
+      exposition,
+      sessions: () => null,
+      liveness: () => ({ ok: true, reason: "" }),
+      readiness: () => ({ ok: true, reason: "" }),
+      logger: pino({ level: "silent" }),
+    });
+
+  it("gzips when the scraper asks, as Prometheus does, and the text is the same", async () => {
+    const app = build();
+    const res = await app.inject({ method: "GET", url: "/metrics", headers: { "accept-encoding": "gzip" } });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["content-encoding"]).toBe("gzip");
+    expect(res.headers["vary"]).toBe("accept-encoding");
+    expect(res.headers["content-type"]).toBe("text/plain; version=0.0.4; charset=utf-8");
+    expect(res.rawPayload.length).toBeLessThan(body.length / 10);
+    expect(gunzipSync(res.rawPayload).toString()).toBe(body);
+    await app.close();
+  });
+
+  it("sends plain text when not asked or refused", async () => {
+    const app = build();
+    for (const headers of [{}, { "accept-encoding": "gzip;q=0, identity" }, { "accept-encoding": "br" }]) {
+      const res = await app.inject({ method: "GET", url: "/metrics", headers });
+      expect(res.headers["content-encoding"]).toBeUndefined();
+      expect(res.body).toBe(body);
+    }
+    await app.close();
+  });
+
+  it.each([
+    ["gzip", true],
+    ["GZIP", true],
+    ["deflate, gzip;q=1.0, *;q=0.5", true],
+    ["*", true],
+    ["gzip;q=0", false],
+    ["gzip; q=0.0", false],
+    ["identity", false],
+    ["", false],
+    [undefined, false],
+  ])("acceptsGzip(%j) is %s", (header, want) => {
+    expect(acceptsGzip(header)).toBe(want);
+  });
+});
