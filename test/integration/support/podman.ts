@@ -23,7 +23,7 @@ export interface PrivatePodman {
   readonly flags: readonly string[];
   podman(args: readonly string[], timeoutMs?: number): Promise<string>;
   /** `podman run -d --network none` of the test image; resolves with the container id. */
-  runContainer(name: string, cmd?: readonly string[]): Promise<string>;
+  runContainer(name: string, cmd?: readonly string[], labels?: Record<string, string>): Promise<string>;
   /** `podman system service --time=0` on `socket`; resolves once /_ping answers. */
   startService(): Promise<void>;
   /** A libpod REST call over the service socket. */
@@ -131,9 +131,10 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
     socket,
     flags,
     podman,
-    async runContainer(name, cmd = ["sleep", "1000000"]) {
+    async runContainer(name, cmd = ["sleep", "1000000"], labels = {}) {
+      const labelArgs = Object.entries(labels).flatMap(([key, value]) => ["--label", `${key}=${value}`]);
       // Raising RLIMIT_NOFILE/NPROC above the caller's hard limit is refused here, so keep them low.
-      const out = await podman(["run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", PODMAN_TEST_IMAGE, ...cmd]);
+      const out = await podman(["run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", ...labelArgs, PODMAN_TEST_IMAGE, ...cmd]);
       return out.trim();
     },
     async startService() {
