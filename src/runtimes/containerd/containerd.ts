@@ -83,6 +83,11 @@ function loadServices(): Record<"tasks" | "containers" | "namespaces" | "version
   };
 }
 
+/** An exec ID that cannot name the task's init: not empty, not blank, not the container's own ID. */
+export function isExecId(execId: string, containerId: string): boolean {
+  return execId.trim() !== "" && execId === execId.trim() && execId !== containerId;
+}
+
 /** The exec ID in a ProcessInfo.info Any, or null for a process that is no exec's (the init, its children). */
 export function execIdOfProcessInfo(info: AnyMessage | null | undefined): string | null {
   if (!info?.type_url.endsWith(PROCESS_DETAILS)) return null;
@@ -223,6 +228,8 @@ export class ContainerdRuntime implements RuntimePort {
   }
 
   async killExec(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome> {
+    // Tasks.Kill with an empty exec_id signals the container's init: never let a missing ID become that.
+    if (!isExecId(exec.id, exec.container.id)) throw new RangeError(`refusing to kill through containerd: ${JSON.stringify(exec.id)} is not an exec ID of ${exec.container.id}`);
     try {
       await this.call(this.tasks, "Kill", exec.container.namespace, { container_id: exec.container.id, exec_id: exec.id, signal: SIGNAL_NUMBERS[signal], all: false });
       return "signalled";

@@ -153,6 +153,7 @@ export class PodmanRuntime implements RuntimePort {
    * signals the exec's pid itself.
    */
   async killExec(exec: Pick<RuntimeExec, "id" | "container">, _signal: ExecSignal): Promise<KillOutcome> {
+    if (!/^[0-9a-f]{64}$/.test(exec.id)) throw new RangeError(`refusing to remove through podman: ${JSON.stringify(exec.id)} is not an exec session ID`);
     const seen = await this.call("GET", `/exec/${encodeURIComponent(exec.id)}/json`);
     if (isNoSuchObject(seen)) return "gone";
     if (seen.status !== 200) throw this.unexpected(`GET /exec/${exec.id}/json`, seen);

@@ -1,6 +1,6 @@
 // The protobuf wire reader for containerd's Any payloads, and what the adapter makes of them.
 import { describe, expect, it } from "vitest";
-import { execEventOf, execIdOfProcessInfo } from "../../../src/runtimes/containerd/containerd.js";
+import { ContainerdRuntime, execEventOf, execIdOfProcessInfo, isExecId } from "../../../src/runtimes/containerd/containerd.js";
 import { WireError, decodeFields, numberField, stringField } from "../../../src/runtimes/containerd/wire.js";
 import { kubernetesRefOf } from "../../../src/runtimes/port.js";
 
@@ -90,5 +90,26 @@ describe("kubernetesRefOf", () => {
   it("keeps the identity when the uid label is missing", () => {
     const { "io.kubernetes.pod.uid": _dropped, ...noUid } = labels;
     expect(kubernetesRefOf(noUid)?.podUid).toBeNull();
+  });
+});
+
+describe("killing through containerd never reaches the init", () => {
+  it.each([
+    ["an exec ID", EXEC, true],
+    ["empty (Tasks.Kill would signal the init)", "", false],
+    ["blank", "  ", false],
+    ["padded", ` ${EXEC}`, false],
+    ["the container's own ID", CID, false],
+  ])("isExecId: %s", (_name, execId, expected) => {
+    expect(isExecId(execId, CID)).toBe(expected);
+  });
+
+  it("killExec refuses an empty exec ID before any call", async () => {
+    const runtime = new ContainerdRuntime({ socket: "/nonexistent/ptyreaper-test.sock", namespaces: ["k8s.io"], callTimeoutMs: 500 });
+    try {
+      await expect(runtime.killExec({ id: "", container: { namespace: "k8s.io", id: CID } }, "SIGKILL")).rejects.toThrow(/refusing to kill through containerd: "" is not an exec ID/);
+    } finally {
+      runtime.close();
+    }
   });
 });

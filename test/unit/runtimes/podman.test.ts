@@ -83,6 +83,13 @@ describe("PodmanRuntime.killExec", () => {
     expect(calls.some((call) => call.includes("/remove"))).toBe(false);
   });
 
+  it("refuses an ID that is not an exec session ID, before any call", async () => {
+    const { runtime, calls } = await serve({ version: "4.9.3", remove: { status: 200, body: "" } });
+    await expect(runtime.killExec({ ...target, id: "" }, "SIGTERM")).rejects.toThrow(/refusing to remove through podman/);
+    await expect(runtime.killExec({ ...target, id: "../containers/x" }, "SIGTERM")).rejects.toThrow(RangeError);
+    expect(calls).toEqual([]);
+  });
+
   it("a refusal is a runtime error naming the call", async () => {
     const { runtime } = await serve({ version: "4.9.3", remove: { status: 500, body: JSON.stringify({ cause: "boom" }) } });
     await expect(runtime.killExec(target, "SIGTERM")).rejects.toThrow(RuntimeUnavailableError);
