@@ -11,11 +11,21 @@ export interface PolicyConfig {
   exemptContainers: string[];
 }
 
+/** `auto`: used when its socket exists at start; true: required (a missing socket is reported); false: never used. */
+export type RuntimeEnabled = "auto" | boolean;
+
+/** Container runtimes besides Docker (which keeps `docker:`). */
+export interface RuntimesConfig {
+  containerd: { enabled: RuntimeEnabled; socket: string; namespaces: string[]; timeout: number };
+  podman: { enabled: RuntimeEnabled; socket: string; timeout: number };
+}
+
 export interface Config {
   pollInterval: number;
   listen: { host: string; port: number };
   procRoot: string;
   docker: { enabled: boolean; socket: string; timeout: number };
+  runtimes: RuntimesConfig;
   policy: PolicyConfig;
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };
   log: { level: Level };
