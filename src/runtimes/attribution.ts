@@ -187,9 +187,16 @@ const MAX_DEPTH = 32;
 /**
  * Attributes `holder` (a process holding a pty end) from its cgroup, its ancestors up to the runtime's
  * monitor, and the holder of the pty's master. Disagreement between these makes the runtime "unknown",
- * which is shown but never reaped.
+ * which is shown but never reaped. `knownInits` are the host pids of container inits as the runtimes
+ * record them: a shim's child is an exec only when it is known not to be one of them (a container that
+ * shares its pod's pid namespace, or the host's, has an init that is not pid 1 inside).
  */
-export function attribute(holder: ProcessFacts, master: Pick<ProcessFacts, "pid" | "comm" | "argv"> | null, lookup: (pid: number) => ProcessFacts | undefined): Attribution {
+export function attribute(
+  holder: ProcessFacts,
+  master: Pick<ProcessFacts, "pid" | "comm" | "argv"> | null,
+  lookup: (pid: number) => ProcessFacts | undefined,
+  knownInits?: ReadonlySet<number>,
+): Attribution {
   const evidence: string[] = [];
   const cgroup = parseCgroupIdentity(holder.cgroup);
   if (cgroup) evidence.push(`cgroup names ${cgroup.runtime} container ${cgroup.containerId.slice(0, 12)}`);
@@ -226,7 +233,13 @@ export function attribute(holder: ProcessFacts, master: Pick<ProcessFacts, "pid"
   switch (monitor.kind) {
     case "containerd-shim":
       evidence.push(`parent ${monitorProcess.pid} is a containerd shim (namespace ${monitor.namespace ?? "not given"})`);
-      role = below.nsPid === 1 ? "main" : "exec";
+      if (knownInits?.has(below.pid) || below.nsPid === 1) {
+        role = "main";
+      } else if (knownInits) {
+        role = "exec";
+      } else {
+        evidence.push("no runtime record of the container's init: exec or main process not told");
+      }
       break;
     case "conmon":
       evidence.push(`parent ${monitorProcess.pid} is conmon${monitor.execId ? ` of exec ${monitor.execId.slice(0, 12)}` : ""}`);

@@ -96,6 +96,8 @@ describe("the CRI harness on a private containerd", () => {
     });
     const initPid = Number(readFileSync(`${taskBundle(containerd, containerId)}/init.pid`, "utf8").trim());
     expect(cmdlineOf(initPid)).toEqual(["sleep", "1000000"]);
+    // Its own pid namespace, as the kubelet asks by default: the init is pid 1 inside.
+    expect(readFileSync(`/proc/${initPid}/status`, "utf8")).toMatch(/^NSpid:\s+\d+\s+1$/m);
     // cgroup v1 with the cgroupfs driver here: every hierarchy names /k8s.io/<container id>.
     expect(readFileSync(`/proc/${initPid}/cgroup`, "utf8")).toMatch(new RegExp(`^\\d+:pids:/k8s\\.io/${containerId}$`, "m"));
     // Host network: the sandbox shares the host's network namespace.

@@ -63,11 +63,12 @@ export class CriClient {
   }
 
   /** A pod sandbox on the host network (so no CNI is needed), as a kubelet would for `hostNetwork: true` (no hostname then: the UTS namespace is the host's). */
-  async runPodSandbox(k: Pick<KubernetesIdentity, "namespace" | "pod" | "podUid">): Promise<{ id: string; config: object }> {
+  async runPodSandbox(k: Pick<KubernetesIdentity, "namespace" | "pod" | "podUid">, cgroupParent = ""): Promise<{ id: string; config: object }> {
     const config = {
       metadata: { name: k.pod, uid: k.podUid, namespace: k.namespace, attempt: 0 },
       labels: { "io.kubernetes.pod.name": k.pod, "io.kubernetes.pod.namespace": k.namespace, "io.kubernetes.pod.uid": k.podUid },
-      linux: { security_context: { namespace_options: { network: "NODE", pid: "CONTAINER", ipc: "POD" } } },
+      // A kubelet with the cgroupfs driver passes /kubepods/<qos>/pod<uid>; empty leaves containerd's /k8s.io/<id>.
+      linux: { cgroup_parent: cgroupParent, security_context: { namespace_options: { network: "NODE", pid: "CONTAINER", ipc: "POD" } } },
     };
     const { pod_sandbox_id } = await this.call<{ pod_sandbox_id: string }>("RunPodSandbox", { config });
     return { id: pod_sandbox_id, config };
@@ -77,7 +78,14 @@ export class CriClient {
   async createContainer(sandbox: { id: string; config: object }, k: KubernetesIdentity, image: string, command: string[]): Promise<string> {
     const { container_id } = await this.call<{ container_id: string }>("CreateContainer", {
       pod_sandbox_id: sandbox.id,
-      config: { metadata: { name: k.container, attempt: 0 }, image: { image }, command, labels: kubeletContainerLabels(k) },
+      config: {
+        metadata: { name: k.container, attempt: 0 },
+        image: { image },
+        command,
+        labels: kubeletContainerLabels(k),
+        // The kubelet's default (no shareProcessNamespace): the container has a pid namespace of its own.
+        linux: { security_context: { namespace_options: { network: "NODE", pid: "CONTAINER", ipc: "POD" } } },
+      },
       sandbox_config: sandbox.config,
     });
     return container_id;

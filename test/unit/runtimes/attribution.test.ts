@@ -101,26 +101,40 @@ const podmanExecConmon = host(300, 1, "conmon", ["/usr/bin/conmon", "-c", ID, "-
 const podmanConmon = host(310, 1, "conmon", ["/usr/bin/conmon", "-c", ID, "-u", ID, "--exit-command", "/usr/bin/podman"]);
 
 describe("attribute", () => {
+  const INITS = new Set([103]);
+
   it("a Docker exec shell: shim namespace moby, cgroup /docker/<id>", () => {
     const shell = inContainer(101, 100, "sh", `/docker/${ID}`, 7);
-    expect(attribute(shell, dockerShim, tree(dockerShim, shell))).toMatchObject({ runtime: "docker", containerId: ID, namespace: "moby", role: "exec", sessionPid: 101, podUid: null });
+    expect(attribute(shell, dockerShim, tree(dockerShim, shell), INITS)).toMatchObject({ runtime: "docker", containerId: ID, namespace: "moby", role: "exec", sessionPid: 101, podUid: null });
   });
 
   it("a child of the exec shell belongs to the same session", () => {
     const shell = inContainer(101, 100, "sh", `/docker/${ID}`, 7);
     const top = inContainer(102, 101, "top", `/docker/${ID}`, 8);
-    expect(attribute(top, dockerShim, tree(dockerShim, shell, top))).toMatchObject({ runtime: "docker", role: "exec", sessionPid: 101 });
+    expect(attribute(top, dockerShim, tree(dockerShim, shell, top), INITS)).toMatchObject({ runtime: "docker", role: "exec", sessionPid: 101 });
   });
 
-  it("a container's init (pid 1 inside) is the main process, not an exec", () => {
+  it("a container's init (pid 1 inside) is the main process, not an exec, even with no runtime record", () => {
     const init = inContainer(103, 100, "sleep", `/docker/${ID}`, 1);
     expect(attribute(init, dockerShim, tree(dockerShim, init))).toMatchObject({ runtime: "docker", role: "main", sessionPid: 103 });
+  });
+
+  it("an init that is not pid 1 inside (shared pod pid namespace, --pid=host) is main by the runtime's record", () => {
+    const init = inContainer(104, 100, "nginx", `/docker/${ID}`, 3);
+    expect(attribute(init, dockerShim, tree(dockerShim, init), new Set([104]))).toMatchObject({ role: "main" });
+  });
+
+  it("without the runtime's record, a shim child that is not pid 1 inside is not called an exec", () => {
+    const child = inContainer(105, 100, "sh", `/docker/${ID}`, 3);
+    const result = attribute(child, dockerShim, tree(dockerShim, child));
+    expect(result).toMatchObject({ runtime: "docker", role: "unknown" });
+    expect(result.evidence.join("; ")).toMatch(/no runtime record of the container's init/);
   });
 
   it("a kubectl exec on containerd: shim namespace k8s.io, pod UID from the kubepods slice", () => {
     const path = `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID_}.slice/cri-containerd-${ID}.scope`;
     const shell = inContainer(201, 200, "sh", path, 9);
-    expect(attribute(shell, criShim, tree(criShim, shell))).toMatchObject({ runtime: "containerd", containerId: ID, podUid: UID, namespace: "k8s.io", role: "exec" });
+    expect(attribute(shell, criShim, tree(criShim, shell), new Set([202]))).toMatchObject({ runtime: "containerd", containerId: ID, podUid: UID, namespace: "k8s.io", role: "exec" });
   });
 
   it("containerd on cgroupfs kubepods: the bare id is named by the shim", () => {
