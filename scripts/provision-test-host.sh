@@ -19,7 +19,8 @@ die() { printf 'provision: FAILED: %s\n' "$*" >&2; exit 1; }
 # package -> a file it installs that the tests use; a package is "missing" when dpkg says so.
 # build-essential: npm ci compiles the unix-dgram addon the daemon uses for sd_notify.
 # debootstrap: the container image test makes its Node base images from Debian packages (no registry here).
-PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential debootstrap openssl)
+# podman, conmon: the Podman harness and adapter tests.
+PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential debootstrap openssl podman conmon)
 
 missing_packages() {
   local pkg status
@@ -131,5 +132,57 @@ else
   "$DOCKER" image inspect "$TEST_IMAGE" >/dev/null || die "image $TEST_IMAGE missing after docker import"
   log "image: built $TEST_IMAGE by docker import (busybox applets: ${BUSYBOX_APPLETS[*]})"
 fi
+
+# --- pause image (containerd CRI) ----------------------------------------------------------------
+# A CRI pod's sandbox container must keep running: the test image's CMD is `sh`, which exits at once
+# without a terminal, so the sandbox image is the same rootfs with a CMD that blocks.
+PAUSE_IMAGE=ptyreaper-test/pause:latest
+if [[ $("$DOCKER" image inspect -f '{{ index .Config.Labels "org.ptyreaper.test-image.pause" }}' "$PAUSE_IMAGE" 2>/dev/null || true) == 1 ]]; then
+  log "image: $PAUSE_IMAGE present"
+else
+  printf 'FROM %s\nCMD ["sleep", "2147483647"]\nLABEL org.ptyreaper.test-image.pause=1\n' "$TEST_IMAGE" |
+    DOCKER_BUILDKIT=0 "$DOCKER" build -q -t "$PAUSE_IMAGE" - >/dev/null || die "docker build $PAUSE_IMAGE from $TEST_IMAGE"
+  log "image: built $PAUSE_IMAGE from $TEST_IMAGE (CMD sleep)"
+fi
+
+# --- containerd (CRI) -----------------------------------------------------------------------------
+# The tests start private instances of their own (own root, state, socket); here only check that the
+# binaries are there and that this containerd has the CRI plugin compiled in.
+for tool in /usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2 /usr/sbin/runc; do
+  [[ -x $tool ]] || die "$tool not found although containerd and runc are installed"
+done
+/usr/bin/containerd config default 2>/dev/null | grep -q 'io.containerd.grpc.v1.cri' ||
+  die "this containerd has no CRI plugin (io.containerd.grpc.v1.cri)"
+log "containerd: $(/usr/bin/containerd --version | awk '{print $3}') with the CRI plugin"
+
+# --- podman ---------------------------------------------------------------------------------------
+# As root without systemd: cgroupfs manager, file events, runc (crun refuses this hybrid cgroup layout),
+# and ulimits no higher than this host's hard limits (raising them is refused: "error setting rlimit").
+# The tests pass these as flags anyway; the drop-in makes a plain `podman` work here by hand too.
+PODMAN_CONF=/etc/containers/containers.conf.d/50-ptyreaper-test.conf
+podman_conf=$(cat <<'CONF'
+# Written by ptyreaper's scripts/provision-test-host.sh: podman as root on a host without systemd.
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "runc"
+CONF
+)
+for tool in /usr/bin/podman /usr/bin/conmon; do
+  [[ -x $tool ]] || die "$tool not found although podman and conmon are installed"
+done
+if [[ -f $PODMAN_CONF && $(cat "$PODMAN_CONF") == "$podman_conf" ]]; then
+  log "podman: $PODMAN_CONF present"
+else
+  mkdir -p "$(dirname "$PODMAN_CONF")"
+  printf '%s\n' "$podman_conf" >"$PODMAN_CONF"
+  log "podman: wrote $PODMAN_CONF"
+fi
+/usr/bin/podman info --format '{{.Host.CgroupManager}} {{.Host.EventLogger}}' 2>/dev/null | grep -qx 'cgroupfs file' ||
+  die "podman info does not report cgroupfs/file after writing $PODMAN_CONF"
+log "podman: $(/usr/bin/podman --version | awk '{print $3}') (cgroupfs, file events, runc)"
 
 log "done"

@@ -20,6 +20,13 @@ missing_requirements() {
   if [[ -x $DOCKER ]] && ! "$DOCKER" image inspect ptyreaper-test/busybox:latest >/dev/null 2>&1; then
     echo "the test image ptyreaper-test/busybox:latest"
   fi
+  # The containerd CRI and Podman tests (private instances of their own; see docs/runtimes.md).
+  for tool in /usr/bin/containerd /usr/bin/ctr /usr/bin/podman /usr/bin/conmon; do
+    [[ -x $tool ]] || echo "$tool"
+  done
+  if [[ -x $DOCKER ]] && ! "$DOCKER" image inspect ptyreaper-test/pause:latest >/dev/null 2>&1; then
+    echo "the CRI sandbox image ptyreaper-test/pause:latest"
+  fi
 }
 
 mapfile -t missing < <(missing_requirements)

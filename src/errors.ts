@@ -9,7 +9,8 @@ export type ErrorCode =
   | "PTYR_USAGE"
   | "PTYR_INSTALL"
   | "PTYR_SCAN_WORKER"
-  | "PTYR_LISTEN";
+  | "PTYR_LISTEN"
+  | "PTYR_RUNTIME_UNAVAILABLE";
 
 export class PtyreaperError extends Error {
   readonly code: ErrorCode;
@@ -41,6 +42,17 @@ export class UsageError extends PtyreaperError {
 export class DockerUnavailableError extends PtyreaperError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("PTYR_DOCKER_UNAVAILABLE", message, options);
+  }
+}
+
+/** A container runtime (containerd, Podman) did not answer or refused a call; `runtime` names which. */
+export class RuntimeUnavailableError extends PtyreaperError {
+  constructor(
+    readonly runtime: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super("PTYR_RUNTIME_UNAVAILABLE", message, options);
   }
 }
 

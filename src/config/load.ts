@@ -4,7 +4,7 @@ import { parseDocument } from "yaml";
 import type { z } from "zod";
 import { ConfigError, errorMessage, PtyreaperError } from "../errors.js";
 import { formatDurationExact } from "./duration.js";
-import { checkListen, configSchema, DEFAULT_SETTINGS, describeValue, ENV_OVERRIDES, oneLine, quote } from "./schema.js";
+import { checkListen, configSchema, DEFAULT_SETTINGS, describeValue, DOCKER_CONTAINERD_NAMESPACE, ENV_OVERRIDES, oneLine, quote } from "./schema.js";
 import type { Config } from "./types.js";
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -270,6 +270,13 @@ function crossFieldProblems(config: Config, raw: unknown): string[] {
   if (maxAge !== null && maxAge < minAge) {
     const written = describeValue(rawAt(raw, ["policy", "maxAge"]));
     problems.push(`policy.maxAge: expected at least policy.minAge (${formatDurationExact(minAge)}), got ${written}`);
+  }
+  // Docker's own containerd namespace read as containerd's too would count every Docker session twice.
+  const namespaces = config.runtimes.containerd.namespaces;
+  if (config.docker.enabled && config.runtimes.containerd.enabled !== false && namespaces.includes(DOCKER_CONTAINERD_NAMESPACE)) {
+    problems.push(
+      `runtimes.containerd.namespaces[${namespaces.indexOf(DOCKER_CONTAINERD_NAMESPACE)}]: "${DOCKER_CONTAINERD_NAMESPACE}" is Docker's namespace, whose sessions come through docker: (remove it, or set docker.enabled: false)`,
+    );
   }
   return problems;
 }

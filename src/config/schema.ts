@@ -42,6 +42,10 @@ export const DEFAULT_SETTINGS = {
   listen: "127.0.0.1:9724",
   procRoot: "/proc",
   docker: { enabled: true, socket: "/var/run/docker.sock", timeout: "5s" },
+  runtimes: {
+    containerd: { enabled: "auto", socket: "/run/containerd/containerd.sock", namespaces: ["k8s.io"] as string[], timeout: "5s" },
+    podman: { enabled: "auto", socket: "/run/podman/podman.sock", timeout: "5s" },
+  },
   policy: {
     idleTimeout: "4h",
     idleIncludesOutput: true,
@@ -210,6 +214,19 @@ export const checkDockerHost: Check<string> = (input) => {
   return expected("unix:///path/to/docker.sock", input);
 };
 
+/** `enabled` of a runtime: "auto", true or false. */
+const checkRuntimeEnabled: Check<"auto" | boolean> = (input) =>
+  input === "auto" || typeof input === "boolean" ? ok(input) : expected(`"auto", true or false`, input);
+
+/** Docker keeps its containers in containerd namespace "moby"; its sessions come through `docker:`. */
+export const DOCKER_CONTAINERD_NAMESPACE = "moby";
+
+/** containerd's identifier rule for namespaces: alphanumerics separated by single ".", "_" or "-", at most 76 characters. */
+const checkContainerdNamespace: Check<string> = (input) =>
+  typeof input === "string" && input.length <= 76 && /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/.test(input)
+    ? ok(input)
+    : expected(`a containerd namespace like "k8s.io"`, input);
+
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const LISTEN_LIKE = `HOST:PORT like "127.0.0.1:9724" or "[::1]:9724"`;
 
@@ -285,6 +302,25 @@ export const configSchema = section({
     enabled: leaf(checkBoolean).prefault(D.docker.enabled),
     socket: leaf(checkSocketPath).prefault(D.docker.socket),
     timeout: leaf(checkDockerTimeout).prefault(D.docker.timeout),
+  }),
+  runtimes: section({
+    containerd: section({
+      enabled: leaf(checkRuntimeEnabled).prefault(D.runtimes.containerd.enabled),
+      socket: leaf(checkSocketPath).prefault(D.runtimes.containerd.socket),
+      namespaces: z
+        .array(leaf(checkContainerdNamespace), {
+          error: (iss) => `expected a list of containerd namespaces like ["k8s.io"], got ${describeValue(iss.input)}`,
+        })
+        .min(1, { error: `expected at least one namespace, like ["k8s.io"]` })
+        .nullish()
+        .transform((v) => v ?? [...D.runtimes.containerd.namespaces]),
+      timeout: leaf(checkDockerTimeout).prefault(D.runtimes.containerd.timeout),
+    }),
+    podman: section({
+      enabled: leaf(checkRuntimeEnabled).prefault(D.runtimes.podman.enabled),
+      socket: leaf(checkSocketPath).prefault(D.runtimes.podman.socket),
+      timeout: leaf(checkDockerTimeout).prefault(D.runtimes.podman.timeout),
+    }),
   }),
   policy: section({
     idleTimeout: leaf(checkIdleTimeout).prefault(D.policy.idleTimeout),

@@ -15,12 +15,21 @@ export interface PolicyConfig {
 
 /** How much of an exec's command line /sessions shows: all of it, the program only, or nothing. */
 export type CommandLineDisplay = "full" | "argv0" | "off";
+/** `auto`: used when its socket exists at start; true: required (a missing socket is reported); false: never used. */
+export type RuntimeEnabled = "auto" | boolean;
+
+/** Container runtimes besides Docker (which keeps `docker:`). */
+export interface RuntimesConfig {
+  containerd: { enabled: RuntimeEnabled; socket: string; namespaces: string[]; timeout: number };
+  podman: { enabled: RuntimeEnabled; socket: string; timeout: number };
+}
 
 export interface Config {
   pollInterval: number;
   listen: { host: string; port: number };
   procRoot: string;
   docker: { enabled: boolean; socket: string; timeout: number };
+  runtimes: RuntimesConfig;
   policy: PolicyConfig;
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };
   log: { level: Level };

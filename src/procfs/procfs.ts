@@ -156,6 +156,11 @@ export class ProcFs {
     return parseStatus(readFileSync(`${this.root}/${pid}/status`, UTF8));
   }
 
+  /** /proc/PID/cgroup, as text (runtimes/attribution.ts parses every runtime's form). */
+  cgroupText(pid: number): string {
+    return readFileSync(`${this.root}/${pid}/cgroup`, UTF8);
+  }
+
   /** /proc/PID/cgroup → container id or null. */
   cgroupContainerId(pid: number): string | null {
     return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
