@@ -227,7 +227,9 @@ describe("ptyreaper install into a temporary root, then systemd-analyze verify",
     const lib = join(root, "usr/local/lib/ptyreaper");
     const pkg = JSON.parse(readFileSync(join(CHECKOUT, "package.json"), "utf8")) as { version: string };
     const version = spawnSync(process.execPath, [join(lib, "dist/main.js"), "--version"], { encoding: "utf8" });
-    expect(version.stdout.trim()).toBe(`ptyreaper ${pkg.version}`);
+    // The installed copy carries the build's revision file (dist/revision.txt), as a checkout's build does.
+    const revision = readFileSync(join(CHECKOUT, "dist/revision.txt"), "utf8").trim();
+    expect(version.stdout.trim()).toBe(`ptyreaper ${pkg.version} (revision ${revision})`);
     const check = spawnSync(process.execPath, [join(lib, "dist/main.js"), "check-config", join(root, "etc/ptyreaper/config.yaml")], {
       encoding: "utf8",
     });
