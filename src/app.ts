@@ -7,7 +7,7 @@ import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
 import { sessionsReport } from "./cli/render.js";
 import { buildServer, listen } from "./http/server.js";
-import type { WebConfig } from "./http/webconfig.js";
+import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
 import { Poller, type PollerSettings } from "./poller/poller.js";
@@ -44,8 +44,9 @@ export interface DaemonDeps {
   scanner?: Scanner;
   /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
   dockerPort?: DockerPort;
-  /** TLS and basic auth, read from config.webConfigFile by the caller. */
+  /** TLS and basic auth, read from config.webConfigFile by the caller, and what notices its changes. */
   web?: WebConfig;
+  webReload?: WebConfigReloader;
 }
 
 export interface Daemon {
@@ -157,6 +158,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     readiness: () => poller.readiness(),
     logger: child("http"),
     web: deps.web,
+    webReload: deps.webReload,
   });
 
   return {

@@ -4,7 +4,7 @@ import { createDaemon, type LifecycleNotifier, type Scanner } from "../app.js";
 import { loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT } from "../errors.js";
-import { loadWebConfig } from "../http/webconfig.js";
+import { loadWebConfig, WebConfigReloader } from "../http/webconfig.js";
 import { sessionsReport } from "./render.js";
 import { parseFlags } from "./flags.js";
 import type { CliIo } from "./io.js";
@@ -49,6 +49,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     notifier: runEnv.notifier,
     scanner: runEnv.makeScanner?.(config),
     web,
+    webReload: web && config.webConfigFile !== null ? new WebConfigReloader(config.webConfigFile, web) : undefined,
   });
 
   if (flags.once) {
