@@ -8,7 +8,7 @@ import { DockerCache } from "./docker/cache.js";
 import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
 import { buildServer, listen } from "./http/server.js";
-import type { WebConfig } from "./http/webconfig.js";
+import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
 import { Poller, type PollerSettings } from "./poller/poller.js";
@@ -44,8 +44,9 @@ export interface DaemonDeps {
   dockerPort?: DockerPort;
   /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
   configPath?: string | null;
-  /** TLS and basic auth, read from config.webConfigFile by the caller. */
+  /** TLS and basic auth, read from config.webConfigFile by the caller, and what notices its changes. */
   web?: WebConfig;
+  webReload?: WebConfigReloader;
 }
 
 export interface Daemon {
@@ -193,6 +194,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     readiness: () => poller.readiness(),
     logger: child("http"),
     web: deps.web,
+    webReload: deps.webReload,
   });
 
   return {

@@ -5,7 +5,7 @@ import { configPathFor, loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT, PtyreaperError, UsageError } from "../errors.js";
 import { sessionsReport } from "../domain/report.js";
-import { loadWebConfig } from "../http/webconfig.js";
+import { loadWebConfig, WebConfigReloader } from "../http/webconfig.js";
 import { parseFlags } from "./flags.js";
 import { RUN_USAGE } from "./help.js";
 import type { CliIo } from "./io.js";
@@ -88,6 +88,7 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     scanner: runEnv.makeScanner?.(config),
     configPath,
     web,
+    webReload: web && config.webConfigFile !== null ? new WebConfigReloader(config.webConfigFile, web) : undefined,
   });
 
   if (flags.once) {

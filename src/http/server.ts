@@ -8,6 +8,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from "pino";
 import type { Health } from "../poller/poller.js";
 import { BasicAuth, secureContextOptions, type WebConfig } from "./webconfig.js";
+import { ConfigError, errorMessage } from "../errors.js";
 
 export interface HttpDeps {
   /** The Prometheus text exposition; must only read stored values (no scan, no Docker call). */
@@ -24,6 +25,8 @@ export interface HttpDeps {
   logger: Logger;
   /** TLS and basic auth from the web config file; absent: plain HTTP, no auth. */
   web?: WebConfig;
+  /** Polled every `intervalMs` while listening: a changed web config (new certificate, new users). */
+  webReload?: { poll(): WebConfig | null; intervalMs: number };
 }
 
 /** Stable codes of the JSON error bodies `{ error, code }`; fastify's own FST_ERR_* codes pass through. */
@@ -191,12 +194,45 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   limitConnections(app.server, HTTP_LIMITS.maxConnections, logger);
 
   // exporter-toolkit asks for credentials on every path; so do we (probes send them too, see README).
-  const auth = new BasicAuth(deps.web?.basicAuthUsers ?? new Map());
-  if (auth.enabled) {
+  let auth = new BasicAuth(deps.web?.basicAuthUsers ?? new Map());
+  if (deps.web) {
     app.addHook("onRequest", async (req, reply) => {
-      if (await auth.check(req.headers.authorization)) return;
+      if (!auth.enabled || (await auth.check(req.headers.authorization))) return;
       reply.header("www-authenticate", 'Basic realm="ptyreaper", charset="UTF-8"');
       return sendError(reply, 401, "PTYR_HTTP_UNAUTHORIZED", "unauthorized");
+    });
+  }
+
+  const reload = deps.webReload;
+  if (reload) {
+    const applyChanges = (): void => {
+      let next: WebConfig | null;
+      try {
+        next = reload.poll();
+      } catch (err) {
+        const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+        logger.error({ problems }, "web config changed but cannot be used; the running one stays in force");
+        return;
+      }
+      if (next === null) return;
+      // Node takes a new certificate, key and CA for new connections; the kind of client check is fixed at start.
+      if ((next.tls === null) !== (tls === null) || next.tls?.requestCert !== tls?.requestCert) {
+        logger.warn("web config: turning TLS or client certificates on or off needs a restart");
+      } else if (next.tls) {
+        (app.server as unknown as TlsServer).setSecureContext(secureContextOptions(next.tls));
+      }
+      auth = new BasicAuth(next.basicAuthUsers);
+      logger.info({ tls: next.tls !== null, users: next.basicAuthUsers.size }, "web config reloaded");
+    };
+    let timer: NodeJS.Timeout | null = null;
+    app.addHook("onListen", (done) => {
+      timer = setInterval(applyChanges, reload.intervalMs);
+      timer.unref();
+      done();
+    });
+    app.addHook("onClose", (_instance, done) => {
+      if (timer) clearInterval(timer);
+      done();
     });
   }
 

@@ -1,6 +1,6 @@
 // The web config file of Prometheus' exporter-toolkit (`--web.config.file`): TLS and basic auth for the HTTP surface.
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { createSecureContext, type SecureVersion } from "node:tls";
 import { dirname, resolve } from "node:path";
 import bcrypt from "bcryptjs";
@@ -15,6 +15,8 @@ export interface WebConfig {
   tls: WebTls | null;
   /** user → bcrypt hash; empty: no authentication. */
   basicAuthUsers: ReadonlyMap<string, string>;
+  /** The files it was read from (the web config itself first), to notice when one changes. */
+  files: readonly string[];
 }
 
 export interface WebTls {
@@ -106,12 +108,14 @@ export function parseWebConfig(text: string, source: string, readFile: ReadFile 
   const { tls_server_config: tls, basic_auth_users: users } = parsed.data;
   const baseDir = dirname(source);
   const problems: string[] = [];
+  const files: string[] = [];
   // Basic auth sends "user:password": a colon cannot be in the user.
   for (const user of Object.keys(users ?? {})) {
     if (user === "" || user.includes(":")) problems.push(`${formatKeyPath(["basic_auth_users", user])}: a user name cannot contain ":" or be empty`);
   }
   const read = (key: string, path: string): Buffer | null => {
     const full = resolve(baseDir, path);
+    files.push(full);
     try {
       return readFile(full);
     } catch (err) {
@@ -150,7 +154,7 @@ export function parseWebConfig(text: string, source: string, readFile: ReadFile 
     }
   }
   if (problems.length > 0) throw new ConfigError(source, problems);
-  return { tls: webTls, basicAuthUsers: new Map(Object.entries(users ?? {})) };
+  return { tls: webTls, basicAuthUsers: new Map(Object.entries(users ?? {})), files };
 }
 
 /** Reads and validates the web config file at `path`. */
@@ -161,7 +165,66 @@ export function loadWebConfig(path: string, readFile: ReadFile = readFileSync): 
   } catch (err) {
     throw new ConfigError(path, [`cannot read the web config: ${oneLine(errorMessage(err))}`], { cause: err });
   }
-  return parseWebConfig(text, path, readFile);
+  const web = parseWebConfig(text, path, readFile);
+  return { ...web, files: [path, ...web.files] };
+}
+
+/** What identifies one version of a file: "" when it cannot be read. Kubernetes swaps a Secret's files by symlink, so the inode counts. */
+export type FileSignature = (path: string) => string;
+
+export const statSignature: FileSignature = (path) => {
+  try {
+    const st = statSync(path);
+    return `${st.ino}:${st.size}:${st.mtimeMs}`;
+  } catch {
+    return ""; // missing for now (mid-rotation): a change like any other
+  }
+};
+
+/**
+ * Notices when the web config or a certificate, key or CA it names changes, and reads it again, so a
+ * renewed certificate (certbot, cert-manager) or a new password is served without a restart, as
+ * exporter-toolkit does.
+ */
+export class WebConfigReloader {
+  /** How often the files are checked: a few stat calls. */
+  readonly intervalMs: number;
+  private readonly path: string;
+  private readonly load: (path: string) => WebConfig;
+  private readonly signature: FileSignature;
+  private files: readonly string[];
+  private seen: string;
+
+  constructor(
+    path: string,
+    current: WebConfig,
+    deps: { load?: (path: string) => WebConfig; signature?: FileSignature; intervalMs?: number } = {},
+  ) {
+    this.intervalMs = deps.intervalMs ?? 10_000;
+    this.path = path;
+    this.load = deps.load ?? ((p) => loadWebConfig(p));
+    this.signature = deps.signature ?? statSignature;
+    this.files = current.files;
+    this.seen = this.signatures();
+  }
+
+  /**
+   * The new config when a file changed since the last poll and it reads cleanly; null when nothing
+   * changed. Throws the ConfigError when it changed and is bad: once per change, the caller keeps the old.
+   */
+  poll(): WebConfig | null {
+    const now = this.signatures();
+    if (now === this.seen) return null;
+    this.seen = now;
+    const next = this.load(this.path);
+    this.files = next.files;
+    this.seen = this.signatures();
+    return next;
+  }
+
+  private signatures(): string {
+    return this.files.map((f) => this.signature(f)).join("\n");
+  }
 }
 
 /** The options of tls.createSecureContext and https.createServer for this TLS config. */

@@ -1,14 +1,17 @@
 // TLS and basic auth on the real daemon: a self-signed certificate made here with openssl, scrapes over
 // TLS with the right and a wrong password, plain HTTP on the TLS port, and promtool's view of the web config.
 import { execFile } from "node:child_process";
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { request as plainRequest } from "node:http";
 import { tmpdir } from "node:os";
+import { connect } from "node:tls";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "./harness/index.js";
 import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const EXAMPLE = new URL("../../config/web-config.example.yml", import.meta.url).pathname;
@@ -51,6 +54,18 @@ function plainGet(port: number): Promise<string> {
     req.on("timeout", () => req.destroy(Object.assign(new Error("timed out"), { code: "TIMEOUT" })));
     req.on("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
     req.end();
+  });
+}
+
+/** SHA-256 fingerprint of the certificate the server at `url` presents now. */
+function servedFingerprint(url: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname, port: Number(port), rejectUnauthorized: false }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.destroy();
+    });
+    socket.on("error", reject);
   });
 }
 
@@ -159,6 +174,24 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
       await mtls.stop();
     }
   });
+
+  it("serves a renewed certificate without a restart, as exporter-toolkit does", async () => {
+    const before = new X509Certificate(cert).fingerprint256;
+    expect(await servedFingerprint(url)).toBe(before);
+    const made = await run("openssl", [
+      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+      "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout", join(dir, "new.key"), "-out", join(dir, "new.crt"),
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+    const after = new X509Certificate(readFileSync(join(dir, "new.crt"))).fingerprint256;
+    renameSync(join(dir, "new.key"), join(dir, "tls.key"));
+    renameSync(join(dir, "new.crt"), join(dir, "tls.crt"));
+    await waitFor(async () => (await servedFingerprint(url)) === after, 30_000, "the renewed certificate to be served");
+    const res = await httpsGet(`${url}/healthz`, readFileSync(join(dir, "tls.crt")), { authorization: basic("prometheus", "scrape-me") });
+    expect(res.status).toBe(200);
+    cert = readFileSync(join(dir, "tls.crt"));
+  }, 60_000);
 
   it("a broken web config stops the daemon at start with exit 78 and one line", async () => {
     writeFileSync(join(dir, "broken.yml"), "basic_auth_users:\n  prometheus: plaintext\n");

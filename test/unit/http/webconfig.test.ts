@@ -5,7 +5,7 @@ import pino from "pino";
 import { gunzipSync } from "node:zlib";
 import { ConfigError } from "../../../src/errors.js";
 import { acceptsGzip, buildServer } from "../../../src/http/server.js";
-import { BasicAuth, parseBasicAuthorization, parseWebConfig, type ReadFile } from "../../../src/http/webconfig.js";
+import { BasicAuth, parseBasicAuthorization, parseWebConfig, WebConfigReloader, type ReadFile, type WebConfig } from "../../../src/http/webconfig.js";
 
 // A cost-4 hash keeps the tests fast; the format is the same as cost 10.
 const HASH = bcrypt.hashSync("s3cret", 4);
@@ -42,7 +42,7 @@ const basic = (user: string, password: string): string => `Basic ${Buffer.from(`
 
 describe("parseWebConfig", () => {
   it("an empty file means plain HTTP without auth", () => {
-    expect(parseWebConfig("", SOURCE)).toEqual({ tls: null, basicAuthUsers: new Map() });
+    expect(parseWebConfig("", SOURCE)).toEqual({ tls: null, basicAuthUsers: new Map(), files: [] });
   });
 
   it("reads the users with their hashes", () => {
@@ -160,7 +160,7 @@ describe("the server with basic auth", () => {
       liveness: () => ({ ok: true, reason: "" }),
       readiness: () => ({ ok: true, reason: "" }),
       logger: pino({ level: "silent" }),
-      web: { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]) },
+      web: { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]), files: [] },
     });
 
   it.each(["/", "/metrics", "/healthz", "/readyz", "/sessions", "/nope"])("asks for credentials on %s, as exporter-toolkit does", async (url) => {
@@ -224,3 +224,72 @@ describe("/metrics compression", () => {
     expect(acceptsGzip(header)).toBe(want);
   });
 });
+
+describe("WebConfigReloader", () => {
+  const web = (users: Record<string, string>, files: string[]): WebConfig => ({ tls: null, basicAuthUsers: new Map(Object.entries(users)), files });
+
+  it("reads the file again only when one of its files changed, and reports a bad change once", () => {
+    const versions = new Map([["/w.yml", "1"], ["/tls.crt", "1"], ["/ca.crt", "1"]]);
+    let next: () => WebConfig = () => web({ b: HASH }, ["/w.yml", "/tls.crt", "/ca.crt"]);
+    let loads = 0;
+    const reloader = new WebConfigReloader("/w.yml", web({ a: HASH }, ["/w.yml", "/tls.crt"]), {
+      signature: (path) => versions.get(path) ?? "",
+      load: () => {
+        loads += 1;
+        return next();
+      },
+    });
+    expect(reloader.poll()).toBeNull();
+    versions.set("/tls.crt", "2"); // a renewed certificate
+    expect(reloader.poll()?.basicAuthUsers.has("b")).toBe(true);
+    expect(reloader.poll()).toBeNull();
+    versions.set("/ca.crt", "2"); // named only by the new config: watched from now on
+    next = () => {
+      throw new ConfigError("/w.yml", ["basic_auth_users.b: expected a bcrypt hash"]);
+    };
+    expect(() => reloader.poll()).toThrow(ConfigError);
+    expect(reloader.poll()).toBeNull();
+    expect(loads).toBe(2);
+  });
+
+  it("the server applies new users while listening, and keeps the old ones when the new file is bad", async () => {
+    const lines: { msg: string; problems?: string[] }[] = [];
+    const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+    const queue: (() => WebConfig | null)[] = [];
+    const app = buildServer({
+      exposition: () => Promise.resolve({ contentType: "text/plain", body: "x 1\n" }),
+      sessions: () => null,
+      liveness: () => ({ ok: true, reason: "" }),
+      readiness: () => ({ ok: true, reason: "" }),
+      logger,
+      web: web({ old: HASH }, []),
+      webReload: { intervalMs: 20, poll: () => (queue.shift() ?? (() => null))() },
+    });
+    const address = await app.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const status = async (user: string): Promise<number> =>
+        (await fetch(`${address}/healthz`, { headers: { authorization: basic(user, "s3cret") } })).status;
+      expect(await status("old")).toBe(200);
+      queue.push(() => web({ new: HASH }, []));
+      await waitUntil(() => lines.some((l) => l.msg === "web config reloaded"));
+      expect(await status("old")).toBe(401);
+      expect(await status("new")).toBe(200);
+      queue.push(() => {
+        throw new ConfigError("/w.yml", ["basic_auth_users.new: expected a bcrypt hash"]);
+      });
+      await waitUntil(() => lines.some((l) => l.msg.startsWith("web config changed but cannot be used")));
+      expect(lines.find((l) => l.problems)?.problems).toEqual(["basic_auth_users.new: expected a bcrypt hash"]);
+      expect(await status("new")).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
