@@ -4,7 +4,7 @@
 // Figures (cycle time, RSS) are printed for docs/reliability.md, not asserted.
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { dockerCli, isAlive, leakExecSession, sleep, startContainer, testContainerName, waitFor, TEST_IMAGE } from "./harness/index.js";
@@ -187,6 +187,7 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
         const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 300));
         throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
       });
+      const reapedAt = performance.now();
       expect(reaped.reason).toBe("idle");
       await waitFor(() => !isAlive(leaked.shellPid), 10_000, "the leaked shell to end");
 
@@ -213,7 +214,9 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
             cycles: count,
             meanCycleSeconds: sum / count,
             medianCycleBucketSeconds: medianFromBuckets(exposition),
-            reapedAfterSeconds: (performance.now() - startedAt) / 1000,
+            reapedAfterSeconds: (reapedAt - startedAt) / 1000,
+            runSeconds: (performance.now() - startedAt) / 1000,
+            loadAverage: loadavg()[0],
             rssMbMax: Math.max(...rss),
             rssMbLast: rss.at(-1),
             cutPasses: await d.metric("ptyreaper_scan_passes_cut_total"),
