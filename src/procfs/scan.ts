@@ -423,8 +423,8 @@ export class IncrementalScanner {
   private readonly tracked = new Map<number, Tracked>();
   private passes = 0;
   private readonly policy: RescanPolicy;
-  /** The last pid a cut pass read: the next pass starts after it. */
-  private resumeAfter: number | null = null;
+  /** Where a cut pass stopped (the last pid it read), and in which mode: the next pass goes on from there. */
+  private resume: { after: number; mode: ScanMode } | null = null;
 
   constructor(
     private readonly procfs: ProcFs,
@@ -449,7 +449,9 @@ export class IncrementalScanner {
     const inits = new Set(options.initPids ?? []);
     // Holders and inits, with their stat fields: the processes read in full below.
     const wanted = new Map<number, StatFields | null>();
-    const pids = this.ordered(procfs.pids());
+    const { pids, readEarlier } = this.ordered(procfs.pids(), mode);
+    // Read in full earlier in this sweep (a full pass cut before): kept as read, not counted as unread.
+    for (const pid of readEarlier) this.carry(ctx, scan, pid, passNo, wanted);
 
     let reached = 0;
     while (reached < pids.length && clock() - startedAt < budgetMs) {
@@ -465,8 +467,9 @@ export class IncrementalScanner {
     if (reached < pids.length) {
       for (const pid of pids.slice(reached)) this.carry(ctx, scan, pid, passNo, wanted);
       scan.cut = { unread: pids.length - reached };
-      this.resumeAfter = pids[reached - 1] ?? this.resumeAfter;
-    } else this.resumeAfter = null;
+      const last = pids[reached - 1];
+      if (last !== undefined) this.resume = { after: last, mode };
+    } else this.resume = null;
     // Processes not seen this pass have exited (or left this partition's view).
     for (const [pid, entry] of this.tracked) if (entry.seenIn !== passNo) this.tracked.delete(pid);
 
@@ -490,18 +493,26 @@ export class IncrementalScanner {
   forget(): void {
     this.tracked.clear();
     this.policy.forget();
-    this.resumeAfter = null;
+    this.resume = null;
   }
 
-  /** This partition's pids, from the one after where a cut pass stopped. */
-  private ordered(all: readonly number[]): number[] {
+  /**
+   * This partition's pids in the order to read them. A full sweep runs from the lowest pid to the
+   * highest over as many passes as its budget needs: a full pass after a cut full one reads only the
+   * pids above where it stopped (`readEarlier` are the rest), so the sweep ends and counts as a full
+   * pass even on a host too big for one budget. An incremental pass after a cut one starts after
+   * where it stopped and wraps round.
+   */
+  private ordered(all: readonly number[], mode: ScanMode): { pids: number[]; readEarlier: number[] } {
     const part = this.options.partition;
     // Ascending, as /proc lists them, so "after the last pid read" means the same on every pass.
     const pids = (part ? all.filter((pid) => pid % part.count === part.index) : [...all]).sort((a, b) => a - b);
-    if (this.resumeAfter === null) return pids;
-    const after = this.resumeAfter;
-    const start = pids.findIndex((pid) => pid > after);
-    return start <= 0 ? pids : [...pids.slice(start), ...pids.slice(0, start)];
+    const resume = this.resume;
+    if (resume === null || (mode === "full" && resume.mode !== "full")) return { pids, readEarlier: [] };
+    let start = pids.findIndex((pid) => pid > resume.after);
+    if (start < 0) start = pids.length;
+    if (mode === "full") return { pids: pids.slice(start), readEarlier: pids.slice(0, start) };
+    return { pids: [...pids.slice(start), ...pids.slice(0, start)], readEarlier: [] };
   }
 
   private readOne(ctx: ScanContext, scan: ModalScan, pid: number, mode: ScanMode, passNo: number, inits: Set<number>, wanted: Map<number, StatFields | null>): void {

@@ -1,4 +1,4 @@
-// The /proc scan in worker threads, so the daemon's event loop keeps answering while hundreds of thousands of fds are read.
+// The /proc scan in worker threads, so the daemon's event loop keeps answering while a pass reads; a pass that never ends is abandoned.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
@@ -26,10 +26,10 @@ export interface ScanWorkerOptions {
   /** A full pass at least this often. Default 60 s. */
   fullRescanEveryMs?: number;
   /**
-   * Threads sharing /proc between them (pid % threads). Default 1. Measured on Linux 6.18 with 2
-   * cpus, 2 threads make a full pass 1.0–1.5× faster, not 2×: absolute-path lookups under /proc
-   * contend in the kernel (C readlink from two processes takes as long as from one; readlinkat
-   * relative to a /proc/PID/fd dirfd scales, but Node has no readlinkat). Each thread costs ~15 MB.
+   * Threads sharing /proc between them (pid % threads). Default 1: the native reader already reads
+   * each batch on NATIVE_THREADS threads of its own (readlinkat from a /proc/PID/fd dirfd, which
+   * scales). More of these help only the JS reader, and little: its full-path lookups under /proc
+   * contend in the kernel (measured on Linux 6.18, 2 cpus: 1.0–1.5× for 2). Each costs ~15 MB.
    */
   threads?: number;
   now?: () => number;
@@ -46,7 +46,7 @@ export interface ScanWorkerOptions {
 }
 
 /**
- * A full pass makes ~20 MB of short-lived strings (a link text and a path per fd). Left alone,
+ * A full pass by the JS reader makes ~20 MB of short-lived strings (a link text and a path per fd). Left alone,
  * V8 grows the thread's nursery to 32 MB and lets the old generation fill with each pass's
  * result before collecting it: ~40 MB more RSS, a third of the daemon's budget. A small nursery
  * and an old-generation ceiling far above what the scanner keeps (a few MB per 10k processes)

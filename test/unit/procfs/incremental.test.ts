@@ -455,7 +455,7 @@ describe("IncrementalScanner with a pass budget", () => {
     expect(scanDigest(cut)).toEqual(scanDigest(whole));
   });
 
-  it("starts the next pass after the last pid the cut one read, so every process is read over a few passes", () => {
+  it("goes on after the last pid the cut one read: a full sweep ends over a few passes, and is then whole", () => {
     const procfs = timed();
     const scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => procfs.time });
     scanner.pass({}, "full");
@@ -463,11 +463,14 @@ describe("IncrementalScanner with a pass budget", () => {
     scanner.pass({}, "full", 4); // 1 10 11 20
     procfs.resetReads();
     const next = scanner.pass({}, "full", 4); // 21 22 100 101
-    expect(next.cut).toEqual({ unread: 12 });
+    expect(next.cut).toEqual({ unread: 8 }); // 102…109: the four read by the last pass are not unread
     expect(reached(procfs)).toEqual([21, 22, 100, 101]);
     procfs.resetReads();
-    const last = scanner.pass({}, "full"); // no budget: from 102 on, round to 101, complete
+    const last = scanner.pass({}, "full"); // no budget: the rest of the sweep, 102 on; the sweep is whole
     expect(last.cut).toBeUndefined();
+    expect(reached(procfs)).toEqual([102, 103, 104, 105, 106, 107, 108, 109]);
+    procfs.resetReads();
+    scanner.pass({}, "full"); // a new sweep, from the lowest pid
     expect(reached(procfs)).toEqual([1, 10, 11, 20, 21, 22, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109]);
   });
 
@@ -489,8 +492,13 @@ describe("IncrementalScanner with a pass budget", () => {
     const ptys = allocated(procfs);
     expect((await scanner.scan({ ptyAllocated: ptys }, 4)).mode).toBe("full");
     clock = 1_000;
-    // The cut full pass did not count: the next is full again (and completes, unbudgeted).
-    expect((await scanner.scan({ ptyAllocated: ptys })).mode).toBe("full");
+    // The cut full pass did not count: the next is full again, ends the sweep, and that counts.
+    const ended = await scanner.scan({ ptyAllocated: ptys }, 100);
+    expect(ended.mode).toBe("full");
+    expect(ended.cut).toBeUndefined();
+    expect(scanDigest(ended)).toEqual(scanDigest(procfs.quietly(() => scanProc(procfs))));
+    clock = 1_500;
+    expect((await scanner.scan({ ptyAllocated: ptys })).mode).toBe("incremental");
     clock = 2_000;
     const incremental = await scanner.scan({ ptyAllocated: ptys + 1 }, 4); // disagrees with pty.nr, but has no time left
     expect(incremental.mode).toBe("incremental");

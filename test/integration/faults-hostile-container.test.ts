@@ -1,0 +1,231 @@
+// A container that does its worst to the /proc scan, on a private Docker engine with the built daemon: 8 processes
+// each holding a pty slave dup'd to the nofile hard limit (20,000) and 40 holding ptys with 5.9 MB command lines.
+// The daemon keeps cycling, stays healthy, and still reaps a leaked exec session in another container.
+// Figures (cycle time, RSS) are printed for docs/reliability.md, not asserted.
+import { execFileSync } from "node:child_process";
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { dockerCli, isAlive, leakExecSession, sleep, startContainer, testContainerName, waitFor, TEST_IMAGE } from "./harness/index.js";
+import { trackContainer, untrackContainer } from "./harness/track.js";
+import { usePrivateEngine } from "./support/private-engine.js";
+
+const DUP_HOLDERS = 8;
+const ARGV_HOLDERS = 40;
+const NOFILE = 20_000;
+/**
+ * 48 arguments of 120 KiB (one may not exceed 128 KiB): 5.9 MB of argv, about the most execve takes.
+ * Linux caps argv + envp at a quarter of the stack rlimit and at most 3/4 of _STK_LIM (6 MiB), so
+ * raising the stack rlimit (as here, to 64 MiB) allows no more than that.
+ */
+const ARG_PIECES = 48;
+const ARG_PIECE_BYTES = 120 * 1024;
+
+/** The helper, built static at test time: `all` forks the dup holders and the long-argv holders, then waits. */
+const HELPER_C = `
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* A pty pair: the master stays open in this process too. */
+static int open_slave(void) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) { perror("ptmx"); exit(2); }
+  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+  if (slave < 0) { perror("slave"); exit(2); }
+  return slave;
+}
+
+static void dup_holder(void) {
+  int slave = open_slave();
+  struct rlimit limit;
+  getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  while (dup(slave) >= 0) {}
+  for (;;) pause();
+}
+
+static void argv_holder(const char *self) {
+  char **args = calloc(${ARG_PIECES} + 3, sizeof *args);
+  args[0] = "hostile";
+  args[1] = "held";
+  for (int i = 0; i < ${ARG_PIECES}; i++) {
+    args[i + 2] = malloc(${ARG_PIECE_BYTES});
+    memset(args[i + 2], 'a' + i % 26, ${ARG_PIECE_BYTES} - 1);
+    args[i + 2][${ARG_PIECE_BYTES} - 1] = 0;
+  }
+  execv(self, args);
+  perror("execv");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "held") == 0) {
+    open_slave();
+    for (;;) pause();
+  }
+  for (int i = 0; i < ${DUP_HOLDERS}; i++) if (fork() == 0) dup_holder();
+  for (int i = 0; i < ${ARGV_HOLDERS}; i++) if (fork() == 0) argv_holder("/proc/self/exe");
+  for (;;) pause();
+}
+`;
+
+const CONFIG = `
+pollInterval: 2s
+policy:
+  idleTimeout: 10s
+  minAge: 0s
+reaper:
+  grace: 1s
+log:
+  level: info
+`;
+
+/** Host pids whose cgroup names this container. */
+function pidsOf(containerId: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cgroup`, "utf8").includes(containerId)) pids.push(Number(name));
+    } catch {
+      continue; // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+const fdCount = (pid: number): number => statSync(`/proc/${pid}/fd`).size;
+const cmdlineBytes = (pid: number): number => readFileSync(`/proc/${pid}/cmdline`).length;
+/** The first bytes of a command line, without reading 8 MB. */
+function cmdlineStart(pid: number): string {
+  const buffer = Buffer.alloc(16);
+  const file = openSync(`/proc/${pid}/cmdline`, "r");
+  try {
+    return buffer.subarray(0, readSync(file, buffer, 0, 16, 0)).toString("latin1");
+  } catch {
+    return "";
+  } finally {
+    closeSync(file);
+  }
+}
+const rssMb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
+
+/** Cycle-duration buckets of the histogram, for a median estimate. */
+function medianFromBuckets(exposition: string): number | null {
+  const buckets: [number, number][] = [];
+  for (const match of exposition.matchAll(/^ptyreaper_poll_duration_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm)) {
+    buckets.push([match[1] === "+Inf" ? Infinity : Number(match[1]), Number(match[2])]);
+  }
+  const total = buckets.at(-1)?.[1] ?? 0;
+  return total === 0 ? null : (buckets.find(([, count]) => count >= total / 2)?.[0] ?? null);
+}
+
+describe("a hostile container (private dockerd, static helper, nofile and stack ulimits raised)", () => {
+  const testbed = usePrivateEngine("hostile");
+
+  it("keeps the daemon cycling, healthy and reaping while 8 processes hold 20,000 dup'd pty fds and 40 hold 5.9 MB argv", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-hostile-"));
+    try {
+      writeFileSync(join(dir, "hostile.c"), HELPER_C);
+      execFileSync("gcc", ["-static", "-O2", "-o", join(dir, "hostile"), join(dir, "hostile.c")]);
+
+      const hostile = testContainerName("hostile");
+      await dockerCli(["rm", "-f", hostile]).catch(() => undefined);
+      trackContainer(hostile, async (names) => {
+        await dockerCli(["rm", "-f", ...names]);
+        for (const name of names) untrackContainer(name);
+      });
+      const id = (
+        await dockerCli(["run", "-d", "--network", "none", "--name", hostile, "--ulimit", `nofile=${NOFILE}:${NOFILE}`, "--ulimit", "stack=67108864:67108864", TEST_IMAGE, "sleep", "1000000"])
+      ).trim();
+      await dockerCli(["cp", join(dir, "hostile"), `${hostile}:/hostile`]);
+      await dockerCli(["exec", "-d", hostile, "/hostile", "all"]);
+
+      // The load is really there: 8 tables at the nofile limit, 40 argv of 8 MB, each holding a pty.
+      const { dupPids, argvPids } = await waitFor(
+        () => {
+          const pids = pidsOf(id);
+          const dup = pids.filter((pid) => fdCount(pid) >= NOFILE - 10);
+          const argv = pids.filter((pid) => cmdlineStart(pid).startsWith("hostile\0held\0"));
+          return dup.length === DUP_HOLDERS && argv.length === ARGV_HOLDERS ? { dupPids: dup, argvPids: argv } : null;
+        },
+        60_000,
+        `${DUP_HOLDERS} dup holders and ${ARGV_HOLDERS} long-argv holders in the hostile container`,
+        500,
+      );
+      expect(cmdlineBytes(argvPids[0] ?? 0)).toBeGreaterThanOrEqual(ARG_PIECES * ARG_PIECE_BYTES);
+      expect(dupPids.map(fdCount).every((count) => count >= NOFILE - 10)).toBe(true);
+
+      // Another container with a leaked exec session: it must still be reaped.
+      const victim = testContainerName("hostile-victim");
+      await startContainer({ name: victim });
+      const leaked = await leakExecSession(victim);
+
+      const startedAt = performance.now();
+      const d = await testbed.startDaemon(CONFIG);
+      const healthz: number[] = [];
+      const rss: number[] = [];
+      const reaped = await waitFor(
+        async () => {
+          healthz.push((await d.get("/healthz")).status);
+          rss.push(rssMb(d.pid));
+          return d.logs().find((line) => line.msg === "reaped exec session" && line.execId === leaked.execId);
+        },
+        120_000,
+        "the leaked session in the other container to be reaped",
+        1_000,
+      ).catch(async (err: unknown) => {
+        // What the daemon saw, to tell a slow cycle from a wrong one.
+        const sessions = (await d.get("/sessions")).body.slice(0, 4_000);
+        const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 300));
+        throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
+      });
+      const reapedAt = performance.now();
+      expect(reaped.reason).toBe("idle");
+      await waitFor(() => !isAlive(leaked.shellPid), 10_000, "the leaked shell to end");
+
+      // Cycles keep completing with the load still there.
+      const before = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
+      for (let i = 0; i < 5; i++) {
+        await sleep(2_000);
+        healthz.push((await d.get("/healthz")).status);
+        rss.push(rssMb(d.pid));
+      }
+      const after = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
+      expect(after - before).toBeGreaterThanOrEqual(3);
+      expect(healthz.every((status) => status === 200)).toBe(true);
+      expect(await d.metric("ptyreaper_poll_errors_total", { stage: "scan" })).toBe(0);
+      expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
+
+      const exposition = (await d.get("/metrics")).body;
+      const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
+      const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
+      // For docs/reliability.md: measured figures, not assertions.
+      console.log(
+        JSON.stringify({
+          hostileFigures: {
+            cycles: count,
+            meanCycleSeconds: sum / count,
+            medianCycleBucketSeconds: medianFromBuckets(exposition),
+            reapedAfterSeconds: (reapedAt - startedAt) / 1000,
+            runSeconds: (performance.now() - startedAt) / 1000,
+            loadAverage: loadavg()[0],
+            rssMbMax: Math.max(...rss),
+            rssMbLast: rss.at(-1),
+            cutPasses: await d.metric("ptyreaper_scan_passes_cut_total"),
+            healthzSamples: healthz.length,
+          },
+        }),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 240_000);
+});
