@@ -138,8 +138,10 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
         daemon.reload(load());
       } catch (err) {
         daemon.metrics.configReloadFailed();
-        const problems = err instanceof ConfigError ? err.problems.map((p) => `${err.source}: ${p}`) : [errorMessage(err)];
-        logger.error({ problems, config: configPath }, "config reload rejected; the running config stays in force");
+        const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+        // source: the file, or "environment" when a variable is at fault.
+        const source = err instanceof ConfigError ? err.source : configPath;
+        logger.error({ problems, source, config: configPath }, "config reload rejected; the running config stays in force");
       }
     });
   });
