@@ -1,7 +1,7 @@
 // `ptyreaper run`: the long-running service, or one cycle with --once.
 import { pino, type DestinationStream, type Logger } from "pino";
 import { createDaemon, type LifecycleNotifier, type Scanner } from "../app.js";
-import { configPathFor, loadConfig, withOverrides } from "../config/load.js";
+import { appliedOverrides, configPathFor, loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT, PtyreaperError, UsageError } from "../errors.js";
 import { sessionsReport } from "./render.js";
@@ -77,6 +77,9 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     runEnv.logDestination ?? (logStream === "stderr" ? 2 : 1),
     onTerminal,
   );
+  // Variables that override the file are said once, so that nobody hunts the file for a setting it lacks.
+  const overrides = appliedOverrides(config, io.env);
+  if (overrides.length > 0) logger.info({ overrides }, "environment overrides in force");
   const daemon = createDaemon({
     config,
     logger,

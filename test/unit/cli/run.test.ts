@@ -146,6 +146,13 @@ describe("run", () => {
     expect((JSON.parse(flagged.out()) as { docker: { error: string } }).docker.error).toMatch(/nonexistent/);
   }, 30_000);
 
+  it("names the environment variables that override the file", async () => {
+    const h = harness();
+    const io = { ...h.io, env: { PTYREAPER_MODE: "dry-run" } };
+    expect(await runCommand(["--once", "--config", config("env.yaml")], io, h.runEnv)).toBe(0);
+    expect(h.logs().find((l) => l.msg === "environment overrides in force")?.overrides).toEqual(["PTYREAPER_MODE=dry-run (reaper.mode)"]);
+  });
+
   it("rejects an unknown --log-format as a usage error", async () => {
     const h = harness();
     await expect(runCommand(["--log-format", "yaml"], h.io, h.runEnv)).rejects.toThrow(/--log-format: expected text or json, got "yaml"/);
