@@ -1,7 +1,7 @@
 // `ptyreaper run`: the long-running service, or one cycle with --once.
 import { pino, type DestinationStream, type Logger } from "pino";
 import { createDaemon, type Scanner } from "../app.js";
-import { configPathFor, loadConfig, withOverrides } from "../config/load.js";
+import { appliedOverrides, configPathFor, loadConfig, withOverrides } from "../config/load.js";
 import type { Config } from "../config/types.js";
 import { errorMessage, ConfigError, EXIT, PtyreaperError, UsageError } from "../errors.js";
 import { sessionsReport } from "../domain/report.js";
@@ -80,6 +80,9 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     runEnv.logDestination ?? (logStream === "stderr" ? 2 : 1),
     onTerminal,
   );
+  // Variables that override the file are said once, so that nobody hunts the file for a setting it lacks.
+  const overrides = appliedOverrides(config, io.env);
+  if (overrides.length > 0) logger.info({ overrides }, "environment overrides in force");
   const daemon = createDaemon({
     config,
     logger,
@@ -143,8 +146,10 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
         daemon.reload(load());
       } catch (err) {
         daemon.metrics.configReloadFailed();
-        const problems = err instanceof ConfigError ? err.problems.map((p) => `${err.source}: ${p}`) : [errorMessage(err)];
-        logger.error({ problems, config: configPath }, "config reload rejected; the running config stays in force");
+        const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
+        // source: the file, or "environment" when a variable is at fault.
+        const source = err instanceof ConfigError ? err.source : configPath;
+        logger.error({ problems, source, config: configPath }, "config reload rejected; the running config stays in force");
       }
     });
   });

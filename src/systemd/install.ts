@@ -90,8 +90,14 @@ export const DAEMON_ENV = { MALLOC_ARENA_MAX: "2" } as const;
 
 /** A shell script that execs node, so the service's main PID is the daemon itself (NotifyAccess=main). */
 export function launcherText(nodePath: string, hostLibDir: string): string {
-  const argv = [shellQuote(nodePath), ...DAEMON_NODE_FLAGS, shellQuote(join(hostLibDir, "dist", "main.js"))].join(" ");
-  return `#!/bin/sh\n${LAUNCHER_MARK}\nexec ${argv} "$@"\n`;
+  const node = shellQuote(nodePath);
+  const main = shellQuote(join(hostLibDir, "dist", "main.js"));
+  // The memory flags pay off in the long-running daemon only; a one-shot command starts faster without them.
+  return (
+    `#!/bin/sh\n${LAUNCHER_MARK}\n` +
+    `if [ "$1" = run ]; then exec ${node} ${DAEMON_NODE_FLAGS.join(" ")} ${main} "$@"; fi\n` +
+    `exec ${node} ${main} "$@"\n`
+  );
 }
 
 /** The shipped unit with ExecStart pointing at this install's launcher. */

@@ -117,7 +117,9 @@ describe("install", () => {
 
     const launcher = join(root, "usr/local/bin/ptyreaper");
     expect(readFileSync(launcher, "utf8")).toBe(
-      `#!/bin/sh\n${LAUNCHER_MARK}\nexec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size '/usr/local/lib/ptyreaper/dist/main.js' "$@"\n`,
+      `#!/bin/sh\n${LAUNCHER_MARK}\n` +
+        `if [ "$1" = run ]; then exec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size '/usr/local/lib/ptyreaper/dist/main.js' "$@"; fi\n` +
+        `exec '/usr/bin/node' '/usr/local/lib/ptyreaper/dist/main.js' "$@"\n`,
     );
     expect(lstatSync(launcher).mode & 0o777).toBe(0o755);
 
@@ -364,6 +366,7 @@ describe("unitText and launcherText", () => {
 
   it("quotes paths for the shell, and runs node with the daemon's memory flags", () => {
     expect(launcherText("/opt/it's/node", "/lib")).toContain(`exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size '/lib/dist/main.js' "$@"`);
+    expect(launcherText("/opt/it's/node", "/lib")).toContain(`\nexec '/opt/it'\\''s/node' '/lib/dist/main.js' "$@"\n`);
   });
 
   it("runs the daemon the same way from npm start, the unit and the launcher (what npm run bench measures)", () => {
