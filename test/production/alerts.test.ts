@@ -84,6 +84,7 @@ describe("config/alerts.yml", () => {
         "PtyreaperPtyUsageHigh",
         "PtyreaperReapFailing",
         "PtyreaperStaleSessionsPilingUp",
+        "PtyreaperOrphansPilingUp",
         "PtyreaperTargetMissing",
       ].sort(),
     );
