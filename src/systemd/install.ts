@@ -25,7 +25,7 @@ export const LAUNCHER_MARK = "# ptyreaper launcher, written by `ptyreaper instal
 /** The ExecStart binary in systemd/ptyreaper.service, replaced by PREFIX/bin/ptyreaper. */
 export const TEMPLATE_BINARY = "/usr/local/bin/ptyreaper";
 /** What of the package goes into PREFIX/lib/ptyreaper, besides the production node_modules. */
-const PACKAGE_FILES = ["package.json", "dist", "config", "systemd", "README.md", "LICENSE", "build/Release/ptyscan.node"];
+const PACKAGE_FILES = ["package.json", "dist", "config", "systemd", "README.md", "LICENSE", "build/Release/ptyscan.node", "build/Release/sockdiag.node"];
 /** Directories that the unit's ProtectHome=yes hides from the service. */
 const HIDDEN_BY_PROTECT_HOME = ["/home/", "/root/", "/run/user/"];
 

@@ -100,6 +100,8 @@ describe("config/grafana-dashboard.json", () => {
     expect(has(/sum by \(state\) \(ptyreaper_exec_sessions/)).toBe(true);
     expect(has(/sum by \(reason\) \(increase\(ptyreaper_reaped_sessions_total/)).toBe(true);
     expect(has(/histogram_quantile\(0\.99, sum by \(le\) \(rate\(ptyreaper_poll_duration_seconds_bucket/)).toBe(true);
+    expect(has(/sum by \(client\) \(ptyreaper_exec_clients/)).toBe(true);
+    expect(has(/histogram_quantile\(0\.9, sum by \(le\) \(increase\(ptyreaper_reclaim_seconds_bucket/)).toBe(true); // time to reclaim
   });
 
   it.each(dashboardExprs().map((q) => [q.panel, q.expr] as const))("%s: %s names only exposed metrics", (_panel, expr) => {

@@ -86,7 +86,9 @@ export class DockerClientEvidence implements ClientEvidence {
   private isSameProcess(pid: number, startTicks: number): boolean {
     try {
       const stat = this.options.procfs.stat(pid);
-      return stat !== null && stat.startTicks === startTicks && stat.state !== "Z" && stat.state !== "X";
+      // Malformed stat text proves nothing: only a readable, different or dead process is gone.
+      if (stat === null) return true;
+      return stat.startTicks === startTicks && stat.state !== "Z" && stat.state !== "X";
     } catch (err) {
       // Unreadable but present: not proven gone, so still alive as far as the tracker is concerned.
       return !isVanished(err);

@@ -22,12 +22,22 @@ export interface AttachedExecSession extends ExecSessionHandle {
   output(): string;
   /** Exits the shell, then ends the client and `script`; kills the shell by pid if it did not exit. */
   close(): Promise<void>;
+  /**
+   * Closes the client's terminal as a dying sshd or terminal emulator does: SIGKILLs `script`, which
+   * holds the master of the client's tty, so the kernel hangs the tty up and sends the client SIGHUP;
+   * resolves once the client has exited (the shell leaks). A SIGHUP to `script` itself would not do:
+   * util-linux script ignores it, and a hang-up of script's own terminal makes it type EOF, which ends
+   * the shell cleanly.
+   */
+  hangUp(): Promise<void>;
 }
 
 /** Options of leakExecSession and attachedExecSession. */
 export interface ExecSessionOptions {
   /** Extra `docker exec -e K=V` variables. */
   env?: Record<string, string>;
+  /** `docker -H HOST exec …`, e.g. tcp://127.0.0.1:PORT for a client that reaches the engine over TCP. */
+  host?: string;
 }
 
 const SESSION_MARKER = "PTYR_TEST_SESSION";
@@ -51,7 +61,8 @@ async function startExecSession(container: string, opts: ExecSessionOptions): Pr
   const marker = randomUUID();
   const before = new Set(await execIds(container));
   const envArgs = Object.entries({ ...opts.env, [SESSION_MARKER]: marker }).map(([key, value]) => `-e ${shellQuote(`${key}=${value}`)}`);
-  const command = `exec ${DOCKER_BIN} exec -it ${envArgs.join(" ")} ${shellQuote(container)} sh`;
+  const global = opts.host === undefined ? "" : `-H ${shellQuote(opts.host)} `;
+  const command = `exec ${DOCKER_BIN} ${global}exec -it ${envArgs.join(" ")} ${shellQuote(container)} sh`;
   const script = spawn("script", ["-qfc", command, "/dev/null"], {
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, SHELL: "/bin/sh", TERM: "xterm" },
@@ -79,7 +90,7 @@ async function startExecSession(container: string, opts: ExecSessionOptions): Pr
         failIfScriptExited();
         return descendantsOf(scriptPid).find((pid) => {
           const argv = cmdlineOf(pid);
-          return argv[0] === DOCKER_BIN && argv[1] === "exec";
+          return argv[0] === DOCKER_BIN && argv.includes("exec");
         });
       },
       START_TIMEOUT_MS,
@@ -142,6 +153,11 @@ export async function attachedExecSession(container: string, opts: ExecSessionOp
       script.stdin?.write(text);
     },
     output: session.output,
+    async hangUp(): Promise<void> {
+      await killAndWait(script.pid as number, script);
+      await waitFor(() => !isAlive(clientPid), 10_000, `docker exec client ${clientPid} to exit on its terminal's hang-up`);
+      untrackProcess(clientPid);
+    },
     async close(): Promise<void> {
       if (isAlive(shellPid) && script.stdin?.writable) script.stdin.write("exit\r");
       await waitFor(() => !isAlive(shellPid), 10_000, `exec shell ${shellPid} to exit`).catch(() => undefined);

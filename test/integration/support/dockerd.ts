@@ -115,7 +115,7 @@ function pidsWithCmdline(parts: readonly string[]): number[] {
  * the name keeps two runs of the same test apart; leftovers of crashed runs (their owner gone) with
  * the same tag are destroyed first.
  */
-export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> {
+export async function startPrivateDockerd(tag: string, options: PrivateDockerdOptions = {}): Promise<PrivateDockerd> {
   if (!/^[a-z0-9-]{1,20}$/.test(tag)) throw new Error(`startPrivateDockerd: tag ${tag} must be short [a-z0-9-]`);
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} missing: install docker.io (scripts/provision-test-host.sh)`);
   for (const stale of leftoverRoots(tag)) {
@@ -128,7 +128,7 @@ export async function startPrivateDockerd(tag: string): Promise<PrivateDockerd> 
   mkdirSync(root, { recursive: true });
   writeFileSync(`${root}/daemon.json`, "{}\n");
   writeFileSync(`${root}/owner`, `${process.pid} ${startTicksOf(process.pid) ?? 0}\n`);
-  const engine = engineAt(root);
+  const engine = engineAt(root, options);
   try {
     await engine.start();
     await loadTestImage(engine.host);
@@ -157,8 +157,17 @@ function leftoverRoots(tag: string): string[] {
     });
 }
 
+/** Options of startPrivateDockerd. */
+export interface PrivateDockerdOptions {
+  /**
+   * Also listen on tcp://127.0.0.1:PORT (plain HTTP, loopback only): a client there is a remote
+   * client as far as /proc and sock_diag can tell.
+   */
+  tcpPort?: number;
+}
+
 /** The engine on `root` (made by startPrivateDockerd), not started. */
-function engineAt(root: string): PrivateDockerd {
+function engineAt(root: string, options: PrivateDockerdOptions = {}): PrivateDockerd {
   const socket = `${root}/docker.sock`;
   const host = `unix://${socket}`;
   const execRoot = `${root}/exec`;
@@ -171,6 +180,7 @@ function engineAt(root: string): PrivateDockerd {
     "--host", host,
     "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
     "--live-restore",
+    ...(options.tcpPort === undefined ? [] : ["--host", `tcp://127.0.0.1:${options.tcpPort}`]),
   ];
 
   let child: ChildProcess | null = null;

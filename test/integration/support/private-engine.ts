@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll } from "vitest";
 import { cleanupAll } from "../harness/index.js";
 import { startDaemon, type RunningDaemon } from "./daemon.js";
-import { startPrivateDockerd, type PrivateDockerd } from "./dockerd.js";
+import { startPrivateDockerd, type PrivateDockerd, type PrivateDockerdOptions } from "./dockerd.js";
 
 export interface PrivateEngineOptions {
   /**
@@ -14,6 +14,8 @@ export interface PrivateEngineOptions {
   cleanup?: () => Promise<void>;
   /** Timeout of each teardown hook. */
   teardownTimeoutMs?: number;
+  /** Passed to startPrivateDockerd (a TCP listener on loopback). */
+  engine?: PrivateDockerdOptions;
 }
 
 export interface PrivateEngineTestbed {
@@ -34,7 +36,7 @@ export function usePrivateEngine(tag: string, options: PrivateEngineOptions = {}
   const daemons: RunningDaemon[] = [];
 
   beforeAll(async () => {
-    engine = await startPrivateDockerd(tag);
+    engine = await startPrivateDockerd(tag, options.engine);
     process.env.DOCKER_HOST = engine.host;
   });
 
