@@ -42,10 +42,16 @@ export interface ReaperOptions extends ReaperSettings {
 }
 
 const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
-/** Cycles a pty may still be listed after its holders are gone (the shim closes the master a moment later). */
-const RELEASE_CYCLES = 3;
+/**
+ * How long a pty may still be listed after its holders are gone: the shim closes the master only once
+ * dockerd has handled the exec's exit, which took 28 s for a detached exec on this host's Docker 20.10
+ * under load (docs/reliability.md).
+ */
+export const RELEASE_TIMEOUT_MS = 60_000;
 /** Escalations per session before it is left alone (logged); each failed one is retried on a later cycle. */
 export const MAX_ATTEMPTS = 3;
+/** Reads of the holders within one step (each after sending to the new ones). */
+const SAME_STEP_PASSES = 3;
 /** Ancestry walks stop here: deeper trees are not plausible. */
 const MAX_DEPTH = 64;
 
@@ -59,8 +65,8 @@ interface Escalation {
   timer: NodeJS.Timeout | null;
   startedAtMs: number;
   attempt: number;
-  /** Cycles seen since the holders were gone. */
-  releaseCycles: number;
+  /** When the holders were found gone (phase "releasing"). */
+  releasingSinceMs: number;
   /** The container's main process, from Docker at the start of this attempt. */
   containerMain: ProcessRef | null;
 }
@@ -137,7 +143,7 @@ export class Reaper {
         timer: null,
         startedAtMs: this.options.now(),
         attempt: 1,
-        releaseCycles: 0,
+        releasingSinceMs: 0,
         containerMain: null,
       };
       this.inFlight.set(session.execId, escalation);
@@ -165,13 +171,15 @@ export class Reaper {
       if (escalation.phase === "retry") {
         escalation.attempt++;
         escalation.phase = "confirming";
-        escalation.releaseCycles = 0;
         escalation.step = null;
         void this.begin(escalation);
         continue;
       }
-      if (++escalation.releaseCycles >= RELEASE_CYCLES) {
-        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",") || "none"}, master holders ${pty.masterPids.join(",") || "none"}`);
+      // A slave still open (by a process ptyreaper may not signal) keeps the pty for good; only the shim's master is worth waiting for.
+      if (pty.slavePids.length > 0) {
+        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",")}, master holders ${pty.masterPids.join(",") || "none"}`);
+      } else if (this.options.now() - escalation.releasingSinceMs >= RELEASE_TIMEOUT_MS) {
+        this.fail(escalation, `pty still held ${formatDuration(RELEASE_TIMEOUT_MS)} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`);
       }
     }
   }
@@ -242,9 +250,37 @@ export class Reaper {
     if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${ESCALATION[level] ?? "its end"}: ${halt}`);
     const { session } = escalation;
     const signal = ESCALATION[level];
-    const candidates = this.holders(escalation);
     const sent: number[] = [];
     const refused: string[] = [];
+    const seen = new Set<number>();
+    // Read again right after sending: a child forked just before its parent got the signal is reached in the
+    // same step. A holder left alive after its exec's process died can make the shim keep the master forever.
+    for (let pass = 0; pass < SAME_STEP_PASSES; pass++) {
+      const fresh = this.holders(escalation).filter((pid) => !seen.has(pid));
+      if (fresh.length === 0) break;
+      for (const pid of fresh) seen.add(pid);
+      this.sendAll(escalation, fresh, signal, sent, refused);
+    }
+    if (sent.length === 0) {
+      if (refused.length === 0) {
+        void this.confirmEnded(escalation);
+        return;
+      }
+      const after = escalation.step ? `after ${escalation.step}` : "before any signal";
+      this.fail(escalation, `pty still held ${after} by pids ${refused.join(", ")}`);
+      return;
+    }
+    escalation.step = signal ?? null;
+    this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
+    escalation.timer = setTimeout(() => {
+      escalation.timer = null;
+      this.signalStep(escalation, level + 1);
+    }, this.options.graceMs);
+    escalation.timer.unref();
+  }
+
+  private sendAll(escalation: Escalation, candidates: readonly number[], signal: NodeJS.Signals | undefined, sent: number[], refused: string[]): void {
+    const { session } = escalation;
     for (const pid of candidates) {
       if (signal === undefined) {
         refused.push(String(pid));
@@ -264,22 +300,6 @@ export class Reaper {
         refused.push(`${pid} (${outcome.refusal})`);
       }
     }
-    if (sent.length === 0) {
-      if (refused.length === 0) {
-        void this.confirmEnded(escalation);
-        return;
-      }
-      const after = escalation.step ? `after ${escalation.step}` : "before any signal";
-      this.fail(escalation, `pty still held ${after} by pids ${refused.join(", ")}`);
-      return;
-    }
-    escalation.step = signal ?? null;
-    this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
-    escalation.timer = setTimeout(() => {
-      escalation.timer = null;
-      this.signalStep(escalation, level + 1);
-    }, this.options.graceMs);
-    escalation.timer.unref();
   }
 
   /** In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP is found. */
@@ -392,7 +412,7 @@ export class Reaper {
     }
     // Reaped only once the kernel freed the pty: observe() decides.
     escalation.phase = "releasing";
-    escalation.releaseCycles = 0;
+    escalation.releasingSinceMs = this.options.now();
   }
 
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */
