@@ -252,13 +252,12 @@ export class Reaper {
     const signal = ESCALATION[level];
     const sent: number[] = [];
     const refused: string[] = [];
-    const seen = new Set<number>();
-    // Read again right after sending: a child forked just before its parent got the signal is reached in the
-    // same step. A holder left alive after its exec's process died can make the shim keep the master forever.
+    const examined = new Set<number>();
+    // Read again right after sending (only processes new since the last read): a child forked just before its
+    // parent got the signal is reached in the same step, rather than outliving the exec's process.
     for (let pass = 0; pass < SAME_STEP_PASSES; pass++) {
-      const fresh = this.holders(escalation).filter((pid) => !seen.has(pid));
+      const fresh = this.holders(escalation, examined);
       if (fresh.length === 0) break;
-      for (const pid of fresh) seen.add(pid);
       this.sendAll(escalation, fresh, signal, sent, refused);
     }
     if (sent.length === 0) {
@@ -303,7 +302,7 @@ export class Reaper {
   }
 
   /** In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP is found. */
-  private holders(escalation: Escalation): number[] {
+  private holders(escalation: Escalation, examined: Set<number>): number[] {
     const { processes } = this.options;
     const { session } = escalation;
     let cgroup: string;
@@ -314,6 +313,8 @@ export class Reaper {
     }
     const found: number[] = [];
     for (const pid of processes.pids()) {
+      if (examined.has(pid)) continue;
+      examined.add(pid);
       try {
         if (processes.cgroup(pid) === cgroup && processes.holdsSlave(pid, session.devptsDev, session.index)) found.push(pid);
       } catch {
