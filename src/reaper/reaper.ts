@@ -104,17 +104,6 @@ export class Reaper {
     return this.inFlight.size;
   }
 
-  /** Resolves once no escalation is confirming or signalling, or after timeoutMs. */
-  async settled(timeoutMs: number, pollMs = 100): Promise<boolean> {
-    const deadline = this.options.now() + timeoutMs;
-    const busy = (): boolean => [...this.inFlight.values()].some((e) => e.phase === "confirming" || e.phase === "signalling");
-    while (busy()) {
-      if (this.options.now() >= deadline) return false;
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
-    return true;
-  }
-
   /**
    * Starts an escalation for each stale session not already being handled; returns at once with how
    * many it started (in dry-run: how many it newly recorded).
