@@ -110,8 +110,9 @@ export class Poller {
       logger.error({ err }, "policy failed");
     }
     const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
+    const readFromMs = started;
     try {
-      this.options.reaper.observe(inventory);
+      this.options.reaper.observe(inventory, readFromMs);
       const sessions = new Map(inventory.sessions.map((s) => [s.execId, s]));
       const stale = decisions
         .filter((d) => d.state === "stale")

@@ -143,13 +143,15 @@ export class Reaper {
   }
 
   /**
-   * Once per cycle with the new inventory: a session whose holders are gone is reaped when its pty has
+   * Once per cycle with the new inventory (whose reading began at readFromMs): a session whose holders are gone is reaped when its pty has
    * left the kernel's inventory; one still held is a failure, retried on a later cycle.
    */
-  observe(inventory: Inventory): void {
+  observe(inventory: Inventory, readFromMs: number): void {
     const byKey = new Map(inventory.ptys.map((p) => [p.key, p]));
     for (const escalation of [...this.inFlight.values()]) {
       if (escalation.phase !== "releasing" && escalation.phase !== "retry") continue;
+      // An inventory whose reading began before the holders were found gone says nothing about the release.
+      if (escalation.phase === "releasing" && readFromMs < escalation.releasingSinceMs) continue;
       const { session } = escalation;
       const pty = byKey.get(session.ptyKey);
       // Gone, or the index now belongs to another exec: the session's pty was freed.
@@ -393,9 +395,9 @@ export class Reaper {
     try {
       const exec = await this.options.docker?.inspectExec(session.execId);
       if (this.inFlight.get(session.execId) !== escalation) return;
+      // dockerd may take many seconds to handle the exit (see RELEASE_TIMEOUT_MS): the pty's release decides, not this answer.
       if (exec?.running && exec.pid === session.pid) {
-        this.fail(escalation, "no process holds the pty any more but docker still reports the exec running");
-        return;
+        this.options.logger.debug({ execId: session.execId }, "no process holds the pty any more; docker still reports the exec running");
       }
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
