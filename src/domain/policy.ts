@@ -142,8 +142,10 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   );
 }
 
-/** Why a session may never be reaped, or null. Container init and host checks are defence in depth. */
-/** Why a session may never be reaped under `policy`, or null; the reaper asks it again before every signal. */
+/**
+ * Why a session may never be reaped under `policy`, or null; the reaper asks it again before every signal.
+ * Container init and host checks are defence in depth.
+ */
 export function exemptionOf(session: ExecSession, policy: PolicyConfig): string | null {
   if (session.nsPid === 1) return "container init (pid 1 in its namespace)";
   if (session.containerId === "" || session.execId === "") return "not a docker exec session";

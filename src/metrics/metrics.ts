@@ -143,7 +143,7 @@ export class PtyreaperMetrics {
     });
     this.reapFailuresTotal = new Counter({
       name: "ptyreaper_reap_failures_total",
-      help: "Stale exec sessions that could not be ended (still running after SIGKILL, or signalling failed).",
+      help: "Reap attempts whose pty was not released (still held after SIGKILL, or held by a process ptyreaper may not signal); each is retried up to 3 attempts.",
       registers,
     });
     this.pollDuration = new Histogram({

@@ -131,6 +131,8 @@ export class Poller {
   async runOnce(): Promise<Snapshot | null> {
     const { logger, metrics, now } = this.options;
     const startedMono = this.monotonicNow();
+    // Wall time the inventory's reading began: the reaper judges a release only by a read after it.
+    const readFromMs = now();
     const settings = this.settings;
     let observation: Observation;
     try {
@@ -164,7 +166,7 @@ export class Poller {
     });
     const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
     // The reaper confirms in each inventory that the ptys of sessions it ended were released.
-    this.guard("release", () => this.options.reaper.observe(inventory));
+    this.guard("release", () => this.options.reaper.observe(inventory, readFromMs));
     this.guard("reap", () => {
       const sessions = new Map(inventory.sessions.map((s) => [s.execId, s]));
       const stale = decisions

@@ -44,10 +44,16 @@ export interface ReaperOptions extends ReaperSettings {
 }
 
 const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
-/** Cycles a pty may still be listed after its holders are gone (the shim closes the master a moment later). */
-const RELEASE_CYCLES = 3;
+/**
+ * How long a pty may still be listed after its holders are gone: the shim closes the master only once
+ * dockerd has handled the exec's exit, which took 28 s for a detached exec on this host's Docker 20.10
+ * under load (docs/reliability.md).
+ */
+export const RELEASE_TIMEOUT_MS = 60_000;
 /** Escalations per session before it is left alone (logged); each failed one is retried on a later cycle. */
 export const MAX_ATTEMPTS = 3;
+/** Reads of the holders within one step (each after sending to the new ones). */
+const SAME_STEP_PASSES = 3;
 /** Ancestry walks stop here: deeper trees are not plausible. */
 const MAX_DEPTH = 64;
 
@@ -61,8 +67,8 @@ interface Escalation {
   timer: NodeJS.Timeout | null;
   startedAtMs: number;
   attempt: number;
-  /** Cycles seen since the holders were gone. */
-  releaseCycles: number;
+  /** When the holders were found gone (phase "releasing"). */
+  releasingSinceMs: number;
   /** The container's main process, from Docker at the start of this attempt. */
   containerMain: ProcessRef | null;
 }
@@ -100,17 +106,6 @@ export class Reaper {
     return this.inFlight.size;
   }
 
-  /** Resolves once no escalation is confirming or signalling, or after timeoutMs. */
-  async settled(timeoutMs: number, pollMs = 100): Promise<boolean> {
-    const deadline = this.options.now() + timeoutMs;
-    const busy = (): boolean => [...this.inFlight.values()].some((e) => e.phase === "confirming" || e.phase === "signalling");
-    while (busy()) {
-      if (this.options.now() >= deadline) return false;
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
-    }
-    return true;
-  }
-
   /**
    * Starts an escalation for each stale session not already being handled; returns at once with how
    * many it started (in dry-run: how many it newly recorded).
@@ -139,7 +134,7 @@ export class Reaper {
         timer: null,
         startedAtMs: this.options.now(),
         attempt: 1,
-        releaseCycles: 0,
+        releasingSinceMs: 0,
         containerMain: null,
       };
       this.inFlight.set(session.execId, escalation);
@@ -150,13 +145,15 @@ export class Reaper {
   }
 
   /**
-   * Once per cycle with the new inventory: a session whose holders are gone is reaped when its pty has
+   * Once per cycle with the new inventory (whose reading began at readFromMs): a session whose holders are gone is reaped when its pty has
    * left the kernel's inventory; one still held is a failure, retried on a later cycle.
    */
-  observe(inventory: Inventory): void {
+  observe(inventory: Inventory, readFromMs: number): void {
     const byKey = new Map(inventory.ptys.map((p) => [p.key, p]));
     for (const escalation of [...this.inFlight.values()]) {
       if (escalation.phase !== "releasing" && escalation.phase !== "retry") continue;
+      // An inventory whose reading began before the holders were found gone says nothing about the release.
+      if (escalation.phase === "releasing" && readFromMs < escalation.releasingSinceMs) continue;
       const { session } = escalation;
       const pty = byKey.get(session.ptyKey);
       // Gone, or the index now belongs to another exec: the session's pty was freed.
@@ -168,13 +165,15 @@ export class Reaper {
       if (escalation.phase === "retry") {
         escalation.attempt++;
         escalation.phase = "confirming";
-        escalation.releaseCycles = 0;
         escalation.step = null;
         void this.begin(escalation);
         continue;
       }
-      if (++escalation.releaseCycles >= RELEASE_CYCLES) {
-        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",") || "none"}, master holders ${pty.masterPids.join(",") || "none"}`);
+      // A slave still open (by a process ptyreaper may not signal) keeps the pty for good; only the shim's master is worth waiting for.
+      if (pty.slavePids.length > 0) {
+        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",")}, master holders ${pty.masterPids.join(",") || "none"}`);
+      } else if (this.options.now() - escalation.releasingSinceMs >= RELEASE_TIMEOUT_MS) {
+        this.fail(escalation, `pty still held ${formatDuration(RELEASE_TIMEOUT_MS)} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`);
       }
     }
   }
@@ -245,27 +244,15 @@ export class Reaper {
     if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${ESCALATION[level] ?? "its end"}: ${halt}`);
     const { session } = escalation;
     const signal = ESCALATION[level];
-    const candidates = this.holders(escalation);
     const sent: number[] = [];
     const refused: string[] = [];
-    for (const pid of candidates) {
-      if (signal === undefined) {
-        refused.push(String(pid));
-        continue;
-      }
-      let outcome;
-      try {
-        outcome = this.options.signaller.send(pid, signal, () => this.check(escalation, pid));
-      } catch (err) {
-        this.options.logger.error({ err, pid, signal, execId: session.execId }, "signal failed");
-        refused.push(`${pid} (signal failed)`);
-        continue;
-      }
-      if (outcome.sent) sent.push(pid);
-      else if (outcome.refusal !== null) {
-        this.refuse(escalation, pid, outcome.refusal as RefusalReason);
-        refused.push(`${pid} (${outcome.refusal})`);
-      }
+    const examined = new Set<number>();
+    // Read again right after sending (only processes new since the last read): a child forked just before its
+    // parent got the signal is reached in the same step, rather than outliving the exec's process.
+    for (let pass = 0; pass < SAME_STEP_PASSES; pass++) {
+      const fresh = this.holders(escalation, examined);
+      if (fresh.length === 0) break;
+      this.sendAll(escalation, fresh, signal, sent, refused);
     }
     if (sent.length === 0) {
       if (refused.length === 0) {
@@ -285,8 +272,31 @@ export class Reaper {
     escalation.timer.unref();
   }
 
+  private sendAll(escalation: Escalation, candidates: readonly number[], signal: NodeJS.Signals | undefined, sent: number[], refused: string[]): void {
+    const { session } = escalation;
+    for (const pid of candidates) {
+      if (signal === undefined) {
+        refused.push(String(pid));
+        continue;
+      }
+      let outcome;
+      try {
+        outcome = this.options.signaller.send(pid, signal, () => this.check(escalation, pid));
+      } catch (err) {
+        this.options.logger.error({ err, pid, signal, execId: session.execId }, "signal failed");
+        refused.push(`${pid} (signal failed)`);
+        continue;
+      }
+      if (outcome.sent) sent.push(pid);
+      else if (outcome.refusal !== null) {
+        this.refuse(escalation, pid, outcome.refusal as RefusalReason);
+        refused.push(`${pid} (${outcome.refusal})`);
+      }
+    }
+  }
+
   /** In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP is found. */
-  private holders(escalation: Escalation): number[] {
+  private holders(escalation: Escalation, examined: Set<number>): number[] {
     const { processes } = this.options;
     const { session } = escalation;
     let cgroup: string;
@@ -297,6 +307,8 @@ export class Reaper {
     }
     const found: number[] = [];
     for (const pid of processes.pids()) {
+      if (examined.has(pid)) continue;
+      examined.add(pid);
       try {
         if (processes.cgroup(pid) === cgroup && processes.holdsSlave(pid, session.devptsDev, session.index)) found.push(pid);
       } catch {
@@ -386,16 +398,16 @@ export class Reaper {
     try {
       const exec = await this.options.docker?.inspectExec(session.execId);
       if (this.inFlight.get(session.execId) !== escalation) return;
+      // dockerd may take many seconds to handle the exit (see RELEASE_TIMEOUT_MS): the pty's release decides, not this answer.
       if (exec?.running && exec.pid === session.pid) {
-        this.fail(escalation, "no process holds the pty any more but docker still reports the exec running");
-        return;
+        this.options.logger.debug({ execId: session.execId }, "no process holds the pty any more; docker still reports the exec running");
       }
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
     }
     // Reaped only once the kernel freed the pty: observe() decides.
     escalation.phase = "releasing";
-    escalation.releaseCycles = 0;
+    escalation.releasingSinceMs = this.options.now();
   }
 
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */

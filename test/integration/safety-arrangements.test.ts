@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { dockerCli, hostPty, isAlive, testContainerName, waitFor, type HostPty } from "./harness/index.js";
+import { cmdlineOf, descendantsOf, dockerCli, hostPty, isAlive, testContainerName, waitFor, type HostPty } from "./harness/index.js";
 import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd, type DetachedExec } from "./support/dockerd.js";
 import { MAIN, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
@@ -17,7 +17,7 @@ const run = promisify(execFile);
 const CONFIG = `
 pollInterval: 1s
 policy:
-  idleTimeout: 10s
+  idleTimeout: 20s
   minAge: 0s
 reaper:
   mode: enforce
@@ -101,7 +101,8 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     const execs: Record<string, DetachedExec> = {
       init: await execDetached(socket, initName, CONSOLE_REDIRECT),
       wrap: await execDetached(socket, wrapName, CONSOLE_REDIRECT),
-      trap: await execDetached(socket, trapName, ["sh", "-c", 'trap "sleep 100000 &" HUP; trap "" TERM; while :; do sleep 1 & wait $!; done']),
+      // On HUP it forks a job that ignores HUP and TERM: only a SIGKILL sent to the job itself ends it.
+      trap: await execDetached(socket, trapName, ["sh", "-c", `trap "sh -c 'trap \\"\\" HUP TERM; exec sleep 100000' &" HUP; trap "" TERM; while :; do sleep 1 & wait $!; done`]),
       shared: await execDetached(socket, sharedA, ["sh"]),
       pidHost: await execDetached(socket, pidHostName, signalRecorderCmd("pidhost-exec")),
     };
@@ -114,6 +115,13 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     const loops = { init: childrenOf(mains.init)[0] ?? 0, wrap: childrenOf(mains.wrap)[0] ?? 0 };
     expect(loops.init).toBeGreaterThan(0);
     expect(loops.wrap).toBeGreaterThan(0);
+
+    // `ptyreaper sessions` (before any daemon runs): one session per exec, the consoles as `container`.
+    const cli = JSON.parse((await run(process.execPath, [MAIN, "sessions", "--json"], { timeout: 60_000, env: { ...process.env, DOCKER_HOST: testbed.engine.host } })).stdout) as Report;
+    for (const [tag, exec] of Object.entries(execs)) expect(cli.sessions.filter((s) => s.execId === exec.execId), `cli ${tag}`).toHaveLength(1);
+    for (const [tag, pty] of Object.entries(consoles)) {
+      expect(cli.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index)?.owner, `cli ${tag} console`).toBe("container");
+    }
 
     const d = await testbed.startDaemon(CONFIG);
 
@@ -134,11 +142,14 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     for (const [tag, pty] of Object.entries(consoles)) {
       expect(before.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index)?.owner, `${tag} console`).toBe("container");
     }
-    // The CLI sees the same: one session per exec, the console as `container`.
-    const cli = JSON.parse((await run(process.execPath, [MAIN, "sessions", "--json"], { timeout: 60_000, env: { ...process.env, DOCKER_HOST: testbed.engine.host } })).stdout) as Report;
-    expect(cli.sessions.filter((s) => s.execId === execs.init?.execId)).toHaveLength(1);
-    expect(cli.ptys.find((p) => p.devptsDev === consoles.init.dev && p.index === consoles.init.index)?.owner).toBe("container");
 
+    // The job the trap forks once SIGHUP came (found while the escalation runs).
+    const forkedJob = waitFor(
+      () => (signalled(d, execs.trap?.execId ?? "").length > 0 ? descendantsOf(execs.trap?.pid ?? 0).find((pid) => cmdlineOf(pid).join(" ") === "sleep 100000") : undefined),
+      120_000,
+      "the job forked on SIGHUP",
+      20,
+    );
     const results = await waitFor(
       () => {
         const done = Object.fromEntries(Object.entries(execs).map(([tag, e]) => [tag, ended(d, e.execId)]));
@@ -171,9 +182,9 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     expect(results.trap?.msg).toBe("reaped exec session");
     const trapLines = signalled(d, trapExec.execId);
     expect(trapLines.map((l) => l.signal)).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
-    const atHup = new Set(trapLines[0]?.pids as number[]);
-    const forkedAfterHup = (trapLines[2]?.pids as number[]).filter((pid) => !atHup.has(pid));
-    expect(forkedAfterHup.length, "a job forked after SIGHUP was reached").toBeGreaterThan(0);
+    const job = await forkedJob;
+    expect(trapLines[2]?.pids, "the job forked on SIGHUP got SIGKILL").toContain(job);
+    expect(isAlive(job)).toBe(false);
     expect(isAlive(trapExec.pid)).toBe(false);
     expect(after.ptys.some((p) => p.execId === trapExec.execId)).toBe(false);
     expect(isAlive(mains.trap)).toBe(true);

@@ -2,7 +2,7 @@
 // and dry-run, over an in-memory process table and fake timers.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { Reaper, MAX_ATTEMPTS, type ReapMetrics } from "../../../src/reaper/reaper.js";
+import { Reaper, MAX_ATTEMPTS, RELEASE_TIMEOUT_MS, type ReapMetrics } from "../../../src/reaper/reaper.js";
 import type { ProcessTable, RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
 import type { StatFields } from "../../../src/procfs/parse.js";
@@ -191,11 +191,25 @@ describe("Reaper", () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(signals).toEqual([[200, "SIGHUP"]]);
     expect(metrics.reapedN).toBe(0); // holders gone, pty not yet seen released
-    r.observe(stillHeld([]));
+    r.observe(stillHeld([]), Date.now());
     expect(metrics.reapedN).toBe(0);
-    r.observe(released);
+    r.observe(released, Date.now());
     expect(metrics.reapedN).toBe(1);
     expect(r.pendingCount).toBe(0);
+  });
+
+  it("judges the release only with an inventory read after the holders were found gone", async () => {
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    const readBefore = Date.now();
+    table.procs.delete(200);
+    running = false;
+    await vi.advanceTimersByTimeAsync(10_000);
+    r.observe(stillHeld([200]), readBefore); // read while the shell still ran
+    expect(metrics.failedN).toBe(0);
+    r.observe(released, Date.now());
+    expect(metrics.reapedN).toBe(1);
   });
 
   it("a pty still listed after its holders are gone is a failure, retried on later cycles, then given up", async () => {
@@ -206,9 +220,12 @@ describe("Reaper", () => {
       table.procs.delete(200);
       running = false;
       await vi.advanceTimersByTimeAsync(10_000);
-      for (let cycle = 0; cycle < 3; cycle++) r.observe(stillHeld([]));
+      r.observe(stillHeld([]), Date.now());
+      expect(metrics.failedN).toBe(attempt - 1); // the shim may take a while to close the master
+      await vi.advanceTimersByTimeAsync(RELEASE_TIMEOUT_MS);
+      r.observe(stillHeld([]), Date.now());
       expect(metrics.failedN).toBe(attempt);
-      if (attempt < MAX_ATTEMPTS) r.observe(stillHeld([])); // the retry starts on the next cycle
+      if (attempt < MAX_ATTEMPTS) r.observe(stillHeld([]), Date.now()); // the retry starts on the next cycle
     }
     expect(r.pendingCount).toBe(0);
     expect(r.reap([{ session: session(), decision: stale }])).toBe(0); // given up: not restarted by the policy
@@ -269,7 +286,7 @@ describe("Reaper", () => {
     expect(metrics.refusals).toEqual(reason === "outside_cgroup" ? [] : [reason]);
     table.procs.delete(200);
     await vi.advanceTimersByTimeAsync(10_000);
-    r.observe(stillHeld([pid]));
+    r.observe(stillHeld([pid]), Date.now());
     expect(metrics.reapedN).toBe(0);
   });
 
