@@ -14,12 +14,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json binding.gyp ./
 COPY native ./native
+COPY scripts/write-revision.mjs ./scripts/
 COPY src ./src
 # The addon is optional for `npm install` but not for the image: fail here rather than ship the slower JS scan.
 # unix-dgram (systemd notification) is left out: there is no systemd in the container.
 RUN npm run build \
  && npm run install \
- && test -f build/Release/ptyscan.node \
+ && test -f build/Release/ptyscan.node -a -f build/Release/pidfd.node -a -f build/Release/sockdiag.node \
  && npm prune --omit=dev --omit=optional \
  && rm -rf node_modules/.package-lock.json \
  && find node_modules -depth -type d -empty -delete
@@ -29,7 +30,8 @@ WORKDIR /opt/ptyreaper
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
-COPY --from=build /src/build/Release/ptyscan.node ./build/Release/ptyscan.node
+COPY --from=build /src/build/Release/ptyscan.node /src/build/Release/pidfd.node /src/build/Release/sockdiag.node ./build/Release/
+COPY proto ./proto
 COPY config ./config
 COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml
 # Two malloc arenas instead of one per thread, as the systemd unit sets (docs/reliability.md).

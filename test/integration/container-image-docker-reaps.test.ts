@@ -126,6 +126,9 @@ describe("the container image, run as the DaemonSet runs it", () => {
     await waitFor(() => !isAlive(leaked.shellPid), 15_000, `leaked shell ${leaked.shellPid} to end`);
     const text = await metrics();
     expect(readMetric(text, "ptyreaper_docker_up")).toBe(1);
+    // The image carries every native helper: the native /proc reader and pidfd signalling are in use.
+    expect(readMetric(text, "ptyreaper_scan_info", { reader: "native" })).toBe(1);
+    expect(readMetric(text, "ptyreaper_signal_info", { method: "pidfd" })).toBe(1);
     expect(readMetric(text, "ptyreaper_reap_failures_total")).toBe(0);
     expect(readMetric(text, "ptyreaper_exec_sessions", { state: "exempt" })).toBe(1);
     expect(isAlive(exempt.shellPid)).toBe(true);
