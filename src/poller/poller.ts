@@ -8,6 +8,7 @@ import type { ExecSession } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
 import type { PollStage } from "./stages.js";
+import type { RuntimeName } from "../runtimes/attribution.js";
 
 /** What the loop reports to metrics (PtyreaperMetrics implements it). */
 export interface PollMetrics {
@@ -16,6 +17,8 @@ export interface PollMetrics {
   pollFailed(stage: PollStage): void;
   /** null when Docker is disabled in the config. */
   setDockerUp(up: boolean | null): void;
+  /** Each runtime besides Docker in use: whether it answered this cycle. */
+  setRuntimeUp?(runtime: RuntimeName, up: boolean | null): void;
   /** A wall-clock step was seen between two cycles. */
   clockStepped(): void;
 }
@@ -149,14 +152,17 @@ export class Poller {
         metrics.setDockerUp(docker.available);
         this.logDockerChange(docker);
       } else metrics.setDockerUp(null);
+      for (const view of observation.runtimes ?? []) metrics.setRuntimeUp?.(view.runtime, view.available);
     });
+    // A session may be reaped only while the runtime that started it answers.
+    const runtimeUp = new Map<string, boolean>([["docker", docker.available], ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available])]);
 
     let decisions: Snapshot["decisions"] = [];
     this.guard("policy", () => {
       const clock = { wallMs: now(), monotonicMs: this.monotonicNow() };
       const hold = this.clockStepHold(clock, settings.policy);
       decisions = decide(
-        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold },
+        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold, sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false },
         settings.policy,
         settings.maxPerCycle,
         clock.wallMs,
