@@ -3,7 +3,7 @@
 import { attribute, type ProcessFacts, type RuntimeName } from "../runtimes/attribution.js";
 import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "../runtimes/port.js";
 import type { RuntimeView } from "../runtimes/view.js";
-import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan } from "./types.js";
+import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
 
 /** Where a non-Docker exec came from, to tag its session. */
 export interface RuntimeOrigin {
@@ -23,6 +23,8 @@ export interface MergedView {
   /** Docker's view plus the confirmed execs of the other runtimes and their containers. */
   view: DockerView;
   origins: Map<string, RuntimeOrigin>;
+  /** Container ID → the runtime that runs it (Docker's included). */
+  containerRuntimes: Map<string, RuntimeName>;
   verdicts: RuntimeExecVerdict[];
 }
 
@@ -81,6 +83,7 @@ export function mergeRuntimeViews(
   const knownInits = new Set<number>(docker.containers.map((c) => c.pid).filter((pid) => pid > 0));
   for (const view of runtimes) for (const c of view.containers) if (c.initPid !== null) knownInits.add(c.initPid);
   const seenContainers = new Set(containers.map((c) => c.id));
+  const containerRuntimes = new Map<string, RuntimeName>(containers.map((c) => [c.id, "docker"]));
 
   for (const view of runtimes) {
     if (!view.available) continue;
@@ -88,6 +91,7 @@ export function mergeRuntimeViews(
     for (const container of view.containers) {
       if (seenContainers.has(container.id)) continue; // Docker's own, seen through containerd: Docker already has it
       seenContainers.add(container.id);
+      containerRuntimes.set(container.id, view.runtime);
       containers.push({ id: container.id, name: runtimeContainerName(container), labels: { ...container.labels }, pid: container.initPid ?? 0, tty: false, execIds: [] });
     }
     for (const exec of view.execs) {
@@ -102,7 +106,12 @@ export function mergeRuntimeViews(
       origins.set(exec.id, { runtime: view.runtime, namespace: container.namespace, kubernetes: container.kubernetes });
     }
   }
-  return { view: { ...docker, containers, execs }, origins, verdicts };
+  return { view: { ...docker, containers, execs }, origins, containerRuntimes, verdicts };
+}
+
+/** Tags each pty with the runtime of its container, when one is known. */
+export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, RuntimeName>): void {
+  for (const pty of ptys) pty.runtime = pty.containerId === null ? null : (containerRuntimes.get(pty.containerId) ?? null);
 }
 
 /** Tags each session with its runtime (Docker's when no other runtime claimed its exec). */

@@ -142,6 +142,8 @@ export interface Pty {
   leaderPid: number | null;
   leaderCommand: string | null;
   leaderStartedAtMs: number | null;
+  /** The runtime of the container it is in (set after the inventory is built); absent or null: none known. */
+  runtime?: RuntimeName | null;
 }
 
 /** A running `docker exec` that holds a pty. */

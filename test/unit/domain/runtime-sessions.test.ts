@@ -1,11 +1,13 @@
 // mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
 import { describe, expect, it } from "vitest";
 import { buildInventory } from "../../../src/domain/inventory.js";
-import { mergeRuntimeViews, tagSessions } from "../../../src/domain/runtime-sessions.js";
+import { mergeRuntimeViews, tagPtys, tagSessions } from "../../../src/domain/runtime-sessions.js";
 import type { DockerView, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/runtimes/attribution.js";
 import type { RuntimeContainer, RuntimeExec } from "../../../src/runtimes/port.js";
 import type { RuntimeView } from "../../../src/runtimes/view.js";
+import { sessionsReport } from "../../../src/domain/report.js";
+import { renderSessionsTable } from "../../../src/cli/render.js";
 
 const POD_CONTAINER = "c".repeat(64);
 const SANDBOX = "5".repeat(64);
@@ -70,6 +72,7 @@ function inventoryOf(views: RuntimeView[], fds: PtyFd[], procs = [shim, podInit,
   const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view);
   tagSessions(inventory.sessions, merged.origins);
+  tagPtys(inventory.ptys, merged.containerRuntimes);
   return { inventory, merged };
 }
 
@@ -133,5 +136,19 @@ describe("mergeRuntimeViews", () => {
     const sessions = [{ execId: "x" } as never as import("../../../src/domain/types.js").ExecSession];
     tagSessions(sessions, new Map());
     expect(sessions[0]).toMatchObject({ runtime: "docker", runtimeNamespace: null, kubernetes: null });
+  });
+
+  it("shows runtime and pod in the report and the table; Docker's rows keep their look", () => {
+    const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
+    const report = sessionsReport(inventory, noDocker, 10_000, { commandLine: "full" });
+    expect(report.sessions.map((s) => [s.runtime, s.kubernetes])).toEqual([
+      ["containerd", { namespace: "team-a", pod: "web-0", container: "app" }],
+      ["podman", null],
+    ]);
+    expect(report.ptys.map((p) => p.runtime).sort()).toEqual(["containerd", "podman"]);
+    const table = renderSessionsTable(inventory, noDocker, 10_000, [{ runtime: "containerd", available: true, error: null }]);
+    expect(table).toContain("; containerd: available");
+    expect(table).toContain("containerd:team-a/web-0/app");
+    expect(table).toContain("podman:toolbox");
   });
 });
