@@ -154,6 +154,9 @@ export function exemptionOf(session: ExecSession, policy: PolicyConfig): string 
   const name = session.containerName.replace(/^\//, "");
   const pattern = policy.exemptContainers.find((p) => globMatch(p, name));
   if (pattern !== undefined) return `container name ${name} matches exemptContainers ${pattern}`;
+  const namespace = session.kubernetes?.namespace;
+  const namespacePattern = namespace === undefined ? undefined : policy.exemptNamespaces?.find((p) => globMatch(p, namespace));
+  if (namespacePattern !== undefined) return `Kubernetes namespace ${namespace} matches exemptNamespaces ${namespacePattern}`;
   if (session.exemptByEnv) return "started with PTYREAPER_EXEMPT=1";
   return null;
 }
