@@ -266,6 +266,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {
+      await openChosenRuntimes(); // a required runtime without a socket is a config error here too
       // Decision-only: one cycle cannot see a pty released, and stop() would abandon an escalation half-way.
       reaper.configure({ ...reaperSettings(config), mode: "dry-run" });
       if (config.reaper.mode === "enforce") logger.info("run --once decides only: nothing is signalled; the report shows what the daemon would reap");
