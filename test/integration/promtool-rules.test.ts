@@ -1,6 +1,6 @@
 // Debian's promtool on our Prometheus files: alert rules checked and unit-tested, dashboard queries parsed.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
@@ -29,7 +29,10 @@ function recordingRules(exprs: string[]): string {
 describe("promtool", () => {
   it("check rules: config/alerts.yml is valid", () => {
     const { status, output } = promtool(["check", "rules", "alerts.yml"]);
-    expect(output).toMatch(/SUCCESS: 9 rules found/);
+    // Every rule of the file is found (counted from the file, so adding an alert needs no edit here).
+    const alerts = readFileSync(join(CONFIG, "alerts.yml"), "utf8").match(/^\s*- alert: /gm)?.length ?? 0;
+    expect(alerts).toBeGreaterThan(0);
+    expect(output).toContain(`SUCCESS: ${alerts} rules found`);
     expect(status).toBe(0);
   });
 
