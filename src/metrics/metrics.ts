@@ -14,7 +14,7 @@ const DOCKER_UP = "ptyreaper_docker_up";
 
 /** Container runtimes ptyreaper can watch. */
 export type { RuntimeName } from "../runtimes/attribution.js";
-import type { RuntimeName } from "../runtimes/attribution.js";
+import { RUNTIME_NAMES, type RuntimeName } from "../runtimes/attribution.js";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */
 export interface ConfigInfo {
@@ -77,6 +77,7 @@ export class PtyreaperMetrics {
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
   private readonly runtimeUp: Gauge;
+  private readonly runtimeSessions: Gauge<"runtime">;
   private readonly clockStepsTotal: Counter;
   private readonly runtimeEnabled: Gauge<"runtime">;
   private readonly configInfo: Gauge<"mode" | "file">;
@@ -173,6 +174,12 @@ export class PtyreaperMetrics {
     this.runtimeUp = new Gauge({
       name: "ptyreaper_runtime_up",
       help: "1 when the container runtime answered the last poll cycle, 0 when it did not (none of its sessions is reaped then); absent for a runtime not in use.",
+      labelNames: ["runtime"],
+      registers,
+    });
+    this.runtimeSessions = new Gauge({
+      name: "ptyreaper_runtime_exec_sessions",
+      help: "Running exec sessions holding a pty, by the runtime that started them: docker, containerd, cri-o, podman.",
       labelNames: ["runtime"],
       registers,
     });
@@ -295,6 +302,10 @@ export class PtyreaperMetrics {
     const byState = new Map<SessionState, number>(SESSION_STATES.map((s) => [s, 0]));
     for (const d of snapshot.decisions) byState.set(d.state, (byState.get(d.state) ?? 0) + 1);
     for (const [state, count] of byState) this.execSessions.set({ state }, count);
+
+    const byRuntime = new Map<RuntimeName, number>(RUNTIME_NAMES.map((r) => [r, 0]));
+    for (const s of snapshot.inventory.sessions) byRuntime.set(s.runtime ?? "docker", (byRuntime.get(s.runtime ?? "docker") ?? 0) + 1);
+    for (const [runtime, count] of byRuntime) this.runtimeSessions.set({ runtime }, count);
 
     const byClient = new Map<ClientStateName, number>(CLIENT_STATES.map((c) => [c, 0]));
     for (const s of snapshot.inventory.sessions) {

@@ -8,6 +8,7 @@ import type { RuntimeContainer, RuntimeExec } from "../../../src/runtimes/port.j
 import type { RuntimeView } from "../../../src/runtimes/view.js";
 import { sessionsReport } from "../../../src/domain/report.js";
 import { renderSessionsTable } from "../../../src/cli/render.js";
+import { PtyreaperMetrics } from "../../../src/metrics/metrics.js";
 
 const POD_CONTAINER = "c".repeat(64);
 const SANDBOX = "5".repeat(64);
@@ -150,5 +151,15 @@ describe("mergeRuntimeViews", () => {
     expect(table).toContain("; containerd: available");
     expect(table).toContain("containerd:team-a/web-0/app");
     expect(table).toContain("podman:toolbox");
+  });
+
+  it("counts sessions per runtime in ptyreaper_runtime_exec_sessions (every runtime listed, 0 when none)", async () => {
+    const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
+    const metrics = new PtyreaperMetrics({ version: "test" });
+    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions: [] });
+    const { body } = await metrics.exposition();
+    for (const [runtime, count] of [["docker", 0], ["containerd", 1], ["cri-o", 0], ["podman", 1]] as const) {
+      expect(body).toContain(`ptyreaper_runtime_exec_sessions{runtime="${runtime}"} ${count}\n`);
+    }
   });
 });
