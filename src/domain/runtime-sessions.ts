@@ -114,6 +114,22 @@ export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, Runt
   for (const pty of ptys) pty.runtime = pty.containerId === null ? null : (containerRuntimes.get(pty.containerId) ?? null);
 }
 
+/**
+ * For ptys no runtime's container claims (CRI-O has no adapter; a runtime may be down): the runtime /proc alone
+ * attributes to the slave holder that leads it, so they are shown by runtime. Only shown: no session comes of it.
+ */
+export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFacts | undefined): void {
+  for (const pty of ptys) {
+    if (pty.runtime || pty.owner === "exec") continue;
+    const holder = lookup(pty.leaderPid ?? pty.slavePids[0] ?? 0);
+    if (!holder) continue;
+    const masterPid = pty.masterPids[0];
+    const master = pty.masterPids.length === 1 && masterPid !== undefined ? (lookup(masterPid) ?? null) : null;
+    const found = attribute(holder, master, lookup);
+    if (found.runtime !== "unknown") pty.runtime = found.runtime;
+  }
+}
+
 /** Tags each session with its runtime (Docker's when no other runtime claimed its exec). */
 export function tagSessions(sessions: ExecSession[], origins: ReadonlyMap<string, RuntimeOrigin>): void {
   for (const session of sessions) {

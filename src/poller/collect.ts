@@ -11,7 +11,7 @@ import type { PollStage } from "./stages.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
-import { mergeRuntimeViews, tagPtys, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -70,10 +70,12 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
-  const merged = mergeRuntimeViews(view, runtimes, scan, processFactsLookup(deps.procfs));
+  const lookup = processFactsLookup(deps.procfs);
+  const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
   tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
+  tagPtysFromProc(inventory.ptys, lookup);
   if (deps.clients) {
     // Client evidence pairs Docker's exec clients only; other runtimes' sessions stay `unknown`.
     const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
