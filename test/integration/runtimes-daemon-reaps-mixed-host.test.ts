@@ -18,10 +18,14 @@ import type { SessionsReport } from "../../src/domain/report.js";
 
 const procfs = new ProcFs("/proc");
 const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "reap-pod", podUid: "0d8c3b5e-1f2a-4c6d-8e9f-a1b2c3d4e5f6", container: "shell" };
+/** A pod in a namespace the policy exempts (policy.exemptNamespaces). */
+const KEPT_POD: KubernetesIdentity = { namespace: "ptyr-kept", pod: "kept-pod", podUid: "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", container: "shell" };
 
 let containerd: PrivateContainerd | null = null;
 let cri: CriClient | null = null;
 let sandbox: { id: string; config: object } | null = null;
+let keptSandbox: { id: string; config: object } | null = null;
+let keptLeak: CriLeakedExec;
 let criContainer = "";
 let criLeak: CriLeakedExec;
 let pm: PrivatePodman | null = null;
@@ -51,12 +55,14 @@ const testbed = usePrivateEngine("rt-mixed-reap", {
         problems.push(err);
       }
     };
-    await step(async () => {
-      if (sandbox && cri) {
-        await cri.stopPodSandbox(sandbox.id);
-        await cri.removePodSandbox(sandbox.id);
-      }
-    });
+    for (const pod of [sandbox, keptSandbox]) {
+      await step(async () => {
+        if (pod && cri) {
+          await cri.stopPodSandbox(pod.id);
+          await cri.removePodSandbox(pod.id);
+        }
+      });
+    }
     cri?.close();
     await step(async () => containerd?.destroy());
     await step(async () => pm?.destroy());
@@ -71,6 +77,10 @@ beforeAll(async () => {
   criContainer = await cri.createContainer(sandbox, POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
   await cri.startContainer(criContainer);
   criLeak = await leakCriExec(cri, containerd, criContainer);
+  keptSandbox = await cri.runPodSandbox(KEPT_POD);
+  const keptContainer = await cri.createContainer(keptSandbox, KEPT_POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
+  await cri.startContainer(keptContainer);
+  keptLeak = await leakCriExec(cri, containerd, keptContainer);
 
   pm = await startPrivatePodman("rt-reap");
   podmanContainer = await pm.runContainer("ptyr-test-rt-reap-podman");
@@ -84,6 +94,8 @@ beforeAll(async () => {
 
   keepers.set("docker init", await containerPid(dockerContainer));
   keepers.set("CRI container init", Number(readFileSync(`${taskBundle(containerd, criContainer)}/init.pid`, "utf8").trim()));
+  keepers.set("CRI sandbox init", Number(readFileSync(`${taskBundle(containerd, sandbox.id)}/init.pid`, "utf8").trim()));
+  keepers.set("CRI shell in an exempt namespace", keptLeak.shellPid);
   keepers.set("CRI pod shim", Number(readFileSync(`/proc/${criLeak.shellPid}/stat`, "utf8").split(") ")[1]?.split(" ")[1]));
   keepers.set("podman init", Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", podmanContainer])).trim()));
   keepers.set("podman container conmon", Number((await pm.podman(["inspect", "--format", "{{.State.ConmonPid}}", podmanContainer])).trim()));
@@ -101,6 +113,7 @@ runtimes:
     enabled: true
     socket: ${pm.socket}
 policy:
+  exemptNamespaces: [ptyr-kept]
   idleTimeout: 15s
   minAge: 5s
 reaper:
@@ -115,10 +128,10 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
         const { status, body } = await daemon.get("/sessions");
         if (status !== 200) return null;
         const parsed = JSON.parse(body) as SessionsReport;
-        return parsed.sessions.length >= 4 ? parsed : null;
+        return parsed.sessions.length >= 5 ? parsed : null;
       },
       30_000,
-      "four sessions in /sessions",
+      "five sessions in /sessions",
       500,
     );
     const byPid = (pid: number) => report.sessions.filter((s) => s.pid === pid);
@@ -127,7 +140,15 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
       { runtime: "containerd", execId: criLeak.execId, containerId: criContainer, kubernetes: { namespace: POD.namespace, pod: POD.pod, container: POD.container } },
     ]);
     expect(byPid(podmanLeak.shellPid)).toMatchObject([{ runtime: "podman", execId: podmanLeak.sessionId, containerId: podmanContainer, kubernetes: null }]);
-    expect(byPid(podmanExempt.shellPid)).toMatchObject([{ runtime: "podman" }]);
+    expect(byPid(podmanExempt.shellPid)).toMatchObject([{ runtime: "podman", state: "exempt", detail: "exempt: label ptyreaper.exempt=true" }]);
+    expect(byPid(keptLeak.shellPid)).toMatchObject([
+      { runtime: "containerd", state: "exempt", kubernetes: { namespace: KEPT_POD.namespace }, detail: expect.stringContaining("exemptNamespaces ptyr-kept") as unknown },
+    ]);
+    // Each session's pty is listed once, under the session's runtime.
+    for (const session of report.sessions) {
+      const ptys = report.ptys.filter((p) => p.devptsDev === session.devptsDev && `pts/${p.index}` === session.tty);
+      expect(ptys.map((p) => [p.execId, p.runtime])).toEqual([[session.execId, session.runtime]]);
+    }
     // Nothing twice: one session per exec ID, one per pty.
     expect(new Set(report.sessions.map((s) => s.execId)).size).toBe(report.sessions.length);
     expect(new Set(report.sessions.map((s) => `${s.devptsDev}:${s.tty}`)).size).toBe(report.sessions.length);
