@@ -185,6 +185,11 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     for (const pid of [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid]) expect(isAlive(pid), `shell ${pid}`).toBe(false);
     const allocated = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
     for (const [pid, key] of ptyOf) expect(allocated.has(key), `pty ${key} of shell ${pid}`).toBe(false);
+    // How long each runtime took from its first signal to the pty's release: a figure for docs/runtimes.md, not a target.
+    for (const line of reapedLines) {
+      const first = daemon.logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.pid === line.pid);
+      console.log(`${String(line.runtime)}: pty released ${Date.parse(String(line.time)) - Date.parse(String(first?.time))} ms after the first signal`);
+    }
     // Three ptys freed (the count is global, so others may come and go meanwhile: logged, not asserted exactly).
     console.log(`pty.nr when reaping started: ${nrBefore}, after: ${ptyNr()}`);
     for (const [name, pid] of keepers) expect(isAlive(pid), `${name} (${pid})`).toBe(true);
