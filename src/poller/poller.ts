@@ -95,6 +95,8 @@ export class Poller {
   private dockerWasAvailable: boolean | null = null;
   /** The clocks as the last cycle read them, to detect a step. */
   private lastClock: ClockReading | null = null;
+  /** Other runtimes' execs /proc did not confirm, already logged (once each, while they last). */
+  private unconfirmedLogged = new Set<string>();
   /** After a clock step: the step and the monotonic time until which time-based reaping is held. */
   private clockHold: { stepMs: number; untilMono: number } | null = null;
 
@@ -154,6 +156,7 @@ export class Poller {
       } else metrics.setDockerUp(null);
       for (const view of observation.runtimes ?? []) metrics.setRuntimeUp?.(view.runtime, view.available);
     });
+    this.guard("docker", () => this.logUnconfirmed(observation));
     // A session may be reaped only while the runtime that started it answers.
     const runtimeUp = new Map<string, boolean>([["docker", docker.available], ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available])]);
 
@@ -227,6 +230,20 @@ export class Poller {
     } else if (was === false) {
       this.options.logger.info("docker reachable again: reaping resumes");
     }
+  }
+
+  /** One line per exec of another runtime that /proc does not confirm: why its pty is shown unowned and never reaped. */
+  private logUnconfirmed(observation: Observation): void {
+    const now = new Set<string>();
+    for (const { exec, runtime, refusal } of observation.runtimeVerdicts ?? []) {
+      if (refusal === null) continue;
+      const key = `${runtime} ${exec.id}`;
+      now.add(key);
+      if (!this.unconfirmedLogged.has(key)) {
+        this.options.logger.warn({ runtime, execId: exec.id, containerId: exec.container.id, pid: exec.pid, why: refusal }, "exec not confirmed from /proc: its pty is counted but it is never reaped");
+      }
+    }
+    this.unconfirmedLogged = now;
   }
 
   /** Runs one step of a cycle; a throw is counted under its stage and logged, and the cycle goes on. */
