@@ -23,6 +23,10 @@ import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
+import { existsSync } from "node:fs";
+import { ConfigError } from "./errors.js";
+import { chooseRuntimes, openRuntimes } from "./runtimes/open.js";
+import type { RuntimePort } from "./runtimes/port.js";
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
 export interface Scanner {
@@ -42,6 +46,8 @@ export interface DaemonDeps {
   scanner?: Scanner;
   /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
   dockerPort?: DockerPort;
+  /** Tests may inject the other runtimes' ports; by default chosen from config.runtimes and the sockets present. */
+  runtimePorts?: RuntimePort[];
   /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
   configPath?: string | null;
   /** TLS and basic auth, read from config.webConfigFile by the caller, and what notices its changes. */
@@ -121,6 +127,28 @@ export function createDaemon(deps: DaemonDeps): Daemon {
         now,
       })
     : null;
+  // Other runtimes are opened once, before the first cycle (containerd's gRPC is imported only when chosen).
+  let runtimesOpened: Promise<RuntimePort[]> | null = null;
+  const runtimePorts: RuntimePort[] = [];
+  const openChosenRuntimes = (): Promise<RuntimePort[]> => {
+    runtimesOpened ??= (async () => {
+      if (deps.runtimePorts) return deps.runtimePorts;
+      const choices = chooseRuntimes(config.runtimes, existsSync);
+      if (choices.problems.length > 0) throw new ConfigError("runtimes", choices.problems);
+      for (const skipped of choices.skipped) logger.info(`runtime not used: ${skipped}`);
+      return openRuntimes(config.runtimes, choices.chosen);
+    })().then((ports) => {
+      runtimePorts.push(...ports);
+      for (const port of ports) {
+        metrics.setRuntimeEnabled(port.runtime, true);
+        logger.info({ runtime: port.runtime, endpoint: port.endpoint }, `runtime ${port.runtime} used`);
+      }
+      return ports;
+    });
+    return runtimesOpened;
+  };
+  // Docker's own containerd namespace is read through Docker: reading it again would count each session twice.
+  const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
   const signaller = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method);
   const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
@@ -128,6 +156,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     processes: new ProcRootTable(config.procRoot),
     signaller,
     docker: dockerPort,
+    runtimes: runtimePorts,
     metrics,
     logger: child("reaper"),
     now,
@@ -150,7 +179,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   };
   let readySent = false;
   const poller = new Poller({
-    collect: () => collect({ procfs, scan, docker: dockerCache, clients, now }),
+    collect: async () => collect({ procfs, scan, docker: dockerCache, clients, runtimes: await openChosenRuntimes(), skipNamespaces, now }),
     reaper,
     metrics,
     logger: child("poller"),
@@ -202,6 +231,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     poller,
     server,
     async start() {
+      await openChosenRuntimes();
       const address = await listen(server, config.listen.host, config.listen.port);
       if (dockerCache) void dockerCache.start();
       poller.start();
@@ -232,11 +262,13 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       const scannerClosed = scanner.close();
       await poller.stop();
       dockerCache?.stop();
+      for (const port of runtimePorts) port.close();
       await server.close();
       await scannerClosed;
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {
+      await openChosenRuntimes(); // a required runtime without a socket is a config error here too
       // Decision-only: one cycle cannot see a pty released, and stop() would abandon an escalation half-way.
       reaper.configure({ ...reaperSettings(config), mode: "dry-run" });
       if (config.reaper.mode === "enforce") logger.info("run --once decides only: nothing is signalled; the report shows what the daemon would reap");
@@ -244,7 +276,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart = (["listen", "procRoot", "docker", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
       poller.reconfigure(pollerSettings(next));

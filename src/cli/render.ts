@@ -5,6 +5,13 @@ import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientState } from "../domain/client.js";
 import { escapeUnprintable } from "../text.js";
 
+/** Whether a runtime besides Docker answered, for the header line. */
+export interface RuntimeStatus {
+  runtime: string;
+  available: boolean;
+  error: string | null;
+}
+
 /** The CLIENT column: `attached`, `gone 2m` (for how long), `unknown`; `-` for a pty that is no exec session. */
 function clientCell(client: ClientState | undefined, nowMs: number): string {
   if (client?.state === "gone") return `gone ${formatDuration(Math.max(0, nowMs - client.sinceMs))}`;
@@ -20,13 +27,14 @@ export function printable(text: string, width = 40): string {
 const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "CLIENT", "COMMAND"] as const;
 
 /** `w` for container ptys: a header line of kernel usage, then one row per pty. */
-export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number): string {
+export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number, runtimes: readonly RuntimeStatus[] = []): string {
   const { limits } = inventory;
   const capacity = containerCapacity(limits);
   const usedPct = capacity > 0 ? ((100 * limits.allocated) / capacity).toFixed(1) : "n/a";
   const lines = [
     `ptys ${limits.allocated} of ${limits.max}, containers can use ${capacity} (${usedPct}% used); ` +
-      `docker: ${docker.available ? "available" : `unavailable (${printable(docker.error ?? "unknown", 200)})`}`,
+      `docker: ${docker.available ? "available" : `unavailable (${printable(docker.error ?? "unknown", 200)})`}` +
+      runtimes.map((r) => `; ${r.runtime}: ${r.available ? "available" : `unavailable (${printable(r.error ?? "unknown", 200)})`}`).join(""),
   ];
   if (inventory.discrepancy.explanation) {
     lines.push(`note: found ${inventory.discrepancy.found} ptys, kernel counts ${inventory.discrepancy.allocated}: ${inventory.discrepancy.explanation}`);
@@ -36,7 +44,8 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
   const rows = inventory.ptys.map((pty: Pty) => {
     const session = sessionsByKey.get(pty.key);
     return [
-      printable(pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-"), 40),
+      // Docker's rows stay as they were; another runtime's container is shown as `runtime:name`.
+      printable(`${pty.runtime && pty.runtime !== "docker" ? `${pty.runtime}:` : ""}${pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-")}`, 40),
       session ? session.execId.slice(0, 12) : "-",
       String(session?.pid ?? pty.leaderPid ?? "-"),
       `pts/${pty.index}@${pty.devptsDev}`,

@@ -54,6 +54,7 @@ export const DEFAULT_SETTINGS = {
     pressure: { high: 0.8, low: 0.7, minIdle: "10m" },
     exemptLabel: "ptyreaper.exempt",
     exemptContainers: [] as string[],
+    exemptNamespaces: [] as string[],
     orphanGrace: "2m",
   },
   reaper: { mode: "enforce", grace: "10s", maxPerCycle: 20 },
@@ -258,6 +259,10 @@ const checkLabelKey: Check<string> = (input) =>
     : expected("a label key like \"ptyreaper.exempt\"", input);
 
 /** Docker names are [a-zA-Z0-9][a-zA-Z0-9_.-]*; a pattern adds * and ?. The API's leading "/" is dropped. */
+// A Kubernetes namespace is a DNS label (at most 63 lower-case letters, digits and "-"); "*" and "?" make a pattern.
+const checkNamespaceGlob: Check<string> = (input) =>
+  typeof input === "string" && /^[a-z0-9\-*?]{1,63}$/.test(input) ? ok(input) : expected("a Kubernetes namespace pattern with a-z, 0-9, \"-\", \"*\" and \"?\"", input);
+
 const checkNameGlob: Check<string> = (input) =>
   typeof input === "string" && /^\/?[A-Za-z0-9_.\-*?]{1,255}$/.test(input)
     ? ok(input.replace(/^\//, ""))
@@ -336,6 +341,12 @@ export const configSchema = section({
     exemptContainers: z
       .array(leaf(checkNameGlob), {
         error: (iss) => `expected a list of container name patterns like ["build-*"], got ${describeValue(iss.input)}`,
+      })
+      .nullish()
+      .transform((v) => v ?? []),
+    exemptNamespaces: z
+      .array(leaf(checkNamespaceGlob), {
+        error: (iss) => `expected a list of Kubernetes namespace patterns like ["kube-system"], got ${describeValue(iss.input)}`,
       })
       .nullish()
       .transform((v) => v ?? []),

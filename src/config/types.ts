@@ -9,6 +9,8 @@ export interface PolicyConfig {
   pressure: { high: number; low: number; minIdle: number };
   exemptLabel: string;
   exemptContainers: string[];
+  /** Kubernetes namespaces (patterns) whose pods' sessions are never reaped; absent: none. */
+  exemptNamespaces: string[];
   /** Reap a session whose client has been gone this long (and without input as long); null: off. */
   orphanGrace: number | null;
 }

@@ -18,6 +18,8 @@ export interface PolicyInput {
   dockerAvailable: boolean;
   /** Set for one idle window after a wall-clock step: idle and age reaping wait, pressure reaping does not. */
   clockStepHold?: ClockStepHold | null;
+  /** Whether the runtime that started a session answered this cycle; absent: `dockerAvailable` for every session. */
+  sourceAvailable?: (session: ExecSession) => boolean;
 }
 
 /** A wall-clock step seen by the loop (tty times and ages straddle it, so they cannot be trusted yet). */
@@ -59,8 +61,8 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     const exemption = exemptionOf(session, policy);
     if (exemption !== null) {
       decisions[index] = { execId: session.execId, state: "exempt", reason: null, detail: `exempt: ${exemption}` };
-    } else if (!input.dockerAvailable) {
-      decisions[index] = notStale(c, `docker data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
+    } else if (!(input.sourceAvailable?.(session) ?? input.dockerAvailable)) {
+      decisions[index] = notStale(c, `${session.runtime ?? "docker"} data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
     } else if (c.ageMs < policy.minAge) {
       decisions[index] = notStale(c, `younger than minAge ${formatDurationExact(policy.minAge)} (age ${formatDuration(c.ageMs)})`);
     } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {
@@ -114,7 +116,8 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   // reaps, is back at the low watermark.
   const capacity = containerCapacity(input.limits);
   const { allocated } = input.limits;
-  if (input.dockerAvailable && capacity > 0) {
+  // With per-session availability, sessions of a runtime that did not answer are already left out of `others`.
+  if ((input.sourceAvailable !== undefined || input.dockerAvailable) && capacity > 0) {
     const highCount = Math.ceil(policy.pressure.high * capacity - RATIO_EPSILON);
     const lowCount = Math.floor(policy.pressure.low * capacity + RATIO_EPSILON);
     if (allocated >= highCount) {
@@ -153,6 +156,9 @@ export function exemptionOf(session: ExecSession, policy: PolicyConfig): string 
   const name = session.containerName.replace(/^\//, "");
   const pattern = policy.exemptContainers.find((p) => globMatch(p, name));
   if (pattern !== undefined) return `container name ${name} matches exemptContainers ${pattern}`;
+  const namespace = session.kubernetes?.namespace;
+  const namespacePattern = namespace === undefined ? undefined : policy.exemptNamespaces?.find((p) => globMatch(p, namespace));
+  if (namespacePattern !== undefined) return `Kubernetes namespace ${namespace} matches exemptNamespaces ${namespacePattern}`;
   if (session.exemptByEnv) return "started with PTYREAPER_EXEMPT=1";
   return null;
 }

@@ -3,6 +3,7 @@ import type { CommandLineDisplay } from "../config/types.js";
 import { containerCapacity, type Inventory } from "./types.js";
 import type { DockerStatus, SessionDecision } from "./snapshot.js";
 import type { ClientState } from "./client.js";
+import type { KubernetesRef } from "../runtimes/port.js";
 
 export interface SessionsReport {
   takenAt: string;
@@ -17,6 +18,8 @@ export interface SessionsReport {
     containerId: string | null;
     containerName: string | null;
     execId: string | null;
+    /** The runtime of the container holding it; null for host ptys and ptys no runtime claims. */
+    runtime: string | null;
     masterPids: number[];
     slavePids: number[];
     idleSeconds: number | null;
@@ -26,6 +29,10 @@ export interface SessionsReport {
     execId: string;
     containerId: string;
     containerName: string;
+    /** docker, containerd, cri-o or podman. */
+    runtime: string;
+    /** The pod's namespace, name and container, from the container's labels; null outside Kubernetes. */
+    kubernetes: Omit<KubernetesRef, "podUid"> | null;
     pid: number;
     tty: string;
     devptsDev: string;
@@ -80,6 +87,7 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
       containerId: pty.containerId,
       containerName: pty.containerName,
       execId: pty.execId,
+      runtime: pty.runtime ?? null,
       masterPids: pty.masterPids,
       slavePids: pty.slavePids,
       idleSeconds: pty.atimeMs === null ? null : seconds(nowMs - pty.atimeMs),
@@ -91,6 +99,8 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
         execId: s.execId,
         containerId: s.containerId,
         containerName: s.containerName,
+        runtime: s.runtime ?? "docker",
+        kubernetes: s.kubernetes ? { namespace: s.kubernetes.namespace, pod: s.kubernetes.pod, container: s.kubernetes.container } : null,
         pid: s.pid,
         tty: `pts/${s.index}`,
         devptsDev: s.devptsDev,

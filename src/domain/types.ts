@@ -1,5 +1,7 @@
 // The domain model shared by the scanner, the correlation, the policy and every output.
 import type { ClientState } from "./client.js";
+import type { RuntimeName } from "../runtimes/attribution.js";
+import type { KubernetesRef } from "../runtimes/port.js";
 
 /** `/proc/sys/kernel/pty/{nr,max,reserve}`. */
 export interface PtyLimits {
@@ -140,6 +142,8 @@ export interface Pty {
   leaderPid: number | null;
   leaderCommand: string | null;
   leaderStartedAtMs: number | null;
+  /** The runtime of the container it is in (set after the inventory is built); absent or null: none known. */
+  runtime?: RuntimeName | null;
 }
 
 /** A running `docker exec` that holds a pty. */
@@ -167,6 +171,12 @@ export interface ExecSession {
   command: string;
   /** Whether the session's client is still there; absent when nobody looked (read as unknown). */
   client?: ClientState;
+  /** The runtime that started the exec; absent means docker (sessions built before runtimes were known). */
+  runtime?: RuntimeName;
+  /** containerd namespace of the container (`k8s.io`); null for runtimes without namespaces. */
+  runtimeNamespace?: string | null;
+  /** From the container's `io.kubernetes.*` labels, when it is a pod's. */
+  kubernetes?: KubernetesRef | null;
 }
 
 export interface Inventory {

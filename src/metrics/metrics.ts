@@ -13,7 +13,8 @@ export { POLL_STAGES, type PollStage };
 const DOCKER_UP = "ptyreaper_docker_up";
 
 /** Container runtimes ptyreaper can watch. */
-export type RuntimeName = "docker";
+export type { RuntimeName } from "../runtimes/attribution.js";
+import { RUNTIME_NAMES, type RuntimeName } from "../runtimes/attribution.js";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */
 export interface ConfigInfo {
@@ -75,6 +76,8 @@ export class PtyreaperMetrics {
   private readonly pollErrorsTotal: Counter<"stage">;
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
+  private readonly runtimeUp: Gauge;
+  private readonly runtimeSessions: Gauge<"runtime">;
   private readonly clockStepsTotal: Counter;
   private readonly runtimeEnabled: Gauge<"runtime">;
   private readonly configInfo: Gauge<"mode" | "file">;
@@ -166,6 +169,18 @@ export class PtyreaperMetrics {
     this.dockerUp = new Gauge({
       name: DOCKER_UP,
       help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is disabled in the config.",
+      registers,
+    });
+    this.runtimeUp = new Gauge({
+      name: "ptyreaper_runtime_up",
+      help: "1 when the container runtime answered the last poll cycle, 0 when it did not (none of its sessions is reaped then); absent for a runtime not in use.",
+      labelNames: ["runtime"],
+      registers,
+    });
+    this.runtimeSessions = new Gauge({
+      name: "ptyreaper_runtime_exec_sessions",
+      help: "Running exec sessions holding a pty, by the runtime that started them: docker, containerd, cri-o, podman.",
+      labelNames: ["runtime"],
       registers,
     });
     this.runtimeEnabled = new Gauge({
@@ -288,6 +303,10 @@ export class PtyreaperMetrics {
     for (const d of snapshot.decisions) byState.set(d.state, (byState.get(d.state) ?? 0) + 1);
     for (const [state, count] of byState) this.execSessions.set({ state }, count);
 
+    const byRuntime = new Map<RuntimeName, number>(RUNTIME_NAMES.map((r) => [r, 0]));
+    for (const s of snapshot.inventory.sessions) byRuntime.set(s.runtime ?? "docker", (byRuntime.get(s.runtime ?? "docker") ?? 0) + 1);
+    for (const [runtime, count] of byRuntime) this.runtimeSessions.set({ runtime }, count);
+
     const byClient = new Map<ClientStateName, number>(CLIENT_STATES.map((c) => [c, 0]));
     for (const s of snapshot.inventory.sessions) {
       const client = s.client?.state ?? "unknown";
@@ -339,11 +358,19 @@ export class PtyreaperMetrics {
   /** null: Docker is disabled, so it is neither up nor down (setRuntimeEnabled removed the series). */
   setDockerUp(up: boolean | null): void {
     if (up !== null) this.dockerUp.set(up ? 1 : 0);
+    this.setRuntimeUp("docker", up);
+  }
+
+  /** null: the runtime is not in use, so it has no series. */
+  setRuntimeUp(runtime: RuntimeName, up: boolean | null): void {
+    if (up === null) this.runtimeUp.remove({ runtime });
+    else this.runtimeUp.set({ runtime }, up ? 1 : 0);
   }
 
   /** A disabled runtime has no _up series at all: a dashboard must not read "disabled" as "down". */
   setRuntimeEnabled(runtime: RuntimeName, enabled: boolean): void {
     this.runtimeEnabled.set({ runtime }, enabled ? 1 : 0);
+    if (runtime !== "docker") return;
     const registered = this.registry.getSingleMetric(DOCKER_UP) !== undefined;
     if (!enabled && registered) this.registry.removeSingleMetric(DOCKER_UP);
     if (enabled && !registered) this.registry.registerMetric(this.dockerUp);

@@ -8,6 +8,10 @@ import type { DockerCache } from "../docker/cache.js";
 import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
+import type { RuntimePort } from "../runtimes/port.js";
+import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
+import { processFactsLookup } from "../runtimes/facts.js";
+import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -17,6 +21,10 @@ export interface CollectDeps {
   docker: DockerCache | null;
   /** Where each session's client is; absent or null: not looked at (sessions are then `unknown`). */
   clients?: ClientEvidence | null;
+  /** Runtimes besides Docker (containerd, Podman) opened from the config; absent or empty: Docker only. */
+  runtimes?: readonly RuntimePort[];
+  /** containerd namespaces left out because Docker covers them (`moby` while Docker is enabled). */
+  skipNamespaces?: ReadonlySet<string>;
   now?: () => number;
 }
 
@@ -25,6 +33,10 @@ export interface Observation {
   docker: DockerStatus;
   dockerApiCalls: number;
   scan: ProcScan;
+  /** What each other runtime answered this cycle. */
+  runtimes?: RuntimeView[];
+  /** Each running tty exec of another runtime, and whether /proc confirmed it. */
+  runtimeVerdicts?: RuntimeExecVerdict[];
 }
 
 /** The stage that failed, for ptyreaper_poll_errors_total{stage}. */
@@ -49,18 +61,28 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     ? { available: refresh.available, error: refresh.error }
     : { available: false, error: "disabled in config (docker.enabled: false)" };
   const view = refresh ?? { available: false, error: docker.error, containers: [], execs: [] };
+  const runtimes: RuntimeView[] = [];
+  for (const port of deps.runtimes ?? []) runtimes.push(await gatherRuntime(port, deps.skipNamespaces));
+  const runtimeInits = runtimes.flatMap((r) => r.containers.map((c) => c.initPid ?? 0)).filter((pid) => pid > 0);
   let scan: ProcScan;
   try {
-    scan = await deps.scan({ initPids: view.containers.map((c) => c.pid), ptyAllocated: limits.allocated });
+    scan = await deps.scan({ initPids: [...view.containers.map((c) => c.pid), ...runtimeInits], ptyAllocated: limits.allocated });
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
-  const inventory = buildInventory(scan, limits, view, (pid) => hasExemptEnv(deps.procfs, pid));
+  const lookup = processFactsLookup(deps.procfs);
+  const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
+  const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
+  tagSessions(inventory.sessions, merged.origins);
+  tagPtys(inventory.ptys, merged.containerRuntimes);
+  tagPtysFromProc(inventory.ptys, lookup);
   if (deps.clients) {
-    const states = deps.clients.observe({ scan, docker: view, sessions: inventory.sessions, nowMs: (deps.now ?? Date.now)() });
-    for (const session of inventory.sessions) session.client = states.get(session.execId);
+    // Client evidence pairs Docker's exec clients only; other runtimes' sessions stay `unknown`.
+    const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
+    const states = deps.clients.observe({ scan, docker: view, sessions: dockerSessions, nowMs: (deps.now ?? Date.now)() });
+    for (const session of dockerSessions) session.client = states.get(session.execId);
   }
-  return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan };
+  return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };
 }
 
 /** Only this one variable is looked at; the environment is never stored or shown. */

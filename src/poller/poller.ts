@@ -8,6 +8,7 @@ import type { ExecSession } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
 import type { PollStage } from "./stages.js";
+import type { RuntimeName } from "../runtimes/attribution.js";
 
 /** What the loop reports to metrics (PtyreaperMetrics implements it). */
 export interface PollMetrics {
@@ -16,6 +17,8 @@ export interface PollMetrics {
   pollFailed(stage: PollStage): void;
   /** null when Docker is disabled in the config. */
   setDockerUp(up: boolean | null): void;
+  /** Each runtime besides Docker in use: whether it answered this cycle. */
+  setRuntimeUp?(runtime: RuntimeName, up: boolean | null): void;
   /** A wall-clock step was seen between two cycles. */
   clockStepped(): void;
 }
@@ -92,6 +95,8 @@ export class Poller {
   private dockerWasAvailable: boolean | null = null;
   /** The clocks as the last cycle read them, to detect a step. */
   private lastClock: ClockReading | null = null;
+  /** Other runtimes' execs /proc did not confirm, already logged (once each, while they last). */
+  private unconfirmedLogged = new Set<string>();
   /** After a clock step: the step and the monotonic time until which time-based reaping is held. */
   private clockHold: { stepMs: number; untilMono: number } | null = null;
 
@@ -151,14 +156,18 @@ export class Poller {
         metrics.setDockerUp(docker.available);
         this.logDockerChange(docker);
       } else metrics.setDockerUp(null);
+      for (const view of observation.runtimes ?? []) metrics.setRuntimeUp?.(view.runtime, view.available);
     });
+    this.guard("docker", () => this.logUnconfirmed(observation));
+    // A session may be reaped only while the runtime that started it answers.
+    const runtimeUp = new Map<string, boolean>([["docker", docker.available], ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available])]);
 
     let decisions: Snapshot["decisions"] = [];
     this.guard("policy", () => {
       const clock = { wallMs: now(), monotonicMs: this.monotonicNow() };
       const hold = this.clockStepHold(clock, settings.policy);
       decisions = decide(
-        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold },
+        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold, sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false },
         settings.policy,
         settings.maxPerCycle,
         clock.wallMs,
@@ -223,6 +232,20 @@ export class Poller {
     } else if (was === false) {
       this.options.logger.info("docker reachable again: reaping resumes");
     }
+  }
+
+  /** One line per exec of another runtime that /proc does not confirm: why its pty is shown unowned and never reaped. */
+  private logUnconfirmed(observation: Observation): void {
+    const now = new Set<string>();
+    for (const { exec, runtime, refusal } of observation.runtimeVerdicts ?? []) {
+      if (refusal === null) continue;
+      const key = `${runtime} ${exec.id}`;
+      now.add(key);
+      if (!this.unconfirmedLogged.has(key)) {
+        this.options.logger.warn({ runtime, execId: exec.id, containerId: exec.container.id, pid: exec.pid, why: refusal }, "exec not confirmed from /proc: its pty is counted but it is never reaped");
+      }
+    }
+    this.unconfirmedLogged = now;
   }
 
   /** Runs one step of a cycle; a throw is counted under its stage and logged, and the cycle goes on. */

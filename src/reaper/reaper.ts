@@ -9,6 +9,8 @@ import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
 import type { DockerPort } from "../docker/port.js";
 import { refusalFor, type ProcessRef, type ProcessTable, type RefusalReason, type SessionGuard, type TargetFacts } from "./identity.js";
 import type { Signaller } from "./signaller.js";
+import type { RuntimePort } from "../runtimes/port.js";
+import { confirmRuntimeSession, runtimeOf, runtimeReleaseMs } from "./runtime-confirm.js";
 
 export interface ReapMetrics {
   reaped(reason: ReapReason): void;
@@ -34,6 +36,8 @@ export interface ReaperOptions extends ReaperSettings {
   processes: ProcessTable;
   signaller: Signaller;
   docker: DockerPort | null;
+  /** The other runtimes in use (containerd, Podman): they confirm their sessions and kill through their own call. */
+  runtimes?: readonly RuntimePort[];
   metrics: ReapMetrics;
   logger: Logger;
   now: () => number;
@@ -50,6 +54,11 @@ const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
  * under load (docs/reliability.md).
  */
 export const RELEASE_TIMEOUT_MS = 60_000;
+
+/** How long a released pty's master may stay open in the runtime's monitor: containerd's shim may take longer (runtime-confirm.ts). */
+function releaseTimeoutMs(session: Pick<ExecSession, "runtime">): number {
+  return Math.max(RELEASE_TIMEOUT_MS, runtimeReleaseMs(session));
+}
 /** Escalations per session before it is left alone (logged); each failed one is retried on a later cycle. */
 export const MAX_ATTEMPTS = 3;
 /** Reads of the holders within one step (each after sending to the new ones). */
@@ -71,6 +80,8 @@ interface Escalation {
   releasingSinceMs: number;
   /** The container's main process, from Docker at the start of this attempt. */
   containerMain: ProcessRef | null;
+  /** Cleared when the runtime has no kill call for this exec ("unsupported"): signals by pid from then on. */
+  viaRuntime?: boolean;
 }
 
 type Result = "reaped" | "already_gone" | "refused" | "failed" | "stopped";
@@ -172,8 +183,8 @@ export class Reaper {
       // A slave still open (by a process ptyreaper may not signal) keeps the pty for good; only the shim's master is worth waiting for.
       if (pty.slavePids.length > 0) {
         this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",")}, master holders ${pty.masterPids.join(",") || "none"}`);
-      } else if (this.options.now() - escalation.releasingSinceMs >= RELEASE_TIMEOUT_MS) {
-        this.fail(escalation, `pty still held ${formatDuration(RELEASE_TIMEOUT_MS)} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`);
+      } else if (this.options.now() - escalation.releasingSinceMs >= releaseTimeoutMs(session)) {
+        this.fail(escalation, `pty still held ${formatDuration(releaseTimeoutMs(session))} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`);
       }
     }
   }
@@ -206,6 +217,7 @@ export class Reaper {
 
   private async begin(escalation: Escalation): Promise<void> {
     const { session } = escalation;
+    if (runtimeOf(session) !== "docker") return this.beginRuntime(escalation);
     // Docker must still say this exec runs with this pid (or, on a retry, that it ended), and where the container's main process is.
     const docker = this.options.docker;
     if (docker === null) return this.finish(escalation, "refused", "docker is disabled");
@@ -228,6 +240,77 @@ export class Reaper {
     this.signalStep(escalation, 0);
   }
 
+  /** begin() for a session of another runtime: the runtime must still record the exec with this pid, and name the container's init. */
+  private async beginRuntime(escalation: Escalation): Promise<void> {
+    const { session } = escalation;
+    const runtime = runtimeOf(session);
+    const port = this.options.runtimes?.find((p) => p.runtime === runtime);
+    if (!port) return this.finish(escalation, "refused", `${runtime} is not in use`);
+    let confirmed;
+    try {
+      confirmed = await confirmRuntimeSession(port, session);
+    } catch (err) {
+      return this.finish(escalation, "refused", `cannot confirm with ${runtime}: ${errorMessage(err)}`);
+    }
+    if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
+    if (confirmed.verdict === "ended" && escalation.attempt === 1) return this.finish(escalation, "already_gone", confirmed.why);
+    if (confirmed.verdict === "refused") return this.finish(escalation, "refused", confirmed.why);
+    if (confirmed.verdict === "container_gone") return this.finish(escalation, "already_gone", confirmed.why);
+    if (confirmed.initPid === null) return this.finish(escalation, "refused", `${runtime} does not name the container's main process`);
+    let stat;
+    try {
+      stat = this.options.processes.stat(confirmed.initPid);
+    } catch {
+      stat = null;
+    }
+    if (!stat) return this.finish(escalation, "refused", `cannot read the container's main process ${confirmed.initPid}`);
+    escalation.containerMain = { pid: confirmed.initPid, startTicks: stat.startTicks };
+    escalation.phase = "signalling";
+    escalation.viaRuntime ??= confirmed.verdict === "running";
+    void this.runtimeStep(escalation, 0, port);
+  }
+
+  /**
+   * One escalation step through the runtime's own kill call, after the same never-signal check on the exec's
+   * process; the other holders of the pty (its children) then get the same signal by pid. "unsupported"
+   * (Podman before 4.8) falls back to signals by pid for this and every later step.
+   */
+  private async runtimeStep(escalation: Escalation, level: number, port: RuntimePort): Promise<void> {
+    if (this.stopped || this.inFlight.get(escalation.session.execId) !== escalation) return;
+    const signal = ESCALATION[level];
+    if (!escalation.viaRuntime || signal === undefined) return this.signalStep(escalation, level);
+    const halt = this.haltReason(escalation);
+    if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${signal}: ${halt}`);
+    const { session } = escalation;
+    let refusal: string | null;
+    try {
+      refusal = this.check(escalation, session.pid);
+    } catch (err) {
+      if (!isVanished(err)) throw err;
+      return this.signalStep(escalation, level); // the exec's process is gone: only its leftovers, if any, by pid
+    }
+    // A refusal is reported by the pid path, which applies the same check and fails the attempt.
+    if (refusal !== null) return this.signalStep(escalation, level);
+    let outcome;
+    try {
+      outcome = await port.killExec({ id: session.execId, container: { namespace: session.runtimeNamespace ?? null, id: session.containerId } }, signal);
+    } catch (err) {
+      this.options.logger.warn({ err, execId: session.execId, runtime: port.runtime }, "kill through the runtime failed: signalling by pid");
+      outcome = "unsupported" as const;
+    }
+    if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
+    if (outcome === "unsupported") {
+      escalation.viaRuntime = false;
+      this.options.logger.info({ execId: session.execId, runtime: port.runtime }, "the runtime has no kill call for this exec: signalling by pid");
+      return this.signalStep(escalation, level);
+    }
+    if (outcome === "signalled") {
+      escalation.step = signal;
+      this.options.logger.info({ ...describe(session, this.options.now()), signal, via: port.runtime, attempt: escalation.attempt }, "signalled exec session through its runtime");
+    }
+    this.signalStep(escalation, level, outcome === "signalled" ? session.pid : null, port);
+  }
+
   /** Why an escalation must not go on (a reload changed the rules); null to go on. */
   private haltReason(escalation: Escalation): string | null {
     if (this.options.mode !== "enforce") return `mode is now ${this.options.mode}`;
@@ -238,7 +321,8 @@ export class Reaper {
     return null;
   }
 
-  private signalStep(escalation: Escalation, level: number): void {
+  /** `skipPid`: the exec's process, already signalled at this level through its runtime (`port`, whose call the next level uses too). */
+  private signalStep(escalation: Escalation, level: number, skipPid: number | null = null, port: RuntimePort | null = null): void {
     if (this.stopped || this.inFlight.get(escalation.session.execId) !== escalation) return;
     const halt = this.haltReason(escalation);
     if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${ESCALATION[level] ?? "its end"}: ${halt}`);
@@ -250,11 +334,11 @@ export class Reaper {
     // Read again right after sending (only processes new since the last read): a child forked just before its
     // parent got the signal is reached in the same step, rather than outliving the exec's process.
     for (let pass = 0; pass < SAME_STEP_PASSES; pass++) {
-      const fresh = this.holders(escalation, examined);
+      const fresh = this.holders(escalation, examined).filter((pid) => pid !== skipPid);
       if (fresh.length === 0) break;
       this.sendAll(escalation, fresh, signal, sent, refused);
     }
-    if (sent.length === 0) {
+    if (sent.length === 0 && skipPid === null) {
       if (refused.length === 0) {
         void this.confirmEnded(escalation);
         return;
@@ -264,10 +348,11 @@ export class Reaper {
       return;
     }
     escalation.step = signal ?? null;
-    this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
+    if (sent.length > 0) this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
     escalation.timer = setTimeout(() => {
       escalation.timer = null;
-      this.signalStep(escalation, level + 1);
+      if (port !== null) void this.runtimeStep(escalation, level + 1, port);
+      else this.signalStep(escalation, level + 1);
     }, this.options.graceMs);
     escalation.timer.unref();
   }
@@ -395,6 +480,7 @@ export class Reaper {
 
   private async confirmEnded(escalation: Escalation): Promise<void> {
     const { session } = escalation;
+    if (runtimeOf(session) !== "docker") return this.confirmRuntimeEnded(escalation);
     try {
       const exec = await this.options.docker?.inspectExec(session.execId);
       if (this.inFlight.get(session.execId) !== escalation) return;
@@ -406,6 +492,23 @@ export class Reaper {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
     }
     // Reaped only once the kernel freed the pty: observe() decides.
+    escalation.phase = "releasing";
+    escalation.releasingSinceMs = this.options.now();
+  }
+
+  private async confirmRuntimeEnded(escalation: Escalation): Promise<void> {
+    const { session } = escalation;
+    const port = this.options.runtimes?.find((p) => p.runtime === runtimeOf(session));
+    try {
+      const confirmed = port ? await confirmRuntimeSession(port, session) : null;
+      if (this.inFlight.get(session.execId) !== escalation) return;
+      if (confirmed?.verdict === "running") {
+        this.fail(escalation, `no process holds the pty any more but ${port?.runtime ?? "the runtime"} still reports the exec running`);
+        return;
+      }
+    } catch (err) {
+      this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with its runtime");
+    }
     escalation.phase = "releasing";
     escalation.releasingSinceMs = this.options.now();
   }
@@ -444,6 +547,8 @@ export class Reaper {
 
 function describe(session: ExecSession, nowMs: number): Record<string, unknown> {
   return {
+    runtime: runtimeOf(session),
+    ...(session.kubernetes ? { pod: `${session.kubernetes.namespace}/${session.kubernetes.pod}`, kubernetesContainer: session.kubernetes.container } : {}),
     container: session.containerName,
     containerId: session.containerId.slice(0, 12),
     execId: session.execId,

@@ -22,6 +22,8 @@ export interface RuntimeContainer extends ContainerRef {
   /** Host pid of its init (its main process); null when the runtime does not say. */
   initPid: number | null;
   labels: Readonly<Record<string, string>>;
+  /** The runtime's name for it (Podman's `Name`); absent when the runtime has none. */
+  name?: string;
   /** From `io.kubernetes.*` labels, when the container is a Kubernetes pod's. */
   kubernetes: KubernetesRef | null;
 }

@@ -53,7 +53,7 @@ describe("PodmanRuntime on a private Podman 4.3", () => {
   it("lists the running container with its init pid and labels", async () => {
     const containers = await runtime.listContainers();
     const initPid = Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", containerId])).trim());
-    expect(containers).toEqual([{ namespace: null, id: containerId, runtime: "podman", initPid, labels: expect.objectContaining({ "org.ptyreaper.test": "podman-adapter" }) as unknown, kubernetes: null }]);
+    expect(containers).toEqual([{ namespace: null, id: containerId, runtime: "podman", initPid, labels: expect.objectContaining({ "org.ptyreaper.test": "podman-adapter" }) as unknown, name: "ptyr-test-podman-adapter", kubernetes: null }]);
     expect(await runtime.getContainer({ namespace: null, id: "f".repeat(64) })).toBeNull();
   });
 

@@ -84,6 +84,7 @@ describe("config/alerts.yml", () => {
         "PtyreaperPtyUsageCritical",
         "PtyreaperPtyUsageHigh",
         "PtyreaperReapFailing",
+        "PtyreaperRuntimeUnreachable",
         "PtyreaperStaleSessionsPilingUp",
         "PtyreaperOrphansPilingUp",
         "PtyreaperTargetMissing",

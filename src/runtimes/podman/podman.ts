@@ -39,6 +39,7 @@ function isNoSuchObject(answer: Answer): boolean {
 
 interface ContainerInspect {
   Id: string;
+  Name?: string;
   State: { Running: boolean; Pid: number };
   Config: { Labels: Record<string, string> | null };
   ExecIDs: string[] | null;
@@ -130,7 +131,7 @@ export class PodmanRuntime implements RuntimePort {
     const inspect = await this.inspect(ref.id);
     if (!inspect?.State.Running) return null;
     const labels = inspect.Config.Labels ?? {};
-    return { namespace: null, id: inspect.Id, runtime: "podman", initPid: inspect.State.Pid > 0 ? inspect.State.Pid : null, labels, kubernetes: kubernetesRefOf(labels) };
+    return { namespace: null, id: inspect.Id, runtime: "podman", initPid: inspect.State.Pid > 0 ? inspect.State.Pid : null, labels, ...(inspect.Name ? { name: inspect.Name.replace(/^\//, "") } : {}), kubernetes: kubernetesRefOf(labels) };
   }
 
   async listExecs(ref: ContainerRef): Promise<RuntimeExec[]> {

@@ -28,6 +28,7 @@ const DEFAULTS: Config = {
     pressure: { high: 0.8, low: 0.7, minIdle: 600_000 },
     exemptLabel: "ptyreaper.exempt",
     exemptContainers: [],
+    exemptNamespaces: [],
     orphanGrace: 120_000,
   },
   reaper: { mode: "enforce", grace: 10_000, maxPerCycle: 20 },

@@ -22,6 +22,7 @@ const POLICY: PolicyConfig = {
   pressure: { high: 0.8, low: 0.7, minIdle: 10 * M },
   exemptLabel: "ptyreaper.exempt",
   exemptContainers: [],
+  exemptNamespaces: [],
   orphanGrace: 2 * M,
 };
 
@@ -391,6 +392,7 @@ describe("invariants over random sessions (fast-check)", () => {
       .map(([a, b]) => ({ high: Math.max(a, b), low: Math.min(a, b), minIdle: 10 * M })),
     exemptLabel: fc.constant<string>("ptyreaper.exempt"),
     exemptContainers: fc.constantFrom<string[]>([], ["build-*"], ["d?"]),
+    exemptNamespaces: fc.constant<string[]>([]),
     orphanGrace: fc.option(fc.integer({ min: 10 * S, max: 1 * D }), { nil: null }),
   });
 

@@ -81,6 +81,8 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_reap_refusals_total",
         "ptyreaper_reaped_sessions_total",
         "ptyreaper_runtime_enabled",
+        "ptyreaper_runtime_exec_sessions",
+        "ptyreaper_runtime_up",
         "ptyreaper_scan_info",
         "ptyreaper_scan_passes_cut_total",
         "ptyreaper_signal_info",

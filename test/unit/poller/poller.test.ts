@@ -344,3 +344,20 @@ describe("Poller: wall-clock steps", () => {
     expect(rig.poller.liveness().ok).toBe(false);
   });
 });
+
+describe("Poller and other runtimes", () => {
+  it("logs an exec /proc did not confirm once while it lasts, and again if it comes back", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const exec = { id: "e".repeat(64), container: { namespace: "k8s.io", id: "c".repeat(64) }, pid: 4242, running: true, tty: true };
+    const verdicts = [[{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }], [{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }], [], [{ exec, runtime: "containerd" as const, refusal: "again" }]];
+    let cycle = 0;
+    const poller = makePoller(() => Promise.resolve({ ...observation(), runtimeVerdicts: verdicts[cycle++] ?? [] }), recorder(), true, { logger });
+    for (let i = 0; i < 4; i++) await poller.runOnce();
+    const logged = lines.filter((l) => l.msg === "exec not confirmed from /proc: its pty is counted but it is never reaped");
+    expect(logged.map((l) => [l.runtime, l.pid, l.why])).toEqual([
+      ["containerd", 4242, "/proc attributes it to unknown"],
+      ["containerd", 4242, "again"],
+    ]);
+  });
+});

@@ -7,6 +7,8 @@ import { ProcFs } from "../../../src/procfs/procfs.js";
 import { scanProc } from "../../../src/procfs/scan.js";
 import { attribute } from "../../../src/runtimes/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../../src/runtimes/facts.js";
+import { buildInventory } from "../../../src/domain/inventory.js";
+import { mergeRuntimeViews, tagPtys, tagPtysFromProc } from "../../../src/domain/runtime-sessions.js";
 
 const ROOT = fileURLToPath(new URL("../../fixtures/proc/crio-exec", import.meta.url));
 const ID = "9a3f5e2c1b7d4e6f8a0b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e1f";
@@ -95,5 +97,18 @@ describe("CRI-O exec fixture", () => {
     const orphanedRunc = { ...runc, ppid: 1 };
     const result = attribute(shell, runc, (pid) => (pid === 720 ? orphanedRunc : lookup(pid)));
     expect(result.runtime).toBe("unknown");
+  });
+
+  it("in the inventory (no CRI-O adapter): both ptys are counted and shown as CRI-O's, and no session is made to reap", () => {
+    const noDocker = { available: false, error: "disabled", containers: [], execs: [] };
+    const merged = mergeRuntimeViews(noDocker, [], scan, lookup);
+    const inventory = buildInventory(scan, { allocated: 2, max: 4096, reserve: 1024 }, merged.view);
+    tagPtys(inventory.ptys, merged.containerRuntimes);
+    tagPtysFromProc(inventory.ptys, lookup);
+    expect(inventory.ptys.map((p) => [p.key, p.runtime])).toEqual([
+      [HOST_KEY, "cri-o"],
+      [CONTAINER_KEY, "cri-o"],
+    ]);
+    expect(inventory.sessions).toEqual([]);
   });
 });

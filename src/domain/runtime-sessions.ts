@@ -1,0 +1,141 @@
+// Pure: the exec sessions of runtimes other than Docker, confirmed from /proc, in the shape the inventory takes.
+// The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
+import { attribute, type ProcessFacts, type RuntimeName } from "../runtimes/attribution.js";
+import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "../runtimes/port.js";
+import type { RuntimeView } from "../runtimes/view.js";
+import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
+
+/** Where a non-Docker exec came from, to tag its session. */
+export interface RuntimeOrigin {
+  runtime: RuntimeName;
+  namespace: string | null;
+  kubernetes: KubernetesRef | null;
+}
+
+export interface RuntimeExecVerdict {
+  exec: RuntimeExec;
+  runtime: RuntimeName;
+  /** null when /proc agrees with the runtime's record; else why it does not (the exec is then no session). */
+  refusal: string | null;
+}
+
+export interface MergedView {
+  /** Docker's view plus the confirmed execs of the other runtimes and their containers. */
+  view: DockerView;
+  origins: Map<string, RuntimeOrigin>;
+  /** Container ID → the runtime that runs it (Docker's included). */
+  containerRuntimes: Map<string, RuntimeName>;
+  verdicts: RuntimeExecVerdict[];
+}
+
+/** The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the short ID. */
+export function runtimeContainerName(container: RuntimeContainer): string {
+  if (container.name) return container.name;
+  const k8s = container.kubernetes;
+  return k8s ? `${k8s.namespace}/${k8s.pod}/${k8s.container}` : container.id.slice(0, 12);
+}
+
+/**
+ * Whether /proc says the same as the runtime about one running exec: its process holds a pty slave on
+ * its stdio, the holder of that pty's master is this runtime's monitor, and the attribution names the
+ * same runtime, container, exec role and session process (and exec ID where the monitor names one).
+ */
+export function confirmRuntimeExec(
+  exec: RuntimeExec,
+  runtime: RuntimeName,
+  scan: ProcScan,
+  lookup: (pid: number) => ProcessFacts | undefined,
+  knownInits: ReadonlySet<number>,
+): string | null {
+  const holder = lookup(exec.pid);
+  if (!holder) return `process ${exec.pid} not readable`;
+  const keys = new Set(scan.ptyFds.filter((fd) => fd.pid === exec.pid && fd.role === "slave" && fd.fd <= 2).map((fd) => ptyKey(fd.devptsDev, fd.index)));
+  if (keys.size !== 1) return `process ${exec.pid} has ${keys.size} pty slaves on its stdio`;
+  const key = [...keys][0] as string;
+  const masterPids = new Set(scan.ptyFds.filter((fd) => fd.role === "master" && ptyKey(fd.devptsDev, fd.index) === key).map((fd) => fd.pid));
+  if (masterPids.size > 1) return `its pty's master is held by ${masterPids.size} processes`;
+  const masterPid = [...masterPids][0];
+  const master = masterPid === undefined ? null : (lookup(masterPid) ?? null);
+  const found = attribute(holder, master, lookup, knownInits);
+  const why = found.evidence.join("; ");
+  if (found.runtime !== runtime) return `/proc attributes it to ${found.runtime} (${why})`;
+  if (found.role !== "exec") return `/proc says it is the container's ${found.role} process (${why})`;
+  if (found.sessionPid !== exec.pid) return `/proc names pid ${found.sessionPid ?? "none"} as the session's process`;
+  if (found.containerId !== exec.container.id) return `/proc names container ${found.containerId ?? "none"}`;
+  if (found.execId !== null && found.execId !== exec.id) return `its monitor names exec ${found.execId}`;
+  return null;
+}
+
+/**
+ * Adds each runtime's confirmed running execs (and their containers) to Docker's view. A runtime that did
+ * not answer adds nothing; an exec /proc does not confirm adds nothing, so its pty is counted but unowned.
+ */
+export function mergeRuntimeViews(
+  docker: DockerView,
+  runtimes: readonly RuntimeView[],
+  scan: ProcScan,
+  lookup: (pid: number) => ProcessFacts | undefined,
+): MergedView {
+  const containers: ContainerInfo[] = [...docker.containers];
+  const execs: ExecInfo[] = [...docker.execs];
+  const origins = new Map<string, RuntimeOrigin>();
+  const verdicts: RuntimeExecVerdict[] = [];
+  const knownInits = new Set<number>(docker.containers.map((c) => c.pid).filter((pid) => pid > 0));
+  for (const view of runtimes) for (const c of view.containers) if (c.initPid !== null) knownInits.add(c.initPid);
+  const seenContainers = new Set(containers.map((c) => c.id));
+  const containerRuntimes = new Map<string, RuntimeName>(containers.map((c) => [c.id, "docker"]));
+
+  for (const view of runtimes) {
+    if (!view.available) continue;
+    const byId = new Map(view.containers.map((c) => [c.id, c]));
+    for (const container of view.containers) {
+      if (seenContainers.has(container.id)) continue; // Docker's own, seen through containerd: Docker already has it
+      seenContainers.add(container.id);
+      containerRuntimes.set(container.id, view.runtime);
+      containers.push({ id: container.id, name: runtimeContainerName(container), labels: { ...container.labels }, pid: container.initPid ?? 0, tty: false, execIds: [] });
+    }
+    for (const exec of view.execs) {
+      const container = byId.get(exec.container.id);
+      if (!exec.running || exec.pid <= 0 || exec.tty === false || !container) continue;
+      if (origins.has(exec.id) || docker.execs.some((e) => e.id === exec.id)) continue; // never two sessions for one exec
+      const refusal = confirmRuntimeExec(exec, view.runtime, scan, lookup, knownInits);
+      verdicts.push({ exec, runtime: view.runtime, refusal });
+      if (refusal !== null) continue;
+      const cmdline = scan.processes.get(exec.pid)?.cmdline ?? [];
+      execs.push({ id: exec.id, containerId: exec.container.id, running: true, pid: exec.pid, tty: true, entrypoint: cmdline[0] ?? "", arguments: cmdline.slice(1) });
+      origins.set(exec.id, { runtime: view.runtime, namespace: container.namespace, kubernetes: container.kubernetes });
+    }
+  }
+  return { view: { ...docker, containers, execs }, origins, containerRuntimes, verdicts };
+}
+
+/** Tags each pty with the runtime of its container, when one is known. */
+export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, RuntimeName>): void {
+  for (const pty of ptys) pty.runtime = pty.containerId === null ? null : (containerRuntimes.get(pty.containerId) ?? null);
+}
+
+/**
+ * For ptys no runtime's container claims (CRI-O has no adapter; a runtime may be down): the runtime /proc alone
+ * attributes to the slave holder that leads it, so they are shown by runtime. Only shown: no session comes of it.
+ */
+export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFacts | undefined): void {
+  for (const pty of ptys) {
+    if (pty.runtime || pty.owner === "exec") continue;
+    const holder = lookup(pty.leaderPid ?? pty.slavePids[0] ?? 0);
+    if (!holder) continue;
+    const masterPid = pty.masterPids[0];
+    const master = pty.masterPids.length === 1 && masterPid !== undefined ? (lookup(masterPid) ?? null) : null;
+    const found = attribute(holder, master, lookup);
+    if (found.runtime !== "unknown") pty.runtime = found.runtime;
+  }
+}
+
+/** Tags each session with its runtime (Docker's when no other runtime claimed its exec). */
+export function tagSessions(sessions: ExecSession[], origins: ReadonlyMap<string, RuntimeOrigin>): void {
+  for (const session of sessions) {
+    const origin = origins.get(session.execId);
+    session.runtime = origin?.runtime ?? "docker";
+    session.runtimeNamespace = origin?.namespace ?? null;
+    session.kubernetes = origin?.kubernetes ?? null;
+  }
+}

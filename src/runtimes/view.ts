@@ -1,0 +1,28 @@
+// One cycle's look at a runtime other than Docker: its running containers and their exec sessions, through its port.
+import { errorMessage } from "../errors.js";
+import type { RuntimeName } from "./attribution.js";
+import type { RuntimeContainer, RuntimeExec, RuntimePort } from "./port.js";
+
+/** What one runtime answered this cycle; on any failed call nothing of it is used (its sessions are not reaped). */
+export interface RuntimeView {
+  runtime: RuntimeName;
+  available: boolean;
+  error: string | null;
+  containers: RuntimeContainer[];
+  execs: RuntimeExec[];
+}
+
+/**
+ * Lists the runtime's containers, then each one's execs. `skipNamespaces` leaves out containerd namespaces
+ * another source already covers (Docker's `moby`), so no session is counted twice.
+ */
+export async function gatherRuntime(port: RuntimePort, skipNamespaces: ReadonlySet<string> = new Set()): Promise<RuntimeView> {
+  try {
+    const containers = (await port.listContainers()).filter((c) => c.namespace === null || !skipNamespaces.has(c.namespace));
+    const execs: RuntimeExec[] = [];
+    for (const container of containers) execs.push(...(await port.listExecs(container)));
+    return { runtime: port.runtime, available: true, error: null, containers, execs };
+  } catch (err) {
+    return { runtime: port.runtime, available: false, error: errorMessage(err), containers: [], execs: [] };
+  }
+}

@@ -1,0 +1,46 @@
+// createDaemon and the runtimes: a runtime the config requires but whose socket is missing stops start() and run --once.
+import { describe, expect, it } from "vitest";
+import { pino } from "pino";
+import { createDaemon } from "../../src/app.js";
+import { parseConfig } from "../../src/config/load.js";
+import { ConfigError } from "../../src/errors.js";
+
+const MISSING = "/nonexistent/ptyreaper-test/containerd.sock";
+
+function daemonRequiring(enabled: string) {
+  const config = parseConfig(
+    `docker: {enabled: false}\nlisten: "127.0.0.1:0"\nruntimes:\n  containerd: {enabled: ${enabled}, socket: ${MISSING}}\n  podman: {enabled: false}\n`,
+    "test.yaml",
+    {},
+  );
+  return createDaemon({ config, logger: pino({ enabled: false }), version: "test" });
+}
+
+describe("createDaemon with runtimes", () => {
+  it.each([["start", (d: ReturnType<typeof daemonRequiring>) => d.start()], ["run --once", (d: ReturnType<typeof daemonRequiring>) => d.runOnce()]])(
+    "%s: enabled: true without a socket is a config error naming the key and the path",
+    async (_name, act) => {
+      const daemon = daemonRequiring("true");
+      try {
+        const failure = await act(daemon).then(() => null, (err: unknown) => err);
+        expect(failure).toBeInstanceOf(ConfigError);
+        expect((failure as ConfigError).problems).toEqual([`runtimes.containerd: enabled, but there is no socket at ${MISSING}`]);
+      } finally {
+        await daemon.stop();
+      }
+    },
+  );
+
+  it("enabled: auto without a socket runs without that runtime", async () => {
+    const daemon = daemonRequiring("auto");
+    try {
+      const snapshot = await daemon.runOnce();
+      expect(snapshot).not.toBeNull();
+      const text = await daemon.metrics.exposition();
+      expect(text.body).not.toContain('ptyreaper_runtime_up{runtime="containerd"}');
+      expect(text.body).not.toContain('ptyreaper_runtime_enabled{runtime="containerd"}');
+    } finally {
+      await daemon.stop();
+    }
+  });
+});

@@ -1,0 +1,165 @@
+// mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
+import { describe, expect, it } from "vitest";
+import { buildInventory } from "../../../src/domain/inventory.js";
+import { mergeRuntimeViews, tagPtys, tagSessions } from "../../../src/domain/runtime-sessions.js";
+import type { DockerView, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { ProcessFacts } from "../../../src/runtimes/attribution.js";
+import type { RuntimeContainer, RuntimeExec } from "../../../src/runtimes/port.js";
+import type { RuntimeView } from "../../../src/runtimes/view.js";
+import { sessionsReport } from "../../../src/domain/report.js";
+import { renderSessionsTable } from "../../../src/cli/render.js";
+import { PtyreaperMetrics } from "../../../src/metrics/metrics.js";
+
+const POD_CONTAINER = "c".repeat(64);
+const SANDBOX = "5".repeat(64);
+const PODMAN_CONTAINER = "d".repeat(64);
+const CRI_EXEC = "1".repeat(64);
+const PODMAN_EXEC = "2".repeat(64);
+const PTS = "0:50";
+const PODMAN_PTS = "0:51";
+
+interface Proc {
+  facts: ProcessFacts;
+  info: ProcInfo;
+}
+
+function proc(pid: number, ppid: number, comm: string, argv: string[], cgroup: string, nsPid: number): Proc {
+  return {
+    facts: { pid, ppid, comm, argv, cgroup, nsPid },
+    info: { pid, ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: 1000, comm, cmdline: argv, uid: 0, pidNs: null, nsPids: [pid, nsPid], containerId: null },
+  };
+}
+
+const shim = proc(300, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", SANDBOX], "1:cpu:/\n", 300);
+const podInit = proc(310, 300, "sleep", ["sleep", "1d"], `1:cpu:/k8s.io/${POD_CONTAINER}\n`, 1);
+const criShell = proc(320, 300, "sh", ["sh"], `1:cpu:/k8s.io/${POD_CONTAINER}\n`, 2);
+const conmon = proc(400, 1, "conmon", ["/usr/bin/conmon", "--api-version", "1", "-c", PODMAN_CONTAINER, "-u", PODMAN_EXEC, "-t", "-i", "-e", "--exec-attach", "--exit-command", "/usr/bin/podman"], "1:cpu:/libpod_parent/conmon\n", 400);
+const podmanInit = proc(410, 1, "sh", ["sh"], `1:cpu:/libpod_parent/libpod-${PODMAN_CONTAINER}\n`, 1);
+const podmanShell = proc(420, 400, "sh", ["sh", "-l"], `1:cpu:/libpod_parent/libpod-${PODMAN_CONTAINER}\n`, 3);
+const stranger = proc(500, 1, "tmux: server", ["tmux"], "1:cpu:/\n", 500);
+
+const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
+const master = (pid: number, devptsDev: string, index: number): PtyFd => ({ pid, fd: 9, role: "master", devptsDev, index });
+
+function scanOf(procs: Proc[], fds: PtyFd[]): { scan: ProcScan; lookup: (pid: number) => ProcessFacts | undefined } {
+  const scan: ProcScan = {
+    processes: new Map(procs.map((p) => [p.info.pid, p.info])),
+    ppids: new Map(procs.map((p) => [p.info.pid, p.info.ppid])),
+    ptyFds: fds,
+    ttyTimes: new Map(fds.filter((f) => f.role === "slave").map((f) => [`${f.devptsDev}:${f.index}`, { atimeMs: 1, mtimeMs: 2 }])),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: 1_700_000_000,
+  };
+  const facts = new Map(procs.map((p) => [p.facts.pid, p.facts]));
+  return { scan, lookup: (pid) => facts.get(pid) };
+}
+
+const k8sLabels = { "io.kubernetes.pod.namespace": "team-a", "io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.uid": "u", "io.kubernetes.container.name": "app" };
+const criContainer: RuntimeContainer = { runtime: "containerd", namespace: "k8s.io", id: POD_CONTAINER, initPid: 310, labels: k8sLabels, kubernetes: { namespace: "team-a", pod: "web-0", podUid: "u", container: "app" } };
+const criExec: RuntimeExec = { id: CRI_EXEC, container: { namespace: "k8s.io", id: POD_CONTAINER }, pid: 320, running: true, tty: true };
+const podmanContainer: RuntimeContainer = { runtime: "podman", namespace: null, id: PODMAN_CONTAINER, initPid: 410, labels: {}, name: "toolbox", kubernetes: null };
+const podmanExec: RuntimeExec = { id: PODMAN_EXEC, container: { namespace: null, id: PODMAN_CONTAINER }, pid: 420, running: true, tty: true };
+
+const containerd = (execs: RuntimeExec[] = [criExec]): RuntimeView => ({ runtime: "containerd", available: true, error: null, containers: [criContainer], execs });
+const podman = (execs: RuntimeExec[] = [podmanExec]): RuntimeView => ({ runtime: "podman", available: true, error: null, containers: [podmanContainer], execs });
+const noDocker: DockerView = { available: false, error: "disabled", containers: [], execs: [] };
+const limits = { allocated: 2, max: 4096, reserve: 1024 };
+
+function inventoryOf(views: RuntimeView[], fds: PtyFd[], procs = [shim, podInit, criShell, conmon, podmanInit, podmanShell, stranger]) {
+  const { scan, lookup } = scanOf(procs, fds);
+  const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
+  const inventory = buildInventory(scan, limits, merged.view);
+  tagSessions(inventory.sessions, merged.origins);
+  tagPtys(inventory.ptys, merged.containerRuntimes);
+  return { inventory, merged };
+}
+
+const leakedFds = [master(300, PTS, 0), slave(320, PTS, 0), slave(320, PTS, 0, 1), master(400, PODMAN_PTS, 0), slave(420, PODMAN_PTS, 0)];
+
+describe("mergeRuntimeViews", () => {
+  it("makes one session per confirmed exec, tagged with its runtime, pod and container", () => {
+    const { inventory, merged } = inventoryOf([containerd(), podman()], leakedFds);
+    expect(merged.verdicts.map((v) => v.refusal)).toEqual([null, null]);
+    expect(inventory.sessions).toHaveLength(2);
+    const cri = inventory.sessions.find((s) => s.execId === CRI_EXEC);
+    expect(cri).toMatchObject({ runtime: "containerd", runtimeNamespace: "k8s.io", containerId: POD_CONTAINER, containerName: "team-a/web-0/app", pid: 320, holderPids: [320], command: "sh" });
+    expect(cri?.kubernetes).toEqual({ namespace: "team-a", pod: "web-0", podUid: "u", container: "app" });
+    const pod = inventory.sessions.find((s) => s.execId === PODMAN_EXEC);
+    expect(pod).toMatchObject({ runtime: "podman", runtimeNamespace: null, kubernetes: null, containerName: "toolbox", pid: 420, command: "sh -l" });
+    expect(inventory.ptys.map((p) => p.owner)).toEqual(["exec", "exec"]);
+  });
+
+  it("makes no session of an exec whose pty master is not held by its runtime's monitor (the pty stays counted, unowned)", () => {
+    const fds = [master(500, PTS, 0), slave(320, PTS, 0)];
+    const { inventory, merged } = inventoryOf([containerd()], fds);
+    expect(merged.verdicts[0]?.refusal).toMatch(/attributes it to unknown/);
+    expect(inventory.sessions).toEqual([]);
+    expect(inventory.ptys).toHaveLength(1);
+    expect(inventory.ptys[0]?.owner).not.toBe("exec");
+  });
+
+  it("refuses an exec whose recorded pid is the container's init", () => {
+    const { inventory, merged } = inventoryOf([containerd([{ ...criExec, pid: 310 }])], [master(300, PTS, 0), slave(310, PTS, 0)]);
+    expect(merged.verdicts[0]?.refusal).toMatch(/main process/);
+    expect(inventory.sessions).toEqual([]);
+  });
+
+  it("refuses a Podman exec whose conmon names another exec session", () => {
+    const { merged } = inventoryOf([podman([{ ...podmanExec, id: "9".repeat(64) }])], leakedFds);
+    expect(merged.verdicts[0]?.refusal).toMatch(/names exec/);
+  });
+
+  it("adds nothing from a runtime that did not answer", () => {
+    const down: RuntimeView = { ...containerd(), available: false, error: "no answer" };
+    const { inventory, merged } = inventoryOf([down], leakedFds);
+    expect(merged.verdicts).toEqual([]);
+    expect(inventory.sessions).toEqual([]);
+  });
+
+  it("never makes two sessions of one exec (Docker's own exec seen again through containerd)", () => {
+    const { scan, lookup } = scanOf([shim, podInit, criShell], leakedFds.slice(0, 3));
+    const docker: DockerView = {
+      available: true,
+      error: null,
+      containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
+      execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, running: true, pid: 320, tty: true, entrypoint: "sh", arguments: [] }],
+    };
+    const merged = mergeRuntimeViews(docker, [containerd()], scan, lookup);
+    expect(merged.view.execs).toHaveLength(1);
+    expect(merged.view.containers).toHaveLength(1);
+    expect(merged.origins.size).toBe(0);
+  });
+
+  it("tags sessions no other runtime claimed as Docker's", () => {
+    const sessions = [{ execId: "x" } as never as import("../../../src/domain/types.js").ExecSession];
+    tagSessions(sessions, new Map());
+    expect(sessions[0]).toMatchObject({ runtime: "docker", runtimeNamespace: null, kubernetes: null });
+  });
+
+  it("shows runtime and pod in the report and the table; Docker's rows keep their look", () => {
+    const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
+    const report = sessionsReport(inventory, noDocker, 10_000, { commandLine: "full" });
+    expect(report.sessions.map((s) => [s.runtime, s.kubernetes])).toEqual([
+      ["containerd", { namespace: "team-a", pod: "web-0", container: "app" }],
+      ["podman", null],
+    ]);
+    expect(report.ptys.map((p) => p.runtime).sort()).toEqual(["containerd", "podman"]);
+    const table = renderSessionsTable(inventory, noDocker, 10_000, [{ runtime: "containerd", available: true, error: null }]);
+    expect(table).toContain("; containerd: available");
+    expect(table).toContain("containerd:team-a/web-0/app");
+    expect(table).toContain("podman:toolbox");
+  });
+
+  it("counts sessions per runtime in ptyreaper_runtime_exec_sessions (every runtime listed, 0 when none)", async () => {
+    const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
+    const metrics = new PtyreaperMetrics({ version: "test" });
+    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions: [] });
+    const { body } = await metrics.exposition();
+    for (const [runtime, count] of [["docker", 0], ["containerd", 1], ["cri-o", 0], ["podman", 1]] as const) {
+      expect(body).toContain(`ptyreaper_runtime_exec_sessions{runtime="${runtime}"} ${count}\n`);
+    }
+  });
+});
