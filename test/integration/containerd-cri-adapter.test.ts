@@ -1,15 +1,15 @@
 // The containerd adapter against a real private containerd with CRI: it lists a leaked kubectl-exec-style session
 // with its pid and the pod's labels, sees it start in the event stream, and kills it by exec ID; the pty is freed.
 // Runs about a minute: the shim frees a killed exec's pty only at its next garbage collection (see that test).
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
 import { RuntimeUnavailableError } from "../../src/errors.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { ContainerdRuntime, type ContainerdExecEvent } from "../../src/runtimes/containerd/containerd.js";
-import { cleanupAll, isAlive, ptyNr, waitFor } from "./harness/index.js";
+import { cleanupAll, isAlive, waitFor } from "./harness/index.js";
+import { slaveKey, accountedPtys } from "./harness/accounting.js";
 import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, type CriLeakedExec } from "./support/cri-exec.js";
@@ -25,27 +25,6 @@ let containerId = "";
 let leaked: CriLeakedExec;
 const events: ContainerdExecEvent[] = [];
 let subscription: { close(): void } | null = null;
-
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
-
-/** pty.nr and the ptys a scan finds, from a scan during which pty.nr did not move (it is global). */
-async function accountedPtys(): Promise<{ nr: number; keys: Set<string> }> {
-  return waitFor(
-    () => {
-      const before = ptyNr();
-      const keys = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
-      return before === ptyNr() && keys.size === before ? { nr: before, keys } : null;
-    },
-    15_000,
-    "a scan whose distinct ptys equal pty.nr",
-    200,
-  );
-}
 
 beforeAll(async () => {
   containerd = await startPrivateContainerd("adapter");

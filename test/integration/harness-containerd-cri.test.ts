@@ -3,10 +3,11 @@
 import { readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
+import { formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, cmdlineOf, isAlive, ptyNr, sleep, waitFor } from "./harness/index.js";
+import { cleanupAll, cmdlineOf, isAlive, sleep, waitFor } from "./harness/index.js";
+import { slaveKey, accountedPtys } from "./harness/accounting.js";
 import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { execPidFiles, leakCriExec, taskBundle } from "./support/cri-exec.js";
@@ -19,28 +20,6 @@ let containerd: PrivateContainerd;
 let cri: CriClient;
 let sandbox: { id: string; config: object } | null = null;
 let containerId = "";
-
-/** The pty key of the slave a process has on fd 0. */
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
-
-/** pty.nr and the ptys a scan finds, from a scan during which pty.nr did not move (it is global). */
-async function accountedPtys(): Promise<{ nr: number; keys: Set<string> }> {
-  return waitFor(
-    () => {
-      const before = ptyNr();
-      const keys = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
-      return before === ptyNr() && keys.size === before ? { nr: before, keys } : null;
-    },
-    15_000,
-    "a scan whose distinct ptys equal pty.nr",
-    200,
-  );
-}
 
 /** Fd targets of `pid` whose link text ends with `suffix`. */
 function fdTargetsEnding(pid: number, suffix: string): string[] {

@@ -2,7 +2,7 @@
 import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
-import { classifyRdev, decodeDev, formatDev } from "../../src/procfs/parse.js";
+import { decodeDev, formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import {
@@ -17,7 +17,6 @@ import {
   inspectExec,
   isAlive,
   leakExecSession,
-  ptyNr,
   removeTestContainers,
   requireDocker,
   sleep,
@@ -25,6 +24,7 @@ import {
   tracked,
   waitFor,
 } from "./harness/index.js";
+import { slaveKey, accountedPtys } from "./harness/accounting.js";
 
 const HOST_DEVPTS = formatDev(statSync("/dev/pts").dev);
 const VICTIM = "harness-victim";
@@ -32,32 +32,6 @@ const VICTIM_NAME = `${TEST_PREFIX}${VICTIM}`;
 
 let victimId = "";
 const procfs = new ProcFs("/proc");
-
-/** The pty key ("devpts:index") of the slave a process has on `fd`. */
-function slaveKey(pid: number, fd = 0): string {
-  const st = statSync(`/proc/${pid}/fd/${fd}`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd ${fd} is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
-
-/**
- * pty.nr together with the ptys a scan finds, from a scan during which nr did not move. pty.nr is
- * global, so the test checks what its own pty contributes to it, not a delta others could disturb.
- */
-async function accountedPtys(): Promise<{ nr: number; keys: Set<string> }> {
-  return waitFor(
-    () => {
-      const before = ptyNr();
-      const keys = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
-      const after = ptyNr();
-      return before === after && keys.size === before ? { nr: before, keys } : null;
-    },
-    15_000,
-    "a scan whose distinct ptys equal pty.nr",
-    200,
-  );
-}
 
 /** Pids holding `key` (either end) in a fresh scan of /proc. */
 function holdersOf(key: string): number[] {

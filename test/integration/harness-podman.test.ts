@@ -3,10 +3,11 @@
 import { readFileSync, statSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
+import { formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, cmdlineOf, isAlive, ptyNr, sleep, waitFor } from "./harness/index.js";
+import { cleanupAll, cmdlineOf, isAlive, sleep, waitFor } from "./harness/index.js";
+import { slaveKey, accountedPtys } from "./harness/accounting.js";
 import { execConmons, leakPodmanExec, ptmxFds, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
 
 const procfs = new ProcFs("/proc");
@@ -15,27 +16,6 @@ const HOST_DEVPTS = formatDev(statSync("/dev/pts").dev);
 let pm: PrivatePodman;
 let containerId = "";
 let leaked: PodmanLeakedExec | null = null;
-
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
-
-/** pty.nr and the ptys a scan finds, from a scan during which pty.nr did not move (it is global). */
-async function accountedPtys(): Promise<{ nr: number; keys: Set<string> }> {
-  return waitFor(
-    () => {
-      const before = ptyNr();
-      const keys = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
-      return before === ptyNr() && keys.size === before ? { nr: before, keys } : null;
-    },
-    15_000,
-    "a scan whose distinct ptys equal pty.nr",
-    200,
-  );
-}
 
 function pidsCgroup(pid: number): string {
   return /^\d+:pids:(.*)$/m.exec(readFileSync(`/proc/${pid}/cgroup`, "utf8"))?.[1] ?? "";

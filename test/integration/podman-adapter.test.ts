@@ -1,16 +1,16 @@
 // The Podman adapter against a real private Podman 4.3 and its REST service: it lists a leaked `podman exec -it` session
 // with its pid; 4.3 has no exec removal, so the kill falls back to a signal by pid, after which the pty is freed.
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
 import { RuntimeUnavailableError } from "../../src/errors.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { attribute } from "../../src/runtimes/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { PodmanRuntime } from "../../src/runtimes/podman/podman.js";
 import { cleanupAll, isAlive, killAndWait, waitFor } from "./harness/index.js";
+import { slaveKey } from "./harness/accounting.js";
 import { leakPodmanExec, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
 
 const procfs = new ProcFs("/proc");
@@ -18,13 +18,6 @@ let pm: PrivatePodman;
 let runtime: PodmanRuntime;
 let containerId = "";
 let leaked: PodmanLeakedExec;
-
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
 
 const holdersOf = (key: string): string[] => scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => `${fd.role}:${fd.pid}`);
 

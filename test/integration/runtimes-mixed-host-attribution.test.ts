@@ -1,14 +1,15 @@
 // Attribution from /proc on a host running Docker, containerd CRI and Podman at once, each with a leaked exec: every
 // session is named by its own runtime, container and pod, once; container inits and runtime monitors are never a session.
-import { existsSync, readdirSync, rmdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, rmdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { attribute, monitorOf, type Attribution } from "../../src/runtimes/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { TEST_PREFIX, cleanupAll, containerPid, leakExecSession, requireDocker, startContainer, type ExecSessionHandle } from "./harness/index.js";
+import { slaveKey } from "./harness/accounting.js";
+import {  } from "./harness/accounting.js";
 import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
@@ -32,19 +33,12 @@ let dockerLeak: ExecSessionHandle;
 /** Host pids of the container inits (the CRI pod's sandbox too), as the runtimes record them. */
 let initPids = new Set<number>();
 
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
-
 /**
  * Every slave holder of the ptys of our three sessions, attributed with the master's holder from the same
  * scan and the container inits the runtimes record.
  */
 function attributeOurs(): { pid: number; key: string; attribution: Attribution }[] {
-  const keys = new Set([dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid].map(slaveKey));
+  const keys = new Set([dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid].map((pid) => slaveKey(pid)));
   const scan = scanProc(procfs);
   const lookup = processFactsLookup(procfs);
   const masterOf = new Map<string, number>();
@@ -145,7 +139,7 @@ describe("attribution on a mixed host (Docker + containerd CRI + Podman)", () =>
     }
     expect([...sessions.keys()].map((id) => id.split(" ")[0]).sort()).toEqual(["containerd", "docker", "podman"]);
     expect([...runtimesOfKey.values()].every((runtimes) => runtimes.size === 1)).toBe(true);
-    const keys = [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid].map(slaveKey);
+    const keys = [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid].map((pid) => slaveKey(pid));
     expect(new Set(keys).size).toBe(3);
   });
 

@@ -1,9 +1,10 @@
 // A private containerd with the CRI plugin for tests: own root, state, socket and runc root, so it shares nothing
 // with Docker's containerd or another test's; the busybox test image is imported from the host's Docker engine.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
-import { cmdlineOf, isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { leftoverRoots, mountsUnder, pidsWithCmdline, runTool as run } from "./private-root.js";
 import { HOST_DOCKER_HOST } from "./dockerd.js";
 
 const CONTAINERD = "/usr/bin/containerd";
@@ -30,16 +31,6 @@ export interface PrivateContainerd {
   logTail(): string;
   /** Kills every task, removes every container, stops containerd, unmounts and deletes the root. Safe to call twice. */
   destroy(): Promise<void>;
-}
-
-function run(file: string, args: readonly string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, [...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, encoding: "utf8", env }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(" ").slice(0, 200)} failed: ${stderr.trim() || err.message}`, { cause: err }));
-      else resolve(stdout);
-    });
-    child.stdin?.end();
-  });
 }
 
 function configToml(root: string): string {
@@ -76,26 +67,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 `;
 }
 
-/** Mount points at or under `dir`, deepest first (snapshots, sandbox shm). */
-function mountsUnder(dir: string): string[] {
-  const points = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .filter((point) => point === dir || point.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-/** Pids whose command line contains every one of `parts`. */
-function pidsWithCmdline(parts: readonly string[]): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = cmdlineOf(Number(entry)).join(" ");
-    if (argv && parts.every((part) => argv.includes(part))) found.push(Number(entry));
-  }
-  return found;
-}
-
 async function killPids(pids: readonly number[], what: string): Promise<void> {
   for (const pid of pids) {
     try {
@@ -125,22 +96,6 @@ async function removeLeftover(root: string): Promise<void> {
   rmSync(root, { recursive: true, force: true });
 }
 
-/** Roots of this tag whose owning test process is gone. */
-function leftoverRoots(tag: string): string[] {
-  const pattern = new RegExp(`^${ROOT_PREFIX.slice("/tmp/".length)}${tag}-(\\d+)$`);
-  return readdirSync("/tmp")
-    .filter((entry) => pattern.test(entry))
-    .map((entry) => `/tmp/${entry}`)
-    .filter((root) => {
-      try {
-        const [pid, ticks] = readFileSync(`${root}/owner`, "utf8").trim().split(" ").map(Number);
-        return !(pid !== undefined && isAlive(pid) && startTicksOf(pid) === ticks);
-      } catch {
-        return true;
-      }
-    });
-}
-
 /**
  * Starts containerd on /tmp/ptyr-ctd-<tag>-<pid> with the CRI plugin, and imports the busybox test image
  * and the sandbox image into namespace k8s.io. Leftovers of crashed runs of the same tag go first.
@@ -150,7 +105,7 @@ export async function startPrivateContainerd(tag: string): Promise<PrivateContai
   for (const path of [CONTAINERD, CTR, "/usr/sbin/runc", DOCKER_BIN]) {
     if (!existsSync(path)) throw new Error(`${path} missing; ${PROVISION_HINT}`);
   }
-  for (const stale of leftoverRoots(tag)) await removeLeftover(stale);
+  for (const stale of leftoverRoots(ROOT_PREFIX, tag)) await removeLeftover(stale);
 
   const root = `${ROOT_PREFIX}${tag}-${process.pid}`;
   const socket = `${root}/containerd.sock`;

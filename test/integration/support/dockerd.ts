@@ -1,10 +1,11 @@
 // A private Docker engine for fault and safety tests: a second dockerd of our own (own data root, exec root,
 // socket) that a test may kill and restart by pid, so it never touches the host's engine or other tests' sessions.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
 import { cmdlineOf, isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { leftoverRoots, mountsUnder, pidsWithCmdline } from "./private-root.js";
 
 /** The host's engine, where the test image is provisioned (scripts/provision-test-host.sh). */
 export const HOST_DOCKER_HOST = "unix:///var/run/docker.sock";
@@ -83,30 +84,10 @@ export function engineApi(socket: string, method: string, path: string, body?: u
   });
 }
 
-/** Mount points at or under `dir`, deepest first (dockerd bind-mounts its data root onto itself). */
-function mountsUnder(dir: string): string[] {
-  const points = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .filter((point) => point === dir || point.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
 function umount(point: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile("umount", ["-l", point], (err, _stdout, stderr) => (err ? reject(new Error(`umount ${point}: ${stderr.trim()}`)) : resolve()));
   });
-}
-
-/** Pids whose command line contains every one of `parts` (e.g. a shim started by our containerd). */
-function pidsWithCmdline(parts: readonly string[]): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = cmdlineOf(Number(entry)).join(" ");
-    if (argv && parts.every((part) => argv.includes(part))) found.push(Number(entry));
-  }
-  return found;
 }
 
 /**
@@ -118,7 +99,7 @@ function pidsWithCmdline(parts: readonly string[]): number[] {
 export async function startPrivateDockerd(tag: string, options: PrivateDockerdOptions = {}): Promise<PrivateDockerd> {
   if (!/^[a-z0-9-]{1,20}$/.test(tag)) throw new Error(`startPrivateDockerd: tag ${tag} must be short [a-z0-9-]`);
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} missing: install docker.io (scripts/provision-test-host.sh)`);
-  for (const stale of leftoverRoots(tag)) {
+  for (const stale of leftoverRoots(ROOT_PREFIX, tag)) {
     await stopLeftoverDockerd(stale);
     if (existsSync(`${stale}/daemon.json`)) await engineAt(stale).destroy().catch(() => undefined);
     for (const point of mountsUnder(stale)) await umount(point);
@@ -140,22 +121,6 @@ export async function startPrivateDockerd(tag: string, options: PrivateDockerdOp
 }
 
 const ROOT_PREFIX = "/tmp/ptyr-dd-";
-
-/** Roots of this tag whose owning process is gone (a crashed or killed run). */
-function leftoverRoots(tag: string): string[] {
-  const pattern = new RegExp(`^${ROOT_PREFIX.slice("/tmp/".length)}${tag}-(\\d+)$`);
-  return readdirSync("/tmp")
-    .filter((entry) => pattern.test(entry))
-    .map((entry) => `/tmp/${entry}`)
-    .filter((root) => {
-      try {
-        const [pid, ticks] = readFileSync(`${root}/owner`, "utf8").trim().split(" ").map(Number);
-        return !(pid !== undefined && isAlive(pid) && startTicksOf(pid) === ticks);
-      } catch {
-        return true; // no owner file: not started by this code, or half-made
-      }
-    });
-}
 
 /** Options of startPrivateDockerd. */
 export interface PrivateDockerdOptions {

@@ -1,11 +1,12 @@
 // A private Podman for tests (own storage root, run root and tmpdir), its REST service, and the
 // `podman exec -it` leak: the client runs under a real tty (script) and is SIGKILLed.
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
 import { killAndWait, trackProcess } from "../harness/track.js";
 import { StopWaiting, cmdlineOf, descendantsOf, environOf, isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { leftoverRoots, mountsUnder, pidsWithCmdline, runTool as run } from "./private-root.js";
 import { HOST_DOCKER_HOST, engineApi } from "./dockerd.js";
 
 const PODMAN = "/usr/bin/podman";
@@ -32,34 +33,6 @@ export interface PrivatePodman {
   destroy(): Promise<void>;
 }
 
-function run(file: string, args: readonly string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(file, [...args], { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(" ").slice(-200)} failed: ${stderr.trim() || err.message}`, { cause: err }));
-      else resolve(stdout);
-    });
-    child.stdin?.end();
-  });
-}
-
-function mountsUnder(dir: string): string[] {
-  const points = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .filter((point) => point === dir || point.startsWith(`${dir}/`));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
-}
-
-function pidsWithCmdline(parts: readonly string[]): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const argv = cmdlineOf(Number(entry)).join(" ");
-    if (argv && parts.every((part) => argv.includes(part))) found.push(Number(entry));
-  }
-  return found;
-}
-
 /** Ends what remains on `root`: conmons (their containers' inits first), the service, mounts, files. */
 async function removeRemains(root: string): Promise<void> {
   const conmons = pidsWithCmdline(["/usr/bin/conmon", root]);
@@ -84,28 +57,13 @@ async function removeRemains(root: string): Promise<void> {
   rmSync(root, { recursive: true, force: true });
 }
 
-function leftoverRoots(tag: string): string[] {
-  const pattern = new RegExp(`^${ROOT_PREFIX.slice("/tmp/".length)}${tag}-(\\d+)$`);
-  return readdirSync("/tmp")
-    .filter((entry) => pattern.test(entry))
-    .map((entry) => `/tmp/${entry}`)
-    .filter((root) => {
-      try {
-        const [pid, ticks] = readFileSync(`${root}/owner`, "utf8").trim().split(" ").map(Number);
-        return !(pid !== undefined && isAlive(pid) && startTicksOf(pid) === ticks);
-      } catch {
-        return true;
-      }
-    });
-}
-
 /** A Podman of our own on /tmp/ptyr-pm-<tag>-<pid>, the test image loaded from the host's Docker engine. */
 export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
   if (!/^[a-z0-9-]{1,12}$/.test(tag)) throw new Error(`startPrivatePodman: tag ${tag} must be short [a-z0-9-]`);
   for (const path of [PODMAN, "/usr/bin/conmon", "/usr/sbin/runc", DOCKER_BIN]) {
     if (!existsSync(path)) throw new Error(`${path} missing; ${PROVISION_HINT}`);
   }
-  for (const stale of leftoverRoots(tag)) await removeRemains(stale);
+  for (const stale of leftoverRoots(ROOT_PREFIX, tag)) await removeRemains(stale);
   const root = `${ROOT_PREFIX}${tag}-${process.pid}`;
   mkdirSync(`${root}/tmp`, { recursive: true });
   writeFileSync(`${root}/owner`, `${process.pid} ${startTicksOf(process.pid) ?? 0}\n`);
