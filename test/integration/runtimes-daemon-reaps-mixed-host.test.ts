@@ -1,13 +1,13 @@
 // `ptyreaper run` on a host with a private dockerd, a private containerd (CRI, k8s.io) and a private Podman at once,
 // each with a leaked `exec -it` shell: each session is shown once with its runtime (and pod), reaped by its own
 // adapter, its pty freed, and every container init, shim and conmon left alive.
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
-import { classifyRdev, formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { containerPid, isAlive, leakExecSession, ptyNr, startContainer, testContainerName, waitFor, type ExecSessionHandle } from "./harness/index.js";
+import { slaveKey } from "./harness/accounting.js";
 import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
@@ -37,13 +37,6 @@ let daemon: RunningDaemon;
 /** Processes that must outlive the reaping: container inits, the CRI pod's shim, the containers' conmons. */
 const keepers = new Map<string, number>();
 const ptyOf = new Map<number, string>();
-
-function slaveKey(pid: number): string {
-  const st = statSync(`/proc/${pid}/fd/0`);
-  const kind = classifyRdev(st.rdev);
-  if (kind?.role !== "slave") throw new Error(`pid ${pid} fd 0 is not a pty slave`);
-  return ptyKey(formatDev(st.dev), kind.index);
-}
 
 const testbed = usePrivateEngine("rt-mixed-reap", {
   cleanup: async () => {
