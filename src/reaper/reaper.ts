@@ -80,6 +80,8 @@ interface Escalation {
   releasingSinceMs: number;
   /** The container's main process, from Docker at the start of this attempt. */
   containerMain: ProcessRef | null;
+  /** Holders were still there one grace after SIGKILL, and were looked at once more (this attempt). */
+  lookedAgainAfterKill?: boolean;
   /** Cleared when the runtime has no kill call for this exec ("unsupported"): signals by pid from then on. */
   viaRuntime?: boolean;
 }
@@ -177,6 +179,7 @@ export class Reaper {
         escalation.attempt++;
         escalation.phase = "confirming";
         escalation.step = null;
+        escalation.lookedAgainAfterKill = false;
         void this.begin(escalation);
         continue;
       }
@@ -341,6 +344,16 @@ export class Reaper {
     if (sent.length === 0 && skipPid === null) {
       if (refused.length === 0) {
         void this.confirmEnded(escalation);
+        return;
+      }
+      if (signal === undefined && !escalation.lookedAgainAfterKill) {
+        // A holder SIGKILLed a grace ago may still be closing its files on a loaded host: one more look first.
+        escalation.lookedAgainAfterKill = true;
+        escalation.timer = setTimeout(() => {
+          escalation.timer = null;
+          this.signalStep(escalation, level);
+        }, this.options.graceMs);
+        escalation.timer.unref();
         return;
       }
       const after = escalation.step ? `after ${escalation.step}` : "before any signal";

@@ -240,9 +240,27 @@ describe("Reaper", () => {
     await vi.advanceTimersByTimeAsync(10_000);
     expect(signals.map((s) => s[1])).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
     await vi.advanceTimersByTimeAsync(10_000);
+    expect(metrics.failedN).toBe(0); // one more look a grace later: a killed process may still be exiting
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(signals).toHaveLength(3);
     expect(metrics.failedN).toBe(1);
     expect(metrics.reapedN).toBe(0);
     expect(r.pendingCount).toBe(1); // kept for a retry, not dropped
+  });
+
+  it("a holder still exiting one grace after SIGKILL is looked at once more, not counted a failure", async () => {
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    await vi.advanceTimersByTimeAsync(20_000); // SIGHUP, SIGTERM, SIGKILL sent
+    await vi.advanceTimersByTimeAsync(10_000); // still listed as a holder: looked at again later
+    table.procs.delete(200); // it finished exiting
+    running = false;
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(signals.map((s) => s[1])).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
+    expect(metrics.failedN).toBe(0);
+    r.observe(released, Date.now());
+    expect(metrics.reapedN).toBe(1);
   });
 
   it("re-reads the targets at every step: a child forked after SIGHUP gets SIGTERM", async () => {
