@@ -166,7 +166,7 @@ function settle(): void {
 
 /**
  * Runs the daemon (HTTP on 127.0.0.1, events stream, scan thread, real reaper) but drives its cycles back to back
- * with runOnce(); the churn runs meanwhile. Sessions idle 10 s are reaped, so they come and go too.
+ * with the poller's runOnce() (a full cycle with the reaper in force, unlike the decision-only `run --once`); the churn runs meanwhile. Sessions idle 10 s are reaped, so they come and go too.
  */
 export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
   const config = parseConfig(
@@ -208,7 +208,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakFigures> {
     let n = 0;
     while (n < options.cycles || performance.now() - began < minMs) {
       n++;
-      if ((await daemon.runOnce()) === null) failed++;
+      if ((await daemon.poller.runOnce()) === null) failed++;
       // Let the reaper's timers and the events stream run between cycles.
       await new Promise((resolve) => setImmediate(resolve));
       if (n === warmup) {
