@@ -3,10 +3,10 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { Reaper, type ReapMetrics } from "../../../src/reaper/reaper.js";
-import type { ProcessTable, RefusalReason } from "../../../src/reaper/identity.js";
+import type { RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
+import { MemoryTable } from "./memory-table.js";
 import { CONTAINERD_RELEASE_MS } from "../../../src/reaper/runtime-confirm.js";
-import type { StatFields } from "../../../src/procfs/parse.js";
 import type { ExecSession, Inventory } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 import type { ExecSignal, KillOutcome, RuntimeExec, RuntimePort } from "../../../src/runtimes/port.js";
@@ -17,40 +17,6 @@ const EXEC_ID = "e".repeat(64);
 const IN_CONTAINER = `1:cpu:/k8s.io/${CID}\n`;
 const ON_HOST = "1:cpu:/\n";
 const SELF = 7000;
-
-interface FakeProc {
-  ppid: number;
-  startTicks: number;
-  cgroup: string;
-  nsPids: number[];
-  comm?: string;
-  slaves?: [string, number][];
-}
-
-class MemoryTable implements ProcessTable {
-  readonly procs = new Map<number, FakeProc>();
-  private get(pid: number): FakeProc {
-    const p = this.procs.get(pid);
-    if (!p) throw Object.assign(new Error(`ENOENT ${pid}`), { code: "ENOENT" });
-    return p;
-  }
-  pids(): number[] {
-    return [...this.procs.keys()];
-  }
-  stat(pid: number): StatFields {
-    const p = this.get(pid);
-    return { pid, comm: p.comm ?? "sh", state: "S", ppid: p.ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: p.startTicks };
-  }
-  nsPids(pid: number): number[] {
-    return this.get(pid).nsPids;
-  }
-  cgroup(pid: number): string {
-    return this.get(pid).cgroup;
-  }
-  holdsSlave(pid: number, dev: string, index: number): boolean {
-    return (this.get(pid).slaves ?? []).some(([d, i]) => d === dev && i === index);
-  }
-}
 
 /** A runtime port over one exec; kills are recorded, and `onKill` may end the exec's process. */
 class FakeRuntime implements RuntimePort {

@@ -3,9 +3,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { Reaper, MAX_ATTEMPTS, RELEASE_TIMEOUT_MS, type ReapMetrics } from "../../../src/reaper/reaper.js";
-import type { ProcessTable, RefusalReason } from "../../../src/reaper/identity.js";
+import type { RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
-import type { StatFields } from "../../../src/procfs/parse.js";
+import { MemoryTable, type FakeProc } from "./memory-table.js";
 import type { DockerPort } from "../../../src/docker/port.js";
 import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
@@ -14,43 +14,6 @@ const CID = "c".repeat(64);
 const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
 const ON_HOST = "0::/system.slice/containerd.service\n";
 const SELF = 7000;
-
-interface FakeProc {
-  ppid: number;
-  startTicks: number;
-  cgroup: string;
-  nsPids: number[];
-  comm?: string;
-  state?: string;
-  /** pty slaves held: [devptsDev, index] */
-  slaves?: [string, number][];
-}
-
-/** /proc as a map: processes appear, vanish and get reused as a test says. */
-class MemoryTable implements ProcessTable {
-  readonly procs = new Map<number, FakeProc>();
-  private get(pid: number): FakeProc {
-    const p = this.procs.get(pid);
-    if (!p) throw Object.assign(new Error(`ENOENT ${pid}`), { code: "ENOENT" });
-    return p;
-  }
-  pids(): number[] {
-    return [...this.procs.keys()];
-  }
-  stat(pid: number): StatFields {
-    const p = this.get(pid);
-    return { pid, comm: p.comm ?? "sh", state: p.state ?? "S", ppid: p.ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: p.startTicks };
-  }
-  nsPids(pid: number): number[] {
-    return this.get(pid).nsPids;
-  }
-  cgroup(pid: number): string {
-    return this.get(pid).cgroup;
-  }
-  holdsSlave(pid: number, dev: string, index: number): boolean {
-    return (this.get(pid).slaves ?? []).some(([d, i]) => d === dev && i === index);
-  }
-}
 
 const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
 

@@ -1,0 +1,39 @@
+// /proc as a map for reaper tests: processes appear, vanish and get reused as a test says.
+import type { ProcessTable } from "../../../src/reaper/identity.js";
+import type { StatFields } from "../../../src/procfs/parse.js";
+
+export interface FakeProc {
+  ppid: number;
+  startTicks: number;
+  cgroup: string;
+  nsPids: number[];
+  comm?: string;
+  state?: string;
+  /** pty slaves held: [devptsDev, index] */
+  slaves?: [string, number][];
+}
+
+export class MemoryTable implements ProcessTable {
+  readonly procs = new Map<number, FakeProc>();
+  private get(pid: number): FakeProc {
+    const p = this.procs.get(pid);
+    if (!p) throw Object.assign(new Error(`ENOENT ${pid}`), { code: "ENOENT" });
+    return p;
+  }
+  pids(): number[] {
+    return [...this.procs.keys()];
+  }
+  stat(pid: number): StatFields {
+    const p = this.get(pid);
+    return { pid, comm: p.comm ?? "sh", state: p.state ?? "S", ppid: p.ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: p.startTicks };
+  }
+  nsPids(pid: number): number[] {
+    return this.get(pid).nsPids;
+  }
+  cgroup(pid: number): string {
+    return this.get(pid).cgroup;
+  }
+  holdsSlave(pid: number, dev: string, index: number): boolean {
+    return (this.get(pid).slaves ?? []).some(([d, i]) => d === dev && i === index);
+  }
+}
