@@ -1,11 +1,11 @@
 // A one-shot DockerPort over node:http on the engine's unix socket, for `ptyreaper sessions`: loading
 // dockerode costs a command that runs once about a tenth of a second; the daemon keeps dockerode.
-import { request } from "node:http";
 import type Docker from "dockerode";
 import { DockerUnavailableError, PtyreaperError } from "../errors.js";
 import type { ContainerInfo, ExecInfo } from "../domain/types.js";
 import { containerInfoFrom, describe, execInfoFrom } from "./dockerode.js";
 import type { DockerPort, EventStream } from "./port.js";
+import { UnixHttpTimeoutError, unixHttp } from "../unix-http.js";
 
 /** Answers bigger than this are not an engine's container list: refuse rather than buffer them. */
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
@@ -59,51 +59,29 @@ export class EngineHttpPort implements DockerPort {
   }
 
   /** One GET with a deadline; any failure becomes a DockerUnavailableError naming the call, as in DockerodePort. */
-  private get(what: string, path: string, json = true): Promise<unknown> {
-    return new Promise((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined = undefined;
-      const fail = (err: unknown): void => {
-        clearTimeout(timer);
-        if (err instanceof PtyreaperError) reject(err);
-        else reject(new DockerUnavailableError(`docker ${what} via ${this.endpoint}: ${describe(err)}`, { cause: err }));
-      };
-      const req = request({ socketPath: this.endpoint, path, method: "GET", headers: { Accept: "application/json" } }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_BODY_BYTES) req.destroy(new Error(`answer larger than ${MAX_BODY_BYTES} bytes`));
-          else chunks.push(chunk);
-        });
-        res.on("error", fail);
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString("utf8");
-          const status = res.statusCode ?? 0;
-          if (status < 200 || status >= 300) {
-            let message = text.trim();
-            try {
-              message = (JSON.parse(text) as { message?: string }).message ?? message;
-            } catch {
-              // not JSON: the text itself is the message
-            }
-            fail(new HttpStatusError(status, message));
-            return;
-          }
-          try {
-            resolve(json ? (JSON.parse(text) as unknown) : text);
-            clearTimeout(timer);
-          } catch (err) {
-            fail(err);
-          }
-        });
-      });
+  private async get(what: string, path: string, json = true): Promise<unknown> {
+    const unavailable = (err: unknown): DockerUnavailableError => new DockerUnavailableError(`docker ${what} via ${this.endpoint}: ${describe(err)}`, { cause: err });
+    let answer;
+    try {
+      answer = await unixHttp({ socket: this.endpoint, method: "GET", path, headers: { Accept: "application/json" }, timeoutMs: this.timeoutMs, maxBytes: MAX_BODY_BYTES });
+    } catch (err) {
       // A deadline for the whole call, as DockerodePort has: a hung engine must not hold the command.
-      timer = setTimeout(() => {
-        fail(new PtyreaperError("PTYR_DOCKER_TIMEOUT", `docker ${what}: no answer from ${this.endpoint} within ${this.timeoutMs} ms`));
-        req.destroy();
-      }, this.timeoutMs);
-      req.on("error", fail);
-      req.end();
-    });
+      if (err instanceof UnixHttpTimeoutError) throw new PtyreaperError("PTYR_DOCKER_TIMEOUT", `docker ${what}: no answer from ${this.endpoint} within ${this.timeoutMs} ms`);
+      throw unavailable(err);
+    }
+    if (answer.status < 200 || answer.status >= 300) {
+      let message = answer.text.trim();
+      try {
+        message = (JSON.parse(answer.text) as { message?: string }).message ?? message;
+      } catch {
+        // not JSON: the text itself is the message
+      }
+      throw unavailable(new HttpStatusError(answer.status, message));
+    }
+    try {
+      return json ? (JSON.parse(answer.text) as unknown) : answer.text;
+    } catch (err) {
+      throw unavailable(err);
+    }
   }
 }

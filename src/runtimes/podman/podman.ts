@@ -1,6 +1,6 @@
 // RuntimePort over Podman's libpod REST API (`podman system service`, unix socket): containers, ExecIDs, exec inspect, exec removal.
-import { request } from "node:http";
 import { RuntimeUnavailableError } from "../../errors.js";
+import { unixHttp } from "../../unix-http.js";
 import type { RuntimeName } from "../attribution.js";
 import { kubernetesRefOf, type ContainerRef, type ExecSignal, type KillOutcome, type RuntimeContainer, type RuntimeExec, type RuntimePort } from "../port.js";
 
@@ -15,6 +15,9 @@ export interface PodmanOptions {
   socket: string;
   callTimeoutMs?: number;
 }
+
+/** Answers bigger than this are not an engine's container list: refuse rather than buffer them. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 interface Answer {
   status: number;
@@ -64,36 +67,27 @@ export class PodmanRuntime implements RuntimePort {
     this.callTimeoutMs = options.callTimeoutMs ?? 5_000;
   }
 
-  private call(method: string, path: string, body?: unknown): Promise<Answer> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          socketPath: this.endpoint,
-          method,
-          path: `${API}${path}`,
-          timeout: this.callTimeoutMs,
-          headers: payload === undefined ? {} : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) },
-        },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8");
-          res.on("data", (chunk: string) => (text += chunk));
-          res.on("end", () => {
-            let parsed: unknown = text;
-            try {
-              parsed = text ? JSON.parse(text) : null;
-            } catch {
-              // plain text: kept as is
-            }
-            resolve({ status: res.statusCode ?? 0, body: parsed });
-          });
-        },
-      );
-      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.callTimeoutMs} ms`)));
-      req.on("error", (err) => reject(new RuntimeUnavailableError("podman", `podman at ${this.endpoint}: ${method} ${path}: ${err.message}`, { cause: err })));
-      req.end(payload);
-    });
+  private async call(method: string, path: string, body?: unknown): Promise<Answer> {
+    let answer;
+    try {
+      answer = await unixHttp({
+        socket: this.endpoint,
+        method,
+        path: `${API}${path}`,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        timeoutMs: this.callTimeoutMs,
+        maxBytes: MAX_ANSWER_BYTES,
+      });
+    } catch (err) {
+      throw new RuntimeUnavailableError("podman", `podman at ${this.endpoint}: ${method} ${path}: ${(err as Error).message}`, { cause: err });
+    }
+    let parsed: unknown = answer.text;
+    try {
+      parsed = answer.text ? JSON.parse(answer.text) : null;
+    } catch {
+      // plain text: kept as is
+    }
+    return { status: answer.status, body: parsed };
   }
 
   private unexpected(what: string, answer: Answer): RuntimeUnavailableError {
