@@ -22,6 +22,8 @@ const GRACE_MS = 15_000;
 const PAIRING_MS = 20_000;
 /** Sessions started further apart than a client's window (CLIENT_TO_EXEC_MAX_MS, 10 s) can each be paired. */
 const APART_MS = 11_000;
+/** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
+const RELEASE_WAIT_MS = 75_000;
 
 const CONFIG = `
 pollInterval: 2s
@@ -95,9 +97,14 @@ describe("orphaned sessions on a real Docker engine", () => {
     const budgetMs = GRACE_MS + 2 * POLL_MS;
     await waitFor(() => !isAlive(killed.shellPid) && !isAlive(hungUp.shellPid), budgetMs + 30_000, "both orphaned shells to be reaped", 100);
 
-    // The reaper logs a reap once it has seen the exec end, a moment after the shell exits.
+    // The reaper logs a reap once the pty has left the kernel's inventory: Docker 20.10's shim may keep the
+    // master open for tens of seconds after the shell exits (the reaper waits up to 60 s for it).
     const reapedLines = () => daemon.logs().filter((l) => l.msg === "reaped exec session");
-    await waitFor(() => reapedLines().length >= 2, 15_000, "two reaps logged");
+    await waitFor(() => reapedLines().length >= 2, RELEASE_WAIT_MS, "two reaps logged").catch((err: unknown) => {
+      const ids = new Set([killed.execId, hungUp.execId]);
+      const related = daemon.logs().filter((l) => ids.has(String(l.execId)));
+      throw new Error(`${(err as Error).message}; daemon log lines of the two sessions: ${JSON.stringify(related)}`);
+    });
     const reaped = reapedLines();
     expect(reaped.map((l) => l.execId).sort()).toEqual([killed.execId, hungUp.execId].sort());
     for (const line of reaped) expect(line).toMatchObject({ reason: "orphaned", result: "reaped" });
@@ -110,10 +117,11 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(2);
     await waitFor(async () => (await daemon.metric("ptyreaper_reclaim_seconds_count")) === 2, 10_000, "two reclaim times");
     // From the cycle that saw the client gone to the one that saw the pty freed: never under the grace,
-    // and at most one cycle more than the reap itself.
+    // and no longer than from the client's end to the logged reap.
     const mean = ((await daemon.metric("ptyreaper_reclaim_seconds_sum")) ?? NaN) / 2;
+    const loggedMs = reaped.map((l) => Date.parse(String(l.time)) - (l.execId === killed.execId ? killedAt : hungUpAt));
     expect(mean).toBeGreaterThanOrEqual(GRACE_MS / 1000);
-    expect(mean).toBeLessThanOrEqual((budgetMs + POLL_MS) / 1000);
+    expect(mean).toBeLessThanOrEqual((loggedMs[0]! + loggedMs[1]!) / 2 / 1000);
 
     // The attached session, idle all along, is untouched and still attached, a few cycles on.
     await sleep(3 * POLL_MS);
@@ -125,7 +133,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
     expect(await daemon.metric("ptyreaper_exec_clients", { client: "attached" })).toBe(1);
     await idle.close();
-  }, 240_000);
+  }, 300_000);
 
   it("two clients for the same container and command in the same second, one killed: the live one is never reaped", async () => {
     const container = testContainerName("orphan-twins");
