@@ -72,11 +72,11 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
     d.child.kill("SIGHUP");
     const reloaded = await waitFor(() => d.logs().find((l) => l.msg === "config reloaded"), 10_000, "the good config to be applied");
     expect(reloaded.mode).toBe("enforce");
-    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId), 30_000, "the session to be reaped");
+    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId), 90_000, "the session to be reaped");
     expect(reaped.reason).toBe("idle");
     expect(isAlive(session.pid)).toBe(false);
     expect(rejections(d.logs())).toHaveLength(2);
-  }, 120_000);
+  }, 180_000);
 
   it("on SIGTERM mid-escalation exits within 5 s and logs each abandoned escalation", async () => {
     const name = testContainerName("sigterm");
