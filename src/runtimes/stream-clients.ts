@@ -66,7 +66,7 @@ export class ExecStreamTracker {
     if (known === undefined) return unknownClient(`${sighting.detail}; ${this.neverHeldDetail}`);
     if (known.goneSinceMs === null) {
       known.goneSinceMs = nowMs;
-      known.goneDetail = sighting.detail;
+      known.goneDetail = `${sighting.detail}, after holding it: the client went away`;
     }
     return { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail };
   }

@@ -6,8 +6,8 @@ import type { SessionsReport } from "../../src/domain/report.js";
 import { cleanupAll, isAlive, sleep, waitFor } from "./harness/index.js";
 import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
-import { attachCriExec, type CriAttachedExec } from "./support/cri-exec.js";
-import { attachPodmanExec, ptmxFds, startPrivatePodman, type PodmanAttachedExec, type PrivatePodman } from "./support/podman.js";
+import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
+import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, startPrivatePodman, type PodmanAttachedExec, type PrivatePodman } from "./support/podman.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const POLL_MS = 2_000;
@@ -25,6 +25,9 @@ let criContainer = "";
 let podmanContainer = "";
 let daemon: RunningDaemon | null = null;
 const attached: (CriAttachedExec | PodmanAttachedExec)[] = [];
+/** Sessions whose client left before ptyreaper started, and a `podman exec -dt` that never had one: never seen attached. */
+let criLeakedEarly: CriLeakedExec;
+let podmanLeakedEarly: PodmanLeakedExec;
 
 beforeAll(async () => {
   containerd = await startPrivateContainerd("orphans");
@@ -35,6 +38,9 @@ beforeAll(async () => {
   pm = await startPrivatePodman("orphans");
   podmanContainer = await pm.runContainer("ptyr-test-orphans-podman");
   await pm.startService();
+  criLeakedEarly = await leakCriExec(cri, containerd, criContainer);
+  podmanLeakedEarly = await leakPodmanExec(pm, podmanContainer);
+  await pm.podman(["exec", "-dt", podmanContainer, "sleep", "1000000"]);
   daemon = await startDaemon(`
 pollInterval: 2s
 docker:
@@ -113,7 +119,7 @@ async function waitForClients(execIds: readonly string[], state: string, timeout
 }
 
 describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", () => {
-  it("reaps each killed client's session within orphanGrace + 2 intervals; the attached idle ones stay attached", async () => {
+  it("reaps each killed client's session within orphanGrace + 2 intervals; attached idle ones and never-attached ones stay", async () => {
     if (!cri || !containerd || !pm) throw new Error("engines not started");
     const criKilled = await attachCriExec(cri, containerd, criContainer);
     const criIdle = await attachCriExec(cri, containerd, criContainer);
@@ -126,6 +132,12 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // The signals themselves, as the engines show them while every client is attached.
     expect(ptmxFds(podmanKilled.conmonPid)).toBe(2);
     const before = await waitForClients([...killedIds, ...idleIds], "attached", 60_000);
+    // Never seen attached: their clients' end proves nothing about when, so unknown (the idle policy's, 4h here).
+    const neverSeen = [...before.values()].filter((s) => ![...killedIds, ...idleIds].includes(s.execId));
+    expect(neverSeen.map((s) => s.runtime).sort()).toEqual(["containerd", "podman", "podman"]);
+    expect(neverSeen.map((s) => s.execId)).toEqual(expect.arrayContaining([criLeakedEarly.execId, podmanLeakedEarly.sessionId]));
+    for (const s of neverSeen) console.log(`never seen attached: ${s.runtime} ${s.execId.slice(0, 12)} ${s.command}: ${s.client.detail}`);
+    for (const s of neverSeen) expect(s.client.state, `${s.runtime} ${s.execId.slice(0, 12)}: ${s.client.detail}`).toBe("unknown");
     // containerd's process is found by the connections it accepted on its socket, not by a shim's parent.
     expect(before.get(criIdle.execId)?.client.detail).toContain(`containerd pid ${containerd.pid} holds the exec's stdout FIFO`);
 
@@ -138,8 +150,8 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // Seen gone (with the first cycle that saw it) before the grace is up.
     const seen = await waitForClients(killedIds, "gone", GRACE_MS);
     for (const id of killedIds) expect(seen.get(id)?.state).not.toBe("stale");
-    expect(seen.get(criKilled.execId)?.client.detail).toMatch(/closed the exec's stdout FIFO/);
-    expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/closed its stdin copy of the master/);
+    expect(seen.get(criKilled.execId)?.client.detail).toMatch(/does not hold the exec's stdout FIFO \(the shim pid \d+ does\), after holding it/);
+    expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/holds one master fd \(no stdin copy\), after holding it/);
 
     // HUP sent within orphanGrace + 2 poll intervals of the kill, with reason orphaned.
     const hupOf = (execId: string) => running().logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
@@ -172,6 +184,10 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
       expect(listed.get(id)?.idleSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
     }
     expect(await running().metric("ptyreaper_exec_clients", { client: "attached" })).toBe(2);
+    for (const s of neverSeen) {
+      expect(isAlive(s.pid), `${s.runtime} ${s.execId.slice(0, 12)} never seen attached`).toBe(true);
+      expect(listed.get(s.execId)?.client.state).toBe("unknown");
+    }
     expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
   }, 240_000);
 });

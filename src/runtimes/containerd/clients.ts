@@ -46,7 +46,7 @@ export function criStreamSighting(session: Pick<ExecSession, "execId" | "contain
   const shimLinks = holders.shimLinks(shim);
   if (typeof shimLinks === "string") return { execId, stream: "unknown", detail: shimLinks };
   if (!shimLinks.some(matches)) return { execId, stream: "unknown", detail: `neither containerd nor the shim (pid ${shim}) holds the exec's stdout FIFO` };
-  return { execId, stream: "released", holder: daemon.key, detail: `containerd pid ${daemon.pid} closed the exec's stdout FIFO (the shim pid ${shim} keeps it): the CRI stream ended` };
+  return { execId, stream: "released", holder: daemon.key, detail: `containerd pid ${daemon.pid} does not hold the exec's stdout FIFO (the shim pid ${shim} does)` };
 }
 
 export interface CriClientEvidenceOptions {

@@ -29,7 +29,7 @@ export function podmanStreamSighting(session: Pick<ExecSession, "execId" | "ptyK
   const fds = masters.reduce((sum, fd) => sum + (fd.fdCount ?? 1), 0);
   const holder = `${pid}@${conmon.startTicks}`;
   if (fds === ATTACHED_MASTER_FDS) return { execId, stream: "held", holder, detail: `conmon pid ${pid} holds the master for a client (stdin and stdout copies)` };
-  if (fds === DETACHED_MASTER_FDS) return { execId, stream: "released", holder, detail: `conmon pid ${pid} closed its stdin copy of the master: the podman exec client went away` };
+  if (fds === DETACHED_MASTER_FDS) return { execId, stream: "released", holder, detail: `conmon pid ${pid} holds one master fd (no stdin copy)` };
   return { execId, stream: "unknown", detail: `conmon pid ${pid} holds ${fds} master fds` };
 }
 
