@@ -23,6 +23,7 @@ import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
+import { runtimeClientEvidence } from "./runtimes/client-evidence.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
 import { chooseRuntimes, openRuntimes } from "./runtimes/open.js";
@@ -152,6 +153,10 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const signaller = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method);
   const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
+  // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
+  let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
+  const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
+    (runtimeClients ??= runtimeClientEvidence(await openChosenRuntimes(), procfs, logger));
   const reaper = new Reaper({
     processes: new ProcRootTable(config.procRoot),
     signaller,
@@ -179,7 +184,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   };
   let readySent = false;
   const poller = new Poller({
-    collect: async () => collect({ procfs, scan, docker: dockerCache, clients, runtimes: await openChosenRuntimes(), skipNamespaces, now }),
+    collect: async () => collect({ procfs, scan, docker: dockerCache, clients, runtimeClients: await openRuntimeClients(), runtimes: await openChosenRuntimes(), skipNamespaces, now }),
     reaper,
     metrics,
     logger: child("poller"),

@@ -9,6 +9,7 @@ import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
 import type { RuntimePort } from "../runtimes/port.js";
+import type { RuntimeName } from "../runtimes/attribution.js";
 import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
@@ -21,6 +22,8 @@ export interface CollectDeps {
   docker: DockerCache | null;
   /** Where each session's client is; absent or null: not looked at (sessions are then `unknown`). */
   clients?: ClientEvidence | null;
+  /** Client evidence of other runtimes' sessions, by runtime; a runtime left out keeps its sessions `unknown`. */
+  runtimeClients?: ReadonlyMap<RuntimeName, ClientEvidence>;
   /** Runtimes besides Docker (containerd, Podman) opened from the config; absent or empty: Docker only. */
   runtimes?: readonly RuntimePort[];
   /** containerd namespaces left out because Docker covers them (`moby` while Docker is enabled). */
@@ -77,10 +80,16 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   tagPtys(inventory.ptys, merged.containerRuntimes);
   tagPtysFromProc(inventory.ptys, lookup);
   if (deps.clients) {
-    // Client evidence pairs Docker's exec clients only; other runtimes' sessions stay `unknown`.
+    // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
     const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
     const states = deps.clients.observe({ scan, docker: view, sessions: dockerSessions, nowMs: (deps.now ?? Date.now)() });
     for (const session of dockerSessions) session.client = states.get(session.execId);
+  }
+  for (const [runtime, evidence] of deps.runtimeClients ?? []) {
+    if (runtime === "docker") continue;
+    const sessions = inventory.sessions.filter((s) => s.runtime === runtime);
+    const states = evidence.observe({ scan, docker: view, sessions, nowMs: (deps.now ?? Date.now)() });
+    for (const session of sessions) session.client = states.get(session.execId);
   }
   return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };
 }

@@ -62,11 +62,22 @@ export function execPidFiles(containerd: PrivateContainerd, containerId: string)
   return found;
 }
 
+/** A CRI exec whose streaming client is still attached. */
+export interface CriAttachedExec {
+  execId: string;
+  shellPid: number;
+  clientPid: number;
+  /** What the client printed so far. */
+  output(): string;
+  /** SIGKILLs the streaming client by pid and waits for it. */
+  killClient(): Promise<void>;
+}
+
 /**
- * CRI Exec (tty + stdin) of `sh` in `containerId`, attached by a WebSocket client in a child process; once
- * the shell has answered a typed command, the client is SIGKILLed by pid. Resolves once the client is gone.
+ * CRI Exec (tty + stdin) of `sh` in `containerId`, attached by a WebSocket client in a child process.
+ * Resolves once the shell has answered a typed command through the stream, the client still attached.
  */
-export async function leakCriExec(cri: CriClient, containerd: PrivateContainerd, containerId: string): Promise<CriLeakedExec> {
+export async function attachCriExec(cri: CriClient, containerd: PrivateContainerd, containerId: string): Promise<CriAttachedExec> {
   const marker = randomUUID();
   const before = new Set(execPidFiles(containerd, containerId).keys());
   // busybox `env` puts the marker in the shell's environment, which tells this exec apart from others.
@@ -99,11 +110,20 @@ export async function leakCriExec(cri: CriClient, containerd: PrivateContainerd,
       `the exec's pid file in ${taskBundle(containerd, containerId)}`,
     );
     trackProcess(shellPid, "CRI exec shell");
-    await killAndWait(clientPid, client);
-    if (!isAlive(shellPid)) throw new Error(`the exec shell ${shellPid} did not survive its client's SIGKILL`);
-    return { execId, shellPid, clientPid, clientOutput: output };
+    return { execId, shellPid, clientPid, output: () => output, killClient: () => killAndWait(clientPid, client) };
   } catch (err) {
     await killAndWait(clientPid, client);
     throw err;
   }
+}
+
+/**
+ * An attached CRI exec (attachCriExec) whose streaming client is then SIGKILLed by pid. Resolves once the
+ * client is gone and the shell is seen to live on.
+ */
+export async function leakCriExec(cri: CriClient, containerd: PrivateContainerd, containerId: string): Promise<CriLeakedExec> {
+  const attached = await attachCriExec(cri, containerd, containerId);
+  await attached.killClient();
+  if (!isAlive(attached.shellPid)) throw new Error(`the exec shell ${attached.shellPid} did not survive its client's SIGKILL`);
+  return { execId: attached.execId, shellPid: attached.shellPid, clientPid: attached.clientPid, clientOutput: attached.output() };
 }

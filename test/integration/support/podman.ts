@@ -197,11 +197,23 @@ function shellQuote(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
+/** A `podman exec -it` whose client is still attached, under script(1). */
+export interface PodmanAttachedExec {
+  sessionId: string;
+  shellPid: number;
+  clientPid: number;
+  conmonPid: number;
+  /** SIGKILLs the podman client by pid, then ends script; resolves once both are gone. */
+  killClient(): Promise<void>;
+  /** Ends the session from outside: SIGKILLs script and the client (used in teardown). */
+  close(): Promise<void>;
+}
+
 /**
- * `script -qfc "podman exec -it ... sh"`: once the shell answers a typed command, the podman client is
- * SIGKILLed by pid. Resolves once the client and script are gone and the shell is seen to live on.
+ * `script -qfc "podman exec -it ... sh"`: resolves once the shell has answered a typed command, with the
+ * podman client still attached.
  */
-export async function leakPodmanExec(pm: PrivatePodman, containerId: string): Promise<PodmanLeakedExec> {
+export async function attachPodmanExec(pm: PrivatePodman, containerId: string): Promise<PodmanAttachedExec> {
   const marker = randomUUID();
   const command = `exec ${[PODMAN, ...pm.flags, "exec", "-it", "-e", `${SESSION_MARKER}=${marker}`, containerId, "sh"].map(shellQuote).join(" ")}`;
   const script = spawn("script", ["-qfc", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, SHELL: "/bin/sh", TERM: "xterm" } });
@@ -257,14 +269,26 @@ export async function leakPodmanExec(pm: PrivatePodman, containerId: string): Pr
       15_000,
       "the exec shell to answer",
     );
-    const conmonMastersAttached = ptmxFds(session.pid);
-    await killAndWait(clientPid);
-    await waitFor(() => script.exitCode !== null || script.signalCode !== null, 5_000, "script to exit").catch(() => undefined);
-    await killAndWait(scriptPid, script);
-    if (!isAlive(session.shellPid)) throw new Error(`the exec shell ${session.shellPid} did not survive its client's SIGKILL`);
-    return { sessionId: session.sessionId, shellPid: session.shellPid, clientPid, conmonPid: session.pid, conmonMastersAttached };
+    const killClient = async (): Promise<void> => {
+      await killAndWait(clientPid);
+      await waitFor(() => script.exitCode !== null || script.signalCode !== null, 5_000, "script to exit").catch(() => undefined);
+      await killAndWait(scriptPid, script);
+    };
+    return { sessionId: session.sessionId, shellPid: session.shellPid, clientPid, conmonPid: session.pid, killClient, close: killClient };
   } catch (err) {
     await killAndWait(scriptPid, script);
     throw err;
   }
+}
+
+/**
+ * An attached `podman exec -it` (attachPodmanExec) whose client is then SIGKILLed by pid. Resolves once the
+ * client and script are gone and the shell is seen to live on.
+ */
+export async function leakPodmanExec(pm: PrivatePodman, containerId: string): Promise<PodmanLeakedExec> {
+  const attached = await attachPodmanExec(pm, containerId);
+  const conmonMastersAttached = ptmxFds(attached.conmonPid);
+  await attached.killClient();
+  if (!isAlive(attached.shellPid)) throw new Error(`the exec shell ${attached.shellPid} did not survive its client's SIGKILL`);
+  return { sessionId: attached.sessionId, shellPid: attached.shellPid, clientPid: attached.clientPid, conmonPid: attached.conmonPid, conmonMastersAttached };
 }

@@ -1,0 +1,153 @@
+// containerd CRI's client evidence: while a CRI exec stream (kubectl exec -it) is attached, containerd
+// holds the exec's `<exec-id>-stdout` FIFO; when the stream ends it closes it and the shim keeps its
+// own end (observed with containerd 1.6.20). Only k8s.io sessions: other namespaces' clients open the
+// FIFOs themselves (ctr, nerdctl), so containerd holding them or not says nothing there.
+import { errorMessage, isVanished } from "../../errors.js";
+import { unknownClient, type ClientEvidence, type ClientObservation, type ClientState } from "../../domain/client.js";
+import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
+import type { ProcFs } from "../../procfs/procfs.js";
+import { socketFileId, socketInodes, type UnixPeersReader } from "../../procfs/sockets.js";
+import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
+
+export const CRI_NAMESPACE = "k8s.io";
+/** How long to wait before looking for containerd's process again after it was not found. */
+export const DAEMON_SEARCH_EVERY_MS = 60_000;
+
+/** Whether an fd link is the CRI stdout FIFO of this exec: `…/io.containerd.grpc.v1.cri/containers/<cid>/io/<n>/<exec-id>-stdout`. */
+export function isCriStdoutFifo(link: string, containerId: string, execId: string): boolean {
+  const slash = link.lastIndexOf("/");
+  if (link.slice(slash + 1) !== `${execId}-stdout`) return false;
+  const dir = link.slice(0, slash);
+  const io = `/io.containerd.grpc.v1.cri/containers/${containerId}/io/`;
+  const at = dir.lastIndexOf(io);
+  return at >= 0 && !dir.slice(at + io.length).includes("/");
+}
+
+/** The fd links of the two processes that can hold an exec's stdout FIFO, as one cycle read them. */
+export interface CriFifoHolders {
+  /** containerd's pid@startTicks and its fd links; a string when it could not be found or read. */
+  daemon: { key: string; pid: number; links: readonly string[] } | string;
+  /** The fd links of the process holding the session's pty master (the shim), or why not read. */
+  shimLinks(pid: number): readonly string[] | string;
+}
+
+/** Pure: what containerd's and the shim's fds say of one CRI session's stream to its client. */
+export function criStreamSighting(session: Pick<ExecSession, "execId" | "containerId" | "ptyKey" | "runtimeNamespace">, scan: Pick<ProcScan, "ptyFds">, holders: CriFifoHolders): StreamSighting {
+  const { execId, containerId } = session;
+  if (session.runtimeNamespace !== CRI_NAMESPACE) return { execId, stream: "unknown", detail: `namespace ${session.runtimeNamespace ?? "none"} is not CRI's (${CRI_NAMESPACE}): its clients hold their own FIFOs` };
+  const { daemon } = holders;
+  if (typeof daemon === "string") return { execId, stream: "unknown", detail: daemon };
+  const matches = (link: string): boolean => isCriStdoutFifo(link, containerId, execId);
+  if (daemon.links.some(matches)) return { execId, stream: "held", holder: daemon.key, detail: `containerd pid ${daemon.pid} holds the exec's stdout FIFO for its stream` };
+  // containerd does not hold it: a released stream only if the shim still does (else there was no stdout stream at all).
+  const masterPids = new Set(scan.ptyFds.filter((fd) => fd.role === "master" && ptyKey(fd.devptsDev, fd.index) === session.ptyKey).map((fd) => fd.pid));
+  const shim = masterPids.size === 1 ? ([...masterPids][0] as number) : null;
+  if (shim === null) return { execId, stream: "unknown", detail: `its pty master is held by ${masterPids.size} processes` };
+  const shimLinks = holders.shimLinks(shim);
+  if (typeof shimLinks === "string") return { execId, stream: "unknown", detail: shimLinks };
+  if (!shimLinks.some(matches)) return { execId, stream: "unknown", detail: `neither containerd nor the shim (pid ${shim}) holds the exec's stdout FIFO` };
+  return { execId, stream: "released", holder: daemon.key, detail: `containerd pid ${daemon.pid} does not hold the exec's stdout FIFO (the shim pid ${shim} does)` };
+}
+
+export interface CriClientEvidenceOptions {
+  procfs: ProcFs;
+  /** containerd's gRPC socket (runtimes.containerd.socket): its process is the one that accepted connections on it. */
+  socket: string;
+  /** sock_diag; null when the native reader is not built (every session is then `unknown`, with this reason). */
+  peers: UnixPeersReader | null;
+  peersMissingReason?: string;
+}
+
+export class CriClientEvidence implements ClientEvidence {
+  private readonly tracker = new ExecStreamTracker("containerd has not held its stdout FIFO since ptyreaper first saw it, so when the stream ended is not known");
+  private daemon: { pid: number; startTicks: number } | null = null;
+  private lastSearch: { atMs: number; problem: string } | null = null;
+
+  constructor(private readonly options: CriClientEvidenceOptions) {}
+
+  observe({ scan, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
+    if (sessions.length === 0) return this.tracker.update([], nowMs);
+    const daemon = this.daemonLinks(scan, nowMs);
+    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.links(pid) };
+    const states = this.tracker.update(
+      sessions.map((s) => criStreamSighting(s, scan, holders)),
+      nowMs,
+    );
+    for (const s of sessions) if (!states.has(s.execId)) states.set(s.execId, unknownClient("not observed"));
+    return states;
+  }
+
+  /** containerd's process and its fd links, or why not. One process's fds per cycle, and only while CRI sessions exist. */
+  private daemonLinks(scan: ProcScan, nowMs: number): CriFifoHolders["daemon"] {
+    if (this.daemon !== null && !this.isSame(this.daemon)) this.daemon = null;
+    if (this.daemon === null) {
+      if (this.lastSearch !== null && nowMs - this.lastSearch.atMs < DAEMON_SEARCH_EVERY_MS) return this.lastSearch.problem;
+      const found = this.findDaemon(scan);
+      if (typeof found === "string") {
+        this.lastSearch = { atMs: nowMs, problem: found };
+        return found;
+      }
+      this.lastSearch = null;
+      this.daemon = found;
+    }
+    const { pid, startTicks } = this.daemon;
+    const links = this.links(pid);
+    if (typeof links === "string") return links;
+    // Read after the links: a containerd that restarted meanwhile is not taken for the old one.
+    if (!this.isSame(this.daemon)) return `containerd pid ${pid} exited while its fds were read`;
+    return { key: `${pid}@${startTicks}`, pid, links };
+  }
+
+  private isSame(process: { pid: number; startTicks: number }): boolean {
+    try {
+      const stat = this.options.procfs.stat(process.pid);
+      return stat !== null && stat.startTicks === process.startTicks && stat.state !== "Z" && stat.state !== "X";
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * containerd's process: the one `containerd` process holding a connection accepted on the configured
+   * socket. Its shims are reparented, so their parent does not name it; the socket does, and another
+   * containerd on the host (Docker's own) is told apart by it. Reads every process's stat once per search.
+   */
+  private findDaemon(scan: ProcScan): { pid: number; startTicks: number } | string {
+    const { procfs, socket, peers } = this.options;
+    if (peers === null) return `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}`;
+    let accepted: Set<number>;
+    try {
+      const file = socketFileId(socket);
+      accepted = new Set([...peers.read()].filter(([, p]) => p.file !== null && p.file.dev === file.dev && p.file.ino === file.ino).map(([ino]) => ino));
+    } catch (err) {
+      return `cannot tell which process serves ${socket}: ${errorMessage(err)}`;
+    }
+    const found: { pid: number; startTicks: number }[] = [];
+    for (const pid of scan.ppids.keys()) {
+      try {
+        const stat = procfs.stat(pid);
+        if (stat?.comm !== "containerd") continue;
+        if (socketInodes(procfs, pid).some((ino) => accepted.has(ino))) found.push({ pid, startTicks: stat.startTicks });
+      } catch (err) {
+        if (!isVanished(err)) return `cannot read containerd candidate ${pid}: ${errorMessage(err)}`;
+      }
+    }
+    if (found.length === 1) return found[0] as { pid: number; startTicks: number };
+    return found.length === 0 ? `no containerd process holds a connection accepted on ${socket}` : `${found.length} containerd processes hold connections accepted on ${socket}`;
+  }
+
+  /** The fd links of `pid`, or why they could not be read. */
+  private links(pid: number): readonly string[] | string {
+    const { procfs } = this.options;
+    try {
+      const links: string[] = [];
+      for (const fd of procfs.fds(pid)) {
+        const link = procfs.fdLinkIfOpen(pid, fd);
+        if (link !== null) links.push(link);
+      }
+      return links;
+    } catch (err) {
+      return isVanished(err) ? `process ${pid} exited` : `cannot read the fds of ${pid}: ${errorMessage(err)}`;
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// Pure: follows, cycle to cycle, whether a runtime still holds the stream of each exec to its client
+// (containerd CRI, Podman), and turns that into a client state: attached while held, gone from the
+// first cycle it was seen released after having been seen held, unknown otherwise.
+import { unknownClient, type ClientState } from "../domain/client.js";
+
+/**
+ * What one cycle saw of one exec's stream. `held`: the runtime holds its end towards the client.
+ * `released`: it no longer does, while the exec's own end is still open. `unknown`: cannot be told.
+ * `holder` names the process whose fds were looked at (pid@startTicks): a drop counts only within
+ * one holder's life, never across a restart of it.
+ */
+export type StreamSighting =
+  | { execId: string; stream: "held"; holder: string; detail: string }
+  | { execId: string; stream: "released"; holder: string; detail: string }
+  | { execId: string; stream: "unknown"; detail: string };
+
+interface TrackedStream {
+  holder: string;
+  goneSinceMs: number | null;
+  goneDetail: string;
+}
+
+export class ExecStreamTracker {
+  /** Execs whose stream was seen held, by exec ID. */
+  private readonly streams = new Map<string, TrackedStream>();
+
+  constructor(private readonly neverHeldDetail: string) {}
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * One cycle: `sightings` covers every running exec of the runtime; the rest are forgotten. A release
+   * never seen preceded by a hold (ptyreaper started after the client left, or the exec never had a
+   * client) proves nothing and stays `unknown`.
+   */
+  update(sightings: readonly StreamSighting[], nowMs: number): Map<string, ClientState> {
+    const states = new Map<string, ClientState>();
+    const present = new Set<string>();
+    for (const sighting of sightings) {
+      present.add(sighting.execId);
+      states.set(sighting.execId, this.observe(sighting, nowMs));
+    }
+    for (const execId of this.streams.keys()) if (!present.has(execId)) this.streams.delete(execId);
+    return states;
+  }
+
+  private observe(sighting: StreamSighting, nowMs: number): ClientState {
+    if (sighting.stream === "unknown") {
+      // Nothing learnt this cycle: a gone client stays gone (it cannot come back), anything else is unknown.
+      const known = this.streams.get(sighting.execId);
+      return known !== undefined && known.goneSinceMs !== null ? { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail } : unknownClient(sighting.detail);
+    }
+    let known = this.streams.get(sighting.execId);
+    if (known !== undefined && known.holder !== sighting.holder) {
+      // Another process now: what the old one held says nothing about this one.
+      this.streams.delete(sighting.execId);
+      known = undefined;
+    }
+    if (sighting.stream === "held") {
+      // Held again after a release cannot happen with these runtimes; if it does, attached is the safe answer.
+      this.streams.set(sighting.execId, { holder: sighting.holder, goneSinceMs: null, goneDetail: "" });
+      return { state: "attached", detail: sighting.detail };
+    }
+    if (known === undefined) return unknownClient(`${sighting.detail}; ${this.neverHeldDetail}`);
+    if (known.goneSinceMs === null) {
+      known.goneSinceMs = nowMs;
+      known.goneDetail = `${sighting.detail}, after holding it: the client went away`;
+    }
+    return { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail };
+  }
+}

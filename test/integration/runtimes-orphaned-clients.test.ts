@@ -1,0 +1,193 @@
+// Issue 13 on a real private containerd (CRI, k8s.io) and a real private Podman: an exec whose client is
+// SIGKILLed is seen `gone` and reaped with reason `orphaned` within orphanGrace + 2 poll intervals; an
+// attached idle exec is left alone and stays `attached`. Docker is off: only these two runtimes are watched.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SessionsReport } from "../../src/domain/report.js";
+import { cleanupAll, isAlive, sleep, waitFor } from "./harness/index.js";
+import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
+import { CriClient, type KubernetesIdentity } from "./support/cri.js";
+import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
+import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, startPrivatePodman, type PodmanAttachedExec, type PrivatePodman } from "./support/podman.js";
+import { startDaemon, type RunningDaemon } from "./support/daemon.js";
+
+const POLL_MS = 2_000;
+const GRACE_MS = 15_000;
+const BUDGET_MS = GRACE_MS + 2 * POLL_MS;
+const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "orphan-pod", podUid: "3e0c1a7b-52d4-4f1e-9a3b-7c8d9e0f1a2b", container: "shell" };
+
+type ReportedSession = SessionsReport["sessions"][number];
+
+let containerd: PrivateContainerd | null = null;
+let cri: CriClient | null = null;
+let sandbox: { id: string; config: object } | null = null;
+let pm: PrivatePodman | null = null;
+let criContainer = "";
+let podmanContainer = "";
+let daemon: RunningDaemon | null = null;
+const attached: (CriAttachedExec | PodmanAttachedExec)[] = [];
+/** Sessions whose client left before ptyreaper started, and a `podman exec -dt` that never had one: never seen attached. */
+let criLeakedEarly: CriLeakedExec;
+let podmanLeakedEarly: PodmanLeakedExec;
+
+beforeAll(async () => {
+  containerd = await startPrivateContainerd("orphans");
+  cri = new CriClient(containerd.socket);
+  sandbox = await cri.runPodSandbox(POD);
+  criContainer = await cri.createContainer(sandbox, POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
+  await cri.startContainer(criContainer);
+  pm = await startPrivatePodman("orphans");
+  podmanContainer = await pm.runContainer("ptyr-test-orphans-podman");
+  await pm.startService();
+  criLeakedEarly = await leakCriExec(cri, containerd, criContainer);
+  podmanLeakedEarly = await leakPodmanExec(pm, podmanContainer);
+  await pm.podman(["exec", "-dt", podmanContainer, "sleep", "1000000"]);
+  daemon = await startDaemon(`
+pollInterval: 2s
+docker:
+  enabled: false
+runtimes:
+  containerd:
+    enabled: true
+    socket: ${containerd.socket}
+    namespaces: [k8s.io]
+  podman:
+    enabled: true
+    socket: ${pm.socket}
+policy:
+  idleTimeout: 4h
+  orphanGrace: 15s
+  minAge: 5s
+reaper:
+  grace: 2s
+log:
+  level: info
+`);
+}, 240_000);
+
+afterAll(async () => {
+  const problems: unknown[] = [];
+  const step = async (fn: () => Promise<unknown>): Promise<void> => {
+    try {
+      await fn();
+    } catch (err) {
+      problems.push(err);
+    }
+  };
+  await step(async () => daemon?.stop());
+  for (const session of attached) await step(async () => ("close" in session ? session.close() : session.killClient()));
+  await step(async () => {
+    if (sandbox && cri) {
+      await cri.stopPodSandbox(sandbox.id);
+      await cri.removePodSandbox(sandbox.id);
+    }
+  });
+  cri?.close();
+  await step(async () => containerd?.destroy());
+  await step(async () => pm?.destroy());
+  await step(cleanupAll);
+  if (problems.length > 0) throw new AggregateError(problems, "orphaned-clients teardown");
+}, 180_000);
+
+function running(): RunningDaemon {
+  if (!daemon) throw new Error("the daemon did not start (see beforeAll)");
+  return daemon;
+}
+
+async function sessionsOf(): Promise<Map<string, ReportedSession>> {
+  const { status, body } = await running().get("/sessions");
+  if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
+  return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
+}
+
+/** Waits until each exec's client is in `state`; on a timeout, throws with the last /sessions and the daemon's log tail. */
+async function waitForClients(execIds: readonly string[], state: string, timeoutMs: number): Promise<Map<string, ReportedSession>> {
+  let last = "";
+  try {
+    return await waitFor(
+      async () => {
+        const listed = await sessionsOf();
+        last = JSON.stringify([...listed.values()].map((s) => [s.runtime, s.execId.slice(0, 12), s.state, s.client]));
+        return execIds.every((id) => listed.get(id)?.client.state === state) ? listed : null;
+      },
+      timeoutMs,
+      `clients of ${execIds.map((id) => id.slice(0, 12)).join(", ")} to be ${state}`,
+      250,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+  }
+}
+
+describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", () => {
+  it("reaps each killed client's session within orphanGrace + 2 intervals; attached idle ones and never-attached ones stay", async () => {
+    if (!cri || !containerd || !pm) throw new Error("engines not started");
+    const criKilled = await attachCriExec(cri, containerd, criContainer);
+    const criIdle = await attachCriExec(cri, containerd, criContainer);
+    const podmanKilled = await attachPodmanExec(pm, podmanContainer);
+    const podmanIdle = await attachPodmanExec(pm, podmanContainer);
+    attached.push(criKilled, criIdle, podmanKilled, podmanIdle);
+    const killedIds = [criKilled.execId, podmanKilled.sessionId];
+    const idleIds = [criIdle.execId, podmanIdle.sessionId];
+
+    // The signals themselves, as the engines show them while every client is attached.
+    expect(ptmxFds(podmanKilled.conmonPid)).toBe(2);
+    const before = await waitForClients([...killedIds, ...idleIds], "attached", 60_000);
+    // Never seen attached: their clients' end proves nothing about when, so unknown (the idle policy's, 4h here).
+    const neverSeen = [...before.values()].filter((s) => ![...killedIds, ...idleIds].includes(s.execId));
+    expect(neverSeen.map((s) => s.runtime).sort()).toEqual(["containerd", "podman", "podman"]);
+    expect(neverSeen.map((s) => s.execId)).toEqual(expect.arrayContaining([criLeakedEarly.execId, podmanLeakedEarly.sessionId]));
+    for (const s of neverSeen) console.log(`never seen attached: ${s.runtime} ${s.execId.slice(0, 12)} ${s.command}: ${s.client.detail}`);
+    for (const s of neverSeen) expect(s.client.state, `${s.runtime} ${s.execId.slice(0, 12)}: ${s.client.detail}`).toBe("unknown");
+    // containerd's process is found by the connections it accepted on its socket, not by a shim's parent.
+    expect(before.get(criIdle.execId)?.client.detail).toContain(`containerd pid ${containerd.pid} holds the exec's stdout FIFO`);
+
+    await criKilled.killClient();
+    const criKilledAt = Date.now();
+    await podmanKilled.killClient();
+    const podmanKilledAt = Date.now();
+    expect(isAlive(criKilled.shellPid) && isAlive(podmanKilled.shellPid)).toBe(true);
+
+    // Seen gone (with the first cycle that saw it) before the grace is up.
+    const seen = await waitForClients(killedIds, "gone", GRACE_MS);
+    for (const id of killedIds) expect(seen.get(id)?.state).not.toBe("stale");
+    expect(seen.get(criKilled.execId)?.client.detail).toMatch(/does not hold the exec's stdout FIFO \(the shim pid \d+ does\), after holding it/);
+    expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/holds one master fd \(no stdin copy\), after holding it/);
+
+    // HUP sent within orphanGrace + 2 poll intervals of the kill, with reason orphaned.
+    const hupOf = (execId: string) => running().logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
+    await waitFor(() => killedIds.every((id) => hupOf(id) !== undefined), BUDGET_MS + 60_000, "both orphaned sessions to be signalled", 250).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+    });
+    for (const [execId, killedAt] of [[criKilled.execId, criKilledAt], [podmanKilled.sessionId, podmanKilledAt]] as const) {
+      const afterMs = Date.parse(String(hupOf(execId)?.time)) - killedAt;
+      console.log(`exec ${execId.slice(0, 12)}: SIGHUP ${afterMs} ms after its client was killed (budget ${BUDGET_MS} ms)`);
+      expect(afterMs, `exec ${execId.slice(0, 12)} signalled ${afterMs} ms after its client was killed`).toBeLessThanOrEqual(BUDGET_MS);
+    }
+    // Reaped once its pty leaves the inventory: a shim frees an exec's pty only tens of seconds after it ends.
+    const reapedLines = () => running().logs().filter((l) => l.msg === "reaped exec session");
+    await waitFor(() => killedIds.every((id) => reapedLines().some((l) => l.execId === id)), 90_000, "both reaps logged", 500).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+    });
+    const reaped = reapedLines();
+    expect(reaped.map((l) => l.execId).sort()).toEqual([...killedIds].sort());
+    for (const line of reaped) expect(line).toMatchObject({ reason: "orphaned", result: "reaped" });
+    expect(isAlive(criKilled.shellPid) || isAlive(podmanKilled.shellPid)).toBe(false);
+    expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(2);
+
+    // The attached ones, idle longer than the grace by now, are untouched and still attached a few cycles on.
+    await sleep(3 * POLL_MS);
+    const listed = await sessionsOf();
+    for (const [id, shellPid] of [[criIdle.execId, criIdle.shellPid], [podmanIdle.sessionId, podmanIdle.shellPid]] as const) {
+      expect(isAlive(shellPid), `idle shell ${shellPid}`).toBe(true);
+      expect(listed.get(id)?.client.state).toBe("attached");
+      expect(listed.get(id)?.state).not.toBe("stale");
+      expect(listed.get(id)?.idleSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
+    }
+    expect(await running().metric("ptyreaper_exec_clients", { client: "attached" })).toBe(2);
+    for (const s of neverSeen) {
+      expect(isAlive(s.pid), `${s.runtime} ${s.execId.slice(0, 12)} never seen attached`).toBe(true);
+      expect(listed.get(s.execId)?.client.state).toBe("unknown");
+    }
+    expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
+  }, 240_000);
+});

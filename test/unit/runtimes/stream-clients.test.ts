@@ -1,0 +1,36 @@
+// The stream tracker shared by containerd CRI and Podman: attached while held, gone from the first release after a hold, else unknown.
+import { describe, expect, it } from "vitest";
+import { ExecStreamTracker, type StreamSighting } from "../../../src/runtimes/stream-clients.js";
+
+const held = (holder = "10@5"): StreamSighting => ({ execId: "e1", stream: "held", holder, detail: "held" });
+const released = (holder = "10@5"): StreamSighting => ({ execId: "e1", stream: "released", holder, detail: "released" });
+const unreadable: StreamSighting = { execId: "e1", stream: "unknown", detail: "unreadable" };
+
+function run(cycles: readonly (StreamSighting | null)[]): ReturnType<ExecStreamTracker["update"]>[] {
+  const tracker = new ExecStreamTracker("never held");
+  return cycles.map((sighting, i) => tracker.update(sighting === null ? [] : [sighting], 1_000 * (i + 1)));
+}
+const last = (cycles: readonly (StreamSighting | null)[]) => run(cycles).at(-1)?.get("e1");
+
+describe("ExecStreamTracker", () => {
+  it.each([
+    ["held", [held()], { state: "attached", detail: "held" }],
+    ["released after held: gone since the first release", [held(), released(), released()], { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" }],
+    ["released, never seen held: unknown", [released(), released()], { state: "unknown", detail: "released; never held" }],
+    ["unreadable while attached: unknown", [held(), unreadable], { state: "unknown", detail: "unreadable" }],
+    ["unreadable after gone: still gone", [held(), released(), unreadable], { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" }],
+    ["held again after a release: attached (the safe answer)", [held(), released(), held()], { state: "attached", detail: "held" }],
+    ["released by another holder (restarted): unknown", [held("10@5"), released("11@9")], { state: "unknown", detail: "released; never held" }],
+    ["the exec left a cycle and came back: its history is forgotten", [held(), null, released()], { state: "unknown", detail: "released; never held" }],
+  ] as const)("%s", (_name, cycles, expected) => {
+    expect(last(cycles)).toEqual(expected);
+  });
+
+  it("forgets execs that are no longer running", () => {
+    const tracker = new ExecStreamTracker("never held");
+    tracker.update([held(), { execId: "e2", stream: "held", holder: "10@5", detail: "held" }], 1_000);
+    expect(tracker.size).toBe(2);
+    tracker.update([held()], 2_000);
+    expect(tracker.size).toBe(1);
+  });
+});
