@@ -110,7 +110,7 @@ describe("config/grafana-dashboard.json", () => {
     expect(variable).toMatchObject({ includeAll: true, allValue: ".*" });
     const labelled = runtimeLabelledMetrics();
     const perSession = dashboardExprs().filter((q) => metricNamesIn(q.expr).some((name) => labelled.has(name)));
-    expect(perSession.length).toBeGreaterThanOrEqual(11);
+    expect(perSession.length).toBeGreaterThanOrEqual(12);
     for (const { panel, expr } of perSession) {
       for (const selector of expr.matchAll(/(ptyreaper_\w+)\{([^}]*)\}/g)) {
         if (labelled.has(selector[1] ?? "")) expect(selector[2], `${panel}: ${expr}`).toContain('runtime=~"$runtime"');
