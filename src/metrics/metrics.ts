@@ -59,6 +59,16 @@ export function ptyUsageRatio(allocated: number, capacity: number): number {
   return capacity > 0 ? allocated / capacity : 1;
 }
 
+/** Counts per runtime and label value, every pair starting at 0: each series is set every cycle, including those back at 0. */
+function zeroCounts<V extends string>(values: readonly V[]): Map<RuntimeName, Map<V, number>> {
+  return new Map(RUNTIME_NAMES.map((runtime) => [runtime, new Map(values.map((v) => [v, 0]))]));
+}
+
+function countOne<V extends string>(counts: Map<RuntimeName, Map<V, number>>, runtime: RuntimeName, value: V): void {
+  const byValue = counts.get(runtime);
+  byValue?.set(value, (byValue.get(value) ?? 0) + 1);
+}
+
 export class PtyreaperMetrics {
   readonly registry: Registry;
 
@@ -67,17 +77,16 @@ export class PtyreaperMetrics {
   private readonly ptyReserve: Gauge;
   private readonly ptyUsage: Gauge;
   private readonly ptysByOwner: Gauge<"owner">;
-  private readonly containerPtys: Gauge<"container_id" | "container_name">;
-  private readonly execSessions: Gauge<"state">;
-  private readonly reapedTotal: Counter<"reason">;
-  private readonly wouldReapTotal: Counter<"reason">;
-  private readonly reapFailuresTotal: Counter;
+  private readonly containerPtys: Gauge<"container_id" | "container_name" | "runtime">;
+  private readonly execSessions: Gauge<"state" | "runtime">;
+  private readonly reapedTotal: Counter<"reason" | "runtime">;
+  private readonly wouldReapTotal: Counter<"reason" | "runtime">;
+  private readonly reapFailuresTotal: Counter<"runtime">;
   private readonly pollDuration: Histogram;
   private readonly pollErrorsTotal: Counter<"stage">;
   private readonly lastPollSuccess: Gauge;
   private readonly dockerUp: Gauge;
   private readonly runtimeUp: Gauge;
-  private readonly runtimeSessions: Gauge<"runtime">;
   private readonly clockStepsTotal: Counter;
   private readonly runtimeEnabled: Gauge<"runtime">;
   private readonly configInfo: Gauge<"mode" | "file">;
@@ -85,10 +94,10 @@ export class PtyreaperMetrics {
   private readonly reloadSuccessTime: Gauge;
   private readonly scanInfo: Gauge<"reader" | "reason">;
   private readonly scanPassesCutTotal: Counter;
-  private readonly reapRefusalsTotal: Counter<"reason">;
+  private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
   private readonly signalInfo: Gauge<"method">;
-  private readonly execClients: Gauge<"client">;
-  private readonly reclaimSeconds: Histogram;
+  private readonly execClients: Gauge<"client" | "runtime">;
+  private readonly reclaimSeconds: Histogram<"runtime">;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -122,31 +131,32 @@ export class PtyreaperMetrics {
     });
     this.containerPtys = new Gauge({
       name: "ptyreaper_container_ptys",
-      help: "Pseudo-terminals held by processes of one container (its own tty and its exec sessions).",
-      labelNames: ["container_id", "container_name"],
+      help: "Pseudo-terminals held by processes of one container (its own tty and its exec sessions); runtime is unknown when no runtime claims the container.",
+      labelNames: ["container_id", "container_name", "runtime"],
       registers,
     });
     this.execSessions = new Gauge({
       name: "ptyreaper_exec_sessions",
-      help: "Running docker exec sessions holding a pty, by policy state: active, idle (under every threshold), stale (chosen for reaping), exempt.",
-      labelNames: ["state"],
+      help: "Running exec sessions holding a pty, by policy state (active, idle under every threshold, stale chosen for reaping, exempt) and the runtime that started them.",
+      labelNames: ["state", "runtime"],
       registers,
     });
     this.reapedTotal = new Counter({
       name: "ptyreaper_reaped_sessions_total",
-      help: "Exec sessions ended by ptyreaper, by the policy reason: idle, max_age, pressure, orphaned (client gone).",
-      labelNames: ["reason"],
+      help: "Exec sessions ended by ptyreaper, by the policy reason (idle, max_age, pressure, orphaned: client gone) and the session's runtime.",
+      labelNames: ["reason", "runtime"],
       registers,
     });
     this.wouldReapTotal = new Counter({
       name: "ptyreaper_would_reap_sessions_total",
-      help: "Exec sessions that dry-run mode would have ended, by the policy reason: idle, max_age, pressure, orphaned (client gone).",
-      labelNames: ["reason"],
+      help: "Exec sessions that dry-run mode would have ended, by the policy reason (idle, max_age, pressure, orphaned: client gone) and the session's runtime.",
+      labelNames: ["reason", "runtime"],
       registers,
     });
     this.reapFailuresTotal = new Counter({
       name: "ptyreaper_reap_failures_total",
-      help: "Reap attempts whose pty was not released (still held after SIGKILL, or held by a process ptyreaper may not signal); each is retried up to 3 attempts.",
+      help: "Reap attempts whose pty was not released (still held after SIGKILL, or held by a process ptyreaper may not signal), by the session's runtime; each is retried up to 3 attempts.",
+      labelNames: ["runtime"],
       registers,
     });
     this.pollDuration = new Histogram({
@@ -174,12 +184,6 @@ export class PtyreaperMetrics {
     this.runtimeUp = new Gauge({
       name: "ptyreaper_runtime_up",
       help: "1 when the container runtime answered the last poll cycle, 0 when it did not (none of its sessions is reaped then); absent for a runtime not in use.",
-      labelNames: ["runtime"],
-      registers,
-    });
-    this.runtimeSessions = new Gauge({
-      name: "ptyreaper_runtime_exec_sessions",
-      help: "Running exec sessions holding a pty, by the runtime that started them: docker, containerd, cri-o, podman.",
       labelNames: ["runtime"],
       registers,
     });
@@ -223,13 +227,14 @@ export class PtyreaperMetrics {
     });
     this.execClients = new Gauge({
       name: "ptyreaper_exec_clients",
-      help: "Running exec sessions holding a pty, by where their client is: attached, gone (it exited or dropped its Engine connection), unknown (no evidence: only the idle policy applies).",
-      labelNames: ["client"],
+      help: "Running exec sessions holding a pty, by where their client is (attached, gone: it exited or dropped its connection, unknown: no evidence, only the idle policy applies) and the session's runtime.",
+      labelNames: ["client", "runtime"],
       registers,
     });
     this.reclaimSeconds = new Histogram({
       name: "ptyreaper_reclaim_seconds",
-      help: "Time from the cycle that first saw a session's client gone to the cycle that saw its pty released, for sessions ptyreaper chose to reap.",
+      help: "Time from the cycle that first saw a session's client gone to the cycle that saw its pty released, for sessions ptyreaper chose to reap, by the session's runtime.",
+      labelNames: ["runtime"],
       buckets: [...RECLAIM_BUCKETS],
       registers,
     });
@@ -242,11 +247,10 @@ export class PtyreaperMetrics {
     buildInfo.set({ version: capLabelValue(options.version) }, 1);
     this.reapRefusalsTotal = new Counter({
       name: "ptyreaper_reap_refusals_total",
-      help: "Holders of a stale session's pty that the never-signal set protected, by reason (once per session, process and reason).",
-      labelNames: ["reason"],
+      help: "Holders of a stale session's pty that the never-signal set protected, by reason and the session's runtime (once per session, process and reason).",
+      labelNames: ["reason", "runtime"],
       registers,
     });
-    for (const reason of REFUSAL_REASONS) this.reapRefusalsTotal.inc({ reason }, 0);
     this.signalInfo = new Gauge({
       name: "ptyreaper_signal_info",
       help: "Always 1; method says how signals are sent: pidfd (pinned, no PID-reuse window) or kill (start-time check, then kill(2)).",
@@ -254,13 +258,19 @@ export class PtyreaperMetrics {
       registers,
     });
 
-    // Every known label value present from the start: rate() and absent() need the zero.
+    // Every known label value present from the start: rate() and absent() need the zero. The runtime label
+    // takes only the four runtime names, so each per-session metric has at most four times its series.
     for (const owner of PTY_OWNERS) this.ptysByOwner.set({ owner }, 0);
-    for (const state of SESSION_STATES) this.execSessions.set({ state }, 0);
-    for (const client of CLIENT_STATES) this.execClients.set({ client }, 0);
-    for (const reason of REAP_REASONS) {
-      this.reapedTotal.inc({ reason }, 0);
-      this.wouldReapTotal.inc({ reason }, 0);
+    for (const runtime of RUNTIME_NAMES) {
+      for (const state of SESSION_STATES) this.execSessions.set({ state, runtime }, 0);
+      for (const client of CLIENT_STATES) this.execClients.set({ client, runtime }, 0);
+      for (const reason of REAP_REASONS) {
+        this.reapedTotal.inc({ reason, runtime }, 0);
+        this.wouldReapTotal.inc({ reason, runtime }, 0);
+      }
+      for (const reason of REFUSAL_REASONS) this.reapRefusalsTotal.inc({ reason, runtime }, 0);
+      this.reapFailuresTotal.inc({ runtime }, 0);
+      this.reclaimSeconds.zero({ runtime });
     }
     for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
 
@@ -279,7 +289,7 @@ export class PtyreaperMetrics {
     this.ptyUsage.set(ptyUsageRatio(limits.allocated, containerCapacity(limits)));
 
     const byOwner = new Map<PtyOwner, number>(PTY_OWNERS.map((o) => [o, 0]));
-    const byContainer = new Map<string, { name: string; count: number }>();
+    const byContainer = new Map<string, { name: string; runtime: RuntimeName | null; count: number }>();
     for (const pty of ptys) {
       byOwner.set(pty.owner, (byOwner.get(pty.owner) ?? 0) + 1);
       if (pty.containerId === null) continue;
@@ -287,53 +297,49 @@ export class PtyreaperMetrics {
       if (entry) {
         entry.count += 1;
         if (entry.name === "" && pty.containerName) entry.name = pty.containerName;
+        entry.runtime ??= pty.runtime ?? null;
       } else {
-        byContainer.set(pty.containerId, { name: pty.containerName ?? "", count: 1 });
+        byContainer.set(pty.containerId, { name: pty.containerName ?? "", runtime: pty.runtime ?? null, count: 1 });
       }
     }
     for (const [owner, count] of byOwner) this.ptysByOwner.set({ owner }, count);
 
     // Rebuilt from scratch: drops vanished and renamed containers alike.
     this.containerPtys.reset();
-    for (const [id, { name, count }] of byContainer) {
-      this.containerPtys.set({ container_id: capLabelValue(id), container_name: capLabelValue(name) }, count);
+    for (const [id, { name, runtime, count }] of byContainer) {
+      this.containerPtys.set({ container_id: capLabelValue(id), container_name: capLabelValue(name), runtime: runtime ?? "unknown" }, count);
     }
 
-    const byState = new Map<SessionState, number>(SESSION_STATES.map((s) => [s, 0]));
-    for (const d of snapshot.decisions) byState.set(d.state, (byState.get(d.state) ?? 0) + 1);
-    for (const [state, count] of byState) this.execSessions.set({ state }, count);
+    // A session without a runtime was built before runtimes were known: Docker's.
+    const runtimeOfExec = new Map(snapshot.inventory.sessions.map((s) => [s.execId, s.runtime ?? "docker"]));
+    const byState = zeroCounts<SessionState>(SESSION_STATES);
+    for (const d of snapshot.decisions) countOne(byState, runtimeOfExec.get(d.execId) ?? "docker", d.state);
+    for (const [runtime, counts] of byState) for (const [state, count] of counts) this.execSessions.set({ state, runtime }, count);
 
-    const byRuntime = new Map<RuntimeName, number>(RUNTIME_NAMES.map((r) => [r, 0]));
-    for (const s of snapshot.inventory.sessions) byRuntime.set(s.runtime ?? "docker", (byRuntime.get(s.runtime ?? "docker") ?? 0) + 1);
-    for (const [runtime, count] of byRuntime) this.runtimeSessions.set({ runtime }, count);
-
-    const byClient = new Map<ClientStateName, number>(CLIENT_STATES.map((c) => [c, 0]));
-    for (const s of snapshot.inventory.sessions) {
-      const client = s.client?.state ?? "unknown";
-      byClient.set(client, (byClient.get(client) ?? 0) + 1);
-    }
-    for (const [client, count] of byClient) this.execClients.set({ client }, count);
+    const byClient = zeroCounts<ClientStateName>(CLIENT_STATES);
+    for (const s of snapshot.inventory.sessions) countOne(byClient, s.runtime ?? "docker", s.client?.state ?? "unknown");
+    for (const [runtime, counts] of byClient) for (const [client, count] of counts) this.execClients.set({ client, runtime }, count);
   }
 
   /** A reaped session's pty was released this long after its client was first seen gone. */
-  reclaimed(seconds: number): void {
-    if (Number.isFinite(seconds)) this.reclaimSeconds.observe(Math.max(0, seconds));
+  reclaimed(seconds: number, runtime: RuntimeName): void {
+    if (Number.isFinite(seconds)) this.reclaimSeconds.observe({ runtime }, Math.max(0, seconds));
   }
 
-  reaped(reason: ReapReason): void {
-    this.reapedTotal.inc({ reason });
+  reaped(reason: ReapReason, runtime: RuntimeName): void {
+    this.reapedTotal.inc({ reason, runtime });
   }
 
-  wouldReap(reason: ReapReason): void {
-    this.wouldReapTotal.inc({ reason });
+  wouldReap(reason: ReapReason, runtime: RuntimeName): void {
+    this.wouldReapTotal.inc({ reason, runtime });
   }
 
-  reapFailed(): void {
-    this.reapFailuresTotal.inc();
+  reapFailed(runtime: RuntimeName): void {
+    this.reapFailuresTotal.inc({ runtime });
   }
 
-  reapRefused(reason: RefusalReason): void {
-    this.reapRefusalsTotal.inc({ reason });
+  reapRefused(reason: RefusalReason, runtime: RuntimeName): void {
+    this.reapRefusalsTotal.inc({ reason, runtime });
   }
 
   setSignalMethod(method: SignalMethod): void {

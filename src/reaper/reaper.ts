@@ -10,16 +10,18 @@ import type { DockerPort } from "../docker/port.js";
 import { refusalFor, type ProcessRef, type ProcessTable, type RefusalReason, type SessionGuard, type TargetFacts } from "./identity.js";
 import type { Signaller } from "./signaller.js";
 import type { RuntimePort } from "../runtimes/port.js";
+import type { RuntimeName } from "../runtimes/attribution.js";
 import { confirmRuntimeSession, runtimeOf, runtimeReleaseMs } from "./runtime-confirm.js";
 
+/** Each count carries the session's runtime (the metrics' bounded runtime label). */
 export interface ReapMetrics {
-  reaped(reason: ReapReason): void;
-  wouldReap(reason: ReapReason): void;
-  reapFailed(): void;
+  reaped(reason: ReapReason, runtime: RuntimeName): void;
+  wouldReap(reason: ReapReason, runtime: RuntimeName): void;
+  reapFailed(runtime: RuntimeName): void;
   /** A target the never-signal set protected (counted once per session, process and reason). */
-  reapRefused?(reason: RefusalReason): void;
+  reapRefused?(reason: RefusalReason, runtime: RuntimeName): void;
   /** A reaped session's pty was released this long after its client was first seen gone. */
-  reclaimed?(seconds: number): void;
+  reclaimed?(seconds: number, runtime: RuntimeName): void;
 }
 
 /** process.kill, injectable so unit tests never signal anything. */
@@ -133,7 +135,7 @@ export class Reaper {
         if (this.wouldReapSeen.has(session.execId)) continue;
         this.wouldReapSeen.add(session.execId);
         started++;
-        this.options.metrics.wouldReap(reason);
+        this.options.metrics.wouldReap(reason, runtimeOf(session));
         this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
         continue;
       }
@@ -171,7 +173,7 @@ export class Reaper {
       const pty = byKey.get(session.ptyKey);
       // Gone, or the index now belongs to another exec: the session's pty was freed.
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId)) {
-        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000);
+        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, runtimeOf(session));
         this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}`);
         continue;
       }
@@ -487,7 +489,7 @@ export class Reaper {
     const key = `${escalation.session.execId} ${pid} ${reason}`;
     if (this.refusalsSeen.has(key)) return;
     this.refusalsSeen.add(key);
-    this.options.metrics.reapRefused?.(reason);
+    this.options.metrics.reapRefused?.(reason, runtimeOf(escalation.session));
     this.options.logger.warn({ ...describe(escalation.session, this.options.now()), target: pid, refusal: reason }, "refused to signal a holder of the session's pty");
   }
 
@@ -529,7 +531,7 @@ export class Reaper {
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */
   private fail(escalation: Escalation, why: string): void {
     const { session } = escalation;
-    this.options.metrics.reapFailed();
+    this.options.metrics.reapFailed(runtimeOf(session));
     const last = escalation.attempt >= MAX_ATTEMPTS;
     this.options.logger.error(
       { ...describe(session, this.options.now()), reason: escalation.decision.reason, result: "failed", why, attempt: escalation.attempt, retry: !last },
@@ -550,7 +552,7 @@ export class Reaper {
     const { session, decision } = escalation;
     const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why, attempt: escalation.attempt };
     if (result === "reaped" && decision.reason) {
-      this.options.metrics.reaped(decision.reason);
+      this.options.metrics.reaped(decision.reason, runtimeOf(session));
       this.options.logger.info(fields, "reaped exec session");
     } else {
       this.options.logger.warn(fields, "exec session not reaped");

@@ -90,10 +90,12 @@ describe("promtool check metrics", () => {
     metrics.configLoaded({ mode: "dry-run", file: "/etc/ptyreaper/config.yaml" }, 1_700_000_000_000);
     metrics.configReloadFailed();
     metrics.observeSnapshot(realisticSnapshot());
-    metrics.reaped("idle");
-    metrics.reaped("pressure");
-    metrics.wouldReap("max_age");
-    metrics.reapFailed();
+    metrics.reaped("idle", "docker");
+    metrics.reaped("pressure", "containerd");
+    metrics.wouldReap("max_age", "podman");
+    metrics.reapFailed("containerd");
+    metrics.reapRefused("runtime", "cri-o");
+    metrics.reclaimed(42, "podman");
     metrics.pollFailed("policy");
     for (const d of [0.0004, 0.003, 0.04, 0.2, 1.5, 12]) metrics.pollSucceeded(d, 1_700_000_000_000);
 
@@ -105,6 +107,10 @@ describe("promtool check metrics", () => {
     expect(body.match(/^ptyreaper_container_ptys\{/gm)).toHaveLength(HOSTILE_NAMES.length);
     expect(body).toContain('container_name="quote\\"in\\"name"');
     expect(body).toMatch(/^process_resident_memory_bytes \d+/m);
+    // Per-session series carry the runtime, every runtime present from the start.
+    expect(body).toMatch(/^ptyreaper_reaped_sessions_total\{reason="pressure",runtime="containerd"\} 1$/m);
+    expect(body).toMatch(/^ptyreaper_reaped_sessions_total\{reason="pressure",runtime="cri-o"\} 0$/m);
+    expect(body).toMatch(/^ptyreaper_reclaim_seconds_count\{runtime="podman"\} 1$/m);
 
     const { status, output } = promtoolCheck(file);
     expect(output.split("\n").filter((l) => l.includes("ptyreaper_"))).toEqual([]);

@@ -13,7 +13,7 @@ import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
 import { leakPodmanExec, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
 import { usePrivateEngine } from "./support/private-engine.js";
-import type { RunningDaemon } from "./support/daemon.js";
+import { readMetric, type RunningDaemon } from "./support/daemon.js";
 import type { SessionsReport } from "../../src/domain/report.js";
 
 const procfs = new ProcFs("/proc");
@@ -26,12 +26,14 @@ let cri: CriClient | null = null;
 let sandbox: { id: string; config: object } | null = null;
 let keptSandbox: { id: string; config: object } | null = null;
 let keptLeak: CriLeakedExec;
+let keptContainer = "";
 let criContainer = "";
 let criLeak: CriLeakedExec;
 let pm: PrivatePodman | null = null;
 let podmanContainer = "";
 let podmanLeak: PodmanLeakedExec;
 let podmanExempt: PodmanLeakedExec;
+let podmanExemptContainer = "";
 let dockerLeak: ExecSessionHandle;
 let daemon: RunningDaemon;
 /** Processes that must outlive the reaping: container inits, the CRI pod's shim, the containers' conmons. */
@@ -71,16 +73,16 @@ beforeAll(async () => {
   await cri.startContainer(criContainer);
   criLeak = await leakCriExec(cri, containerd, criContainer);
   keptSandbox = await cri.runPodSandbox(KEPT_POD);
-  const keptContainer = await cri.createContainer(keptSandbox, KEPT_POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
+  keptContainer = await cri.createContainer(keptSandbox, KEPT_POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
   await cri.startContainer(keptContainer);
   keptLeak = await leakCriExec(cri, containerd, keptContainer);
 
   pm = await startPrivatePodman("rt-reap");
   podmanContainer = await pm.runContainer("ptyr-test-rt-reap-podman");
-  const exemptContainer = await pm.runContainer("ptyr-test-rt-reap-podman-exempt", undefined, { "ptyreaper.exempt": "true" });
+  podmanExemptContainer = await pm.runContainer("ptyr-test-rt-reap-podman-exempt", undefined, { "ptyreaper.exempt": "true" });
   await pm.startService();
   podmanLeak = await leakPodmanExec(pm, podmanContainer);
-  podmanExempt = await leakPodmanExec(pm, exemptContainer);
+  podmanExempt = await leakPodmanExec(pm, podmanExemptContainer);
 
   const dockerContainer = await startContainer({ name: testContainerName("rt-reap-docker") });
   dockerLeak = await leakExecSession(testContainerName("rt-reap-docker"));
@@ -148,6 +150,15 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     expect(await daemon.metric("ptyreaper_runtime_up", { runtime: "containerd" })).toBe(1);
     expect(await daemon.metric("ptyreaper_runtime_up", { runtime: "podman" })).toBe(1);
     expect(await daemon.metric("ptyreaper_runtime_enabled", { runtime: "containerd" })).toBe(1);
+    // The per-session metrics carry the runtime. Only the exempt sessions are asserted: the others may be reaped
+    // by now (idleTimeout 15 s), while the exempt ones and their containers' ptys stay.
+    const { body } = await daemon.get("/metrics");
+    expect(readMetric(body, "ptyreaper_exec_sessions", { runtime: "containerd", state: "exempt" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_exec_sessions", { runtime: "podman", state: "exempt" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_exec_sessions", { runtime: "docker", state: "exempt" })).toBe(0);
+    expect(readMetric(body, "ptyreaper_exec_sessions", { runtime: "cri-o" })).toBe(0);
+    expect(readMetric(body, "ptyreaper_container_ptys", { container_id: keptContainer, runtime: "containerd" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_container_ptys", { container_id: podmanExemptContainer, runtime: "podman" })).toBe(1);
   });
 
   it("reaps each through its own runtime and frees its pty; inits, the shim, conmon and the exempt session stay", async () => {
@@ -187,5 +198,21 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     console.log(`pty.nr when reaping started: ${nrBefore}, after: ${ptyNr()}`);
     for (const [name, pid] of keepers) expect(isAlive(pid), `${name} (${pid})`).toBe(true);
     expect(daemon.logs().filter((l) => l.msg === "refused to signal a holder of the session's pty")).toEqual([]);
+
+    // Each reap counted once under its runtime and the reason it was reaped for (idle here: 15 s before orphanGrace).
+    const { body } = await daemon.get("/metrics");
+    for (const line of reapedLines) {
+      const labels = { runtime: String(line.runtime), reason: String(line.reason) };
+      expect(readMetric(body, "ptyreaper_reaped_sessions_total", labels), JSON.stringify(labels)).toBe(1);
+    }
+    expect(readMetric(body, "ptyreaper_reaped_sessions_total", { runtime: "podman", reason: "idle" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_reaped_sessions_total", { runtime: "containerd", reason: "idle" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_reaped_sessions_total", { runtime: "docker", reason: "idle" })).toBe(1);
+    expect(readMetric(body, "ptyreaper_reaped_sessions_total", { runtime: "cri-o" })).toBe(0);
+    expect(readMetric(body, "ptyreaper_reaped_sessions_total")).toBe(3);
+    for (const runtime of ["docker", "containerd", "podman"]) {
+      expect(readMetric(body, "ptyreaper_reap_failures_total", { runtime }), `${runtime} failures`).toBe(0);
+      expect(readMetric(body, "ptyreaper_reap_refusals_total", { runtime }), `${runtime} refusals`).toBe(0);
+    }
   });
 });

@@ -104,6 +104,12 @@ describe("config/alerts.yml", () => {
     expect(rules.find((r) => r.alert === "PtyreaperPtyExhaustionForecast")?.expr).toContain("predict_linear(ptyreaper_pty_allocated");
   });
 
+  it("sums the per-session gauges over runtime before their threshold: sessions split between runtimes still count", () => {
+    for (const [alert, metric] of [["PtyreaperStaleSessionsPilingUp", "ptyreaper_exec_sessions"], ["PtyreaperOrphansPilingUp", "ptyreaper_exec_clients"]]) {
+      expect(rules.find((r) => r.alert === alert)?.expr).toMatch(new RegExp(`^sum without \\(runtime\\) \\(${metric}\\{[^}]*\\}\\) >=`));
+    }
+  });
+
   it.each(rules.map((r) => [r.alert, r] as const))("%s names only metrics ptyreaper exposes (or up)", (_name, rule) => {
     const names = metricNamesIn(rule.expr);
     expect(names.length).toBeGreaterThan(0);

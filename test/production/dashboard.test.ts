@@ -1,7 +1,7 @@
 // config/grafana-dashboard.json: a well-formed dashboard whose every query names only metrics ptyreaper exposes.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { dashboardExprs, exposedMetricNames, metricNamesIn } from "./promql.js";
+import { dashboardExprs, exposedMetricNames, metricNamesIn, runtimeLabelledMetrics } from "./promql.js";
 
 interface Target {
   refId?: string;
@@ -102,6 +102,20 @@ describe("config/grafana-dashboard.json", () => {
     expect(has(/histogram_quantile\(0\.99, sum by \(le\) \(rate\(ptyreaper_poll_duration_seconds_bucket/)).toBe(true);
     expect(has(/sum by \(client\) \(ptyreaper_exec_clients/)).toBe(true);
     expect(has(/histogram_quantile\(0\.9, sum by \(le\) \(increase\(ptyreaper_reclaim_seconds_bucket/)).toBe(true); // time to reclaim
+    expect(has(/sum by \(runtime\) \(ptyreaper_exec_sessions/)).toBe(true);
+  });
+
+  it("filters every per-session query by the runtime variable, whose All also matches series without the label", () => {
+    const variable = dashboard.templating?.list?.find((v) => v.name === "runtime") as { allValue?: string; includeAll?: boolean } | undefined;
+    expect(variable).toMatchObject({ includeAll: true, allValue: ".*" });
+    const labelled = runtimeLabelledMetrics();
+    const perSession = dashboardExprs().filter((q) => metricNamesIn(q.expr).some((name) => labelled.has(name)));
+    expect(perSession.length).toBeGreaterThanOrEqual(12);
+    for (const { panel, expr } of perSession) {
+      for (const selector of expr.matchAll(/(ptyreaper_\w+)\{([^}]*)\}/g)) {
+        if (labelled.has(selector[1] ?? "")) expect(selector[2], `${panel}: ${expr}`).toContain('runtime=~"$runtime"');
+      }
+    }
   });
 
   it.each(dashboardExprs().map((q) => [q.panel, q.expr] as const))("%s: %s names only exposed metrics", (_panel, expr) => {

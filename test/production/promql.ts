@@ -1,5 +1,6 @@
 // Helpers for checking alert rules and dashboards against what ptyreaper really exposes.
 import { readFileSync } from "node:fs";
+import { Histogram } from "prom-client";
 import { PtyreaperMetrics } from "../../src/metrics/metrics.js";
 
 /** Every series name the daemon's registry can expose, with a histogram's _bucket, _sum and _count. */
@@ -9,6 +10,20 @@ export async function exposedMetricNames(): Promise<Set<string>> {
   for (const metric of await metrics.registry.getMetricsAsJSON()) {
     if (String(metric.type) === "histogram") for (const suffix of ["_bucket", "_sum", "_count"]) names.add(metric.name + suffix);
     else names.add(metric.name);
+  }
+  return names;
+}
+
+/** Series names whose metric has a runtime label (a histogram's _bucket, _sum and _count included). */
+export function runtimeLabelledMetrics(): Set<string> {
+  const metrics = new PtyreaperMetrics({ version: "test", defaultMetrics: false });
+  const names = new Set<string>();
+  for (const metric of metrics.registry.getMetricsAsArray()) {
+    // labelNames is declared on each metric; a fresh registry has no series yet for some (container_ptys).
+    const { labelNames = [] } = metric as unknown as { labelNames?: string[] };
+    if (!labelNames.includes("runtime")) continue;
+    const histogram = (metric as unknown) instanceof Histogram;
+    for (const suffix of histogram ? ["_bucket", "_sum", "_count"] : [""]) names.add(metric.name + suffix);
   }
   return names;
 }

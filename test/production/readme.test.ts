@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_SETTINGS } from "../../src/config/schema.js";
 import { ROUTES } from "../../src/http/server.js";
-import { exposedMetricNames } from "./promql.js";
+import { exposedMetricNames, runtimeLabelledMetrics } from "./promql.js";
 
 const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8");
 const schemaSource = readFileSync(new URL("../../src/config/schema.ts", import.meta.url), "utf8");
@@ -43,6 +43,15 @@ describe("README.md", () => {
       .filter((n) => n.startsWith("ptyreaper_"))
       .map((n) => n.replace(/_(bucket|sum|count)$/, ""));
     for (const name of new Set(names)) expect(readme).toContain(`| \`${name}\` |`);
+  });
+
+  it("names the runtime label in the Metrics table for every metric that has it", () => {
+    const names = new Set([...runtimeLabelledMetrics()].map((n) => n.replace(/_(bucket|sum|count)$/, "")));
+    expect(names.size).toBeGreaterThanOrEqual(8);
+    for (const name of names) {
+      const row = readme.split("\n").find((line) => line.startsWith(`| \`${name}\` |`)) ?? "";
+      expect(row.split(" | ")[2], name).toContain("`runtime`");
+    }
   });
 
   it("documents every HTTP endpoint", () => {

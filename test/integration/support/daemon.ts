@@ -81,15 +81,20 @@ export async function startDaemon(yaml: string, extraArgs: string[] = [], env: R
   };
 }
 
-/** The value of one series in a text exposition, or null when absent. */
+/**
+ * The sum of the series of one metric whose labels include `labels`, as PromQL's sum() over that selector
+ * (per-session metrics have one series per runtime: `{reason: "idle"}` counts every runtime's), or null when
+ * no series matches.
+ */
 export function readMetric(exposition: string, name: string, labels: Record<string, string> = {}): number | null {
+  let sum: number | null = null;
   for (const line of exposition.split("\n")) {
     if (!line.startsWith(name)) continue;
     const match = /^([a-zA-Z_:][\w:]*)(\{(.*)\})?\s+(\S+)$/.exec(line);
     if (!match || match[1] !== name) continue;
     const text = match[3] ?? "";
     const ok = Object.entries(labels).every(([k, v]) => text.includes(`${k}="${v}"`));
-    if (ok) return Number(match[4]);
+    if (ok) sum = (sum ?? 0) + Number(match[4]);
   }
-  return null;
+  return sum;
 }

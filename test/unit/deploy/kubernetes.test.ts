@@ -135,7 +135,7 @@ describe("deploy/kubernetes manifests", () => {
     expect([...resources].sort()).toEqual([...new Set(MANIFESTS.map((m) => m.file))]);
   });
 
-  it("the DaemonSet runs with the host's PIDs, three capabilities, and read-only /proc and socket", () => {
+  it("the DaemonSet runs with the host's PIDs, three capabilities, and read-only /proc and runtime socket directories", () => {
     const ds = byKind("DaemonSet") as DaemonSet;
     const pod = ds.spec?.template.spec;
     expect(pod?.hostPID).toBe(true);
@@ -153,8 +153,38 @@ describe("deploy/kubernetes manifests", () => {
     const mounts = new Map((container.volumeMounts ?? []).map((m) => [m.mountPath, m]));
     for (const m of mounts.values()) expect(m.readOnly, m.mountPath).toBe(true);
     expect(volumes.get(mounts.get("/host/proc")?.name ?? "")?.hostPath).toEqual({ path: "/proc", type: "Directory" });
-    expect(volumes.get(mounts.get("/var/run/docker.sock")?.name ?? "")?.hostPath).toEqual({ path: "/var/run/docker.sock", type: "Socket" });
+    expect(volumes.get(mounts.get("/run/containerd")?.name ?? "")?.hostPath).toEqual({ path: "/run/containerd", type: "DirectoryOrCreate" });
+    expect(volumes.get(mounts.get("/run/podman")?.name ?? "")?.hostPath).toEqual({ path: "/run/podman", type: "DirectoryOrCreate" });
+    // No Docker socket: the ConfigMap disables Docker (README "Run in Kubernetes" says how to add it on Docker nodes).
+    expect([...mounts.keys()].filter((path) => path.includes("docker"))).toEqual([]);
     expect(volumes.get(mounts.get("/etc/ptyreaper")?.name ?? "")?.configMap?.name).toBe((byKind("ConfigMap") as ConfigMap).metadata?.name);
+  });
+
+  it("starts on a node that lacks a runtime: no hostPath needs a socket or file to exist beforehand", () => {
+    const pod = (byKind("DaemonSet") as DaemonSet).spec?.template.spec;
+    const hostPaths = (pod?.volumes ?? []).flatMap((v) => (v.hostPath ? [{ name: v.name, ...v.hostPath }] : []));
+    expect(hostPaths.map((h) => h.path).sort()).toEqual(["/proc", "/run/containerd", "/run/podman"]);
+    for (const { name, path, type } of hostPaths) {
+      // Socket, File, CharDevice and BlockDevice fail the pod when the path is absent; "" leaves it to the runtime,
+      // which may create a directory at a socket's path (Docker does). Only /proc may be required: every node has it.
+      if (path === "/proc") expect(type, name).toBe("Directory");
+      else expect(type, name).toBe("DirectoryOrCreate");
+    }
+  });
+
+  it("each runtime's socket in the config lies in a directory mounted from the same path on the host, and is used when present", () => {
+    const container = daemonSetContainer();
+    const pod = (byKind("DaemonSet") as DaemonSet).spec?.template.spec;
+    const hostPathOf = new Map((pod?.volumes ?? []).map((v) => [v.name, v.hostPath?.path]));
+    const config = parseConfig((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "", "configmap.yaml", {});
+    expect(config.docker.enabled).toBe(false);
+    expect(config.runtimes.containerd).toMatchObject({ enabled: "auto", socket: "/run/containerd/containerd.sock", namespaces: ["k8s.io"] });
+    expect(config.runtimes.podman).toMatchObject({ enabled: "auto", socket: "/run/podman/podman.sock" });
+    for (const socket of [config.runtimes.containerd.socket, config.runtimes.podman.socket]) {
+      const mount = (container.volumeMounts ?? []).find((m) => socket.startsWith(`${m.mountPath}/`));
+      expect(mount, socket).toBeDefined();
+      expect(hostPathOf.get(mount?.name ?? ""), socket).toBe(mount?.mountPath);
+    }
   });
 
   it("probes /readyz and /healthz on the port the config listens on, and the resources are set", () => {
@@ -166,14 +196,19 @@ describe("deploy/kubernetes manifests", () => {
     const config = parseConfig(configText, "configmap.yaml", {});
     expect(config.listen).toEqual({ host: "0.0.0.0", port: 9724 });
     expect(config.procRoot).toBe("/host/proc");
-    expect(config.docker.socket).toBe("/var/run/docker.sock");
     expect(container.args).toEqual(["run", "--config", "/etc/ptyreaper/config.yaml"]);
     expect(container.resources?.requests).toEqual({ cpu: "25m", memory: "128Mi" });
     expect(container.resources?.limits).toEqual({ cpu: "500m", memory: "192Mi" });
   });
 
-  it("the ConfigMap's config is the image's default config", () => {
-    expect((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"]).toBe(repoFile("deploy/container/config.yaml"));
+  it("the ConfigMap's config is the image's default with the Kubernetes nodes' runtimes in place of Docker", () => {
+    const withoutRuntimes = (text: string): unknown => {
+      const { docker: _docker, runtimes: _runtimes, ...rest } = parseYaml(text) as Record<string, unknown>;
+      return rest;
+    };
+    const configMap = (byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "";
+    expect(withoutRuntimes(configMap)).toEqual(withoutRuntimes(repoFile("deploy/container/config.yaml")));
+    expect(Object.keys(withoutRuntimes(configMap) as object).sort()).toEqual(["listen", "procRoot", "reaper"]);
     expect(repoFile("Dockerfile")).toContain("COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml");
     expect(repoFile("Dockerfile")).toContain('CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]');
   });

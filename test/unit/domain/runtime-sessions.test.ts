@@ -153,13 +153,14 @@ describe("mergeRuntimeViews", () => {
     expect(table).toContain("podman:toolbox");
   });
 
-  it("counts sessions per runtime in ptyreaper_runtime_exec_sessions (every runtime listed, 0 when none)", async () => {
+  it("counts sessions per runtime in ptyreaper_exec_sessions{runtime} (every runtime listed, 0 when none)", async () => {
     const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
     const metrics = new PtyreaperMetrics({ version: "test" });
-    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions: [] });
+    const decisions = inventory.sessions.map((s) => ({ execId: s.execId, state: "idle" as const, reason: null, detail: "idle" }));
+    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions });
     const { body } = await metrics.exposition();
     for (const [runtime, count] of [["docker", 0], ["containerd", 1], ["cri-o", 0], ["podman", 1]] as const) {
-      expect(body).toContain(`ptyreaper_runtime_exec_sessions{runtime="${runtime}"} ${count}\n`);
+      expect(body).toContain(`ptyreaper_exec_sessions{state="idle",runtime="${runtime}"} ${count}\n`);
     }
   });
 });

@@ -55,7 +55,7 @@ describe("GET /metrics", () => {
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { id: "a".repeat(64), name: 'q"b\\n\nl' })] }));
     const res = await build({ exposition: () => m.exposition() }).app.inject({ method: "GET", url: "/metrics" });
     expect(res.statusCode).toBe(200);
-    expect(res.body).toContain(`ptyreaper_container_ptys{container_id="${"a".repeat(64)}",container_name="q\\"b\\\\n\\nl"} 1\n`);
+    expect(res.body).toContain(`ptyreaper_container_ptys{container_id="${"a".repeat(64)}",container_name="q\\"b\\\\n\\nl",runtime="docker"} 1\n`);
   });
 
   it("reads the exposition once per scrape and ignores the query string", async () => {

@@ -3,7 +3,29 @@ import { describe, expect, it } from "vitest";
 import { Registry } from "prom-client";
 import { DROPPED_DEFAULT_METRICS, POLL_STAGES, PtyreaperMetrics, ptyUsageRatio } from "../../../src/metrics/metrics.js";
 import { LABEL_VALUE_MAX } from "../../../src/metrics/labels.js";
+import { REFUSAL_REASONS } from "../../../src/reaper/identity.js";
 import { makeDecision, makePty, makeSessionFor, makeSnapshot } from "./snapshot-factory.js";
+
+const RUNTIMES = ["docker", "containerd", "cri-o", "podman"] as const;
+
+/**
+ * The series of a per-session metric as `series()` keys them: `label` at each of `values` for every runtime, all 0
+ * except `counts`, keyed "runtime/value" (e.g. "podman/idle").
+ */
+function perRuntime(label: string, values: readonly string[], counts: Record<string, number> = {}): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const runtime of RUNTIMES) {
+    for (const value of values) {
+      const key = [`${label}=${value}`, `runtime=${runtime}`].sort().join(",");
+      out.set(key, counts[`${runtime}/${value}`] ?? 0);
+    }
+  }
+  return out;
+}
+
+const REASONS = ["idle", "max_age", "pressure", "orphaned"];
+const STATES = ["active", "idle", "stale", "exempt"];
+const CLIENTS = ["attached", "gone", "unknown"];
 
 function metrics(): PtyreaperMetrics {
   return new PtyreaperMetrics({ version: "1.2.3", defaultMetrics: false });
@@ -40,7 +62,7 @@ function unescapeLabelValue(escaped: string): string {
 function containerNamesIn(body: string): string[] {
   const names: string[] = [];
   for (const line of body.split("\n")) {
-    const m = /^ptyreaper_container_ptys\{container_id="[^"]*",container_name="((?:[^"\\]|\\.)*)"\} \d+$/su.exec(line);
+    const m = /^ptyreaper_container_ptys\{container_id="[^"]*",container_name="((?:[^"\\]|\\.)*)",runtime="[a-z-]+"\} \d+$/su.exec(line);
     if (m?.[1] !== undefined) names.push(unescapeLabelValue(m[1]));
   }
   return names;
@@ -81,7 +103,6 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_reap_refusals_total",
         "ptyreaper_reaped_sessions_total",
         "ptyreaper_runtime_enabled",
-        "ptyreaper_runtime_exec_sessions",
         "ptyreaper_runtime_up",
         "ptyreaper_scan_info",
         "ptyreaper_scan_passes_cut_total",
@@ -91,31 +112,16 @@ describe("PtyreaperMetrics", () => {
     );
   });
 
-  it("starts every labelled counter and gauge at 0 for every known label value", async () => {
+  it("starts every labelled counter and gauge at 0 for every known label value and runtime", async () => {
     const m = metrics();
-    expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(
-      new Map([
-        ["reason=idle", 0],
-        ["reason=max_age", 0],
-        ["reason=pressure", 0],
-        ["reason=orphaned", 0],
-      ]),
-    );
-    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
-      new Map([
-        ["reason=idle", 0],
-        ["reason=max_age", 0],
-        ["reason=pressure", 0],
-        ["reason=orphaned", 0],
-      ]),
-    );
-    expect(await series(m, "ptyreaper_exec_clients")).toEqual(
-      new Map([
-        ["client=attached", 0],
-        ["client=gone", 0],
-        ["client=unknown", 0],
-      ]),
-    );
+    expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(perRuntime("reason", REASONS));
+    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(perRuntime("reason", REASONS));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS));
+    expect(await series(m, "ptyreaper_reap_failures_total")).toEqual(new Map(RUNTIMES.map((r) => [`runtime=${r}`, 0])));
+    expect(await series(m, "ptyreaper_reap_refusals_total")).toEqual(perRuntime("reason", REFUSAL_REASONS));
+    // The histogram too: increase() of its buckets and count works from the first reclaim of each runtime.
+    const reclaim = await series(m, "ptyreaper_reclaim_seconds");
+    for (const runtime of RUNTIMES) expect(reclaim.get(`ptyreaper_reclaim_seconds_count{runtime=${runtime}}`)).toBe(0);
     expect([...(await series(m, "ptyreaper_poll_errors_total")).keys()]).toEqual(POLL_STAGES.map((s) => `stage=${s}`));
     expect(await series(m, "ptyreaper_ptys")).toEqual(
       new Map([
@@ -125,15 +131,7 @@ describe("PtyreaperMetrics", () => {
         ["owner=unattributed", 0],
       ]),
     );
-    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
-      new Map([
-        ["state=active", 0],
-        ["state=idle", 0],
-        ["state=stale", 0],
-        ["state=exempt", 0],
-      ]),
-    );
-    expect(await value(m, "ptyreaper_reap_failures_total")).toBe(0);
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES));
     expect(await value(m, "ptyreaper_docker_up")).toBe(0);
     expect(await value(m, "ptyreaper_last_poll_success_timestamp_seconds")).toBe(0);
     expect((await series(m, "ptyreaper_container_ptys")).size).toBe(0);
@@ -176,18 +174,39 @@ describe("PtyreaperMetrics", () => {
     );
     expect(await series(m, "ptyreaper_container_ptys")).toEqual(
       new Map([
-        [`container_id=${web.id},container_name=web`, 3],
-        [`container_id=${db.id},container_name=db`, 1],
+        [`container_id=${web.id},container_name=web,runtime=docker`, 3],
+        [`container_id=${db.id},container_name=db,runtime=docker`, 1],
       ]),
     );
-    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
+    // Decisions of execs the inventory does not list are Docker's (sessions built before runtimes were known).
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES, { "docker/active": 1, "docker/stale": 2, "docker/exempt": 1 }));
+  });
+
+  it("labels sessions and container ptys with their runtime, an unclaimed container's as unknown", async () => {
+    const m = metrics();
+    const pod = { id: "1".repeat(64), name: "team-a/web-0/app" };
+    const box = { id: "2".repeat(64), name: "toolbox" };
+    const stray = { id: "3".repeat(64), name: null };
+    const snapshot = makeSnapshot({
+      ptys: [{ ...makePty("exec", pod), runtime: "containerd" }, { ...makePty("exec", box), runtime: "podman" }, { ...makePty("container", stray), runtime: null }],
+    });
+    const inPod = { ...makeSessionFor("gone"), runtime: "containerd" as const };
+    const inBox = { ...makeSessionFor("attached"), runtime: "podman" as const };
+    const docker = makeSessionFor("unknown");
+    snapshot.inventory.sessions.push(inPod, inBox, docker);
+    snapshot.decisions.push(makeDecision("stale", inPod.execId), makeDecision("active", inBox.execId), makeDecision("idle", docker.execId));
+    m.observeSnapshot(snapshot);
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(
       new Map([
-        ["state=active", 1],
-        ["state=idle", 0],
-        ["state=stale", 2],
-        ["state=exempt", 1],
+        [`container_id=${pod.id},container_name=team-a/web-0/app,runtime=containerd`, 1],
+        [`container_id=${box.id},container_name=toolbox,runtime=podman`, 1],
+        [`container_id=${stray.id},container_name=,runtime=unknown`, 1],
       ]),
     );
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES, { "containerd/stale": 1, "podman/active": 1, "docker/idle": 1 }));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS, { "containerd/gone": 1, "podman/attached": 1, "docker/unknown": 1 }));
+    m.observeSnapshot(makeSnapshot({}));
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES));
   });
 
   it("deletes the series of containers that vanished and of renamed containers", async () => {
@@ -199,7 +218,7 @@ describe("PtyreaperMetrics", () => {
 
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { ...keep, name: "renamed" })] }));
     expect(await series(m, "ptyreaper_container_ptys")).toEqual(
-      new Map([[`container_id=${keep.id},container_name=renamed`, 1]]),
+      new Map([[`container_id=${keep.id},container_name=renamed,runtime=docker`, 1]]),
     );
     const { body } = await m.exposition();
     expect(body).not.toContain("vanished-container");
@@ -214,16 +233,16 @@ describe("PtyreaperMetrics", () => {
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("host")], decisions: [makeDecision("idle")] }));
     m.observeSnapshot(makeSnapshot({}));
     expect(await value(m, "ptyreaper_ptys", "owner=host")).toBe(0);
-    expect(await value(m, "ptyreaper_exec_sessions", "state=idle")).toBe(0);
+    expect(await value(m, "ptyreaper_exec_sessions", "runtime=docker,state=idle")).toBe(0);
   });
 
   it("labels a container whose name is unknown with an empty name, and takes a later pty's name", async () => {
     const id = "e".repeat(64);
     const m = metrics();
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("container", { id, name: null }), makePty("exec", { id, name: "late" })] }));
-    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=late`, 2]]));
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=late,runtime=docker`, 2]]));
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("container", { id, name: null })] }));
-    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=`, 1]]));
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${id},container_name=,runtime=docker`, 1]]));
   });
 
   it.each([
@@ -252,34 +271,32 @@ describe("PtyreaperMetrics", () => {
     expect(ptyUsageRatio(10, 20)).toBe(0.5);
   });
 
-  it("counts reaps, dry-run reaps and failures by reason", async () => {
+  it("counts reaps, dry-run reaps, failures and refusals by reason and runtime", async () => {
     const m = metrics();
-    m.reaped("idle");
-    m.reaped("idle");
-    m.reaped("pressure");
-    m.wouldReap("max_age");
-    m.wouldReap("orphaned");
-    m.reaped("orphaned");
-    m.reapFailed();
-    m.reapFailed();
-    m.reapFailed();
+    m.reaped("idle", "docker");
+    m.reaped("idle", "docker");
+    m.reaped("idle", "podman");
+    m.reaped("pressure", "containerd");
+    m.wouldReap("max_age", "docker");
+    m.wouldReap("orphaned", "containerd");
+    m.reaped("orphaned", "docker");
+    m.reapFailed("docker");
+    m.reapFailed("containerd");
+    m.reapFailed("containerd");
+    m.reapRefused("container_main", "podman");
     expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(
+      perRuntime("reason", REASONS, { "docker/idle": 2, "podman/idle": 1, "containerd/pressure": 1, "docker/orphaned": 1 }),
+    );
+    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(perRuntime("reason", REASONS, { "docker/max_age": 1, "containerd/orphaned": 1 }));
+    expect(await series(m, "ptyreaper_reap_failures_total")).toEqual(
       new Map([
-        ["reason=idle", 2],
-        ["reason=max_age", 0],
-        ["reason=pressure", 1],
-        ["reason=orphaned", 1],
+        ["runtime=docker", 1],
+        ["runtime=containerd", 2],
+        ["runtime=cri-o", 0],
+        ["runtime=podman", 0],
       ]),
     );
-    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
-      new Map([
-        ["reason=idle", 0],
-        ["reason=max_age", 1],
-        ["reason=pressure", 0],
-        ["reason=orphaned", 1],
-      ]),
-    );
-    expect(await value(m, "ptyreaper_reap_failures_total")).toBe(3);
+    expect(await series(m, "ptyreaper_reap_refusals_total")).toEqual(perRuntime("reason", REFUSAL_REASONS, { "podman/container_main": 1 }));
   });
 
   it("records poll durations in the histogram and the last success time in seconds", async () => {
@@ -310,21 +327,26 @@ describe("PtyreaperMetrics", () => {
       { ...base, execId: "no-client", client: undefined },
     );
     m.observeSnapshot(snapshot);
-    expect(await series(m, "ptyreaper_exec_clients")).toEqual(new Map([["client=attached", 1], ["client=gone", 2], ["client=unknown", 2]]));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS, { "docker/attached": 1, "docker/gone": 2, "docker/unknown": 2 }));
     m.observeSnapshot(makeSnapshot({}));
-    expect(await series(m, "ptyreaper_exec_clients")).toEqual(new Map([["client=attached", 0], ["client=gone", 0], ["client=unknown", 0]]));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS));
   });
 
-  it("records the time to reclaim in seconds, a negative one (clock step) as 0", async () => {
+  it("records the time to reclaim in seconds by runtime, a negative one (clock step) as 0", async () => {
     const m = metrics();
-    m.reclaimed(140);
-    m.reclaimed(-3);
-    m.reclaimed(Number.NaN);
+    m.reclaimed(140, "docker");
+    m.reclaimed(-3, "docker");
+    m.reclaimed(Number.NaN, "docker");
+    m.reclaimed(40, "containerd");
     const h = await series(m, "ptyreaper_reclaim_seconds");
-    expect(h.get("ptyreaper_reclaim_seconds_count{}")).toBe(2);
-    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=10}")).toBe(1);
-    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=120}")).toBe(1);
-    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=180}")).toBe(2);
+    expect(h.get("ptyreaper_reclaim_seconds_count{runtime=docker}")).toBe(2);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=10,runtime=docker}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=120,runtime=docker}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=180,runtime=docker}")).toBe(2);
+    expect(h.get("ptyreaper_reclaim_seconds_count{runtime=containerd}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=30,runtime=containerd}")).toBe(0);
+    expect(h.get("ptyreaper_reclaim_seconds_bucket{le=60,runtime=containerd}")).toBe(1);
+    expect(h.get("ptyreaper_reclaim_seconds_count{runtime=podman}")).toBe(0);
   });
 
   it("has histogram buckets from 1 ms to 10 s", async () => {
@@ -447,7 +469,7 @@ describe("PtyreaperMetrics", () => {
       const m = metrics();
       m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { id: "f".repeat(64), name: 'a"b\\c\nd' })] }));
       const { body } = await m.exposition();
-      expect(body).toContain(`container_name="a\\"b\\\\c\\nd"} 1\n`);
+      expect(body).toContain(`container_name="a\\"b\\\\c\\nd",runtime="docker"} 1\n`);
     });
 
     it("caps a 10 kB name at LABEL_VALUE_MAX code points", async () => {

@@ -13,6 +13,8 @@ export function makePty(owner: PtyOwner, container?: { id: string; name: string 
     owner,
     containerId: container?.id ?? null,
     containerName: container ? container.name : null,
+    // A container on a Docker host; a test of another runtime sets its own.
+    runtime: container ? "docker" : null,
     execId: owner === "exec" ? `exec-${index}` : null,
     masterPids: [1000 + index],
     slavePids: [2000 + index],
