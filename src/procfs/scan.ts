@@ -151,7 +151,8 @@ export function emptyScan(bootTimeSec: number, parseErrors: Record<string, numbe
 
 /** Reads every process and its pty fds, all of them (no budget). Processes that vanish mid-scan are counted, never raised. */
 export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ModalScan {
-  return new IncrementalScanner(procfs, { now: () => 0 }).pass(options, "full");
+  // One pass and no next one to compare with: the signatures would be read for nothing.
+  return new IncrementalScanner(procfs, { now: () => 0, signatures: false }).pass(options, "full");
 }
 
 /** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
@@ -378,6 +379,11 @@ export interface IncrementalScannerOptions {
   clock?: () => number;
   /** Only pids with pid % count === index: the worker pool splits /proc between its threads this way. */
   partition?: { index: number; count: number };
+  /**
+   * Whether to read each process's signature (default true). A scanner used for one pass only has
+   * no later pass to compare it with; without it every process counts as changed.
+   */
+  signatures?: boolean;
 }
 
 /** Processes read per native batch: small enough to stop near the budget, large enough to keep its threads busy. */
@@ -457,7 +463,7 @@ export class IncrementalScanner {
     while (reached < pids.length && clock() - startedAt < budgetMs) {
       // The native reader batches stat and signature across its threads, and on a full pass the links too.
       const batch = pids.slice(reached, reached + BATCH_PIDS);
-      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: true });
+      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: this.options.signatures !== false });
       for (const pid of batch) {
         if (clock() - startedAt >= budgetMs) break;
         reached++;
@@ -525,7 +531,7 @@ export class IncrementalScanner {
       }
       scan.ppids.set(pid, stat.ppid);
       // Read before the fds, so a change made while they are read shows on the next pass.
-      const { signature } = ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text);
+      const signature = this.options.signatures === false ? null : (ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text)).signature;
       const prev = this.tracked.get(pid);
       let entry: Tracked | null = null;
       if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
