@@ -1,7 +1,7 @@
 // One observation of the host: kernel limits, Docker's view, the /proc scan, joined into an Inventory.
 import { isVanished } from "../errors.js";
 import { buildInventory } from "../domain/inventory.js";
-import type { Inventory, ProcScan } from "../domain/types.js";
+import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientEvidence } from "../domain/client.js";
 import type { DockerCache } from "../docker/cache.js";
@@ -11,6 +11,7 @@ import type { PollStage } from "./stages.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
+import type { ProcessFacts } from "../runtimes/attribution.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 
 export interface CollectDeps {
@@ -70,7 +71,7 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
-  const lookup = processFactsLookup(deps.procfs);
+  const lookup = scanFactsLookup(deps.procfs, scan);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
   tagSessions(inventory.sessions, merged.origins);
@@ -83,6 +84,33 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     for (const session of dockerSessions) session.client = states.get(session.execId);
   }
   return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };
+}
+
+/**
+ * Runtime attribution's facts of a process. One the scan read in full (a pty holder, an init) is
+ * taken from what the pass read of it, with only its cgroup text read now: reading its stat, status
+ * and command line again cost the event loop three more files per holder, every cycle. Others, and
+ * one whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
+ */
+function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => ProcessFacts | undefined {
+  const read = processFactsLookup(procfs);
+  const known = new Map<number, ProcessFacts | null>();
+  return (pid) => {
+    const info = scan.processes.get(pid);
+    if (!info || info.cmdlineTruncated) return read(pid);
+    if (!known.has(pid)) known.set(pid, factsOf(procfs, info));
+    return known.get(pid) ?? undefined;
+  };
+}
+
+/** null when the process exited since the scan. */
+function factsOf(procfs: ProcFs, info: ProcInfo): ProcessFacts | null {
+  try {
+    return { pid: info.pid, ppid: info.ppid, comm: info.comm, argv: info.cmdline, cgroup: procfs.cgroupText(info.pid), nsPid: info.nsPids.at(-1) ?? null };
+  } catch (err) {
+    if (isVanished(err)) return null;
+    throw err;
+  }
 }
 
 /** Only this one variable is looked at; the environment is never stored or shown. */
