@@ -1,4 +1,5 @@
 // One observation of the host: kernel limits, Docker's view, the /proc scan, joined into an Inventory.
+import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { isVanished } from "../errors.js";
 import { buildInventory } from "../domain/inventory.js";
 import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
@@ -71,12 +72,18 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
+  // The scan's answer arrives in one task; the stages after it each get their own, so a scrape that
+  // came meanwhile is answered between them rather than after all of them (a full pass on a busy
+  // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
+  await yieldToLoop();
   const lookup = scanFactsLookup(deps.procfs, scan);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
   tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
+  await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);
+  await yieldToLoop();
   if (deps.clients) {
     // Client evidence pairs Docker's exec clients only; other runtimes' sessions stay `unknown`.
     const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
@@ -88,9 +95,9 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
 
 /**
  * Runtime attribution's facts of a process. One the scan read in full (a pty holder, an init) is
- * taken from what the pass read of it, with only its cgroup text read now: reading its stat, status
- * and command line again cost the event loop three more files per holder, every cycle. Others, and
- * one whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
+ * taken from what the pass read of it, in its thread: reading its stat, status, command line and
+ * cgroup again cost the daemon's event loop four files per holder, every cycle. Others, and one
+ * whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
  */
 function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => ProcessFacts | undefined {
   const read = processFactsLookup(procfs);
@@ -106,7 +113,7 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => Proce
 /** null when the process exited since the scan. */
 function factsOf(procfs: ProcFs, info: ProcInfo): ProcessFacts | null {
   try {
-    return { pid: info.pid, ppid: info.ppid, comm: info.comm, argv: info.cmdline, cgroup: procfs.cgroupText(info.pid), nsPid: info.nsPids.at(-1) ?? null };
+    return { pid: info.pid, ppid: info.ppid, comm: info.comm, argv: info.cmdline, cgroup: info.cgroup ?? procfs.cgroupText(info.pid), nsPid: info.nsPids.at(-1) ?? null };
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;

@@ -5,7 +5,7 @@ import { isDenied, isVanished } from "../errors.js";
 import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseCgroupContainerId, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
@@ -349,6 +349,7 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
       if (isVanished(err)) throw err;
     }
     const cmdline = procfs.cmdline(pid);
+    const cgroup = procfs.cgroupText(pid);
     const args = cmdline.truncated ? [...cmdline.args.slice(0, -1), `${cmdline.args.at(-1) ?? ""}…`] : cmdline.args;
     return {
       pid,
@@ -363,7 +364,8 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
       uid: status.uid,
       pidNs,
       nsPids: status.nsPids,
-      containerId: procfs.cgroupContainerId(pid),
+      containerId: parseCgroupContainerId(cgroup),
+      cgroup,
     };
   } catch (err) {
     if (isVanished(err)) return null;
@@ -621,13 +623,13 @@ export class IncrementalScanner {
 
   /** A holder that did not run: what others can change about it is read again (stat fields, cgroup). */
   private refreshInfo(pid: number, info: ProcInfo, base: StatFields): ProcInfo | null {
-    let containerId: string | null;
+    let cgroup: string;
     try {
-      containerId = this.procfs.cgroupContainerId(pid);
+      cgroup = this.procfs.cgroupText(pid);
     } catch (err) {
       if (isVanished(err)) return null;
       throw err;
     }
-    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId };
+    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId: parseCgroupContainerId(cgroup), cgroup };
   }
 }
