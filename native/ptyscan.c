@@ -500,6 +500,47 @@ static napi_status make_text_array(napi_env env, char **texts, size_t count, nap
   return status;
 }
 
+/*
+ * One call, sync or async: its arguments copied out of JS (the async one runs while JS goes on),
+ * the jobs its threads run, and what they found until it becomes the answer object.
+ */
+struct call {
+  char root[LINK_MAX_LEN];
+  int32_t *pids;
+  size_t pid_count;
+  char needle_text[MAX_NEEDLES][64];
+  uint32_t needle_count;
+  int32_t threads;
+  int want;
+  int32_t *status;
+  char **stat_texts;
+  char **signatures;
+  int32_t *fd_counts;
+  size_t next_pid;
+  struct job jobs[MAX_THREADS];
+  size_t job_count;
+  napi_async_work work;
+  napi_deferred deferred;
+};
+
+static void free_call(struct call *call) {
+  if (call == NULL) return;
+  for (size_t t = 0; t < call->job_count; t++) {
+    for (size_t m = 0; m < call->jobs[t].match_count; m++) free_match(&call->jobs[t].matches[m]);
+    free(call->jobs[t].matches);
+  }
+  for (size_t i = 0; i < call->pid_count; i++) {
+    if (call->stat_texts) free(call->stat_texts[i]);
+    if (call->signatures) free(call->signatures[i]);
+  }
+  free(call->stat_texts);
+  free(call->signatures);
+  free(call->fd_counts);
+  free(call->status);
+  free(call->pids);
+  free(call);
+}
+
 #define CHECK(call)                                             \
   do {                                                          \
     if ((call) != napi_ok) {                                    \
@@ -508,138 +549,134 @@ static napi_status make_text_array(napi_env env, char **texts, size_t count, nap
     }                                                           \
   } while (0)
 
-/*
- * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, want?: boolean | number)
- *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
- *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
- *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
- *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
- *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, ptmx masters only),
- *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it) }
- */
-static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  char **stat_texts = NULL;
-  char **signatures = NULL;
-  int32_t *fd_counts = NULL;
-  size_t text_count = 0;
-  napi_value result = NULL;
-  char root[LINK_MAX_LEN];
-  char needle_text[MAX_NEEDLES][64];
-  struct job jobs[MAX_THREADS];
-  size_t job_count = 0;
-  int proc_dir = -1;
-  memset(jobs, 0, sizeof jobs);
-
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 4) {
-    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "scanFdLinks(procRoot, pids, needles, threads)");
+/* The arguments (procRoot, pids, needles, threads, want?) copied into a new call; NULL when it threw. */
+static struct call *parse_call(napi_env env, size_t argc, napi_value *argv) {
+  struct call *call = calloc(1, sizeof *call);
+  if (call == NULL) {
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
     return NULL;
   }
+  if (argc < 4) {
+    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "scanFdLinks(procRoot, pids, needles, threads)");
+    goto cleanup;
+  }
   size_t root_length;
-  CHECK(napi_get_value_string_utf8(env, argv[0], root, sizeof root, &root_length));
+  CHECK(napi_get_value_string_utf8(env, argv[0], call->root, sizeof call->root, &root_length));
 
   bool is_typed;
   CHECK(napi_is_typedarray(env, argv[1], &is_typed));
   napi_typedarray_type type = napi_int8_array;
-  size_t pid_count = 0;
   void *pid_data = NULL;
-  if (is_typed) CHECK(napi_get_typedarray_info(env, argv[1], &type, &pid_count, &pid_data, NULL, NULL));
+  if (is_typed) CHECK(napi_get_typedarray_info(env, argv[1], &type, &call->pid_count, &pid_data, NULL, NULL));
   if (!is_typed || type != napi_int32_array) {
+    call->pid_count = 0;
     napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "pids must be an Int32Array");
-    return NULL;
+    goto cleanup;
   }
 
-  uint32_t needle_count;
-  CHECK(napi_get_array_length(env, argv[2], &needle_count));
-  if (needle_count > MAX_NEEDLES) {
+  CHECK(napi_get_array_length(env, argv[2], &call->needle_count));
+  if (call->needle_count > MAX_NEEDLES) {
     napi_throw_range_error(env, "PTYR_NATIVE_SCAN", "too many needles");
-    return NULL;
+    goto cleanup;
   }
-  int32_t threads;
-  CHECK(napi_get_value_int32(env, argv[3], &threads));
-  int want = WANT_LINKS;
+  for (uint32_t n = 0; n < call->needle_count; n++) {
+    napi_value needle;
+    CHECK(napi_get_element(env, argv[2], n, &needle));
+    CHECK(napi_get_value_string_utf8(env, needle, call->needle_text[n], sizeof call->needle_text[n], NULL));
+  }
+  CHECK(napi_get_value_int32(env, argv[3], &call->threads));
+  call->want = WANT_LINKS;
   if (argc >= 5) {
     napi_valuetype kind;
     CHECK(napi_typeof(env, argv[4], &kind));
     if (kind == napi_boolean) {
       bool with_stat;
       CHECK(napi_get_value_bool(env, argv[4], &with_stat));
-      if (with_stat) want |= WANT_STAT;
+      if (with_stat) call->want |= WANT_STAT;
     } else if (kind == napi_number) {
       int32_t bits;
       CHECK(napi_get_value_int32(env, argv[4], &bits));
-      want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE | WANT_FD_STAT);
+      call->want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE | WANT_FD_STAT);
     }
   }
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
-  if ((size_t)threads > pid_count) threads = pid_count > 0 ? (int32_t)pid_count : 1;
+  if (call->threads < 1) call->threads = 1;
+  if (call->threads > MAX_THREADS) call->threads = MAX_THREADS;
+  if ((size_t)call->threads > call->pid_count) call->threads = call->pid_count > 0 ? (int32_t)call->pid_count : 1;
 
-  napi_value status_buffer, status_array;
-  void *status_data;
-  CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &status_data, &status_buffer));
-  CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, status_buffer, 0, &status_array));
-
-  if (pid_count > 0) {
-    stat_texts = calloc(pid_count, sizeof *stat_texts);
-    signatures = calloc(pid_count, sizeof *signatures);
-    fd_counts = malloc(pid_count * sizeof *fd_counts);
-    if (stat_texts == NULL || signatures == NULL || fd_counts == NULL) {
-      napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
-      goto cleanup;
-    }
-    text_count = pid_count;
-    for (size_t i = 0; i < pid_count; i++) fd_counts[i] = -1;
+  /* At least one element each, so an empty request needs no special case. */
+  size_t slots = call->pid_count > 0 ? call->pid_count : 1;
+  call->pids = malloc(slots * sizeof *call->pids);
+  call->status = calloc(slots, sizeof *call->status);
+  call->stat_texts = calloc(slots, sizeof *call->stat_texts);
+  call->signatures = calloc(slots, sizeof *call->signatures);
+  call->fd_counts = malloc(slots * sizeof *call->fd_counts);
+  if (call->pids == NULL || call->status == NULL || call->stat_texts == NULL || call->signatures == NULL || call->fd_counts == NULL) {
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
+    goto cleanup;
   }
-  proc_dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (call->pid_count > 0) memcpy(call->pids, pid_data, call->pid_count * sizeof *call->pids);
+  for (size_t i = 0; i < call->pid_count; i++) call->fd_counts[i] = -1;
+  return call;
+cleanup:
+  free_call(call);
+  return NULL;
+}
+
+/* The reading itself, on `threads` threads (this one included). No JS here: the async call runs it off the JS thread. */
+static void run_call(struct call *call) {
+  int proc_dir = open(call->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (proc_dir < 0) {
     /* The whole root is unreadable: every pid reports why, like a per-pid open would. */
     int err = errno;
-    for (size_t i = 0; i < pid_count; i++) ((int32_t *)status_data)[i] = err;
-  } else {
-    job_count = (size_t)threads;
-    size_t next_pid = 0;
-    for (size_t t = 0; t < job_count; t++) {
-      struct job *job = &jobs[t];
-      job->proc_dir = proc_dir;
-      job->pids = pid_data;
-      job->status = status_data;
-      job->want = want;
-      job->stat_texts = stat_texts;
-      job->signatures = signatures;
-      job->fd_counts = fd_counts;
-      job->next = &next_pid;
-      job->pid_count = pid_count;
-      for (uint32_t n = 0; n < needle_count; n++) {
-        napi_value needle;
-        CHECK(napi_get_element(env, argv[2], n, &needle));
-        CHECK(napi_get_value_string_utf8(env, needle, needle_text[n], sizeof needle_text[n], NULL));
-        job->needles[n] = needle_text[n];
-      }
-      job->needle_count = needle_count;
-    }
-    pthread_t tids[MAX_THREADS];
-    int joinable[MAX_THREADS] = {0};
-    for (size_t t = 1; t < job_count; t++) {
-      if (pthread_create(&tids[t], NULL, run_job, &jobs[t]) == 0) joinable[t] = 1;
-      else joinable[t] = 0; /* no thread to be had: the others take its pids */
-    }
-    run_job(&jobs[0]);
-    for (size_t t = 1; t < job_count; t++)
-      if (joinable[t]) pthread_join(tids[t], NULL);
+    for (size_t i = 0; i < call->pid_count; i++) call->status[i] = err;
+    return;
   }
+  call->job_count = (size_t)call->threads;
+  for (size_t t = 0; t < call->job_count; t++) {
+    struct job *job = &call->jobs[t];
+    job->proc_dir = proc_dir;
+    job->pids = call->pids;
+    job->status = call->status;
+    job->want = call->want;
+    job->stat_texts = call->stat_texts;
+    job->signatures = call->signatures;
+    job->fd_counts = call->fd_counts;
+    job->next = &call->next_pid;
+    job->pid_count = call->pid_count;
+    for (uint32_t n = 0; n < call->needle_count; n++) job->needles[n] = call->needle_text[n];
+    job->needle_count = call->needle_count;
+  }
+  pthread_t tids[MAX_THREADS];
+  int joinable[MAX_THREADS] = {0};
+  for (size_t t = 1; t < call->job_count; t++) {
+    if (pthread_create(&tids[t], NULL, run_job, &call->jobs[t]) == 0) joinable[t] = 1;
+    else joinable[t] = 0; /* no thread to be had: the others take its pids */
+  }
+  run_job(&call->jobs[0]);
+  for (size_t t = 1; t < call->job_count; t++)
+    if (joinable[t]) pthread_join(tids[t], NULL);
+  close(proc_dir);
+}
 
-  for (size_t t = 0; t < job_count; t++) {
-    if (jobs[t].failed) {
+/* What the threads found, as the answer object (see scanFdLinks below); NULL when it threw. */
+static napi_value build_answer(napi_env env, struct call *call) {
+  napi_value result = NULL;
+  size_t pid_count = call->pid_count;
+  int want = call->want;
+  for (size_t t = 0; t < call->job_count; t++) {
+    if (call->jobs[t].failed) {
       napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory while scanning fd links");
-      goto cleanup;
+      return NULL;
     }
   }
+  napi_value status_buffer, status_array;
+  void *status_data;
+  CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &status_data, &status_buffer));
+  if (pid_count > 0) memcpy(status_data, call->status, pid_count * sizeof(int32_t));
+  CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, status_buffer, 0, &status_array));
 
   size_t total = 0;
-  for (size_t t = 0; t < job_count; t++) total += jobs[t].match_count;
+  for (size_t t = 0; t < call->job_count; t++) total += call->jobs[t].match_count;
   napi_value index_buffer, index_array, fd_buffer, fd_array, targets;
   void *index_data, *fd_data;
   CHECK(napi_create_arraybuffer(env, total * sizeof(int32_t), &index_data, &index_buffer));
@@ -659,9 +696,9 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
     CHECK(napi_create_array_with_length(env, total, &fdinfos));
   }
   size_t k = 0;
-  for (size_t t = 0; t < job_count; t++) {
-    for (size_t m = 0; m < jobs[t].match_count; m++, k++) {
-      struct match *match = &jobs[t].matches[m];
+  for (size_t t = 0; t < call->job_count; t++) {
+    for (size_t m = 0; m < call->jobs[t].match_count; m++, k++) {
+      struct match *match = &call->jobs[t].matches[m];
       ((int32_t *)index_data)[k] = match->pid_index;
       ((int32_t *)fd_data)[k] = match->fd;
       napi_value text;
@@ -686,46 +723,114 @@ static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
       }
     }
   }
-  CHECK(napi_create_object(env, &result));
-  CHECK(napi_set_named_property(env, result, "status", status_array));
-  CHECK(napi_set_named_property(env, result, "pidIndex", index_array));
-  CHECK(napi_set_named_property(env, result, "fd", fd_array));
-  CHECK(napi_set_named_property(env, result, "target", targets));
+  napi_value answer;
+  CHECK(napi_create_object(env, &answer));
+  CHECK(napi_set_named_property(env, answer, "status", status_array));
+  CHECK(napi_set_named_property(env, answer, "pidIndex", index_array));
+  CHECK(napi_set_named_property(env, answer, "fd", fd_array));
+  CHECK(napi_set_named_property(env, answer, "target", targets));
   if (with_fd_stat) {
-    CHECK(napi_set_named_property(env, result, "fdStat", fd_stat_array));
-    CHECK(napi_set_named_property(env, result, "fdinfo", fdinfos));
-    CHECK(napi_set_named_property(env, result, "linkCount", count_array));
+    CHECK(napi_set_named_property(env, answer, "fdStat", fd_stat_array));
+    CHECK(napi_set_named_property(env, answer, "fdinfo", fdinfos));
+    CHECK(napi_set_named_property(env, answer, "linkCount", count_array));
   }
   if (want & WANT_STAT) {
     napi_value stats;
-    CHECK(make_text_array(env, stat_texts, pid_count, &stats));
-    CHECK(napi_set_named_property(env, result, "stat", stats));
+    CHECK(make_text_array(env, call->stat_texts, pid_count, &stats));
+    CHECK(napi_set_named_property(env, answer, "stat", stats));
   }
   if (want & WANT_SIGNATURE) {
-    napi_value texts, count_buffer, count_array;
+    napi_value texts, counts_buffer, counts_array;
     void *count_data;
-    CHECK(make_text_array(env, signatures, pid_count, &texts));
-    CHECK(napi_set_named_property(env, result, "signature", texts));
-    CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &count_data, &count_buffer));
-    if (pid_count > 0) memcpy(count_data, fd_counts, pid_count * sizeof(int32_t));
-    CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, count_buffer, 0, &count_array));
-    CHECK(napi_set_named_property(env, result, "fdCount", count_array));
+    CHECK(make_text_array(env, call->signatures, pid_count, &texts));
+    CHECK(napi_set_named_property(env, answer, "signature", texts));
+    CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &count_data, &counts_buffer));
+    if (pid_count > 0) memcpy(count_data, call->fd_counts, pid_count * sizeof(int32_t));
+    CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, counts_buffer, 0, &counts_array));
+    CHECK(napi_set_named_property(env, answer, "fdCount", counts_array));
   }
-
+  result = answer;
 cleanup:
-  for (size_t t = 0; t < job_count; t++) {
-    for (size_t m = 0; m < jobs[t].match_count; m++) free_match(&jobs[t].matches[m]);
-    free(jobs[t].matches);
-  }
-  for (size_t i = 0; i < text_count; i++) {
-    free(stat_texts[i]);
-    free(signatures[i]);
-  }
-  free(stat_texts);
-  free(signatures);
-  free(fd_counts);
-  if (proc_dir >= 0) close(proc_dir);
   return result;
+}
+
+/*
+ * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, want?: boolean | number)
+ *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
+ *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
+ *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
+ *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
+ *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, ptmx masters only),
+ *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it) }
+ */
+static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_get_cb_info failed");
+    return NULL;
+  }
+  struct call *call = parse_call(env, argc, argv);
+  if (call == NULL) return NULL;
+  run_call(call);
+  napi_value result = build_answer(env, call);
+  free_call(call);
+  return result;
+}
+
+static void execute_async(napi_env env, void *data) {
+  run_call(data);
+}
+
+static void complete_async(napi_env env, napi_status status, void *data) {
+  struct call *call = data;
+  napi_value result = status == napi_ok ? build_answer(env, call) : NULL;
+  if (result != NULL) {
+    napi_resolve_deferred(env, call->deferred, result);
+  } else {
+    napi_value error = NULL;
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &error);
+    if (error == NULL) {
+      napi_value message;
+      napi_create_string_utf8(env, "native scan did not complete", NAPI_AUTO_LENGTH, &message);
+      napi_create_error(env, NULL, message, &error);
+    }
+    napi_reject_deferred(env, call->deferred, error);
+  }
+  napi_delete_async_work(env, call->work);
+  free_call(call);
+}
+
+/*
+ * scanFdLinksAsync(...the same arguments) → Promise of the same answer: the reading runs on a libuv
+ * pool thread and its helpers, so the JS thread goes on meanwhile (the one-shot CLI loads its
+ * config and asks the engine while /proc is read).
+ */
+static napi_value scan_fd_links_async(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_get_cb_info failed");
+    return NULL;
+  }
+  struct call *call = parse_call(env, argc, argv);
+  if (call == NULL) return NULL;
+  napi_value promise, name;
+  if (napi_create_promise(env, &call->deferred, &promise) != napi_ok) {
+    free_call(call);
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_create_promise failed");
+    return NULL;
+  }
+  if (napi_create_string_utf8(env, "ptyscan", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_create_async_work(env, NULL, name, execute_async, complete_async, call, &call->work) != napi_ok ||
+      napi_queue_async_work(env, call->work) != napi_ok) {
+    /* The promise is never settled: throw instead, and the caller never sees it. */
+    free_call(call);
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "cannot queue the native scan");
+    return NULL;
+  }
+  return promise;
 }
 
 /*
@@ -748,6 +853,8 @@ NAPI_MODULE_INIT() {
   napi_value fn;
   if (napi_create_function(env, "scanFdLinks", NAPI_AUTO_LENGTH, scan_fd_links, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "scanFdLinks", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "scanFdLinksAsync", NAPI_AUTO_LENGTH, scan_fd_links_async, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "scanFdLinksAsync", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, exit_now, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "exitNow", fn) != napi_ok) return NULL;
   return exports;

@@ -1,26 +1,45 @@
 // `ptyreaper sessions`: every pty on the host and the exec session holding it, like `w` for containers.
-import { configPathFor, loadConfig } from "../config/load.js";
-import { DockerCache } from "../docker/cache.js";
-import { EngineHttpPort } from "../docker/engine-http.js";
-import { collect } from "../poller/collect.js";
-import { dockerClientEvidence } from "../runtimes/docker/client-evidence.js";
-import { ProcFs } from "../procfs/procfs.js";
-import { scanProc } from "../procfs/scan.js";
-import { sessionsReport } from "../domain/report.js";
-import { renderSessionsTable } from "./render.js";
+//
+// A one-shot whose cost is mostly the /proc read: that read starts first, on the native reader's
+// threads, and the rest (config, engine client, runtimes: modules that take a tenth of a second to
+// load) is loaded and asked while it runs. Only what it read is taken from it; the pass itself is the
+// same full scanProc as without it.
 import type { Command } from "./io.js";
 import { parseFlags } from "./flags.js";
-import { existsSync } from "node:fs";
-import { ConfigError } from "../errors.js";
-import { chooseRuntimes, openRuntimes } from "../runtimes/open.js";
 import { SESSIONS_USAGE } from "./help.js";
+import { ProcFs } from "../procfs/procfs.js";
+import { NATIVE_THREADS, scanProc } from "../procfs/scan.js";
+import type { NativeBatch } from "../procfs/native.js";
 
 export { SESSIONS_USAGE };
 
+/** The /proc root the config will most likely name; a config naming another only loses the early read. */
+function likelyProcRoot(env: NodeJS.ProcessEnv): string {
+  return env.PTYREAPER_PROC_ROOT || "/proc";
+}
+
 export const sessionsCommand: Command = async (args, io) => {
   const flags = parseFlags(args, { json: { type: "boolean" }, config: { type: "string" } }, SESSIONS_USAGE);
+  const earlyProcfs = new ProcFs(likelyProcRoot(io.env));
+  // A failed early read is only a lost head start: the pass then reads everything itself.
+  const early: Promise<NativeBatch | null> = (earlyProcfs.batchOfAllAsync(NATIVE_THREADS) ?? Promise.resolve(null)).catch(() => null);
+
+  const [{ configPathFor, loadConfig }, { DockerCache }, { EngineHttpPort }, { collect }, { dockerClientEvidence }, { sessionsReport }, { renderSessionsTable }, { existsSync }, { ConfigError }, { chooseRuntimes, openRuntimes }] =
+    await Promise.all([
+      import("../config/load.js"),
+      import("../docker/cache.js"),
+      import("../docker/engine-http.js"),
+      import("../poller/collect.js"),
+      import("../runtimes/docker/client-evidence.js"),
+      import("../domain/report.js"),
+      import("./render.js"),
+      import("node:fs"),
+      import("../errors.js"),
+      import("../runtimes/open.js"),
+    ]);
   const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
-  const procfs = new ProcFs(config.procRoot);
+  const sameRoot = config.procRoot === earlyProcfs.root;
+  const procfs = sameRoot ? earlyProcfs : new ProcFs(config.procRoot);
   const docker = config.docker.enabled
     ? new DockerCache({ port: new EngineHttpPort(config.docker.socket, config.docker.timeout), logger: { info: () => undefined, warn: () => undefined } })
     : null;
@@ -31,7 +50,8 @@ export const sessionsCommand: Command = async (args, io) => {
   const runtimes = await openRuntimes(config.runtimes, choices.chosen);
   try {
     const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
-    const observation = await collect({ procfs, scan: (options) => scanProc(procfs, options), docker, clients, runtimes, skipNamespaces });
+    const scan = async (options: Parameters<typeof scanProc>[1]) => scanProc(procfs, options, (sameRoot ? await early : null) ?? undefined);
+    const observation = await collect({ procfs, scan, docker, clients, runtimes, skipNamespaces });
     const now = Date.now();
     if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
     else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now, observation.runtimes));
@@ -40,4 +60,3 @@ export const sessionsCommand: Command = async (args, io) => {
   }
   return 0;
 };
-

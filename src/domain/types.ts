@@ -41,6 +41,8 @@ export interface ProcInfo {
   nsPids: number[];
   /** Container id from /proc/PID/cgroup, or null for a host process. */
   containerId: string | null;
+  /** The /proc/PID/cgroup text it came from, for runtime attribution (read with it; absent where not read). */
+  cgroup?: string;
 }
 
 export type PtyRole = "master" | "slave";

@@ -1,7 +1,8 @@
 // One observation of the host: kernel limits, Docker's view, the /proc scan, joined into an Inventory.
+import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { isVanished } from "../errors.js";
 import { buildInventory } from "../domain/inventory.js";
-import type { Inventory, ProcScan } from "../domain/types.js";
+import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientEvidence } from "../domain/client.js";
 import type { DockerCache } from "../docker/cache.js";
@@ -12,6 +13,7 @@ import type { RuntimePort } from "../runtimes/port.js";
 import type { RuntimeName } from "../runtimes/attribution.js";
 import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
+import type { ProcessFacts } from "../runtimes/attribution.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 
 export interface CollectDeps {
@@ -73,12 +75,18 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
-  const lookup = processFactsLookup(deps.procfs);
+  // The scan's answer arrives in one task; the stages after it each get their own, so a scrape that
+  // came meanwhile is answered between them rather than after all of them (a full pass on a busy
+  // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
+  await yieldToLoop();
+  const lookup = scanFactsLookup(deps.procfs, scan);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
   tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
+  await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);
+  await yieldToLoop();
   if (deps.clients) {
     // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
     const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
@@ -92,6 +100,33 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     for (const session of sessions) session.client = states.get(session.execId);
   }
   return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };
+}
+
+/**
+ * Runtime attribution's facts of a process. One the scan read in full (a pty holder, an init) is
+ * taken from what the pass read of it, in its thread: reading its stat, status, command line and
+ * cgroup again cost the daemon's event loop four files per holder, every cycle. Others, and one
+ * whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
+ */
+function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => ProcessFacts | undefined {
+  const read = processFactsLookup(procfs);
+  const known = new Map<number, ProcessFacts | null>();
+  return (pid) => {
+    const info = scan.processes.get(pid);
+    if (!info || info.cmdlineTruncated) return read(pid);
+    if (!known.has(pid)) known.set(pid, factsOf(procfs, info));
+    return known.get(pid) ?? undefined;
+  };
+}
+
+/** null when the process exited since the scan. */
+function factsOf(procfs: ProcFs, info: ProcInfo): ProcessFacts | null {
+  try {
+    return { pid: info.pid, ppid: info.ppid, comm: info.comm, argv: info.cmdline, cgroup: info.cgroup ?? procfs.cgroupText(info.pid), nsPid: info.nsPids.at(-1) ?? null };
+  } catch (err) {
+    if (isVanished(err)) return null;
+    throw err;
+  }
 }
 
 /** Only this one variable is looked at; the environment is never stored or shown. */

@@ -5,26 +5,25 @@ import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
 import { PTY_LINK_NEEDLES } from "./parse.js";
 
-/** The addon's one function, as it is exported. */
+/** What one call of the addon answers: struct-of-arrays, one row per pid or per matching link. */
+interface AddonAnswer {
+  status: Int32Array;
+  pidIndex: Int32Array;
+  fd: Int32Array;
+  target: string[];
+  stat?: (string | null)[];
+  signature?: (string | null)[];
+  fdCount?: Int32Array;
+  fdStat?: Float64Array;
+  fdinfo?: (string | null)[];
+  linkCount?: Int32Array;
+}
+
+/** The addon's functions, as they are exported. */
 interface PtyScanAddon {
-  scanFdLinks(
-    procRoot: string,
-    pids: Int32Array,
-    needles: readonly string[],
-    threads: number,
-    want?: boolean | number,
-  ): {
-    status: Int32Array;
-    pidIndex: Int32Array;
-    fd: Int32Array;
-    target: string[];
-    stat?: (string | null)[];
-    signature?: (string | null)[];
-    fdCount?: Int32Array;
-    fdStat?: Float64Array;
-    fdinfo?: (string | null)[];
-    linkCount?: Int32Array;
-  };
+  scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number): AddonAnswer;
+  /** The same read with the JS thread left free meanwhile; absent from builds older than it. */
+  scanFdLinksAsync?(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number): Promise<AddonAnswer>;
   exitNow?(code: number): never;
 }
 
@@ -148,38 +147,17 @@ export class NativeFdLinks {
    */
   readBatch(procRoot: string, pids: readonly number[], threads: number, want: number): NativeBatch {
     const request = Int32Array.from(pids);
-    const answer = this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, want);
-    const stats = new Map<number, string>();
-    const signatures = new Map<number, FdSignature>();
-    for (let i = 0; i < request.length; i++) {
-      const pid = request[i] ?? 0;
-      const text = answer.stat?.[i];
-      if (typeof text === "string") stats.set(pid, text);
-      const signature = answer.signature?.[i];
-      const count = answer.fdCount?.[i] ?? -1;
-      if (typeof signature === "string" && count >= 0) signatures.set(pid, { count, signature });
-    }
-    if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures };
-    const result = new Map<number, FdLinksOrError>();
-    for (let i = 0; i < request.length; i++) {
-      const pid = request[i] ?? 0;
-      const errno = answer.status[i] ?? 0;
-      result.set(pid, errno === 0 ? [] : errnoError(errno, `${procRoot}/${pid}/fd`));
-    }
-    for (let k = 0; k < answer.target.length; k++) {
-      const pid = request[answer.pidIndex[k] ?? 0] ?? 0;
-      const links = result.get(pid);
-      if (!Array.isArray(links)) continue;
-      const link: FdLink = { fd: String(answer.fd[k]), target: answer.target[k] ?? "" };
-      const stat = answer.fdStat ? linkStat(answer.fdStat, k) : undefined;
-      if (stat) link.stat = stat;
-      const fdinfo = answer.fdinfo?.[k];
-      if (typeof fdinfo === "string") link.fdinfo = fdinfo;
-      const count = answer.linkCount?.[k] ?? 1;
-      if (count > 1) link.count = count;
-      (links as FdLink[]).push(link);
-    }
-    return { links: result, stats, signatures };
+    return batchFrom(procRoot, request, want, this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, want));
+  }
+
+  /**
+   * readBatch with the JS thread free while the addon's threads read: the one-shot CLI starts it
+   * first and loads its config meanwhile. null when this build of the addon has no async call.
+   */
+  readBatchAsync(procRoot: string, pids: readonly number[], threads: number, want: number): Promise<NativeBatch> | null {
+    if (typeof this.addon.scanFdLinksAsync !== "function") return null;
+    const request = Int32Array.from(pids);
+    return this.addon.scanFdLinksAsync(procRoot, request, PTY_LINK_NEEDLES, threads, want).then((answer) => batchFrom(procRoot, request, want, answer));
   }
 
   /** One process's pty-looking links (dup'd fds folded, see FdLink.count); throws its errno-coded error like fs calls do. */
@@ -189,6 +167,41 @@ export class NativeFdLinks {
     if (links instanceof Error) throw links;
     return links;
   }
+}
+
+/** The addon's arrays as one record per process (see NativeBatch). */
+function batchFrom(procRoot: string, request: Int32Array, want: number, answer: AddonAnswer): NativeBatch {
+  const stats = new Map<number, string>();
+  const signatures = new Map<number, FdSignature>();
+  for (let i = 0; i < request.length; i++) {
+    const pid = request[i] ?? 0;
+    const text = answer.stat?.[i];
+    if (typeof text === "string") stats.set(pid, text);
+    const signature = answer.signature?.[i];
+    const count = answer.fdCount?.[i] ?? -1;
+    if (typeof signature === "string" && count >= 0) signatures.set(pid, { count, signature });
+  }
+  if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures };
+  const result = new Map<number, FdLinksOrError>();
+  for (let i = 0; i < request.length; i++) {
+    const pid = request[i] ?? 0;
+    const errno = answer.status[i] ?? 0;
+    result.set(pid, errno === 0 ? [] : errnoError(errno, `${procRoot}/${pid}/fd`));
+  }
+  for (let k = 0; k < answer.target.length; k++) {
+    const pid = request[answer.pidIndex[k] ?? 0] ?? 0;
+    const links = result.get(pid);
+    if (!Array.isArray(links)) continue;
+    const link: FdLink = { fd: String(answer.fd[k]), target: answer.target[k] ?? "" };
+    const stat = answer.fdStat ? linkStat(answer.fdStat, k) : undefined;
+    if (stat) link.stat = stat;
+    const fdinfo = answer.fdinfo?.[k];
+    if (typeof fdinfo === "string") link.fdinfo = fdinfo;
+    const count = answer.linkCount?.[k] ?? 1;
+    if (count > 1) link.count = count;
+    (links as FdLink[]).push(link);
+  }
+  return { links: result, stats, signatures };
 }
 
 /** Which reader a ProcFs uses and why, for the startup log line and ptyreaper_scan_info. */

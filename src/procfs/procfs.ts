@@ -223,6 +223,15 @@ export class ProcFs {
     return this.native.readBatch(this.root, pids, threads, WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0));
   }
 
+  /**
+   * Stat texts and links (each with its stat and fdinfo) of every process in /proc now, read by
+   * the native reader's threads while the JS thread goes on; null when there is no native reader
+   * or it cannot read asynchronously. What a full pass needs of each process (scanProc's `early`).
+   */
+  batchOfAllAsync(threads: number): Promise<NativeBatch> | null {
+    return this.native?.readBatchAsync(this.root, this.pids(), threads, WANT_STAT | WANT_LINKS | WANT_FD_STAT) ?? null;
+  }
+
   /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */
   fdLinkIfOpen(pid: number, fd: string): string | null {
     try {

@@ -5,8 +5,8 @@ import { isDenied, isVanished } from "../errors.js";
 import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
-import type { FdLink, FdLinksOrError, FdSignature, LinkStat } from "./native.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseCgroupContainerId, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
+import type { FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
 import type { ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -53,15 +53,38 @@ export class ScanContext {
   private prefetched: Map<number, FdLinksOrError> | null = null;
   private prefetchedStats: Map<number, string> | null = null;
   private prefetchedSignatures: Map<number, FdSignature> | null = null;
+  /** The processes an early read covered (see adopt): never read again in this pass. */
+  private early: ReadonlySet<number> | null = null;
 
   constructor(readonly procfs: ProcFs) {}
 
+  /**
+   * Takes a read of stat texts and links made before the pass began (a full pass's, see
+   * ProcFs.batchOfAllAsync): its processes are taken from it, those it did not cover are read as usual.
+   */
+  adopt(early: NativeBatch): void {
+    this.prefetched = early.links ?? new Map();
+    this.prefetchedStats = early.stats;
+    this.prefetchedSignatures = early.signatures;
+    this.early = new Set(this.prefetched.keys());
+  }
+
   /** Reads the stat, and the links and signatures as asked, of all these processes now (no-op without the native reader). */
   prefetch(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): void {
-    const read = this.procfs.batchOf(pids, threads, want);
-    this.prefetched = read?.links ?? null;
-    this.prefetchedStats = read?.stats ?? null;
-    this.prefetchedSignatures = read?.signatures ?? null;
+    const early = this.early;
+    if (early === null) {
+      const read = this.procfs.batchOf(pids, threads, want);
+      this.prefetched = read?.links ?? null;
+      this.prefetchedStats = read?.stats ?? null;
+      this.prefetchedSignatures = read?.signatures ?? null;
+      return;
+    }
+    // Started since the early read: read now, beside what it left to take.
+    const unread = pids.filter((pid) => !early.has(pid));
+    const read = unread.length > 0 ? this.procfs.batchOf(unread, threads, want) : null;
+    for (const [pid, links] of read?.links ?? []) this.prefetched?.set(pid, links);
+    for (const [pid, text] of read?.stats ?? []) this.prefetchedStats?.set(pid, text);
+    for (const [pid, signature] of read?.signatures ?? []) this.prefetchedSignatures?.set(pid, signature);
   }
 
   /** The prefetched fd count and signature of a process, taken once; undefined when not prefetched (read it now). */
@@ -149,9 +172,14 @@ export function emptyScan(bootTimeSec: number, parseErrors: Record<string, numbe
   };
 }
 
-/** Reads every process and its pty fds, all of them (no budget). Processes that vanish mid-scan are counted, never raised. */
-export function scanProc(procfs: ProcFs, options: ScanOptions = {}): ModalScan {
-  return new IncrementalScanner(procfs, { now: () => 0 }).pass(options, "full");
+/**
+ * Reads every process and its pty fds, all of them (no budget). Processes that vanish mid-scan are
+ * counted, never raised. `early`: what ProcFs.batchOfAllAsync read of this same root before (the
+ * CLI starts it first thing): those processes are not read again, only ones started since.
+ */
+export function scanProc(procfs: ProcFs, options: ScanOptions = {}, early?: NativeBatch): ModalScan {
+  // One pass and no next one to compare with: the signatures would be read for nothing.
+  return new IncrementalScanner(procfs, { now: () => 0, signatures: false }).pass(options, "full", Infinity, early);
 }
 
 /** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
@@ -321,6 +349,7 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
       if (isVanished(err)) throw err;
     }
     const cmdline = procfs.cmdline(pid);
+    const cgroup = procfs.cgroupText(pid);
     const args = cmdline.truncated ? [...cmdline.args.slice(0, -1), `${cmdline.args.at(-1) ?? ""}…`] : cmdline.args;
     return {
       pid,
@@ -335,7 +364,8 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
       uid: status.uid,
       pidNs,
       nsPids: status.nsPids,
-      containerId: procfs.cgroupContainerId(pid),
+      containerId: parseCgroupContainerId(cgroup),
+      cgroup,
     };
   } catch (err) {
     if (isVanished(err)) return null;
@@ -378,6 +408,11 @@ export interface IncrementalScannerOptions {
   clock?: () => number;
   /** Only pids with pid % count === index: the worker pool splits /proc between its threads this way. */
   partition?: { index: number; count: number };
+  /**
+   * Whether to read each process's signature (default true). A scanner used for one pass only has
+   * no later pass to compare it with; without it every process counts as changed.
+   */
+  signatures?: boolean;
 }
 
 /** Processes read per native batch: small enough to stop near the budget, large enough to keep its threads busy. */
@@ -438,12 +473,16 @@ export class IncrementalScanner {
     return scanWithPolicy(this.policy, this.options.now(), options.ptyAllocated, (mode) => this.pass(options, mode, budgetMs));
   }
 
-  /** One pass in the given mode, with no decision of its own: a pool decides for all its partitions together. */
-  pass(options: ScanOptions, mode: ScanMode, budgetMs = Infinity): ModalScan {
+  /**
+   * One pass in the given mode, with no decision of its own: a pool decides for all its partitions
+   * together. `early`: a full read of the same root made before (see scanProc), full passes only.
+   */
+  pass(options: ScanOptions, mode: ScanMode, budgetMs = Infinity, early?: NativeBatch): ModalScan {
     const { procfs } = this;
     const clock = this.options.clock ?? (() => performance.now());
     const startedAt = clock();
     const ctx = new ScanContext(procfs);
+    if (early && mode === "full") ctx.adopt(early);
     const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), mode };
     const passNo = ++this.passes;
     const inits = new Set(options.initPids ?? []);
@@ -457,7 +496,7 @@ export class IncrementalScanner {
     while (reached < pids.length && clock() - startedAt < budgetMs) {
       // The native reader batches stat and signature across its threads, and on a full pass the links too.
       const batch = pids.slice(reached, reached + BATCH_PIDS);
-      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: true });
+      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: this.options.signatures !== false });
       for (const pid of batch) {
         if (clock() - startedAt >= budgetMs) break;
         reached++;
@@ -525,7 +564,7 @@ export class IncrementalScanner {
       }
       scan.ppids.set(pid, stat.ppid);
       // Read before the fds, so a change made while they are read shows on the next pass.
-      const { signature } = ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text);
+      const signature = this.options.signatures === false ? null : (ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text)).signature;
       const prev = this.tracked.get(pid);
       let entry: Tracked | null = null;
       if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
@@ -584,13 +623,13 @@ export class IncrementalScanner {
 
   /** A holder that did not run: what others can change about it is read again (stat fields, cgroup). */
   private refreshInfo(pid: number, info: ProcInfo, base: StatFields): ProcInfo | null {
-    let containerId: string | null;
+    let cgroup: string;
     try {
-      containerId = this.procfs.cgroupContainerId(pid);
+      cgroup = this.procfs.cgroupText(pid);
     } catch (err) {
       if (isVanished(err)) return null;
       throw err;
     }
-    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId };
+    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId: parseCgroupContainerId(cgroup), cgroup };
   }
 }

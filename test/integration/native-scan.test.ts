@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../src/domain/types.js";
-import { WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeFdLinks } from "../../src/procfs/native.js";
+import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeFdLinks } from "../../src/procfs/native.js";
 import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { IncrementalScanner, readFdSignature, scanProc } from "../../src/procfs/scan.js";
@@ -185,6 +185,46 @@ describe("native fd-link reader", () => {
     expect(about(incremental.pass({ initPids }, "full"), pids)).toEqual(about(js, pids));
 
     await Promise.all([host.close(), ns.close(), nsDevtmpfs.close()]);
+  });
+
+  it("reads asynchronously exactly what it reads synchronously, leaving the JS thread free meanwhile", async () => {
+    const ns = await nsPty({ count: 2 });
+    const reader = nativeReader();
+    const pids = new ProcFs("/proc").pids();
+    const want = WANT_STAT | WANT_LINKS | WANT_FD_STAT;
+    let turns = 0;
+    const ticking = setInterval(() => turns++, 0);
+    const pending = reader.readBatchAsync("/proc", pids, 2, want);
+    if (pending === null) throw new Error("this build of the addon has no scanFdLinksAsync (npm run install)");
+    const early = await pending;
+    clearInterval(ticking);
+    const now = reader.readBatch("/proc", pids, 2, want);
+    // The holder's links, each with its stat and fdinfo, are what the synchronous call reads (times aside: a pty's may move).
+    const shape = (links: unknown): unknown => (Array.isArray(links) ? (links as FdLink[]).map(({ fd, target, count, stat, fdinfo }) => ({ fd, target, count, dev: stat?.dev, ino: stat?.ino, rdev: stat?.rdev, fdinfo })) : links);
+    expect(shape(early.links?.get(ns.pid))).toEqual(shape(now.links?.get(ns.pid)));
+    expect((early.links?.get(ns.pid) as FdLink[]).length).toBe(4);
+    expect(early.stats.get(ns.pid)).toBe(now.stats.get(ns.pid));
+    expect(turns).toBeGreaterThan(0); // timers ran while the addon's threads read
+    // A root that cannot be opened answers an error per pid, as the synchronous call does.
+    const missing = await reader.readBatchAsync("/nonexistent-proc", [1, 2], 2, want);
+    expect([...(missing?.links?.values() ?? [])].map((links) => (links as NodeJS.ErrnoException).code)).toEqual(["ENOENT", "ENOENT"]);
+    await ns.close();
+  });
+
+  it("scanProc with an early read gives the scan it gives without, and reads processes started since", async () => {
+    const host = await hostPty();
+    const procfs = new ProcFs("/proc", { native: nativeReader() });
+    const early = await procfs.batchOfAllAsync(2);
+    if (early === null) throw new Error("this build of the addon has no scanFdLinksAsync (npm run install)");
+    const ns = await nsPty({ count: 2 }); // started after the early read: the pass must read it itself
+    const pids = [host.masterPid, host.slavePid, ns.pid];
+    const withEarly = scanProc(procfs, { initPids: [ns.pid] }, early);
+    const without = scanProc(new ProcFs("/proc", { native: null }), { initPids: [ns.pid] });
+    expect(about(withEarly, pids)).toEqual(about(without, pids));
+    const found = withEarly.ptyFds.filter((fd) => fd.pid === ns.pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
+    expect(found).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
+    expect(withEarly.ptyFds.some((fd) => fd.pid === host.slavePid && fd.role === "slave" && fd.index === host.index)).toBe(true);
+    await Promise.all([host.close(), ns.close()]);
   });
 
   it("loads and reads inside a worker thread (a context-aware addon)", async () => {

@@ -195,6 +195,10 @@ class FakeProcFs extends ProcFs {
   override cgroupContainerId(pid: number): string | null {
     return this.get(pid).cgroup;
   }
+  override cgroupText(pid: number): string {
+    const id = this.get(pid).cgroup;
+    return id === null ? "0::/user.slice\n" : `0::/system.slice/docker-${id}.scope\n`;
+  }
   override mountinfo(pid: number): MountinfoEntry[] {
     const proc = this.get(pid);
     if (proc.exiting) throw errno("EINVAL", `${this.root}/${pid}/mountinfo`);
