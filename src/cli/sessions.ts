@@ -24,8 +24,19 @@ export const sessionsCommand: Command = async (args, io) => {
   // A failed early read is only a lost head start: the pass then reads everything itself.
   const early: Promise<NativeBatch | null> = (earlyProcfs.batchOfAllAsync(NATIVE_THREADS) ?? Promise.resolve(null)).catch(() => null);
 
-  const [{ configPathFor, loadConfig }, { DockerCache }, { EngineHttpPort }, { collect }, { dockerClientEvidence }, { sessionsReport }, { renderSessionsTable }, { existsSync }, { ConfigError }, { chooseRuntimes, openRuntimes }] =
-    await Promise.all([
+  const [
+    { configPathFor, loadConfig },
+    { DockerCache },
+    { EngineHttpPort },
+    { collect },
+    { dockerClientEvidence },
+    { sessionsReport },
+    { renderSessionsTable },
+    { existsSync },
+    { ConfigError },
+    { chooseRuntimes, openRuntimes },
+    { runtimeClientEvidence },
+  ] = await Promise.all([
       import("../config/load.js"),
       import("../docker/cache.js"),
       import("../docker/engine-http.js"),
@@ -36,6 +47,7 @@ export const sessionsCommand: Command = async (args, io) => {
       import("node:fs"),
       import("../errors.js"),
       import("../runtimes/open.js"),
+      import("../runtimes/client-evidence.js"),
     ]);
   const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const sameRoot = config.procRoot === earlyProcfs.root;
@@ -51,7 +63,9 @@ export const sessionsCommand: Command = async (args, io) => {
   try {
     const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
     const scan = async (options: Parameters<typeof scanProc>[1]) => scanProc(procfs, options, (sameRoot ? await early : null) ?? undefined);
-    const observation = await collect({ procfs, scan, docker, clients, runtimes, skipNamespaces });
+    // containerd's and Podman's evidence, one look too: a stream held now is `attached`, anything else `unknown`.
+    const runtimeClients = runtimeClientEvidence(runtimes, procfs);
+    const observation = await collect({ procfs, scan, docker, clients, runtimeClients, runtimes, skipNamespaces });
     const now = Date.now();
     if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
     else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now, observation.runtimes));

@@ -1,6 +1,10 @@
 // Issue 13 on a real private containerd (CRI, k8s.io) and a real private Podman: an exec whose client is
 // SIGKILLed is seen `gone` and reaped with reason `orphaned` within orphanGrace + 2 poll intervals; an
 // attached idle exec is left alone and stays `attached`. Docker is off: only these two runtimes are watched.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
 import { cleanupAll, isAlive, sleep, waitFor } from "./harness/index.js";
@@ -8,7 +12,7 @@ import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";
 import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
 import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, startPrivatePodman, type PodmanAttachedExec, type PrivatePodman } from "./support/podman.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
+import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const POLL_MS = 2_000;
 const GRACE_MS = 15_000;
@@ -24,6 +28,8 @@ let pm: PrivatePodman | null = null;
 let criContainer = "";
 let podmanContainer = "";
 let daemon: RunningDaemon | null = null;
+/** The engines' part of the config, shared by the daemon and the one-shot `ptyreaper sessions`. */
+let runtimesConfig = "";
 const attached: (CriAttachedExec | PodmanAttachedExec)[] = [];
 /** Sessions whose client left before ptyreaper started, and a `podman exec -dt` that never had one: never seen attached. */
 let criLeakedEarly: CriLeakedExec;
@@ -41,8 +47,7 @@ beforeAll(async () => {
   criLeakedEarly = await leakCriExec(cri, containerd, criContainer);
   podmanLeakedEarly = await leakPodmanExec(pm, podmanContainer);
   await pm.podman(["exec", "-dt", podmanContainer, "sleep", "1000000"]);
-  daemon = await startDaemon(`
-pollInterval: 2s
+  runtimesConfig = `
 docker:
   enabled: false
 runtimes:
@@ -53,6 +58,9 @@ runtimes:
   podman:
     enabled: true
     socket: ${pm.socket}
+`;
+  daemon = await startDaemon(`${runtimesConfig}
+pollInterval: 2s
 policy:
   idleTimeout: 4h
   orphanGrace: 15s
@@ -189,5 +197,15 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
       expect(listed.get(s.execId)?.client.state).toBe("unknown");
     }
     expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
+
+    // `ptyreaper sessions` takes one look with the same evidence: attached where the runtime holds the stream now,
+    // unknown where it does not (one look cannot tell since when).
+    const configFile = join(mkdtempSync(join(tmpdir(), "ptyr-orphans-cli-")), "config.yaml");
+    writeFileSync(configFile, runtimesConfig);
+    const cli = spawnSync(process.execPath, [MAIN, "sessions", "--json", "--config", configFile], { encoding: "utf8", timeout: 60_000, maxBuffer: 64 << 20 });
+    expect(cli.status, cli.stderr).toBe(0);
+    const oneShot = new Map((JSON.parse(cli.stdout) as SessionsReport).sessions.map((s) => [s.execId, s]));
+    for (const id of idleIds) expect(oneShot.get(id)?.client.state, `one-shot client of ${id.slice(0, 12)}`).toBe("attached");
+    for (const s of neverSeen) expect(oneShot.get(s.execId)?.client.state, `one-shot client of ${s.execId.slice(0, 12)}`).toBe("unknown");
   }, 240_000);
 });
