@@ -116,7 +116,8 @@ describe("ContainerdRuntime on a private containerd with CRI", () => {
     // containerd 1.6's shim does not close an exec's console when the exec ends; Go's finalizer does, at its
     // next garbage collection (forced at least every 2 minutes). Only then does pty.nr drop.
     const holders = (): string[] => scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => `${fd.role}:${fd.pid}`);
-    expect(holders()).toEqual([`master:${shim}`]);
+    // Only the shim may still hold it (the finalizer can already have run, on a busy host it often has).
+    expect([[], [`master:${shim}`]]).toContainEqual(holders());
     await waitFor(() => holders().length === 0, 130_000, `the shim to close the master of ${key}`, 500);
     console.log(`containerd shim closed the killed exec's pty master ${((Date.now() - killedAt) / 1000).toFixed(1)} s after the kill`);
     expect((await accountedPtys()).keys.has(key)).toBe(false);
