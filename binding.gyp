@@ -2,9 +2,9 @@
   "targets": [
     {
       "target_name": "ptyscan",
-      "sources": ["native/ptyscan.c"],
+      "sources": ["native/ptyscan.c", "native/ptyfinder.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-ldl"]
     },
     {
       "target_name": "pidfd",

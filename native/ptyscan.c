@@ -9,7 +9,9 @@
  * in TypeScript (read once per holder, not per fd).
  *
  * Cost is linear in the fds read: fds of one process naming the same file (dup'd, up to the
- * nofile limit) come back as one link with a count, not one entry each.
+ * nofile limit) come back as one link with a count, not one entry each. Given the BPF finder's
+ * object (ptyfinder.c), a call first asks the kernel which fds are pty ends and reads only those;
+ * when the finder cannot run, it reads every link as before and says why.
  */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -26,6 +28,7 @@
 #include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "ptyfinder.h"
 
 #define MAX_THREADS 8
 #define MAX_NEEDLES 8
@@ -92,6 +95,9 @@ struct job {
   size_t slot_capacity;
   size_t pid_mark;
   int failed; /* ENOMEM */
+  /* From the finder, when it ran: each pid's pty fds are rows[hint_start[i] .. + hint_length[i]]. */
+  const struct pty_fd_row *rows;
+  const int32_t *hint_start, *hint_length;
 };
 
 /* Mirror of mayBePty (src/procfs/parse.ts): absolute, and contains one of the needles it passes in. */
@@ -416,6 +422,11 @@ static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents
   char *stat_text = NULL;
   if (job->want & (WANT_STAT | WANT_SIGNATURE)) stat_text = read_stat(job->proc_dir, pid, link);
   if (job->want & WANT_STAT) job->stat_texts[pid_index] = stat_text;
+  /* The finder saw no pty fd in this process: there is nothing to open. */
+  if (job->hint_start != NULL && job->hint_length[pid_index] == 0 && !(job->want & WANT_SIGNATURE)) {
+    if (!(job->want & WANT_STAT)) free(stat_text);
+    return 0;
+  }
   snprintf(name, sizeof name, "%d/fd", pid);
   /* One stat of the fd directory serves the signature's count and the probe's. */
   struct stat st;
@@ -439,6 +450,19 @@ static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents
     return dir_errno;
   }
   int result = 0;
+  if (job->hint_start != NULL) {
+    /* The kernel named this pid's pty fds: each is read and checked as a listed one would be. */
+    const struct pty_fd_row *row = job->rows + job->hint_start[pid_index];
+    for (int32_t r = 0; r < job->hint_length[pid_index]; r++) {
+      snprintf(name, sizeof name, "%d", row[r].fd);
+      if (read_link(job, pid_index, dir, name, row[r].fd, link) < 0) {
+        result = errno;
+        break;
+      }
+    }
+    close(dir);
+    return result;
+  }
   if (probe_pid(job, pid_index, dir, st.st_size, link, &result)) {
     close(dir);
     return result;
@@ -517,6 +541,12 @@ struct call {
   char **signatures;
   int32_t *fd_counts;
   size_t next_pid;
+  /* The finder's BPF object (empty: read every link), and what came of it: used, or why not. */
+  char finder_path[LINK_MAX_LEN];
+  int finder_used;
+  char finder_reason[256];
+  struct pty_fd_row *rows;
+  int32_t *hint_start, *hint_length;
   struct job jobs[MAX_THREADS];
   size_t job_count;
   napi_async_work work;
@@ -536,6 +566,9 @@ static void free_call(struct call *call) {
   free(call->stat_texts);
   free(call->signatures);
   free(call->fd_counts);
+  free(call->rows);
+  free(call->hint_start);
+  free(call->hint_length);
   free(call->status);
   free(call->pids);
   free(call);
@@ -549,7 +582,7 @@ static void free_call(struct call *call) {
     }                                                           \
   } while (0)
 
-/* The arguments (procRoot, pids, needles, threads, want?) copied into a new call; NULL when it threw. */
+/* The arguments (procRoot, pids, needles, threads, want?, finder?) copied into a new call; NULL when it threw. */
 static struct call *parse_call(napi_env env, size_t argc, napi_value *argv) {
   struct call *call = calloc(1, sizeof *call);
   if (call == NULL) {
@@ -599,6 +632,11 @@ static struct call *parse_call(napi_env env, size_t argc, napi_value *argv) {
       call->want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE | WANT_FD_STAT);
     }
   }
+  if (argc >= 6) {
+    napi_valuetype kind;
+    CHECK(napi_typeof(env, argv[5], &kind));
+    if (kind == napi_string) CHECK(napi_get_value_string_utf8(env, argv[5], call->finder_path, sizeof call->finder_path, NULL));
+  }
   if (call->threads < 1) call->threads = 1;
   if (call->threads > MAX_THREADS) call->threads = MAX_THREADS;
   if ((size_t)call->threads > call->pid_count) call->threads = call->pid_count > 0 ? (int32_t)call->pid_count : 1;
@@ -622,7 +660,54 @@ cleanup:
   return NULL;
 }
 
-/* The reading itself, on `threads` threads (this one included). No JS here: the async call runs it off the JS thread. */
+/* Asks the finder for every pty fd, and points each requested pid at its rows; on failure keeps the reason. */
+static void find_hints(struct call *call) {
+  size_t count = 0;
+  if (find_pty_fds(call->finder_path, &call->rows, &count, call->finder_reason, sizeof call->finder_reason) != 0) return;
+  size_t slots = call->pid_count > 0 ? call->pid_count : 1;
+  call->hint_start = calloc(slots, sizeof *call->hint_start);
+  call->hint_length = calloc(slots, sizeof *call->hint_length);
+  if (call->hint_start == NULL || call->hint_length == NULL) {
+    snprintf(call->finder_reason, sizeof call->finder_reason, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < call->pid_count; i++) {
+    /* The first row of this pid, by bisection over rows sorted by pid. */
+    size_t low = 0, high = count;
+    while (low < high) {
+      size_t mid = low + (high - low) / 2;
+      if (call->rows[mid].pid < call->pids[i]) low = mid + 1;
+      else high = mid;
+    }
+    size_t end = low;
+    while (end < count && call->rows[end].pid == call->pids[i]) end++;
+    call->hint_start[i] = (int32_t)low;
+    call->hint_length[i] = (int32_t)(end - low);
+  }
+  call->finder_used = 1;
+}
+
+static void *find_hints_thread(void *call) {
+  find_hints(call);
+  return NULL;
+}
+
+/* One round of the jobs over every pid, with these WANT_* bits, on `threads` threads (this one included). */
+static void run_jobs(struct call *call, int want) {
+  call->next_pid = 0;
+  for (size_t t = 0; t < call->job_count; t++) call->jobs[t].want = want;
+  pthread_t tids[MAX_THREADS];
+  int joinable[MAX_THREADS] = {0};
+  for (size_t t = 1; t < call->job_count; t++) {
+    if (pthread_create(&tids[t], NULL, run_job, &call->jobs[t]) == 0) joinable[t] = 1;
+    else joinable[t] = 0; /* no thread to be had: the others take its pids */
+  }
+  run_job(&call->jobs[0]);
+  for (size_t t = 1; t < call->job_count; t++)
+    if (joinable[t]) pthread_join(tids[t], NULL);
+}
+
+/* The reading itself. No JS here: the async call runs it off the JS thread. */
 static void run_call(struct call *call) {
   int proc_dir = open(call->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (proc_dir < 0) {
@@ -637,7 +722,6 @@ static void run_call(struct call *call) {
     job->proc_dir = proc_dir;
     job->pids = call->pids;
     job->status = call->status;
-    job->want = call->want;
     job->stat_texts = call->stat_texts;
     job->signatures = call->signatures;
     job->fd_counts = call->fd_counts;
@@ -646,15 +730,25 @@ static void run_call(struct call *call) {
     for (uint32_t n = 0; n < call->needle_count; n++) job->needles[n] = call->needle_text[n];
     job->needle_count = call->needle_count;
   }
-  pthread_t tids[MAX_THREADS];
-  int joinable[MAX_THREADS] = {0};
-  for (size_t t = 1; t < call->job_count; t++) {
-    if (pthread_create(&tids[t], NULL, run_job, &call->jobs[t]) == 0) joinable[t] = 1;
-    else joinable[t] = 0; /* no thread to be had: the others take its pids */
+  if (call->finder_path[0] == '\0' || !(call->want & WANT_LINKS)) {
+    run_jobs(call, call->want);
+    close(proc_dir);
+    return;
   }
-  run_job(&call->jobs[0]);
-  for (size_t t = 1; t < call->job_count; t++)
-    if (joinable[t]) pthread_join(tids[t], NULL);
+  /* The kernel's walk of every open file (tens of ms) runs beside the stat reads, which do not need it. */
+  pthread_t finder;
+  int started = pthread_create(&finder, NULL, find_hints_thread, call) == 0;
+  if (!started) find_hints(call);
+  int links = WANT_LINKS | WANT_FD_STAT;
+  if (call->want & ~links) run_jobs(call, call->want & ~links);
+  if (started) pthread_join(finder, NULL);
+  for (size_t t = 0; t < call->job_count && call->finder_used; t++) {
+    call->jobs[t].rows = call->rows;
+    call->jobs[t].hint_start = call->hint_start;
+    call->jobs[t].hint_length = call->hint_length;
+  }
+  /* Then the links: only the fds the finder named, or every one when it could not run. */
+  run_jobs(call, call->want & links);
   close(proc_dir);
 }
 
@@ -749,28 +843,40 @@ static napi_value build_answer(napi_env env, struct call *call) {
     CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, counts_buffer, 0, &counts_array));
     CHECK(napi_set_named_property(env, answer, "fdCount", counts_array));
   }
+  if (call->finder_path[0] != '\0') {
+    napi_value finder;
+    CHECK(napi_create_string_utf8(env, call->finder_used ? "bpf" : call->finder_reason, NAPI_AUTO_LENGTH, &finder));
+    CHECK(napi_set_named_property(env, answer, "finder", finder));
+  }
   result = answer;
 cleanup:
   return result;
 }
 
+/* The call's arguments, taken from JS and copied (see parse_call); NULL when it threw. */
+static struct call *take_call(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_get_cb_info failed");
+    return NULL;
+  }
+  return parse_call(env, argc, argv);
+}
+
 /*
- * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, want?: boolean | number)
+ * scanFdLinks(procRoot: string, pids: Int32Array, needles: string[], threads: number, want?: boolean | number, finder?: string)
+ *   finder: path of the BPF object (ptyfds.bpf.o): read only the fds it names as pty ends
  *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
  *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
  *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
  *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
  *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, ptmx masters only),
- *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it) }
+ *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it),
+ *       finder?: string ("bpf" when the finder named the fds read, else why it could not: every link was read) }
  */
 static napi_value scan_fd_links(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_get_cb_info failed");
-    return NULL;
-  }
-  struct call *call = parse_call(env, argc, argv);
+  struct call *call = take_call(env, info);
   if (call == NULL) return NULL;
   run_call(call);
   napi_value result = build_answer(env, call);
@@ -808,13 +914,7 @@ static void complete_async(napi_env env, napi_status status, void *data) {
  * config and asks the engine while /proc is read).
  */
 static napi_value scan_fd_links_async(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
-    napi_throw_error(env, "PTYR_NATIVE_SCAN", "napi_get_cb_info failed");
-    return NULL;
-  }
-  struct call *call = parse_call(env, argc, argv);
+  struct call *call = take_call(env, info);
   if (call == NULL) return NULL;
   napi_value promise, name;
   if (napi_create_promise(env, &call->deferred, &promise) != napi_ok) {
