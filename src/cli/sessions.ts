@@ -3,13 +3,14 @@
 // A one-shot whose cost is mostly the /proc read: that read starts first, on the native reader's
 // threads, and the rest (config, engine client, runtimes: modules that take a tenth of a second to
 // load) is loaded and asked while it runs. Only what it read is taken from it; the pass itself is the
-// same full scanProc as without it.
+// same full scanProc as without it. As root on the host, the kernel names the pty fds first (the BPF
+// finder, native/ptyfds.bpf.c) and only those are read, not every fd link.
 import type { Command } from "./io.js";
 import { parseFlags } from "./flags.js";
 import { SESSIONS_USAGE } from "./help.js";
 import { ProcFs } from "../procfs/procfs.js";
 import { NATIVE_THREADS, scanProc } from "../procfs/scan.js";
-import type { NativeBatch } from "../procfs/native.js";
+import { bpfFinderFor, type NativeBatch } from "../procfs/native.js";
 
 export { SESSIONS_USAGE };
 
@@ -22,7 +23,8 @@ export const sessionsCommand: Command = async (args, io) => {
   const flags = parseFlags(args, { json: { type: "boolean" }, config: { type: "string" } }, SESSIONS_USAGE);
   const earlyProcfs = new ProcFs(likelyProcRoot(io.env));
   // A failed early read is only a lost head start: the pass then reads everything itself.
-  const early: Promise<NativeBatch | null> = (earlyProcfs.batchOfAllAsync(NATIVE_THREADS) ?? Promise.resolve(null)).catch(() => null);
+  const finder = bpfFinderFor(earlyProcfs.root, { env: io.env }) ?? undefined;
+  const early: Promise<NativeBatch | null> = (earlyProcfs.batchOfAllAsync(NATIVE_THREADS, finder) ?? Promise.resolve(null)).catch(() => null);
 
   const [
     { configPathFor, loadConfig },

@@ -1,5 +1,6 @@
 // The optional native reader (native/ptyscan.c): loading it, and turning its struct-of-arrays answer into one record per process.
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -17,13 +18,15 @@ interface AddonAnswer {
   fdStat?: Float64Array;
   fdinfo?: (string | null)[];
   linkCount?: Int32Array;
+  /** With a finder asked for: "bpf" when it named the fds read, else why it could not run. */
+  finder?: string;
 }
 
 /** The addon's functions, as they are exported. */
 interface PtyScanAddon {
   scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number): AddonAnswer;
   /** The same read with the JS thread left free meanwhile; absent from builds older than it. */
-  scanFdLinksAsync?(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number): Promise<AddonAnswer>;
+  scanFdLinksAsync?(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number, finder?: string): Promise<AddonAnswer>;
   exitNow?(code: number): never;
 }
 
@@ -63,6 +66,8 @@ export interface NativeBatch {
   links: Map<number, FdLinksOrError> | null;
   stats: Map<number, string>;
   signatures: Map<number, FdSignature>;
+  /** When a finder was asked for: "bpf" when the kernel named the pty fds read, else why every link was read. */
+  finder?: string;
 }
 
 /**
@@ -154,10 +159,10 @@ export class NativeFdLinks {
    * readBatch with the JS thread free while the addon's threads read: the one-shot CLI starts it
    * first and loads its config meanwhile. null when this build of the addon has no async call.
    */
-  readBatchAsync(procRoot: string, pids: readonly number[], threads: number, want: number): Promise<NativeBatch> | null {
+  readBatchAsync(procRoot: string, pids: readonly number[], threads: number, want: number, finder?: string): Promise<NativeBatch> | null {
     if (typeof this.addon.scanFdLinksAsync !== "function") return null;
     const request = Int32Array.from(pids);
-    return this.addon.scanFdLinksAsync(procRoot, request, PTY_LINK_NEEDLES, threads, want).then((answer) => batchFrom(procRoot, request, want, answer));
+    return this.addon.scanFdLinksAsync(procRoot, request, PTY_LINK_NEEDLES, threads, want, finder).then((answer) => batchFrom(procRoot, request, want, answer));
   }
 
   /** One process's pty-looking links (dup'd fds folded, see FdLink.count); throws its errno-coded error like fs calls do. */
@@ -181,7 +186,8 @@ function batchFrom(procRoot: string, request: Int32Array, want: number, answer: 
     const count = answer.fdCount?.[i] ?? -1;
     if (typeof signature === "string" && count >= 0) signatures.set(pid, { count, signature });
   }
-  if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures };
+  const finder = answer.finder === undefined ? {} : { finder: answer.finder };
+  if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures, ...finder };
   const result = new Map<number, FdLinksOrError>();
   for (let i = 0; i < request.length; i++) {
     const pid = request[i] ?? 0;
@@ -201,7 +207,33 @@ function batchFrom(procRoot: string, request: Int32Array, want: number, answer: 
     if (count > 1) link.count = count;
     (links as FdLink[]).push(link);
   }
-  return { links: result, stats, signatures };
+  return { links: result, stats, signatures, ...finder };
+}
+
+/** PROC_PID_INIT_INO: the inode number of the initial pid namespace, fixed by the kernel. */
+const INIT_PID_NS_INO = 0xeffffffc;
+
+/**
+ * The BPF finder's object (native/ptyfds.bpf.c, built beside the addon when clang is there), when it
+ * may be used on this root; otherwise null and every link is read. The kernel's iterator numbers
+ * processes in the reader's pid namespace, so both the reader and the root's processes must be in
+ * the initial one: a procfs that shows the reader as `self` is of the reader's own namespace (none
+ * is above the initial one). A reader that is not root fails at load and reads every link.
+ * PTYREAPER_BPF_FINDER=0 switches it off.
+ */
+export function bpfFinderFor(procRoot: string, options: { addonPath?: string; env?: NodeJS.ProcessEnv } = {}): string | null {
+  if ((options.env ?? process.env).PTYREAPER_BPF_FINDER === "0") return null;
+  // Loading a BPF program needs root (CAP_BPF and CAP_PERFMON); so does reading others' fds.
+  if (process.geteuid?.() !== 0) return null;
+  const path = join(dirname(options.addonPath ?? defaultAddonPath()), "ptyfds.bpf.o");
+  if (!existsSync(path)) return null;
+  try {
+    if (statSync("/proc/self/ns/pid").ino !== INIT_PID_NS_INO) return null;
+    if (statSync(`${procRoot}/self/ns/pid`).ino !== INIT_PID_NS_INO) return null;
+  } catch {
+    return null;
+  }
+  return path;
 }
 
 /** Which reader a ProcFs uses and why, for the startup log line and ptyreaper_scan_info. */

@@ -227,9 +227,10 @@ export class ProcFs {
    * Stat texts and links (each with its stat and fdinfo) of every process in /proc now, read by
    * the native reader's threads while the JS thread goes on; null when there is no native reader
    * or it cannot read asynchronously. What a full pass needs of each process (scanProc's `early`).
+   * `finder`: the BPF finder's object (bpfFinderFor): the kernel names the pty fds, and only those are read.
    */
-  batchOfAllAsync(threads: number): Promise<NativeBatch> | null {
-    return this.native?.readBatchAsync(this.root, this.pids(), threads, WANT_STAT | WANT_LINKS | WANT_FD_STAT) ?? null;
+  batchOfAllAsync(threads: number, finder?: string): Promise<NativeBatch> | null {
+    return this.native?.readBatchAsync(this.root, this.pids(), threads, WANT_STAT | WANT_LINKS | WANT_FD_STAT, finder) ?? null;
   }
 
   /** readlink /proc/PID/fd/FD, or null when no such fd is open (ENOENT). */
