@@ -20,7 +20,9 @@ die() { printf 'provision: FAILED: %s\n' "$*" >&2; exit 1; }
 # build-essential: npm ci compiles the unix-dgram addon the daemon uses for sd_notify.
 # debootstrap: the container image test makes its Node base images from Debian packages (no registry here).
 # podman, conmon: the Podman harness and adapter tests.
-PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential debootstrap openssl podman conmon)
+# clang, libbpf1: npm ci builds the BPF pty finder with clang, and `ptyreaper sessions` loads it through libbpf;
+# strace: the finder test checks which read the command made.
+PACKAGES=(docker.io containerd runc busybox-static prometheus wrk systemd util-linux procps python3 lsof iproute2 ca-certificates curl build-essential debootstrap openssl podman conmon clang libbpf1 strace)
 
 missing_packages() {
   local pkg status
@@ -66,10 +68,10 @@ else
   [[ ${#still[@]} -eq 0 ]] || die "still missing after install: ${still[*]}"
 fi
 
-for tool in "$DOCKER" /usr/sbin/dockerd /bin/busybox promtool wrk systemd-analyze script unshare python3 lsof ss; do
+for tool in "$DOCKER" /usr/sbin/dockerd /bin/busybox promtool wrk systemd-analyze script unshare python3 lsof ss clang strace; do
   command -v "$tool" >/dev/null || die "$tool not found although its package is installed"
 done
-log "tools: docker dockerd busybox promtool wrk systemd-analyze script unshare python3 lsof ss found"
+log "tools: docker dockerd busybox promtool wrk systemd-analyze script unshare python3 lsof ss clang strace found"
 
 # --- cgroups --------------------------------------------------------------------------------------
 cgroups_usable() {

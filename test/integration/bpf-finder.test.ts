@@ -1,0 +1,151 @@
+// The BPF pty finder (native/ptyfds.bpf.c through native/ptyfinder.c) on the real kernel: it is built
+// and loads here, and a read that lets the kernel name the pty fds finds exactly what reading every
+// fd link finds, for host ptys, ptys in private devpts instances, dup'd and high fds.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ptyKey, type ProcScan } from "../../src/domain/types.js";
+import { bpfFinderFor, loadNativeFdLinks, type FdLink, type NativeBatch } from "../../src/procfs/native.js";
+import { ProcFs } from "../../src/procfs/procfs.js";
+import { scanProc } from "../../src/procfs/scan.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, python3, waitFor } from "./harness/index.js";
+import { trackProcess } from "./harness/track.js";
+
+afterAll(cleanupAll);
+
+const MAIN = new URL("../../dist/main.js", import.meta.url).pathname;
+
+/** The finder must be built and usable here (CI provisions clang and libbpf1, and runs as root): else fail, loudly. */
+function finderPath(): string {
+  const path = bpfFinderFor("/proc", { env: {} });
+  if (path === null) throw new Error("BPF pty finder not available: run as root after `npm run install` with clang and libbpf1 installed (bash scripts/provision-test-host.sh)");
+  return path;
+}
+
+function procfsWithNative(): ProcFs {
+  const load = loadNativeFdLinks({ env: {} });
+  if (load.reader === null) throw new Error(`native scan helper not loaded: ${load.reason}`);
+  return new ProcFs("/proc", { native: load.reader });
+}
+
+async function readAll(procfs: ProcFs, finder?: string): Promise<NativeBatch> {
+  const pending = procfs.batchOfAllAsync(2, finder);
+  if (pending === null) throw new Error("this build of the addon has no scanFdLinksAsync (npm run install)");
+  return pending;
+}
+
+/** What a scan says of the given processes' ptys: each fd with its role, instance, index and count, and the ptys' times. */
+function ptysOf(scan: ProcScan, pids: readonly number[]): unknown {
+  const mine = new Set(pids);
+  const fds = scan.ptyFds.filter((fd) => mine.has(fd.pid)).sort((a, b) => a.pid - b.pid || a.fd - b.fd);
+  const keys = [...new Set(fds.map((fd) => ptyKey(fd.devptsDev, fd.index)))].sort();
+  return { fds, processes: pids.map((pid) => scan.processes.get(pid) ?? null), times: keys.map((key) => [key, scan.ttyTimes.get(key)]) };
+}
+
+/** A python process holding a pty with its slave dup'd 1,000 times, its master at fd 20,000 (or its limit's last), and 2,000 plain files. */
+async function busyHolder(): Promise<{ pid: number; index: number; masterFd: number; close(): Promise<void> }> {
+  const script = [
+    "import os, pty, resource, time",
+    "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)",
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))",
+    "high = min(20000, hard - 1)",
+    "m, s = pty.openpty()",
+    "[os.dup(s) for _ in range(1000)]",
+    "os.dup2(m, high); os.close(m)",
+    "[os.open('/dev/null', os.O_RDONLY) for _ in range(2000)]",
+    "print(os.ttyname(s), high, flush=True)",
+    "time.sleep(120)",
+  ].join("\n");
+  const child = spawn(python3(), ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
+  const pid = child.pid ?? 0;
+  trackProcess(pid, "busy pty holder", child);
+  let out = "";
+  child.stdout.on("data", (data: Buffer) => (out += data.toString()));
+  const [name = "", masterFd = ""] = (await waitFor(() => (out.endsWith("\n") ? out.trim() : null), 30_000, "the busy pty holder's report")).split(" ");
+  return { pid, index: Number(name.split("/").at(-1)), masterFd: Number(masterFd), close: () => killAndWait(pid, child) };
+}
+
+describe("BPF pty finder", () => {
+  it("is built, loads as root, and names the fds read", async () => {
+    const batch = await readAll(procfsWithNative(), finderPath());
+    expect(batch.finder).toBe("bpf");
+    // Switched off, or asked of a procfs of another pid namespace's view, it is not used.
+    expect(bpfFinderFor("/proc", { env: { PTYREAPER_BPF_FINDER: "0" } })).toBeNull();
+    expect(bpfFinderFor("/nonexistent-proc", { env: {} })).toBeNull();
+    expect(bpfFinderFor("/proc", { env: {}, addonPath: "/nonexistent/build/Release/ptyscan.node" })).toBeNull();
+  });
+
+  it("finds exactly what reading every fd link finds: host, private devpts, devtmpfs ptmx, dup'd and high fds", async () => {
+    const host = await hostPty();
+    const ns = await nsPty({ count: 2 });
+    const nsDevtmpfs = await nsPty({ count: 1, ptmx: "/dev/ptmx" });
+    const busy = await busyHolder();
+    try {
+      const pids = [host.masterPid, host.slavePid, ns.pid, nsDevtmpfs.pid, busy.pid];
+      const initPids = [ns.pid, nsDevtmpfs.pid];
+      const procfs = procfsWithNative();
+      const found = await readAll(procfs, finderPath());
+      expect(found.finder).toBe("bpf");
+      // A process with no pty fd comes back read, with none (this test's own); scanProc takes them below.
+      expect(found.links?.get(process.pid)).toEqual([]);
+      const withFinder = scanProc(procfs, { initPids }, found);
+      const everyLink = scanProc(new ProcFs("/proc", { native: null }), { initPids });
+      expect(ptysOf(withFinder, pids)).toEqual(ptysOf(everyLink, pids));
+      // And right, not only equal: the busy holder's dup'd slave folded, its master at its high fd.
+      const busyFds = withFinder.ptyFds.filter((fd) => fd.pid === busy.pid).map((fd) => `${fd.role} ${fd.fd} ${fd.index} ×${fd.fdCount ?? 1}`).sort();
+      expect(busy.masterFd).toBeGreaterThan(2000);
+      expect(busyFds).toEqual([`master ${busy.masterFd} ${busy.index} ×1`, expect.stringMatching(new RegExp(`^slave \\d+ ${busy.index} ×1001$`))]);
+      const nsFound = withFinder.ptyFds.filter((fd) => fd.pid === ns.pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
+      expect(nsFound).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
+    } finally {
+      await Promise.all([host.close(), ns.close(), nsDevtmpfs.close(), busy.close()]);
+    }
+  });
+
+  it("when the finder cannot run, reads every link and says why", async () => {
+    const host = await hostPty();
+    try {
+      const procfs = procfsWithNative();
+      const fallback = await readAll(procfs, "/nonexistent/ptyfds.bpf.o");
+      expect(fallback.finder).toMatch(/^cannot open \/nonexistent\/ptyfds\.bpf\.o: /);
+      const plain = await readAll(procfs);
+      expect(plain.finder).toBeUndefined();
+      const shape = (batch: NativeBatch, pid: number): Pick<FdLink, "fd" | "target" | "count">[] => (batch.links?.get(pid) as FdLink[]).map(({ fd, target, count }) => ({ fd, target, count }));
+      expect(shape(fallback, host.masterPid)).toEqual(shape(plain, host.masterPid));
+      expect(shape(fallback, host.masterPid).length).toBeGreaterThan(0);
+    } finally {
+      await host.close();
+    }
+  });
+
+  it("ptyreaper sessions --json reports the same ptys with the finder as without it", async () => {
+    const ns = await nsPty({ count: 2 });
+    const dir = mkdtempSync(join(tmpdir(), "ptyr-bpf-"));
+    try {
+      const config = join(dir, "config.yaml");
+      writeFileSync(config, "docker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\n");
+      // Under strace, to see whether the command started a BPF iterator (BPF_ITER_CREATE) or not.
+      const run = (env: NodeJS.ProcessEnv): { ptys: { devptsDev: string; index: number; masterPids: number[]; slavePids: number[] }[]; iterators: number } => {
+        const trace = join(dir, "trace");
+        const cli = spawnSync("strace", ["-f", "-qq", "-e", "trace=bpf", "-o", trace, process.execPath, MAIN, "sessions", "--json", "--config", config], {
+          encoding: "utf8", timeout: 60_000, maxBuffer: 64 << 20, env: { ...process.env, ...env },
+        });
+        expect(cli.status, cli.stderr).toBe(0);
+        const report = JSON.parse(cli.stdout) as { ptys: { devptsDev: string; index: number; masterPids: number[]; slavePids: number[] }[] };
+        const ptys = report.ptys.filter((pty) => pty.devptsDev === ns.devptsDev).map(({ devptsDev, index, masterPids, slavePids }) => ({ devptsDev, index, masterPids, slavePids }));
+        return { ptys, iterators: readFileSync(trace, "utf8").split("\n").filter((line) => /bpf\(BPF_ITER_CREATE, .*\) = \d+$/.test(line)).length };
+      };
+      const withFinder = run({});
+      const without = run({ PTYREAPER_BPF_FINDER: "0" });
+      expect(withFinder.iterators).toBe(1);
+      expect(without.iterators).toBe(0);
+      expect(withFinder.ptys).toEqual(without.ptys);
+      expect(withFinder.ptys).toEqual([0, 1].map((index) => ({ devptsDev: ns.devptsDev, index, masterPids: [ns.pid], slavePids: [ns.pid] })));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+      await ns.close();
+    }
+  });
+});
