@@ -1,8 +1,10 @@
 // The command a user runs, timed as a process: `ptyreaper --help`, and `ptyreaper sessions --json`
-// against a single-threaded C scan of the same /proc (bench/cfloor.c) and lsof, on the same load.
+// against a single-threaded C scan of the same /proc (bench/cfloor.c) and lsof, on the same load;
+// and `sessions --json` again with the BPF finder off (PTYREAPER_BPF_FINDER=0), reading every fd link.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { WANT_LINKS, bpfFinderFor, loadNativeFdLinks } from "../src/procfs/native.js";
 import { median, ms } from "./stats.js";
 
 export interface CliRow {
@@ -15,6 +17,10 @@ export interface CliRow {
 export interface CliFigures {
   helpMs: number | null;
   sessionsMs: number | null;
+  /** sessions --json with PTYREAPER_BPF_FINDER=0: every fd link read, as without the finder. */
+  sessionsEveryLinkMs: number | null;
+  /** "bpf" when the finder ran in this bench's process, else why not. */
+  finder: string;
   cFloorMs: number | null;
   sessionsOverCFloor: number | null;
   lsofOverSessions: number | null;
@@ -34,15 +40,29 @@ function childrenCpuMs(): number {
   return (Number(fields[13]) + Number(fields[14])) * 10;
 }
 
-/** Wall and CPU time of one run of a program to completion; its output is read and dropped. */
-function timeProcess(command: string, args: string[]): { wallMs: number; cpuMs: number } | { error: string } {
+/** Wall and CPU time of one run of a program to completion, and what it printed. */
+function timeProcess(command: string, args: string[], env: NodeJS.ProcessEnv = {}): { wallMs: number; cpuMs: number; stdout: string } | { error: string } {
   const cpuBefore = childrenCpuMs();
   const start = performance.now();
-  const result = spawnSync(command, args, { encoding: "utf8", maxBuffer: 256 << 20 });
+  const result = spawnSync(command, args, { encoding: "utf8", maxBuffer: 256 << 20, env: { ...process.env, ...env } });
   const wallMs = performance.now() - start;
   if (result.error) return { error: result.error.message };
   if (result.status !== 0) return { error: `exit ${result.status}: ${(result.stderr || "").trim().split("\n")[0] ?? ""}` };
-  return { wallMs, cpuMs: childrenCpuMs() - cpuBefore };
+  return { wallMs, cpuMs: childrenCpuMs() - cpuBefore, stdout: result.stdout };
+}
+
+/** Whether the BPF finder runs here (as the command would, as this user): "bpf", or why not. */
+async function finderOutcome(): Promise<string> {
+  const path = bpfFinderFor("/proc");
+  if (path === null) return "not used (not built, switched off, not root, or not the host's pid namespace)";
+  const reader = loadNativeFdLinks().reader;
+  const answer = reader?.readBatchAsync("/proc", [process.pid], 1, WANT_LINKS, path);
+  return answer ? ((await answer).finder ?? "no answer") : "no native reader";
+}
+
+/** A sessions report with its clock readings dropped, to compare two runs over the same load. */
+function withoutTimes(json: string): string {
+  return JSON.stringify(JSON.parse(json), (key, value: unknown) => (key === "takenAt" || key.endsWith("Seconds") ? undefined : value));
 }
 
 function buildCFloor(): string | null {
@@ -56,8 +76,9 @@ function buildCFloor(): string | null {
  * Runs the C floor and `sessions --json` alternately, so that a change in the machine's load meets
  * both alike, and reports medians. `lsofMs` is lsof's median on the same load, measured just before.
  */
-export function measureCli(options: { runs: number; lsofMs: number | null; log: (line: string) => void }): { rows: CliRow[]; figures: CliFigures } {
-  const figures: CliFigures = { helpMs: null, sessionsMs: null, cFloorMs: null, sessionsOverCFloor: null, lsofOverSessions: null };
+export async function measureCli(options: { runs: number; lsofMs: number | null; log: (line: string) => void }): Promise<{ rows: CliRow[]; figures: CliFigures }> {
+  const finder = await finderOutcome();
+  const figures: CliFigures = { helpMs: null, sessionsMs: null, sessionsEveryLinkMs: null, finder, cFloorMs: null, sessionsOverCFloor: null, lsofOverSessions: null };
   const rows: CliRow[] = [];
   if (!existsSync(MAIN)) {
     rows.push({ measure: "ptyreaper CLI", value: "not measured: dist/main.js is missing (npm run build)", target: "", met: "" });
@@ -65,7 +86,7 @@ export function measureCli(options: { runs: number; lsofMs: number | null; log: 
   }
   options.log(`ptyreaper --help (${options.runs + 1} runs)`);
   const help = Array.from({ length: options.runs + 1 }, () => timeProcess(process.execPath, [MAIN, "--help"])).slice(1);
-  const helpOk = help.filter((run): run is { wallMs: number; cpuMs: number } => "wallMs" in run);
+  const helpOk = help.filter((run): run is { wallMs: number; cpuMs: number; stdout: string } => "wallMs" in run);
   if (helpOk.length > 0) {
     figures.helpMs = median(helpOk.map((run) => run.wallMs));
     rows.push({
@@ -77,20 +98,29 @@ export function measureCli(options: { runs: number; lsofMs: number | null; log: 
   }
 
   const cFloorError = buildCFloor();
-  options.log(`sessions --json and the C floor, alternately (${options.runs} runs each after a warm-up)`);
+  options.log(`sessions --json, the same with every fd link read, and the C floor, in turn (${options.runs} runs each after a warm-up)`);
   const sessions: number[] = [];
   const floor: number[] = [];
   const sessionsCpu: number[] = [];
   const floorCpu: number[] = [];
+  const everyLink: number[] = [];
+  const everyLinkCpu: number[] = [];
   let sessionsError: string | null = null;
+  let sameReport: boolean | null = null;
   for (let n = 0; n <= options.runs; n++) {
     const s = timeProcess(process.execPath, [MAIN, "sessions", "--json"]);
+    const e = timeProcess(process.execPath, [MAIN, "sessions", "--json"], { PTYREAPER_BPF_FINDER: "0" });
     const c = cFloorError ? null : timeProcess(CFLOOR, ["/proc"]);
-    if (n === 0) continue; // warm-up: page cache and dentries for both
+    if ("stdout" in s && "stdout" in e) sameReport = (sameReport ?? true) && withoutTimes(s.stdout) === withoutTimes(e.stdout);
+    if (n === 0) continue; // warm-up: page cache and dentries for all
     if ("wallMs" in s) {
       sessions.push(s.wallMs);
       sessionsCpu.push(s.cpuMs);
     } else sessionsError = s.error;
+    if ("wallMs" in e) {
+      everyLink.push(e.wallMs);
+      everyLinkCpu.push(e.cpuMs);
+    }
     if (c && "wallMs" in c) {
       floor.push(c.wallMs);
       floorCpu.push(c.cpuMs);
@@ -101,7 +131,18 @@ export function measureCli(options: { runs: number; lsofMs: number | null; log: 
     return { rows, figures };
   }
   figures.sessionsMs = median(sessions);
-  rows.push({ measure: `ptyreaper sessions --json, as a process (median of ${sessions.length})`, value: `${ms(figures.sessionsMs)}, cpu ${ms(median(sessionsCpu))}`, target: "", met: "" });
+  rows.push({ measure: `ptyreaper sessions --json, as a process (median of ${sessions.length}); BPF finder: ${finder}`, value: `${ms(figures.sessionsMs)}, cpu ${ms(median(sessionsCpu))}`, target: "", met: "" });
+  if (everyLink.length > 0) {
+    figures.sessionsEveryLinkMs = median(everyLink);
+    rows.push({
+      measure: `  the same with PTYREAPER_BPF_FINDER=0, every fd link read (median of ${everyLink.length})`,
+      value: `${ms(figures.sessionsEveryLinkMs)}, cpu ${ms(median(everyLinkCpu))}`,
+      target: "",
+      met: "",
+    });
+  }
+  // The load does not change between runs, so the two reads must report the same ptys and holders.
+  if (sameReport !== null) rows.push({ measure: "  both report the same ptys, holders and sessions (times aside), every run", value: sameReport ? "yes" : "NO", target: "yes", met: verdict(sameReport) });
   if (floor.length > 0) {
     figures.cFloorMs = median(floor);
     figures.sessionsOverCFloor = figures.sessionsMs / figures.cFloorMs;

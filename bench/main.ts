@@ -357,7 +357,7 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   }
 
   // 3b. The CLI as a user runs it, against the C floor and lsof of the same load.
-  const cli = measureCli({ runs: options.runs, lsofMs: typeof figures.lsofMs === "number" ? figures.lsofMs : null, log });
+  const cli = await measureCli({ runs: options.runs, lsofMs: typeof figures.lsofMs === "number" ? figures.lsofMs : null, log });
   rows.push(...cli.rows);
   figures.cli = cli.figures;
 
