@@ -18,7 +18,7 @@ import type { ProcScan } from "./domain/types.js";
 import { Reaper, type SendSignal } from "./reaper/reaper.js";
 import type { Notifier } from "./systemd/notify.js";
 import { ProcRootTable } from "./reaper/identity.js";
-import { KillSignaller, PidfdSignaller, loadPidfdAddon, type Signaller } from "./reaper/signaller.js";
+import { KillSignaller, PidfdSignaller, loadPidfdAddon, type PidfdFallbackReason, type Signaller } from "./reaper/signaller.js";
 import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
@@ -85,16 +85,22 @@ function reaperSettings(config: Config): { mode: "enforce" | "dry-run"; graceMs:
   return { mode: config.reaper.mode, graceMs: config.reaper.grace, maxInFlight: config.reaper.maxPerCycle };
 }
 
-/** pidfds when the addon is built and the kernel has them; else kill(2) after the start-time check (said once at startup). */
-function makeSignaller(injected: SendSignal | undefined, logger: Logger): Signaller {
-  if (injected) return new KillSignaller(injected);
+/**
+ * pidfds when the addon is built and the kernel has them; else kill(2) after the start-time check (said once
+ * at startup), with why as one of PIDFD_FALLBACK_REASONS for the metric.
+ */
+function makeSignaller(injected: SendSignal | undefined, logger: Logger): { signaller: Signaller; fallback: PidfdFallbackReason | null } {
+  if (injected) return { signaller: new KillSignaller(injected), fallback: null };
   const load = loadPidfdAddon();
   if (load.addon) {
     logger.info({ signalMethod: "pidfd" }, "signals go through pidfds: a pid reused after the identity check cannot be signalled");
-    return new PidfdSignaller(load.addon);
+    return { signaller: new PidfdSignaller(load.addon), fallback: null };
   }
-  logger.warn({ signalMethod: "kill", why: load.reason }, "pidfds unavailable: signals use kill(2) after a start-time check, which leaves a short PID-reuse window");
-  return new KillSignaller((pid, signal) => process.kill(pid, signal));
+  logger.warn(
+    { signalMethod: "kill", fallback: load.fallback, why: load.reason },
+    "pidfds unavailable: signals use kill(2) after a start-time check, which leaves a short PID-reuse window",
+  );
+  return { signaller: new KillSignaller((pid, signal) => process.kill(pid, signal)), fallback: load.fallback };
 }
 
 export function inProcessScanner(procfs: ProcFs): Scanner {
@@ -150,8 +156,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   };
   // Docker's own containerd namespace is read through Docker: reading it again would count each session twice.
   const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
-  const signaller = makeSignaller(deps.sendSignal, logger);
-  metrics.setSignalMethod(signaller.method);
+  const { signaller, fallback } = makeSignaller(deps.sendSignal, logger);
+  metrics.setSignalMethod(signaller.method, fallback);
   const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;

@@ -60,7 +60,9 @@ session holds each pty, and reaps the stale ones. It enforces by default (signal
 ${CONFIG_NOTE}
   --listen HOST:PORT      where /metrics, /healthz, /readyz and /sessions are served
   --dry-run               signal nothing; log and count what would be reaped
-  --once                  one cycle, then print its sessions report as JSON and exit
+  --once                  one cycle, then print its sessions report as JSON and exit; decision
+                          only: nothing is signalled, even in enforce mode (the report shows
+                          what the daemon would reap)
   --log-format text|json  text (readable) on a terminal, JSON lines otherwise by default
 
 SIGHUP reloads the config; SIGTERM and SIGINT stop the daemon.

@@ -189,9 +189,12 @@ export function ttyNrSlaveIndex(ttyNr: number): number | null {
 }
 
 /**
- * Each running tty exec's own pty: the slave on its process's stdio (fd 0, 1, 2), else the one of its
- * slaves its controlling tty (stat tty_nr) names. One per exec; a pty two execs would claim is neither's.
- * Other ptys its descendants open or inherit (the console through /proc/1/fd/1) are not the session's.
+ * Each running tty exec's own pty: the one its controlling tty (stat tty_nr) names, among the slaves its
+ * process holds; only when it has no controlling pty, the slave on its stdio (fd 0, 1, 2). The controlling
+ * tty is set when the exec starts and does not follow `exec </proc/1/fd/0 >/proc/1/fd/1`, so its stdio may be
+ * the console: a controlling pty the process no longer holds (or holds on two devpts) claims nothing, never
+ * its stdio. One per exec; a pty two execs would claim is neither's. Other ptys its descendants open or
+ * inherit (the console through /proc/1/fd/1) are not the session's.
  */
 function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (pid: number) => string | null): Map<string, ExecInfo> {
   const slavesByPid = new Map<number, { fd: number; key: string; index: number }[]>();
@@ -206,12 +209,7 @@ function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (p
     if (!exec.running || !exec.tty || exec.pid <= 0) continue;
     const info = scan.processes.get(exec.pid);
     if (!info || containerOf(exec.pid) !== exec.containerId) continue;
-    const slaves = slavesByPid.get(exec.pid) ?? [];
-    let keys = new Set(slaves.filter((s) => s.fd <= 2).map((s) => s.key));
-    if (keys.size === 0) {
-      const index = ttyNrSlaveIndex(info.ttyNr);
-      keys = new Set(slaves.filter((s) => s.index === index).map((s) => s.key));
-    }
+    const keys = ownPtyKeys(slavesByPid.get(exec.pid) ?? [], ttyNrSlaveIndex(info.ttyNr));
     if (keys.size !== 1) continue;
     const key = [...keys][0] as string;
     claims.set(key, [...(claims.get(key) ?? []), exec]);
@@ -219,6 +217,12 @@ function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (p
   const own = new Map<string, ExecInfo>();
   for (const [key, claimants] of claims) if (claimants.length === 1 && claimants[0]) own.set(key, claimants[0]);
   return own;
+}
+
+/** The candidate keys for an exec's own pty: its controlling pty's index when it has one, else its stdio. */
+function ownPtyKeys(slaves: readonly { fd: number; key: string; index: number }[], controlling: number | null): Set<string> {
+  const mine = controlling === null ? slaves.filter((s) => s.fd <= 2) : slaves.filter((s) => s.index === controlling);
+  return new Set(mine.map((s) => s.key));
 }
 
 /** The one container all slave holders are in (none: the devpts instance's container); null when none or several. */

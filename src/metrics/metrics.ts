@@ -4,7 +4,7 @@ import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js
 import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
 import { capLabelValue } from "./labels.js";
 import { REFUSAL_REASONS, type RefusalReason } from "../reaper/identity.js";
-import type { SignalMethod } from "../reaper/signaller.js";
+import type { PidfdFallbackReason, SignalMethod } from "../reaper/signaller.js";
 import { CLIENT_STATES, type ClientStateName } from "../domain/client.js";
 
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
@@ -95,7 +95,7 @@ export class PtyreaperMetrics {
   private readonly scanInfo: Gauge<"reader" | "reason">;
   private readonly scanPassesCutTotal: Counter;
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
-  private readonly signalInfo: Gauge<"method">;
+  private readonly signalInfo: Gauge<"method" | "reason">;
   private readonly execClients: Gauge<"client" | "runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
 
@@ -253,8 +253,8 @@ export class PtyreaperMetrics {
     });
     this.signalInfo = new Gauge({
       name: "ptyreaper_signal_info",
-      help: "Always 1; method says how signals are sent: pidfd (pinned, no PID-reuse window) or kill (start-time check, then kill(2)).",
-      labelNames: ["method"],
+      help: "Always 1; method says how signals are sent: pidfd (pinned, no PID-reuse window) or kill (start-time check, then kill(2)); with kill, reason says why: disabled, no_addon, no_kernel_support or open_failed.",
+      labelNames: ["method", "reason"],
       registers,
     });
 
@@ -342,9 +342,10 @@ export class PtyreaperMetrics {
     this.reapRefusalsTotal.inc({ reason, runtime });
   }
 
-  setSignalMethod(method: SignalMethod): void {
+  /** One series: the method in use and, for the kill(2) fallback, why (an alert can tell switched off from broken). */
+  setSignalMethod(method: SignalMethod, fallback: PidfdFallbackReason | null = null): void {
     this.signalInfo.reset();
-    this.signalInfo.set({ method }, 1);
+    this.signalInfo.set(fallback === null ? { method } : { method, reason: fallback }, 1);
   }
 
   pollSucceeded(durationSeconds: number, atMs: number): void {

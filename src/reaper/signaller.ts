@@ -7,6 +7,10 @@ import { isVanished } from "../errors.js";
 
 export type SignalMethod = "pidfd" | "kill";
 
+/** Why signals fall back to kill(2): a fixed set, so it can be a metric label (the log line has the detail). */
+export const PIDFD_FALLBACK_REASONS = ["disabled", "no_addon", "no_kernel_support", "open_failed"] as const;
+export type PidfdFallbackReason = (typeof PIDFD_FALLBACK_REASONS)[number];
+
 /** Why a signal was not sent: the check said no, or the process was already gone. */
 export type SendOutcome = { sent: true } | { sent: false; gone: boolean; refusal: string | null };
 
@@ -97,6 +101,8 @@ export interface PidfdLoad {
   addon: PidfdAddon | null;
   /** Why there is no addon (not built, kernel without pidfds, switched off); null when loaded. */
   reason: string | null;
+  /** The same, as one of PIDFD_FALLBACK_REASONS; null when loaded. */
+  fallback: PidfdFallbackReason | null;
 }
 
 export function defaultPidfdAddonPath(): string {
@@ -107,21 +113,21 @@ export function defaultPidfdAddonPath(): string {
 /** Loads the addon and proves the kernel has pidfds by opening one on `selfPid`. */
 export function loadPidfdAddon(options: { addonPath?: string; env?: NodeJS.ProcessEnv; selfPid?: number } = {}): PidfdLoad {
   const env = options.env ?? process.env;
-  if (env.PTYREAPER_PIDFD === "0") return { addon: null, reason: "PTYREAPER_PIDFD=0" };
+  if (env.PTYREAPER_PIDFD === "0") return { addon: null, reason: "PTYREAPER_PIDFD=0", fallback: "disabled" };
   const path = options.addonPath ?? defaultPidfdAddonPath();
-  if (!existsSync(path)) return { addon: null, reason: `${path} is not built` };
+  if (!existsSync(path)) return { addon: null, reason: `${path} is not built`, fallback: "no_addon" };
   let addon: Partial<PidfdAddon>;
   try {
     addon = createRequire(import.meta.url)(path) as Partial<PidfdAddon>;
   } catch (err) {
-    return { addon: null, reason: `${path}: ${(err as Error).message}` };
+    return { addon: null, reason: `${path}: ${(err as Error).message}`, fallback: "no_addon" };
   }
   if (typeof addon.open !== "function" || typeof addon.sendSignal !== "function" || typeof addon.close !== "function") {
-    return { addon: null, reason: `${path} lacks open/sendSignal/close` };
+    return { addon: null, reason: `${path} lacks open/sendSignal/close`, fallback: "no_addon" };
   }
   const fd = addon.open(options.selfPid ?? process.pid);
-  if (fd === -ENOSYS) return { addon: null, reason: "the kernel has no pidfd_open (Linux < 5.3)" };
-  if (fd < 0) return { addon: null, reason: `pidfd_open on ourselves failed: errno ${-fd}` };
+  if (fd === -ENOSYS) return { addon: null, reason: "the kernel has no pidfd_open (Linux < 5.3)", fallback: "no_kernel_support" };
+  if (fd < 0) return { addon: null, reason: `pidfd_open on ourselves failed: errno ${-fd}`, fallback: "open_failed" };
   addon.close(fd);
-  return { addon: addon as PidfdAddon, reason: null };
+  return { addon: addon as PidfdAddon, reason: null, fallback: null };
 }

@@ -97,6 +97,7 @@ describe("promtool check metrics", () => {
     metrics.reapRefused("runtime", "cri-o");
     metrics.reclaimed(42, "podman");
     metrics.pollFailed("policy");
+    metrics.setSignalMethod("kill", "no_kernel_support");
     for (const d of [0.0004, 0.003, 0.04, 0.2, 1.5, 12]) metrics.pollSucceeded(d, 1_700_000_000_000);
 
     const body = await scrape(metrics);
@@ -111,6 +112,7 @@ describe("promtool check metrics", () => {
     expect(body).toMatch(/^ptyreaper_reaped_sessions_total\{reason="pressure",runtime="containerd"\} 1$/m);
     expect(body).toMatch(/^ptyreaper_reaped_sessions_total\{reason="pressure",runtime="cri-o"\} 0$/m);
     expect(body).toMatch(/^ptyreaper_reclaim_seconds_count\{runtime="podman"\} 1$/m);
+    expect(body).toMatch(/^ptyreaper_signal_info\{method="kill",reason="no_kernel_support"\} 1$/m);
 
     const { status, output } = promtoolCheck(file);
     expect(output.split("\n").filter((l) => l.includes("ptyreaper_"))).toEqual([]);

@@ -54,6 +54,10 @@ const shim = proc(90, { comm: "containerd-shim" });
 /** The exec `sh -c 'sleep 100000 > /proc/1/fd/1 & exec sh'`: its shell 200 and the job 201. */
 const execShell = proc(200, { containerId: A, nsPids: [200, 20], ppid: 90 });
 const job = proc(201, { containerId: A, nsPids: [201, 21], ppid: 200, comm: "sleep" });
+/** stat tty_nr of a process whose controlling tty is pts/<index> (index < 256). */
+const ctty = (index: number): number => 136 * 256 + index;
+/** The exec's shell after `exec </proc/1/fd/0 >/proc/1/fd/1 2>&1`: its controlling tty is still its own pts/1. */
+const redirected = proc(200, { containerId: A, nsPids: [200, 20], ppid: 90, ttyNr: ctty(1) });
 
 interface Row {
   name: string;
@@ -94,6 +98,67 @@ const rows: Row[] = [
     initDevpts: [[100, A_PTS]],
     ptys: { [`${A_PTS}:0`]: ["container", A, null], [`${A_PTS}:3`]: ["exec", A, "e1"] },
     sessions: [["e1", `${A_PTS}:3`, [200]]],
+  },
+  {
+    name: "an exec that redirected its stdio to the console: its controlling tty, not its stdio, names its pty",
+    processes: [dockerInit, loop, shim, redirected],
+    fds: [
+      master(90, A_PTS, 0),
+      slave(100, A_PTS, 0, 0),
+      slave(101, A_PTS, 0, 1),
+      slave(200, A_PTS, 0, 0), // /proc/1/fd/0, the console, on all of its stdio
+      slave(200, A_PTS, 0, 1),
+      slave(200, A_PTS, 0, 2),
+      master(90, A_PTS, 1, 10),
+      slave(200, A_PTS, 1, 10), // its own pty, kept by the shell as its job-control fd
+    ],
+    docker: view([container(A, 100, "app")], [exec("e1", A, 200)]),
+    initDevpts: [[100, A_PTS]],
+    ptys: { [`${A_PTS}:0`]: ["container", A, null], [`${A_PTS}:1`]: ["exec", A, "e1"] },
+    sessions: [["e1", `${A_PTS}:1`, [200]]],
+  },
+  {
+    name: "an exec on the console that no longer holds its controlling pty claims nothing (never its stdio)",
+    processes: [dockerInit, loop, shim, redirected, job],
+    fds: [
+      master(90, A_PTS, 0),
+      slave(100, A_PTS, 0, 0),
+      slave(200, A_PTS, 0, 0),
+      slave(200, A_PTS, 0, 1),
+      slave(200, A_PTS, 0, 2),
+      master(90, A_PTS, 1, 10),
+      slave(201, A_PTS, 1, 0), // a child still on the exec's own pty
+    ],
+    docker: view([container(A, 100, "app")], [exec("e1", A, 200)]),
+    initDevpts: [[100, A_PTS]],
+    ptys: { [`${A_PTS}:0`]: ["container", A, null], [`${A_PTS}:1`]: ["unattributed", A, null] },
+    sessions: [],
+  },
+  {
+    name: "a controlling tty that is no pty (tty1): the exec's stdio names its pty",
+    processes: [dockerInit, shim, proc(200, { containerId: A, nsPids: [200, 20], ppid: 90, ttyNr: (4 << 8) | 1 })],
+    fds: [slave(100, A_PTS, 0, 0), master(90, A_PTS, 2), slave(200, A_PTS, 2, 0), slave(200, A_PTS, 0, 7)],
+    docker: view([container(A, 100, "app")], [exec("e1", A, 200)]),
+    initDevpts: [[100, A_PTS]],
+    ptys: { [`${A_PTS}:0`]: ["container", A, null], [`${A_PTS}:2`]: ["exec", A, "e1"] },
+    sessions: [["e1", `${A_PTS}:2`, [200]]],
+  },
+  {
+    name: "a controlling pty index the exec holds on two devpts instances: ambiguous, claims nothing",
+    processes: [dockerInit, shim, redirected],
+    fds: [slave(100, A_PTS, 0, 0), slave(200, A_PTS, 1, 0), slave(200, HOST_PTS, 1, 5)],
+    docker: view([container(A, 100, "app")], [exec("e1", A, 200)]),
+    initDevpts: [[100, A_PTS]],
+    ptys: { [`${A_PTS}:0`]: ["container", A, null], [`${A_PTS}:1`]: ["unattributed", A, null], [`${HOST_PTS}:1`]: ["unattributed", A, null] },
+    sessions: [],
+  },
+  {
+    name: "two execs whose controlling ttys name one pty: neither's, unattributed",
+    processes: [dockerInit, shim, redirected, proc(300, { containerId: A, nsPids: [300, 30], ppid: 90, ttyNr: ctty(1) })],
+    fds: [slave(200, A_PTS, 1, 10), slave(300, A_PTS, 1, 0)],
+    docker: view([container(A, 100, "app")], [exec("e1", A, 200), exec("e2", A, 300)]),
+    ptys: { [`${A_PTS}:1`]: ["unattributed", A, null] },
+    sessions: [],
   },
   {
     name: "an exec whose stdio holds two different ptys is no session (cannot tell which is its own)",

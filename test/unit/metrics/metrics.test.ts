@@ -384,6 +384,14 @@ describe("PtyreaperMetrics", () => {
     expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(2);
   });
 
+  it("labels the signal method in use, one series, with why for the kill(2) fallback", async () => {
+    const m = metrics();
+    m.setSignalMethod("pidfd");
+    expect([...(await series(m, "ptyreaper_signal_info")).entries()]).toEqual([["method=pidfd", 1]]);
+    m.setSignalMethod("kill", "disabled");
+    expect([...(await series(m, "ptyreaper_signal_info")).entries()]).toEqual([["method=kill,reason=disabled", 1]]);
+  });
+
   it("follows Docker up and down", async () => {
     const m = metrics();
     m.setDockerUp(true);

@@ -1,6 +1,8 @@
 // Signallers over a fake pidfd addon: the pidfd is open while the check runs, always closed, and a pinned
 // process that exited is "gone"; loading reports why pidfds are unavailable.
-import { constants } from "node:os";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { KillSignaller, PidfdSignaller, loadPidfdAddon, type PidfdAddon } from "../../../src/reaper/signaller.js";
 
@@ -80,7 +82,23 @@ describe("KillSignaller", () => {
 
 describe("loadPidfdAddon", () => {
   it("says why there is no addon", () => {
-    expect(loadPidfdAddon({ env: { PTYREAPER_PIDFD: "0" } })).toEqual({ addon: null, reason: "PTYREAPER_PIDFD=0" });
-    expect(loadPidfdAddon({ env: {}, addonPath: "/nonexistent/pidfd.node" }).reason).toBe("/nonexistent/pidfd.node is not built");
+    expect(loadPidfdAddon({ env: { PTYREAPER_PIDFD: "0" } })).toEqual({ addon: null, reason: "PTYREAPER_PIDFD=0", fallback: "disabled" });
+    expect(loadPidfdAddon({ env: {}, addonPath: "/nonexistent/pidfd.node" })).toEqual({ addon: null, reason: "/nonexistent/pidfd.node is not built", fallback: "no_addon" });
+  });
+
+  // A stand-in addon (plain CommonJS, loaded the same way) whose open() answers as the kernel would.
+  it.each([
+    [-constants.errno.ENOSYS, "no_kernel_support", "the kernel has no pidfd_open (Linux < 5.3)"],
+    [-constants.errno.EPERM, "open_failed", `pidfd_open on ourselves failed: errno ${constants.errno.EPERM}`],
+  ])("open() = %i on itself: fallback %s", (open, fallback, reason) => {
+    const path = join(mkdtempSync(join(tmpdir(), "ptyreaper-pidfd-")), "pidfd.cjs");
+    writeFileSync(path, `module.exports = { open: () => ${open}, sendSignal: () => 0, close: () => 0 };\n`);
+    expect(loadPidfdAddon({ env: {}, addonPath: path })).toEqual({ addon: null, reason, fallback });
+  });
+
+  it("an addon without its functions is no addon", () => {
+    const path = join(mkdtempSync(join(tmpdir(), "ptyreaper-pidfd-")), "pidfd.cjs");
+    writeFileSync(path, "module.exports = {};\n");
+    expect(loadPidfdAddon({ env: {}, addonPath: path })).toMatchObject({ addon: null, fallback: "no_addon" });
   });
 });
