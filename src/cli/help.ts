@@ -78,6 +78,9 @@ Every allocated pty, the process holding it and, for containers, the container a
   --json                  the report as JSON (the shape of GET /sessions, without policy states)
 ${CONFIG_NOTE}
 
+As root on the host, the kernel names the pty fds first (a BPF iterator) and only those are read;
+PTYREAPER_BPF_FINDER=0 reads every fd link instead (the same report, slower on a busy host).
+
 ${EXIT_CODES}
 `,
   "check-config": `${CHECK_CONFIG_USAGE}
