@@ -8,11 +8,10 @@ import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { containerPid, isAlive, leakExecSession, ptyNr, startContainer, testContainerName, waitFor, type ExecSessionHandle } from "./harness/index.js";
 import { slaveKey } from "./harness/accounting.js";
-import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
-import { CriClient, type KubernetesIdentity } from "./support/cri.js";
+import type { KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
-import { leakPodmanExec, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
-import { usePrivateEngine } from "./support/private-engine.js";
+import { leakPodmanExec, type PodmanLeakedExec } from "./support/podman.js";
+import { usePrivateRuntimes } from "./support/private-runtimes.js";
 import { readMetric, type RunningDaemon } from "./support/daemon.js";
 import type { SessionsReport } from "../../src/domain/report.js";
 
@@ -21,15 +20,10 @@ const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "reap-pod", podUi
 /** A pod in a namespace the policy exempts (policy.exemptNamespaces). */
 const KEPT_POD: KubernetesIdentity = { namespace: "ptyr-kept", pod: "kept-pod", podUid: "6a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", container: "shell" };
 
-let containerd: PrivateContainerd | null = null;
-let cri: CriClient | null = null;
-let sandbox: { id: string; config: object } | null = null;
-let keptSandbox: { id: string; config: object } | null = null;
 let keptLeak: CriLeakedExec;
 let keptContainer = "";
 let criContainer = "";
 let criLeak: CriLeakedExec;
-let pm: PrivatePodman | null = null;
 let podmanContainer = "";
 let podmanLeak: PodmanLeakedExec;
 let podmanExempt: PodmanLeakedExec;
@@ -40,47 +34,18 @@ let daemon: RunningDaemon;
 const keepers = new Map<string, number>();
 const ptyOf = new Map<number, string>();
 
-const testbed = usePrivateEngine("rt-mixed-reap", {
-  cleanup: async () => {
-    const problems: unknown[] = [];
-    const step = async (fn: () => Promise<unknown>): Promise<void> => {
-      try {
-        await fn();
-      } catch (err) {
-        problems.push(err);
-      }
-    };
-    for (const pod of [sandbox, keptSandbox]) {
-      await step(async () => {
-        if (pod && cri) {
-          await cri.stopPodSandbox(pod.id);
-          await cri.removePodSandbox(pod.id);
-        }
-      });
-    }
-    cri?.close();
-    await step(async () => containerd?.destroy());
-    await step(async () => pm?.destroy());
-    if (problems.length > 0) throw new AggregateError(problems, "runtimes teardown");
-  },
-});
+const runtimes = usePrivateRuntimes("rt-reap", { dockerd: { tag: "rt-mixed-reap" } });
 
 beforeAll(async () => {
-  containerd = await startPrivateContainerd("rt-reap");
-  cri = new CriClient(containerd.socket);
-  sandbox = await cri.runPodSandbox(POD);
-  criContainer = await cri.createContainer(sandbox, POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
-  await cri.startContainer(criContainer);
+  const { containerd, cri, podman: pm } = runtimes;
+  const { sandbox, containerId } = await runtimes.runPod(POD);
+  criContainer = containerId;
   criLeak = await leakCriExec(cri, containerd, criContainer);
-  keptSandbox = await cri.runPodSandbox(KEPT_POD);
-  keptContainer = await cri.createContainer(keptSandbox, KEPT_POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
-  await cri.startContainer(keptContainer);
+  keptContainer = (await runtimes.runPod(KEPT_POD)).containerId;
   keptLeak = await leakCriExec(cri, containerd, keptContainer);
 
-  pm = await startPrivatePodman("rt-reap");
   podmanContainer = await pm.runContainer("ptyr-test-rt-reap-podman");
   podmanExemptContainer = await pm.runContainer("ptyr-test-rt-reap-podman-exempt", undefined, { "ptyreaper.exempt": "true" });
-  await pm.startService();
   podmanLeak = await leakPodmanExec(pm, podmanContainer);
   podmanExempt = await leakPodmanExec(pm, podmanExemptContainer);
 
@@ -97,17 +62,9 @@ beforeAll(async () => {
   keepers.set("exempt podman shell", podmanExempt.shellPid);
   for (const pid of [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid]) ptyOf.set(pid, slaveKey(pid));
 
-  daemon = await testbed.startDaemon(`
+  daemon = await runtimes.startDaemon(`
 pollInterval: 2s
-runtimes:
-  containerd:
-    enabled: true
-    socket: ${containerd.socket}
-    namespaces: [k8s.io]
-  podman:
-    enabled: true
-    socket: ${pm.socket}
-policy:
+${runtimes.runtimesYaml}policy:
   exemptNamespaces: [ptyr-kept]
   idleTimeout: 15s
   minAge: 5s

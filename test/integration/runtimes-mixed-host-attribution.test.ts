@@ -1,31 +1,27 @@
 // Attribution from /proc on a host running Docker, containerd CRI and Podman at once, each with a leaked exec: every
 // session is named by its own runtime, container and pod, once; container inits and runtime monitors are never a session.
-import { existsSync, readdirSync, rmdirSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { existsSync } from "node:fs";
+import { beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { attribute, monitorOf, type Attribution } from "../../src/runtimes/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
-import { TEST_PREFIX, cleanupAll, containerPid, leakExecSession, requireDocker, startContainer, type ExecSessionHandle } from "./harness/index.js";
+import { TEST_PREFIX, containerPid, leakExecSession, requireDocker, startContainer, type ExecSessionHandle } from "./harness/index.js";
 import { slaveKey } from "./harness/accounting.js";
 import {  } from "./harness/accounting.js";
-import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
-import { CriClient, type KubernetesIdentity } from "./support/cri.js";
+import type { KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
-import { leakPodmanExec, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
+import { leakPodmanExec, type PodmanLeakedExec } from "./support/podman.js";
+import { usePrivateRuntimes } from "./support/private-runtimes.js";
 
 const procfs = new ProcFs("/proc");
 const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "mixed-pod", podUid: "7c9e6679-7425-40de-944b-e07fc1f90ae7", container: "shell" };
 // A kubelet with the cgroupfs driver gives pods /kubepods/<qos>/pod<uid>; a name of our own keeps clear of a real one.
 const POD_CGROUP_PARENT = `/ptyr-test-kubepods/besteffort/pod${POD.podUid}`;
 
-let containerd: PrivateContainerd;
-let cri: CriClient;
-let sandbox: { id: string; config: object } | null = null;
 let criContainer = "";
 let criLeak: CriLeakedExec;
-let pm: PrivatePodman;
 let podmanContainer = "";
 let podmanLeak: PodmanLeakedExec;
 let dockerContainer = "";
@@ -58,23 +54,16 @@ function attributeOurs(): { pid: number; key: string; attribution: Attribution }
   return result;
 }
 
-/** The pod-level cgroup directories the pod's containers were put under, deepest first. */
-function podCgroupDirs(): string[] {
-  const parts = POD_CGROUP_PARENT.split("/").filter(Boolean);
-  const hierarchies = readdirSync("/sys/fs/cgroup").filter((h) => existsSync(`/sys/fs/cgroup/${h}/cgroup.procs`) || existsSync(`/sys/fs/cgroup/${h}/tasks`));
-  return hierarchies.flatMap((h) => parts.map((_, i) => `/sys/fs/cgroup/${h}/${parts.slice(0, parts.length - i).join("/")}`));
-}
+// Before the runtimes' hooks: without Docker they cannot load their test image, so say that first.
+beforeAll(() => requireDocker());
+// Nothing here talks to Podman's REST service: attribution reads /proc alone.
+const runtimes = usePrivateRuntimes("mixed", { podmanService: false });
 
 beforeAll(async () => {
-  await requireDocker();
-  containerd = await startPrivateContainerd("mixed");
-  cri = new CriClient(containerd.socket);
-  sandbox = await cri.runPodSandbox(POD, POD_CGROUP_PARENT);
-  criContainer = await cri.createContainer(sandbox, POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
-  await cri.startContainer(criContainer);
+  const { containerd, cri, podman: pm } = runtimes;
+  criContainer = (await runtimes.runPod(POD, POD_CGROUP_PARENT)).containerId;
   criLeak = await leakCriExec(cri, containerd, criContainer);
 
-  pm = await startPrivatePodman("mixed");
   podmanContainer = await pm.runContainer("ptyr-test-mixed-podman");
   podmanLeak = await leakPodmanExec(pm, podmanContainer);
 
@@ -84,33 +73,6 @@ beforeAll(async () => {
   const criInits = (await containerd.ctr(["tasks", "ls"])).split("\n").slice(1).map((line) => Number(line.split(/\s+/)[1])).filter((pid) => pid > 0);
   const podmanInit = Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", podmanContainer])).trim());
   initPids = new Set([await containerPid(dockerContainer), ...criInits, podmanInit]);
-}, 120_000);
-
-afterAll(async () => {
-  const problems: unknown[] = [];
-  const step = async (fn: () => Promise<unknown>): Promise<void> => {
-    try {
-      await fn();
-    } catch (err) {
-      problems.push(err);
-    }
-  };
-  await step(async () => {
-    if (sandbox) {
-      await cri.stopPodSandbox(sandbox.id);
-      await cri.removePodSandbox(sandbox.id);
-    }
-  });
-  cri?.close();
-  await step(cleanupAll);
-  await step(async () => containerd?.destroy());
-  await step(async () => pm?.destroy());
-  // The pod's cgroup levels are ours (no kubelet here): remove the now empty directories.
-  await step(() => {
-    for (const dir of podCgroupDirs()) if (existsSync(dir)) rmdirSync(dir);
-    return Promise.resolve();
-  });
-  if (problems.length > 0) throw new AggregateError(problems, "mixed-host teardown");
 }, 120_000);
 
 describe("attribution on a mixed host (Docker + containerd CRI + Podman)", () => {
@@ -159,6 +121,6 @@ describe("attribution on a mixed host (Docker + containerd CRI + Podman)", () =>
       expect(session && monitorOf(session), `session ${attribution.sessionPid}`).toBeNull();
       expect(initPids.has(attribution.sessionPid as number)).toBe(false);
     }
-    expect(existsSync(taskBundle(containerd, criContainer))).toBe(true);
+    expect(existsSync(taskBundle(runtimes.containerd, criContainer))).toBe(true);
   });
 });

@@ -5,14 +5,15 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { cleanupAll, isAlive, sleep, waitFor } from "./harness/index.js";
-import { CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
-import { CriClient, type KubernetesIdentity } from "./support/cri.js";
+import { isAlive, sleep, waitFor } from "./harness/index.js";
+import type { KubernetesIdentity } from "./support/cri.js";
 import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
-import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, startPrivatePodman, type PodmanAttachedExec, type PrivatePodman } from "./support/podman.js";
-import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
+import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, type PodmanAttachedExec } from "./support/podman.js";
+import { MAIN } from "./support/daemon.js";
+import { runAll } from "./support/private-engine.js";
+import { usePrivateRuntimes } from "./support/private-runtimes.js";
 
 const POLL_MS = 2_000;
 const GRACE_MS = 15_000;
@@ -21,13 +22,8 @@ const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "orphan-pod", pod
 
 type ReportedSession = SessionsReport["sessions"][number];
 
-let containerd: PrivateContainerd | null = null;
-let cri: CriClient | null = null;
-let sandbox: { id: string; config: object } | null = null;
-let pm: PrivatePodman | null = null;
 let criContainer = "";
 let podmanContainer = "";
-let daemon: RunningDaemon | null = null;
 /** The engines' part of the config, shared by the daemon and the one-shot `ptyreaper sessions`. */
 let runtimesConfig = "";
 const attached: (CriAttachedExec | PodmanAttachedExec)[] = [];
@@ -35,31 +31,24 @@ const attached: (CriAttachedExec | PodmanAttachedExec)[] = [];
 let criLeakedEarly: CriLeakedExec;
 let podmanLeakedEarly: PodmanLeakedExec;
 
+const runtimes = usePrivateRuntimes("orphans", {
+  // The attached sessions go before the runtimes they run on.
+  cleanup: () => runAll(attached.map((session) => () => ("close" in session ? session.close() : session.killClient()))),
+  teardownTimeoutMs: 180_000,
+});
+
 beforeAll(async () => {
-  containerd = await startPrivateContainerd("orphans");
-  cri = new CriClient(containerd.socket);
-  sandbox = await cri.runPodSandbox(POD);
-  criContainer = await cri.createContainer(sandbox, POD, CRI_TEST_IMAGE, ["sleep", "1000000"]);
-  await cri.startContainer(criContainer);
-  pm = await startPrivatePodman("orphans");
+  const { containerd, cri, podman: pm } = runtimes;
+  criContainer = (await runtimes.runPod(POD)).containerId;
   podmanContainer = await pm.runContainer("ptyr-test-orphans-podman");
-  await pm.startService();
   criLeakedEarly = await leakCriExec(cri, containerd, criContainer);
   podmanLeakedEarly = await leakPodmanExec(pm, podmanContainer);
   await pm.podman(["exec", "-dt", podmanContainer, "sleep", "1000000"]);
   runtimesConfig = `
 docker:
   enabled: false
-runtimes:
-  containerd:
-    enabled: true
-    socket: ${containerd.socket}
-    namespaces: [k8s.io]
-  podman:
-    enabled: true
-    socket: ${pm.socket}
-`;
-  daemon = await startDaemon(`${runtimesConfig}
+${runtimes.runtimesYaml}`;
+  await runtimes.startDaemon(`${runtimesConfig}
 pollInterval: 2s
 policy:
   idleTimeout: 4h
@@ -72,37 +61,8 @@ log:
 `);
 }, 240_000);
 
-afterAll(async () => {
-  const problems: unknown[] = [];
-  const step = async (fn: () => Promise<unknown>): Promise<void> => {
-    try {
-      await fn();
-    } catch (err) {
-      problems.push(err);
-    }
-  };
-  await step(async () => daemon?.stop());
-  for (const session of attached) await step(async () => ("close" in session ? session.close() : session.killClient()));
-  await step(async () => {
-    if (sandbox && cri) {
-      await cri.stopPodSandbox(sandbox.id);
-      await cri.removePodSandbox(sandbox.id);
-    }
-  });
-  cri?.close();
-  await step(async () => containerd?.destroy());
-  await step(async () => pm?.destroy());
-  await step(cleanupAll);
-  if (problems.length > 0) throw new AggregateError(problems, "orphaned-clients teardown");
-}, 180_000);
-
-function running(): RunningDaemon {
-  if (!daemon) throw new Error("the daemon did not start (see beforeAll)");
-  return daemon;
-}
-
 async function sessionsOf(): Promise<Map<string, ReportedSession>> {
-  const { status, body } = await running().get("/sessions");
+  const { status, body } = await runtimes.daemon.get("/sessions");
   if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
   return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
 }
@@ -122,13 +82,13 @@ async function waitForClients(execIds: readonly string[], state: string, timeout
       250,
     );
   } catch (err) {
-    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
   }
 }
 
 describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", () => {
   it("reaps each killed client's session within orphanGrace + 2 intervals; attached idle ones and never-attached ones stay", async () => {
-    if (!cri || !containerd || !pm) throw new Error("engines not started");
+    const { containerd, cri, podman: pm } = runtimes;
     const criKilled = await attachCriExec(cri, containerd, criContainer);
     const criIdle = await attachCriExec(cri, containerd, criContainer);
     const podmanKilled = await attachPodmanExec(pm, podmanContainer);
@@ -162,9 +122,9 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/holds one master fd \(no stdin copy\), after holding it/);
 
     // HUP sent within orphanGrace + 2 poll intervals of the kill, with reason orphaned.
-    const hupOf = (execId: string) => running().logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
+    const hupOf = (execId: string) => runtimes.daemon.logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
     await waitFor(() => killedIds.every((id) => hupOf(id) !== undefined), BUDGET_MS + 60_000, "both orphaned sessions to be signalled", 250).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
     });
     for (const [execId, killedAt] of [[criKilled.execId, criKilledAt], [podmanKilled.sessionId, podmanKilledAt]] as const) {
       const afterMs = Date.parse(String(hupOf(execId)?.time)) - killedAt;
@@ -172,15 +132,15 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
       expect(afterMs, `exec ${execId.slice(0, 12)} signalled ${afterMs} ms after its client was killed`).toBeLessThanOrEqual(BUDGET_MS);
     }
     // Reaped once its pty leaves the inventory: a shim frees an exec's pty only tens of seconds after it ends.
-    const reapedLines = () => running().logs().filter((l) => l.msg === "reaped exec session");
+    const reapedLines = () => runtimes.daemon.logs().filter((l) => l.msg === "reaped exec session");
     await waitFor(() => killedIds.every((id) => reapedLines().some((l) => l.execId === id)), 90_000, "both reaps logged", 500).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(running().logs().slice(-12))}`);
+      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
     });
     const reaped = reapedLines();
     expect(reaped.map((l) => l.execId).sort()).toEqual([...killedIds].sort());
     for (const line of reaped) expect(line).toMatchObject({ reason: "orphaned", result: "reaped" });
     expect(isAlive(criKilled.shellPid) || isAlive(podmanKilled.shellPid)).toBe(false);
-    expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(2);
+    expect(await runtimes.daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(2);
 
     // The attached ones, idle longer than the grace by now, are untouched and still attached a few cycles on.
     await sleep(3 * POLL_MS);
@@ -191,12 +151,12 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
       expect(listed.get(id)?.state).not.toBe("stale");
       expect(listed.get(id)?.idleSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
     }
-    expect(await running().metric("ptyreaper_exec_clients", { client: "attached" })).toBe(2);
+    expect(await runtimes.daemon.metric("ptyreaper_exec_clients", { client: "attached" })).toBe(2);
     for (const s of neverSeen) {
       expect(isAlive(s.pid), `${s.runtime} ${s.execId.slice(0, 12)} never seen attached`).toBe(true);
       expect(listed.get(s.execId)?.client.state).toBe("unknown");
     }
-    expect(await running().metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
+    expect(await runtimes.daemon.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
 
     // `ptyreaper sessions` takes one look with the same evidence: attached where the runtime holds the stream now,
     // unknown where it does not (one look cannot tell since when).

@@ -33,19 +33,13 @@ export interface PrivateEngineTestbed {
 export function usePrivateEngine(tag: string, options: PrivateEngineOptions = {}): PrivateEngineTestbed {
   const { teardown = "file", cleanup, teardownTimeoutMs = 120_000 } = options;
   let engine: PrivateDockerd | null = null;
-  const daemons: RunningDaemon[] = [];
+  const daemons = trackDaemons();
 
   beforeAll(async () => {
     engine = await startPrivateDockerd(tag, options.engine);
     process.env.DOCKER_HOST = engine.host;
   });
 
-  const stopDaemons = (): (() => Promise<unknown>)[] =>
-    daemons
-      .splice(0)
-      // One that exited on its own (a test's SIGTERM) has nothing left to stop.
-      .filter((d) => d.child.exitCode === null && d.child.signalCode === null)
-      .map((d) => () => d.stop());
   const fileCleanup = cleanup ? [cleanup] : [];
   const harnessCleanup = [
     // A test that stopped the engine and failed before starting it again: only the engine can remove its containers.
@@ -55,9 +49,9 @@ export function usePrivateEngine(tag: string, options: PrivateEngineOptions = {}
     cleanupAll,
   ];
 
-  if (teardown === "each") afterEach(() => runAll([...stopDaemons(), ...fileCleanup, ...harnessCleanup]), teardownTimeoutMs);
+  if (teardown === "each") afterEach(() => runAll([...daemons.stopSteps(), ...fileCleanup, ...harnessCleanup]), teardownTimeoutMs);
   afterAll(
-    () => runAll([...(teardown === "file" ? [...stopDaemons(), ...fileCleanup] : []), ...harnessCleanup, async () => engine?.destroy()]),
+    () => runAll([...(teardown === "file" ? [...daemons.stopSteps(), ...fileCleanup] : []), ...harnessCleanup, async () => engine?.destroy()]),
     teardownTimeoutMs,
   );
 
@@ -70,16 +64,34 @@ export function usePrivateEngine(tag: string, options: PrivateEngineOptions = {}
     get engine() {
       return running();
     },
-    async startDaemon(yaml, extraArgs = [], env = {}) {
-      const daemon = await startDaemon(yaml, extraArgs, { DOCKER_HOST: running().host, ...env });
+    startDaemon: (yaml, extraArgs = [], env = {}) => daemons.start(yaml, extraArgs, { DOCKER_HOST: running().host, ...env }),
+  };
+}
+
+/** Starts daemons and remembers them, so that a teardown can stop each still running. */
+export function trackDaemons(): {
+  start(yaml: string, extraArgs?: string[], env?: Record<string, string>): Promise<RunningDaemon>;
+  /** A step for each daemon started since the last call that is still running. */
+  stopSteps(): (() => Promise<unknown>)[];
+} {
+  const daemons: RunningDaemon[] = [];
+  return {
+    async start(yaml, extraArgs = [], env = {}) {
+      const daemon = await startDaemon(yaml, extraArgs, env);
       daemons.push(daemon);
       return daemon;
     },
+    stopSteps: () =>
+      daemons
+        .splice(0)
+        // One that exited on its own (a test's SIGTERM) has nothing left to stop.
+        .filter((d) => d.child.exitCode === null && d.child.signalCode === null)
+        .map((d) => () => d.stop()),
   };
 }
 
 /** Runs every step in order, even after one fails; then throws what failed. */
-async function runAll(steps: readonly (() => Promise<unknown>)[]): Promise<void> {
+export async function runAll(steps: readonly (() => Promise<unknown>)[]): Promise<void> {
   const failures: unknown[] = [];
   for (const step of steps) {
     try {
