@@ -432,8 +432,9 @@ export class Reaper {
       if (stat.state === "Z" || stat.state === "X") throw Object.assign(new Error(`pid ${pid} is a zombie`), { code: "ESRCH" });
       const mainStat = processes.stat(main.pid);
       if (mainStat === null || mainStat.startTicks !== main.startTicks) return "unreadable";
-      // Must still hold this very pty: a holder that closed it is no longer the session's.
-      if (!processes.holdsSlave(pid, session.devptsDev, session.index)) return "not_in_session";
+      // Must still hold this very pty. One that closed it since it was found is no longer a target: like one
+      // that exited, it is passed over, not refused (a refusal would count against the session).
+      if (!processes.holdsSlave(pid, session.devptsDev, session.index)) throw Object.assign(new Error(`pid ${pid} let go of the pty`), { code: "ESRCH" });
       target = {
         pid,
         startTicks: stat.startTicks,

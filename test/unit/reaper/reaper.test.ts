@@ -271,6 +271,20 @@ describe("Reaper", () => {
     expect(metrics.reapedN).toBe(0);
   });
 
+  it("passes over a holder that lets go of the pty between being found and being checked: neither signalled nor refused", async () => {
+    // The shell's child closes the tty right after the walk found it (its second look is the check's).
+    let looks = 0;
+    const child: FakeProc = { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [201, 8] };
+    Object.defineProperty(child, "slaves", { get: () => (looks++ === 0 ? [["0:44", 0]] : []) });
+    table.procs.set(201, child);
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(looks).toBeGreaterThanOrEqual(2);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+    expect(metrics.refusals).toEqual([]);
+  });
+
   it("never signals a pid reused by another process between two signals", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
