@@ -50,13 +50,19 @@ const HOST_PTY_PY = `
 import ctypes, json, os, signal, sys
 master, slave = os.openpty()  # opens /dev/ptmx, the devtmpfs node
 path = os.ttyname(slave)
+ready_r, ready_w = os.pipe()
 child = os.fork()
 if child == 0:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the parent
     os.close(master)
+    os.close(ready_r)
+    os.close(ready_w)  # the parent's read below returns once the child holds the slave only
     while True:
         signal.pause()
 os.close(slave)
+os.close(ready_w)
+os.read(ready_r, 1)
+os.close(ready_r)
 def stop(*_):
     os.kill(child, signal.SIGKILL)
     os.waitpid(child, 0)
