@@ -72,10 +72,9 @@ static int by_pid_then_fd(const void *a, const void *b) {
 
 /* Every row of the iterator; -1 with errno when a read fails (the caller then reads all links). */
 static int read_rows(int fd, struct pty_fd_row **rows, size_t *count) {
-  size_t capacity = 1024, used = 0; /* bytes */
-  char *buffer = malloc(capacity * sizeof(struct pty_fd_row));
+  size_t capacity = 1024 * sizeof(struct pty_fd_row), used = 0; /* bytes */
+  char *buffer = malloc(capacity);
   if (buffer == NULL) return -1;
-  capacity *= sizeof(struct pty_fd_row);
   for (;;) {
     if (capacity - used < 4096) {
       char *grown = realloc(buffer, capacity * 2);

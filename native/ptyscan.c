@@ -510,6 +510,7 @@ static void *run_job(void *arg) {
   free(link);
   free(job->slots);
   job->slots = NULL;
+  job->slot_capacity = 0; /* a later round (run_jobs) allocates its own */
   return NULL;
 }
 
