@@ -219,8 +219,11 @@ function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (p
   return own;
 }
 
-/** The candidate keys for an exec's own pty: its controlling pty's index when it has one, else its stdio. */
-function ownPtyKeys(slaves: readonly { fd: number; key: string; index: number }[], controlling: number | null): Set<string> {
+/**
+ * The candidate keys for an exec's own pty: its controlling pty's index when it has one, else its stdio.
+ * The one rule for every runtime: Docker's execs here, containerd's and Podman's in confirmRuntimeExec.
+ */
+export function ownPtyKeys(slaves: readonly { fd: number; key: string; index: number }[], controlling: number | null): Set<string> {
   const mine = controlling === null ? slaves.filter((s) => s.fd <= 2) : slaves.filter((s) => s.index === controlling);
   return new Set(mine.map((s) => s.key));
 }

@@ -4,6 +4,7 @@ import { attribute, type ProcessFacts, type RuntimeName } from "../runtimes/attr
 import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "../runtimes/port.js";
 import type { RuntimeView } from "../runtimes/view.js";
 import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
+import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
 
 /** Where a non-Docker exec came from, to tag its session. */
 export interface RuntimeOrigin {
@@ -49,8 +50,10 @@ export function confirmRuntimeExec(
 ): string | null {
   const holder = lookup(exec.pid);
   if (!holder) return `process ${exec.pid} not readable`;
-  const keys = new Set(scan.ptyFds.filter((fd) => fd.pid === exec.pid && fd.role === "slave" && fd.fd <= 2).map((fd) => ptyKey(fd.devptsDev, fd.index)));
-  if (keys.size !== 1) return `process ${exec.pid} has ${keys.size} pty slaves on its stdio`;
+  // Its own pty by the same rule as Docker's execs: the controlling tty's, stdio only without one.
+  const slaves = scan.ptyFds.filter((fd) => fd.pid === exec.pid && fd.role === "slave").map((fd) => ({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index }));
+  const keys = ownPtyKeys(slaves, ttyNrSlaveIndex(scan.processes.get(exec.pid)?.ttyNr ?? 0));
+  if (keys.size !== 1) return `process ${exec.pid} holds ${keys.size} ptys it could own (its controlling tty's, else on its stdio)`;
   const key = [...keys][0] as string;
   const masterPids = new Set(scan.ptyFds.filter((fd) => fd.role === "master" && ptyKey(fd.devptsDev, fd.index) === key).map((fd) => fd.pid));
   if (masterPids.size > 1) return `its pty's master is held by ${masterPids.size} processes`;

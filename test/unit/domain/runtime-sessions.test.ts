@@ -101,6 +101,19 @@ describe("mergeRuntimeViews", () => {
     expect(inventory.ptys[0]?.owner).not.toBe("exec");
   });
 
+  it("takes a redirected exec's own pty from its controlling tty, as for Docker's execs; the console it writes to is not the session's", () => {
+    // `podman exec -it` whose shell did `exec </proc/1/fd/0 >/proc/1/fd/1 2>&1`: stdio on the console (pts/0),
+    // its own pts/1 still held on fd 10 and still its controlling tty.
+    const redirected: Proc = { ...podmanShell, info: { ...podmanShell.info, ttyNr: (136 << 8) | 1 } };
+    // The console's master is held by the container's own conmon, which names no exec.
+    const containerConmon = proc(401, 1, "conmon", ["/usr/bin/conmon", "--api-version", "1", "-c", PODMAN_CONTAINER, "-u", PODMAN_CONTAINER, "-t"], "1:cpu:/libpod_parent/conmon\n", 401);
+    const fds = [master(401, PODMAN_PTS, 0), slave(410, PODMAN_PTS, 0), slave(420, PODMAN_PTS, 0), slave(420, PODMAN_PTS, 0, 1), slave(420, PODMAN_PTS, 1, 10), master(400, PODMAN_PTS, 1)];
+    const { inventory, merged } = inventoryOf([podman()], fds, [shim, podInit, criShell, conmon, containerConmon, podmanInit, redirected, stranger]);
+    expect(merged.verdicts.map((v) => v.refusal)).toEqual([null]);
+    expect(inventory.sessions.map((s) => [s.execId, s.pid, s.devptsDev, s.index])).toEqual([[PODMAN_EXEC, 420, PODMAN_PTS, 1]]);
+    expect(inventory.ptys.find((p) => p.index === 0)?.owner).not.toBe("exec");
+  });
+
   it("refuses an exec whose recorded pid is the container's init", () => {
     const { inventory, merged } = inventoryOf([containerd([{ ...criExec, pid: 310 }])], [master(300, PTS, 0), slave(310, PTS, 0)]);
     expect(merged.verdicts[0]?.refusal).toMatch(/main process/);
