@@ -1,7 +1,7 @@
 // The BPF pty finder (native/ptyfds.bpf.c through native/ptyfinder.c) on the real kernel: it is built
 // and loads here, and a read that lets the kernel name the pty fds finds exactly what reading every
 // fd link finds, for host ptys, ptys in private devpts instances, dup'd and high fds.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,8 +10,7 @@ import { ptyKey, type ProcScan } from "../../src/domain/types.js";
 import { bpfFinderFor, loadNativeFdLinks, type FdLink, type NativeBatch } from "../../src/procfs/native.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, hostPty, killAndWait, nsPty, python3, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, python3, startHelper } from "./harness/index.js";
 
 afterAll(cleanupAll);
 
@@ -58,12 +57,8 @@ async function busyHolder(): Promise<{ pid: number; index: number; masterFd: num
     "print(os.ttyname(s), high, flush=True)",
     "time.sleep(120)",
   ].join("\n");
-  const child = spawn(python3(), ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
-  const pid = child.pid ?? 0;
-  trackProcess(pid, "busy pty holder", child);
-  let out = "";
-  child.stdout.on("data", (data: Buffer) => (out += data.toString()));
-  const [name = "", masterFd = ""] = (await waitFor(() => (out.endsWith("\n") ? out.trim() : null), 30_000, "the busy pty holder's report")).split(" ");
+  const { child, pid, first } = await startHelper(python3(), ["-c", script], "busy pty holder");
+  const [name = "", masterFd = ""] = first.trim().split(" ");
   return { pid, index: Number(name.split("/").at(-1)), masterFd: Number(masterFd), close: () => killAndWait(pid, child) };
 }
 

@@ -10,7 +10,7 @@ import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { IncrementalScanner, readFdSignature, scanProc } from "../../src/procfs/scan.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
-import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, waitFor } from "./harness/index.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, startHelper, waitFor } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
 
 afterAll(cleanupAll);
@@ -143,13 +143,8 @@ describe("native fd-link reader", () => {
       "print(os.ttyname(s1), os.ttyname(s2), flush=True)",
       "time.sleep(120)",
     ].join("\n");
-    const child = spawn(python3(), ["-c", script], { stdio: ["ignore", "pipe", "inherit"] });
-    const pid = child.pid ?? 0;
-    trackProcess(pid, "dup'd pty holder", child);
+    const { child, pid, first: names } = await startHelper(python3(), ["-c", script], "dup'd pty holder");
     try {
-      let out = "";
-      child.stdout.on("data", (data: Buffer) => (out += data.toString()));
-      const names = await waitFor(() => (out.endsWith("\n") ? out.trim() : null), 30_000, "the dup'd pty holder's report");
       const [first, second] = names.split(" ").map((name) => Number(name.split("/").at(-1)));
       const native = scanProc(new ProcFs("/proc", { native: nativeReader() }));
       const js = scanProc(new ProcFs("/proc", { native: null }));

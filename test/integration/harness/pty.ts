@@ -121,8 +121,11 @@ while alive > 0:
 print(spawned, flush=True)
 `;
 
-/** Spawns a helper and resolves with its first stdout line parsed as JSON (or the raw line). */
-async function startHelper(command: string, args: string[], what: string): Promise<{ child: ChildProcess; pid: number; first: string; lines: AsyncIterator<string> }> {
+/**
+ * Spawns a helper (tracked for cleanupAll) and resolves with its first stdout line; fails at once, with its
+ * stderr, if it exits first, and after 20 s without a line.
+ */
+export async function startHelper(command: string, args: string[], what: string): Promise<{ child: ChildProcess; pid: number; first: string; lines: AsyncIterator<string> }> {
   const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${what} (${command})`);

@@ -1,9 +1,9 @@
 // Signallers over a fake pidfd addon: the pidfd is open while the check runs, always closed, and a pinned
 // process that exited is "gone"; loading reports why pidfds are unavailable.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { KillSignaller, PidfdSignaller, loadPidfdAddon, type PidfdAddon } from "../../../src/reaper/signaller.js";
 
 const ESRCH = constants.errno.ESRCH;
@@ -86,19 +86,26 @@ describe("loadPidfdAddon", () => {
     expect(loadPidfdAddon({ env: {}, addonPath: "/nonexistent/pidfd.node" })).toEqual({ addon: null, reason: "/nonexistent/pidfd.node is not built", fallback: "no_addon" });
   });
 
-  // A stand-in addon (plain CommonJS, loaded the same way) whose open() answers as the kernel would.
+  // Stand-in addons (plain CommonJS, loaded the same way), in one directory removed afterwards.
+  const dir = mkdtempSync(join(tmpdir(), "ptyreaper-pidfd-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const stubAddon = (name: string, source: string): string => {
+    const path = join(dir, `${name}.cjs`);
+    writeFileSync(path, source);
+    return path;
+  };
+
+  // open() answers as the kernel would.
   it.each([
     [-constants.errno.ENOSYS, "no_kernel_support", "the kernel has no pidfd_open (Linux < 5.3)"],
     [-constants.errno.EPERM, "open_failed", `pidfd_open on ourselves failed: errno ${constants.errno.EPERM}`],
   ])("open() = %i on itself: fallback %s", (open, fallback, reason) => {
-    const path = join(mkdtempSync(join(tmpdir(), "ptyreaper-pidfd-")), "pidfd.cjs");
-    writeFileSync(path, `module.exports = { open: () => ${open}, sendSignal: () => 0, close: () => 0 };\n`);
+    const path = stubAddon(fallback, `module.exports = { open: () => ${open}, sendSignal: () => 0, close: () => 0 };\n`);
     expect(loadPidfdAddon({ env: {}, addonPath: path })).toEqual({ addon: null, reason, fallback });
   });
 
   it("an addon without its functions is no addon", () => {
-    const path = join(mkdtempSync(join(tmpdir(), "ptyreaper-pidfd-")), "pidfd.cjs");
-    writeFileSync(path, "module.exports = {};\n");
+    const path = stubAddon("empty", "module.exports = {};\n");
     expect(loadPidfdAddon({ env: {}, addonPath: path })).toMatchObject({ addon: null, fallback: "no_addon" });
   });
 });
