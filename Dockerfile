@@ -14,25 +14,28 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json binding.gyp ./
 COPY native ./native
-COPY scripts/write-revision.mjs ./scripts/
+COPY scripts/write-revision.mjs scripts/stage-program.mjs ./scripts/
 COPY src ./src
-# The addon is optional for `npm install` but not for the image: fail here rather than ship the slower JS scan.
-# unix-dgram (systemd notification) is left out: there is no systemd in the container.
+COPY proto ./proto
+COPY config ./config
+COPY systemd ./systemd
+COPY docs ./docs
+COPY README.md LICENSE ./
+# The program is staged by the same code as `ptyreaper install` (src/shipped.ts lists what ships), so the
+# image and an installed copy hold the same files. The three addons are optional for `npm install` but not
+# for the image: staging fails rather than ship the slower JS scan or kill(2) signalling. The BPF object is
+# shipped when the build image has clang. unix-dgram (systemd notification) is left out: no systemd here.
 RUN npm run build \
  && npm run install \
- && test -f build/Release/ptyscan.node -a -f build/Release/pidfd.node -a -f build/Release/sockdiag.node \
  && npm prune --omit=dev --omit=optional \
  && rm -rf node_modules/.package-lock.json \
- && find node_modules -depth -type d -empty -delete
+ && find node_modules -depth -type d -empty -delete \
+ && mkdir -p /stage \
+ && node scripts/stage-program.mjs /stage/ptyreaper ptyscan pidfd sockdiag
 
 FROM ${NODE_RUNTIME_IMAGE}
 WORKDIR /opt/ptyreaper
-COPY --from=build /src/package.json ./
-COPY --from=build /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
-COPY --from=build /src/build/Release/ptyscan.node /src/build/Release/pidfd.node /src/build/Release/sockdiag.node ./build/Release/
-COPY proto ./proto
-COPY config ./config
+COPY --from=build /stage/ptyreaper ./
 COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml
 # Two malloc arenas instead of one per thread, as the systemd unit sets (docs/reliability.md).
 ENV MALLOC_ARENA_MAX=2 NODE_ENV=production

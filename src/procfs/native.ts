@@ -1,9 +1,9 @@
 // The optional native reader (native/ptyscan.c): loading it, and turning its struct-of-arrays answer into one record per process.
 import { existsSync, statSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
-import { fileURLToPath } from "node:url";
+import { missingFileReason, NATIVE_OUTPUTS, shippedPath } from "../shipped.js";
 import { PTY_LINK_NEEDLES } from "./parse.js";
 
 /** What one call of the addon answers: struct-of-arrays, one row per pid or per matching link. */
@@ -103,15 +103,9 @@ function linkStat(rows: Float64Array, k: number): LinkStat | undefined {
 /** A process's links that may be ptys, or the errno-coded error that stopped the read (ENOENT: gone, EACCES: denied). */
 export type FdLinksOrError = readonly FdLink[] | NodeJS.ErrnoException;
 
-const ADDON = "build/Release/ptyscan.node";
-
-/**
- * Where `npm install` (node-gyp) leaves the addon: build/ at the package root, two levels above
- * src/procfs and dist/procfs, three above the benchmark's .bench/src/procfs.
- */
+/** Where `npm install` (node-gyp) leaves the addon, at the root of the package this runs from. */
 export function defaultAddonPath(): string {
-  const candidates = ["../../", "../../../"].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
-  return candidates.find((path) => existsSync(path)) ?? (candidates[0] as string);
+  return shippedPath(NATIVE_OUTPUTS.ptyscan);
 }
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
@@ -225,7 +219,7 @@ export function bpfFinderFor(procRoot: string, options: { addonPath?: string; en
   if ((options.env ?? process.env).PTYREAPER_BPF_FINDER === "0") return null;
   // Loading a BPF program needs root (CAP_BPF and CAP_PERFMON); so does reading others' fds.
   if (process.geteuid?.() !== 0) return null;
-  const path = join(dirname(options.addonPath ?? defaultAddonPath()), "ptyfds.bpf.o");
+  const path = options.addonPath === undefined ? shippedPath(NATIVE_OUTPUTS.bpfFinder) : join(dirname(options.addonPath), basename(NATIVE_OUTPUTS.bpfFinder));
   if (!existsSync(path)) return null;
   try {
     if (statSync("/proc/self/ns/pid").ino !== INIT_PID_NS_INO) return null;
@@ -255,7 +249,7 @@ export function loadNativeFdLinks(options: { addonPath?: string; env?: NodeJS.Pr
   const env = options.env ?? process.env;
   if (env.PTYREAPER_NATIVE_SCAN === "0") return { reader: null, reason: "PTYREAPER_NATIVE_SCAN=0" };
   const path = options.addonPath ?? defaultAddonPath();
-  if (!existsSync(path)) return { reader: null, reason: `${path} is not built` };
+  if (!existsSync(path)) return { reader: null, reason: missingFileReason(path) };
   try {
     const addon = createRequire(import.meta.url)(path) as Partial<PtyScanAddon>;
     if (typeof addon.scanFdLinks !== "function") return { reader: null, reason: `${path} has no scanFdLinks` };

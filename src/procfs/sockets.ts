@@ -1,8 +1,8 @@
 // Unix socket connections: the sockets a process holds (/proc/PID/fd) and what each is connected to (sock_diag).
 import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
 import { isVanished } from "../errors.js";
+import { missingFileReason, NATIVE_OUTPUTS, shippedPath } from "../shipped.js";
 import { formatDev } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
 
@@ -90,20 +90,12 @@ interface SockDiagAddon {
   unixStreamPeers(): Uint32Array;
 }
 
-const ADDON = "build/Release/sockdiag.node";
-
-/** Where node-gyp leaves the addon: build/ at the package root, two levels above src/procfs and dist/procfs. */
-function defaultAddonPath(): string {
-  const candidates = ["../../", "../../../"].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
-  return candidates.find((path) => existsSync(path)) ?? (candidates[0] as string);
-}
-
 /**
  * The sock_diag reader (native/sockdiag.c), or why there is none: not built (no C toolchain at
  * install). Node has no netlink sockets, and /proc/net/unix never names a socket's peer.
  */
-export function loadUnixPeersReader(addonPath: string = defaultAddonPath()): { reader: UnixPeersReader; reason: null } | { reader: null; reason: string } {
-  if (!existsSync(addonPath)) return { reader: null, reason: `${addonPath} is not built` };
+export function loadUnixPeersReader(addonPath: string = shippedPath(NATIVE_OUTPUTS.sockdiag)): { reader: UnixPeersReader; reason: null } | { reader: null; reason: string } {
+  if (!existsSync(addonPath)) return { reader: null, reason: missingFileReason(addonPath) };
   try {
     const addon = createRequire(import.meta.url)(addonPath) as Partial<SockDiagAddon>;
     const dump = addon.unixStreamPeers;

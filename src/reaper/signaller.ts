@@ -2,8 +2,8 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
-import { fileURLToPath } from "node:url";
 import { isVanished } from "../errors.js";
+import { missingFileReason, NATIVE_OUTPUTS, shippedPath } from "../shipped.js";
 
 export type SignalMethod = "pidfd" | "kill";
 
@@ -31,7 +31,6 @@ export interface PidfdAddon {
   close(fd: number): number;
 }
 
-const ADDON = "build/Release/pidfd.node";
 const ESRCH = constants.errno.ESRCH;
 const ENOSYS = constants.errno.ENOSYS;
 
@@ -106,8 +105,7 @@ export interface PidfdLoad {
 }
 
 export function defaultPidfdAddonPath(): string {
-  const candidates = ["../../", "../../../"].map((up) => fileURLToPath(new URL(up + ADDON, import.meta.url)));
-  return candidates.find((path) => existsSync(path)) ?? (candidates[0] as string);
+  return shippedPath(NATIVE_OUTPUTS.pidfd);
 }
 
 /** Loads the addon and proves the kernel has pidfds by opening one on `selfPid`. */
@@ -115,7 +113,7 @@ export function loadPidfdAddon(options: { addonPath?: string; env?: NodeJS.Proce
   const env = options.env ?? process.env;
   if (env.PTYREAPER_PIDFD === "0") return { addon: null, reason: "PTYREAPER_PIDFD=0", fallback: "disabled" };
   const path = options.addonPath ?? defaultPidfdAddonPath();
-  if (!existsSync(path)) return { addon: null, reason: `${path} is not built`, fallback: "no_addon" };
+  if (!existsSync(path)) return { addon: null, reason: missingFileReason(path), fallback: "no_addon" };
   let addon: Partial<PidfdAddon>;
   try {
     addon = createRequire(import.meta.url)(path) as Partial<PidfdAddon>;

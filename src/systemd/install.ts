@@ -17,15 +17,14 @@ import {
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { PtyreaperError } from "../errors.js";
+import { INSTALL_RECORD, NATIVE_OUTPUTS, PACKAGE_NAME, packageRootAbove, PROGRAM_FILES, type InstallRecord, type NativeOutput, WITHOUT_NATIVE_OUTPUT } from "../shipped.js";
 
-export const PACKAGE_NAME = "ptyreaper";
+export { PACKAGE_NAME };
 /** The first comment of the shipped unit; uninstall removes only a unit that carries it. */
 export const UNIT_MARK = "Installed by `ptyreaper install`";
 export const LAUNCHER_MARK = "# ptyreaper launcher, written by `ptyreaper install`; `ptyreaper uninstall` removes it.";
 /** The ExecStart binary in systemd/ptyreaper.service, replaced by PREFIX/bin/ptyreaper. */
 export const TEMPLATE_BINARY = "/usr/local/bin/ptyreaper";
-/** What of the package goes into PREFIX/lib/ptyreaper, besides the production node_modules. */
-const PACKAGE_FILES = ["package.json", "dist", "config", "systemd", "README.md", "LICENSE", "build/Release/ptyscan.node", "build/Release/sockdiag.node"];
 /** Directories that the unit's ProtectHome=yes hides from the service. */
 const HIDDEN_BY_PROTECT_HOME = ["/home/", "/root/", "/run/user/"];
 
@@ -88,15 +87,20 @@ export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--optimize-for-siz
 /** The environment the unit (Environment=) and `npm start` give the daemon: two malloc arenas, not one per thread. */
 export const DAEMON_ENV = { MALLOC_ARENA_MAX: "2" } as const;
 
-/** A shell script that execs node, so the service's main PID is the daemon itself (NotifyAccess=main). */
-export function launcherText(nodePath: string, hostLibDir: string): string {
+/**
+ * A shell script that execs node, so the service's main PID is the daemon itself (NotifyAccess=main).
+ * It finds the program relative to its own real path (bin/ and lib/ share the prefix), so the copy
+ * written under `--root DIR` runs from DIR as well as from / once the tree is moved there.
+ */
+export function launcherText(nodePath: string, paths: Pick<InstallPaths, "hostBin" | "hostLibDir">): string {
   const node = shellQuote(nodePath);
-  const main = shellQuote(join(hostLibDir, "dist", "main.js"));
+  const fromBin = relative(dirname(paths.hostBin), join(paths.hostLibDir, "dist", "main.js"));
   // The memory flags pay off in the long-running daemon only; a one-shot command starts faster without them.
   return (
     `#!/bin/sh\n${LAUNCHER_MARK}\n` +
-    `if [ "$1" = run ]; then exec ${node} ${DAEMON_NODE_FLAGS.join(" ")} ${main} "$@"; fi\n` +
-    `exec ${node} ${main} "$@"\n`
+    `main="$(dirname "$(readlink -f "$0")")"/${shellQuote(fromBin)}\n` +
+    `if [ "$1" = run ]; then exec ${node} ${DAEMON_NODE_FLAGS.join(" ")} "$main" "$@"; fi\n` +
+    `exec ${node} "$main" "$@"\n`
   );
 }
 
@@ -128,10 +132,9 @@ function isPtyreaperPackage(dir: string): boolean {
 
 /** The package this code runs from: the nearest ancestor of `fromFile` whose package.json is ptyreaper's. */
 export function findPackageRoot(fromFile: string): string {
-  for (let dir = dirname(fromFile); ; dir = dirname(dir)) {
-    if (isPtyreaperPackage(dir)) return dir;
-    if (dir === dirname(dir)) throw new InstallError(`no ptyreaper package.json above ${fromFile}`);
-  }
+  const root = packageRootAbove(fromFile);
+  if (root === null) throw new InstallError(`no ptyreaper package.json above ${fromFile}`);
+  return root;
 }
 
 export interface PackageCopy {
@@ -283,18 +286,41 @@ function loadsUnixDgram(libDir: string): boolean {
   }
 }
 
-/** Copies the program into a fresh directory next to the old one, then swaps them. */
-function copyProgram(packageRoot: string, libDir: string): void {
+/** Which native outputs `packageRoot` has built: what install copies, and records so the installed copy can explain a missing one. */
+export function builtNativeOutputs(packageRoot: string): InstallRecord["native"] {
+  const native: InstallRecord["native"] = {};
+  for (const [name, path] of Object.entries(NATIVE_OUTPUTS) as [NativeOutput, string][]) {
+    native[name] = existsSync(join(packageRoot, path)) ? "installed" : "not built";
+  }
+  return native;
+}
+
+/**
+ * Copies the program (PROGRAM_FILES, every native output that was built, the production dependencies)
+ * into a fresh directory next to `libDir`, then swaps them. The image is staged by the same call
+ * (scripts/stage-program.mjs), so what install ships and what the image ships cannot drift apart.
+ */
+export function copyProgram(packageRoot: string, libDir: string, installedBy: InstallRecord["installedBy"] = "ptyreaper install"): InstallRecord {
   const parent = dirname(libDir);
   mkdirSync(parent, { recursive: true, mode: 0o755 });
   const suffix = randomBytes(4).toString("hex");
   const staging = `${libDir}.new-${suffix}`;
   mkdirSync(staging, { mode: 0o755 });
+  const record: InstallRecord = { installedBy, native: builtNativeOutputs(packageRoot) };
   try {
-    for (const name of PACKAGE_FILES) {
+    for (const name of PROGRAM_FILES) {
       const source = join(packageRoot, name);
-      if (existsSync(source)) cpSync(source, join(staging, name), { recursive: true, dereference: true });
+      if (!existsSync(source)) {
+        // The license and docs are for people; everything else is read at run time.
+        if (name === "LICENSE" || name === "docs" || name === "README.md") continue;
+        throw new InstallError(`${source} is missing: the program needs it (run \`npm ci\` in ${packageRoot})`);
+      }
+      cpSync(source, join(staging, name), { recursive: true, dereference: true });
     }
+    for (const [name, path] of Object.entries(NATIVE_OUTPUTS) as [NativeOutput, string][]) {
+      if (record.native[name] === "installed") cpSync(join(packageRoot, path), join(staging, path), { dereference: true });
+    }
+    writeFileSync(join(staging, INSTALL_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
     for (const copy of productionDependencies(packageRoot)) {
       const nested = join(copy.source, "node_modules");
       // Nested node_modules are copied as dependencies of their own, so dev-only ones stay behind.
@@ -316,6 +342,7 @@ function copyProgram(packageRoot: string, libDir: string): void {
     rmSync(staging, { recursive: true, force: true });
     throw err;
   }
+  return record;
 }
 
 function checkLayout({ root, prefix }: Layout): void {
@@ -338,7 +365,7 @@ export function install(options: InstallOptions): Report {
   if (template === null) throw new InstallError(`${join(packageRoot, "systemd", "ptyreaper.service")} is missing`);
   if (defaultConfig === null) throw new InstallError(`${join(packageRoot, "config", "ptyreaper.yaml")} is missing`);
   const unit = unitText(template, paths.hostBin);
-  const launcher = launcherText(options.nodePath, paths.hostLibDir);
+  const launcher = launcherText(options.nodePath, paths);
 
   // Refuse before writing anything if a path holds something that is not ours.
   if (exists(paths.libDir) && !isPtyreaperPackage(paths.libDir)) {
@@ -355,8 +382,12 @@ export function install(options: InstallOptions): Report {
 
   // The program.
   const hadProgram = exists(paths.libDir);
-  if (!dryRun) copyProgram(packageRoot, paths.libDir);
-  steps.push({ what: "program", path: paths.libDir, outcome: hadProgram ? "replaced" : "installed" });
+  const native = dryRun ? builtNativeOutputs(packageRoot) : copyProgram(packageRoot, paths.libDir).native;
+  const builtNames = (Object.keys(native) as NativeOutput[]).filter((name) => native[name] === "installed");
+  steps.push({ what: "program", path: paths.libDir, outcome: hadProgram ? "replaced" : "installed", note: `native: ${builtNames.join(", ") || "none"}` });
+  for (const name of Object.keys(native) as NativeOutput[]) {
+    if (native[name] === "not built") warnings.push(`${join(packageRoot, NATIVE_OUTPUTS[name])} was not built, so ${WITHOUT_NATIVE_OUTPUT[name]}`);
+  }
 
   // The launcher.
   const currentLauncher = readText(paths.binFile);

@@ -1,15 +1,17 @@
 // RuntimePort over containerd's gRPC API (unix socket): tasks and their exec pids, container labels, kill by exec ID, events.
 // Loads @grpc/grpc-js, so the composition root should import this module only when containerd is enabled.
-import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { RuntimeUnavailableError } from "../../errors.js";
+import { missingFileReason, shippedPath } from "../../shipped.js";
 import type { RuntimeName } from "../attribution.js";
 import { SIGNAL_NUMBERS, kubernetesRefOf, type ContainerRef, type ExecSignal, type KillOutcome, type RuntimeContainer, type RuntimeExec, type RuntimePort } from "../port.js";
 import { decodeFields, numberField, stringField } from "./wire.js";
 
-// proto/ sits at the package root: three levels up from src/runtimes/containerd and from dist/runtimes/containerd alike.
-const PROTO_DIR = fileURLToPath(new URL("../../../proto/containerd/", import.meta.url));
+// proto/ sits at the package root, shipped by install and the image like dist/ (shipped.ts).
+const PROTO_DIR = shippedPath("proto/containerd");
 const PROTO_FILES = ["tasks.proto", "containers.proto", "namespaces.proto", "version.proto", "events.proto"];
 /** Docker's own containerd keeps its containers in this namespace; see ContainerdOptions.namespaces. */
 export const DOCKER_NAMESPACE = "moby";
@@ -65,6 +67,10 @@ type ServiceClient = grpc.Client & Record<string, unknown>;
 type ServiceConstructor = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ChannelOptions) => ServiceClient;
 
 function loadServices(): Record<"tasks" | "containers" | "namespaces" | "version" | "events", ServiceConstructor> {
+  for (const file of PROTO_FILES) {
+    const path = join(PROTO_DIR, file);
+    if (!existsSync(path)) throw new Error(`containerd's API description ${missingFileReason(path)}`);
+  }
   const definition = protoLoader.loadSync(PROTO_FILES, { includeDirs: [PROTO_DIR], keepCase: true, defaults: true, enums: String, longs: Number });
   const root = grpc.loadPackageDefinition(definition) as unknown as {
     containerd: { services: Record<string, { v1: Record<string, ServiceConstructor> }> };

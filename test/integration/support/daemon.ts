@@ -16,6 +16,8 @@ export interface RunningDaemon {
   logs(): Record<string, unknown>[];
   metric(name: string, labels?: Record<string, string>): Promise<number | null>;
   get(path: string): Promise<{ status: number; body: string }>;
+  /** Resolves once `n` more poll cycles have completed (ptyreaper_poll_duration_seconds_count), with the new count. */
+  cycles(n: number, timeoutMs?: number): Promise<number>;
   /** SIGTERM, then wait; resolves with the exit code. */
   stop(): Promise<number | null>;
 }
@@ -25,7 +27,15 @@ export async function startDaemon(yaml: string, extraArgs: string[] = [], env: R
   const dir = mkdtempSync(join(tmpdir(), "ptyreaper-test-"));
   const configPath = join(dir, "config.yaml");
   writeFileSync(configPath, yaml);
-  const child = spawn(process.execPath, [MAIN, "run", "--config", configPath, "--listen", "127.0.0.1:0", ...extraArgs], {
+  return launchDaemon(process.execPath, [MAIN, "run", "--config", configPath, "--listen", "127.0.0.1:0", ...extraArgs], env);
+}
+
+/**
+ * Starts a daemon by any command line (an installed launcher, the unit's ExecStart) and waits for its
+ * "ptyreaper started" line; the command must log JSON and listen where that line says.
+ */
+export async function launchDaemon(file: string, args: readonly string[], env: Record<string, string> = {}): Promise<RunningDaemon> {
+  const child = spawn(file, args, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, ...env, NOTIFY_SOCKET: "" },
   });
@@ -71,6 +81,20 @@ export async function startDaemon(yaml: string, extraArgs: string[] = [], env: R
     async metric(name, labels = {}) {
       const { body } = await get("/metrics");
       return readMetric(body, name, labels);
+    },
+    async cycles(n, timeoutMs = 60_000) {
+      const count = async (): Promise<number> => readMetric((await get("/metrics")).body, "ptyreaper_poll_duration_seconds_count") ?? 0;
+      const target = (await count()) + n;
+      return waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new Error(`ptyreaper exited ${child.exitCode}: ${stderr}`);
+          const now = await count();
+          return now >= target ? now : undefined;
+        },
+        timeoutMs,
+        `${n} more poll cycle(s)`,
+        200,
+      );
     },
     async stop() {
       child.kill("SIGTERM");

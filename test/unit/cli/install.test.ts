@@ -1,11 +1,13 @@
 // install/uninstall into a temporary root, from a small fake package with a dependency tree.
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { makeInstallCommand, makeUninstallCommand, verifyHint, type InstallCommandDeps } from "../../../src/cli/install.js";
 import type { CliIo } from "../../../src/cli/io.js";
 import { UsageError } from "../../../src/errors.js";
+import { INSTALL_RECORD, NATIVE_OUTPUTS } from "../../../src/shipped.js";
 import { DAEMON_ENV, DAEMON_NODE_FLAGS, launcherText, productionDependencies, unitText, LAUNCHER_MARK } from "../../../src/systemd/install.js";
 
 const REAL_UNIT = readFileSync(new URL("../../../systemd/ptyreaper.service", import.meta.url), "utf8");
@@ -41,6 +43,10 @@ function fakePackage(root: string, modules = join(root, "node_modules")): string
   write(join(root, "config", "ptyreaper.yaml"), DEFAULT_CONFIG);
   write(join(root, "systemd", "ptyreaper.service"), REAL_UNIT);
   write(join(root, "README.md"), "# ptyreaper\n");
+  write(join(root, "proto", "containerd", "tasks.proto"), "syntax = \"proto3\";\n");
+  // One native output built (pidfd), the others not: install copies the one and warns about the rest.
+  write(join(root, NATIVE_OUTPUTS.pidfd), "not really an addon\n");
+  write(join(root, "build", "Release", "obj.target", "pidfd.o"), "an intermediate, not shipped\n");
   write(join(root, "src", "main.ts"), "// not shipped\n");
   pkgJson(join(modules, "alpha"), { name: "alpha", dependencies: { beta: "1", shared: "1" } });
   write(join(modules, "alpha", "index.js"), "module.exports = 1;\n");
@@ -103,23 +109,31 @@ describe("install", () => {
     const lib = join(root, "usr/local/lib/ptyreaper");
     expect(Object.keys(tree(lib)).sort()).toEqual([
       "README.md",
+      "build/Release/pidfd.node",
       "config/ptyreaper.yaml",
       "dist/main.js",
+      INSTALL_RECORD,
       "node_modules/alpha/index.js",
       "node_modules/alpha/node_modules/beta/package.json",
       "node_modules/alpha/package.json",
       "node_modules/gamma/package.json",
       "node_modules/shared/package.json",
       "package.json",
+      "proto/containerd/tasks.proto",
       "systemd/ptyreaper.service",
     ]);
+    expect(JSON.parse(readFileSync(join(lib, INSTALL_RECORD), "utf8"))).toEqual({
+      installedBy: "ptyreaper install",
+      native: { ptyscan: "not built", pidfd: "installed", sockdiag: "not built", bpfFinder: "not built" },
+    });
     expect(JSON.parse(readFileSync(join(lib, "node_modules/alpha/node_modules/beta/package.json"), "utf8"))).toMatchObject({ version: "2.0.0" });
 
     const launcher = join(root, "usr/local/bin/ptyreaper");
     expect(readFileSync(launcher, "utf8")).toBe(
       `#!/bin/sh\n${LAUNCHER_MARK}\n` +
-        `if [ "$1" = run ]; then exec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size '/usr/local/lib/ptyreaper/dist/main.js' "$@"; fi\n` +
-        `exec '/usr/bin/node' '/usr/local/lib/ptyreaper/dist/main.js' "$@"\n`,
+        `main="$(dirname "$(readlink -f "$0")")"/'../lib/ptyreaper/dist/main.js'\n` +
+        `if [ "$1" = run ]; then exec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size "$main" "$@"; fi\n` +
+        `exec '/usr/bin/node' "$main" "$@"\n`,
     );
     expect(lstatSync(launcher).mode & 0o777).toBe(0o755);
 
@@ -128,8 +142,12 @@ describe("install", () => {
     expect(readFileSync(join(root, "etc/ptyreaper/config.yaml"), "utf8")).toBe(DEFAULT_CONFIG);
 
     expect(result.out).toContain("systemd-analyze verify --root=");
-    expect(result.out).toMatch(/^program +installed +\S+usr\/local\/lib\/ptyreaper$/m);
-    expect(result.err).toBe("");
+    expect(result.out).toMatch(/^program +installed +\S+usr\/local\/lib\/ptyreaper  \(native: pidfd\)$/m);
+    expect(result.err.trim().split("\n")).toEqual([
+      `ptyreaper: warning: ${join(pkg, "build/Release/ptyscan.node")} was not built, so the /proc scan falls back to the slower JS reader`,
+      `ptyreaper: warning: ${join(pkg, "build/Release/sockdiag.node")} was not built, so exec clients cannot be seen and orphanGrace never applies`,
+      `ptyreaper: warning: ${join(pkg, "build/Release/ptyfds.bpf.o")} was not built, so \`ptyreaper sessions\` reads every fd link (install clang to build it)`,
+    ]);
   });
 
   it("points ExecStart and the launcher at --prefix", async () => {
@@ -139,7 +157,10 @@ describe("install", () => {
     expect(readFileSync(join(root, "etc/systemd/system/ptyreaper.service"), "utf8")).toContain(
       "\nExecStart=/opt/ptyr/bin/ptyreaper run --config /etc/ptyreaper/config.yaml\n",
     );
-    expect(readFileSync(join(root, "opt/ptyr/bin/ptyreaper"), "utf8")).toContain("'/opt/ptyr/lib/ptyreaper/dist/main.js'");
+    // The launcher finds the program beside it, so it runs from the root it was written under.
+    const launched = spawnSync(join(root, "opt/ptyr/bin/ptyreaper"), ["--version"], { encoding: "utf8" });
+    expect(launched.stdout).toBe("ptyreaper 9.9.9\n");
+    expect(launched.status).toBe(0);
   });
 
   it("is idempotent: a second run leaves the same files and says what was unchanged", async () => {
@@ -186,7 +207,7 @@ describe("install", () => {
     const root = join(work, "root");
     const result = await run(makeInstallCommand(deps(pkg, { isRoot: () => false })), ["--dry-run"]);
     expect(result.code).toBe(0);
-    expect(result.out).toMatch(/^program +would be installed +\/usr\/local\/lib\/ptyreaper$/m);
+    expect(result.out).toMatch(/^program +would be installed +\/usr\/local\/lib\/ptyreaper  \(native: pidfd\)$/m);
     expect(result.out).toContain("dry run: nothing was written");
     const dry = await run(makeInstallCommand(deps(pkg)), ["--root", root, "--dry-run"]);
     expect(dry.code).toBe(0);
@@ -365,8 +386,10 @@ describe("unitText and launcherText", () => {
   });
 
   it("quotes paths for the shell, and runs node with the daemon's memory flags", () => {
-    expect(launcherText("/opt/it's/node", "/lib")).toContain(`exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size '/lib/dist/main.js' "$@"`);
-    expect(launcherText("/opt/it's/node", "/lib")).toContain(`\nexec '/opt/it'\\''s/node' '/lib/dist/main.js' "$@"\n`);
+    const paths = { hostBin: "/opt/x/bin/ptyreaper", hostLibDir: "/opt/it's lib/ptyreaper" };
+    expect(launcherText("/opt/it's/node", paths)).toContain(`\nmain="$(dirname "$(readlink -f "$0")")"/'../../it'\\''s lib/ptyreaper/dist/main.js'\n`);
+    expect(launcherText("/opt/it's/node", paths)).toContain(`exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size "$main" "$@"`);
+    expect(launcherText("/opt/it's/node", paths)).toContain(`\nexec '/opt/it'\\''s/node' "$main" "$@"\n`);
   });
 
   it("runs the daemon the same way from npm start, the unit and the launcher (what npm run bench measures)", () => {
@@ -375,7 +398,7 @@ describe("unitText and launcherText", () => {
     expect(pkg.scripts.start).toBe(`MALLOC_ARENA_MAX=2 node ${DAEMON_NODE_FLAGS.join(" ")} dist/main.js run --config config/ptyreaper.yaml`);
     expect(pkg.scripts.soak).toContain(`MALLOC_ARENA_MAX=2 node --expose-gc ${DAEMON_NODE_FLAGS.join(" ")} `);
     expect(REAL_UNIT.split("\n")).toContain("Environment=MALLOC_ARENA_MAX=2");
-    expect(launcherText("/usr/bin/node", "/lib")).toContain(` ${DAEMON_NODE_FLAGS.join(" ")} `);
+    expect(launcherText("/usr/bin/node", { hostBin: "/bin/ptyreaper", hostLibDir: "/lib" })).toContain(` ${DAEMON_NODE_FLAGS.join(" ")} `);
   });
 });
 
