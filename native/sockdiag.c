@@ -1,12 +1,15 @@
 /*
- * Connected unix stream sockets of this network namespace, with their peers, read through the
+ * Connected and listening unix stream sockets of this network namespace, with their peers, read through the
  * kernel's sock_diag netlink interface (what `ss -x` uses). /proc/net/unix lists sockets but never
  * their peers; only sock_diag says which socket is connected to which, and which file a server-side
  * socket was accepted on (UNIX_DIAG_VFS: the bound socket file's device and inode, copied to every
- * accepted socket). Read-only: a dump request needs no privilege.
+ * accepted socket). Read-only: a dump request needs no privilege. A listener lives in its server's
+ * namespace while an accepted socket lives in its client's, so only a listener seen here proves that
+ * the server shares this namespace.
  *
- * unixStreamPeers() → Uint32Array, 4 numbers per connected socket: inode, peer inode, vfs device
- * (the kernel's dev_t: major << 20 | minor; 0 when the socket has no file), vfs inode (low 32 bits).
+ * unixStreamPeers() → Uint32Array, 4 numbers per connected socket or bound listener: inode, peer inode
+ * (0 for a listener), vfs device (the kernel's dev_t: major << 20 | minor; 0 when the socket has no
+ * file), vfs inode (low 32 bits).
  */
 #include <errno.h>
 #include <linux/netlink.h>
@@ -64,7 +67,9 @@ static int read_message(struct rows *rows, const struct nlmsghdr *h) {
       vfs_ino = vfs.udiag_vfs_ino;
     }
   }
-  return peer == 0 ? 0 : push_row(rows, msg->udiag_ino, peer, vfs_dev, vfs_ino);
+  /* A listener without a file (abstract, unbound) can name no server: left out like unconnected sockets. */
+  if (peer == 0 && (msg->udiag_state != TCP_LISTEN || (vfs_dev == 0 && vfs_ino == 0))) return 0;
+  return push_row(rows, msg->udiag_ino, peer, vfs_dev, vfs_ino);
 }
 
 /* The whole dump into rows; 0 or a negative errno. */
@@ -81,7 +86,7 @@ static int dump(struct rows *rows) {
   request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.header.nlmsg_seq = 1;
   request.body.sdiag_family = AF_UNIX;
-  request.body.udiag_states = 1u << TCP_ESTABLISHED;
+  request.body.udiag_states = (1u << TCP_ESTABLISHED) | (1u << TCP_LISTEN);
   request.body.udiag_show = UDIAG_SHOW_PEER | UDIAG_SHOW_VFS;
   struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
   if (sendto(fd, &request, sizeof request, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {

@@ -23,7 +23,7 @@ import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
-import { runtimeClientEvidence } from "./runtimes/client-evidence.js";
+import { EvidenceReachReporter, runtimeClientEvidence } from "./runtimes/client-evidence.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
 import { chooseRuntimes, openRuntimes } from "./runtimes/open.js";
@@ -188,6 +188,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     cutEpisode = result.cut !== undefined;
     return result;
   };
+  const reach = new EvidenceReachReporter({ logger, setAvailable: (runtime, available) => metrics.setClientEvidenceAvailable(runtime, available) });
   let readySent = false;
   const poller = new Poller({
     collect: async () => collect({ procfs, scan, docker: dockerCache, clients, runtimeClients: await openRuntimeClients(), runtimes: await openChosenRuntimes(), skipNamespaces, now }),
@@ -198,6 +199,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     settings: pollerSettings(config),
     onCycle: () => {
       deps.notifier?.watchdog();
+      reach.report([...(clients ? [["docker", clients] as const] : []), ...(runtimeClients ?? [])]);
       if (!readySent && poller.readiness().ok) {
         readySent = true;
         deps.notifier?.ready("first cycle complete");

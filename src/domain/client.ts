@@ -28,7 +28,12 @@ export interface ClientObservation {
   docker: DockerView;
   sessions: readonly ExecSession[];
   nowMs: number;
+  /** This evidence's runtime answered this cycle (its connections are open): only then is its reach judged. */
+  runtimeUp?: boolean;
 }
+
+/** Whether a runtime's client evidence can be gathered from where ptyreaper runs at all. */
+export type EvidenceReach = { available: true } | { available: false; reason: string };
 
 /**
  * One runtime's way of telling where each exec's client is, kept across cycles. Never throws: what
@@ -37,4 +42,19 @@ export interface ClientObservation {
 export interface ClientEvidence {
   /** The client state of each session, by exec id; a session left out is `unknown`. */
   observe(observation: ClientObservation): Map<string, ClientState>;
+  /** What the last look found of the evidence's reach; null until one could tell (the runtime not up yet). */
+  reach(): EvidenceReach | null;
+}
+
+/**
+ * The reach of evidence read through sock_diag, which lists the sockets of the reader's own network
+ * namespace only: when it does not show the runtime's listener (or, where that is enough, a connection
+ * accepted on it), the runtime and its clients' connections live in another namespace: none can be paired.
+ */
+export function socketEvidenceReach(seen: boolean, socket: string): EvidenceReach {
+  return seen ? { available: true } : { available: false, reason: otherNetworkNamespace(socket) };
+}
+
+export function otherNetworkNamespace(socket: string): string {
+  return `sock_diag does not show the server's end of ${socket}: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)`;
 }

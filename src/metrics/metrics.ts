@@ -97,6 +97,7 @@ export class PtyreaperMetrics {
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
   private readonly signalInfo: Gauge<"method" | "reason">;
   private readonly execClients: Gauge<"client" | "runtime">;
+  private readonly clientEvidenceAvailable: Gauge<"runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
 
   constructor(options: PtyreaperMetricsOptions) {
@@ -229,6 +230,12 @@ export class PtyreaperMetrics {
       name: "ptyreaper_exec_clients",
       help: "Running exec sessions holding a pty, by where their client is (attached, gone: it exited or dropped its connection, unknown: no evidence, only the idle policy applies) and the session's runtime.",
       labelNames: ["client", "runtime"],
+      registers,
+    });
+    this.clientEvidenceAvailable = new Gauge({
+      name: "ptyreaper_client_evidence_available",
+      help: "1 when ptyreaper can tell whether this runtime's exec clients are still there, 0 when it cannot (another network namespace than the runtime, or no sock_diag reader): its clients stay unknown and orphanGrace does not apply. Absent until the runtime first answered.",
+      labelNames: ["runtime"],
       registers,
     });
     this.reclaimSeconds = new Histogram({
@@ -372,6 +379,10 @@ export class PtyreaperMetrics {
   setRuntimeUp(runtime: RuntimeName, up: boolean | null): void {
     if (up === null) this.runtimeUp.remove({ runtime });
     else this.runtimeUp.set({ runtime }, up ? 1 : 0);
+  }
+
+  setClientEvidenceAvailable(runtime: RuntimeName, available: boolean): void {
+    this.clientEvidenceAvailable.set({ runtime }, available ? 1 : 0);
   }
 
   /** A disabled runtime has no _up series at all: a dashboard must not read "disabled" as "down". */

@@ -96,7 +96,8 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   for (const [runtime, evidence] of deps.runtimeClients ?? []) {
     if (runtime === "docker") continue;
     const sessions = inventory.sessions.filter((s) => s.runtime === runtime);
-    const states = evidence.observe({ scan, docker: view, sessions, nowMs: (deps.now ?? Date.now)() });
+    const runtimeUp = runtimes.find((r) => r.runtime === runtime)?.available ?? false;
+    const states = evidence.observe({ scan, docker: view, sessions, nowMs: (deps.now ?? Date.now)(), runtimeUp });
     for (const session of sessions) session.client = states.get(session.execId);
   }
   return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };

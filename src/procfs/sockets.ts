@@ -12,13 +12,13 @@ export interface SocketFileId {
   ino: number;
 }
 
-/** One connected unix stream socket: its peer, and the socket file it was bound or accepted on (null: none). */
+/** One connected unix stream socket (or a listener: peer 0): its peer, and the socket file it was bound or accepted on (null: none). */
 export interface UnixPeer {
   peer: number;
   file: SocketFileId | null;
 }
 
-/** Socket inode → its connection, for every connected unix stream socket of one network namespace. */
+/** Socket inode → its connection, for every connected unix stream socket and bound listener of one network namespace. */
 export type UnixPeerTable = ReadonlyMap<number, UnixPeer>;
 
 /** "socket:[12345]" (a /proc/PID/fd link) → 12345; anything else → null. */
@@ -42,8 +42,9 @@ export function parseUnixStreamPeers(rows: Uint32Array): Map<number, UnixPeer> {
     const peer = rows[at + 1] ?? 0;
     const dev = rows[at + 2] ?? 0;
     const fileIno = rows[at + 3] ?? 0;
-    if (ino === 0 || peer === 0) continue;
-    table.set(ino, { peer, file: dev === 0 && fileIno === 0 ? null : { dev: formatKernelDev(dev), ino: fileIno } });
+    const file = dev === 0 && fileIno === 0 ? null : { dev: formatKernelDev(dev), ino: fileIno };
+    if (ino === 0 || (peer === 0 && file === null)) continue;
+    table.set(ino, { peer, file });
   }
   return table;
 }
@@ -79,6 +80,27 @@ export function socketInodes(procfs: ProcFs, pid: number): number[] {
     if (ino !== null) inodes.push(ino);
   }
   return inodes;
+}
+
+function isFile(p: UnixPeer, file: SocketFileId): boolean {
+  return p.file !== null && p.file.dev === file.dev && p.file.ino === file.ino;
+}
+
+/** Inodes of a server's ends of socket file `file` in one table: its listener and the connections accepted on it. */
+export function serverEndsOf(table: UnixPeerTable, file: SocketFileId): Set<number> {
+  const ends = new Set<number>();
+  for (const [ino, p] of table) if (isFile(p, file)) ends.add(ino);
+  return ends;
+}
+
+/**
+ * Whether the table lists the listener bound to `file`. An accepted socket lives in its client's network
+ * namespace (our own connection to a server shows up anywhere), the listener in its server's: only the
+ * listener proves that the server's clients are visible from here.
+ */
+export function listensOn(table: UnixPeerTable, file: SocketFileId): boolean {
+  for (const p of table.values()) if (p.peer === 0 && isFile(p, file)) return true;
+  return false;
 }
 
 /** Reads the connected unix stream sockets of the caller's network namespace; throws when the kernel refuses. */

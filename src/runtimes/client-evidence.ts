@@ -1,6 +1,6 @@
 // Which client evidence each opened runtime gets: containerd's CRI stdout FIFOs, Podman's conmon master fds.
 import type { Logger } from "pino";
-import type { ClientEvidence } from "../domain/client.js";
+import type { ClientEvidence, EvidenceReach } from "../domain/client.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import { loadUnixPeersReader } from "../procfs/sockets.js";
 import type { RuntimeName } from "./attribution.js";
@@ -20,4 +20,31 @@ export function runtimeClientEvidence(ports: readonly RuntimePort[], procfs: Pro
     }
   }
   return found;
+}
+
+/**
+ * Says once when a runtime's client evidence cannot reach its clients (and when it can again): in the
+ * log, where the operator reads why orphanGrace never applies, and as ptyreaper_client_evidence_available.
+ */
+export class EvidenceReachReporter {
+  private readonly known = new Map<RuntimeName, boolean>();
+
+  constructor(private readonly options: { logger: Logger; setAvailable(runtime: RuntimeName, available: boolean): void }) {}
+
+  report(evidences: Iterable<readonly [RuntimeName, ClientEvidence]>): void {
+    for (const [runtime, evidence] of evidences) this.reportOne(runtime, evidence.reach());
+  }
+
+  private reportOne(runtime: RuntimeName, reach: EvidenceReach | null): void {
+    if (reach === null) return;
+    const before = this.known.get(runtime);
+    if (before === reach.available) return;
+    this.known.set(runtime, reach.available);
+    this.options.setAvailable(runtime, reach.available);
+    if (!reach.available) {
+      this.options.logger.warn({ runtime, reason: reach.reason }, `${runtime} exec clients cannot be seen from here: they stay unknown and orphanGrace does not apply to ${runtime} sessions (only the idle policy)`);
+    } else if (before === false) {
+      this.options.logger.info({ runtime }, `${runtime} exec clients can be seen again: orphanGrace applies`);
+    }
+  }
 }

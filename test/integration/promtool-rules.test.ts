@@ -3,11 +3,12 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { stringify } from "yaml";
+import { parse as parseYaml, stringify } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
 import { dashboardExprs, withGrafanaVariablesFilled } from "../production/promql.js";
 
 const CONFIG = new URL("../../config/", import.meta.url).pathname;
+const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 
 function promtool(args: string[], cwd = CONFIG): { status: number | null; output: string } {
   const found = spawnSync("sh", ["-c", "command -v promtool"], { encoding: "utf8" });
@@ -76,5 +77,66 @@ describe("promtool", () => {
     const { status, output } = promtool(["check", "rules", recordingRules(["sum by (le (rate(x[5m]))"])], work);
     expect(output).toMatch(/parse error|unexpected/i);
     expect(status).not.toBe(0);
+  });
+
+  it("check config: the annotation scrape recipe (deploy/prometheus/scrape-config.yml) is a valid Prometheus config", () => {
+    // Debian's Prometheus is built without Kubernetes discovery: the recipe's relabelling is checked with
+    // static targets in its place (the discovery block itself is the standard pod role, nothing more).
+    const recipe = parseYaml(readFileSync(join(DEPLOY, "prometheus/scrape-config.yml"), "utf8")) as { scrape_configs: Record<string, unknown>[] };
+    const job = recipe.scrape_configs[0] ?? {};
+    expect(job.kubernetes_sd_configs).toEqual([{ role: "pod", namespaces: { names: ["ptyreaper"] } }]);
+    const { kubernetes_sd_configs: _pods, ...rest } = job;
+    const checked = join(work, "scrape-config.yml");
+    writeFileSync(checked, stringify({ scrape_configs: [{ ...rest, static_configs: [{ targets: ["127.0.0.1:9724"] }] }] }));
+    const { status, output } = promtool(["check", "config", checked], work);
+    expect(output).toContain("SUCCESS");
+    expect(status).toBe(0);
+  });
+
+  // The job label each shipped scrape path gives the series, read from the shipped files: the PodMonitor's
+  // jobLabel names a pod label, the recipe names its job. The alerts must fire on series labelled so.
+  it.each([
+    [
+      "the PodMonitor",
+      (): string => {
+        const monitor = parseYaml(readFileSync(join(DEPLOY, "kubernetes/podmonitor.yaml"), "utf8")) as { spec: { jobLabel: string } };
+        const pod = parseYaml(readFileSync(join(DEPLOY, "kubernetes/daemonset.yaml"), "utf8")) as { spec: { template: { metadata: { labels: Record<string, string> } } } };
+        return pod.spec.template.metadata.labels[monitor.spec.jobLabel] ?? "(no such pod label)";
+      },
+    ],
+    ["the annotation recipe", (): string => (parseYaml(readFileSync(join(DEPLOY, "prometheus/scrape-config.yml"), "utf8")) as { scrape_configs: { job_name: string }[] }).scrape_configs[0]?.job_name ?? ""],
+  ])("test rules: the alerts select the series as %s scrapes them", (_path, jobOf) => {
+    const job = jobOf();
+    const file = join(work, `as-scraped-${job}.test.yml`);
+    writeFileSync(
+      file,
+      stringify({
+        rule_files: [join(CONFIG, "alerts.yml")],
+        evaluation_interval: "1m",
+        tests: [
+          {
+            interval: "1m",
+            input_series: [
+              { series: `ptyreaper_pty_usage_ratio{job="${job}", instance="10.0.0.7:9724"}`, values: "0.85x30" },
+              { series: `up{job="${job}", instance="10.0.0.8:9724"}`, values: "0x30" },
+            ],
+            // Which series each alert selects (ALERTS), not its wording: config/alerts.test.yml checks that.
+            promql_expr_test: [
+              {
+                expr: 'ALERTS{alertstate="firing", alertname=~"PtyreaperPtyUsageHigh|PtyreaperDown"}',
+                eval_time: "20m",
+                exp_samples: [
+                  { labels: `ALERTS{alertname="PtyreaperDown", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.8:9724"}`, value: 1 },
+                  { labels: `ALERTS{alertname="PtyreaperPtyUsageHigh", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.7:9724"}`, value: 1 },
+                ],
+              },
+            ],
+          },
+        ],
+      }),
+    );
+    const { status, output } = promtool(["test", "rules", file], work);
+    expect(output).toContain("SUCCESS");
+    expect(status).toBe(0);
   });
 });

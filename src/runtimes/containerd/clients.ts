@@ -3,10 +3,10 @@
 // own end (observed with containerd 1.6.20). Only k8s.io sessions: other namespaces' clients open the
 // FIFOs themselves (ctr, nerdctl), so containerd holding them or not says nothing there.
 import { errorMessage, isVanished } from "../../errors.js";
-import { unknownClient, type ClientEvidence, type ClientObservation, type ClientState } from "../../domain/client.js";
+import { otherNetworkNamespace, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
-import { socketFileId, socketInodes, type UnixPeersReader } from "../../procfs/sockets.js";
+import { serverEndsOf, socketFileId, socketInodes, type UnixPeersReader } from "../../procfs/sockets.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
 
 export const CRI_NAMESPACE = "k8s.io";
@@ -62,10 +62,12 @@ export class CriClientEvidence implements ClientEvidence {
   private readonly tracker = new ExecStreamTracker("containerd has not held its stdout FIFO since ptyreaper first saw it, so when the stream ended is not known");
   private daemon: { pid: number; startTicks: number } | null = null;
   private lastSearch: { atMs: number; problem: string } | null = null;
+  private lastReach: { atMs: number; reach: EvidenceReach } | null = null;
 
   constructor(private readonly options: CriClientEvidenceOptions) {}
 
-  observe({ scan, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
+  observe({ scan, sessions, nowMs, runtimeUp = false }: ClientObservation): Map<string, ClientState> {
+    if (runtimeUp) this.lookAtReach(nowMs);
     if (sessions.length === 0) return this.tracker.update([], nowMs);
     const daemon = this.daemonLinks(scan, nowMs);
     const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.links(pid) };
@@ -75,6 +77,30 @@ export class CriClientEvidence implements ClientEvidence {
     );
     for (const s of sessions) if (!states.has(s.execId)) states.set(s.execId, unknownClient("not observed"));
     return states;
+  }
+
+  reach(): EvidenceReach | null {
+    return this.lastReach?.reach ?? null;
+  }
+
+  /**
+   * Once a search period, while containerd answers: does sock_diag show an end of its socket that names its
+   * process? From another network namespace that is our own connection's accepted end (accepted sockets
+   * live in the client's namespace), so this fails only without the reader or any connection of ours.
+   */
+  private lookAtReach(nowMs: number): void {
+    if (this.lastReach !== null && Math.abs(nowMs - this.lastReach.atMs) < DAEMON_SEARCH_EVERY_MS) return;
+    const { peers, socket } = this.options;
+    let reach: EvidenceReach;
+    try {
+      reach =
+        peers === null
+          ? { available: false, reason: `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}` }
+          : socketEvidenceReach(serverEndsOf(peers.read(), socketFileId(socket)).size > 0, socket);
+    } catch {
+      return; // the socket went away with containerd: nothing learnt about the namespace
+    }
+    this.lastReach = { atMs: nowMs, reach };
   }
 
   /** containerd's process and its fd links, or why not. One process's fds per cycle, and only while CRI sessions exist. */
@@ -117,8 +143,7 @@ export class CriClientEvidence implements ClientEvidence {
     if (peers === null) return `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}`;
     let accepted: Set<number>;
     try {
-      const file = socketFileId(socket);
-      accepted = new Set([...peers.read()].filter(([, p]) => p.file !== null && p.file.dev === file.dev && p.file.ino === file.ino).map(([ino]) => ino));
+      accepted = serverEndsOf(peers.read(), socketFileId(socket));
     } catch (err) {
       return `cannot tell which process serves ${socket}: ${errorMessage(err)}`;
     }
@@ -133,6 +158,7 @@ export class CriClientEvidence implements ClientEvidence {
       }
     }
     if (found.length === 1) return found[0] as { pid: number; startTicks: number };
+    if (accepted.size === 0) return otherNetworkNamespace(socket);
     return found.length === 0 ? `no containerd process holds a connection accepted on ${socket}` : `${found.length} containerd processes hold connections accepted on ${socket}`;
   }
 

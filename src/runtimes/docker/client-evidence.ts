@@ -2,11 +2,11 @@
 // which of them hold a connection to this engine's socket, and feeds the tracker (clients.ts).
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../../errors.js";
-import { unknownClient, type ClientEvidence, type ClientObservation, type ClientState } from "../../domain/client.js";
+import { socketEvidenceReach, unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { CLOCK_TICKS_PER_SECOND } from "../../domain/inventory.js";
 import type { ProcInfo } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
-import { loadUnixPeersReader, socketFileId, socketInodes, type SocketFileId, type UnixPeerTable, type UnixPeersReader } from "../../procfs/sockets.js";
+import { listensOn, loadUnixPeersReader, socketFileId, socketInodes, type SocketFileId, type UnixPeerTable, type UnixPeersReader } from "../../procfs/sockets.js";
 import { isDockerCli, parseDockerCli, type DockerCliCommand } from "./cli-args.js";
 import { DockerClientTracker, type ClientSighting, type ClientTarget, type ExecSighting } from "./clients.js";
 
@@ -30,6 +30,7 @@ interface Found {
 
 export class DockerClientEvidence implements ClientEvidence {
   private readonly tracker = new DockerClientTracker();
+  private lastReach: EvidenceReach | null = null;
 
   constructor(private readonly options: DockerClientEvidenceOptions) {}
 
@@ -103,11 +104,23 @@ export class DockerClientEvidence implements ClientEvidence {
     }
   }
 
+  reach(): EvidenceReach | null {
+    return this.lastReach;
+  }
+
   private readPeers(): { table: { peers: UnixPeerTable; engine: SocketFileId } | null; problem: string | null } {
     const { peers, engineSocket } = this.options;
-    if (peers === null) return { table: null, problem: `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}` };
+    if (peers === null) {
+      const problem = `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}`;
+      this.lastReach = { available: false, reason: problem };
+      return { table: null, problem };
+    }
     try {
-      return { table: { peers: peers.read(), engine: socketFileId(engineSocket) }, problem: null };
+      const table = { peers: peers.read(), engine: socketFileId(engineSocket) };
+      this.lastReach = socketEvidenceReach(listensOn(table.peers, table.engine), engineSocket);
+      // No connection is provable from here: not one client may be taken for gone.
+      if (!this.lastReach.available) return { table: null, problem: this.lastReach.reason };
+      return { table, problem: null };
     } catch (err) {
       return { table: null, problem: `cannot tell which clients are connected to ${engineSocket}: ${errorMessage(err)}` };
     }

@@ -213,6 +213,18 @@ describe("deploy/kubernetes manifests", () => {
     expect(repoFile("Dockerfile")).toContain('CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]');
   });
 
+  it("ships the ConfigMap (and the image's config) in dry-run, as the README's first step says, and the README says how to switch", () => {
+    const configMap = parseConfig((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "", "configmap.yaml", {});
+    expect(configMap.reaper.mode).toBe("dry-run");
+    expect(parseConfig(repoFile("deploy/container/config.yaml"), "config.yaml", {}).reaper.mode).toBe("dry-run");
+    const readme = repoFile("README.md");
+    const section = readme.slice(readme.indexOf("\n## Run in Kubernetes\n"), readme.indexOf("\n## ", readme.indexOf("\n## Run in Kubernetes\n") + 1));
+    expect(section).toContain(`**It ships in \`${configMap.reaper.mode}\`**: \`kubectl apply -k\` signals nothing anywhere.`);
+    expect(section).toContain("set `reaper.mode: enforce` in the ConfigMap");
+    expect(section).toContain("kubectl -n ptyreaper rollout restart daemonset/ptyreaper");
+    expect(section).not.toMatch(/Start with `reaper\.mode: dry-run`/);
+  });
+
   it("the PodMonitor scrapes the pods as job=\"ptyreaper\", which the alert rules select", () => {
     const monitor = podMonitorSchema.parse(byKind("PodMonitor"));
     const podLabels = (byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.labels ?? {};

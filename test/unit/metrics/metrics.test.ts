@@ -82,6 +82,7 @@ describe("PtyreaperMetrics", () => {
     expect(names).toEqual(
       [
         "ptyreaper_build_info",
+        "ptyreaper_client_evidence_available",
         "ptyreaper_clock_steps_total",
         "ptyreaper_config_info",
         "ptyreaper_config_last_reload_success_timestamp_seconds",

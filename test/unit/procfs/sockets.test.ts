@@ -8,7 +8,9 @@ import {
   formatKernelDev,
   loadUnixPeersReader,
   parseSocketLink,
+  listensOn,
   parseUnixStreamPeers,
+  serverEndsOf,
   socketInodes,
 } from "../../../src/procfs/sockets.js";
 
@@ -39,20 +41,30 @@ describe("formatKernelDev (the kernel's dev_t, as sock_diag reports it)", () => 
 });
 
 describe("parseUnixStreamPeers", () => {
-  it("maps each socket to its peer and, when it has one, its socket file; skips rows without a peer", () => {
+  it("maps each socket to its peer and, when it has one, its socket file; keeps listeners with a file, skips other rows without a peer", () => {
     const rows = Uint32Array.from([
       17969, 17970, 0, 0, // a CLI's end: no file
       17970, 17969, (254 << 20) | 0, 16637956, // dockerd's accepted end, on /var/run/docker.sock
-      500, 0, 0, 0, // no peer: dropped
+      16000, 0, (254 << 20) | 0, 16637956, // dockerd's listener on it
+      500, 0, 0, 0, // no peer and no file: dropped
       7, 8, 0, 42, // a file inode on device 0:0 is still a file
     ]);
-    expect(parseUnixStreamPeers(rows)).toEqual(
+    const table = parseUnixStreamPeers(rows);
+    expect(table).toEqual(
       new Map([
         [17969, { peer: 17970, file: null }],
         [17970, { peer: 17969, file: { dev: "254:0", ino: 16637956 } }],
+        [16000, { peer: 0, file: { dev: "254:0", ino: 16637956 } }],
         [7, { peer: 8, file: { dev: "0:0", ino: 42 } }],
       ]),
     );
+    const dockerSock = { dev: "254:0", ino: 16637956 };
+    expect(listensOn(table, dockerSock)).toBe(true);
+    expect(serverEndsOf(table, dockerSock)).toEqual(new Set([17970, 16000]));
+    table.delete(16000);
+    // An accepted end alone (it lives in its client's namespace) does not show the server is here.
+    expect(listensOn(table, dockerSock)).toBe(false);
+    expect(listensOn(table, { dev: "0:0", ino: 42 })).toBe(false);
   });
 
   it("ignores a trailing partial row", () => {

@@ -113,10 +113,29 @@ describe("CriClientEvidence", () => {
     let reads = 0;
     const empty = { read: () => (reads++, new Map()) };
     const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: empty });
-    expect(observe(ev, 1_000)?.detail).toBe(`no containerd process holds a connection accepted on ${socket}`);
+    expect(observe(ev, 1_000)?.detail).toBe(
+      `sock_diag does not show the server's end of ${socket}: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)`,
+    );
     observe(ev, 3_000);
     expect(reads).toBe(1);
     observe(ev, 1_000 + DAEMON_SEARCH_EVERY_MS);
+    expect(reads).toBe(2);
+  });
+
+  it("judges its reach only while containerd answers, once a search period, with or without sessions", () => {
+    let table: UnixPeerTable = new Map();
+    let reads = 0;
+    const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => (reads++, table) } });
+    const look = (nowMs: number, runtimeUp: boolean) => ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [], nowMs, runtimeUp });
+    look(1_000, false);
+    expect([ev.reach(), reads]).toEqual([null, 0]);
+    look(2_000, true);
+    expect(ev.reach()).toMatchObject({ available: false, reason: expect.stringContaining("another network namespace") as unknown });
+    table = peers;
+    look(3_000, true);
+    expect(ev.reach()).toMatchObject({ available: false }); // not looked at again yet
+    look(2_000 + DAEMON_SEARCH_EVERY_MS, true);
+    expect(ev.reach()).toEqual({ available: true });
     expect(reads).toBe(2);
   });
 });

@@ -50,7 +50,9 @@ const docker: DockerView = {
   execs: [{ id: "e1", containerId: session.containerId, running: true, pid: session.pid, tty: true, entrypoint: "sh", arguments: [] }],
 };
 
+// 11/12: the CLI's connection to the engine; 1: the engine's listener (it shares our network namespace).
 const connected: UnixPeerTable = new Map([
+  [1, { peer: 0, file: engineFile }],
   [11, { peer: 12, file: null }],
   [12, { peer: 11, file: engineFile }],
 ]);
@@ -82,9 +84,26 @@ describe("DockerClientEvidence", () => {
   });
 
   it("a CLI connected to another socket file is no proven client", () => {
-    const other: UnixPeerTable = new Map([[11, { peer: 12, file: null }], [12, { peer: 11, file: { dev: engineFile.dev, ino: engineFile.ino + 1 } }]]);
-    const state = evidence(reader(other)).observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1");
+    // 21: the engine's listener, so the engine's namespace is ours.
+    const other: UnixPeerTable = new Map([
+      [11, { peer: 12, file: null }],
+      [12, { peer: 11, file: { dev: engineFile.dev, ino: engineFile.ino + 1 } }],
+      [21, { peer: 0, file: engineFile }],
+    ]);
+    const ev = evidence(reader(other));
+    const state = ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1");
     expect(state).toEqual({ state: "unknown", detail: `docker CLI pid ${CLIENT_PID} has no connection to this engine's socket (TCP, ssh, or another network namespace)` });
+    expect(ev.reach()).toEqual({ available: true });
+  });
+
+  it("no listener of the engine's socket: another network namespace, so no client is judged, and its reach says why", () => {
+    // Our own connection's accepted end shows up in our namespace; it proves nothing about the CLIs'.
+    const elsewhere: UnixPeerTable = new Map([[11, { peer: 12, file: null }], [12, { peer: 11, file: engineFile }]]);
+    const ev = evidence(reader(elsewhere));
+    expect(ev.reach()).toBeNull(); // nothing looked at yet
+    const detail = `sock_diag does not show the server's end of ${engineSocket}: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)`;
+    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "unknown", detail });
+    expect(ev.reach()).toEqual({ available: false, reason: detail });
   });
 
   it.each<[string, UnixPeersReader | null, string]>([
