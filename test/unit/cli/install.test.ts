@@ -142,7 +142,7 @@ describe("install", () => {
     expect(readFileSync(join(root, "etc/ptyreaper/config.yaml"), "utf8")).toBe(DEFAULT_CONFIG);
 
     expect(result.out).toContain("systemd-analyze verify --root=");
-    expect(result.out).toMatch(/^program +installed +\S+usr\/local\/lib\/ptyreaper  \(native: pidfd\)$/m);
+    expect(result.out).toMatch(/^program +installed +\S+usr\/local\/lib\/ptyreaper {2}\(native: pidfd\)$/m);
     expect(result.err.trim().split("\n")).toEqual([
       `ptyreaper: warning: ${join(pkg, "build/Release/ptyscan.node")} was not built, so the /proc scan falls back to the slower JS reader`,
       `ptyreaper: warning: ${join(pkg, "build/Release/sockdiag.node")} was not built, so exec clients cannot be seen and orphanGrace never applies`,
@@ -207,7 +207,7 @@ describe("install", () => {
     const root = join(work, "root");
     const result = await run(makeInstallCommand(deps(pkg, { isRoot: () => false })), ["--dry-run"]);
     expect(result.code).toBe(0);
-    expect(result.out).toMatch(/^program +would be installed +\/usr\/local\/lib\/ptyreaper  \(native: pidfd\)$/m);
+    expect(result.out).toMatch(/^program +would be installed +\/usr\/local\/lib\/ptyreaper {2}\(native: pidfd\)$/m);
     expect(result.out).toContain("dry run: nothing was written");
     const dry = await run(makeInstallCommand(deps(pkg)), ["--root", root, "--dry-run"]);
     expect(dry.code).toBe(0);
