@@ -35,7 +35,46 @@ const io: CliIo = {
   env: process.env,
   cwd: process.cwd(),
   defaultConfigPath: existsSync(DEFAULT_CONFIG_PATH) ? DEFAULT_CONFIG_PATH : null,
+  readSecret: (prompt) => readSecret(prompt),
 };
+
+/** Standard input: all of it when piped; one line without echo on a terminal (raw mode, so nothing is shown). */
+function readSecret(prompt: string): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    return new Promise((resolve, reject) => {
+      let text = "";
+      stdin.setEncoding("utf8");
+      stdin.on("data", (chunk: string) => (text += chunk));
+      stdin.on("end", () => resolve(text));
+      stdin.on("error", reject);
+    });
+  }
+  return new Promise((resolve, reject) => {
+    io.stderr(prompt);
+    let line = "";
+    stdin.setRawMode(true);
+    stdin.setEncoding("utf8");
+    const done = (error: Error | null): void => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.removeListener("data", onData);
+      io.stderr("\n");
+      if (error) reject(error);
+      else resolve(line);
+    };
+    const onData = (chunk: string): void => {
+      for (const char of chunk) {
+        if (char === "\r" || char === "\n") return done(null);
+        if (char === "\u0003" || char === "\u0004") return done(new UsageError("no password given"));
+        if (char === "\u007f" || char === "\b") line = line.slice(0, -1);
+        else line += char;
+      }
+    };
+    stdin.on("data", onData);
+    stdin.resume();
+  });
+}
 
 /** The daemon's scanner, once made: its threads decide how the process may exit. */
 let scanWorker: ScanWorker | null = null;
@@ -45,6 +84,7 @@ const commands: Record<string, Command> = {
   "check-config": async (args, cli) => (await import("./cli/check-config.js")).checkConfigCommand(args, cli),
   install: async (args, cli) => (await import("./cli/install.js")).installCommand(args, cli),
   uninstall: async (args, cli) => (await import("./cli/install.js")).uninstallCommand(args, cli),
+  "hash-password": async (args, cli) => (await import("./cli/hash-password.js")).hashPasswordCommand(args, cli),
   run: async (args, cli) => {
     const [{ runCommand }, { createNotifier }, { ScanWorker }] = await Promise.all([
       import("./cli/run.js"),

@@ -6,6 +6,7 @@ export const RUN_USAGE = "usage: ptyreaper run [--config FILE] [--listen HOST:PO
 export const SESSIONS_USAGE = "usage: ptyreaper sessions [--json] [--config FILE]";
 export const CHECK_CONFIG_USAGE = "usage: ptyreaper check-config FILE";
 export const INSTALL_USAGE = "usage: ptyreaper install [--root DIR] [--prefix DIR] [--dry-run]";
+export const HASH_PASSWORD_USAGE = "usage: ptyreaper hash-password [--cost N] < PASSWORD";
 export const UNINSTALL_USAGE = "usage: ptyreaper uninstall [--root DIR] [--prefix DIR] [--purge] [--dry-run]";
 
 const CONFIG_NOTE = `  --config FILE           the config; without it ${DEFAULT_CONFIG_PATH} when that file exists
@@ -40,6 +41,9 @@ commands:
                           install the program, the systemd unit and the default config
   uninstall [--root DIR] [--prefix DIR] [--purge] [--dry-run]
                           remove what install put in place
+  hash-password [--cost N]
+                          a bcrypt hash of the password on standard input, for the web
+                          config's basic_auth_users
 
 options:
   -h, --help              this help; \`ptyreaper COMMAND --help\` for one command
@@ -98,6 +102,16 @@ default config ${DEFAULT_CONFIG_PATH}.
   --root DIR              write everything under DIR instead of / (no root needed)
   --prefix DIR            an absolute directory for lib/ptyreaper and bin/ptyreaper
   --dry-run               print what would be done; write nothing
+
+${EXIT_CODES}
+`,
+  "hash-password": `${HASH_PASSWORD_USAGE}
+
+Prints a bcrypt hash for basic_auth_users in the web config (webConfigFile). The password is read
+from standard input, never from the command line (which every user can read in /proc): typed at a
+terminal without echo, or piped (one line; its newline is dropped).
+
+  --cost N                bcrypt's cost, 4 to 31 (default 10); each step doubles the time to check
 
 ${EXIT_CODES}
 `,

@@ -7,6 +7,8 @@ export interface CliIo {
   cwd: string;
   /** The installed config (/etc/ptyreaper/config.yaml) when it exists: used when no --config is given. */
   defaultConfigPath?: string | null;
+  /** Standard input as one secret: on a terminal `prompt` goes to stderr and nothing is echoed; piped, all of it. */
+  readSecret?: (prompt: string) => Promise<string>;
 }
 
 /** A command returns its exit code; only main.ts calls process.exit. */

@@ -3,6 +3,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import bcrypt from "bcryptjs";
 import { describe, expect, it } from "vitest";
 
 const MAIN = new URL("../../dist/main.js", import.meta.url).pathname;
@@ -146,5 +147,55 @@ describe("ptyreaper command line", () => {
     for (const line of stderr.trim().split("\n").filter(Boolean)) expect(() => JSON.parse(line) as unknown).not.toThrow();
     const report = JSON.parse(stdout) as { pty: { allocated: number; containerCapacity: number } };
     expect(report.pty.containerCapacity).toBeGreaterThan(0);
+  });
+
+  describe("hash-password", () => {
+    it("hashes one piped line for basic_auth_users, with the cost asked for", async () => {
+      const result = spawnSync(process.execPath, [MAIN, "hash-password", "--cost", "4"], { input: "correct horse\n", encoding: "utf8", timeout: 30_000 });
+      expect(result.stderr).toBe("");
+      expect(result.status).toBe(0);
+      expect(result.stdout).toMatch(/^\$2b\$04\$[./A-Za-z0-9]{53}\n$/);
+      expect(await bcrypt.compare("correct horse", result.stdout.trim())).toBe(true);
+    });
+
+    it("on a terminal prompts on stderr and does not echo what is typed", async () => {
+      // A real pty: the child waits for the prompt before typing, so the tty cannot echo ahead of raw mode.
+      const typed = "hunter2-typed";
+      const driver = [
+        "import os, pty, sys",
+        "pid, fd = pty.fork()",
+        "if pid == 0: os.execv(sys.argv[1], [sys.argv[1], sys.argv[2], 'hash-password', '--cost', '4'])",
+        "out = b''",
+        "while b'not echoed' not in out: out += os.read(fd, 1024)",
+        "os.write(fd, sys.argv[3].encode() + b'\\r')",
+        "while True:",
+        "    try: chunk = os.read(fd, 1024)",
+        "    except OSError: break",
+        "    if not chunk: break",
+        "    out += chunk",
+        "_, status = os.waitpid(pid, 0)",
+        "sys.stdout.write(out.decode())",
+        "sys.exit(os.waitstatus_to_exitcode(status))",
+      ].join("\n");
+      const result = spawnSync("python3", ["-c", driver, process.execPath, MAIN, typed], { encoding: "utf8", timeout: 30_000 });
+      expect(result.status).toBe(0);
+      expect(result.stdout).toContain("password (not echoed): ");
+      expect(result.stdout).not.toContain(typed);
+      const hash = /\$2b\$04\$[./A-Za-z0-9]{53}/.exec(result.stdout)?.[0] ?? "";
+      expect(await bcrypt.compare(typed, hash)).toBe(true);
+    });
+
+    it.each([
+      [["--cost", "3"], "x\n", /^ptyreaper: --cost must be a whole number from 4 to 31, got "3"; usage: ptyreaper hash-password/],
+      [[], "", /^ptyreaper: the password is empty \(read from standard input\)$/],
+      [[], "a\nb\n", /^ptyreaper: the password spans several lines/],
+      [[], `${"x".repeat(73)}\n`, /^ptyreaper: the password is 73 bytes; bcrypt uses only the first 72/],
+    ])("refuses %j with one line and exit 64", (args, input, message) => {
+      const result = spawnSync(process.execPath, [MAIN, "hash-password", ...args], { input, encoding: "utf8", timeout: 30_000 });
+      expect(result.stdout).toBe("");
+      expect(result.stderr.trim()).toMatch(message);
+      expect(result.stderr.trim().split("\n")).toHaveLength(1);
+      expect(result.status).toBe(64);
+    });
   });
 });
