@@ -6,7 +6,7 @@ import { appliedOverrides, loadConfig, type Env } from "../config/load.js";
 import { escapeControls, oneLine, quote } from "../config/schema.js";
 import type { Config } from "../config/types.js";
 import { ConfigError, errorMessage, EXIT, PtyreaperError, UsageError } from "../errors.js";
-import { loadWebConfig } from "../http/webconfig.js";
+import { loadWebConfig, type WebConfig } from "../http/webconfig.js";
 import { CHECK_CONFIG_USAGE as USAGE } from "./help.js";
 import type { Command } from "./io.js";
 
@@ -54,8 +54,8 @@ export const checkConfigCommand: Command = (args, io) => {
       return Promise.resolve(EXIT.config);
     }
     // The web config's problems name its own file, as the daemon would report them.
-    if (config.webConfigFile !== null) loadWebConfig(config.webConfigFile);
-    io.stdout(`${shown}: ok\n${[...summarizeConfig(config), ...overridesLine(config, io.env)].join("\n")}\n`);
+    const web = config.webConfigFile === null ? null : loadWebConfig(config.webConfigFile);
+    io.stdout(`${shown}: ok\n${[...summarizeConfig(config, web), ...overridesLine(config, io.env)].join("\n")}\n`);
     return Promise.resolve(EXIT.ok);
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -79,8 +79,21 @@ function overridesLine(config: Config, env: Env): string[] {
   return applied.length > 0 ? [`  environment overrides: ${applied.join(", ")}`] : [];
 }
 
+function runtimeLine(name: string, r: { enabled: boolean | "auto"; socket: string; timeout: number; namespaces?: readonly string[] }): string {
+  if (r.enabled === false) return `${name} disabled`;
+  const namespaces = r.namespaces ? `, namespaces ${r.namespaces.join(" ")}` : "";
+  return `${name} ${r.enabled === "auto" ? "auto (used when the socket exists)" : "required"}, socket ${r.socket}${namespaces}, timeout ${formatDurationExact(r.timeout)}`;
+}
+
+function webLine(c: Config, web: WebConfig | null): string {
+  if (c.webConfigFile === null || web === null) return "  http: plain, no authentication (webConfigFile null)";
+  const tls = web.tls === null ? "plain HTTP" : `TLS${web.tls.ca !== null ? " with client certificates" : ""}`;
+  const users = web.basicAuthUsers.size;
+  return `  http: webConfigFile ${c.webConfigFile}: ${tls}, ${users === 0 ? "no basic auth" : `basic auth for ${users} user${users === 1 ? "" : "s"}`}`;
+}
+
 /** The normalised config, one section a line, as the daemon will use it (env overrides included). */
-export function summarizeConfig(c: Config): string[] {
+export function summarizeConfig(c: Config, web: WebConfig | null = null): string[] {
   const d = formatDurationExact;
   const off = (ms: number | null): string => (ms === null ? "off" : d(ms));
   const host = c.listen.host.includes(":") ? `[${c.listen.host}]` : c.listen.host;
@@ -88,10 +101,14 @@ export function summarizeConfig(c: Config): string[] {
   return [
     `  pollInterval ${d(c.pollInterval)}, listen ${host}:${c.listen.port}, procRoot ${c.procRoot}, log.level ${c.log.level}`,
     `  docker: ${c.docker.enabled ? `enabled, socket ${c.docker.socket}, timeout ${d(c.docker.timeout)}` : "disabled"}`,
+    `  runtimes: ${runtimeLine("containerd", c.runtimes.containerd)}; ${runtimeLine("podman", c.runtimes.podman)}`,
     `  policy: idleTimeout ${off(p.idleTimeout)} (${p.idleIncludesOutput ? "input and output" : "input only"}), ` +
       `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}, orphanGrace ${off(p.orphanGrace)}`,
     `  policy.pressure: high ${p.pressure.high}, low ${p.pressure.low}, minIdle ${d(p.pressure.minIdle)}`,
-    `  policy.exempt: label ${p.exemptLabel}=true, containers ${p.exemptContainers.length > 0 ? p.exemptContainers.join(" ") : "none"}`,
+    `  policy.exempt: label ${p.exemptLabel}=true, containers ${p.exemptContainers.length > 0 ? p.exemptContainers.join(" ") : "none"}, ` +
+      `namespaces ${p.exemptNamespaces.length > 0 ? p.exemptNamespaces.join(" ") : "none"}`,
     `  reaper: ${c.reaper.mode}, grace ${d(c.reaper.grace)}, maxPerCycle ${c.reaper.maxPerCycle}`,
+    `  commandLine ${c.commandLine} (how much of an exec's command line GET /sessions shows)`,
+    webLine(c, web),
   ];
 }

@@ -24,7 +24,7 @@ const MAX_ALIAS_COUNT = 100;
 export function parseConfig(text: string, source: string, env: Env): Config {
   const raw = parseYaml(text.replace(/^\uFEFF/, ""), source);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) fail(source, parsed.error.issues.flatMap(issueLines));
+  if (!parsed.success) fail(source, [...parsed.error.issues.flatMap(issueLines), ...crossProblemsBeside(raw, parsed.error.issues)]);
   const config = parsed.data;
   const envProblems: string[] = [];
   for (const o of ENV_OVERRIDES) {
@@ -254,9 +254,47 @@ function rawAt(raw: unknown, path: readonly string[]): unknown {
   return node;
 }
 
+/**
+ * The checks across keys, for a file that also has problems of single keys: run on the file with those
+ * keys taken out (their defaults in their place), and kept only where no key a check reads was among
+ * them, so every mistake shows in one run and none is blamed on a default.
+ */
+function crossProblemsBeside(raw: unknown, issues: readonly z.core.$ZodIssue[]): string[] {
+  const broken = issues.flatMap((issue) =>
+    issue.code === "unrecognized_keys" ? issue.keys.map((key) => [...issue.path.map(String), key]) : [issue.path.map(String)],
+  );
+  const pruned: unknown = structuredClone(raw);
+  for (const path of broken) {
+    const parent = rawAt(pruned, path.slice(0, -1));
+    if (isTree(parent)) delete (parent as Record<string, unknown>)[path.at(-1) ?? ""];
+    else return []; // a whole section is malformed: nothing across keys can be said
+  }
+  const reparsed = configSchema.safeParse(pruned);
+  if (!reparsed.success) return [];
+  const touches = (keys: readonly string[][]): boolean =>
+    broken.some((path) => keys.some((key) => key.every((seg, i) => path[i] === undefined || path[i] === seg)));
+  return CROSS_CHECKS.filter((check) => !touches(check.reads)).flatMap((check) => check.problems(reparsed.data, pruned));
+}
+
 function crossFieldProblems(config: Config, raw: unknown): string[] {
+  return CROSS_CHECKS.flatMap((check) => check.problems(config, raw));
+}
+
+interface CrossCheck {
+  /** The keys it reads: a check is left out when one of them (or a section above one) is itself wrong. */
+  reads: string[][];
+  problems(config: Config, raw: unknown): string[];
+}
+
+const CROSS_CHECKS: readonly CrossCheck[] = [
+  { reads: [["policy", "pressure", "low"], ["policy", "pressure", "high"]], problems: pressureProblems },
+  { reads: [["policy", "maxAge"], ["policy", "minAge"]], problems: ageProblems },
+  { reads: [["docker", "enabled"], ["runtimes", "containerd", "enabled"], ["runtimes", "containerd", "namespaces"]], problems: namespaceProblems },
+];
+
+function pressureProblems(config: Config, raw: unknown): string[] {
   const problems: string[] = [];
-  const { pressure, maxAge, minAge } = config.policy;
+  const { pressure } = config.policy;
   if (!(pressure.low < pressure.high)) {
     // Name the key the person wrote: with only `high: 0.5`, the default low (0.7) is not their mistake.
     if (rawAt(raw, ["policy", "pressure", "low"]) !== undefined) {
@@ -265,12 +303,23 @@ function crossFieldProblems(config: Config, raw: unknown): string[] {
       problems.push(`policy.pressure.high: expected a number above policy.pressure.low (${pressure.low}), got ${pressure.high}`);
     }
   }
+  return problems;
+}
+
+function ageProblems(config: Config, raw: unknown): string[] {
+  const problems: string[] = [];
+  const { maxAge, minAge } = config.policy;
   // Sessions younger than minAge are never reaped, so a smaller maxAge would silently mean minAge.
   // maxAge defaults to off, so when this trips the person wrote maxAge.
   if (maxAge !== null && maxAge < minAge) {
     const written = describeValue(rawAt(raw, ["policy", "maxAge"]));
     problems.push(`policy.maxAge: expected at least policy.minAge (${formatDurationExact(minAge)}), got ${written}`);
   }
+  return problems;
+}
+
+function namespaceProblems(config: Config): string[] {
+  const problems: string[] = [];
   // Docker's own containerd namespace read as containerd's too would count every Docker session twice.
   const namespaces = config.runtimes.containerd.namespaces;
   if (config.docker.enabled && config.runtimes.containerd.enabled !== false && namespaces.includes(DOCKER_CONTAINERD_NAMESPACE)) {

@@ -8,7 +8,7 @@ export function policySummary(c: Config): string {
   const p = c.policy;
   return (
     `${c.reaper.mode}; idleTimeout ${off(p.idleTimeout)} (${p.idleIncludesOutput ? "input and output" : "input only"}), ` +
-    `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}, pressure ${p.pressure.high}/${p.pressure.low} after ${d(p.pressure.minIdle)} idle, ` +
+    `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}, orphanGrace ${off(p.orphanGrace)}, pressure ${p.pressure.high}/${p.pressure.low} after ${d(p.pressure.minIdle)} idle, ` +
     `grace ${d(c.reaper.grace)}, at most ${c.reaper.maxPerCycle} per cycle`
   );
 }

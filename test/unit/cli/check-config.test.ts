@@ -34,14 +34,27 @@ describe("check-config", () => {
         "ok.yaml: ok",
         "  pollInterval 10s, listen [::1]:9000, procRoot /proc, log.level info",
         "  docker: enabled, socket /var/run/docker.sock, timeout 5s",
+        "  runtimes: containerd auto (used when the socket exists), socket /run/containerd/containerd.sock, namespaces k8s.io, timeout 5s; podman auto (used when the socket exists), socket /run/podman/podman.sock, timeout 5s",
         "  policy: idleTimeout 1h30m (input and output), maxAge off, minAge 1m, orphanGrace 2m",
         "  policy.pressure: high 0.8, low 0.7, minIdle 10m",
-        "  policy.exempt: label ptyreaper.exempt=true, containers build-* db",
+        "  policy.exempt: label ptyreaper.exempt=true, containers build-* db, namespaces none",
         "  reaper: dry-run, grace 10s, maxPerCycle 20",
+        "  commandLine argv0 (how much of an exec's command line GET /sessions shows)",
+        "  http: plain, no authentication (webConfigFile null)",
         "  environment overrides: PTYREAPER_MODE=dry-run (reaper.mode)",
         "",
       ].join("\n"),
     );
+  });
+
+  it("summarises the web config in force: its file, TLS or not, and how many basic auth users", async () => {
+    const web = join(dir, "web.yml");
+    writeFileSync(web, "basic_auth_users:\n  prometheus: $2b$04$RjoKyLaoO71hkzYF0Vnyi.z/m8k2RRoojprfkfRFhtXGut2GDDaXK\n");
+    const r = await check([file("web-ok.yaml", `webConfigFile: ${web}\ncommandLine: off\npolicy: {exemptNamespaces: [kube-system]}\n`)]);
+    expect(r.err).toBe("");
+    expect(r.out).toContain(`\n  http: webConfigFile ${web}: plain HTTP, basic auth for 1 user\n`);
+    expect(r.out).toContain("\n  commandLine off (how much of an exec's command line GET /sessions shows)\n");
+    expect(r.out).toContain(", namespaces kube-system\n");
   });
 
   it("the shipped config is ok", async () => {

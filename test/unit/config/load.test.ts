@@ -309,6 +309,23 @@ describe("environment overrides (env > file > default)", () => {
     expect(problemsOf(text)).toEqual(["policy.pressure.low: expected a number below policy.pressure.high (0.8), got 0.9"]);
   });
 
+  it.each<[string, string, string[]]>([
+    [
+      "beside a wrong value and an unknown key",
+      "pollInterval: fast\npolicy:\n  pressure: {high: 0.5, low: 0.6}\n  idleTimout: 1h\n",
+      [
+        'pollInterval: expected a duration like "30s", "10m" or "4h", got "fast"',
+        "policy.idleTimout: unknown key (did you mean idleTimeout?)",
+        "policy.pressure.low: expected a number below policy.pressure.high (0.5), got 0.6",
+      ],
+    ],
+    // A check that reads a wrong key is left out: the default in its place is not the person's mistake.
+    ["not when it reads a wrong key", "policy:\n  pressure: {high: 0.5, low: lots}\n", ["policy.pressure.low: expected a number above 0 and at most 1, like 0.8, got \"lots\""]],
+    ["not when a section is wrong", "policy: 3\n", ["policy: expected a mapping of keys, got 3"]],
+  ])("reports the checks across keys %s", (_what, text, problems) => {
+    expect(problemsOf(text)).toEqual(problems);
+  });
+
   it("configPathFor: --config, else the installed config when it exists, else none", () => {
     expect(configPathFor("/tmp/mine.yaml", "/etc/ptyreaper/config.yaml")).toBe("/tmp/mine.yaml");
     expect(configPathFor(undefined, "/etc/ptyreaper/config.yaml")).toBe("/etc/ptyreaper/config.yaml");
