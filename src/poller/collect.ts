@@ -15,6 +15,7 @@ import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../runtimes/attribution.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -30,6 +31,8 @@ export interface CollectDeps {
   runtimes?: readonly RuntimePort[];
   /** containerd namespaces left out because Docker covers them (`moby` while Docker is enabled). */
   skipNamespaces?: ReadonlySet<string>;
+  /** The daemon's: when each pty was first seen held only by masters, and how long it must stay so (masterOnlyGrace). Absent: one look, as `sessions`. */
+  masterOnly?: { tracker: MasterOnlyTracker; graceMs: number };
   now?: () => number;
 }
 
@@ -86,6 +89,9 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   tagPtys(inventory.ptys, merged.containerRuntimes);
   await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);
+  const nowMs = (deps.now ?? Date.now)();
+  const firstSeen = deps.masterOnly ? deps.masterOnly.tracker.observe(inventory.ptys, scan, nowMs) : null;
+  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup });
   await yieldToLoop();
   if (deps.clients) {
     // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
