@@ -86,20 +86,26 @@ export interface MarkMasterOnlyOptions {
   nowMs: number;
   /** masterOnlyGrace: how long a pty must stay held only by masters to be named (ignored for one look). */
   graceMs: number;
-  scan: Pick<ProcScan, "processes" | "unreadablePids">;
+  scan: Pick<ProcScan, "processes">;
   lookup: (pid: number) => ProcessFacts | undefined;
+  /**
+   * Slave indexes that processes whose fds could not be read have as controlling tty (any devpts instance):
+   * such a process may hold that slave, so those ptys are not named. null: some of them could not even be
+   * told (their stat unreadable), so none is named.
+   */
+  unreadableTtys: ReadonlySet<number> | null;
 }
 
 /**
- * Sets `masterOnly` on each pty held only by masters for at least the grace (null on every other). Never
- * when a process could not be read: it might hold the slave. Exec ptys and ptys with a slave holder are
- * never touched, so no session's pty is ever master-only.
+ * Sets `masterOnly` on each pty held only by masters for at least the grace (null on every other). Not
+ * where an unreadable process may hold the slave (unreadableTtys). Exec ptys and ptys with a slave holder
+ * are never touched, so no session's pty is ever master-only.
  */
 export function markMasterOnly(ptys: Pty[], options: MarkMasterOnlyOptions): void {
-  const blind = options.scan.unreadablePids.length > 0;
+  const { unreadableTtys } = options;
   for (const pty of ptys) {
     pty.masterOnly = null;
-    if (blind || !heldOnlyByMasters(pty)) continue;
+    if (unreadableTtys === null || unreadableTtys.has(pty.index) || !heldOnlyByMasters(pty)) continue;
     let sinceMs: number | null = null;
     if (options.firstSeen !== null) {
       const first = options.firstSeen.get(pty.key);

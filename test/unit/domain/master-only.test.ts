@@ -88,32 +88,37 @@ describe("markMasterOnly", () => {
   const shim = facts(800, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"], "0::/system.slice/containerd.service", "containerd-shim");
   const host = facts(801, ["python3"]);
   const lookup = (pid: number): ProcessFacts | undefined => (pid === 800 ? shim : pid === 801 ? host : undefined);
-  const scan = { processes: new Map([[800, info(800, 5, shim.argv as string[])], [801, info(801, 6, ["python3"])]]), unreadablePids: [] };
+  const scan = { processes: new Map([[800, info(800, 5, shim.argv as string[])], [801, info(801, 6, ["python3"])]]) };
+  const none = new Set<number>();
 
   it("names a pty once it has been held only by masters for the grace, with the runtime's holder first", () => {
     const ptys = [pty(0, { containerId: CID, runtime: "containerd", masterPids: [801, 800] }), pty(1)];
     const firstSeen = new Map([["0:60:0", 1_000], ["0:60:1", 50_000]]);
-    markMasterOnly(ptys, { firstSeen, nowMs: 61_000, graceMs: 60_000, scan, lookup });
+    markMasterOnly(ptys, { firstSeen, nowMs: 61_000, graceMs: 60_000, scan, lookup, unreadableTtys: none });
     expect(ptys[0]?.masterOnly).toEqual({ role: "containerd-shim", runtime: "containerd", containerId: CID, holderPid: 800, holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io", sinceMs: 1_000 });
     expect(ptys[1]?.masterOnly).toBeNull();
   });
 
   it("one look (no first-seen times) names every pty held only by masters now, untimed", () => {
     const ptys = [pty(0, { masterPids: [801] }), pty(1, { masterPids: [801], slavePids: [801] })];
-    markMasterOnly(ptys, { firstSeen: null, nowMs: 0, graceMs: 60_000, scan, lookup });
+    markMasterOnly(ptys, { firstSeen: null, nowMs: 0, graceMs: 60_000, scan, lookup, unreadableTtys: none });
     expect(ptys[0]?.masterOnly).toMatchObject({ role: "host", runtime: "none", holderPid: 801, sinceMs: null });
     expect(ptys[1]?.masterOnly).toBeNull();
   });
 
-  it("names nothing while a process could not be read: it might hold the slave", () => {
-    const ptys = [pty(0)];
-    markMasterOnly(ptys, { firstSeen: new Map([["0:60:0", 0]]), nowMs: 600_000, graceMs: 1_000, scan: { ...scan, unreadablePids: [4242] }, lookup });
-    expect(ptys[0]?.masterOnly).toBeNull();
+  it.each<[string, ReadonlySet<number> | null, (boolean | undefined)[]]>([
+    ["an unreadable process has pts/1 as controlling tty: pts/1 is not named", new Set([1]), [true, false]],
+    ["an unreadable process could not be told at all: nothing is named", null, [false, false]],
+  ])("%s (it might hold the slave)", (_name, unreadableTtys, named) => {
+    const ptys = [pty(0), pty(1)];
+    const firstSeen = new Map([["0:60:0", 0], ["0:60:1", 0]]);
+    markMasterOnly(ptys, { firstSeen, nowMs: 600_000, graceMs: 1_000, scan, lookup, unreadableTtys });
+    expect(ptys.map((p) => p.masterOnly !== null)).toEqual(named);
   });
 
   it("never marks an exec's pty", () => {
     const ptys = [pty(0, { owner: "exec" })];
-    markMasterOnly(ptys, { firstSeen: new Map([["0:60:0", 0]]), nowMs: 600_000, graceMs: 1_000, scan, lookup });
+    markMasterOnly(ptys, { firstSeen: new Map([["0:60:0", 0]]), nowMs: 600_000, graceMs: 1_000, scan, lookup, unreadableTtys: none });
     expect(ptys[0]?.masterOnly).toBeNull();
   });
 });
