@@ -66,7 +66,7 @@ async function killShellAndFollow(shellPid: number, what: string): Promise<{ key
   await waitFor(async () => (await reportedPty(key)).pty?.slavePids.includes(shellPid), 30_000, `the daemon to see ${what}'s pty held by its shell`);
   await killAndWait(shellPid);
   const killedAt = Date.now();
-  let seen: ReportPty | null = null;
+  let seen = null as ReportPty | null;
   let releasedAt: number | null = null;
   await waitFor(
     async () => {
@@ -95,8 +95,8 @@ describe("a runtime still holding a killed exec's master", () => {
     if (heldMs >= OBSERVABLE_MS) expect(seen, `the shim held ${key}'s master ${heldMs} ms`).not.toBeNull();
     if (seen !== null) {
       expect(seen).toMatchObject({ containerId: criContainer, runtime: "containerd", masterPids: [shim], slavePids: [] });
-      expect((seen as ReportPty).masterOnly).toMatchObject({ holder: "containerd-shim", runtime: "containerd", containerId: criContainer, holderPid: shim });
-      expect((seen as ReportPty).masterOnly?.sinceSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
+      expect(seen.masterOnly).toMatchObject({ holder: "containerd-shim", runtime: "containerd", containerId: criContainer, holderPid: shim });
+      expect(seen.masterOnly?.sinceSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
     }
     // Never a session: nothing would be reaped for it, and the shim lives on.
     expect(await runtimes.daemon.metric("ptyreaper_would_reap_sessions_total")).toBe(0);
@@ -108,7 +108,7 @@ describe("a runtime still holding a killed exec's master", () => {
     const { key, heldMs, seen } = await killShellAndFollow(leaked.shellPid, "podman conmon");
     if (heldMs >= OBSERVABLE_MS) expect(seen, `conmon held ${key}'s master ${heldMs} ms`).not.toBeNull();
     if (seen !== null) {
-      expect((seen as ReportPty).masterOnly).toMatchObject({ holder: "conmon", runtime: "podman", containerId: podmanContainer, holderPid: leaked.conmonPid });
+      expect(seen.masterOnly).toMatchObject({ holder: "conmon", runtime: "podman", containerId: podmanContainer, holderPid: leaked.conmonPid });
     }
     expect(await runtimes.daemon.metric("ptyreaper_would_reap_sessions_total")).toBe(0);
   }, 240_000);
