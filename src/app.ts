@@ -28,6 +28,7 @@ import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
 import { chooseRuntimes, openRuntimes } from "./runtimes/open.js";
 import type { RuntimePort } from "./runtimes/port.js";
+import { MasterOnlyTracker } from "./domain/master-only.js";
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
 export interface Scanner {
@@ -190,8 +191,21 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   };
   const reach = new EvidenceReachReporter({ logger, setAvailable: (runtime, available) => metrics.setClientEvidenceAvailable(runtime, available) });
   let readySent = false;
+  // Kept from cycle to cycle: a pty is master-only once it has stayed so for masterOnlyGrace (read at each cycle, so a reload applies).
+  const masterOnlyTracker = new MasterOnlyTracker();
   const poller = new Poller({
-    collect: async () => collect({ procfs, scan, docker: dockerCache, clients, runtimeClients: await openRuntimeClients(), runtimes: await openChosenRuntimes(), skipNamespaces, now }),
+    collect: async () =>
+      collect({
+        procfs,
+        scan,
+        docker: dockerCache,
+        clients,
+        runtimeClients: await openRuntimeClients(),
+        runtimes: await openChosenRuntimes(),
+        skipNamespaces,
+        masterOnly: { tracker: masterOnlyTracker, graceMs: config.masterOnlyGrace },
+        now,
+      }),
     reaper,
     metrics,
     logger: child("poller"),

@@ -1,6 +1,6 @@
 // The `w`-like sessions table for the terminal; the JSON shape is src/domain/report.ts.
 import { formatDuration } from "../config/duration.js";
-import { containerCapacity, type Inventory, type Pty } from "../domain/types.js";
+import { containerCapacity, type Inventory, type MasterOnly, type Pty } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientState } from "../domain/client.js";
 import { escapeUnprintable } from "../text.js";
@@ -26,6 +26,27 @@ export function printable(text: string, width = 40): string {
 
 const COLUMNS = ["CONTAINER", "EXEC", "PID", "TTY", "IDLE", "OUT-IDLE", "AGE", "OWNER", "CLIENT", "COMMAND"] as const;
 
+/**
+ * A pty only masters hold: OWNER `master-only`, the holder's role and pid, and its command line. The
+ * container as the runtime or the holder names it (conmon's -c), `runtime:` for all but Docker.
+ */
+function masterOnlyRow(pty: Pty, held: MasterOnly, ago: (ms: number | null) => string): string[] {
+  const runtime = held.runtime === "none" || held.runtime === "docker" ? "" : `${held.runtime}:`;
+  const container = pty.containerName ?? (held.containerId ? held.containerId.slice(0, 12) : null);
+  return [
+    printable(container === null ? "-" : `${runtime}${container}`, 40),
+    "-",
+    String(held.holderPid),
+    `pts/${pty.index}@${pty.devptsDev}`,
+    ago(pty.atimeMs),
+    ago(pty.mtimeMs),
+    ago(held.sinceMs),
+    "master-only",
+    "-",
+    printable(`${held.role}: ${held.holderCommand ?? "?"}`, 60),
+  ];
+}
+
 /** `w` for container ptys: a header line of kernel usage, then one row per pty. */
 export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, nowMs: number, runtimes: readonly RuntimeStatus[] = []): string {
   const { limits } = inventory;
@@ -39,10 +60,15 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
   if (inventory.discrepancy.explanation) {
     lines.push(`note: found ${inventory.discrepancy.found} ptys, kernel counts ${inventory.discrepancy.allocated}: ${inventory.discrepancy.explanation}`);
   }
+  const masterOnly = inventory.ptys.filter((p) => p.masterOnly).length;
+  if (masterOnly > 0) {
+    lines.push(`note: ${masterOnly} pty(s) held only by a master, with no process on the slave end (master-only): not sessions, never reaped; see "pty.nr grows but there is no stale session" in the README`);
+  }
   const sessionsByKey = new Map(inventory.sessions.map((s) => [s.ptyKey, s]));
   const ago = (ms: number | null): string => (ms === null ? "-" : formatDuration(Math.max(0, nowMs - ms)));
   const rows = inventory.ptys.map((pty: Pty) => {
     const session = sessionsByKey.get(pty.key);
+    if (pty.masterOnly) return masterOnlyRow(pty, pty.masterOnly, ago);
     return [
       // Docker's rows stay as they were; another runtime's container is shown as `runtime:name`.
       printable(`${pty.runtime && pty.runtime !== "docker" ? `${pty.runtime}:` : ""}${pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-")}`, 40),

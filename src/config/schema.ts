@@ -61,6 +61,7 @@ export const DEFAULT_SETTINGS = {
   log: { level: "info" },
   commandLine: "argv0",
   webConfigFile: null,
+  masterOnlyGrace: "5m",
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
@@ -152,6 +153,8 @@ const checkMaxAge = durationCheck({ off: true, min: 1_000, ...POLICY_LIMIT });
 const checkMinAge = durationCheck({ off: false, min: 0, ...POLICY_LIMIT });
 // It also asks for this long without input, which tty times tell in 8-second steps.
 const checkOrphanGrace = durationCheck({ off: true, min: MIN_IDLE_THRESHOLD_MS, minWhy: GRANULARITY, ...POLICY_LIMIT });
+// An exec's master outlives its shell for a moment (the shim closes it after the exit): a grace under a second names those.
+const checkMasterOnlyGrace = durationCheck({ off: false, min: 1_000, minWhy: "a runtime closes an ended exec's master within moments", ...POLICY_LIMIT });
 
 const checkBoolean: Check<boolean> = (input) =>
   typeof input === "boolean" ? ok(input) : expected("true or false", input);
@@ -362,6 +365,7 @@ export const configSchema = section({
   }),
   commandLine: leaf(checkCommandLine).prefault(D.commandLine),
   webConfigFile: leaf(checkWebConfigFile).prefault(D.webConfigFile),
+  masterOnlyGrace: leaf(checkMasterOnlyGrace).prefault(D.masterOnlyGrace),
 });
 
 // The schema's output must be exactly the normalised Config of types.ts.

@@ -38,4 +38,6 @@ export interface Config {
   commandLine: CommandLineDisplay;
   /** exporter-toolkit web config file (TLS, basic auth), or null. */
   webConfigFile: string | null;
+  /** How long a pty must be held only by masters before it is named master-only (ms). */
+  masterOnlyGrace: number;
 }

@@ -24,6 +24,18 @@ export interface SessionsReport {
     slavePids: number[];
     idleSeconds: number | null;
     outputIdleSeconds: number | null;
+    /**
+     * Held only by masters, nobody on the slave end: a leak no session explains, never reaped. `holder` is
+     * the master holder's role; `sinceSeconds` null when one look (`sessions`) could not time it. null: not so.
+     */
+    masterOnly: {
+      holder: string;
+      runtime: string;
+      containerId: string | null;
+      holderPid: number;
+      holderCommand: string | null;
+      sinceSeconds: number | null;
+    } | null;
   }[];
   sessions: {
     execId: string;
@@ -92,6 +104,17 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
       slavePids: pty.slavePids,
       idleSeconds: pty.atimeMs === null ? null : seconds(nowMs - pty.atimeMs),
       outputIdleSeconds: pty.mtimeMs === null ? null : seconds(nowMs - pty.mtimeMs),
+      masterOnly: pty.masterOnly
+        ? {
+            holder: pty.masterOnly.role,
+            runtime: pty.masterOnly.runtime,
+            containerId: pty.masterOnly.containerId,
+            holderPid: pty.masterOnly.holderPid,
+            // Another program's arguments may hold secrets like an exec's: the same display rule.
+            holderCommand: pty.masterOnly.holderCommand === null ? null : shownCommand(pty.masterOnly.holderCommand, options.commandLine),
+            sinceSeconds: pty.masterOnly.sinceMs === null ? null : seconds(nowMs - pty.masterOnly.sinceMs),
+          }
+        : null,
     })),
     sessions: inventory.sessions.map((s) => {
       const decision = byExec.get(s.execId);

@@ -146,6 +146,26 @@ export interface Pty {
   leaderStartedAtMs: number | null;
   /** The runtime of the container it is in (set after the inventory is built); absent or null: none known. */
   runtime?: RuntimeName | null;
+  /** Set when only masters have held it for masterOnlyGrace: a leak with no session to reap (absent or null: not so). */
+  masterOnly?: MasterOnly | null;
+}
+
+/** Who holds a master-only pty's master: a runtime's monitor or daemon, a process in a container, or a host process. */
+export type MasterHolderRole = "containerd-shim" | "conmon" | "crio" | "oci-runtime-exec" | "dockerd" | "container" | "host";
+export const MASTER_HOLDER_ROLES: readonly MasterHolderRole[] = ["containerd-shim", "conmon", "crio", "oci-runtime-exec", "dockerd", "container", "host"];
+
+/** A pty no process holds the slave of, whose master stays open: never a session, its holder never signalled. */
+export interface MasterOnly {
+  role: MasterHolderRole;
+  /** A runtime; `unknown`: a runtime's process that does not say whose; `none`: a host process. */
+  runtime: RuntimeName | "unknown" | "none";
+  /** The container the pty belongs to, when its devpts or the holder (conmon -c) says. */
+  containerId: string | null;
+  /** The holder named (the runtime's, when several processes hold masters). */
+  holderPid: number;
+  holderCommand: string | null;
+  /** First cycle that saw it held only by masters; null for one look (`ptyreaper sessions`), which cannot time it. */
+  sinceMs: number | null;
 }
 
 /** A running `docker exec` that holds a pty. */

@@ -6,6 +6,7 @@ import { capLabelValue } from "./labels.js";
 import { REFUSAL_REASONS, type RefusalReason } from "../reaper/identity.js";
 import type { PidfdFallbackReason, SignalMethod } from "../reaper/signaller.js";
 import { CLIENT_STATES, type ClientStateName } from "../domain/client.js";
+import { countMasterOnly, EXPECTED_MASTER_HOLDERS } from "../domain/master-only.js";
 
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
 export { POLL_STAGES, type PollStage };
@@ -99,6 +100,7 @@ export class PtyreaperMetrics {
   private readonly execClients: Gauge<"client" | "runtime">;
   private readonly clientEvidenceAvailable: Gauge<"runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
+  private readonly masterOnlyPtys: Gauge<"runtime" | "holder">;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -245,6 +247,12 @@ export class PtyreaperMetrics {
       buckets: [...RECLAIM_BUCKETS],
       registers,
     });
+    this.masterOnlyPtys = new Gauge({
+      name: "ptyreaper_master_only_ptys",
+      help: "Ptys held only by masters for masterOnlyGrace, with no process on the slave end: leaks no session explains, never reaped. By the holder's runtime (docker, containerd, cri-o, podman, unknown, none) and role (containerd-shim, conmon, crio, oci-runtime-exec, dockerd, container, host).",
+      labelNames: ["runtime", "holder"],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: "ptyreaper_build_info",
       help: "Always 1; the version label says which ptyreaper build is running.",
@@ -280,6 +288,7 @@ export class PtyreaperMetrics {
       this.reclaimSeconds.zero({ runtime });
     }
     for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
+    for (const { runtime, holder } of EXPECTED_MASTER_HOLDERS) this.masterOnlyPtys.set({ runtime, holder }, 0);
 
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
@@ -322,6 +331,11 @@ export class PtyreaperMetrics {
     const byState = zeroCounts<SessionState>(SESSION_STATES);
     for (const d of snapshot.decisions) countOne(byState, runtimeOfExec.get(d.execId) ?? "docker", d.state);
     for (const [runtime, counts] of byState) for (const [state, count] of counts) this.execSessions.set({ state, runtime }, count);
+
+    // Each runtime's usual holder stays at 0; any other pair (both labels take a few fixed values) lives while counted.
+    this.masterOnlyPtys.reset();
+    for (const { runtime, holder } of EXPECTED_MASTER_HOLDERS) this.masterOnlyPtys.set({ runtime, holder }, 0);
+    for (const { runtime, holder, count } of countMasterOnly(ptys).values()) this.masterOnlyPtys.set({ runtime, holder }, count);
 
     const byClient = zeroCounts<ClientStateName>(CLIENT_STATES);
     for (const s of snapshot.inventory.sessions) countOne(byClient, s.runtime ?? "docker", s.client?.state ?? "unknown");

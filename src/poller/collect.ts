@@ -1,7 +1,7 @@
 // One observation of the host: kernel limits, Docker's view, the /proc scan, joined into an Inventory.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { isVanished } from "../errors.js";
-import { buildInventory } from "../domain/inventory.js";
+import { buildInventory, ttyNrSlaveIndex } from "../domain/inventory.js";
 import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientEvidence } from "../domain/client.js";
@@ -15,6 +15,7 @@ import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../runtimes/attribution.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -30,6 +31,8 @@ export interface CollectDeps {
   runtimes?: readonly RuntimePort[];
   /** containerd namespaces left out because Docker covers them (`moby` while Docker is enabled). */
   skipNamespaces?: ReadonlySet<string>;
+  /** The daemon's: when each pty was first seen held only by masters, and how long it must stay so (masterOnlyGrace). Absent: one look, as `sessions`. */
+  masterOnly?: { tracker: MasterOnlyTracker; graceMs: number };
   now?: () => number;
 }
 
@@ -86,6 +89,10 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   tagPtys(inventory.ptys, merged.containerRuntimes);
   await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);
+  const nowMs = (deps.now ?? Date.now)();
+  const firstSeen = deps.masterOnly ? deps.masterOnly.tracker.observe(inventory.ptys, scan, nowMs) : null;
+  const unreadableTtys = inventory.ptys.some((p) => p.slavePids.length === 0) ? controllingTtysOf(deps.procfs, scan.unreadablePids) : new Set<number>();
+  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup, unreadableTtys });
   await yieldToLoop();
   if (deps.clients) {
     // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
@@ -128,6 +135,25 @@ function factsOf(procfs: ProcFs, info: ProcInfo): ProcessFacts | null {
     if (isVanished(err)) return null;
     throw err;
   }
+}
+
+/**
+ * The pty slave indexes that processes whose fds could not be read have as controlling tty: one of them may
+ * hold that slave. Their stat is world-readable where their fds are not; null when one's is not either.
+ */
+function controllingTtysOf(procfs: ProcFs, pids: readonly number[]): Set<number> | null {
+  const indexes = new Set<number>();
+  for (const pid of pids) {
+    try {
+      const stat = procfs.stat(pid);
+      if (stat === null) return null;
+      const index = ttyNrSlaveIndex(stat.ttyNr);
+      if (index !== null) indexes.add(index);
+    } catch (err) {
+      if (!isVanished(err)) return null;
+    }
+  }
+  return indexes;
 }
 
 /** Only this one variable is looked at; the environment is never stored or shown. */

@@ -85,6 +85,7 @@ describe("config/alerts.yml", () => {
         "PtyreaperPtyUsageHigh",
         "PtyreaperReapFailing",
         "PtyreaperRuntimeUnreachable",
+        "PtyreaperRuntimeHeldPtysGrowing",
         "PtyreaperStaleSessionsPilingUp",
         "PtyreaperOrphansPilingUp",
         "PtyreaperTargetMissing",

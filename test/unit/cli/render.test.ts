@@ -54,3 +54,36 @@ describe("the client of each session (CLIENT column, client field)", () => {
     expect(lines.find((l) => / host /.test(l))?.split(/\s{2,}/)[8]).toBe("-");
   });
 });
+
+describe("a master-only pty (OWNER master-only, masterOnly field)", () => {
+  const NOW = 1_700_000_000_000;
+  const CID = "b".repeat(64);
+  const shimHeld = {
+    ...makePty("unattributed", { id: CID, name: "team-a/web-0/app" }),
+    runtime: "containerd" as const,
+    slavePids: [],
+    leaderPid: null,
+    leaderCommand: null,
+    leaderStartedAtMs: null,
+    masterOnly: { role: "containerd-shim" as const, runtime: "containerd" as const, containerId: CID, holderPid: 4242, holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id x", sinceMs: NOW - 600_000 },
+  };
+  const snapshot = makeSnapshot({ ptys: [shimHeld, makePty("host")], takenAtMs: NOW });
+
+  it("is a row naming the holder's pid, role and command, with the time since it was first seen so", () => {
+    const lines = renderSessionsTable(snapshot.inventory, snapshot.docker, NOW).split("\n");
+    const cells = lines.find((l) => l.includes("pts/") && l.includes("master-only"))?.split(/\s{2,}/);
+    expect(cells?.[0]).toBe("containerd:team-a/web-0/app");
+    expect(cells?.[2]).toBe("4242");
+    expect(cells?.[6]).toBe("10m");
+    expect(cells?.[7]).toBe("master-only");
+    // Cut like any COMMAND cell.
+    expect(cells?.[9]).toMatch(/^containerd-shim: \/usr\/bin\/containerd-shim-runc-v2 -namespac.*…$/);
+    expect(lines.filter((l) => l.startsWith("note: 1 pty(s) held only by a master"))).toHaveLength(1);
+  });
+
+  it("is in the JSON with the holder's command shown as commandLine allows", () => {
+    const report = sessionsReport(snapshot.inventory, snapshot.docker, NOW, { commandLine: "argv0" });
+    expect(report.ptys[0]?.masterOnly).toEqual({ holder: "containerd-shim", runtime: "containerd", containerId: CID, holderPid: 4242, holderCommand: "/usr/bin/containerd-shim-runc-v2", sinceSeconds: 600 });
+    expect(report.ptys[1]?.masterOnly).toBeNull();
+  });
+});

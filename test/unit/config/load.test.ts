@@ -35,6 +35,7 @@ const DEFAULTS: Config = {
   log: { level: "info" },
   commandLine: "argv0",
   webConfigFile: null,
+  masterOnlyGrace: 300_000,
 };
 
 /** The problems of a rejected config, or a failure if it was accepted or failed otherwise. */
@@ -123,6 +124,7 @@ describe("values accepted and normalised", () => {
     ["exemptContainers null", "policy: {exemptContainers: }", (c) => c.policy.exemptContainers, []],
     ["mode dry-run", "reaper: {mode: dry-run}", (c) => c.reaper.mode, "dry-run"],
     ["grace", "reaper: {grace: 2s}", (c) => c.reaper.grace, 2_000],
+    ["masterOnlyGrace", "masterOnlyGrace: 90s", (c) => c.masterOnlyGrace, 90_000],
     ["maxPerCycle", "reaper: {maxPerCycle: 1}", (c) => c.reaper.maxPerCycle, 1],
     ["log level", "log: {level: debug}", (c) => c.log.level, "debug"],
     ["a BOM at the start", "\uFEFFpollInterval: 2s", (c) => c.pollInterval, 2_000],
@@ -143,6 +145,7 @@ describe("problems: one line each, naming the key and what was expected", () => 
     ["idleTimeout under 10s", "policy: {idleTimeout: 9s}", `policy.idleTimeout: expected at least 10s (tty times move in 8-second steps), got "9s"`],
     ["minIdle under 10s", "policy: {pressure: {minIdle: 5s}}", `policy.pressure.minIdle: expected at least 10s (tty times move in 8-second steps), got "5s"`],
     ["grace too short", "reaper: {grace: 10ms}", `reaper.grace: expected at least 100ms, got "10ms"`],
+    ["masterOnlyGrace too short", "masterOnlyGrace: 500ms", `masterOnlyGrace: expected at least 1s (a runtime closes an ended exec's master within moments), got "500ms"`],
     ["a duration as a list", "docker: {timeout: [5s]}", `docker.timeout: expected a duration like "30s", "10m" or "4h", got a list`],
     ["high above 1", "policy: {pressure: {high: 1.5}}", `policy.pressure.high: expected a number above 0 and at most 1, like 0.8, got 1.5`],
     ["low 0", "policy: {pressure: {low: 0}}", `policy.pressure.low: expected a number above 0 and at most 1, like 0.8, got 0`],

@@ -5,6 +5,7 @@ import { DROPPED_DEFAULT_METRICS, POLL_STAGES, PtyreaperMetrics, ptyUsageRatio }
 import { LABEL_VALUE_MAX } from "../../../src/metrics/labels.js";
 import { REFUSAL_REASONS } from "../../../src/reaper/identity.js";
 import { makeDecision, makePty, makeSessionFor, makeSnapshot } from "./snapshot-factory.js";
+import type { Pty } from "../../../src/domain/types.js";
 
 const RUNTIMES = ["docker", "containerd", "cri-o", "podman"] as const;
 
@@ -93,6 +94,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_exec_clients",
         "ptyreaper_reclaim_seconds",
         "ptyreaper_last_poll_success_timestamp_seconds",
+        "ptyreaper_master_only_ptys",
         "ptyreaper_poll_duration_seconds",
         "ptyreaper_poll_errors_total",
         "ptyreaper_pty_allocated",
@@ -488,5 +490,50 @@ describe("PtyreaperMetrics", () => {
       expect(Array.from(name ?? "")).toHaveLength(LABEL_VALUE_MAX);
       expect(name?.endsWith("🐳…")).toBe(true);
     });
+  });
+});
+
+describe("ptyreaper_master_only_ptys", () => {
+  const EXPECTED_ZERO = [
+    "holder=containerd-shim,runtime=containerd",
+    "holder=containerd-shim,runtime=docker",
+    "holder=conmon,runtime=cri-o",
+    "holder=conmon,runtime=podman",
+    "holder=crio,runtime=cri-o",
+    "holder=dockerd,runtime=docker",
+    "holder=host,runtime=none",
+    "holder=oci-runtime-exec,runtime=cri-o",
+  ].sort();
+
+  function masterOnlyPty(role: NonNullable<Pty["masterOnly"]>["role"], runtime: NonNullable<Pty["masterOnly"]>["runtime"]): Pty {
+    const pty = makePty("unattributed");
+    return { ...pty, slavePids: [], leaderPid: null, masterOnly: { role, runtime, containerId: null, holderPid: pty.masterPids[0] ?? 0, holderCommand: "x", sinceMs: 0 } };
+  }
+
+  it("starts at 0 for each runtime's usual holder", async () => {
+    const got = await series(metrics(), "ptyreaper_master_only_ptys");
+    expect([...got.keys()].sort()).toEqual(EXPECTED_ZERO);
+    expect([...got.values()].every((v) => v === 0)).toBe(true);
+  });
+
+  it("counts master-only ptys by runtime and holder; an unusual pair lives while counted", async () => {
+    const m = metrics();
+    const ptys = [
+      ...Array.from({ length: 3 }, () => masterOnlyPty("containerd-shim", "containerd")),
+      masterOnlyPty("conmon", "podman"),
+      masterOnlyPty("containerd-shim", "unknown"),
+      makePty("host"),
+    ];
+    m.observeSnapshot(makeSnapshot({ ptys }));
+    const got = await series(m, "ptyreaper_master_only_ptys");
+    expect(got.get("holder=containerd-shim,runtime=containerd")).toBe(3);
+    expect(got.get("holder=conmon,runtime=podman")).toBe(1);
+    expect(got.get("holder=containerd-shim,runtime=unknown")).toBe(1);
+    expect(got.get("holder=host,runtime=none")).toBe(0);
+
+    m.observeSnapshot(makeSnapshot({ ptys: [] }));
+    const after = await series(m, "ptyreaper_master_only_ptys");
+    expect([...after.keys()].sort()).toEqual(EXPECTED_ZERO);
+    expect([...after.values()].every((v) => v === 0)).toBe(true);
   });
 });
