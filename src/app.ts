@@ -230,6 +230,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const server = buildServer({
     exposition,
     sessions: () => sessionsJson(poller.lastSnapshot),
+    sessionsEnabled: () => config.http.sessions,
     liveness: () => poller.liveness(),
     readiness: () => poller.readiness(),
     logger: child("http"),

@@ -61,6 +61,7 @@ export const DEFAULT_SETTINGS = {
   log: { level: "info" },
   commandLine: "argv0",
   webConfigFile: null,
+  http: { sessions: true },
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
@@ -362,6 +363,9 @@ export const configSchema = section({
   }),
   commandLine: leaf(checkCommandLine).prefault(D.commandLine),
   webConfigFile: leaf(checkWebConfigFile).prefault(D.webConfigFile),
+  http: section({
+    sessions: leaf(checkBoolean).prefault(D.http.sessions),
+  }),
 });
 
 // The schema's output must be exactly the normalised Config of types.ts.

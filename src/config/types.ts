@@ -38,4 +38,6 @@ export interface Config {
   commandLine: CommandLineDisplay;
   /** exporter-toolkit web config file (TLS, basic auth), or null. */
   webConfigFile: string | null;
+  /** What the HTTP surface serves beyond metrics and health; `sessions: false` answers 404 on /sessions. */
+  http: { sessions: boolean };
 }

@@ -18,6 +18,8 @@ export interface HttpDeps {
    * daemon serializes once per snapshot, not once per request); null before the first cycle (503).
    */
   sessions(): unknown;
+  /** Whether /sessions is served at all (config http.sessions); false: 404, as for a path that does not exist. Default true. */
+  sessionsEnabled?: () => boolean;
   /** /healthz: is the poll loop making progress? */
   liveness(): Health;
   /** /readyz: has a complete cycle run with Docker reachable or disabled? */
@@ -61,7 +63,7 @@ export const HTTP_LIMITS = {
 export const ROUTES: readonly string[] = ["/", "/metrics", "/healthz", "/readyz", "/sessions"];
 const ALLOW = "GET, HEAD";
 
-const INDEX = [
+const INDEX_LINES = [
   "ptyreaper: finds leaked docker exec sessions holding pseudo-terminals and reaps them.",
   "",
   "GET /metrics   Prometheus metrics",
@@ -69,7 +71,9 @@ const INDEX = [
   "GET /readyz    readiness: 200 after a complete cycle with Docker reachable or disabled",
   "GET /sessions  the last snapshot's exec sessions as JSON, with state and reason",
   "",
-].join("\n");
+];
+const INDEX = INDEX_LINES.join("\n");
+const INDEX_WITHOUT_SESSIONS = INDEX_LINES.filter((line) => !line.startsWith("GET /sessions")).join("\n");
 
 function sendError(reply: FastifyReply, status: number, code: string, error: string): FastifyReply {
   return reply.code(status).type("application/json; charset=utf-8").send({ error, code });
@@ -249,7 +253,8 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   });
 
   // GET routes also answer HEAD (fastify's exposeHeadRoutes): same headers, no body.
-  app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(INDEX));
+  const sessionsEnabled = deps.sessionsEnabled ?? (() => true);
+  app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(sessionsEnabled() ? INDEX : INDEX_WITHOUT_SESSIONS));
 
   // Gzipped texts by exposition: deps.exposition() hands concurrent scrapes the same object, so they share one gzip.
   const gzipped = new WeakMap<object, Promise<Buffer>>();
@@ -269,6 +274,8 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   app.get("/readyz", async (_req, reply) => sendHealth(reply, deps.readiness(), "not_ready"));
 
   app.get("/sessions", async (_req, reply) => {
+    // Off: it names other tenants' containers and exec activity, which a shared node's pods must not read.
+    if (!sessionsEnabled()) return sendError(reply, 404, "PTYR_HTTP_NOT_FOUND", "not found");
     const sessions = deps.sessions();
     if (sessions === null || sessions === undefined) {
       return sendError(reply, 503, "PTYR_HTTP_NO_SNAPSHOT", "no poll cycle has completed yet");
@@ -278,7 +285,7 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
 
   app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split("?", 1)[0] ?? "";
-    if (ROUTES.includes(path)) {
+    if (ROUTES.includes(path) && (path !== "/sessions" || sessionsEnabled())) {
       reply.header("allow", ALLOW);
       return sendError(reply, 405, "PTYR_HTTP_METHOD_NOT_ALLOWED", `method ${req.method} not allowed; use GET or HEAD`);
     }
