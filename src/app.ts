@@ -236,6 +236,10 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     logger: child("http"),
     web: deps.web,
     webReload: deps.webReload,
+    events: {
+      authRefused: (reason) => metrics.authRefused(reason),
+      webConfigReloadFailed: (reason) => metrics.webConfigReloadFailed(reason),
+    },
   });
 
   return {

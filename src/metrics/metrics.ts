@@ -15,6 +15,7 @@ const DOCKER_UP = "ptyreaper_docker_up";
 /** Container runtimes ptyreaper can watch. */
 export type { RuntimeName } from "../runtimes/attribution.js";
 import { RUNTIME_NAMES, type RuntimeName } from "../runtimes/attribution.js";
+import { AUTH_REFUSALS, WEB_RELOAD_REFUSALS, type AuthRefusal, type WebReloadRefusal } from "../http/webconfig.js";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */
 export interface ConfigInfo {
@@ -98,6 +99,8 @@ export class PtyreaperMetrics {
   private readonly signalInfo: Gauge<"method" | "reason">;
   private readonly execClients: Gauge<"client" | "runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
+  private readonly authRefusalsTotal: Counter<"reason">;
+  private readonly webConfigReloadFailuresTotal: Counter<"reason">;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -238,6 +241,18 @@ export class PtyreaperMetrics {
       buckets: [...RECLAIM_BUCKETS],
       registers,
     });
+    this.authRefusalsTotal = new Counter({
+      name: "ptyreaper_http_auth_refusals_total",
+      help: "Requests basic auth refused, by reason: missing (no or malformed credentials), wrong (user or password; 401), limited (the address's failed checks are over its limit; 429), busy (bcrypt compares at their cap; 429), error (the check itself failed; 500).",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.webConfigReloadFailuresTotal = new Counter({
+      name: "ptyreaper_web_config_reload_failures_total",
+      help: "Changed web configs refused, the one in force staying: invalid (unreadable or does not validate), empty (no keys, or only comments), drops_tls, drops_auth (would take away TLS, client certificates or basic auth in force), needs_restart (turning TLS or client certificates on).",
+      labelNames: ["reason"],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: "ptyreaper_build_info",
       help: "Always 1; the version label says which ptyreaper build is running.",
@@ -273,6 +288,8 @@ export class PtyreaperMetrics {
       this.reclaimSeconds.zero({ runtime });
     }
     for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
+    for (const reason of AUTH_REFUSALS) this.authRefusalsTotal.inc({ reason }, 0);
+    for (const reason of WEB_RELOAD_REFUSALS) this.webConfigReloadFailuresTotal.inc({ reason }, 0);
 
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
@@ -394,6 +411,16 @@ export class PtyreaperMetrics {
   /** A reload was rejected: the previous config, and its info series, stay in force. */
   configReloadFailed(): void {
     this.reloadSuccessful.set(0);
+  }
+
+  /** A request refused by basic auth. */
+  authRefused(reason: AuthRefusal): void {
+    this.authRefusalsTotal.inc({ reason });
+  }
+
+  /** A changed web config was refused; the one in force stays. */
+  webConfigReloadFailed(reason: WebReloadRefusal): void {
+    this.webConfigReloadFailuresTotal.inc({ reason });
   }
 
   setScanReader(reader: string, reason: string): void {
