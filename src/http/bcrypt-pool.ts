@@ -25,9 +25,14 @@ export interface BcryptPoolOptions {
   maxInFlight?: number;
   /** The thread script; default this module, compiled (under vitest: the build's copy in dist/, as the scan worker). */
   workerUrl?: URL;
+  /**
+   * A thread with nothing to do for this long ends (default 60 s): a cached scraper needs none, so
+   * its ~10 MB are given back after the first check or a storm, and the next check starts one again.
+   */
+  idleMs?: number;
 }
 
-/** bcryptjs' heap needs are tiny; a thread costs ~6 MB RSS mostly for V8 itself. */
+/** bcryptjs' heap needs are tiny; the thread's RSS (~10 MB) is V8 itself. */
 const BCRYPT_THREAD_HEAP = { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 };
 
 interface CompareRequest {
@@ -45,8 +50,9 @@ class BcryptThread {
   readonly worker: Worker;
   readonly pending = new Map<number, { resolve: (same: boolean) => void; reject: (err: Error) => void }>();
   dead = false;
+  private idleTimer: NodeJS.Timeout | null = null;
 
-  constructor(url: URL) {
+  constructor(url: URL, private readonly idleMs: number) {
     const data: ThreadData = { ptyreaperBcryptWorker: true };
     this.worker = new Worker(url, { workerData: data, resourceLimits: BCRYPT_THREAD_HEAP, name: "bcrypt" });
     // Idle threads never keep the process alive; the server's close() ends them.
@@ -55,6 +61,7 @@ class BcryptThread {
       const waiter = this.pending.get(reply.id);
       if (!waiter) return;
       this.pending.delete(reply.id);
+      if (this.pending.size === 0) this.endWhenIdle();
       if ("error" in reply) waiter.reject(new PtyreaperError("PTYR_AUTH_WORKER", reply.error));
       else waiter.resolve(reply.same);
     });
@@ -65,6 +72,27 @@ class BcryptThread {
     };
     this.worker.on("error", fail);
     this.worker.on("exit", (code) => fail(new Error(`exited with code ${code}`)));
+  }
+
+  send(request: CompareRequest, waiter: { resolve: (same: boolean) => void; reject: (err: Error) => void }): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleTimer = null;
+    this.pending.set(request.id, waiter);
+    this.worker.postMessage(request);
+  }
+
+  private endWhenIdle(): void {
+    this.idleTimer = setTimeout(() => {
+      if (this.pending.size > 0) return;
+      this.dead = true; // the pool starts a new one for the next compare
+      void this.worker.terminate();
+    }, this.idleMs);
+    this.idleTimer.unref();
+  }
+
+  stop(): Promise<number> {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    return this.worker.terminate();
   }
 }
 
@@ -78,6 +106,7 @@ export class BcryptPool {
   private readonly threadCount: number;
   readonly maxInFlight: number;
   private readonly url: URL | null;
+  private readonly idleMs: number;
   private threads: BcryptThread[] = [];
   private nextId = 1;
   private inFlight = 0;
@@ -87,10 +116,12 @@ export class BcryptPool {
     this.threadCount = Math.max(1, Math.floor(options.threads ?? 1));
     this.maxInFlight = Math.max(1, Math.floor(options.maxInFlight ?? 4));
     this.url = options.workerUrl ?? null;
+    this.idleMs = options.idleMs ?? 60_000;
   }
 
-  get busy(): boolean {
-    return this.inFlight >= this.maxInFlight;
+  /** Threads running now, for tests. */
+  get threadsRunning(): number {
+    return this.threads.filter((t) => !t.dead).length;
   }
 
   compare(password: string, hash: string): Promise<boolean> {
@@ -100,9 +131,7 @@ export class BcryptPool {
     const id = this.nextId++;
     this.inFlight++;
     return new Promise<boolean>((resolve, reject) => {
-      thread.pending.set(id, { resolve, reject });
-      const request: CompareRequest = { id, password, hash };
-      thread.worker.postMessage(request);
+      thread.send({ id, password, hash }, { resolve, reject });
     }).finally(() => {
       this.inFlight--;
     });
@@ -113,13 +142,13 @@ export class BcryptPool {
     this.closed = true;
     const threads = this.threads;
     this.threads = [];
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    await Promise.all(threads.map((t) => t.stop()));
   }
 
   private leastBusy(): BcryptThread {
     this.threads = this.threads.filter((t) => !t.dead);
     if (this.threads.length < this.threadCount) {
-      const made = new BcryptThread(this.url ?? defaultWorkerUrl());
+      const made = new BcryptThread(this.url ?? defaultWorkerUrl(), this.idleMs);
       this.threads.push(made);
       return made;
     }

@@ -44,6 +44,22 @@ describe("BcryptPool", () => {
   });
 });
 
+describe("BcryptPool idle threads", () => {
+  it("ends a thread idle for idleMs (its memory goes back) and starts one again for the next compare", async () => {
+    const idle = new BcryptPool({ idleMs: 50 });
+    pool = idle;
+    const hash = bcrypt.hashSync("s3cret", 4);
+    expect(idle.threadsRunning).toBe(0); // none before the first compare
+    expect(await idle.compare("s3cret", hash)).toBe(true);
+    expect(idle.threadsRunning).toBe(1);
+    const deadline = Date.now() + 5_000;
+    while (idle.threadsRunning > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(idle.threadsRunning).toBe(0);
+    expect(await idle.compare("nope", hash)).toBe(false);
+    expect(idle.threadsRunning).toBe(1);
+  });
+});
+
 describe("unknown user vs known user with a wrong password (real bcrypt on the pool's thread)", () => {
   /** Median ms of one verify, each with a fresh password so nothing is cached. */
   const median = (values: number[]): number => {
