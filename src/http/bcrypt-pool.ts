@@ -127,7 +127,12 @@ export class BcryptPool {
   compare(password: string, hash: string): Promise<boolean> {
     if (this.closed) return Promise.reject(new PtyreaperError("PTYR_AUTH_WORKER", "bcrypt pool closed"));
     if (this.inFlight >= this.maxInFlight) return Promise.reject(new BcryptBusyError(this.inFlight));
-    const thread = this.leastBusy();
+    let thread: BcryptThread;
+    try {
+      thread = this.leastBusy();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err))); // no thread script: the caller answers 500
+    }
     const id = this.nextId++;
     this.inFlight++;
     return new Promise<boolean>((resolve, reject) => {

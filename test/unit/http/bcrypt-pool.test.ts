@@ -96,3 +96,18 @@ describe("unknown user vs known user with a wrong password (real bcrypt on the p
     expect(m.cheap / m.unknown).toBeLessThan(0.75);
   }, 60_000);
 });
+
+describe("BcryptPool without a thread script", () => {
+  it("fails the compare (a promise, never a throw) and frees its slot", async () => {
+    const broken = new BcryptPool({ maxInFlight: 1, workerUrl: new URL("file:///nonexistent/ptyreaper-bcrypt.js") });
+    pool = broken;
+    for (let i = 0; i < 3; i++) {
+      const outcome = await broken.compare("x", "y").then(
+        () => "resolved",
+        (err: unknown) => err,
+      );
+      expect(outcome).toBeInstanceOf(Error);
+      expect(outcome).not.toBeInstanceOf(BcryptBusyError);
+    }
+  });
+});
