@@ -242,7 +242,7 @@ export function reloadRefusal(inForce: WebConfig, next: WebConfig): { reason: We
 export class WebConfigReloader {
   /** How often the files are checked: a few stat calls. */
   readonly intervalMs: number;
-  readonly path: string;
+  private readonly path: string;
   private readonly load: (path: string) => WebConfig;
   private readonly signature: FileSignature;
   private inForce: WebConfig;
