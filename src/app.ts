@@ -246,11 +246,16 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const server = buildServer({
     exposition,
     sessions: () => sessionsJson(poller.lastSnapshot),
+    sessionsEnabled: () => config.http.sessions,
     liveness: () => poller.liveness(),
     readiness: () => poller.readiness(),
     logger: child("http"),
     web: deps.web,
     webReload: deps.webReload,
+    events: {
+      authRefused: (reason) => metrics.authRefused(reason),
+      webConfigReloadFailed: (reason) => metrics.webConfigReloadFailed(reason),
+    },
   });
 
   return {

@@ -10,7 +10,9 @@ export type ErrorCode =
   | "PTYR_INSTALL"
   | "PTYR_SCAN_WORKER"
   | "PTYR_LISTEN"
-  | "PTYR_RUNTIME_UNAVAILABLE";
+  | "PTYR_RUNTIME_UNAVAILABLE"
+  | "PTYR_AUTH_BUSY"
+  | "PTYR_AUTH_WORKER";
 
 export class PtyreaperError extends Error {
   readonly code: ErrorCode;

@@ -62,6 +62,7 @@ export const DEFAULT_SETTINGS = {
   commandLine: "argv0",
   webConfigFile: null,
   masterOnlyGrace: "5m",
+  http: { sessions: true },
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
@@ -366,6 +367,9 @@ export const configSchema = section({
   commandLine: leaf(checkCommandLine).prefault(D.commandLine),
   webConfigFile: leaf(checkWebConfigFile).prefault(D.webConfigFile),
   masterOnlyGrace: leaf(checkMasterOnlyGrace).prefault(D.masterOnlyGrace),
+  http: section({
+    sessions: leaf(checkBoolean).prefault(D.http.sessions),
+  }),
 });
 
 // The schema's output must be exactly the normalised Config of types.ts.

@@ -40,4 +40,6 @@ export interface Config {
   webConfigFile: string | null;
   /** How long a pty must be held only by masters before it is named master-only (ms). */
   masterOnlyGrace: number;
+  /** What the HTTP surface serves beyond metrics and health; `sessions: false` answers 404 on /sessions. */
+  http: { sessions: boolean };
 }

@@ -7,7 +7,10 @@ import { gzip } from "node:zlib";
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from "fastify";
 import type { Logger } from "pino";
 import type { Health } from "../poller/poller.js";
-import { BasicAuth, secureContextOptions, type WebConfig } from "./webconfig.js";
+import { BasicAuth, WebConfigRefusedError, secureContextOptions, type AuthRefusal, type WebConfig, type WebReloadRefusal } from "./webconfig.js";
+import { FailureLimiter, DEFAULT_FAILURE_LIMITS, type FailureLimits } from "./auth-limits.js";
+import { BcryptPool, type BcryptPoolOptions } from "./bcrypt-pool.js";
+import { oneLine } from "../config/schema.js";
 import { ConfigError, errorMessage } from "../errors.js";
 
 export interface HttpDeps {
@@ -18,6 +21,8 @@ export interface HttpDeps {
    * daemon serializes once per snapshot, not once per request); null before the first cycle (503).
    */
   sessions(): unknown;
+  /** Whether /sessions is served at all (config http.sessions); false: 404, as for a path that does not exist. Default true. */
+  sessionsEnabled?: () => boolean;
   /** /healthz: is the poll loop making progress? */
   liveness(): Health;
   /** /readyz: has a complete cycle run with Docker reachable or disabled? */
@@ -27,6 +32,19 @@ export interface HttpDeps {
   web?: WebConfig;
   /** Polled every `intervalMs` while listening: a changed web config (new certificate, new users). */
   webReload?: { poll(): WebConfig | null; intervalMs: number };
+  /** What the surface refused, for the daemon's metrics. */
+  events?: HttpEvents;
+  /** Where bcrypt runs and how many compares may be in flight; default one thread, 4 (see BcryptPool). */
+  bcrypt?: BcryptPoolOptions;
+  /** Per-address limit on failing password checks; default DEFAULT_FAILURE_LIMITS. */
+  authLimits?: FailureLimits;
+}
+
+export interface HttpEvents {
+  /** A request refused by basic auth, and why. */
+  authRefused(reason: AuthRefusal): void;
+  /** A changed web config was refused; the one in force stays. */
+  webConfigReloadFailed(reason: WebReloadRefusal): void;
 }
 
 /** Stable codes of the JSON error bodies `{ error, code }`; fastify's own FST_ERR_* codes pass through. */
@@ -35,6 +53,7 @@ export type HttpErrorCode =
   | "PTYR_HTTP_METHOD_NOT_ALLOWED"
   | "PTYR_HTTP_NO_SNAPSHOT"
   | "PTYR_HTTP_UNAUTHORIZED"
+  | "PTYR_HTTP_TOO_MANY_REQUESTS"
   | "PTYR_HTTP_BAD_REQUEST"
   | "PTYR_HTTP_HEADERS_TOO_LARGE"
   | "PTYR_HTTP_TIMEOUT"
@@ -61,7 +80,7 @@ export const HTTP_LIMITS = {
 export const ROUTES: readonly string[] = ["/", "/metrics", "/healthz", "/readyz", "/sessions"];
 const ALLOW = "GET, HEAD";
 
-const INDEX = [
+const INDEX_LINES = [
   "ptyreaper: finds leaked docker exec sessions holding pseudo-terminals and reaps them.",
   "",
   "GET /metrics   Prometheus metrics",
@@ -69,7 +88,9 @@ const INDEX = [
   "GET /readyz    readiness: 200 after a complete cycle with Docker reachable or disabled",
   "GET /sessions  the last snapshot's exec sessions as JSON, with state and reason",
   "",
-].join("\n");
+];
+const INDEX = INDEX_LINES.join("\n");
+const INDEX_WITHOUT_SESSIONS = INDEX_LINES.filter((line) => !line.startsWith("GET /sessions")).join("\n");
 
 function sendError(reply: FastifyReply, status: number, code: string, error: string): FastifyReply {
   return reply.code(status).type("application/json; charset=utf-8").send({ error, code });
@@ -194,12 +215,31 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   limitConnections(app.server, HTTP_LIMITS.maxConnections, logger);
 
   // exporter-toolkit asks for credentials on every path; so do we (probes send them too, see README).
-  let auth = new BasicAuth(deps.web?.basicAuthUsers ?? new Map());
+  // One pool and one limiter for the server's life: a reload neither restarts threads nor forgives guessers.
+  const pool = new BcryptPool(deps.bcrypt);
+  const limiter = new FailureLimiter(deps.authLimits ?? DEFAULT_FAILURE_LIMITS);
+  const makeAuth = (users: ReadonlyMap<string, string>): BasicAuth => new BasicAuth(users, (password, hash) => pool.compare(password, hash), { limiter });
+  let auth = makeAuth(deps.web?.basicAuthUsers ?? new Map());
+  app.addHook("onClose", async () => pool.close());
   if (deps.web) {
     app.addHook("onRequest", async (req, reply) => {
-      if (!auth.enabled || (await auth.check(req.headers.authorization))) return;
-      reply.header("www-authenticate", 'Basic realm="ptyreaper", charset="UTF-8"');
-      return sendError(reply, 401, "PTYR_HTTP_UNAUTHORIZED", "unauthorized");
+      if (!auth.enabled) return;
+      const verdict = await auth.verify(req.headers.authorization, req.ip);
+      if (verdict.ok) return;
+      deps.events?.authRefused(verdict.reason);
+      switch (verdict.reason) {
+        case "limited":
+        case "busy":
+          // Not checked, so neither right nor wrong: the client may try again after Retry-After.
+          reply.header("retry-after", String(verdict.retryAfterSec));
+          return sendError(reply, 429, "PTYR_HTTP_TOO_MANY_REQUESTS", "too many password checks; retry later");
+        case "error":
+          req.log.error({ err: verdict.error }, "password check failed");
+          return sendError(reply, 500, "PTYR_HTTP_INTERNAL", "internal error");
+        default:
+          reply.header("www-authenticate", 'Basic realm="ptyreaper", charset="UTF-8"');
+          return sendError(reply, 401, "PTYR_HTTP_UNAUTHORIZED", "unauthorized");
+      }
     });
   }
 
@@ -210,18 +250,17 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
       try {
         next = reload.poll();
       } catch (err) {
+        const reason: WebReloadRefusal = err instanceof WebConfigRefusedError ? err.reason : "invalid";
         const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
-        logger.error({ problems }, "web config changed but cannot be used; the running one stays in force");
+        const file = err instanceof ConfigError ? err.source : "";
+        deps.events?.webConfigReloadFailed(reason);
+        logger.error({ file, reason, problems }, `web config changed but cannot be used; the running one stays in force: ${oneLine(`${file}: ${problems.join("; ")}`)}`);
         return;
       }
       if (next === null) return;
-      // Node takes a new certificate, key and CA for new connections; the kind of client check is fixed at start.
-      if ((next.tls === null) !== (tls === null) || next.tls?.requestCert !== tls?.requestCert) {
-        logger.warn("web config: turning TLS or client certificates on or off needs a restart");
-      } else if (next.tls) {
-        (app.server as unknown as TlsServer).setSecureContext(secureContextOptions(next.tls));
-      }
-      auth = new BasicAuth(next.basicAuthUsers);
+      // Node takes a new certificate, key and CA for new connections; turning TLS on or off was refused above.
+      if (next.tls && tls) (app.server as unknown as TlsServer).setSecureContext(secureContextOptions(next.tls));
+      auth = makeAuth(next.basicAuthUsers);
       logger.info({ tls: next.tls !== null, users: next.basicAuthUsers.size }, "web config reloaded");
     };
     let timer: NodeJS.Timeout | null = null;
@@ -249,7 +288,8 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   });
 
   // GET routes also answer HEAD (fastify's exposeHeadRoutes): same headers, no body.
-  app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(INDEX));
+  const sessionsEnabled = deps.sessionsEnabled ?? (() => true);
+  app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(sessionsEnabled() ? INDEX : INDEX_WITHOUT_SESSIONS));
 
   // Gzipped texts by exposition: deps.exposition() hands concurrent scrapes the same object, so they share one gzip.
   const gzipped = new WeakMap<object, Promise<Buffer>>();
@@ -269,6 +309,8 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   app.get("/readyz", async (_req, reply) => sendHealth(reply, deps.readiness(), "not_ready"));
 
   app.get("/sessions", async (_req, reply) => {
+    // Off: it names other tenants' containers and exec activity, which a shared node's pods must not read.
+    if (!sessionsEnabled()) return sendError(reply, 404, "PTYR_HTTP_NOT_FOUND", "not found");
     const sessions = deps.sessions();
     if (sessions === null || sessions === undefined) {
       return sendError(reply, 503, "PTYR_HTTP_NO_SNAPSHOT", "no poll cycle has completed yet");
@@ -278,7 +320,7 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
 
   app.setNotFoundHandler(async (req, reply) => {
     const path = req.url.split("?", 1)[0] ?? "";
-    if (ROUTES.includes(path)) {
+    if (ROUTES.includes(path) && (path !== "/sessions" || sessionsEnabled())) {
       reply.header("allow", ALLOW);
       return sendError(reply, 405, "PTYR_HTTP_METHOD_NOT_ALLOWED", `method ${req.method} not allowed; use GET or HEAD`);
     }

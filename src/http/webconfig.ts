@@ -3,12 +3,13 @@ import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import { createSecureContext, type SecureVersion } from "node:tls";
 import { dirname, resolve } from "node:path";
-import bcrypt from "bcryptjs";
-import { parseDocument } from "yaml";
+import { isScalar, parseDocument } from "yaml";
 import { z } from "zod";
 import { formatKeyPath } from "../config/load.js";
 import { describeValue, oneLine } from "../config/schema.js";
 import { ConfigError, errorMessage } from "../errors.js";
+import type { FailureLimiter } from "./auth-limits.js";
+import { BcryptBusyError } from "./bcrypt-pool.js";
 
 /** What the server needs: TLS material (already read) and the users with their bcrypt hashes. */
 export interface WebConfig {
@@ -157,13 +158,28 @@ export function parseWebConfig(text: string, source: string, readFile: ReadFile 
   return { tls: webTls, basicAuthUsers: new Map(Object.entries(users ?? {})), files };
 }
 
-/** Reads and validates the web config file at `path`. */
-export function loadWebConfig(path: string, readFile: ReadFile = readFileSync): WebConfig {
+/** No document, or one of only `---` and comments: null in YAML, `{}` to the schema. */
+function isEmptyDocument(text: string): boolean {
+  const doc = parseDocument(text, { logLevel: "silent" });
+  return doc.errors.length === 0 && (doc.contents === null || (isScalar(doc.contents) && doc.contents.value === null));
+}
+
+/** A web config with no keys at all: an empty file, or comments only (what a file being rewritten looks like). */
+export class EmptyWebConfigError extends ConfigError {}
+
+/**
+ * Reads and validates the web config file at `path`. `allowEmpty: false` refuses a document with no
+ * keys (EmptyWebConfigError); at start an empty file means plain HTTP without auth, as in exporter-toolkit.
+ */
+export function loadWebConfig(path: string, readFile: ReadFile = readFileSync, options: { allowEmpty?: boolean } = {}): WebConfig {
   let text: string;
   try {
     text = readFile(path).toString("utf8");
   } catch (err) {
     throw new ConfigError(path, [`cannot read the web config: ${oneLine(errorMessage(err))}`], { cause: err });
+  }
+  if (options.allowEmpty === false && isEmptyDocument(text)) {
+    throw new EmptyWebConfigError(path, ["the file is empty or holds only comments"]);
   }
   const web = parseWebConfig(text, path, readFile);
   return { ...web, files: [path, ...web.files] };
@@ -181,10 +197,47 @@ export const statSignature: FileSignature = (path) => {
   }
 };
 
+/** Why a changed web config was not applied; the values of ptyreaper_web_config_reload_failures_total's reason. */
+export const WEB_RELOAD_REFUSALS = ["invalid", "empty", "drops_tls", "drops_auth", "needs_restart"] as const;
+export type WebReloadRefusal = (typeof WEB_RELOAD_REFUSALS)[number];
+
+/** A changed web config that is not applied, and why: the one in force stays. */
+export class WebConfigRefusedError extends ConfigError {
+  constructor(
+    source: string,
+    readonly reason: WebReloadRefusal,
+    problems: string[],
+    options?: { cause?: unknown },
+  ) {
+    super(source, problems, options);
+  }
+}
+
+/**
+ * Why `next` may not replace `inForce`, or null. Fails closed: a reload never takes away TLS, client
+ * certificates or passwords that are in force (a file caught half-written must not open the door), and
+ * what a running listener cannot change (turning TLS or client certificates on) waits for a restart.
+ */
+export function reloadRefusal(inForce: WebConfig, next: WebConfig): { reason: WebReloadRefusal; problem: string } | null {
+  if (inForce.tls && !next.tls) return { reason: "drops_tls", problem: "tls_server_config: gone, but TLS is in force; turning it off needs a restart" };
+  if (inForce.tls?.requestCert && !next.tls?.requestCert) {
+    return { reason: "drops_tls", problem: "tls_server_config.client_auth_type: client certificates are required now; turning that off needs a restart" };
+  }
+  if (inForce.basicAuthUsers.size > 0 && next.basicAuthUsers.size === 0) {
+    return { reason: "drops_auth", problem: "basic_auth_users: gone, but basic auth is in force; turning it off needs a restart" };
+  }
+  if (!inForce.tls && next.tls) return { reason: "needs_restart", problem: "tls_server_config: turning TLS on needs a restart" };
+  if (inForce.tls && next.tls && !inForce.tls.requestCert && next.tls.requestCert) {
+    return { reason: "needs_restart", problem: "tls_server_config.client_auth_type: requiring client certificates needs a restart" };
+  }
+  return null;
+}
+
 /**
  * Notices when the web config or a certificate, key or CA it names changes, and reads it again, so a
  * renewed certificate (certbot, cert-manager) or a new password is served without a restart, as
- * exporter-toolkit does.
+ * exporter-toolkit does. A change that is empty, does not parse, or would drop TLS or basic auth in
+ * force is refused (see reloadRefusal): the config in force, and the files it names, stay.
  */
 export class WebConfigReloader {
   /** How often the files are checked: a few stat calls. */
@@ -192,7 +245,7 @@ export class WebConfigReloader {
   private readonly path: string;
   private readonly load: (path: string) => WebConfig;
   private readonly signature: FileSignature;
-  private files: readonly string[];
+  private inForce: WebConfig;
   private seen: string;
 
   constructor(
@@ -202,28 +255,38 @@ export class WebConfigReloader {
   ) {
     this.intervalMs = deps.intervalMs ?? 10_000;
     this.path = path;
-    this.load = deps.load ?? ((p) => loadWebConfig(p));
+    this.load = deps.load ?? ((p) => loadWebConfig(p, readFileSync, { allowEmpty: false }));
     this.signature = deps.signature ?? statSignature;
-    this.files = current.files;
+    this.inForce = current;
     this.seen = this.signatures();
   }
 
   /**
-   * The new config when a file changed since the last poll and it reads cleanly; null when nothing
-   * changed. Throws the ConfigError when it changed and is bad: once per change, the caller keeps the old.
+   * The new config when a file changed since the last poll and it may replace the one in force; null
+   * when nothing changed. Throws WebConfigRefusedError when it changed and is refused: once per
+   * change, the caller keeps the old.
    */
   poll(): WebConfig | null {
     const now = this.signatures();
     if (now === this.seen) return null;
     this.seen = now;
-    const next = this.load(this.path);
-    this.files = next.files;
+    let next: WebConfig;
+    try {
+      next = this.load(this.path);
+    } catch (err) {
+      const reason = err instanceof EmptyWebConfigError ? "empty" : "invalid";
+      const problems = err instanceof ConfigError ? err.problems : [oneLine(errorMessage(err))];
+      throw new WebConfigRefusedError(err instanceof ConfigError ? err.source : this.path, reason, problems, { cause: err });
+    }
+    const refusal = reloadRefusal(this.inForce, next);
+    if (refusal) throw new WebConfigRefusedError(this.path, refusal.reason, [refusal.problem]);
+    this.inForce = next;
     this.seen = this.signatures();
     return next;
   }
 
   private signatures(): string {
-    return this.files.map((f) => this.signature(f)).join("\n");
+    return this.inForce.files.map((f) => this.signature(f)).join("\n");
   }
 }
 
@@ -252,56 +315,139 @@ export function secureContextOptions(tls: WebTls): {
 
 export type BcryptCompare = (password: string, hash: string) => Promise<boolean>;
 
-/** How many (user, password) outcomes are remembered; a scraper or two need one entry each. */
+/** How many outcomes of each kind are remembered; a scraper or two need one success each. */
 const AUTH_CACHE_ENTRIES = 100;
-/** Compared against when the user is unknown, so an unknown user costs the same bcrypt as a wrong password. */
-const UNKNOWN_USER_HASH = "$2b$10$rfQ2lKVHTkIuao/6GnB8NOvPJp1Dg/bpAuqMacNuESWg0.ECi8z6q";
+/** The unknown user's cost when no user is configured (auth is then off anyway). */
+const DEFAULT_BCRYPT_COST = 10;
+const BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Why a request was not let in: no or malformed credentials, a wrong pair, or a check not run now. */
+export const AUTH_REFUSALS = ["missing", "wrong", "limited", "busy", "error"] as const;
+export type AuthRefusal = (typeof AUTH_REFUSALS)[number];
+export type AuthVerdict =
+  | { ok: true }
+  | { ok: false; reason: "missing" | "wrong" }
+  | { ok: false; reason: "limited" | "busy"; retryAfterSec: number }
+  | { ok: false; reason: "error"; error: unknown };
+
+/** The cost of a bcrypt hash ("$2b$12$…" → 12). */
+export function bcryptCost(hash: string): number {
+  return Number(/^\$2[aby]\$(\d\d)\$/.exec(hash)?.[1] ?? DEFAULT_BCRYPT_COST);
+}
+
+/**
+ * A well-formed bcrypt hash that no password matches, at `cost`: checking an unknown user against it
+ * takes as long as checking a user of that cost. Random salt and digest: nothing to precompute.
+ */
+export function unknownUserHash(cost: number): string {
+  const chars = Array.from(randomBytes(53), (b) => BCRYPT_ALPHABET[b & 63]).join("");
+  return `$2b$${String(cost).padStart(2, "0")}$${chars}`;
+}
+
+export interface BasicAuthOptions {
+  /** Per-address limit on bcrypt checks that fail; none: unlimited (tests of the cache). */
+  limiter?: FailureLimiter;
+  /** Monotonic ms for the limiter. */
+  now?: () => number;
+}
 
 /**
  * Checks `Authorization: Basic` credentials against the bcrypt hashes. bcrypt costs tens of ms of CPU
- * by design; a scraper sends the same credentials every few seconds and a scrape storm sends them
- * thousands of times, so each outcome is remembered (keyed by a salted SHA-256, never the password)
- * and concurrent checks of the same credentials share one bcrypt run. Wrong ones are remembered too:
- * repeating a wrong password costs nothing more.
+ * by design, so it runs where `compare` puts it (the server's BcryptPool: worker threads with a cap),
+ * and each outcome is remembered, keyed by a salted SHA-256, never the password: a scraper sends the
+ * same credentials every few seconds and is checked once. Successes and failures are remembered
+ * apart, so a stream of wrong guesses cannot push a scraper's success out; concurrent checks of the
+ * same credentials share one run. A check that would run bcrypt first takes a token from the client
+ * address's bucket (`limiter`); a cached answer costs nothing and is not limited, so a scraper that
+ * shares an address with a guesser keeps its access.
+ *
+ * An unknown user is checked against a hash of the highest cost among the configured ones, made here
+ * (at config load): as slow as a wrong password of the most expensive user.
  */
 export class BasicAuth {
   private readonly users: ReadonlyMap<string, string>;
   private readonly compare: BcryptCompare;
+  private readonly limiter: FailureLimiter | null;
+  private readonly now: () => number;
+  private readonly unknownUserHash: string;
   private readonly salt = randomBytes(16);
-  private readonly outcomes = new Map<string, Promise<boolean>>();
+  private readonly successes = new Map<string, true>();
+  private readonly failures = new Map<string, true>();
+  private readonly running = new Map<string, Promise<AuthVerdict>>();
   /** bcrypt runs so far, for tests. */
   bcryptRuns = 0;
 
-  constructor(users: ReadonlyMap<string, string>, compare: BcryptCompare = (password, hash) => bcrypt.compare(password, hash)) {
+  constructor(users: ReadonlyMap<string, string>, compare: BcryptCompare, options: BasicAuthOptions = {}) {
     this.users = users;
     this.compare = compare;
+    this.limiter = options.limiter ?? null;
+    this.now = options.now ?? (() => performance.now());
+    const cost = Math.max(0, ...[...users.values()].map(bcryptCost));
+    this.unknownUserHash = unknownUserHash(users.size === 0 ? DEFAULT_BCRYPT_COST : cost);
   }
 
   get enabled(): boolean {
     return this.users.size > 0;
   }
 
+  /** The hash an unknown user is checked against. */
+  get dummyHash(): string {
+    return this.unknownUserHash;
+  }
+
   /** True when the header carries a known user with the right password. */
-  check(authorization: string | undefined): Promise<boolean> {
+  async check(authorization: string | undefined, address = ""): Promise<boolean> {
+    return (await this.verify(authorization, address)).ok;
+  }
+
+  /** The verdict on one request's credentials from `address`; synchronous up to the bcrypt run. */
+  verify(authorization: string | undefined, address: string): Promise<AuthVerdict> {
     const credentials = parseBasicAuthorization(authorization);
-    if (credentials === null) return Promise.resolve(false);
+    if (credentials === null) return Promise.resolve({ ok: false, reason: "missing" });
     const { user, password } = credentials;
     const key = createHash("sha256").update(this.salt).update(user).update("\0").update(password).digest("base64");
-    const known = this.outcomes.get(key);
-    if (known) return known;
+    if (this.successes.has(key)) {
+      // Most recently used last: the entry pushed out is one no scraper sends any more.
+      this.successes.delete(key);
+      this.successes.set(key, true);
+      return Promise.resolve({ ok: true });
+    }
+    if (this.failures.has(key)) return Promise.resolve({ ok: false, reason: "wrong" });
+    const running = this.running.get(key);
+    if (running) return running;
+    const admission = this.limiter?.take(address, this.now()) ?? { ok: true };
+    if (!admission.ok) return Promise.resolve({ ok: false, reason: "limited", retryAfterSec: Math.max(1, Math.ceil(admission.retryAfterMs / 1000)) });
     const hash = this.users.get(user);
     this.bcryptRuns += 1;
-    const outcome = this.compare(password, hash ?? UNKNOWN_USER_HASH).then(
-      (same) => same && hash !== undefined,
-      () => false,
+    const verdict = this.compare(password, hash ?? this.unknownUserHash).then(
+      (same): AuthVerdict => {
+        if (same && hash !== undefined) {
+          this.limiter?.giveBack(address, this.now());
+          remember(this.successes, key);
+          return { ok: true };
+        }
+        remember(this.failures, key);
+        return { ok: false, reason: "wrong" };
+      },
+      (err: unknown): AuthVerdict => {
+        // Not a failure of the client's: not remembered, and its token is returned.
+        this.limiter?.giveBack(address, this.now());
+        if (err instanceof BcryptBusyError) return { ok: false, reason: "busy", retryAfterSec: 1 };
+        return { ok: false, reason: "error", error: err };
+      },
     );
-    this.outcomes.set(key, outcome);
-    // Oldest first out: Map keeps insertion order.
-    if (this.outcomes.size > AUTH_CACHE_ENTRIES) {
-      const oldest = this.outcomes.keys().next().value;
-      if (oldest !== undefined) this.outcomes.delete(oldest);
-    }
-    return outcome;
+    this.running.set(key, verdict);
+    void verdict.finally(() => this.running.delete(key));
+    return verdict;
+  }
+}
+
+/** Adds `key` to a bounded cache; the oldest entry (first in Map order) goes. */
+function remember(cache: Map<string, true>, key: string): void {
+  cache.set(key, true);
+  if (cache.size > AUTH_CACHE_ENTRIES) {
+    const oldest = cache.keys().next().value;
+    if (oldest !== undefined) cache.delete(oldest);
   }
 }
 

@@ -16,6 +16,7 @@ const DOCKER_UP = "ptyreaper_docker_up";
 /** Container runtimes ptyreaper can watch. */
 export type { RuntimeName } from "../runtimes/attribution.js";
 import { RUNTIME_NAMES, type RuntimeName } from "../runtimes/attribution.js";
+import { AUTH_REFUSALS, WEB_RELOAD_REFUSALS, type AuthRefusal, type WebReloadRefusal } from "../http/webconfig.js";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */
 export interface ConfigInfo {
@@ -101,6 +102,8 @@ export class PtyreaperMetrics {
   private readonly clientEvidenceAvailable: Gauge<"runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
   private readonly masterOnlyPtys: Gauge<"runtime" | "holder">;
+  private readonly authRefusalsTotal: Counter<"reason">;
+  private readonly webConfigReloadFailuresTotal: Counter<"reason">;
 
   constructor(options: PtyreaperMetricsOptions) {
     this.registry = options.registry ?? new Registry();
@@ -253,6 +256,18 @@ export class PtyreaperMetrics {
       labelNames: ["runtime", "holder"],
       registers,
     });
+    this.authRefusalsTotal = new Counter({
+      name: "ptyreaper_http_auth_refusals_total",
+      help: "Requests basic auth refused, by reason: missing (no or malformed credentials), wrong (user or password; 401), limited (the address's failed checks are over its limit; 429), busy (bcrypt compares at their cap; 429), error (the check itself failed; 500).",
+      labelNames: ["reason"],
+      registers,
+    });
+    this.webConfigReloadFailuresTotal = new Counter({
+      name: "ptyreaper_web_config_reload_failures_total",
+      help: "Changed web configs refused, the one in force staying: invalid (unreadable or does not validate), empty (no keys, or only comments), drops_tls, drops_auth (would take away TLS, client certificates or basic auth in force), needs_restart (turning TLS or client certificates on).",
+      labelNames: ["reason"],
+      registers,
+    });
     const buildInfo = new Gauge({
       name: "ptyreaper_build_info",
       help: "Always 1; the version label says which ptyreaper build is running.",
@@ -289,6 +304,8 @@ export class PtyreaperMetrics {
     }
     for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
     for (const { runtime, holder } of EXPECTED_MASTER_HOLDERS) this.masterOnlyPtys.set({ runtime, holder }, 0);
+    for (const reason of AUTH_REFUSALS) this.authRefusalsTotal.inc({ reason }, 0);
+    for (const reason of WEB_RELOAD_REFUSALS) this.webConfigReloadFailuresTotal.inc({ reason }, 0);
 
     if (options.defaultMetrics ?? true) {
       collectDefaultMetrics({ register: this.registry });
@@ -419,6 +436,16 @@ export class PtyreaperMetrics {
   /** A reload was rejected: the previous config, and its info series, stay in force. */
   configReloadFailed(): void {
     this.reloadSuccessful.set(0);
+  }
+
+  /** A request refused by basic auth. */
+  authRefused(reason: AuthRefusal): void {
+    this.authRefusalsTotal.inc({ reason });
+  }
+
+  /** A changed web config was refused; the one in force stays. */
+  webConfigReloadFailed(reason: WebReloadRefusal): void {
+    this.webConfigReloadFailuresTotal.inc({ reason });
   }
 
   setScanReader(reader: string, reason: string): void {

@@ -36,6 +36,7 @@ const DEFAULTS: Config = {
   commandLine: "argv0",
   webConfigFile: null,
   masterOnlyGrace: 300_000,
+  http: { sessions: true },
 };
 
 /** The problems of a rejected config, or a failure if it was accepted or failed otherwise. */
@@ -451,5 +452,21 @@ describe("commandLine", () => {
 
   it("anything else is one readable problem line", () => {
     expect(() => parseConfig("commandLine: partial\n", "c.yaml", {})).toThrow(/^c\.yaml: commandLine: expected one of "full", "argv0", "off", got "partial"$/);
+  });
+});
+
+describe("http.sessions", () => {
+  it.each([
+    ["", true],
+    ["http:\n", true],
+    ["http:\n  sessions: false\n", false],
+    ["http: {sessions: true}\n", true],
+  ])("%j gives %s", (text, want) => {
+    expect(parseConfig(text, "c.yaml", {}).http.sessions).toBe(want);
+  });
+
+  it("anything but a boolean, or an unknown key beside it, is one readable problem line", () => {
+    expect(problemsOf("http:\n  sessions: off\n")).toEqual([expect.stringMatching(/^http\.sessions: expected true or false/)]);
+    expect(problemsOf("http:\n  session: false\n")).toEqual(["http.session: unknown key (did you mean sessions?)"]);
   });
 });

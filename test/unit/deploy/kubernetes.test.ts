@@ -201,14 +201,16 @@ describe("deploy/kubernetes manifests", () => {
     expect(container.resources?.limits).toEqual({ cpu: "500m", memory: "192Mi" });
   });
 
-  it("the ConfigMap's config is the image's default with the Kubernetes nodes' runtimes in place of Docker", () => {
+  it("the ConfigMap's config is the image's default with the Kubernetes nodes' runtimes in place of Docker, and /sessions off", () => {
     const withoutRuntimes = (text: string): unknown => {
-      const { docker: _docker, runtimes: _runtimes, ...rest } = parseYaml(text) as Record<string, unknown>;
+      const { docker: _docker, runtimes: _runtimes, http: _http, ...rest } = parseYaml(text) as Record<string, unknown>;
       return rest;
     };
     const configMap = (byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "";
     expect(withoutRuntimes(configMap)).toEqual(withoutRuntimes(repoFile("deploy/container/config.yaml")));
     expect(Object.keys(withoutRuntimes(configMap) as object).sort()).toEqual(["listen", "procRoot", "reaper"]);
+    // Other tenants' pods, namespaces and exec activity: no pod on the node may read them.
+    expect(parseConfig(configMap, "configmap.yaml", {}).http.sessions).toBe(false);
     expect(repoFile("Dockerfile")).toContain("COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml");
     expect(repoFile("Dockerfile")).toContain('CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]');
   });

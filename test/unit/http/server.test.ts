@@ -157,6 +157,32 @@ describe("GET /sessions", () => {
   });
 });
 
+describe("/sessions switched off (http.sessions: false)", () => {
+  it("answers 404 as for a path that does not exist, to every method, and the index leaves it out", async () => {
+    const { app } = build({ sessions: () => ({ sessions: [{ containerName: "tenant-a" }] }), sessionsEnabled: () => false });
+    for (const method of ["GET", "HEAD", "POST"] as const) {
+      const res = await app.inject({ method, url: "/sessions" });
+      expect(res.statusCode, method).toBe(404);
+      expect(res.body).not.toContain("tenant-a");
+      if (method !== "HEAD") expect(res.json()).toEqual({ error: "not found", code: "PTYR_HTTP_NOT_FOUND" });
+    }
+    const index = await app.inject({ method: "GET", url: "/" });
+    expect(index.body).not.toContain("/sessions");
+    expect(index.body).toContain("GET /metrics");
+    expect((await app.inject({ method: "GET", url: "/metrics" })).statusCode).toBe(200);
+  });
+
+  it("follows the switch at each request (a SIGHUP reload turns it on or off)", async () => {
+    let enabled = true;
+    const { app } = build({ sessionsEnabled: () => enabled });
+    expect((await app.inject({ method: "GET", url: "/sessions" })).statusCode).toBe(200);
+    enabled = false;
+    expect((await app.inject({ method: "GET", url: "/sessions" })).statusCode).toBe(404);
+    enabled = true;
+    expect((await app.inject({ method: "GET", url: "/sessions" })).json()).toEqual({ sessions: [] });
+  });
+});
+
 describe("GET /", () => {
   it("is a plain text index naming every endpoint", async () => {
     const res = await build().app.inject({ method: "GET", url: "/" });

@@ -5,7 +5,20 @@ import pino from "pino";
 import { gunzipSync } from "node:zlib";
 import { ConfigError } from "../../../src/errors.js";
 import { acceptsGzip, buildServer } from "../../../src/http/server.js";
-import { BasicAuth, parseBasicAuthorization, parseWebConfig, WebConfigReloader, type ReadFile, type WebConfig } from "../../../src/http/webconfig.js";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  BasicAuth,
+  parseBasicAuthorization,
+  parseWebConfig,
+  reloadRefusal,
+  WebConfigRefusedError,
+  WebConfigReloader,
+  type ReadFile,
+  type WebConfig,
+  type WebTls,
+} from "../../../src/http/webconfig.js";
 
 // A cost-4 hash keeps the tests fast; the format is the same as cost 10.
 const HASH = bcrypt.hashSync("s3cret", 4);
@@ -96,7 +109,7 @@ describe("BasicAuth", () => {
   const users = new Map([["prometheus", HASH]]);
 
   it("accepts the right password and refuses a wrong one, an unknown user and a malformed header", async () => {
-    const auth = new BasicAuth(users);
+    const auth = new BasicAuth(users, (password, hash) => bcrypt.compare(password, hash));
     expect(await auth.check(basic("prometheus", "s3cret"))).toBe(true);
     expect(await auth.check(basic("prometheus", "s3cret "))).toBe(false);
     expect(await auth.check(basic("grafana", "s3cret"))).toBe(false);
@@ -116,7 +129,7 @@ describe("BasicAuth", () => {
     expect(runs).toBe(2);
   });
 
-  it("an unknown user still costs one bcrypt run (no timing difference to a wrong password)", async () => {
+  it("an unknown user still costs one bcrypt run, at the configured cost (no timing difference to a wrong password)", async () => {
     const hashes: string[] = [];
     const auth = new BasicAuth(users, (_password, hash) => {
       hashes.push(hash);
@@ -124,7 +137,7 @@ describe("BasicAuth", () => {
     });
     expect(await auth.check(basic("nobody", "x"))).toBe(false);
     expect(hashes).toHaveLength(1);
-    expect(hashes[0]).toMatch(/^\$2b\$10\$/);
+    expect(hashes[0]).toMatch(/^\$2b\$04\$/); // HASH's cost
   });
 
   it("remembers a bounded number of outcomes", async () => {
@@ -282,6 +295,63 @@ describe("WebConfigReloader", () => {
       expect(await status("new")).toBe(200);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe("reloads fail closed", () => {
+  const TLS: WebTls = { cert: Buffer.from("c"), key: Buffer.from("k"), ca: null, requestCert: false, minVersion: "TLSv1.2", maxVersion: null };
+  const MTLS: WebTls = { ...TLS, ca: Buffer.from("ca"), requestCert: true };
+  const cfg = (tls: WebTls | null, users: string[]): WebConfig => ({ tls, basicAuthUsers: new Map(users.map((u) => [u, HASH])), files: [] });
+
+  it.each([
+    ["TLS dropped", cfg(TLS, []), cfg(null, []), "drops_tls"],
+    ["TLS and users dropped", cfg(TLS, ["a"]), cfg(null, []), "drops_tls"],
+    ["client certificates dropped", cfg(MTLS, []), cfg(TLS, []), "drops_tls"],
+    ["users dropped", cfg(null, ["a"]), cfg(null, []), "drops_auth"],
+    ["users dropped under TLS", cfg(TLS, ["a"]), cfg(TLS, []), "drops_auth"],
+    ["TLS turned on", cfg(null, ["a"]), cfg(TLS, ["a"]), "needs_restart"],
+    ["client certificates turned on", cfg(TLS, []), cfg(MTLS, []), "needs_restart"],
+    ["users changed", cfg(TLS, ["a"]), cfg(TLS, ["b"]), null],
+    ["users added", cfg(null, []), cfg(null, ["a"]), null],
+    ["a renewed certificate", cfg(MTLS, ["a"]), cfg({ ...MTLS, cert: Buffer.from("new") }, ["a"]), null],
+    ["nothing in force, nothing new", cfg(null, []), cfg(null, []), null],
+  ])("%s: %s", (_what, inForce, next, want) => {
+    expect(reloadRefusal(inForce, next)?.reason ?? null).toBe(want);
+  });
+
+  it("a web config file truncated, then holding only a comment, then garbage, is refused each time; restored, it applies again", () => {
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-webcfg-"));
+    try {
+      const path = join(dir, "web.yml");
+      const good = `basic_auth_users:\n  prometheus: "${HASH}"\n`;
+      writeFileSync(path, good);
+      // Every write changes the signature: a counter stands in for stat's inode/size/mtime.
+      let version = 0;
+      const reloader = new WebConfigReloader(path, { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]), files: [path] }, { signature: () => String(version) });
+      const refusedBy = (text: string): WebConfigRefusedError => {
+        writeFileSync(path, text);
+        version++;
+        try {
+          reloader.poll();
+        } catch (err) {
+          expect(err).toBeInstanceOf(WebConfigRefusedError);
+          expect(err).toBeInstanceOf(ConfigError);
+          return err as WebConfigRefusedError;
+        }
+        throw new Error(`accepted: ${JSON.stringify(text)}`);
+      };
+      expect(refusedBy("")).toMatchObject({ reason: "empty", source: path, problems: ["the file is empty or holds only comments"] });
+      expect(refusedBy("# being rewritten\n")).toMatchObject({ reason: "empty" });
+      expect(refusedBy("---\n")).toMatchObject({ reason: "empty" });
+      expect(refusedBy("basic_auth_users: {}\n")).toMatchObject({ reason: "drops_auth" });
+      expect(refusedBy("basic_auth_users:\n  prometheus: \"$2b$1")).toMatchObject({ reason: "invalid" });
+      expect(reloader.poll()).toBeNull(); // reported once per change
+      writeFileSync(path, good.replace("prometheus", "grafana"));
+      version++;
+      expect([...(reloader.poll()?.basicAuthUsers.keys() ?? [])]).toEqual(["grafana"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

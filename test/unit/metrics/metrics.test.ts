@@ -92,6 +92,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
         "ptyreaper_exec_clients",
+        "ptyreaper_http_auth_refusals_total",
         "ptyreaper_reclaim_seconds",
         "ptyreaper_last_poll_success_timestamp_seconds",
         "ptyreaper_master_only_ptys",
@@ -110,6 +111,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_scan_info",
         "ptyreaper_scan_passes_cut_total",
         "ptyreaper_signal_info",
+        "ptyreaper_web_config_reload_failures_total",
         "ptyreaper_would_reap_sessions_total",
       ].sort(),
     );
@@ -535,5 +537,24 @@ describe("ptyreaper_master_only_ptys", () => {
     const after = await series(m, "ptyreaper_master_only_ptys");
     expect([...after.keys()].sort()).toEqual(EXPECTED_ZERO);
     expect([...after.values()].every((v) => v === 0)).toBe(true);
+  });
+});
+
+describe("the HTTP surface's refusals", () => {
+  it("counts auth refusals and refused web config reloads by a bounded reason, each present at 0 from the start", async () => {
+    const m = metrics();
+    expect([...(await series(m, "ptyreaper_http_auth_refusals_total")).keys()]).toEqual(["reason=missing", "reason=wrong", "reason=limited", "reason=busy", "reason=error"]);
+    expect([...(await series(m, "ptyreaper_web_config_reload_failures_total")).keys()]).toEqual([
+      "reason=invalid",
+      "reason=empty",
+      "reason=drops_tls",
+      "reason=drops_auth",
+      "reason=needs_restart",
+    ]);
+    m.authRefused("limited");
+    m.authRefused("limited");
+    m.webConfigReloadFailed("empty");
+    expect((await series(m, "ptyreaper_http_auth_refusals_total")).get("reason=limited")).toBe(2);
+    expect((await series(m, "ptyreaper_web_config_reload_failures_total")).get("reason=empty")).toBe(1);
   });
 });
