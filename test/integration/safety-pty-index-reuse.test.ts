@@ -113,5 +113,7 @@ describe("a pty index handed out again after a reap (real kernel, private docker
     for (const line of signalled) expect(line.pids, JSON.stringify(line)).toEqual([leaked.shellPid]);
     // The exec's own allocation was freed: that is a reap, even though the index is held again.
     expect(end.result).toBe("reaped");
+    const allocationChanged = await d.metric("ptyreaper_reap_refusals_total", { reason: "allocation_changed" });
+    console.log(`pty index reuse: holder ${holder} (child of main ${mainPid}) on pts/${holderPty.index}; ${String(end.result)}: ${String(end.why)}; allocation_changed refusals ${allocationChanged}`);
   }, 300_000);
 });
