@@ -1,10 +1,13 @@
-// Pure: the exec sessions of runtimes other than Docker, confirmed from /proc, in the shape the inventory takes.
+// Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
 import { attribute, type ProcessFacts, type RuntimeName } from "../runtimes/attribution.js";
 import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "../runtimes/port.js";
 import type { RuntimeView } from "../runtimes/view.js";
 import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
 import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
+
+/** The containerd namespace Docker runs its containers in: its shims carry `-namespace moby`. */
+const DOCKER_NAMESPACE = "moby";
 
 /** Where a non-Docker exec came from, to tag its session. */
 export interface RuntimeOrigin {
@@ -21,7 +24,7 @@ export interface RuntimeExecVerdict {
 }
 
 export interface MergedView {
-  /** Docker's view plus the confirmed execs of the other runtimes and their containers. */
+  /** Docker's confirmed execs plus the confirmed execs of the other runtimes and their containers. */
   view: DockerView;
   origins: Map<string, RuntimeOrigin>;
   /** Container ID → the runtime that runs it (Docker's included). */
@@ -70,8 +73,10 @@ export function confirmRuntimeExec(
 }
 
 /**
- * Adds each runtime's confirmed running execs (and their containers) to Docker's view. A runtime that did
- * not answer adds nothing; an exec /proc does not confirm adds nothing, so its pty is counted but unowned.
+ * Docker's view with only the running tty execs /proc confirms (a child of a containerd shim in namespace moby
+ * that holds its pty's master, not the container's init), plus each other runtime's confirmed running execs
+ * (and their containers). A runtime that did not answer adds nothing; an exec /proc does not confirm adds
+ * nothing, so its pty is counted but unowned.
  */
 export function mergeRuntimeViews(
   docker: DockerView,
@@ -80,11 +85,18 @@ export function mergeRuntimeViews(
   lookup: (pid: number) => ProcessFacts | undefined,
 ): MergedView {
   const containers: ContainerInfo[] = [...docker.containers];
-  const execs: ExecInfo[] = [...docker.execs];
   const origins = new Map<string, RuntimeOrigin>();
   const verdicts: RuntimeExecVerdict[] = [];
   const knownInits = new Set<number>(docker.containers.map((c) => c.pid).filter((pid) => pid > 0));
   for (const view of runtimes) for (const c of view.containers) if (c.initPid !== null) knownInits.add(c.initPid);
+  // Docker's execs pass the same check as every runtime's; one that is no session candidate is kept as it is.
+  const execs: ExecInfo[] = docker.execs.filter((exec) => {
+    if (!exec.running || exec.pid <= 0 || !exec.tty) return true;
+    const asRuntimeExec: RuntimeExec = { id: exec.id, container: { namespace: DOCKER_NAMESPACE, id: exec.containerId }, pid: exec.pid, running: true, tty: true };
+    const refusal = confirmRuntimeExec(asRuntimeExec, "docker", scan, lookup, knownInits);
+    verdicts.push({ exec: asRuntimeExec, runtime: "docker", refusal });
+    return refusal === null;
+  });
   const seenContainers = new Set(containers.map((c) => c.id));
   const containerRuntimes = new Map<string, RuntimeName>(containers.map((c) => [c.id, "docker"]));
 

@@ -43,7 +43,7 @@ export interface Observation {
   scan: ProcScan;
   /** What each other runtime answered this cycle. */
   runtimes?: RuntimeView[];
-  /** Each running tty exec of another runtime, and whether /proc confirmed it. */
+  /** Each running tty exec (Docker's too), and whether /proc confirmed it. */
   runtimeVerdicts?: RuntimeExecVerdict[];
 }
 

@@ -234,7 +234,7 @@ export class Poller {
     }
   }
 
-  /** One line per exec of another runtime that /proc does not confirm: why its pty is shown unowned and never reaped. */
+  /** One line per exec (of any runtime) that /proc does not confirm: why its pty is shown unowned and never reaped. */
   private logUnconfirmed(observation: Observation): void {
     const now = new Set<string>();
     for (const { exec, runtime, refusal } of observation.runtimeVerdicts ?? []) {

@@ -13,8 +13,11 @@ export interface ProcessTable {
   nsPids(pid: number): number[] | null;
   /** /proc/PID/cgroup as text: compared whole, so any cgroup driver or parent works. */
   cgroup(pid: number): string;
-  /** Whether PID has the slave of pty (devptsDev, index) open now. */
-  holdsSlave(pid: number, devptsDev: string, index: number): boolean;
+  /**
+   * The ctime (ns) of the slave of pty (devptsDev, index) that PID has open now, read through its fd (so it is
+   * the allocation that process holds); null when it holds none. See PtyAllocation for why ctime.
+   */
+  slaveCtimeNs(pid: number, devptsDev: string, index: number): bigint | null;
 }
 
 /** ProcessTable over a /proc root. */
@@ -39,7 +42,7 @@ export class ProcRootTable implements ProcessTable {
     return readFileSync(join(this.root, String(pid), "cgroup"), "utf8");
   }
 
-  holdsSlave(pid: number, devptsDev: string, index: number): boolean {
+  slaveCtimeNs(pid: number, devptsDev: string, index: number): bigint | null {
     const dir = join(this.root, String(pid), "fd");
     for (const fd of readdirSync(dir)) {
       let link: string;
@@ -51,16 +54,41 @@ export class ProcRootTable implements ProcessTable {
       // Cheap filter before a stat: only pts links and the console (a bind of a pts) can be a slave.
       if (!link.includes("pts") && !link.includes("console")) continue;
       try {
-        const st = statSync(join(dir, fd));
-        const kind = st.isCharacterDevice() ? classifyRdev(st.rdev) : null;
-        if (kind?.role === "slave" && kind.index === index && formatDev(st.dev) === devptsDev) return true;
+        const st = statSync(join(dir, fd), { bigint: true });
+        const kind = st.isCharacterDevice() ? classifyRdev(Number(st.rdev)) : null;
+        if (kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev) return st.ctimeNs;
       } catch {
         continue;
       }
     }
-    return false;
+    return null;
   }
 }
+
+/**
+ * One allocation of a pty index: devpts hands a freed index out again at once (the lowest free one), so
+ * (instance, index) alone cannot tell the exec's pty from the next one. devpts sets the slave inode's ctime
+ * when it allocates the pty, and the inode number is the same for every allocation (index + 3). Checked on
+ * this host's kernel (6.18): reads, writes and the 8-second atime/mtime updates leave ctime alone; chmod and
+ * chown move it (so a changed ctime may also be a chmod: stopping then is the safe side); statx has no birth
+ * time on devpts. ctime is the coarse clock, so allocations within one tick share it (20 back to back did):
+ * a session is therefore only pinned when its allocation is over a second old, and any later allocation of
+ * the index has a later ctime. An index cannot be handed out again while any fd of it is open.
+ */
+export interface PtyAllocation {
+  devptsDev: string;
+  index: number;
+  ctimeNs: bigint;
+}
+
+/** A stale session as it was when judged: its processes (pid → start time) and its pty's allocation. */
+export interface SessionPin {
+  processes: Map<number, number>;
+  allocation: PtyAllocation;
+}
+
+/** An allocation pinned this long after its ctime is told apart from every later one (the coarse clock's ticks are far shorter). */
+export const MIN_ALLOCATION_AGE_MS = 1_000;
 
 /** Why a process was not signalled; a bounded set, the label of ptyreaper_reap_refusals_total. */
 export type RefusalReason =
@@ -73,6 +101,8 @@ export type RefusalReason =
   | "outside_cgroup"
   | "not_in_session"
   | "pid_reused"
+  | "not_pinned"
+  | "allocation_changed"
   | "unreadable";
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
@@ -85,6 +115,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   "outside_cgroup",
   "not_in_session",
   "pid_reused",
+  "not_pinned",
+  "allocation_changed",
   "unreadable",
 ];
 
@@ -123,12 +155,19 @@ export interface SessionGuard {
   containerCgroup: string;
   /** ptyreaper and its ancestors. */
   self: ReadonlySet<number>;
+  /**
+   * The session's processes when it was judged stale (pid → start time); from then on only they and their
+   * descendants may be signalled. null while the session is being pinned.
+   */
+  pinned?: ReadonlyMap<number, number> | null;
 }
 
 /**
  * The never-signal set, checked for each target at each signal; null when the target may be signalled.
- * A target must be the exec's process, a descendant of it, or an orphan of it (a child of the
- * container's main process started after the exec); anything else holding the pty is not the session's.
+ * When pinning, a target must be the exec's process, a descendant of it, or an orphan of it (a child of
+ * the container's main process started after the exec); anything else holding the pty is not the session's.
+ * Once pinned, only the pinned processes and their descendants: a child the container's main process
+ * started later is not the exec's orphan (it may hold the same index, allocated again).
  */
 export function refusalFor(target: TargetFacts, guard: SessionGuard): RefusalReason | null {
   if (target.pid === 1) return "host_init";
@@ -138,13 +177,18 @@ export function refusalFor(target: TargetFacts, guard: SessionGuard): RefusalRea
   if (isRuntimeComm(target.comm)) return "runtime";
   if (target.cgroup !== guard.containerCgroup) return "outside_cgroup";
   if (target.pid === guard.exec.pid) return target.startTicks === guard.exec.startTicks ? null : "pid_reused";
-  // Walk up: the first of the exec or the container's main process met decides.
+  const pinned = guard.pinned ?? null;
+  // A pinned pid with another start time is a new process: judged by its ancestry like any other.
+  if (pinned?.get(target.pid) === target.startTicks) return null;
+  // Walk up: the first of the exec, a pinned process or the container's main process met decides.
   let child: ProcessRef = target;
   for (const ancestor of target.ancestors) {
     if (ancestor.pid === guard.exec.pid) return ancestor.startTicks === guard.exec.startTicks ? null : "not_in_session";
+    if (pinned?.get(ancestor.pid) === ancestor.startTicks) return null;
     if (ancestor.pid === guard.containerMain.pid) {
       // Started before the exec: the container's own (the loop under docker-init or a wrapper). After: an orphan of the session.
-      return child.startTicks < guard.exec.startTicks ? "container_process" : null;
+      if (child.startTicks < guard.exec.startTicks) return "container_process";
+      return pinned === null ? null : "not_pinned";
     }
     child = ancestor;
   }

@@ -1,13 +1,23 @@
 // Ends stale exec sessions as a hung-up terminal would: SIGHUP, then SIGTERM, then SIGKILL to the processes
 // holding the exec's own pty, each signal sent only past the never-signal set, and counted as reaped only
-// once the kernel has freed the pty.
+// once the kernel has freed the pty. A session is pinned when judged stale: its processes and its pty's
+// allocation; later steps signal only those processes (and their descendants) on that allocation.
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../errors.js";
 import { formatDuration } from "../config/duration.js";
 import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
 import type { DockerPort } from "../docker/port.js";
-import { refusalFor, type ProcessRef, type ProcessTable, type RefusalReason, type SessionGuard, type TargetFacts } from "./identity.js";
+import {
+  MIN_ALLOCATION_AGE_MS,
+  refusalFor,
+  type ProcessRef,
+  type ProcessTable,
+  type RefusalReason,
+  type SessionGuard,
+  type SessionPin,
+  type TargetFacts,
+} from "./identity.js";
 import type { Signaller } from "./signaller.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import type { RuntimeName } from "../runtimes/attribution.js";
@@ -86,6 +96,8 @@ interface Escalation {
   lookedAgainAfterKill?: boolean;
   /** Cleared when the runtime has no kill call for this exec ("unsupported"): signals by pid from then on. */
   viaRuntime?: boolean;
+  /** Set once, at the first attempt's start; retries keep it (a retry must not adopt a later allocation's holders). */
+  pin: SessionPin | null;
 }
 
 type Result = "reaped" | "already_gone" | "refused" | "failed" | "stopped";
@@ -151,6 +163,7 @@ export class Reaper {
         attempt: 1,
         releasingSinceMs: 0,
         containerMain: null,
+        pin: null,
       };
       this.inFlight.set(session.execId, escalation);
       started++;
@@ -171,10 +184,11 @@ export class Reaper {
       if (escalation.phase === "releasing" && readFromMs < escalation.releasingSinceMs) continue;
       const { session } = escalation;
       const pty = byKey.get(session.ptyKey);
-      // Gone, or the index now belongs to another exec: the session's pty was freed.
-      if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId)) {
+      // Gone, or the index now belongs to another exec or allocation: the session's pty was freed.
+      const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids);
+      if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId) || reallocated) {
         if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, runtimeOf(session));
-        this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}`);
+        this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`);
         continue;
       }
       if (escalation.phase === "retry") {
@@ -229,9 +243,8 @@ export class Reaper {
     try {
       const exec = await docker.inspectExec(session.execId);
       if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
-      const ended = !exec || !exec.running;
-      if (ended && escalation.attempt === 1) return this.finish(escalation, "already_gone", "exec no longer running");
-      if (!ended && exec.pid !== session.pid) return this.finish(escalation, "refused", `exec pid is now ${exec.pid}, scan saw ${session.pid}`);
+      if (!exec || !exec.running) return this.ended(escalation, "exec no longer running");
+      if (exec.pid !== session.pid) return this.finish(escalation, "refused", `exec pid is now ${exec.pid}, scan saw ${session.pid}`);
       const container = await docker.inspectContainer(session.containerId);
       if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
       if (!container || container.pid <= 0) return this.finish(escalation, "already_gone", "container no longer running");
@@ -241,6 +254,7 @@ export class Reaper {
     } catch (err) {
       return this.finish(escalation, "refused", `cannot confirm with docker: ${errorMessage(err)}`);
     }
+    if (!this.pinned(escalation)) return;
     escalation.phase = "signalling";
     this.signalStep(escalation, 0);
   }
@@ -258,7 +272,7 @@ export class Reaper {
       return this.finish(escalation, "refused", `cannot confirm with ${runtime}: ${errorMessage(err)}`);
     }
     if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
-    if (confirmed.verdict === "ended" && escalation.attempt === 1) return this.finish(escalation, "already_gone", confirmed.why);
+    if (confirmed.verdict === "ended") return this.ended(escalation, confirmed.why);
     if (confirmed.verdict === "refused") return this.finish(escalation, "refused", confirmed.why);
     if (confirmed.verdict === "container_gone") return this.finish(escalation, "already_gone", confirmed.why);
     if (confirmed.initPid === null) return this.finish(escalation, "refused", `${runtime} does not name the container's main process`);
@@ -270,6 +284,7 @@ export class Reaper {
     }
     if (!stat) return this.finish(escalation, "refused", `cannot read the container's main process ${confirmed.initPid}`);
     escalation.containerMain = { pid: confirmed.initPid, startTicks: stat.startTicks };
+    if (!this.pinned(escalation)) return;
     escalation.phase = "signalling";
     escalation.viaRuntime ??= confirmed.verdict === "running";
     void this.runtimeStep(escalation, 0, port);
@@ -338,10 +353,16 @@ export class Reaper {
     const examined = new Set<number>();
     // Read again right after sending (only processes new since the last read): a child forked just before its
     // parent got the signal is reached in the same step, rather than outliving the exec's process.
-    for (let pass = 0; pass < SAME_STEP_PASSES; pass++) {
+    let moved: number[] = [];
+    for (let pass = 0; pass < SAME_STEP_PASSES && moved.length === 0; pass++) {
       const fresh = this.holders(escalation, examined).filter((pid) => pid !== skipPid);
       if (fresh.length === 0) break;
-      this.sendAll(escalation, fresh, signal, sent, refused);
+      moved = this.onOtherAllocation(escalation, fresh);
+      if (moved.length === 0) this.sendAll(escalation, fresh, signal, sent, refused);
+    }
+    if (moved.length > 0) {
+      if (sent.length > 0) this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
+      return this.allocationChanged(escalation, moved, signal);
     }
     if (sent.length === 0 && skipPid === null) {
       if (refused.length === 0) {
@@ -410,7 +431,7 @@ export class Reaper {
       if (examined.has(pid)) continue;
       examined.add(pid);
       try {
-        if (processes.cgroup(pid) === cgroup && processes.holdsSlave(pid, session.devptsDev, session.index)) found.push(pid);
+        if (processes.cgroup(pid) === cgroup && processes.slaveCtimeNs(pid, session.devptsDev, session.index) !== null) found.push(pid);
       } catch {
         continue; // exited during the walk
       }
@@ -434,7 +455,9 @@ export class Reaper {
       if (mainStat === null || mainStat.startTicks !== main.startTicks) return "unreadable";
       // Must still hold this very pty. One that closed it since it was found is no longer a target: like one
       // that exited, it is passed over, not refused (a refusal would count against the session).
-      if (!processes.holdsSlave(pid, session.devptsDev, session.index)) throw Object.assign(new Error(`pid ${pid} let go of the pty`), { code: "ESRCH" });
+      const ctimeNs = processes.slaveCtimeNs(pid, session.devptsDev, session.index);
+      if (ctimeNs === null) throw Object.assign(new Error(`pid ${pid} let go of the pty`), { code: "ESRCH" });
+      if (escalation.pin !== null && ctimeNs !== escalation.pin.allocation.ctimeNs) return "allocation_changed";
       target = {
         pid,
         startTicks: stat.startTicks,
@@ -449,6 +472,7 @@ export class Reaper {
         containerMainAncestors: new Set(this.ancestors(mainStat.ppid).map((a) => a.pid)),
         containerCgroup: processes.cgroup(main.pid),
         self: new Set([this.options.selfPid, ...this.ancestors(this.selfParent()).map((a) => a.pid)]),
+        pinned: escalation.pin?.processes ?? null,
       };
     } catch (err) {
       if (isVanished(err)) throw err;
@@ -458,7 +482,110 @@ export class Reaper {
     if (refusal === "pid_reused") {
       this.options.logger.warn({ pid, execId: session.execId }, "pid no longer the scanned process: not signalled");
     }
+    // A descendant found now is pinned too: it stays the session's if its parent dies and it is reparented.
+    if (refusal === null && escalation.pin !== null) escalation.pin.processes.set(pid, target.startTicks);
     return refusal;
+  }
+
+  /**
+   * Pins the session at the first attempt's start: the exec's process must still hold its pty (its fd names the
+   * allocation), and every holder in the container the never-signal rules allow now is recorded with it. False
+   * (the escalation finished) when it cannot be pinned.
+   */
+  private pinned(escalation: Escalation): boolean {
+    if (escalation.pin !== null) return true;
+    const { processes } = this.options;
+    const { session } = escalation;
+    let ctimeNs: bigint | null = null;
+    try {
+      if (processes.stat(session.pid)?.startTicks === session.startTicks) ctimeNs = processes.slaveCtimeNs(session.pid, session.devptsDev, session.index);
+    } catch (err) {
+      if (!isVanished(err)) {
+        this.finish(escalation, "refused", `cannot read the exec's process ${session.pid}: ${errorMessage(err)}`);
+        return false;
+      }
+    }
+    if (ctimeNs === null) {
+      this.finish(escalation, "already_gone", "the exec's process no longer holds its pty");
+      return false;
+    }
+    if (Number(ctimeNs / 1_000_000n) > this.options.now() - MIN_ALLOCATION_AGE_MS) {
+      this.finish(escalation, "stopped", "the pty's inode changed under a second ago: judged again on a later cycle");
+      return false;
+    }
+    const allocation = { devptsDev: session.devptsDev, index: session.index, ctimeNs };
+    const pin: SessionPin = { processes: new Map([[session.pid, session.startTicks]]), allocation };
+    for (const pid of this.holders(escalation, new Set())) {
+      try {
+        if (processes.slaveCtimeNs(pid, session.devptsDev, session.index) === ctimeNs && this.check(escalation, pid) === null) {
+          pin.processes.set(pid, processes.stat(pid)?.startTicks ?? -1);
+        }
+      } catch (err) {
+        if (!isVanished(err)) throw err;
+      }
+    }
+    escalation.pin = pin;
+    this.options.logger.debug({ execId: session.execId, pinned: [...pin.processes.keys()], ctimeNs: String(ctimeNs) }, "exec session pinned");
+    return true;
+  }
+
+  /** Of `pids` (holders of the session's index), those holding another allocation than the pinned one. */
+  private onOtherAllocation(escalation: Escalation, pids: readonly number[]): number[] {
+    const { pin, session } = escalation;
+    if (pin === null) return [];
+    return pids.filter((pid) => {
+      try {
+        const ctimeNs = this.options.processes.slaveCtimeNs(pid, session.devptsDev, session.index);
+        return ctimeNs !== null && ctimeNs !== pin.allocation.ctimeNs;
+      } catch {
+        return false; // exited
+      }
+    });
+  }
+
+  /** Whether the pinned allocation is gone though its index is held: the slave holders hold another one, and no pinned process is among them. */
+  private reallocated(escalation: Escalation, slavePids: readonly number[]): boolean {
+    const moved = this.onOtherAllocation(escalation, slavePids);
+    return moved.length > 0 && !moved.some((pid) => this.isPinned(escalation, pid));
+  }
+
+  private isPinned(escalation: Escalation, pid: number): boolean {
+    try {
+      const start = escalation.pin?.processes.get(pid);
+      return start !== undefined && this.options.processes.stat(pid)?.startTicks === start;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The index is held on another allocation: no more signals. A pinned process among the holders means the same
+   * allocation with a moved ctime (a chmod): stopped, judged again later. Otherwise the pinned allocation was
+   * freed and the index handed out again: its holders are refused and the release decides (observe).
+   */
+  private allocationChanged(escalation: Escalation, holders: readonly number[], signal: NodeJS.Signals | undefined): void {
+    const before = signal ?? "its end";
+    if (holders.some((pid) => this.isPinned(escalation, pid))) {
+      return this.finish(escalation, "stopped", `escalation stopped before ${before}: the pty's inode changed while the session holds it`);
+    }
+    for (const pid of holders) this.refuse(escalation, pid, "allocation_changed");
+    this.options.logger.info({ ...describe(escalation.session, this.options.now()), holders, before }, "the session's pty index is allocated again: escalation stopped");
+    this.awaitRelease(escalation);
+  }
+
+  /** The runtime reports the exec ended: the first attempt found it so (not ours); a later one signals nothing more and waits for the release. */
+  private ended(escalation: Escalation, why: string): void {
+    if (escalation.attempt === 1) return this.finish(escalation, "already_gone", why);
+    this.options.logger.info({ execId: escalation.session.execId, attempt: escalation.attempt, why }, "exec ended: no more signals, waiting for its pty's release");
+    this.awaitRelease(escalation);
+  }
+
+  /** Reaped only once the kernel freed the pty: observe() decides. */
+  private awaitRelease(escalation: Escalation): void {
+    if (escalation.timer) clearTimeout(escalation.timer);
+    escalation.timer = null;
+    escalation.phase = "releasing";
+    escalation.releasingSinceMs = this.options.now();
   }
 
   private selfParent(): number {
@@ -507,9 +634,7 @@ export class Reaper {
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
     }
-    // Reaped only once the kernel freed the pty: observe() decides.
-    escalation.phase = "releasing";
-    escalation.releasingSinceMs = this.options.now();
+    this.awaitRelease(escalation);
   }
 
   private async confirmRuntimeEnded(escalation: Escalation): Promise<void> {
@@ -525,8 +650,7 @@ export class Reaper {
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with its runtime");
     }
-    escalation.phase = "releasing";
-    escalation.releasingSinceMs = this.options.now();
+    this.awaitRelease(escalation);
   }
 
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */

@@ -132,18 +132,45 @@ describe("mergeRuntimeViews", () => {
     expect(inventory.sessions).toEqual([]);
   });
 
+  // Docker's own container and exec, as /proc shows them: below a shim of containerd namespace moby, in /docker/<id>.
+  const mobyShim = proc(300, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", POD_CONTAINER], "1:cpu:/\n", 300);
+  const dockerInit = proc(310, 300, "sleep", ["sleep", "1d"], `1:cpu:/docker/${POD_CONTAINER}\n`, 1);
+  const dockerShell = proc(320, 300, "sh", ["sh"], `1:cpu:/docker/${POD_CONTAINER}\n`, 2);
+  const dockerView = (pid = 320): DockerView => ({
+    available: true,
+    error: null,
+    containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
+    execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, running: true, pid, tty: true, entrypoint: "sh", arguments: [] }],
+  });
+
   it("never makes two sessions of one exec (Docker's own exec seen again through containerd)", () => {
-    const { scan, lookup } = scanOf([shim, podInit, criShell], leakedFds.slice(0, 3));
-    const docker: DockerView = {
-      available: true,
-      error: null,
-      containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
-      execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, running: true, pid: 320, tty: true, entrypoint: "sh", arguments: [] }],
-    };
-    const merged = mergeRuntimeViews(docker, [containerd()], scan, lookup);
+    const { scan, lookup } = scanOf([mobyShim, dockerInit, dockerShell], leakedFds.slice(0, 3));
+    const merged = mergeRuntimeViews(dockerView(), [containerd()], scan, lookup);
     expect(merged.view.execs).toHaveLength(1);
     expect(merged.view.containers).toHaveLength(1);
     expect(merged.origins.size).toBe(0);
+  });
+
+  it("confirms Docker's exec by its shim parent, as every runtime's", () => {
+    const { scan, lookup } = scanOf([mobyShim, dockerInit, dockerShell], leakedFds.slice(0, 3));
+    const merged = mergeRuntimeViews(dockerView(), [], scan, lookup);
+    expect(merged.verdicts).toEqual([{ exec: expect.objectContaining({ id: CRI_EXEC, pid: 320 }) as unknown, runtime: "docker", refusal: null }]);
+    const inventory = buildInventory(scan, limits, merged.view);
+    expect(inventory.sessions.map((s) => [s.execId, s.pid])).toEqual([[CRI_EXEC, 320]]);
+  });
+
+  it.each<[string, Proc[], PtyFd[], number, RegExp]>([
+    ["its parent is no runtime monitor", [mobyShim, dockerInit, { ...dockerShell, facts: { ...dockerShell.facts, ppid: 500 } }, stranger], leakedFds.slice(0, 3), 320, /no runtime monitor/],
+    ["its shim is containerd's own (namespace k8s.io)", [shim, dockerInit, dockerShell], leakedFds.slice(0, 3), 320, /attributes it to unknown/],
+    ["its pty's master is held by another process", [mobyShim, dockerInit, dockerShell, stranger], [master(500, PTS, 0), slave(320, PTS, 0)], 320, /attributes it to unknown/],
+    ["Docker names the container's init as the exec's process", [mobyShim, dockerInit, dockerShell], [master(300, PTS, 0), slave(310, PTS, 0)], 310, /main process/],
+  ])("makes no session of a Docker exec when %s (its pty stays counted, unowned)", (_name, procs, fds, pid, why) => {
+    const { scan, lookup } = scanOf(procs, fds);
+    const merged = mergeRuntimeViews(dockerView(pid), [], scan, lookup);
+    expect(merged.verdicts.map((v) => [v.runtime, v.refusal])).toEqual([["docker", expect.stringMatching(why)]]);
+    const inventory = buildInventory(scan, limits, merged.view);
+    expect(inventory.sessions).toEqual([]);
+    expect(inventory.ptys.map((p) => p.owner)).not.toContain("exec");
   });
 
   it("tags sessions no other runtime claimed as Docker's", () => {

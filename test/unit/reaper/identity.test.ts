@@ -38,6 +38,22 @@ describe("refusalFor", () => {
     expect(refusalFor(target(facts), guard)).toBe(expected);
   });
 
+  // Once pinned: the exec (200), its child 250 and an orphan 260 reparented to main before the session was judged stale.
+  const pinned: SessionGuard = { ...guard, pinned: new Map([[200, 5000], [250, 5500], [260, 5600]]) };
+  it.each<[string, Partial<TargetFacts>, string | null]>([
+    ["the exec's own process", { pid: 200, startTicks: 5000, ancestors: [shim] }, null],
+    ["a child of the exec", {}, null],
+    ["a pinned orphan of the exec", { pid: 260, startTicks: 5600, ancestors: [main, shim] }, null],
+    ["a child of a pinned orphan", { ancestors: [{ pid: 260, startTicks: 5600 }, main, shim] }, null],
+    ["a later child of the main process (the index handed out again)", { ancestors: [main, shim] }, "not_pinned"],
+    ["a pinned pid taken by a later child of the main process", { pid: 260, startTicks: 7000, ancestors: [main, shim] }, "not_pinned"],
+    ["a child of a pinned pid's later process", { ancestors: [{ pid: 250, startTicks: 7000 }, main, shim] }, "not_pinned"],
+    ["the loop under docker-init, started before the exec", { startTicks: 150, ancestors: [main, shim] }, "container_process"],
+    ["the exec's process with another start time (pid reused)", { pid: 200, startTicks: 9999, ancestors: [shim] }, "pid_reused"],
+  ])("pinned: %s → %s", (_name, facts, expected) => {
+    expect(refusalFor(target(facts), pinned)).toBe(expected);
+  });
+
   it.each([
     ["containerd-shim-runc-v2", true],
     ["containerd-shim", true],

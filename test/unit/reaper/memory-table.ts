@@ -9,8 +9,8 @@ export interface FakeProc {
   nsPids: number[];
   comm?: string;
   state?: string;
-  /** pty slaves held: [devptsDev, index] */
-  slaves?: [string, number][];
+  /** pty slaves held: [devptsDev, index, the allocation's ctime (ns; 1 when left out)] */
+  slaves?: [string, number, bigint?][];
 }
 
 export class MemoryTable implements ProcessTable {
@@ -33,7 +33,8 @@ export class MemoryTable implements ProcessTable {
   cgroup(pid: number): string {
     return this.get(pid).cgroup;
   }
-  holdsSlave(pid: number, dev: string, index: number): boolean {
-    return (this.get(pid).slaves ?? []).some(([d, i]) => d === dev && i === index);
+  slaveCtimeNs(pid: number, dev: string, index: number): bigint | null {
+    const slave = (this.get(pid).slaves ?? []).find(([d, i]) => d === dev && i === index);
+    return slave ? (slave[2] ?? 1n) : null;
   }
 }

@@ -298,6 +298,110 @@ describe("Reaper", () => {
     expect(metrics.failedN).toBe(1);
   });
 
+  describe("a session pinned when judged stale", () => {
+    // The container's main program (101's parent, 100) starts a pty holder of its own the moment the exec's pty is
+    // freed; devpts hands it the same index. ctime 1 is the exec's allocation, 2 the new one.
+    const mainsHolder = (ctimeNs: bigint): FakeProc => ({ ppid: 100, startTicks: 9000, cgroup: IN_CONTAINER, nsPids: [300, 9], slaves: [["0:44", 0, ctimeNs]] });
+
+    it("stops at the next step once the index is allocated again, never signals the new holder, and counts the release", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      table.procs.delete(200);
+      table.procs.set(300, mainsHolder(2n));
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.refusals).toEqual(["allocation_changed"]);
+      r.observe(stillHeld([300]), Date.now());
+      expect(metrics.reapedN).toBe(1);
+      expect(metrics.failedN).toBe(0);
+      expect(r.pendingCount).toBe(0);
+    });
+
+    it("never signals a later child of the main process even on the same allocation (ctime not moved): only pinned processes and their descendants", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.set(300, mainsHolder(1n));
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals.filter(([pid]) => pid === 300)).toEqual([]);
+      expect(signals.map((s) => s[1])).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
+      expect(metrics.refusals).toEqual(["not_pinned"]);
+    });
+
+    it("a release seen by the cycle after the index was allocated again is a reap, with no signal to the new holder", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.delete(200);
+      await vi.advanceTimersByTimeAsync(10_000); // no holder: waiting for the release
+      table.procs.set(300, mainsHolder(2n));
+      r.observe(stillHeld([300]), Date.now());
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.reapedN).toBe(1);
+    });
+
+    it("a retry whose exec the runtime reports ended sends nothing, whoever holds the index", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.delete(200);
+      running = false;
+      await vi.advanceTimersByTimeAsync(10_000);
+      await vi.advanceTimersByTimeAsync(RELEASE_TIMEOUT_MS);
+      r.observe(stillHeld([]), Date.now()); // held by the master alone too long: a failure, retried
+      expect(metrics.failedN).toBe(1);
+      table.procs.set(300, mainsHolder(1n)); // on the same allocation even: not the exec's
+      r.observe(stillHeld([300]), Date.now()); // the retry starts
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.refusals).toEqual([]);
+    });
+
+    it("a child forked by the session is pinned when found, so it is still reached once reparented to the main process", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.set(201, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [201, 8], slaves: [["0:44", 0]] });
+      await vi.advanceTimersByTimeAsync(10_000); // SIGTERM to 200 and its new child 201
+      table.procs.delete(200);
+      table.procs.set(201, { ...(table.procs.get(201) as FakeProc), ppid: 100 });
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(signals).toEqual([
+        [200, "SIGHUP"],
+        [200, "SIGTERM"],
+        [201, "SIGTERM"],
+        [201, "SIGKILL"],
+      ]);
+    });
+
+    it("an allocation whose inode changed under a second ago is not pinned: nothing sent, judged again later", async () => {
+      table.procs.set(200, { ...(table.procs.get(200) as FakeProc), slaves: [["0:44", 0, BigInt(Date.now()) * 1_000_000n]] });
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([]);
+      expect(r.pendingCount).toBe(0);
+      vi.setSystemTime(Date.now() + 2_000);
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+    });
+
+    it("a moved ctime while a pinned process still holds the pty (a chmod) stops the escalation, refusing nobody", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      table.procs.set(200, { ...(table.procs.get(200) as FakeProc), slaves: [["0:44", 0, 2n]] });
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.refusals).toEqual([]);
+      expect(r.pendingCount).toBe(0);
+    });
+  });
+
   it("a reload to dry-run stops the escalation before its next signal", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);

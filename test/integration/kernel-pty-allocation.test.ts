@@ -1,0 +1,77 @@
+// The allocation marker on the real kernel: the slave inode's ctime, read through a holder's fd by the reaper's
+// ProcessTable, in a devpts instance of the test's own (a private mount namespace), so no other pty is touched.
+import { describe, expect, it } from "vitest";
+import { ProcRootTable, MIN_ALLOCATION_AGE_MS } from "../../src/reaper/identity.js";
+import { killAndWait, python3, startHelper, waitFor } from "./harness/index.js";
+
+// Commands on stdin, one JSON answer per line: alloc, io (a write each way and a read), chmod, free.
+const HOLDER_PY = String.raw`
+import fcntl, json, os, struct, subprocess, sys
+subprocess.run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", "/dev/pts"], check=True)
+TIOCGPTN, TIOCSPTLCK = 0x80045430, 0x40045431
+st = os.stat("/dev/pts")
+dev = "%d:%d" % (os.major(st.st_dev), os.minor(st.st_dev))
+m = s = n = None
+print(json.dumps({"pid": os.getpid(), "dev": dev}), flush=True)
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "alloc":
+        m = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
+        n = struct.unpack("I", fcntl.ioctl(m, TIOCGPTN, b"\0" * 4))[0]
+        fcntl.ioctl(m, TIOCSPTLCK, struct.pack("i", 0))
+        s = os.open("/dev/pts/%d" % n, os.O_RDWR | os.O_NOCTTY)
+    elif cmd == "io":
+        os.write(m, b"in\n"); os.read(s, 16); os.write(s, b"out\n"); os.read(m, 16)
+    elif cmd == "chmod":
+        os.chmod("/dev/pts/%d" % n, 0o600)
+    elif cmd == "free":
+        os.close(s); os.close(m)
+    print(json.dumps({"index": n, "ctimeNs": str(os.fstat(s).st_ctime_ns) if cmd != "free" else None}), flush=True)
+`;
+
+describe("a pty allocation's marker (real kernel, private devpts)", () => {
+  it("is the slave's ctime: unmoved by I/O, moved by chmod, gone when freed, later for the next allocation of the index", async () => {
+    const helper = await startHelper("unshare", ["--mount", "--propagation", "private", python3(), "-c", HOLDER_PY], "private devpts pty holder");
+    try {
+      const { pid, dev } = JSON.parse(helper.first) as { pid: number; dev: string };
+      const ask = async (cmd: string): Promise<{ index: number; ctimeNs: string | null }> => {
+        helper.child.stdin?.write(`${cmd}\n`);
+        const next = await helper.lines.next();
+        if (next.done) throw new Error(`holder exited on ${cmd}`);
+        return JSON.parse(next.value) as { index: number; ctimeNs: string | null };
+      };
+      const table = new ProcRootTable("/proc");
+
+      const first = await ask("alloc");
+      expect(first.index).toBe(0);
+      const allocated = table.slaveCtimeNs(pid, dev, 0);
+      expect(String(allocated)).toBe(first.ctimeNs);
+      expect(table.slaveCtimeNs(pid, dev, 1)).toBeNull();
+
+      await ask("io");
+      expect(table.slaveCtimeNs(pid, dev, 0)).toBe(allocated);
+
+      // ctime is the coarse clock (a few ms a tick): a chmod in the allocation's own tick would leave it as it was.
+      await waitFor(() => Date.now() > Number((allocated as bigint) / 1_000_000n) + 50, 5_000, "a clock tick past the allocation");
+      await ask("chmod");
+      const chmodded = table.slaveCtimeNs(pid, dev, 0);
+      expect(chmodded).not.toBeNull();
+      expect(chmodded).not.toBe(allocated); // a chmod looks like a new allocation: the reaper stops then (safe side)
+
+      await ask("free");
+      expect(table.slaveCtimeNs(pid, dev, 0)).toBeNull();
+
+      // The reaper pins an allocation only once its ctime is MIN_ALLOCATION_AGE_MS old; any later allocation then has a later ctime.
+      const pinnedAtMs = Number((chmodded as bigint) / 1_000_000n) + MIN_ALLOCATION_AGE_MS;
+      await waitFor(() => Date.now() > pinnedAtMs, 5_000, "the pin's minimum age to pass");
+      const again = await ask("alloc");
+      expect(again.index).toBe(0); // the freed index, handed out again
+      const reallocated = table.slaveCtimeNs(pid, dev, 0);
+      expect(reallocated).not.toBeNull();
+      expect(reallocated as bigint).toBeGreaterThan(chmodded as bigint);
+      console.log(`pty allocation marker: ctime ${String(allocated)} → chmod ${String(chmodded)} → reallocated ${String(reallocated)}`);
+    } finally {
+      await killAndWait(helper.pid, helper.child);
+    }
+  });
+});
