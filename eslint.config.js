@@ -1,6 +1,7 @@
 // Lint config: typescript-eslint's type-aware recommended rules over src, test and bench.
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
+import { layersPlugin } from "./eslint-layers.js";
 
 export default tseslint.config(
   { ignores: ["dist/", "node_modules/", "coverage/", ".bench/"] },
@@ -18,7 +19,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ["eslint.config.js", "scripts/**/*.mjs"],
+    files: ["src/**/*.ts"],
+    plugins: { layers: layersPlugin },
+    rules: { "layers/imports-downward": "error" },
+  },
+  {
+    files: ["eslint.config.js", "eslint-layers.js", "scripts/**/*.mjs"],
     ...tseslint.configs.disableTypeChecked,
   },
 );

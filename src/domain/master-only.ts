@@ -1,5 +1,5 @@
 // Pure: ptys held only by masters (a runtime's monitor, or a host process) with nobody on the slave end: leaks no session explains.
-import { monitorOf, parseCgroupIdentity, type ProcessFacts, type RuntimeName } from "../runtimes/attribution.js";
+import { monitorOf, parseCgroupIdentity, type ProcessFacts, type RuntimeName } from "./attribution.js";
 import { commandLine } from "./inventory.js";
 import type { MasterHolderRole, MasterOnly, ProcScan, Pty } from "./types.js";
 

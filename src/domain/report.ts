@@ -3,7 +3,7 @@ import type { CommandLineDisplay } from "../config/types.js";
 import { containerCapacity, type Inventory } from "./types.js";
 import type { DockerStatus, SessionDecision } from "./snapshot.js";
 import type { ClientState } from "./client.js";
-import type { KubernetesRef } from "../runtimes/port.js";
+import type { KubernetesRef } from "./runtime.js";
 
 export interface SessionsReport {
   takenAt: string;

@@ -1,8 +1,8 @@
 // Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
-import { attribute, type ProcessFacts, type RuntimeName } from "../runtimes/attribution.js";
-import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "../runtimes/port.js";
-import type { RuntimeView } from "../runtimes/view.js";
+import { attribute, type ProcessFacts, type RuntimeName } from "./attribution.js";
+import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "./runtime.js";
+import type { RuntimeView } from "./runtime.js";
 import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
 import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
 

@@ -1,7 +1,7 @@
 // The domain model shared by the scanner, the correlation, the policy and every output.
 import type { ClientState } from "./client.js";
-import type { RuntimeName } from "../runtimes/attribution.js";
-import type { KubernetesRef } from "../runtimes/port.js";
+import type { RuntimeName } from "./attribution.js";
+import type { KubernetesRef } from "./runtime.js";
 
 /** `/proc/sys/kernel/pty/{nr,max,reserve}`. */
 export interface PtyLimits {

@@ -14,8 +14,7 @@ export { POLL_STAGES, type PollStage };
 const DOCKER_UP = "ptyreaper_docker_up";
 
 /** Container runtimes ptyreaper can watch. */
-export type { RuntimeName } from "../runtimes/attribution.js";
-import { RUNTIME_NAMES, type RuntimeName } from "../runtimes/attribution.js";
+import { RUNTIME_NAMES, type RuntimeName } from "../domain/attribution.js";
 import { AUTH_REFUSALS, WEB_RELOAD_REFUSALS, type AuthRefusal, type WebReloadRefusal } from "../http/webconfig.js";
 
 /** What the config says about the running daemon, for ptyreaper_config_info. */

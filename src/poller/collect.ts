@@ -10,10 +10,11 @@ import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
 import type { RuntimePort } from "../runtimes/port.js";
-import type { RuntimeName } from "../runtimes/attribution.js";
-import { gatherRuntime, type RuntimeView } from "../runtimes/view.js";
+import type { RuntimeName } from "../domain/attribution.js";
+import { gatherRuntime } from "../runtimes/view.js";
+import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup } from "../runtimes/facts.js";
-import type { ProcessFacts } from "../runtimes/attribution.js";
+import type { ProcessFacts } from "../domain/attribution.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 

@@ -8,7 +8,7 @@ import type { ExecSession } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
 import type { PollStage } from "./stages.js";
-import type { RuntimeName } from "../runtimes/attribution.js";
+import type { RuntimeName } from "../domain/attribution.js";
 
 /** What the loop reports to metrics (PtyreaperMetrics implements it). */
 export interface PollMetrics {

@@ -20,7 +20,7 @@ import {
 } from "./identity.js";
 import type { Signaller } from "./signaller.js";
 import type { RuntimePort } from "../runtimes/port.js";
-import type { RuntimeName } from "../runtimes/attribution.js";
+import type { RuntimeName } from "../domain/attribution.js";
 import { confirmRuntimeSession, runtimeOf, runtimeReleaseMs } from "./runtime-confirm.js";
 
 /** Each count carries the session's runtime (the metrics' bounded runtime label). */

@@ -1,5 +1,5 @@
 // What the reaper asks a runtime other than Docker before it acts on one of its sessions, and how long its ptys take to be freed.
-import type { RuntimeName } from "../runtimes/attribution.js";
+import type { RuntimeName } from "../domain/attribution.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import type { ExecSession } from "../domain/types.js";
 

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import type { ClientEvidence, EvidenceReach } from "../domain/client.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import { loadUnixPeersReader } from "../procfs/sockets.js";
-import type { RuntimeName } from "./attribution.js";
+import type { RuntimeName } from "../domain/attribution.js";
 import { CriClientEvidence } from "./containerd/clients.js";
 import { PodmanClientEvidence } from "./podman/clients.js";
 import type { RuntimePort } from "./port.js";

@@ -1,7 +1,7 @@
 // Reads what runtime attribution needs about one process from /proc: stat, status, cmdline and cgroup.
 import { isVanished } from "../errors.js";
 import type { ProcFs } from "../procfs/procfs.js";
-import type { ProcessFacts } from "./attribution.js";
+import type { ProcessFacts } from "../domain/attribution.js";
 
 /** The facts of `pid`, or null when it exited (or its files are malformed) while being read. */
 export function readProcessFacts(procfs: ProcFs, pid: number): ProcessFacts | null {

@@ -1,44 +1,8 @@
 // What every container runtime answers for ptyreaper: its running containers, their exec sessions with pids, and a kill.
 // One adapter per runtime implements it (runtimes/containerd, runtimes/podman; Docker keeps docker/port.ts until the wiring).
-import type { RuntimeName } from "./attribution.js";
-
-/** Kubernetes identity from the kubelet's labels on the container (no Kubernetes API needed). */
-export interface KubernetesRef {
-  namespace: string;
-  pod: string;
-  podUid: string | null;
-  container: string;
-}
-
-/** A container as a runtime names it. containerd IDs are unique per namespace, so the namespace is part of the name. */
-export interface ContainerRef {
-  /** containerd namespace (`k8s.io`, `moby`, ...); null for runtimes without namespaces. */
-  namespace: string | null;
-  id: string;
-}
-
-export interface RuntimeContainer extends ContainerRef {
-  runtime: RuntimeName;
-  /** Host pid of its init (its main process); null when the runtime does not say. */
-  initPid: number | null;
-  labels: Readonly<Record<string, string>>;
-  /** The runtime's name for it (Podman's `Name`); absent when the runtime has none. */
-  name?: string;
-  /** From `io.kubernetes.*` labels, when the container is a Kubernetes pod's. */
-  kubernetes: KubernetesRef | null;
-}
-
-/** An exec session as the runtime records it (moby's ExecInspect words). */
-export interface RuntimeExec {
-  /** The runtime's exec ID (containerd exec ID, Podman exec session ID). */
-  id: string;
-  container: ContainerRef;
-  /** Host pid of the exec'd process; 0 when the runtime reports none. */
-  pid: number;
-  running: boolean;
-  /** Whether it was started with a tty; null when the runtime does not say in this call. */
-  tty: boolean | null;
-}
+// The words it answers in (containers, execs, Kubernetes identity) are the domain's: domain/runtime.ts.
+import type { RuntimeName } from "../domain/attribution.js";
+import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../domain/runtime.js";
 
 export type ExecSignal = "SIGHUP" | "SIGTERM" | "SIGKILL";
 
@@ -64,15 +28,6 @@ export interface RuntimePort {
   /** Signals one exec through the runtime. */
   killExec(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome>;
   close(): void;
-}
-
-/** The kubelet's labels on a container (pkg/kubelet/types/labels.go) → its Kubernetes identity, or null. */
-export function kubernetesRefOf(labels: Readonly<Record<string, string>>): KubernetesRef | null {
-  const namespace = labels["io.kubernetes.pod.namespace"];
-  const pod = labels["io.kubernetes.pod.name"];
-  const container = labels["io.kubernetes.container.name"];
-  if (!namespace || !pod || !container) return null;
-  return { namespace, pod, podUid: labels["io.kubernetes.pod.uid"] || null, container };
 }
 
 /** Signal numbers on Linux, as containerd's Kill takes them. */

@@ -1,16 +1,8 @@
 // One cycle's look at a runtime other than Docker: its running containers and their exec sessions, through its port.
+// What it returns, RuntimeView, is the domain's (domain/runtime.ts).
 import { errorMessage } from "../errors.js";
-import type { RuntimeName } from "./attribution.js";
-import type { RuntimeContainer, RuntimeExec, RuntimePort } from "./port.js";
-
-/** What one runtime answered this cycle; on any failed call nothing of it is used (its sessions are not reaped). */
-export interface RuntimeView {
-  runtime: RuntimeName;
-  available: boolean;
-  error: string | null;
-  containers: RuntimeContainer[];
-  execs: RuntimeExec[];
-}
+import type { RuntimeExec, RuntimeView } from "../domain/runtime.js";
+import type { RuntimePort } from "./port.js";
 
 /**
  * Lists the runtime's containers, then each one's execs. `skipNamespaces` leaves out containerd namespaces

@@ -6,7 +6,7 @@ import { ptyKey } from "../../src/domain/types.js";
 import { RuntimeUnavailableError } from "../../src/errors.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { attribute } from "../../src/runtimes/attribution.js";
+import { attribute } from "../../src/domain/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { PodmanRuntime } from "../../src/runtimes/podman/podman.js";
 import { cleanupAll, isAlive, killAndWait, waitFor } from "./harness/index.js";

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { attribute, monitorOf, type Attribution } from "../../src/runtimes/attribution.js";
+import { attribute, monitorOf, type Attribution } from "../../src/domain/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { TEST_PREFIX, containerPid, leakExecSession, requireDocker, startContainer, type ExecSessionHandle } from "./harness/index.js";
 import { slaveKey } from "./harness/accounting.js";

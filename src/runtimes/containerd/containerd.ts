@@ -6,8 +6,9 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { RuntimeUnavailableError } from "../../errors.js";
 import { missingFileReason, shippedPath } from "../../shipped.js";
-import type { RuntimeName } from "../attribution.js";
-import { SIGNAL_NUMBERS, kubernetesRefOf, type ContainerRef, type ExecSignal, type KillOutcome, type RuntimeContainer, type RuntimeExec, type RuntimePort } from "../port.js";
+import type { RuntimeName } from "../../domain/attribution.js";
+import { SIGNAL_NUMBERS, type ExecSignal, type KillOutcome, type RuntimePort } from "../port.js";
+import { kubernetesRefOf, type ContainerRef, type RuntimeContainer, type RuntimeExec } from "../../domain/runtime.js";
 import { decodeFields, numberField, stringField } from "./wire.js";
 
 // proto/ sits at the package root, shipped by install and the image like dist/ (shipped.ts).

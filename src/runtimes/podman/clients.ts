@@ -3,7 +3,7 @@
 // the stdin copy and keeps one (observed with Podman 4.3.1).
 import { unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
-import { monitorOf } from "../attribution.js";
+import { monitorOf } from "../../domain/attribution.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
 
 /** The master fds an exec's conmon holds while its client is attached, and after. */

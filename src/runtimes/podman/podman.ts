@@ -1,8 +1,9 @@
 // RuntimePort over Podman's libpod REST API (`podman system service`, unix socket): containers, ExecIDs, exec inspect, exec removal.
 import { RuntimeUnavailableError } from "../../errors.js";
 import { unixHttp } from "../../unix-http.js";
-import type { RuntimeName } from "../attribution.js";
-import { kubernetesRefOf, type ContainerRef, type ExecSignal, type KillOutcome, type RuntimeContainer, type RuntimeExec, type RuntimePort } from "../port.js";
+import type { RuntimeName } from "../../domain/attribution.js";
+import { type ExecSignal, type KillOutcome, type RuntimePort } from "../port.js";
+import { kubernetesRefOf, type ContainerRef, type RuntimeContainer, type RuntimeExec } from "../../domain/runtime.js";
 
 /** Podman's standard socket when its service runs as root. */
 export const PODMAN_SOCKET = "/run/podman/podman.sock";

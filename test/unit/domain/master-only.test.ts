@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { markMasterOnly, masterHolder, MasterOnlyTracker } from "../../../src/domain/master-only.js";
 import type { ProcInfo, Pty } from "../../../src/domain/types.js";
-import type { ProcessFacts } from "../../../src/runtimes/attribution.js";
+import type { ProcessFacts } from "../../../src/domain/attribution.js";
 
 const CID = "a".repeat(64);
 

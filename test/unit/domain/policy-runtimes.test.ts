@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { decide } from "../../../src/domain/policy.js";
 import { loadConfig } from "../../../src/config/load.js";
 import type { ExecSession } from "../../../src/domain/types.js";
-import type { RuntimeName } from "../../../src/runtimes/attribution.js";
+import type { RuntimeName } from "../../../src/domain/attribution.js";
 
 const NOW = 1_800_000_000_000;
 const H = 3_600_000;

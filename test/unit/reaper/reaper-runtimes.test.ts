@@ -9,8 +9,9 @@ import { MemoryTable } from "./memory-table.js";
 import { CONTAINERD_RELEASE_MS } from "../../../src/reaper/runtime-confirm.js";
 import type { ExecSession, Inventory } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
-import type { ExecSignal, KillOutcome, RuntimeExec, RuntimePort } from "../../../src/runtimes/port.js";
-import type { RuntimeName } from "../../../src/runtimes/attribution.js";
+import type { ExecSignal, KillOutcome, RuntimePort } from "../../../src/runtimes/port.js";
+import type { RuntimeExec } from "../../../src/domain/runtime.js";
+import type { RuntimeName } from "../../../src/domain/attribution.js";
 
 const CID = "c".repeat(64);
 const EXEC_ID = "e".repeat(64);

@@ -2,7 +2,7 @@
 import pino from "pino";
 import { describe, expect, it } from "vitest";
 import type { ClientEvidence, EvidenceReach } from "../../../src/domain/client.js";
-import type { RuntimeName } from "../../../src/runtimes/attribution.js";
+import type { RuntimeName } from "../../../src/domain/attribution.js";
 import { EvidenceReachReporter } from "../../../src/runtimes/client-evidence.js";
 
 function evidenceWith(reach: () => EvidenceReach | null): ClientEvidence {

@@ -2,7 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { ContainerdRuntime, execEventOf, execIdOfProcessInfo, isExecId } from "../../../src/runtimes/containerd/containerd.js";
 import { WireError, decodeFields, numberField, stringField } from "../../../src/runtimes/containerd/wire.js";
-import { kubernetesRefOf } from "../../../src/runtimes/port.js";
+import { kubernetesRefOf } from "../../../src/domain/runtime.js";
 
 /** Encodes a varint, for building messages by hand. */
 function varint(value: number): number[] {

@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import { ptyKey } from "../../../src/domain/types.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import { scanProc } from "../../../src/procfs/scan.js";
-import { attribute } from "../../../src/runtimes/attribution.js";
+import { attribute } from "../../../src/domain/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../../src/runtimes/facts.js";
 import { buildInventory } from "../../../src/domain/inventory.js";
 import { mergeRuntimeViews, tagPtys, tagPtysFromProc } from "../../../src/domain/runtime-sessions.js";

@@ -7,7 +7,8 @@ import { defaultConfig } from "../../../src/config/load.js";
 import type { Config } from "../../../src/config/types.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import { scanProc } from "../../../src/procfs/scan.js";
-import type { ExecSignal, KillOutcome, RuntimeContainer, RuntimeExec, RuntimePort } from "../../../src/runtimes/port.js";
+import type { ExecSignal, KillOutcome, RuntimePort } from "../../../src/runtimes/port.js";
+import type { RuntimeContainer, RuntimeExec } from "../../../src/domain/runtime.js";
 
 export const SHIM_MASTERS_ROOT = fileURLToPath(new URL("../../fixtures/proc/containerd-shim-masters", import.meta.url));
 export const SHIM_CONTAINER_ID = "4c1e2d3f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d";

@@ -1,6 +1,6 @@
 // Runtime attribution from /proc facts: every cgroup form, every monitor, and the disagreements that make a pty "unknown".
 import { describe, expect, it } from "vitest";
-import { attribute, monitorOf, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/runtimes/attribution.js";
+import { attribute, monitorOf, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
 
 const ID = "169baa59a5771cf17b6a4cc3a919e43156123a30950599d7caf1dc57d0fa07e4";
 const OTHER = "6359423c60c1d2e3af70e572e6bb2fb7f6cbcf66b3517c4d5ef48b828a22a210";

@@ -1,0 +1,58 @@
+// The runtimes' vocabulary, as every adapter answers in it: containers, exec sessions, Kubernetes identity, one runtime's view.
+import type { RuntimeName } from "./attribution.js";
+
+/** Kubernetes identity from the kubelet's labels on the container (no Kubernetes API needed). */
+export interface KubernetesRef {
+  namespace: string;
+  pod: string;
+  podUid: string | null;
+  container: string;
+}
+
+/** A container as a runtime names it. containerd IDs are unique per namespace, so the namespace is part of the name. */
+export interface ContainerRef {
+  /** containerd namespace (`k8s.io`, `moby`, ...); null for runtimes without namespaces. */
+  namespace: string | null;
+  id: string;
+}
+
+export interface RuntimeContainer extends ContainerRef {
+  runtime: RuntimeName;
+  /** Host pid of its init (its main process); null when the runtime does not say. */
+  initPid: number | null;
+  labels: Readonly<Record<string, string>>;
+  /** The runtime's name for it (Podman's `Name`); absent when the runtime has none. */
+  name?: string;
+  /** From `io.kubernetes.*` labels, when the container is a Kubernetes pod's. */
+  kubernetes: KubernetesRef | null;
+}
+
+/** An exec session as the runtime records it (moby's ExecInspect words). */
+export interface RuntimeExec {
+  /** The runtime's exec ID (containerd exec ID, Podman exec session ID). */
+  id: string;
+  container: ContainerRef;
+  /** Host pid of the exec'd process; 0 when the runtime reports none. */
+  pid: number;
+  running: boolean;
+  /** Whether it was started with a tty; null when the runtime does not say in this call. */
+  tty: boolean | null;
+}
+
+/** The kubelet's labels on a container (pkg/kubelet/types/labels.go) → its Kubernetes identity, or null. */
+export function kubernetesRefOf(labels: Readonly<Record<string, string>>): KubernetesRef | null {
+  const namespace = labels["io.kubernetes.pod.namespace"];
+  const pod = labels["io.kubernetes.pod.name"];
+  const container = labels["io.kubernetes.container.name"];
+  if (!namespace || !pod || !container) return null;
+  return { namespace, pod, podUid: labels["io.kubernetes.pod.uid"] || null, container };
+}
+
+/** What one runtime answered this cycle; on any failed call nothing of it is used (its sessions are not reaped). */
+export interface RuntimeView {
+  runtime: RuntimeName;
+  available: boolean;
+  error: string | null;
+  containers: RuntimeContainer[];
+  execs: RuntimeExec[];
+}
