@@ -17,7 +17,7 @@ import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
 import { Reaper, type SendSignal } from "./reaper/reaper.js";
 import type { Notifier } from "./systemd/notify.js";
-import { ProcRootTable } from "./reaper/identity.js";
+import { processTableOf } from "./reaper/identity.js";
 import { KillSignaller, PidfdSignaller, loadPidfdAddon, type PidfdFallbackReason, type Signaller } from "./reaper/signaller.js";
 import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
@@ -165,7 +165,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
     (runtimeClients ??= runtimeClientEvidence(await openChosenRuntimes(), procfs, logger));
   const reaper = new Reaper({
-    processes: new ProcRootTable(config.procRoot),
+    processes: processTableOf(procfs),
     signaller,
     docker: dockerPort,
     runtimes: runtimePorts,

@@ -1,5 +1,5 @@
 // Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type Stats } from "node:fs";
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type BigIntStats, type Stats } from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import type { PtyLimits } from "../domain/types.js";
@@ -251,6 +251,11 @@ export class ProcFs {
   /** stat (following the link) of /proc/PID/fd/FD: the opened file's device and times. */
   fdStat(pid: number, fd: string): Stats {
     return statSync(`${this.root}/${pid}/fd/${fd}`);
+  }
+
+  /** The same with nanosecond times (a pty slave's ctime marks its allocation: reaper/identity.ts). */
+  fdStatBig(pid: number, fd: string): BigIntStats {
+    return statSync(`${this.root}/${pid}/fd/${fd}`, { bigint: true });
   }
 
   /** /proc/PID/fdinfo/FD → tty-index of a pty master. */

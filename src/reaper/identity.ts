@@ -1,7 +1,7 @@
 // Who the reaper may signal: the process-identity port it reads, and the never-signal rules as a pure function.
-import { readFileSync, readdirSync, readlinkSync, statSync } from "node:fs";
-import { join } from "node:path";
-import { classifyRdev, formatDev, parseStat, parseStatus, type StatFields } from "../procfs/parse.js";
+import type { BigIntStats } from "node:fs";
+import { classifyRdev, formatDev, type StatFields } from "../procfs/parse.js";
+import type { ProcFs } from "../procfs/procfs.js";
 
 /** The few /proc facts the reaper reads about a process; errors (ENOENT when gone) reach the caller. */
 export interface ProcessTable {
@@ -20,49 +20,30 @@ export interface ProcessTable {
   slaveCtimeNs(pid: number, devptsDev: string, index: number): bigint | null;
 }
 
-/** ProcessTable over a /proc root. */
-export class ProcRootTable implements ProcessTable {
-  constructor(readonly root: string) {}
-
-  pids(): number[] {
-    return readdirSync(this.root)
-      .filter((name) => name.charCodeAt(0) >= 48 && name.charCodeAt(0) <= 57)
-      .map(Number);
-  }
-
-  stat(pid: number): StatFields | null {
-    return parseStat(readFileSync(join(this.root, String(pid), "stat"), "utf8"));
-  }
-
-  nsPids(pid: number): number[] | null {
-    return parseStatus(readFileSync(join(this.root, String(pid), "status"), "utf8"))?.nsPids ?? null;
-  }
-
-  cgroup(pid: number): string {
-    return readFileSync(join(this.root, String(pid), "cgroup"), "utf8");
-  }
-
-  slaveCtimeNs(pid: number, devptsDev: string, index: number): bigint | null {
-    const dir = join(this.root, String(pid), "fd");
-    for (const fd of readdirSync(dir)) {
-      let link: string;
-      try {
-        link = readlinkSync(join(dir, fd));
-      } catch {
-        continue; // closed meanwhile
-      }
-      // Cheap filter before a stat: only pts links and the console (a bind of a pts) can be a slave.
-      if (!link.includes("pts") && !link.includes("console")) continue;
-      try {
-        const st = statSync(join(dir, fd), { bigint: true });
+/** The reaper's ProcessTable, read through the same ProcFs (and so the same /proc root) as the scan. */
+export function processTableOf(procfs: ProcFs): ProcessTable {
+  return {
+    pids: () => procfs.pids(),
+    stat: (pid) => procfs.stat(pid),
+    nsPids: (pid) => procfs.status(pid)?.nsPids ?? null,
+    cgroup: (pid) => procfs.cgroupText(pid),
+    slaveCtimeNs(pid, devptsDev, index) {
+      for (const fd of procfs.fds(pid)) {
+        const link = procfs.fdLinkIfOpen(pid, fd);
+        // Cheap filter before a stat: only pts links and the console (a bind of a pts) can be a slave.
+        if (link === null || (!link.includes("pts") && !link.includes("console"))) continue;
+        let st: BigIntStats;
+        try {
+          st = procfs.fdStatBig(pid, fd);
+        } catch {
+          continue; // closed meanwhile
+        }
         const kind = st.isCharacterDevice() ? classifyRdev(Number(st.rdev)) : null;
         if (kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev) return st.ctimeNs;
-      } catch {
-        continue;
       }
-    }
-    return null;
-  }
+      return null;
+    },
+  };
 }
 
 /**

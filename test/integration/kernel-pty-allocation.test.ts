@@ -1,7 +1,8 @@
 // The allocation marker on the real kernel: the slave inode's ctime, read through a holder's fd by the reaper's
 // ProcessTable, in a devpts instance of the test's own (a private mount namespace), so no other pty is touched.
 import { describe, expect, it } from "vitest";
-import { ProcRootTable, MIN_ALLOCATION_AGE_MS } from "../../src/reaper/identity.js";
+import { processTableOf, MIN_ALLOCATION_AGE_MS } from "../../src/reaper/identity.js";
+import { ProcFs } from "../../src/procfs/procfs.js";
 import { killAndWait, python3, startHelper, waitFor } from "./harness/index.js";
 
 // Commands on stdin, one JSON answer per line: alloc, io (a write each way and a read), chmod, free.
@@ -40,7 +41,7 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
         if (next.done) throw new Error(`holder exited on ${cmd}`);
         return JSON.parse(next.value) as { index: number; ctimeNs: string | null };
       };
-      const table = new ProcRootTable("/proc");
+      const table = processTableOf(new ProcFs("/proc"));
 
       const first = await ask("alloc");
       expect(first.index).toBe(0);

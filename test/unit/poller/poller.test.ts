@@ -5,7 +5,8 @@ import { CLOCK_STEP_TOLERANCE_MS, clockStepMs, Poller, STUCK_AFTER_INTERVALS, ty
 import type { PollStage } from "../../../src/poller/stages.js";
 import { CollectError, type Observation } from "../../../src/poller/collect.js";
 import { Reaper } from "../../../src/reaper/reaper.js";
-import { ProcRootTable } from "../../../src/reaper/identity.js";
+import { processTableOf } from "../../../src/reaper/identity.js";
+import { ProcFs } from "../../../src/procfs/procfs.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { defaultConfig } from "../../../src/config/load.js";
 import type { PolicyConfig } from "../../../src/config/types.js";
@@ -37,7 +38,7 @@ function recorder(): PollMetrics & { events: string[] } {
 function makeReaper(): Reaper {
   const logger = pino({ enabled: false });
   return new Reaper({
-    processes: new ProcRootTable("/nonexistent"),
+    processes: processTableOf(new ProcFs("/nonexistent")),
     signaller: new KillSignaller(() => undefined),
     docker: null,
     metrics: { reaped() {}, wouldReap() {}, reapFailed() {} },
