@@ -1,4 +1,4 @@
-// Composition root: builds every part from the config and wires them; no I/O of its own.
+// Composition root: builds every part from the config and wires them; its only I/O is choosing runtimes by their sockets.
 import type { Logger } from "pino";
 import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/types.js";

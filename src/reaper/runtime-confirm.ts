@@ -12,7 +12,7 @@ export function runtimeOf(session: Pick<ExecSession, "runtime">): RuntimeName {
  * How long after its processes are gone a session's pty may still be allocated before the attempt counts
  * as failed. containerd 1.6's shim closes an exec's console only when Go's garbage collector finalizes it
  * (observed 25–31 s after the kill; the runtime forces a collection at least every two minutes), so a
- * containerd session is given that long; the others free it at once (the usual RELEASE_CYCLES apply).
+ * containerd session is given that long; the others free it at once (RELEASE_TIMEOUT_MS in reaper.ts applies).
  */
 export const CONTAINERD_RELEASE_MS = 150_000;
 

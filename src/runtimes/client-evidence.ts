@@ -4,8 +4,8 @@ import type { ClientEvidence, EvidenceReach } from "../domain/client.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import { loadUnixPeersReader } from "../procfs/sockets.js";
 import type { RuntimeName } from "../domain/attribution.js";
-import { CriClientEvidence } from "./containerd/clients.js";
-import { PodmanClientEvidence } from "./podman/clients.js";
+import { CriClientEvidence } from "./containerd/client-evidence.js";
+import { PodmanClientEvidence } from "./podman/client-evidence.js";
 import type { RuntimePort } from "./port.js";
 
 /** One evidence per opened runtime besides Docker; containerd's needs sock_diag to find its process (else its sessions stay unknown, logged). */

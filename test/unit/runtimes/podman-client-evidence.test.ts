@@ -1,7 +1,7 @@
 // Podman's client evidence from the scan alone: the exec conmon's count of master fds (2 attached, 1 after the client left).
 import { describe, expect, it } from "vitest";
 import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
-import { PodmanClientEvidence, podmanStreamSighting } from "../../../src/runtimes/podman/clients.js";
+import { PodmanClientEvidence, podmanStreamSighting } from "../../../src/runtimes/podman/client-evidence.js";
 import { makeSessionFor } from "../metrics/snapshot-factory.js";
 
 const EXEC = "b".repeat(64);

@@ -8,7 +8,7 @@ import type { ExecSession, ProcScan, PtyFd } from "../../../src/domain/types.js"
 import { formatDev } from "../../../src/procfs/parse.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import type { UnixPeerTable } from "../../../src/procfs/sockets.js";
-import { CriClientEvidence, DAEMON_SEARCH_EVERY_MS, criStreamSighting, isCriStdoutFifo, type CriFifoHolders } from "../../../src/runtimes/containerd/clients.js";
+import { CriClientEvidence, DAEMON_SEARCH_EVERY_MS, criStreamSighting, isCriStdoutFifo, type CriFifoHolders } from "../../../src/runtimes/containerd/client-evidence.js";
 import { makeSessionFor } from "../metrics/snapshot-factory.js";
 
 const CID = "a".repeat(64);
