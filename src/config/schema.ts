@@ -51,7 +51,7 @@ export const DEFAULT_SETTINGS = {
     idleIncludesOutput: true,
     maxAge: "off",
     minAge: "1m",
-    pressure: { high: 0.8, low: 0.7, minIdle: "10m" },
+    pressure: { high: 0.8, low: 0.7, minIdle: "10m", containerShare: 0.25 },
     exemptLabel: "ptyreaper.exempt",
     exemptContainers: [] as string[],
     exemptNamespaces: [] as string[],
@@ -340,6 +340,7 @@ export const configSchema = section({
       high: leaf(checkRatio).prefault(D.policy.pressure.high),
       low: leaf(checkRatio).prefault(D.policy.pressure.low),
       minIdle: leaf(checkMinIdle).prefault(D.policy.pressure.minIdle),
+      containerShare: leaf(checkRatio).prefault(D.policy.pressure.containerShare),
     }),
     exemptLabel: leaf(checkLabelKey).prefault(D.policy.exemptLabel),
     exemptContainers: z

@@ -6,7 +6,8 @@ export interface PolicyConfig {
   idleIncludesOutput: boolean;
   maxAge: number | null;
   minAge: number;
-  pressure: { high: number; low: number; minIdle: number };
+  /** containerShare: a container holding more than this share of container capacity is named (metric, alert, log). */
+  pressure: { high: number; low: number; minIdle: number; containerShare: number };
   exemptLabel: string;
   exemptContainers: string[];
   /** Kubernetes namespaces (patterns) whose pods' sessions are never reaped; absent: none. */

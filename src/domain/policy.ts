@@ -3,7 +3,8 @@ import { formatDuration, formatDurationExact } from "../config/duration.js";
 import type { PolicyConfig } from "../config/types.js";
 import { globMatch } from "./glob.js";
 import type { ReapReason, SessionDecision, SessionState } from "./snapshot.js";
-import { containerCapacity, type ExecSession, type PtyLimits } from "./types.js";
+import type { RuntimeName } from "./attribution.js";
+import { containerCapacity, type ExecSession, type Pty, type PtyLimits } from "./types.js";
 
 /** A session with input or output in the last minute is "active" in tables and metrics. */
 export const ACTIVE_WINDOW_MS = 60_000;
@@ -20,6 +21,11 @@ export interface PolicyInput {
   clockStepHold?: ClockStepHold | null;
   /** Whether the runtime that started a session answered this cycle; absent: `dockerAvailable` for every session. */
   sourceAvailable?: (session: ExecSession) => boolean;
+  /**
+   * Allocated ptys per devpts instance (each container has its own): under pressure, sessions of the instance
+   * holding the most go first, so the tenant that fills the table pays before its neighbours. Absent: idle only.
+   */
+  ptysPerDevpts?: ReadonlyMap<string, number>;
 }
 
 /** A wall-clock step seen by the loop (tty times and ages straddle it, so they cannot be trusted yet). */
@@ -41,7 +47,8 @@ interface Candidate {
 
 /**
  * One decision per session, in the order given. At most `maxPerCycle` are stale: max_age first,
- * then orphaned, then idle, then pressure, each longest idle first; the rest are deferred to the next cycle.
+ * then orphaned, then idle, each longest idle first, then pressure, the sessions of the devpts instance
+ * holding the most ptys first; the rest are deferred to the next cycle.
  */
 export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: number, nowMs: number): SessionDecision[] {
   const decisions: (SessionDecision | undefined)[] = new Array<SessionDecision | undefined>(input.sessions.length);
@@ -122,14 +129,16 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     const lowCount = Math.floor(policy.pressure.low * capacity + RATIO_EPSILON);
     if (allocated >= highCount) {
       let projected = allocated - chosen;
-      const pool = others.filter((c) => c.idleMs >= policy.pressure.minIdle).sort(longestIdleFirst);
+      const held = (c: Candidate): number => input.ptysPerDevpts?.get(c.session.devptsDev) ?? 0;
+      const pool = others.filter((c) => c.idleMs >= policy.pressure.minIdle).sort((a, b) => held(b) - held(a) || longestIdleFirst(a, b));
       for (const c of pool) {
         if (projected <= lowCount) break;
+        const tenant = input.ptysPerDevpts === undefined ? "" : `its container's devpts ${c.session.devptsDev} holds ${held(c)}, the most first; `;
         choose(
           c,
           "pressure",
           `pressure: ${allocated} of ${capacity} container ptys allocated ≥ high ${policy.pressure.high} (${highCount}), ` +
-            `reclaiming to low ${policy.pressure.low} (${lowCount}); idle ${formatDuration(c.idleMs)} ≥ minIdle ${formatDurationExact(policy.pressure.minIdle)}`,
+            `reclaiming to low ${policy.pressure.low} (${lowCount}); ${tenant}idle ${formatDuration(c.idleMs)} ≥ minIdle ${formatDurationExact(policy.pressure.minIdle)}`,
         );
         projected--;
       }
@@ -197,4 +206,43 @@ function underThresholds(c: Candidate, policy: PolicyConfig): string {
 /** Longest idle first; then oldest; then input order, so equal sessions keep a stable order. */
 function longestIdleFirst(a: Candidate, b: Candidate): number {
   return b.idleMs - a.idleMs || b.ageMs - a.ageMs || a.index - b.index;
+}
+
+/** Allocated ptys per devpts instance, as the inventory found them. */
+export function ptysPerDevpts(ptys: readonly Pick<Pty, "devptsDev">[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const pty of ptys) counts.set(pty.devptsDev, (counts.get(pty.devptsDev) ?? 0) + 1);
+  return counts;
+}
+
+/** A container holding more than `policy.pressure.containerShare` of the container capacity. */
+export interface ContainerOverShare {
+  containerId: string;
+  containerName: string | null;
+  runtime: RuntimeName | null;
+  ptys: number;
+  /** ptys ÷ container capacity. */
+  share: number;
+}
+
+/**
+ * The containers holding more than `share` of the container capacity, most first: the ones to name when ptys
+ * run short (at most 1 ÷ share of them, so their metric series stay few).
+ */
+export function containersOverShare(ptys: readonly Pick<Pty, "containerId" | "containerName" | "runtime">[], limits: PtyLimits, share: number): ContainerOverShare[] {
+  const capacity = containerCapacity(limits);
+  if (capacity === 0) return [];
+  const byContainer = new Map<string, ContainerOverShare>();
+  for (const pty of ptys) {
+    if (pty.containerId === null) continue;
+    const entry = byContainer.get(pty.containerId) ?? { containerId: pty.containerId, containerName: pty.containerName, runtime: pty.runtime ?? null, ptys: 0, share: 0 };
+    entry.ptys++;
+    entry.containerName ??= pty.containerName;
+    entry.runtime ??= pty.runtime ?? null;
+    byContainer.set(pty.containerId, entry);
+  }
+  return [...byContainer.values()]
+    .map((c) => ({ ...c, share: c.ptys / capacity }))
+    .filter((c) => c.share > share + RATIO_EPSILON)
+    .sort((a, b) => b.ptys - a.ptys || a.containerId.localeCompare(b.containerId));
 }

@@ -1,4 +1,5 @@
 // What one poll cycle produced: read by metrics, /sessions and the reaper.
+import type { ContainerOverShare } from "./policy.js";
 import type { Inventory } from "./types.js";
 
 export type SessionState = "active" | "idle" | "stale" | "exempt";
@@ -28,4 +29,6 @@ export interface Snapshot {
   inventory: Inventory;
   docker: DockerStatus;
   decisions: SessionDecision[];
+  /** Containers holding more than policy.pressure.containerShare of the container capacity; absent: none looked at. */
+  overShare?: ContainerOverShare[];
 }

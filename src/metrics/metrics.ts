@@ -101,6 +101,7 @@ export class PtyreaperMetrics {
   private readonly clientEvidenceAvailable: Gauge<"runtime">;
   private readonly reclaimSeconds: Histogram<"runtime">;
   private readonly masterOnlyPtys: Gauge<"runtime" | "holder">;
+  private readonly containerPtyShare: Gauge<"container_id" | "container_name" | "runtime">;
   private readonly authRefusalsTotal: Counter<"reason">;
   private readonly webConfigReloadFailuresTotal: Counter<"reason">;
 
@@ -249,6 +250,12 @@ export class PtyreaperMetrics {
       buckets: [...RECLAIM_BUCKETS],
       registers,
     });
+    this.containerPtyShare = new Gauge({
+      name: "ptyreaper_container_pty_share",
+      help: "Share of the container pty capacity (max - reserve - 1) one container holds, only for containers above policy.pressure.containerShare (so at most 1/containerShare series): the tenant filling the table.",
+      labelNames: ["container_id", "container_name", "runtime"],
+      registers,
+    });
     this.masterOnlyPtys = new Gauge({
       name: "ptyreaper_master_only_ptys",
       help: "Ptys held only by masters for masterOnlyGrace, with no process on the slave end: leaks no session explains, never reaped. By the holder's runtime (docker, containerd, cri-o, podman, unknown, none) and role (containerd-shim, conmon, crio, oci-runtime-exec, dockerd, container, host).",
@@ -335,6 +342,11 @@ export class PtyreaperMetrics {
       }
     }
     for (const [owner, count] of byOwner) this.ptysByOwner.set({ owner }, count);
+
+    this.containerPtyShare.reset();
+    for (const c of snapshot.overShare ?? []) {
+      this.containerPtyShare.set({ container_id: capLabelValue(c.containerId), container_name: capLabelValue(c.containerName ?? ""), runtime: c.runtime ?? "unknown" }, c.share);
+    }
 
     // Rebuilt from scratch: drops vanished and renamed containers alike.
     this.containerPtys.reset();

@@ -1,10 +1,10 @@
 // The loop: non-overlapping cycles of observe → decide → reap → publish, at pollInterval.
 import type { Logger } from "pino";
 import { errorMessage } from "../errors.js";
-import { decide, type ClockStepHold } from "../domain/policy.js";
+import { containersOverShare, decide, ptysPerDevpts, type ClockStepHold, type ContainerOverShare } from "../domain/policy.js";
 import type { PolicyConfig } from "../config/types.js";
 import type { Snapshot } from "../domain/snapshot.js";
-import type { ExecSession } from "../domain/types.js";
+import { containerCapacity, type ExecSession, type PtyLimits } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
 import type { PollStage } from "./stages.js";
@@ -97,6 +97,8 @@ export class Poller {
   private lastClock: ClockReading | null = null;
   /** Other runtimes' execs /proc did not confirm, already logged (once each, while they last). */
   private unconfirmedLogged = new Set<string>();
+  /** Containers over policy.pressure.containerShare already named in the log. */
+  private overShareLogged = new Set<string>();
   /** After a clock step: the step and the monotonic time until which time-based reaping is held. */
   private clockHold: { stepMs: number; untilMono: number } | null = null;
 
@@ -167,13 +169,22 @@ export class Poller {
       const clock = { wallMs: now(), monotonicMs: this.monotonicNow() };
       const hold = this.clockStepHold(clock, settings.policy);
       decisions = decide(
-        { sessions: inventory.sessions, limits: inventory.limits, dockerAvailable: docker.available, clockStepHold: hold, sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false },
+        {
+          sessions: inventory.sessions,
+          limits: inventory.limits,
+          dockerAvailable: docker.available,
+          clockStepHold: hold,
+          sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false,
+          ptysPerDevpts: ptysPerDevpts(inventory.ptys),
+        },
         settings.policy,
         settings.maxPerCycle,
         clock.wallMs,
       );
     });
-    const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions };
+    const overShare = containersOverShare(inventory.ptys, inventory.limits, settings.policy.pressure.containerShare);
+    this.guard("policy", () => this.logOverShare(overShare, inventory.limits));
+    const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions, overShare };
     // The reaper confirms in each inventory that the ptys of sessions it ended were released.
     this.guard("release", () => this.options.reaper.observe(inventory, readFromMs));
     this.guard("reap", () => {
@@ -246,6 +257,20 @@ export class Poller {
       }
     }
     this.unconfirmedLogged = now;
+  }
+
+  /** One line when a container goes over policy.pressure.containerShare (and one when it is back under). */
+  private logOverShare(over: readonly ContainerOverShare[], limits: PtyLimits): void {
+    const now = new Set(over.map((c) => c.containerId));
+    for (const c of over) {
+      if (this.overShareLogged.has(c.containerId)) continue;
+      this.options.logger.warn(
+        { containerId: c.containerId, containerName: c.containerName, runtime: c.runtime, ptys: c.ptys, capacity: containerCapacity(limits), share: Number(c.share.toFixed(4)) },
+        "container holds more than policy.pressure.containerShare of the container ptys: under pressure its exec sessions are reaped first; its other ptys never are",
+      );
+    }
+    for (const id of this.overShareLogged) if (!now.has(id)) this.options.logger.info({ containerId: id }, "container back under policy.pressure.containerShare");
+    this.overShareLogged = now;
   }
 
   /** Runs one step of a cycle; a throw is counted under its stage and logged, and the cycle goes on. */

@@ -77,6 +77,7 @@ describe("config/alerts.yml", () => {
     expect(rules.map((r) => r.alert).sort()).toEqual(
       [
         "PtyreaperConfigReloadFailed",
+        "PtyreaperContainerHoldsManyPtys",
         "PtyreaperDockerUnreachable",
         "PtyreaperDown",
         "PtyreaperPollsStale",

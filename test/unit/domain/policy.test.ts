@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import type { PolicyConfig } from "../../../src/config/types.js";
 import { globMatch } from "../../../src/domain/glob.js";
-import { ACTIVE_WINDOW_MS, decide, type PolicyInput } from "../../../src/domain/policy.js";
+import { ACTIVE_WINDOW_MS, containersOverShare, decide, ptysPerDevpts, type PolicyInput } from "../../../src/domain/policy.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 import type { ExecSession, PtyLimits } from "../../../src/domain/types.js";
 import type { ClientState } from "../../../src/domain/client.js";
@@ -19,7 +19,7 @@ const POLICY: PolicyConfig = {
   idleIncludesOutput: true,
   maxAge: null,
   minAge: 1 * M,
-  pressure: { high: 0.8, low: 0.7, minIdle: 10 * M },
+  pressure: { high: 0.8, low: 0.7, minIdle: 10 * M, containerShare: 0.25 },
   exemptLabel: "ptyreaper.exempt",
   exemptContainers: [],
   exemptNamespaces: [],
@@ -232,6 +232,50 @@ describe("orphaned: the client is gone", () => {
   });
 });
 
+describe("pressure takes from the tenant holding the most ptys first", () => {
+  const noIdle = { idleTimeout: null, pressure: { high: 0.8, low: 0.78, minIdle: 10 * M, containerShare: 0.25 } };
+  const inDevpts = (devptsDev: string, shape: Shape): ExecSession => ({ ...session(shape), devptsDev });
+  // The hog's devpts holds 60 ptys (its sessions and its own), the neighbour's 2: pressure at 80 of 100.
+  const hog = [inDevpts("0:60", { idle: 20 * M }), inDevpts("0:60", { idle: 30 * M })];
+  const neighbour = inDevpts("0:61", { idle: 9 * H });
+  const counts = new Map([["0:60", 60], ["0:61", 2]]);
+
+  it("reaps the hog's sessions before a neighbour's longer-idle one, and says why", () => {
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, dockerAvailable: true, ptysPerDevpts: counts };
+    const ds = decide(input, { ...POLICY, ...noIdle }, 20, NOW);
+    // 80 → low 78: two to take, both the hog's, the 30-minute idle one first.
+    expect(ds.map((d) => d.state)).toEqual(["idle", "stale", "stale"]);
+    expect(ds[2]?.detail).toContain("its container's devpts 0:60 holds 60, the most first; idle 30m");
+  });
+
+  it("takes the neighbour's only once the hog has none left to give", () => {
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 82, max: 1125, reserve: 1024 }, dockerAvailable: true, ptysPerDevpts: counts };
+    expect(decide(input, { ...POLICY, ...noIdle }, 20, NOW).map((d) => d.reason)).toEqual(["pressure", "pressure", "pressure"]);
+  });
+
+  it("without the counts, longest idle first as before", () => {
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, dockerAvailable: true };
+    expect(decide(input, { ...POLICY, ...noIdle }, 20, NOW).map((d) => d.state)).toEqual(["stale", "idle", "stale"]);
+  });
+
+  it("counts ptys per devpts instance and names the containers above the share, most first", () => {
+    const pty = (devptsDev: string, containerId: string | null, name: string | null = null) => ({ devptsDev, containerId, containerName: name, runtime: containerId ? ("docker" as const) : null });
+    const ptys = [
+      ...Array.from({ length: 30 }, () => pty("0:60", "aa", "hog")),
+      ...Array.from({ length: 26 }, () => pty("0:62", "cc", "second")),
+      ...Array.from({ length: 25 }, () => pty("0:61", "bb", "at-the-share")),
+      pty("0:1", null),
+    ];
+    expect(ptysPerDevpts(ptys)).toEqual(new Map([["0:60", 30], ["0:62", 26], ["0:61", 25], ["0:1", 1]]));
+    // Capacity 100: 25 is the share itself, not above it.
+    expect(containersOverShare(ptys, { allocated: 82, max: 1125, reserve: 1024 }, 0.25)).toEqual([
+      { containerId: "aa", containerName: "hog", runtime: "docker", ptys: 30, share: 0.3 },
+      { containerId: "cc", containerName: "second", runtime: "docker", ptys: 26, share: 0.26 },
+    ]);
+    expect(containersOverShare(ptys, { allocated: 0, max: 10, reserve: 10 }, 0.25)).toEqual([]);
+  });
+});
+
 describe("pressure", () => {
   // Capacity 100, high 0.8 → 80, low 0.7 → 70.
   const limits = (allocated: number): PtyLimits => ({ allocated, max: 1125, reserve: 1024 });
@@ -267,7 +311,7 @@ describe("pressure", () => {
 
   it("picks the longest idle first and reports the arithmetic", () => {
     const sessions = [session({ idle: 20 * M }), session({ idle: 3 * H }), session({ idle: 1 * H }), session({ idle: 2 * H })];
-    const ds = run(sessions, { limits: limits(80), policy: { ...noIdle, pressure: { high: 0.8, low: 0.78, minIdle: 10 * M } } });
+    const ds = run(sessions, { limits: limits(80), policy: { ...noIdle, pressure: { high: 0.8, low: 0.78, minIdle: 10 * M, containerShare: 0.25 } } });
     expect(ds.map((d) => d.state)).toEqual(["idle", "stale", "idle", "stale"]);
     expect(ds[1]?.detail).toBe(
       "pressure: 80 of 100 container ptys allocated ≥ high 0.8 (80), reclaiming to low 0.78 (78); idle 3h ≥ minIdle 10m",
@@ -285,7 +329,7 @@ describe("pressure", () => {
   it("never picks exempt or young sessions", () => {
     const ds = run(
       [session({ exemptByEnv: true, idle: 9 * D }), session({ age: 30 * S, idle: 30 * S }), session({ labels: { "ptyreaper.exempt": "true" } })],
-      { limits: limits(100), policy: { ...noIdle, minAge: 1 * M, pressure: { high: 0.8, low: 0.7, minIdle: 10 * S } } },
+      { limits: limits(100), policy: { ...noIdle, minAge: 1 * M, pressure: { high: 0.8, low: 0.7, minIdle: 10 * S, containerShare: 0.25 } } },
     );
     expect(stale(ds)).toHaveLength(0);
   });
@@ -293,7 +337,7 @@ describe("pressure", () => {
   it("ratios are compared as whole pty counts: 0.56 × 100 triggers at exactly 56", () => {
     // In floating point 0.56 * 100 is 56.00000000000001 and 0.29 * 100 is 28.999999999999996:
     // naive comparisons would miss the high mark and aim one pty too low.
-    const ds = run(idlers(40), { limits: limits(56), max: 1000, policy: { ...noIdle, pressure: { high: 0.56, low: 0.29, minIdle: 10 * M } } });
+    const ds = run(idlers(40), { limits: limits(56), max: 1000, policy: { ...noIdle, pressure: { high: 0.56, low: 0.29, minIdle: 10 * M, containerShare: 0.25 } } });
     expect(stale(ds)).toHaveLength(56 - 29);
     expect(stale(ds)[0]?.detail).toContain("high 0.56 (56), reclaiming to low 0.29 (29)");
   });
@@ -389,7 +433,7 @@ describe("invariants over random sessions (fast-check)", () => {
     pressure: fc
       .tuple(fc.double({ min: 0.01, max: 1, noNaN: true }), fc.double({ min: 0.01, max: 1, noNaN: true }))
       .filter(([a, b]) => a !== b)
-      .map(([a, b]) => ({ high: Math.max(a, b), low: Math.min(a, b), minIdle: 10 * M })),
+      .map(([a, b]) => ({ high: Math.max(a, b), low: Math.min(a, b), minIdle: 10 * M, containerShare: 0.25 })),
     exemptLabel: fc.constant<string>("ptyreaper.exempt"),
     exemptContainers: fc.constantFrom<string[]>([], ["build-*"], ["d?"]),
     exemptNamespaces: fc.constant<string[]>([]),

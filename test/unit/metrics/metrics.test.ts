@@ -89,6 +89,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_config_last_reload_success_timestamp_seconds",
         "ptyreaper_config_last_reload_successful",
         "ptyreaper_container_ptys",
+        "ptyreaper_container_pty_share",
         "ptyreaper_docker_up",
         "ptyreaper_exec_sessions",
         "ptyreaper_exec_clients",

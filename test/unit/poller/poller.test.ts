@@ -214,13 +214,8 @@ describe("Poller: the loop survives a throw from any step", () => {
   const cases: [PollStage, (rig: Rig) => void][] = [
     ["docker", (rig) => void (rig.metrics.setDockerUp = throwsOnce(rig.metrics.setDockerUp.bind(rig.metrics)))],
     ["policy", (rig) => void (rig.observe = (n) => (n === 1 ? throwingOnFirstRead(observation(), "sessions") : observation()))],
-    [
-      "release",
-      (rig) =>
-        // Cycle 1 marks a stale session's pty as releasing; cycle 2's check of the ptys throws.
-        void (rig.observe = (n) =>
-          n === 1 ? observation(true, [execSession(Date.now(), 5 * 3_600_000)]) : n === 2 ? throwingOnFirstRead(observation(), "ptys") : observation()),
-    ],
+    // The reaper's check of released ptys throws (the policy reads the ptys first, so a throwing field would fail there).
+    ["release", (rig) => void vi.spyOn(rig.reaper, "observe").mockImplementationOnce(() => { throw new Error("injected failure"); })],
     ["reap", (rig) => void vi.spyOn(rig.reaper, "reap").mockImplementationOnce(() => { throw new Error("injected failure"); })],
     ["publish", (rig) => void (rig.metrics.observeSnapshot = throwsOnce(rig.metrics.observeSnapshot.bind(rig.metrics)))],
     ["record", (rig) => void (rig.metrics.pollSucceeded = throwsOnce(rig.metrics.pollSucceeded.bind(rig.metrics)))],
