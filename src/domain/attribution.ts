@@ -130,6 +130,17 @@ function flagValue(argv: readonly string[], ...flags: string[]): string | null {
 
 const OCI_RUNTIMES = new Set(["runc", "crun"]);
 
+/**
+ * Whether ptyreaper parses this program's argv (so it is read whole, up to 4 KB, not only its head): the
+ * runtime monitors monitorOf reads, and the docker CLI (runtimes/docker/cli-args.ts). By comm or argv[0].
+ */
+export function argvIsParsed(comm: string, argv0: string | undefined): boolean {
+  const program = basename(argv0);
+  return [program, comm].some(
+    (name) => name.startsWith("containerd-shim") || name === "conmon" || name === "crio" || OCI_RUNTIMES.has(name) || name === "docker",
+  );
+}
+
 /** The process as a runtime monitor, or null when it is none. */
 export function monitorOf(process: Pick<ProcessFacts, "comm" | "argv">): MonitorFacts | null {
   const program = basename(process.argv[0]) || process.comm;

@@ -10,7 +10,7 @@ import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
 import type { RuntimePort } from "../runtimes/port.js";
-import type { RuntimeName } from "../domain/attribution.js";
+import { argvIsParsed, type RuntimeName } from "../domain/attribution.js";
 import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup } from "../runtimes/facts.js";
@@ -75,7 +75,9 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   const runtimeInits = runtimes.flatMap((r) => r.containers.map((c) => c.initPid ?? 0)).filter((pid) => pid > 0);
   let scan: ProcScan;
   try {
-    scan = await deps.scan({ initPids: [...view.containers.map((c) => c.pid), ...runtimeInits], ptyAllocated: limits.allocated });
+    // The exec processes' command lines are shown whole; other holders' only in part (CMDLINE_SHOWN_BYTES).
+    const execPids = [...view.execs.map((e) => e.pid), ...runtimes.flatMap((r) => r.execs.map((e) => e.pid))].filter((pid) => pid > 0);
+    scan = await deps.scan({ initPids: [...view.containers.map((c) => c.pid), ...runtimeInits], wholeArgvPids: execPids, ptyAllocated: limits.allocated });
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
@@ -122,7 +124,8 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => Proce
   const known = new Map<number, ProcessFacts | null>();
   return (pid) => {
     const info = scan.processes.get(pid);
-    if (!info || info.cmdlineTruncated) return read(pid);
+    // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
+    if (!info || (info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) return read(pid);
     if (!known.has(pid)) known.set(pid, factsOf(procfs, info));
     return known.get(pid) ?? undefined;
   };

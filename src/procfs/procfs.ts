@@ -27,6 +27,11 @@ const PROC_SUPER_MAGIC = 0x9fa0;
  */
 export const CMDLINE_MAX_BYTES = 4096;
 /**
+ * What is kept of the command line of a pty holder nobody parses: enough to show it. Any process may
+ * hold a pty and any argv may be 2 MB, so thousands of holders must not each cost CMDLINE_MAX_BYTES.
+ */
+export const CMDLINE_SHOWN_BYTES = 256;
+/**
  * What is read at most of an environment, searched only for PTYREAPER_EXEMPT=1: wider than a
  * command line because the exec's own variables (`docker exec -e`) follow the image's.
  */
@@ -167,11 +172,11 @@ export class ProcFs {
   }
 
   /**
-   * /proc/PID/cmdline, its first CMDLINE_MAX_BYTES, decoded as UTF-8 for display (bytes that are
+   * /proc/PID/cmdline, its first `maxBytes` (CMDLINE_MAX_BYTES), decoded as UTF-8 for display (bytes that are
    * not UTF-8 show as U+FFFD); `truncated` when there was more.
    */
-  cmdline(pid: number): { args: string[]; truncated: boolean } {
-    const { bytes, truncated } = readHead(`${this.root}/${pid}/cmdline`, CMDLINE_MAX_BYTES);
+  cmdline(pid: number, maxBytes: number = CMDLINE_MAX_BYTES): { args: string[]; truncated: boolean } {
+    const { bytes, truncated } = readHead(`${this.root}/${pid}/cmdline`, maxBytes);
     return { args: parseCmdline(bytes.toString("utf8")), truncated };
   }
 

@@ -2,12 +2,13 @@
 import { dirname } from "node:path";
 import { performance } from "node:perf_hooks";
 import { isDenied, isVanished } from "../errors.js";
+import { argvIsParsed } from "../domain/attribution.js";
 import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
 import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseCgroupContainerId, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
-import type { ProcFs } from "./procfs.js";
+import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
 
@@ -22,7 +23,12 @@ function isExiting(err: unknown): boolean {
 export interface ScanOptions {
   /** Host pids of container init processes known from Docker: their /dev/pts instance is resolved. */
   initPids?: readonly number[];
+  /** Host pids whose command line is read whole (CMDLINE_MAX_BYTES): the runtimes' exec processes. */
+  wholeArgvPids?: readonly number[];
 }
+
+/** Whole command lines read per pass beyond wholeArgvPids (programs whose argv is parsed): a crowd of them costs this much at most. */
+export const WHOLE_ARGV_PER_PASS = 256;
 
 /** A pty fd as read, before a master is mapped to its devpts instance (which needs the holder's mounts). */
 export interface RawPtyFd {
@@ -55,6 +61,10 @@ export class ScanContext {
   private prefetchedSignatures: Map<number, FdSignature> | null = null;
   /** The processes an early read covered (see adopt): never read again in this pass. */
   private early: ReadonlySet<number> | null = null;
+
+  /** Whole command lines read this pass for parsed programs (see readProcInfo), and those cut by the budget. */
+  wholeArgvReads = 0;
+  argvBudgetCuts = 0;
 
   constructor(readonly procfs: ProcFs) {}
 
@@ -331,10 +341,12 @@ function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number,
 
 /**
  * The rest of what a holder or init is known by (status, namespace, cmdline, cgroup). undefined
- * when malformed (counted), null when the process exited meanwhile. A command line longer than
- * CMDLINE_MAX_BYTES is cut and ends in "…" (and cmdlineTruncated is set).
+ * when malformed (counted), null when the process exited meanwhile. The command line is read to
+ * CMDLINE_SHOWN_BYTES, and to CMDLINE_MAX_BYTES for the exec processes named in `options` and, within
+ * WHOLE_ARGV_PER_PASS, for programs whose argv ptyreaper parses (runtime monitors, the docker CLI);
+ * a cut one ends in "…" (and cmdlineTruncated is set).
  */
-export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): ProcInfo | null | undefined {
+export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, options: ScanOptions = {}): ProcInfo | null | undefined {
   const { procfs } = ctx;
   try {
     const status = procfs.status(pid);
@@ -348,7 +360,16 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase): Pro
     } catch (err) {
       if (isVanished(err)) throw err;
     }
-    const cmdline = procfs.cmdline(pid);
+    let cmdline = procfs.cmdline(pid, CMDLINE_SHOWN_BYTES);
+    if (cmdline.truncated) {
+      if (options.wholeArgvPids?.includes(pid)) cmdline = procfs.cmdline(pid);
+      else if (argvIsParsed(base.comm, cmdline.args[0])) {
+        if (ctx.wholeArgvReads < WHOLE_ARGV_PER_PASS) {
+          ctx.wholeArgvReads++;
+          cmdline = procfs.cmdline(pid);
+        } else ctx.argvBudgetCuts++;
+      }
+    }
     const cgroup = procfs.cgroupText(pid);
     const args = cmdline.truncated ? [...cmdline.args.slice(0, -1), `${cmdline.args.at(-1) ?? ""}…`] : cmdline.args;
     return {
@@ -519,7 +540,7 @@ export class IncrementalScanner {
         if (entry.info) scan.processes.set(pid, entry.info); // carried: as the last pass read it
         continue;
       }
-      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base) : this.refreshInfo(pid, entry.info, base);
+      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options) : this.refreshInfo(pid, entry.info, base);
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;

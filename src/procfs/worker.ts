@@ -59,6 +59,7 @@ interface PassRequest {
   id: number;
   mode: ScanMode;
   initPids: number[];
+  wholeArgvPids: number[];
   budgetMs: number;
 }
 
@@ -121,7 +122,7 @@ class ScanThread {
         this.fail(`pass took longer than its ${deadlineMs} ms deadline`);
         void this.stop(0);
       }, deadlineMs);
-      const request: PassRequest = { id, mode, initPids: [...(options.initPids ?? [])], budgetMs };
+      const request: PassRequest = { id, mode, initPids: [...(options.initPids ?? [])], wholeArgvPids: [...(options.wholeArgvPids ?? [])], budgetMs };
       this.worker.postMessage(request);
     }).finally(() => {
       clearTimeout(timer);
@@ -287,7 +288,7 @@ function serveScans(data: ThreadData): void {
   port.on("message", (request: PassRequest) => {
     let reply: PassReply;
     try {
-      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids }, request.mode, request.budgetMs) };
+      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs) };
     } catch (err) {
       const error = err as Error & { code?: string };
       // A pass that failed half-way may have left partial state: the next one starts over.
