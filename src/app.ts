@@ -183,6 +183,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
     const result = await scanner.scan(options);
     if (result.cut) metrics.scanPassCut();
+    if (result.argvBudgetCuts) metrics.processReadsCut("argv_budget", result.argvBudgetCuts);
     // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.
     if (result.cut && !cutEpisode) scanLog.warn({ unread: result.cut.unread }, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass");
     else if (!result.cut && cutEpisode) scanLog.info("/proc passes complete within their budget again");

@@ -87,6 +87,8 @@ export interface ProcScan {
   bootTimeSec: number;
   /** Set when the pass ran out of its time budget: `unread` processes kept what the last pass learnt (new ones wait). */
   cut?: { unread: number };
+  /** Holders whose whole command line the pass did not read: WHOLE_ARGV_PER_PASS was spent (their head is kept). */
+  argvBudgetCuts?: number;
 }
 
 export function ptyKey(devptsDev: string, index: number): string {

@@ -9,6 +9,10 @@ import { CLIENT_STATES, type ClientStateName } from "../domain/client.js";
 import { countMasterOnly, EXPECTED_MASTER_HOLDERS } from "../domain/master-only.js";
 
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
+
+/** Why a read of a container-controlled process was cut short: ptyreaper_process_reads_cut_total's reasons. */
+export type ProcessReadCut = "argv_budget" | "fd_cap";
+export const PROCESS_READ_CUTS: readonly ProcessReadCut[] = ["argv_budget", "fd_cap"];
 export { POLL_STAGES, type PollStage };
 
 const DOCKER_UP = "ptyreaper_docker_up";
@@ -102,6 +106,7 @@ export class PtyreaperMetrics {
   private readonly reclaimSeconds: Histogram<"runtime">;
   private readonly masterOnlyPtys: Gauge<"runtime" | "holder">;
   private readonly containerPtyShare: Gauge<"container_id" | "container_name" | "runtime">;
+  private readonly processReadsCutTotal: Counter<"reason">;
   private readonly authRefusalsTotal: Counter<"reason">;
   private readonly webConfigReloadFailuresTotal: Counter<"reason">;
 
@@ -250,6 +255,12 @@ export class PtyreaperMetrics {
       buckets: [...RECLAIM_BUCKETS],
       registers,
     });
+    this.processReadsCutTotal = new Counter({
+      name: "ptyreaper_process_reads_cut_total",
+      help: "Reads of a process that a cap or budget cut short, by reason: argv_budget (a parsed program's command line kept to its head: WHOLE_ARGV_PER_PASS spent this pass), fd_cap (a would-be client holding more fds than any real one: its fds left unread, its session's client unknown).",
+      labelNames: ["reason"],
+      registers,
+    });
     this.containerPtyShare = new Gauge({
       name: "ptyreaper_container_pty_share",
       help: "Share of the container pty capacity (max - reserve - 1) one container holds, only for containers above policy.pressure.containerShare (so at most 1/containerShare series): the tenant filling the table.",
@@ -311,6 +322,7 @@ export class PtyreaperMetrics {
     for (const stage of POLL_STAGES) this.pollErrorsTotal.inc({ stage }, 0);
     for (const { runtime, holder } of EXPECTED_MASTER_HOLDERS) this.masterOnlyPtys.set({ runtime, holder }, 0);
     for (const reason of AUTH_REFUSALS) this.authRefusalsTotal.inc({ reason }, 0);
+    for (const reason of PROCESS_READ_CUTS) this.processReadsCutTotal.inc({ reason }, 0);
     for (const reason of WEB_RELOAD_REFUSALS) this.webConfigReloadFailuresTotal.inc({ reason }, 0);
 
     if (options.defaultMetrics ?? true) {
@@ -405,6 +417,11 @@ export class PtyreaperMetrics {
 
   pollFailed(stage: PollStage): void {
     this.pollErrorsTotal.inc({ stage });
+  }
+
+  /** A cap or budget cut `count` reads of processes short (bounded reasons: PROCESS_READ_CUTS). */
+  processReadsCut(reason: ProcessReadCut, count = 1): void {
+    this.processReadsCutTotal.inc({ reason }, count);
   }
 
   clockStepped(): void {

@@ -546,6 +546,7 @@ export class IncrementalScanner {
       else if (info === null) scan.vanished++;
     }
     resolveInitDevpts(ctx, scan, options);
+    if (ctx.argvBudgetCuts > 0) scan.argvBudgetCuts = ctx.argvBudgetCuts;
     return scan;
   }
 

@@ -99,6 +99,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_master_only_ptys",
         "ptyreaper_poll_duration_seconds",
         "ptyreaper_poll_errors_total",
+        "ptyreaper_process_reads_cut_total",
         "ptyreaper_pty_allocated",
         "ptyreaper_pty_max",
         "ptyreaper_pty_reserve",
