@@ -1,5 +1,6 @@
 // Which container runtime a pty holder belongs to, from /proc alone: cgroup paths, the master holder and the process tree.
 // Pure: the caller reads /proc (cgroup text, comm, argv, NSpid) and passes what it read.
+import { ancestry } from "./ancestry.js";
 
 /** Runtimes whose sessions ptyreaper can name; "unknown" is counted and shown, never reaped. */
 export type RuntimeName = "docker" | "containerd" | "cri-o" | "podman";
@@ -192,8 +193,6 @@ export interface Attribution {
 
 const UNKNOWN: Omit<Attribution, "evidence"> = { runtime: "unknown", containerId: null, podUid: null, namespace: null, role: "unknown", sessionPid: null, execId: null };
 
-/** How far up the tree to look for the monitor: a shell's pipelines are shallow, a runaway loop is not followed. */
-const MAX_DEPTH = 32;
 
 /**
  * Attributes `holder` (a process holding a pty end) from its cgroup, its ancestors up to the runtime's
@@ -220,7 +219,7 @@ export function attribute(
     monitorProcess = holder; // CRI-O's host pty: its slave is held by runc/crun exec itself
   } else {
     monitor = null;
-    for (let depth = 0, current = holder; depth < MAX_DEPTH; depth++) {
+    for (const current of ancestry(holder, (node) => lookup(node.ppid))) {
       const parent = lookup(current.ppid);
       if (!parent || parent.pid === current.pid) break;
       const found = monitorOf(parent);
@@ -230,7 +229,6 @@ export function attribute(
         below = current;
         break;
       }
-      current = parent;
     }
   }
   if (!monitor || !monitorProcess) {

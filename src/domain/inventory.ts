@@ -1,4 +1,5 @@
 // Pure correlation: pty fds from /proc + Docker's containers and execs → ptys with owners, and exec sessions.
+import { ancestry } from "./ancestry.js";
 import {
   ptyKey,
   type ContainerInfo,
@@ -16,8 +17,6 @@ import {
 /** USER_HZ: /proc reports starttime in these ticks; it is 100 on every Linux ABI. */
 export const CLOCK_TICKS_PER_SECOND = 100;
 
-/** Ancestry walks stop here: deeper trees are not plausible exec sessions. */
-const MAX_ANCESTRY_DEPTH = 64;
 
 interface Holders {
   devptsDev: string;
@@ -150,8 +149,11 @@ function processContainers(scan: ProcScan, docker: DockerView): (pid: number) =>
     if (cached !== undefined) return cached;
     let found: string | null = scan.processes.get(pid)?.containerId ?? null;
     if (found === null || !known.has(found)) {
-      let at: number | undefined = pid;
-      for (let depth = 0; at !== undefined && at > 1 && depth < MAX_ANCESTRY_DEPTH; depth++) {
+      const parentOf = ({ pid: at }: { pid: number }): { pid: number } | undefined => {
+        const parent = scan.ppids.get(at);
+        return parent === undefined ? undefined : { pid: parent };
+      };
+      for (const { pid: at } of ancestry({ pid }, parentOf)) {
         const anchor = anchors.get(at);
         if (anchor !== undefined) {
           // Only where the cgroup said nothing: a process whose cgroup names a container stays there.
@@ -159,7 +161,6 @@ function processContainers(scan: ProcScan, docker: DockerView): (pid: number) =>
           if (found === null && (own === null || own === anchor)) found = anchor;
           break;
         }
-        at = scan.ppids.get(at);
       }
     }
     memo.set(pid, found);

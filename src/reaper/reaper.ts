@@ -4,6 +4,7 @@
 // allocation; later steps signal only those processes (and their descendants) on that allocation.
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../errors.js";
+import { ancestry } from "../domain/ancestry.js";
 import { formatDuration } from "../config/duration.js";
 import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
@@ -75,8 +76,6 @@ function releaseTimeoutMs(session: Pick<ExecSession, "runtime">): number {
 export const MAX_ATTEMPTS = 3;
 /** Reads of the holders within one step (each after sending to the new ones). */
 const SAME_STEP_PASSES = 3;
-/** Ancestry walks stop here: deeper trees are not plausible. */
-const MAX_DEPTH = 64;
 
 type Phase = "confirming" | "signalling" | "releasing" | "retry";
 
@@ -596,21 +595,17 @@ export class Reaper {
     }
   }
 
-  /** pid and its ancestors up to (not including) the host's init. */
+  /** pid and its ancestors up to (not including) the host's init; the walk ends at one that cannot be read. */
   private ancestors(pid: number): ProcessRef[] {
-    const chain: ProcessRef[] = [];
-    for (let depth = 0; pid > 1 && depth < MAX_DEPTH; depth++) {
-      let stat;
+    const read = (at: number): (ProcessRef & { ppid: number }) | undefined => {
       try {
-        stat = this.options.processes.stat(pid);
+        const stat = this.options.processes.stat(at);
+        return stat ? { pid: at, startTicks: stat.startTicks, ppid: stat.ppid } : undefined;
       } catch {
-        break;
+        return undefined; // gone or unreadable: the chain ends here
       }
-      if (!stat) break;
-      chain.push({ pid, startTicks: stat.startTicks });
-      pid = stat.ppid;
-    }
-    return chain;
+    };
+    return [...ancestry(read(pid), (node) => read(node.ppid))].map(({ pid: at, startTicks }) => ({ pid: at, startTicks }));
   }
 
   private refuse(escalation: Escalation, pid: number, reason: RefusalReason): void {
