@@ -29,11 +29,15 @@ export interface MergedView {
   verdicts: RuntimeExecVerdict[];
 }
 
-/** The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the short ID. */
+/**
+ * The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the
+ * short ID; an ID that is not 64-hex (`ctr run … myname`) was chosen by a person, so whole.
+ */
 export function runtimeContainerName(container: RuntimeContainer): string {
   if (container.name) return container.name;
   const k8s = container.kubernetes;
-  return k8s ? `${k8s.namespace}/${k8s.pod}/${k8s.container}` : container.id.slice(0, 12);
+  if (k8s) return `${k8s.namespace}/${k8s.pod}/${k8s.container}`;
+  return /^[0-9a-f]{64}$/.test(container.id) ? container.id.slice(0, 12) : container.id;
 }
 
 /**
