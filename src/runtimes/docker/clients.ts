@@ -12,9 +12,8 @@ const TICKS_PER_SECOND = 100;
  * A `docker exec` CLI starts its exec within this long of its own start: it pings the engine, creates
  * the exec and starts it. Measured on this 2-core host (docker 20.10, 140 CLIs): 30–130 ms one at a
  * time, at load 4.5 and with 6 busy loops; 30–280 ms (median 120) three at once with 10 busy loops
- * (load 7.7). Generous (over 15 times the longest), because
- * a CLI whose exec starts later is no candidate for it: its exec then goes unpaired, or, with other
- * CLIs side by side, could be matched across.
+ * (load 7.7). Generous (over 15 times the longest), because a CLI whose exec starts later is no
+ * candidate for it: its exec then goes unpaired, or, with other CLIs side by side, could be matched across.
  */
 export const CLIENT_TO_EXEC_MAX_MS = 5_000;
 /**

@@ -117,6 +117,13 @@ describe("DockerClientTracker", () => {
     }
   });
 
+  it("the coincidence it cannot see, as before elimination: a remote exec in the window of a CLI whose own exec ended", () => {
+    const t = new DockerClientTracker();
+    // Pid 10's shell ended (and pid 10 with it) before the pairing; r1, from a client never seen, names the same.
+    cycle(t, T0 + 50, [execAt("e10", T0 + 5), execAt("r1", T0 + 30)], [client(10, T0)]);
+    expect(cycle(t, T0 + 30 + PAIRED_AFTER, [execAt("r1", T0 + 30)], [])).toEqual({ r1: `gone@${T0 + 30 + PAIRED_AFTER}` });
+  });
+
   it("an exec decided earlier keeps its client: a later exec is matched around it", () => {
     const t = new DockerClientTracker();
     const e1 = execAt("e1", T0 + 15);
