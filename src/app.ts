@@ -26,7 +26,7 @@ import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
 import { EvidenceReachReporter, runtimeClientEvidence } from "./runtimes/client-evidence.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
-import { chooseRuntimes, openRuntimes } from "./runtimes/open.js";
+import { chooseDocker, chooseRuntimes, openRuntimes } from "./runtimes/open.js";
 import type { RuntimePort } from "./runtimes/port.js";
 import { MasterOnlyTracker } from "./domain/master-only.js";
 
@@ -73,12 +73,12 @@ export interface Daemon {
 /** How long one /metrics text may be served again under a burst of scrapes. */
 const METRICS_REUSE_MS = 1_000;
 
-function pollerSettings(config: Config): PollerSettings {
+function pollerSettings(config: Config, dockerUsed: boolean): PollerSettings {
   return {
     intervalMs: config.pollInterval,
     policy: config.policy,
     maxPerCycle: config.reaper.maxPerCycle,
-    dockerEnabled: config.docker.enabled,
+    dockerEnabled: dockerUsed,
   };
 }
 
@@ -123,9 +123,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const scanner = deps.scanner ?? inProcessScanner(procfs);
   const metrics = new PtyreaperMetrics({ version: deps.version });
   const configFile = deps.configPath ?? "";
-  metrics.setRuntimeEnabled("docker", config.docker.enabled);
+  // Decided once, at start, like the other runtimes' `auto`: Docker settings need a restart anyway.
+  const docker = chooseDocker(config.docker, existsSync);
+  if (docker.skipped !== null) logger.info(`runtime not used: ${docker.skipped}`);
+  metrics.setRuntimeEnabled("docker", docker.used);
   metrics.configLoaded({ mode: config.reaper.mode, file: configFile }, now());
-  const dockerPort = config.docker.enabled ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
+  const dockerPort = docker.used ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
   const dockerCache = dockerPort
     ? new DockerCache({
         port: dockerPort,
@@ -156,10 +159,10 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     return runtimesOpened;
   };
   // Docker's own containerd namespace is read through Docker: reading it again would count each session twice.
-  const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
+  const skipNamespaces = new Set(docker.used ? ["moby"] : []);
   const { signaller, fallback } = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method, fallback);
-  const clients = config.docker.enabled ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
+  const clients = docker.used ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
@@ -211,7 +214,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     metrics,
     logger: child("poller"),
     now,
-    settings: pollerSettings(config),
+    settings: pollerSettings(config, docker.used),
     onCycle: () => {
       deps.notifier?.watchdog();
       reach.report([...(clients ? [["docker", clients] as const] : []), ...(runtimeClients ?? [])]);
@@ -275,7 +278,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
           address,
           mode: config.reaper.mode,
           pollInterval: formatDurationExact(config.pollInterval),
-          docker: config.docker.enabled ? config.docker.socket : "disabled",
+          docker: docker.used ? config.docker.socket : "disabled",
           policy: policySummary(config),
         },
         "ptyreaper started",
@@ -312,7 +315,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       const needsRestart = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
-      poller.reconfigure(pollerSettings(next));
+      poller.reconfigure(pollerSettings(next, docker.used));
       reaper.configure(reaperSettings(next));
       logger.level = next.log.level;
       for (const made of children) made.level = next.log.level;

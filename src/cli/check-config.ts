@@ -100,7 +100,7 @@ export function summarizeConfig(c: Config, web: WebConfig | null = null): string
   const p = c.policy;
   return [
     `  pollInterval ${d(c.pollInterval)}, listen ${host}:${c.listen.port}, procRoot ${c.procRoot}, log.level ${c.log.level}`,
-    `  docker: ${c.docker.enabled ? `enabled, socket ${c.docker.socket}, timeout ${d(c.docker.timeout)}` : "disabled"}`,
+    `  docker: ${c.docker.enabled === false ? "disabled" : `${c.docker.enabled === "auto" ? "auto (used when its socket exists at start)" : "enabled"}, socket ${c.docker.socket}, timeout ${d(c.docker.timeout)}`}`,
     `  runtimes: ${runtimeLine("containerd", c.runtimes.containerd)}; ${runtimeLine("podman", c.runtimes.podman)}`,
     `  policy: idleTimeout ${off(p.idleTimeout)} (${p.idleIncludesOutput ? "input and output" : "input only"}), ` +
       `maxAge ${off(p.maxAge)}, minAge ${d(p.minAge)}, orphanGrace ${off(p.orphanGrace)}`,

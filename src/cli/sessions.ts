@@ -36,7 +36,7 @@ export const sessionsCommand: Command = async (args, io) => {
     { renderSessionsTable },
     { existsSync },
     { ConfigError },
-    { chooseRuntimes, openRuntimes },
+    { chooseDocker, chooseRuntimes, openRuntimes },
     { runtimeClientEvidence },
   ] = await Promise.all([
       import("../config/load.js"),
@@ -54,7 +54,8 @@ export const sessionsCommand: Command = async (args, io) => {
   const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const sameRoot = config.procRoot === earlyProcfs.root;
   const procfs = sameRoot ? earlyProcfs : new ProcFs(config.procRoot);
-  const docker = config.docker.enabled
+  const dockerUsed = chooseDocker(config.docker, existsSync).used;
+  const docker = dockerUsed
     ? new DockerCache({ port: new EngineHttpPort(config.docker.socket, config.docker.timeout), logger: { info: () => undefined, warn: () => undefined } })
     : null;
   // One look, no history: a client is `attached` or `unknown` here; only the daemon sees one go.
@@ -63,7 +64,7 @@ export const sessionsCommand: Command = async (args, io) => {
   if (choices.problems.length > 0) throw new ConfigError("runtimes", choices.problems);
   const runtimes = await openRuntimes(config.runtimes, choices.chosen);
   try {
-    const skipNamespaces = new Set(config.docker.enabled ? ["moby"] : []);
+    const skipNamespaces = new Set(dockerUsed ? ["moby"] : []);
     const scan = async (options: Parameters<typeof scanProc>[1]) => scanProc(procfs, options, (sameRoot ? await early : null) ?? undefined);
     // containerd's and Podman's evidence, one look too: a stream held now is `attached`, anything else `unknown`.
     const runtimeClients = runtimeClientEvidence(runtimes, procfs);

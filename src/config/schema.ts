@@ -308,7 +308,7 @@ export const configSchema = section({
   listen: leaf(checkListen).prefault(D.listen),
   procRoot: leaf(checkAbsolutePath).prefault(D.procRoot),
   docker: section({
-    enabled: leaf(checkBoolean).prefault(D.docker.enabled),
+    enabled: leaf(checkRuntimeEnabled).prefault(D.docker.enabled),
     socket: leaf(checkSocketPath).prefault(D.docker.socket),
     timeout: leaf(checkDockerTimeout).prefault(D.docker.timeout),
   }),
@@ -420,6 +420,6 @@ export const ENV_OVERRIDES: readonly EnvOverride[] = [
     "docker.socket",
     checkDockerHost,
     (c, v) => (c.docker.socket = v),
-    (c) => c.docker.enabled,
+    (c) => c.docker.enabled !== false,
   ),
 ];

@@ -27,11 +27,18 @@ export interface RuntimesConfig {
   podman: { enabled: RuntimeEnabled; socket: string; timeout: number };
 }
 
+/** The Docker Engine. `true` differs from the other runtimes': a missing socket is an engine that is down, not a config error. */
+export interface DockerConfig {
+  enabled: RuntimeEnabled;
+  socket: string;
+  timeout: number;
+}
+
 export interface Config {
   pollInterval: number;
   listen: { host: string; port: number };
   procRoot: string;
-  docker: { enabled: boolean; socket: string; timeout: number };
+  docker: DockerConfig;
   runtimes: RuntimesConfig;
   policy: PolicyConfig;
   reaper: { mode: "enforce" | "dry-run"; grace: number; maxPerCycle: number };

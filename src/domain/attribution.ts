@@ -69,21 +69,47 @@ export function parseCgroupPath(path: string): CgroupIdentity | null {
 }
 
 /**
+ * containerd's containers as its API listed them, by namespace: ids any string (`ctr run … myname`), so
+ * no pattern can find them in a cgroup path, only an exact match against this list.
+ */
+export type NamedContainers = ReadonlyMap<string, ReadonlySet<string>>;
+
+/**
+ * The container a `/<namespace>/<id>` cgroup path names (containerd's default for `ctr run`, and what
+ * nerdctl uses without systemd), when both are exactly a listed namespace and one of its containers.
+ * The path must end there: a sub-cgroup, or any other shape, names nothing.
+ */
+export function namedCgroupContainer(path: string, named: NamedContainers): string | null {
+  const segments = path.split("/").filter((segment) => segment !== "");
+  if (segments.length < 2) return null;
+  const id = segments[segments.length - 1] as string;
+  const namespace = segments[segments.length - 2] as string;
+  return named.get(namespace)?.has(id) === true ? id : null;
+}
+
+/**
  * The identity in /proc/PID/cgroup text (v1 and v2 lines alike). Lines that name a container agree on a
  * host; when they differ the cgroup v2 line wins (it is the one every runtime writes), then file order.
+ * Only when no line has a known form, a line naming one of `named` exactly makes it containerd's.
  */
-export function parseCgroupIdentity(text: string): CgroupIdentity | null {
+export function parseCgroupIdentity(text: string, named?: NamedContainers): CgroupIdentity | null {
   let found: CgroupIdentity | null = null;
+  let byName: CgroupIdentity | null = null;
   for (const line of text.split("\n")) {
     const first = line.indexOf(":");
     const second = line.indexOf(":", first + 1);
     if (first < 0 || second < 0) continue;
-    const identity = parseCgroupPath(line.slice(second + 1));
-    if (!identity) continue;
+    const path = line.slice(second + 1);
+    const identity = parseCgroupPath(path);
+    if (!identity) {
+      const id = named === undefined ? null : namedCgroupContainer(path, named);
+      if (id !== null && (byName === null || line.startsWith("0::"))) byName = { runtime: "containerd", containerId: id, podUid: null, monitor: false };
+      continue;
+    }
     if (line.startsWith("0::")) return identity;
     found ??= identity;
   }
-  return found;
+  return found ?? byName;
 }
 
 /** What /proc tells about one process. */
@@ -199,16 +225,18 @@ const UNKNOWN: Omit<Attribution, "evidence"> = { runtime: "unknown", containerId
  * monitor, and the holder of the pty's master. Disagreement between these makes the runtime "unknown",
  * which is shown but never reaped. `knownInits` are the host pids of container inits as the runtimes
  * record them: a shim's child is an exec only when it is known not to be one of them (a container that
- * shares its pod's pid namespace, or the host's, has an init that is not pid 1 inside).
+ * shares its pod's pid namespace, or the host's, has an init that is not pid 1 inside). `named`: containerd's
+ * listed containers, for cgroup paths no pattern reads (see namedCgroupContainer).
  */
 export function attribute(
   holder: ProcessFacts,
   master: Pick<ProcessFacts, "pid" | "comm" | "argv"> | null,
   lookup: (pid: number) => ProcessFacts | undefined,
   knownInits?: ReadonlySet<number>,
+  named?: NamedContainers,
 ): Attribution {
   const evidence: string[] = [];
-  const cgroup = parseCgroupIdentity(holder.cgroup);
+  const cgroup = parseCgroupIdentity(holder.cgroup, named);
   if (cgroup) evidence.push(`cgroup names ${cgroup.runtime} container ${cgroup.containerId.slice(0, 12)}`);
 
   // Walk up to the first ancestor that is a runtime monitor; the process just below it is the session.

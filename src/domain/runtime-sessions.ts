@@ -1,8 +1,7 @@
 // Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
-import { attribute, type ProcessFacts, type RuntimeName } from "./attribution.js";
-import type { KubernetesRef, RuntimeContainer, RuntimeExec } from "./runtime.js";
-import type { RuntimeView } from "./runtime.js";
+import { attribute, parseCgroupIdentity, parseCgroupPath, type NamedContainers, type ProcessFacts, type RuntimeName } from "./attribution.js";
+import type { KubernetesRef, RuntimeContainer, RuntimeExec, RuntimeView } from "./runtime.js";
 import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
 import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
 
@@ -32,11 +31,15 @@ export interface MergedView {
   verdicts: RuntimeExecVerdict[];
 }
 
-/** The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the short ID. */
+/**
+ * The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the
+ * short ID; an ID that is not 64-hex (`ctr run … myname`) was chosen by a person, so whole.
+ */
 export function runtimeContainerName(container: RuntimeContainer): string {
   if (container.name) return container.name;
   const k8s = container.kubernetes;
-  return k8s ? `${k8s.namespace}/${k8s.pod}/${k8s.container}` : container.id.slice(0, 12);
+  if (k8s) return `${k8s.namespace}/${k8s.pod}/${k8s.container}`;
+  return /^[0-9a-f]{64}$/.test(container.id) ? container.id.slice(0, 12) : container.id;
 }
 
 /**
@@ -50,6 +53,7 @@ export function confirmRuntimeExec(
   scan: ProcScan,
   lookup: (pid: number) => ProcessFacts | undefined,
   knownInits: ReadonlySet<number>,
+  named?: NamedContainers,
 ): string | null {
   const holder = lookup(exec.pid);
   if (!holder) return `process ${exec.pid} not readable`;
@@ -62,7 +66,7 @@ export function confirmRuntimeExec(
   if (masterPids.size > 1) return `its pty's master is held by ${masterPids.size} processes`;
   const masterPid = [...masterPids][0];
   const master = masterPid === undefined ? null : (lookup(masterPid) ?? null);
-  const found = attribute(holder, master, lookup, knownInits);
+  const found = attribute(holder, master, lookup, knownInits, named);
   const why = found.evidence.join("; ");
   if (found.runtime !== runtime) return `/proc attributes it to ${found.runtime} (${why})`;
   if (found.role !== "exec") return `/proc says it is the container's ${found.role} process (${why})`;
@@ -97,6 +101,7 @@ export function mergeRuntimeViews(
     verdicts.push({ exec: asRuntimeExec, runtime: "docker", refusal });
     return refusal === null;
   });
+  const named = namedContainersOf(runtimes);
   const seenContainers = new Set(containers.map((c) => c.id));
   const containerRuntimes = new Map<string, RuntimeName>(containers.map((c) => [c.id, "docker"]));
 
@@ -113,7 +118,7 @@ export function mergeRuntimeViews(
       const container = byId.get(exec.container.id);
       if (!exec.running || exec.pid <= 0 || exec.tty === false || !container) continue;
       if (origins.has(exec.id) || docker.execs.some((e) => e.id === exec.id)) continue; // never two sessions for one exec
-      const refusal = confirmRuntimeExec(exec, view.runtime, scan, lookup, knownInits);
+      const refusal = confirmRuntimeExec(exec, view.runtime, scan, lookup, knownInits, named);
       verdicts.push({ exec, runtime: view.runtime, refusal });
       if (refusal !== null) continue;
       const cmdline = scan.processes.get(exec.pid)?.cmdline ?? [];
@@ -122,6 +127,46 @@ export function mergeRuntimeViews(
     }
   }
   return { view: { ...docker, containers, execs }, origins, containerRuntimes, verdicts };
+}
+
+/**
+ * containerd's listed containers, by namespace, whose `/<namespace>/<id>` cgroup path no pattern reads: ids
+ * that are not 64-hex (`ctr run … myname`), or namespaces other than `k8s.io` (nerdctl's `default`).
+ */
+export function namedContainersOf(runtimes: readonly RuntimeView[]): Map<string, Set<string>> {
+  const named = new Map<string, Set<string>>();
+  for (const view of runtimes) {
+    if (!view.available || view.runtime !== "containerd") continue;
+    for (const { namespace, id } of view.containers) {
+      if (namespace === null || parseCgroupPath(`/${namespace}/${id}`) !== null) continue;
+      const ids = named.get(namespace) ?? new Set<string>();
+      ids.add(id);
+      named.set(namespace, ids);
+    }
+  }
+  return named;
+}
+
+/**
+ * Names the container of the processes the inventory goes by (pty holders and the runtimes' exec processes)
+ * where no cgroup pattern did and their cgroup path is exactly one of `named` (namedCgroupContainer). Their
+ * cgroups are read (through `lookup`) only when there is such a container. Replaces those entries of
+ * `scan.processes` with copies.
+ */
+export function claimNamedContainers(scan: ProcScan, runtimes: readonly RuntimeView[], lookup: (pid: number) => ProcessFacts | undefined): void {
+  const named = namedContainersOf(runtimes);
+  if (named.size === 0) return;
+  const pids = new Set(scan.ptyFds.map((fd) => fd.pid));
+  for (const view of runtimes) for (const exec of view.execs) if (exec.pid > 0) pids.add(exec.pid);
+  for (const pid of pids) {
+    const info = scan.processes.get(pid);
+    if (!info || info.containerId !== null) continue;
+    const cgroup = lookup(pid)?.cgroup ?? "";
+    // Only what the list names: a path of a known form is the patterns' to read, not this.
+    if (parseCgroupIdentity(cgroup) !== null) continue;
+    const identity = parseCgroupIdentity(cgroup, named);
+    if (identity !== null) scan.processes.set(pid, { ...info, containerId: identity.containerId });
+  }
 }
 
 /** Tags each pty with the runtime of its container, when one is known. */

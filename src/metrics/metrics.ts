@@ -189,7 +189,7 @@ export class PtyreaperMetrics {
     });
     this.dockerUp = new Gauge({
       name: DOCKER_UP,
-      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is disabled in the config.",
+      help: "1 when the Docker engine answered the last poll cycle, 0 when it is unreachable (no session is reaped then); absent when Docker is not in use (docker.enabled false, or auto without its socket at start).",
       registers,
     });
     this.runtimeUp = new Gauge({
@@ -200,7 +200,7 @@ export class PtyreaperMetrics {
     });
     this.runtimeEnabled = new Gauge({
       name: "ptyreaper_runtime_enabled",
-      help: "1 when the config enables this container runtime (docker.enabled), 0 when it is disabled on purpose: tells a runtime that is off from one that is down.",
+      help: "1 when this container runtime is in use (docker.enabled true, or auto with its socket there at start), 0 when it is off (false, or auto without its socket): tells a runtime that is off from one that is down.",
       labelNames: ["runtime"],
       registers,
     });

@@ -15,7 +15,7 @@ import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
-import { mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 
 export interface CollectDeps {
@@ -86,6 +86,8 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
   await yieldToLoop();
   const lookup = scanFactsLookup(deps.procfs, scan);
+  // containerd containers named by any string (`ctr run … myname`): their processes' cgroups name them exactly.
+  claimNamedContainers(scan, runtimes, lookup);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
   tagSessions(inventory.sessions, merged.origins);

@@ -161,7 +161,7 @@ export class ProcFs {
     return parseStatus(readFileSync(`${this.root}/${pid}/status`, UTF8));
   }
 
-  /** /proc/PID/cgroup, as text (runtimes/attribution.ts parses every runtime's form). */
+  /** /proc/PID/cgroup, as text (domain/attribution.ts parses every runtime's form). */
   cgroupText(pid: number): string {
     return readFileSync(`${this.root}/${pid}/cgroup`, UTF8);
   }

@@ -1,5 +1,5 @@
 // Which runtime adapters to open, from the `runtimes:` config and which sockets exist; containerd's is loaded only when used.
-import type { RuntimeEnabled, RuntimesConfig } from "../config/types.js";
+import type { DockerConfig, RuntimeEnabled, RuntimesConfig } from "../config/types.js";
 import type { RuntimePort } from "./port.js";
 
 export interface RuntimeChoice {
@@ -34,6 +34,17 @@ export function chooseRuntimes(config: RuntimesConfig, socketExists: (path: stri
   consider("containerd", config.containerd.enabled, config.containerd.socket);
   consider("podman", config.podman.enabled, config.podman.socket);
   return result;
+}
+
+/**
+ * Pure: whether Docker is read. `auto` reads it when its socket exists at start; `true` always (a missing
+ * socket is an engine that is down: `ptyreaper_docker_up` 0, retried each cycle, as before `auto`); `false` never.
+ * `skipped` says why it is not, for the start-up log.
+ */
+export function chooseDocker(docker: Pick<DockerConfig, "enabled" | "socket">, socketExists: (path: string) => boolean): { used: boolean; skipped: string | null } {
+  if (docker.enabled === false) return { used: false, skipped: "docker: disabled in the config" };
+  if (docker.enabled === "auto" && !socketExists(docker.socket)) return { used: false, skipped: `docker: no socket at ${docker.socket}` };
+  return { used: true, skipped: null };
 }
 
 /**

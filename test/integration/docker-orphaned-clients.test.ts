@@ -18,9 +18,9 @@ import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 2_000;
 const GRACE_MS = 15_000;
-/** The tracker pairs a client with its exec this long after the exec started (PAIRING_DELAY_MS). */
+/** The tracker pairs a client with its exec this long after the exec started (PAIRING_DELAY_MS, 10 s), with a margin. */
 const PAIRING_MS = 20_000;
-/** Sessions started further apart than a client's window (CLIENT_TO_EXEC_MAX_MS, 10 s) can each be paired. */
+/** Sessions started further apart than a client's window (CLIENT_TO_EXEC_MAX_MS, 5 s) need no elimination to be paired. */
 const APART_MS = 11_000;
 /** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
 const RELEASE_WAIT_MS = 75_000;

@@ -43,4 +43,19 @@ describe("createDaemon with runtimes", () => {
       await daemon.stop();
     }
   });
+
+  it("docker.enabled: auto without Docker's socket: Docker off (runtime_enabled 0), no docker_up to read as down", async () => {
+    const config = parseConfig(`docker: {enabled: auto, socket: ${MISSING}}\nlisten: "127.0.0.1:0"\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\n`, "test.yaml", {});
+    const daemon = createDaemon({ config, logger: pino({ enabled: false }), version: "test" });
+    try {
+      const snapshot = await daemon.runOnce();
+      expect(snapshot?.docker.available).toBe(false);
+      const text = (await daemon.metrics.exposition()).body;
+      expect(text).toContain('ptyreaper_runtime_enabled{runtime="docker"} 0');
+      expect(text).not.toMatch(/^ptyreaper_docker_up /m);
+      expect(text).not.toContain('ptyreaper_runtime_up{runtime="docker"}');
+    } finally {
+      await daemon.stop();
+    }
+  });
 });

@@ -3,16 +3,19 @@
 // cycle it was seen without them, unknown whenever the pairing cannot be proven unique.
 import { formatDuration } from "../../config/duration.js";
 import { unknownClient, type ClientState } from "../../domain/client.js";
+import { partnersOf, type ExecPartner } from "./matching.js";
 
 /** USER_HZ: process start times are in these ticks (100 on every Linux ABI). */
 const TICKS_PER_SECOND = 100;
 
 /**
- * A `docker exec` CLI starts its exec within this long of its own start: it pings the engine,
- * creates the exec and starts it (60–190 ms measured on a 2-core host at load 10). Generous, because
- * a client whose exec started later is not seen as a candidate at all.
+ * A `docker exec` CLI starts its exec within this long of its own start: it pings the engine, creates
+ * the exec and starts it. Measured on this 2-core host (docker 20.10, 140 CLIs): 30–130 ms one at a
+ * time, at load 4.5 and with 6 busy loops; 30–280 ms (median 120) three at once with 10 busy loops
+ * (load 7.7). Generous (over 15 times the longest), because a CLI whose exec starts later is no
+ * candidate for it: its exec then goes unpaired, or, with other CLIs side by side, could be matched across.
  */
-export const CLIENT_TO_EXEC_MAX_MS = 10_000;
+export const CLIENT_TO_EXEC_MAX_MS = 5_000;
 /**
  * An exec is paired only this long after it started: by then every client that could have started
  * it has started, and every other exec that one of them could have started is running and known.
@@ -69,6 +72,8 @@ interface TrackedClient {
   target: ClientTarget | null;
   /** Seen holding a connection to this engine at least once. */
   everConnected: boolean;
+  /** Seen holding it in this cycle. */
+  connectedNow: boolean;
   /** First of the cycles in a row that saw it alive without its Engine connection; null while connected. */
   disconnectedSinceMs: number | null;
   disconnectedSinceTicks: number | null;
@@ -79,9 +84,14 @@ interface TrackedClient {
   goneHow: string;
 }
 
-type Verdict = { kind: "paired"; client: string } | { kind: "unknown"; detail: string };
+/**
+ * Decided once per exec. `clients` are the exec's possible clients at that moment: it keeps needing one
+ * of them while it runs, so later execs are matched around it (a paired exec's client is taken).
+ */
+type Verdict = { kind: "paired"; client: string } | { kind: "unknown"; detail: string; clients: readonly string[] };
 
 const key = (pid: number, startTicks: number): string => `${pid}@${startTicks}`;
+const pidOf = (k: string): string => k.slice(0, k.indexOf("@"));
 
 /** Whether a client's argv names this exec: its container (name, or id or id prefix) and its command. */
 export function namesExec(target: ClientTarget, exec: ExecSighting): boolean {
@@ -107,18 +117,15 @@ export class DockerClientTracker {
   /** One cycle: records what was seen, pairs the execs whose window has closed, and says where each exec's client is. */
   update(cycle: ClientCycle): Map<string, ClientState> {
     this.record(cycle);
+    const ready = cycle.canPair ? cycle.execs.filter((e) => !this.verdicts.has(e.execId) && cycle.nowTicks >= e.startTicks + DELAY_TICKS) : [];
+    if (ready.length > 0) this.pairAll(ready, cycle.execs, cycle.nowTicks);
     const states = new Map<string, ClientState>();
     for (const exec of cycle.execs) {
-      let verdict = this.verdicts.get(exec.execId);
-      if (verdict === undefined) {
-        if (!cycle.canPair || cycle.nowTicks < exec.startTicks + DELAY_TICKS) {
-          states.set(exec.execId, unknownClient(`pairing pending: clients are paired ${formatDuration(PAIRING_DELAY_MS)} after their exec starts`));
-          continue;
-        }
-        verdict = this.pair(exec, cycle.execs);
-        this.verdicts.set(exec.execId, verdict);
-      }
-      states.set(exec.execId, this.stateOf(verdict));
+      const verdict = this.verdicts.get(exec.execId);
+      states.set(
+        exec.execId,
+        verdict === undefined ? unknownClient(`pairing pending: clients are paired ${formatDuration(PAIRING_DELAY_MS)} after their exec starts`) : this.stateOf(verdict),
+      );
     }
     this.prune(cycle);
     return states;
@@ -126,6 +133,7 @@ export class DockerClientTracker {
 
   private record(cycle: ClientCycle): void {
     const seen = new Set<string>();
+    for (const client of this.clients.values()) client.connectedNow = false;
     for (const sighting of cycle.clients) {
       const k = key(sighting.pid, sighting.startTicks);
       seen.add(k);
@@ -136,6 +144,7 @@ export class DockerClientTracker {
           startTicks: sighting.startTicks,
           target: sighting.target,
           everConnected: false,
+          connectedNow: false,
           disconnectedSinceMs: null,
           disconnectedSinceTicks: null,
           goneSinceMs: null,
@@ -145,7 +154,7 @@ export class DockerClientTracker {
         this.clients.set(k, client);
       }
       if (sighting.connected === true) {
-        client.everConnected = true;
+        client.everConnected = client.connectedNow = true;
         client.disconnectedSinceMs = client.disconnectedSinceTicks = null;
       } else if (sighting.connected === false && client.everConnected && client.goneSinceMs === null) {
         // Two cycles in a row, so one unlucky read (a connection replaced between reads) is not taken for a drop.
@@ -174,25 +183,62 @@ export class DockerClientTracker {
     return client.target === null || namesExec(client.target, exec);
   }
 
-  private pair(exec: ExecSighting, execs: readonly ExecSighting[]): Verdict {
-    const candidates = [...this.clients.entries()].filter(([, c]) => this.isCandidate(c, exec));
-    if (candidates.length === 0) {
-      return { kind: "unknown", detail: "no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)" };
+  /**
+   * Pairs `ready` by elimination over every running exec: each CLI starts one exec, after its own start,
+   * so an exec whose other candidates are all needed elsewhere is that one client's. Decided execs keep
+   * their constraint; pending ones (still in their delay) take part with their candidates, which have all
+   * started by now. Only an exec with the same client in every consistent matching is paired.
+   */
+  private pairAll(ready: readonly ExecSighting[], execs: readonly ExecSighting[], nowTicks: number): void {
+    const candidates = new Map<string, string[]>();
+    for (const exec of execs) {
+      const verdict = this.verdicts.get(exec.execId);
+      const clients = verdict === undefined ? this.candidatesOf(exec) : verdict.kind === "paired" ? [verdict.client] : [...verdict.clients];
+      if (clients.length > 0) candidates.set(exec.execId, clients);
     }
-    if (candidates.length > 1) {
-      const pids = candidates.map(([, c]) => c.pid).join(", ");
-      return { kind: "unknown", detail: `${candidates.length} docker CLI clients could have started it (pids ${pids})` };
+    const paired = new Set([...this.verdicts].filter(([, v]) => v.kind === "paired").map(([id]) => id));
+    const partners = partnersOf({ candidates, committed: this.committed(nowTicks), paired }, ready.map((e) => e.execId));
+    for (const exec of ready) {
+      const own = candidates.get(exec.execId) ?? [];
+      this.verdicts.set(exec.execId, this.verdictOf(exec, own, partners.get(exec.execId), candidates));
     }
-    const [k, client] = candidates[0] as [string, TrackedClient];
-    if (client.target === null) return { kind: "unknown", detail: `docker CLI pid ${client.pid}: argv could not be read` };
-    if (!client.everConnected) {
-      return { kind: "unknown", detail: `docker CLI pid ${client.pid} has no connection to this engine's socket (TCP, ssh, or another network namespace)` };
+  }
+
+  /** Clients whose exec must be running now: alive, holding their Engine connection, and past their window. */
+  private committed(nowTicks: number): Set<string> {
+    const out = new Set<string>();
+    for (const [k, c] of this.clients) {
+      if (c.goneSinceMs === null && c.connectedNow && c.target !== null && nowTicks > c.startTicks + WINDOW_TICKS) out.add(k);
     }
-    const rival = execs.find((other) => other.execId !== exec.execId && this.isCandidate(client, other));
-    if (rival !== undefined) {
-      return { kind: "unknown", detail: `docker CLI pid ${client.pid} could have started exec ${rival.execId.slice(0, 12)} too` };
+    return out;
+  }
+
+  private candidatesOf(exec: ExecSighting): string[] {
+    return [...this.clients.entries()].filter(([, c]) => this.isCandidate(c, exec)).map(([k]) => k);
+  }
+
+  private verdictOf(exec: ExecSighting, own: readonly string[], partner: ExecPartner | undefined, candidates: ReadonlyMap<string, readonly string[]>): Verdict {
+    const unknown = (detail: string): Verdict => ({ kind: "unknown", detail, clients: own });
+    if (partner === undefined || own.length === 0) return unknown("no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)");
+    if (partner.kind === "tooLarge") return unknown(`${partner.execs} execs could share docker CLI clients: too many to pair`);
+    if (partner.kind === "open" || (partner.kind === "impossible" && own.length > 1)) {
+      const keys = partner.kind === "open" ? partner.clients : own;
+      return unknown(`${keys.length} docker CLI clients could have started it (pids ${keys.map(pidOf).join(", ")})`);
     }
-    return { kind: "paired", client: k };
+    if (partner.kind === "rival") return unknown(`docker CLI pid ${pidOf(partner.client)} could have started exec ${partner.rival.slice(0, 12)} too`);
+    if (partner.kind === "impossible") {
+      // One client, and another exec needing it too: one of them was started by a client not seen here.
+      const client = own[0] as string;
+      const rival = [...candidates].find(([id, keys]) => id !== exec.execId && keys.includes(client));
+      return unknown(`docker CLI pid ${pidOf(client)} could have started exec ${(rival?.[0] ?? "another").slice(0, 12)} too`);
+    }
+    // Proven its client, but not one whose life says anything: the client still counts as taken.
+    const client = this.clients.get(partner.client);
+    const taken = (detail: string): Verdict => ({ kind: "unknown", detail, clients: [partner.client] });
+    if (client === undefined) return taken("client record lost");
+    if (client.target === null) return taken(`docker CLI pid ${client.pid}: argv could not be read`);
+    if (!client.everConnected) return taken(`docker CLI pid ${client.pid} has no connection to this engine's socket (TCP, ssh, or another network namespace)`);
+    return { kind: "paired", client: partner.client };
   }
 
   private stateOf(verdict: Verdict): ClientState {

@@ -69,6 +69,11 @@ describe("check-config", () => {
     expect(r.out).toContain("  docker: disabled\n");
   });
 
+  it("docker auto says when it is used", async () => {
+    const r = await check([file("autodocker.yaml", "docker: {enabled: auto}\n")]);
+    expect(r.out).toContain("  docker: auto (used when its socket exists at start), socket /var/run/docker.sock, timeout 5s\n");
+  });
+
   it("problems: FILE: problem, one per line on stderr, exit 78, nothing on stdout", async () => {
     const name = file("bad.yaml", "pollInterval: 10\npolicy:\n  idelTimeout: 4h\n");
     const r = await check([name]);

@@ -75,7 +75,7 @@ function expectInvariants(c: Config): void {
   expect(c.listen.host.length).toBeGreaterThan(0);
   expect(c.procRoot.startsWith("/")).toBe(true);
   expect(c.docker.socket.startsWith("/")).toBe(true);
-  expect(typeof c.docker.enabled).toBe("boolean");
+  expect([true, false, "auto"]).toContain(c.docker.enabled);
   expect(typeof p.idleIncludesOutput).toBe("boolean");
   expect(["enforce", "dry-run"]).toContain(c.reaper.mode);
   expect(LOG_LEVELS).toContain(c.log.level);

@@ -177,7 +177,11 @@ describe("deploy/kubernetes manifests", () => {
     const pod = (byKind("DaemonSet") as DaemonSet).spec?.template.spec;
     const hostPathOf = new Map((pod?.volumes ?? []).map((v) => [v.name, v.hostPath?.path]));
     const config = parseConfig((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "", "configmap.yaml", {});
-    expect(config.docker.enabled).toBe(false);
+    // Docker's socket sits directly in /run: it is reached through the host's /proc (PID 1's root), mounted
+    // already, so no hostPath can fail the pod or leave a directory where dockerd would put its socket.
+    expect(config.docker).toMatchObject({ enabled: "auto", socket: `${config.procRoot}/1/root/run/docker.sock` });
+    const procMount = (container.volumeMounts ?? []).find((m) => m.mountPath === config.procRoot);
+    expect(hostPathOf.get(procMount?.name ?? "")).toBe("/proc");
     expect(config.runtimes.containerd).toMatchObject({ enabled: "auto", socket: "/run/containerd/containerd.sock", namespaces: ["k8s.io"] });
     expect(config.runtimes.podman).toMatchObject({ enabled: "auto", socket: "/run/podman/podman.sock" });
     for (const socket of [config.runtimes.containerd.socket, config.runtimes.podman.socket]) {

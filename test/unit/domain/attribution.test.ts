@@ -1,6 +1,6 @@
 // Runtime attribution from /proc facts: every cgroup form, every monitor, and the disagreements that make a pty "unknown".
 import { describe, expect, it } from "vitest";
-import { attribute, monitorOf, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
+import { attribute, monitorOf, namedCgroupContainer, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
 
 const ID = "169baa59a5771cf17b6a4cc3a919e43156123a30950599d7caf1dc57d0fa07e4";
 const OTHER = "6359423c60c1d2e3af70e572e6bb2fb7f6cbcf66b3517c4d5ef48b828a22a210";
@@ -54,6 +54,39 @@ describe("parseCgroupIdentity", () => {
 
   it.each([[""], ["garbage"], ["0::/\n"], ["1:cpu\n"]])("returns null for %j", (text) => {
     expect(parseCgroupIdentity(text)).toBeNull();
+  });
+});
+
+describe("containers named by any string (ctr run … myname), by exact match against the runtime's list", () => {
+  const named = new Map([["default", new Set(["myname", ID])]]);
+
+  it.each<[string, string, string | null]>([
+    ["ctr run in namespace default", "/default/myname", "myname"],
+    ["a hex id in a namespace no pattern knows", `/default/${ID}`, ID],
+    ["nested under a parent", "/some/parent/default/myname", "myname"],
+    ["a container the runtime did not list", "/default/othername", null],
+    ["a listed id in another namespace", "/team/myname", null],
+    ["a prefix of a listed id", "/default/myna", null],
+    ["a listed id as a prefix", "/default/myname2", null],
+    ["a sub-cgroup of the container", "/default/myname/sub", null],
+    ["the namespace alone", "/default", null],
+    ["the root", "/", null],
+  ])("%s", (_name, path, want) => {
+    expect(namedCgroupContainer(path, named)).toBe(want);
+  });
+
+  it("makes a cgroup text containerd's only when no known form names a container", () => {
+    expect(parseCgroupIdentity("4:memory:/default/myname\n", named)).toEqual({ runtime: "containerd", containerId: "myname", podUid: null, monitor: false });
+    expect(parseCgroupIdentity("4:memory:/default/myname\n")).toBeNull();
+    expect(parseCgroupIdentity(`4:memory:/default/myname\n0::/system.slice/docker-${OTHER}.scope\n`, named)).toMatchObject({ runtime: "docker", containerId: OTHER });
+  });
+
+  it("attributes a ctr exec shell in namespace default to its container", () => {
+    const shim = { pid: 600, ppid: 1, comm: "containerd-shim", argv: ["/usr/bin/containerd-shim-runc-v2", "-namespace", "default", "-id", "myname"], cgroup: "1:cpu:/\n", nsPid: 600 };
+    const shell = inContainer(601, 600, "sh", "/default/myname", 4);
+    expect(attribute(shell, shim, tree(shim, shell), new Set([602]), named)).toMatchObject({ runtime: "containerd", containerId: "myname", namespace: "default", role: "exec", sessionPid: 601 });
+    // Without the list the same process is no container's: shown, never a session.
+    expect(attribute(shell, shim, tree(shim, shell), new Set([602])).runtime).toBe("unknown");
   });
 });
 

@@ -1,7 +1,7 @@
 // mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
 import { describe, expect, it } from "vitest";
 import { buildInventory } from "../../../src/domain/inventory.js";
-import { mergeRuntimeViews, tagPtys, tagSessions } from "../../../src/domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, tagPtys, tagSessions } from "../../../src/domain/runtime-sessions.js";
 import type { DockerView, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
 import type { RuntimeContainer, RuntimeExec } from "../../../src/domain/runtime.js";
@@ -202,5 +202,52 @@ describe("mergeRuntimeViews", () => {
     for (const [runtime, count] of [["docker", 0], ["containerd", 1], ["cri-o", 0], ["podman", 1]] as const) {
       expect(body).toContain(`ptyreaper_exec_sessions{state="idle",runtime="${runtime}"} ${count}\n`);
     }
+  });
+});
+
+describe("containerd containers named by any string (ctr run … myname, namespace default)", () => {
+  const CTR_EXEC = "shell1";
+  const ctrShim = proc(700, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "default", "-id", "myname"], "1:cpu:/\n", 700);
+  const ctrInit = proc(710, 700, "sleep", ["sleep", "1d"], "1:cpu:/default/myname\n", 1);
+  const ctrShell = proc(720, 700, "sh", ["sh"], "1:cpu:/default/myname\n", 2);
+  const ctrContainer: RuntimeContainer = { runtime: "containerd", namespace: "default", id: "myname", initPid: 710, labels: {}, kubernetes: null };
+  const ctrExec: RuntimeExec = { id: CTR_EXEC, container: { namespace: "default", id: "myname" }, pid: 720, running: true, tty: true };
+  const view = (containers: RuntimeContainer[] = [ctrContainer]): RuntimeView => ({ runtime: "containerd", available: true, error: null, containers, execs: [ctrExec] });
+  const fds = [master(700, PTS, 0), slave(720, PTS, 0), slave(720, PTS, 0, 1)];
+
+  function run(views: RuntimeView[], procs: Proc[]) {
+    const { scan, lookup } = scanOf(procs, fds);
+    claimNamedContainers(scan, views, lookup);
+    const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
+    const inventory = buildInventory(scan, limits, merged.view);
+    tagSessions(inventory.sessions, merged.origins);
+    return { scan, merged, inventory };
+  }
+
+  it("lists only the containers no cgroup pattern reads", () => {
+    expect(namedContainersOf([view([ctrContainer, criContainer])])).toEqual(new Map([["default", new Set(["myname"])]]));
+  });
+
+  it("confirms the exec and makes it a session in its container, by exact match against the runtime's list", () => {
+    const { scan, merged, inventory } = run([view()], [ctrShim, ctrInit, ctrShell]);
+    expect(scan.processes.get(720)?.containerId).toBe("myname");
+    expect(merged.verdicts.map((v) => v.refusal)).toEqual([null]);
+    expect(inventory.sessions.map((s) => [s.execId, s.containerId, s.containerName, s.runtime, s.runtimeNamespace])).toEqual([[CTR_EXEC, "myname", "myname", "containerd", "default"]]);
+  });
+
+  it("claims no process whose cgroup only resembles a listed container's", () => {
+    const elsewhere = (path: string): Proc => ({ ...ctrShell, facts: { ...ctrShell.facts, cgroup: `1:cpu:${path}\n` } });
+    for (const path of ["/default/myname2", "/default/myname/sub", "/team/myname", "/default/othername"]) {
+      const { scan, merged, inventory } = run([view()], [ctrShim, ctrInit, elsewhere(path)]);
+      expect(scan.processes.get(720)?.containerId, path).toBeNull();
+      expect(merged.verdicts[0]?.refusal, path).toMatch(/attributes it to unknown/);
+      expect(inventory.sessions, path).toEqual([]);
+    }
+  });
+
+  it("claims nothing when the runtime did not list the container", () => {
+    const { scan, inventory } = run([view([])], [ctrShim, ctrInit, ctrShell]);
+    expect(scan.processes.get(720)?.containerId).toBeNull();
+    expect(inventory.sessions).toEqual([]);
   });
 });

@@ -1,7 +1,7 @@
 // Choosing runtime adapters from the config and the sockets present; opening them without connecting.
 import { describe, expect, it } from "vitest";
 import { defaultConfig, parseConfig } from "../../../src/config/load.js";
-import { chooseRuntimes, openRuntimes } from "../../../src/runtimes/open.js";
+import { chooseDocker, chooseRuntimes, openRuntimes } from "../../../src/runtimes/open.js";
 
 const CONTAINERD = "/run/containerd/containerd.sock";
 const PODMAN = "/run/podman/podman.sock";
@@ -38,6 +38,20 @@ describe("chooseRuntimes", () => {
       problems: [],
       skipped: ["containerd: disabled in the config", "podman: disabled in the config"],
     });
+  });
+});
+
+describe("chooseDocker", () => {
+  const DOCKER = "/var/run/docker.sock";
+  it.each<[string, string, string[], { used: boolean; skipped: string | null }]>([
+    ["true with its socket", "docker: {enabled: true}", [DOCKER], { used: true, skipped: null }],
+    ["true without it: used, and down until the engine comes", "docker: {enabled: true}", [], { used: true, skipped: null }],
+    ["auto with its socket", "docker: {enabled: auto}", [DOCKER], { used: true, skipped: null }],
+    ["auto without it: not used", "docker: {enabled: auto}", [], { used: false, skipped: `docker: no socket at ${DOCKER}` }],
+    ["auto looks at the configured socket", "docker: {enabled: auto, socket: /run/docker.sock}", [DOCKER], { used: false, skipped: "docker: no socket at /run/docker.sock" }],
+    ["false even with its socket", "docker: {enabled: false}", [DOCKER], { used: false, skipped: "docker: disabled in the config" }],
+  ])("%s", (_name, yaml, sockets, want) => {
+    expect(chooseDocker(parseConfig(yaml, "t", {}).docker, present(...sockets))).toEqual(want);
   });
 });
 
