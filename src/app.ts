@@ -162,7 +162,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const skipNamespaces = new Set(docker.used ? ["moby"] : []);
   const { signaller, fallback } = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method, fallback);
-  const clients = docker.used ? dockerClientEvidence(procfs, config.docker.socket, logger) : null;
+  const clients = docker.used ? dockerClientEvidence(procfs, config.docker.socket, logger, (reason) => metrics.processReadsCut(reason)) : null;
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>

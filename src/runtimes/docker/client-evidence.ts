@@ -17,7 +17,16 @@ export interface DockerClientEvidenceOptions {
   peersMissingReason?: string;
   /** The Engine API socket (config docker.socket): a client counts only when connected to this file. */
   engineSocket: string;
+  /** Told of each would-be client whose fds were left unread (ptyreaper_process_reads_cut_total). */
+  readCut?: (reason: "fd_cap") => void;
 }
+
+/**
+ * A docker CLI holds a dozen fds; any process may call itself `docker exec -it x sh` and hold 500,000. Its
+ * fd count is one stat (Linux 6.2 and later; 0, so no cap, before): above this, its fds are not read and
+ * its session's client stays unknown, however many cycles it lives.
+ */
+export const CLI_MAX_FDS = 64;
 
 /** A CLI process found this cycle, before its sockets are resolved. */
 interface Found {
@@ -98,6 +107,11 @@ export class DockerClientEvidence implements ClientEvidence {
 
   private socketsOf(pid: number): number[] | null | "gone" {
     try {
+      const count = this.options.procfs.fdCount(pid);
+      if (count !== null && count > CLI_MAX_FDS) {
+        this.options.readCut?.("fd_cap");
+        return null;
+      }
       return socketInodes(this.options.procfs, pid);
     } catch (err) {
       return isVanished(err) ? "gone" : null;
@@ -128,10 +142,10 @@ export class DockerClientEvidence implements ClientEvidence {
 }
 
 /** Docker's client evidence on this host; without the sock_diag reader every client stays `unknown` (logged). */
-export function dockerClientEvidence(procfs: ProcFs, engineSocket: string, logger?: Logger): DockerClientEvidence {
+export function dockerClientEvidence(procfs: ProcFs, engineSocket: string, logger?: Logger, readCut?: DockerClientEvidenceOptions["readCut"]): DockerClientEvidence {
   const peers = loadUnixPeersReader();
   if (peers.reader === null) logger?.warn({ reason: peers.reason }, "unix socket peers unreadable: exec clients stay unknown, only the idle policy applies");
-  return new DockerClientEvidence({ procfs, peers: peers.reader, peersMissingReason: peers.reason ?? undefined, engineSocket });
+  return new DockerClientEvidence({ procfs, peers: peers.reader, peersMissingReason: peers.reason ?? undefined, engineSocket, ...(readCut ? { readCut } : {}) });
 }
 
 /** A tty exec's target; null for an argv that may be an exec but cannot be read; undefined when not a possible client. */

@@ -7,7 +7,7 @@ import type { DockerView, ExecSession, ProcInfo, ProcScan } from "../../../../sr
 import { formatDev } from "../../../../src/procfs/parse.js";
 import { ProcFs } from "../../../../src/procfs/procfs.js";
 import type { UnixPeerTable, UnixPeersReader } from "../../../../src/procfs/sockets.js";
-import { DockerClientEvidence } from "../../../../src/runtimes/docker/client-evidence.js";
+import { CLI_MAX_FDS, DockerClientEvidence } from "../../../../src/runtimes/docker/client-evidence.js";
 import { PAIRING_DELAY_MS } from "../../../../src/runtimes/docker/clients.js";
 import { makeSessionFor } from "../../metrics/snapshot-factory.js";
 
@@ -68,6 +68,24 @@ function evidence(peers: UnixPeersReader | null): DockerClientEvidence {
 }
 
 describe("DockerClientEvidence", () => {
+  it("leaves the fds of a would-be CLI holding more than any real one unread: its client stays unknown, the cut is counted", () => {
+    const reads: number[] = [];
+    const cuts: string[] = [];
+    class Crowded extends ProcFs {
+      override fdCount(pid: number): number | null {
+        return pid === CLIENT_PID ? CLI_MAX_FDS + 1 : 3;
+      }
+      override fds(pid: number): string[] {
+        reads.push(pid);
+        return super.fds(pid);
+      }
+    }
+    const ev = new DockerClientEvidence({ procfs: new Crowded(root, { native: null }), peers: reader(connected), engineSocket, readCut: (reason) => cuts.push(reason) });
+    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
+    expect(reads).toEqual([]);
+    expect(cuts).toEqual(["fd_cap"]);
+  });
+
   it("pairs the CLI connected to the engine's socket file, then sees it gone when its process is", () => {
     const ev = evidence(reader(connected));
     expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "attached", detail: `docker CLI pid ${CLIENT_PID}` });
