@@ -1,5 +1,6 @@
 // A container that does its worst to the /proc scan, on a private Docker engine with the built daemon: 8 processes
-// each holding a pty slave dup'd to the nofile hard limit (20,000) and 40 holding ptys with 5.9 MB command lines.
+// each holding a pty slave dup'd to the nofile hard limit (20,000), 40 holding ptys with 5.9 MB command lines, and
+// 8 fake docker CLIs (argv `docker exec -it x sh`, a pty on stdin) each holding about 20,000 sockets.
 // The daemon keeps cycling, stays healthy, and still reaps a leaked exec session in another container.
 // Figures (cycle time, RSS) are printed for docs/reliability.md, not asserted.
 import { execFileSync } from "node:child_process";
@@ -12,6 +13,7 @@ import { trackContainer, untrackContainer } from "./harness/track.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 const DUP_HOLDERS = 8;
+const FAKE_CLIS = 8;
 const ARGV_HOLDERS = 40;
 const NOFILE = 20_000;
 /**
@@ -30,6 +32,7 @@ const HELPER_C = `
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* A pty pair: the master stays open in this process too. */
@@ -51,6 +54,22 @@ static void dup_holder(void) {
   for (;;) pause();
 }
 
+/* A would-be docker CLI: its terminal on stdin, sockets up to near the nofile limit, then argv docker exec -it x sh. */
+static void fake_cli(const char *self) {
+  int slave = open_slave();
+  dup2(slave, 0);
+  struct rlimit limit;
+  getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = limit.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &limit);
+  int pair[2];
+  for (rlim_t open = 8; open + 2 < limit.rlim_cur - 16 && socketpair(AF_UNIX, SOCK_STREAM, 0, pair) == 0; open += 2) {}
+  char *args[] = {"docker", "exec", "-it", "x", "sh", NULL};
+  execv(self, args);
+  perror("execv");
+  exit(2);
+}
+
 static void argv_holder(const char *self) {
   char **args = calloc(${ARG_PIECES} + 3, sizeof *args);
   args[0] = "hostile";
@@ -66,12 +85,16 @@ static void argv_holder(const char *self) {
 }
 
 int main(int argc, char **argv) {
+  if (strcmp(argv[0], "docker") == 0) {
+    for (;;) pause();
+  }
   if (argc > 1 && strcmp(argv[1], "held") == 0) {
     open_slave();
     for (;;) pause();
   }
   for (int i = 0; i < ${DUP_HOLDERS}; i++) if (fork() == 0) dup_holder();
   for (int i = 0; i < ${ARGV_HOLDERS}; i++) if (fork() == 0) argv_holder("/proc/self/exe");
+  for (int i = 0; i < ${FAKE_CLIS}; i++) if (fork() == 0) fake_cli("/proc/self/exe");
   for (;;) pause();
 }
 `;
@@ -130,7 +153,7 @@ function medianFromBuckets(exposition: string): number | null {
 describe("a hostile container (private dockerd, static helper, nofile and stack ulimits raised)", () => {
   const testbed = usePrivateEngine("hostile");
 
-  it("keeps the daemon cycling, healthy and reaping while 8 processes hold 20,000 dup'd pty fds and 40 hold 5.9 MB argv", async () => {
+  it("keeps the daemon cycling, healthy and reaping while 8 processes hold 20,000 dup'd pty fds, 40 hold 5.9 MB argv and 8 fake CLIs 20,000 sockets", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ptyreaper-hostile-"));
     try {
       writeFileSync(join(dir, "hostile.c"), HELPER_C);
@@ -154,10 +177,11 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
           const pids = pidsOf(id);
           const dup = pids.filter((pid) => fdCount(pid) >= NOFILE - 10);
           const argv = pids.filter((pid) => cmdlineStart(pid).startsWith("hostile\0held\0"));
-          return dup.length === DUP_HOLDERS && argv.length === ARGV_HOLDERS ? { dupPids: dup, argvPids: argv } : null;
+          const clis = pids.filter((pid) => cmdlineStart(pid).startsWith("docker\0exec\0") && fdCount(pid) >= NOFILE - 40);
+          return dup.length === DUP_HOLDERS && argv.length === ARGV_HOLDERS && clis.length === FAKE_CLIS ? { dupPids: dup, argvPids: argv } : null;
         },
         60_000,
-        `${DUP_HOLDERS} dup holders and ${ARGV_HOLDERS} long-argv holders in the hostile container`,
+        `${DUP_HOLDERS} dup holders, ${ARGV_HOLDERS} long-argv holders and ${FAKE_CLIS} fake CLIs in the hostile container`,
         500,
       );
       expect(cmdlineBytes(argvPids[0] ?? 0)).toBeGreaterThanOrEqual(ARG_PIECES * ARG_PIECE_BYTES);
@@ -202,6 +226,8 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       expect(after - before).toBeGreaterThanOrEqual(3);
       expect(healthz.every((status) => status === 200)).toBe(true);
       expect(await d.metric("ptyreaper_poll_errors_total", { stage: "scan" })).toBe(0);
+      // The fake CLIs' fds were never read: each cycle's look at them stopped at one stat.
+      expect(await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" })).toBeGreaterThanOrEqual(FAKE_CLIS);
       expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
 
       const exposition = (await d.get("/metrics")).body;
