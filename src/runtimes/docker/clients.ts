@@ -3,10 +3,8 @@
 // cycle it was seen without them, unknown whenever the pairing cannot be proven unique.
 import { formatDuration } from "../../config/duration.js";
 import { unknownClient, type ClientState } from "../../domain/client.js";
+import { CLOCK_TICKS_PER_SECOND as TICKS_PER_SECOND } from "../../domain/inventory.js";
 import { partnersOf, type ExecPartner } from "./matching.js";
-
-/** USER_HZ: process start times are in these ticks (100 on every Linux ABI). */
-const TICKS_PER_SECOND = 100;
 
 /**
  * A `docker exec` CLI starts its exec within this long of its own start: it pings the engine, creates
