@@ -2,7 +2,8 @@
 // the host's PID and network namespaces, its mounts, capabilities, user, read-only root; the ConfigMap and a
 // test-made Secret as files where the pod has them) against a private containerd with the CRI plugin: a
 // SIGKILLed CRI exec client's session is reaped as `orphaned`, an attached one is left alone, and every path of
-// the listener asks for TLS and a password while the probes' loopback listener does not.
+// the listener asks for TLS and a password while the probes' loopback listener does not. The same run from a copy
+// without hostNetwork settles whether containerd's CRI evidence also works from the pod's own network namespace.
 import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request as plainRequest } from "node:http";
 import { request, type RequestOptions } from "node:https";
@@ -22,8 +23,6 @@ import { dockerRunFromPod } from "./support/docker-run-from-pod.js";
 import { runAll } from "./support/private-engine.js";
 
 const DEPLOY = new URL("../../deploy/kubernetes/", import.meta.url);
-const REAPER_PREFIX = "ptyr-test-k8s-reaper-";
-const REAPER_CONTAINER = `${REAPER_PREFIX}${process.pid}`;
 const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "k8s-image-pod", podUid: "6b1f0f2e-3c1d-4a8e-9f7a-1d2c3b4a5e6f", container: "shell" };
 /** The name the README's certificate is for, which the PodMonitor's serverName checks. */
 const CERT_NAME = "ptyreaper";
@@ -61,7 +60,29 @@ function get(url: string, options: RequestOptions = {}): Promise<Answer> {
   });
 }
 
-describe("the image run from daemonset.yaml's own pod spec, against a private containerd (CRI)", () => {
+/** In-container GET (node is in the image, no shell): how the test reads a listener in the container's own network namespace. */
+const IN_CONTAINER_GET = `
+const [url, ca, auth, servername] = process.argv.slice(1);
+const mod = url.startsWith("https:") ? require("https") : require("http");
+const req = mod.request(url, { ca: ca ? require("fs").readFileSync(ca) : undefined, servername: servername || undefined, headers: auth ? { authorization: auth } : {}, timeout: 10000 }, (res) => {
+  let body = ""; res.on("data", (c) => (body += c)); res.on("end", () => process.stdout.write(JSON.stringify({ status: res.statusCode, body })));
+});
+req.on("error", (err) => { process.stdout.write(JSON.stringify({ status: 0, body: String(err) })); });
+req.end();`;
+
+interface Variant {
+  /** Container name prefix (followed by the test's pid) and private containerd tag. */
+  prefix: string;
+  tag: string;
+  /** The shipped pod spec as is, or a copy without hostNetwork (the pod's own network namespace). */
+  hostNetwork: boolean;
+}
+
+describe.each<[string, Variant]>([
+  ["daemonset.yaml's own pod spec (hostNetwork)", { prefix: "ptyr-test-k8s-reaper-", tag: "k8simg", hostNetwork: true }],
+  ["a copy without hostNetwork (the pod's own network namespace)", { prefix: "ptyr-test-k8s-podnet-", tag: "k8spodnet", hostNetwork: false }],
+])("the image run from %s, against a private containerd (CRI)", (_label, variant) => {
+  const REAPER_CONTAINER = `${variant.prefix}${process.pid}`;
   let dir = "";
   let containerd: PrivateContainerd | null = null;
   let cri: CriClient | null = null;
@@ -81,8 +102,13 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
       .map((line) => JSON.parse(line) as Record<string, unknown>);
   const logTail = async (): Promise<string> => (await hostDocker(["logs", "--tail", "30", REAPER_CONTAINER]).catch((err: unknown) => String(err))).slice(-6000);
   // What Prometheus sends: the Secret's CA, the certificate's name (the target is an address), the password.
-  const scrape = (path: string, credentials = `${SCRAPE_USER}:${password}`): Promise<Answer> =>
-    get(`${metricsUrl}${path}`, { ca, servername: CERT_NAME, headers: credentials ? { authorization: `Basic ${Buffer.from(credentials).toString("base64")}` } : {} });
+  const scrape = async (path: string, credentials = `${SCRAPE_USER}:${password}`): Promise<Answer> => {
+    const auth = credentials ? `Basic ${Buffer.from(credentials).toString("base64")}` : "";
+    if (variant.hostNetwork) return get(`${metricsUrl}${path}`, { ca, servername: CERT_NAME, headers: auth ? { authorization: auth } : {} });
+    // Its own network namespace: nothing on this host's loopback reaches it, so ask from inside.
+    const out = await hostDocker(["exec", REAPER_CONTAINER, "node", "-e", IN_CONTAINER_GET, `${metricsUrl}${path}`, "/etc/ptyreaper-web/tls.crt", auth, CERT_NAME]);
+    return JSON.parse(out) as Answer;
+  };
   const metric = async (name: string, labels: Record<string, string> = {}): Promise<number | null> => {
     const answer = await scrape("/metrics");
     if (answer.status !== 200) throw new Error(`/metrics: HTTP ${answer.status} ${answer.body}`);
@@ -91,10 +117,10 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
 
   beforeAll(async () => {
     await buildImage();
-    await removeLeftoverContainers(REAPER_PREFIX);
+    await removeLeftoverContainers(variant.prefix);
     dir = mkdtempSync(join(tmpdir(), "ptyreaper-k8s-image-"));
 
-    containerd = await startPrivateContainerd("k8simg");
+    containerd = await startPrivateContainerd(variant.tag);
     cri = new CriClient(containerd.socket);
     const sandbox = await cri.runPodSandbox(POD);
     sandboxId = sandbox.id;
@@ -139,6 +165,8 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
     const noPodman = join(dir, "no-podman");
     mkdirSync(noPodman);
     const pod = manifest<{ spec: { template: { spec: IPodSpec } } }>("daemonset.yaml").spec.template.spec;
+    expect(pod.hostNetwork).toBe(true);
+    if (!variant.hostNetwork) pod.hostNetwork = false;
     const run = dockerRunFromPod(pod, {
       configMaps: { [configMap.metadata?.name ?? ""]: configDir },
       secrets: { "ptyreaper-web": secretDir },
@@ -154,7 +182,11 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
     console.log(`docker run ${run.options.join(" ")} ${IMAGE} ${run.args.join(" ")}`);
     await hostDocker(["run", "-d", "--name", REAPER_CONTAINER, ...run.options, IMAGE, ...run.args]);
     try {
-      await waitFor(async () => (await get(`${healthUrl}/readyz`).catch(() => null))?.status === 200, 60_000, "the container's /readyz on the health listener");
+      const ready = async (): Promise<boolean> =>
+        variant.hostNetwork
+          ? (await get(`${healthUrl}/readyz`).catch(() => null))?.status === 200
+          : (JSON.parse(await hostDocker(["exec", REAPER_CONTAINER, "node", "-e", IN_CONTAINER_GET, `${healthUrl}/readyz`]).catch(() => "{}")) as Partial<Answer>).status === 200;
+      await waitFor(ready, 60_000, "the container's /readyz on the health listener");
     } catch (err) {
       throw new Error(`${(err as Error).message}; container log:\n${await logTail()}`, { cause: err });
     }
@@ -177,7 +209,7 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
     ]);
   }, 180_000);
 
-  it("answers nothing without the password on the node-wide listener, and only health on the loopback one", async () => {
+  it.runIf(variant.hostNetwork)("answers nothing without the password on the node-wide listener, and only health on the loopback one", async () => {
     expect(substituted).toEqual([
       `/run/containerd → ${containerd?.root} (mounted at /run/containerd)`,
       `/run/podman → ${join(dir, "no-podman")} (mounted at /run/podman)`,
@@ -193,7 +225,7 @@ describe("the image run from daemonset.yaml's own pod spec, against a private co
     expect((await get(`${healthUrl}/metrics`)).status).toBe(404);
   });
 
-  it("sees CRI clients from the host's network namespace and reaps a SIGKILLed client's session as orphaned; the attached one stays", async () => {
+  it("sees CRI clients and reaps a SIGKILLed client's session as orphaned; the attached one stays", async () => {
     if (!containerd || !cri) throw new Error("beforeAll did not start containerd");
     const killed = await attachCriExec(cri, containerd, containerId);
     attached.push(killed);
