@@ -292,6 +292,7 @@ describe("deploy/kubernetes manifests", () => {
     expect(volume?.secret?.secretName).toBe(WEB_SECRET);
     // Not optional: no Secret, no pod (rather than a pod that answers without a password).
     expect(volume?.secret?.optional).toBeUndefined();
+    expect(volume?.secret?.defaultMode).toBe(0o400);
     const items = new Map((volume?.secret?.items ?? []).map((i) => [i.path, i.key]));
     expect(items.get(webConfigFile.slice(`${mount?.mountPath}/`.length))).toBe("web-config.yml");
     // The plain scrape password stays out of the pod: it holds the hash only.
