@@ -16,22 +16,23 @@ COPY tsconfig.json tsconfig.build.json binding.gyp ./
 COPY native ./native
 COPY scripts/write-revision.mjs scripts/stage-program.mjs ./scripts/
 COPY src ./src
+# The addons are optional for `npm install` but not for the image (checked when staging, below). unix-dgram
+# (systemd notification) is left out: no systemd here.
+RUN npm run build \
+ && npm run install \
+ && npm prune --omit=dev --omit=optional \
+ && rm -rf node_modules/.package-lock.json \
+ && find node_modules -depth -type d -empty -delete
+# What the program ships besides dist/, copied after the build so an edit of the docs rebuilds nothing.
 COPY proto ./proto
 COPY config ./config
 COPY systemd ./systemd
 COPY docs ./docs
 COPY README.md LICENSE ./
 # The program is staged by the same code as `ptyreaper install` (src/shipped.ts lists what ships), so the
-# image and an installed copy hold the same files. The three addons are optional for `npm install` but not
-# for the image: staging fails rather than ship the slower JS scan or kill(2) signalling. The BPF object is
-# shipped when the build image has clang. unix-dgram (systemd notification) is left out: no systemd here.
-RUN npm run build \
- && npm run install \
- && npm prune --omit=dev --omit=optional \
- && rm -rf node_modules/.package-lock.json \
- && find node_modules -depth -type d -empty -delete \
- && mkdir -p /stage \
- && node scripts/stage-program.mjs /stage/ptyreaper ptyscan pidfd sockdiag
+# image and an installed copy hold the same files; staging fails rather than ship the slower JS scan or
+# kill(2) signalling. The BPF object is shipped when the build image has clang.
+RUN mkdir -p /stage && node scripts/stage-program.mjs /stage/ptyreaper ptyscan pidfd sockdiag
 
 FROM ${NODE_RUNTIME_IMAGE}
 WORKDIR /opt/ptyreaper

@@ -7,7 +7,7 @@ import { policySummary } from "./config/summary.js";
 import { DockerCache } from "./docker/cache.js";
 import { DockerodePort } from "./docker/dockerode.js";
 import type { DockerPort } from "./docker/port.js";
-import { buildServer, listen } from "./http/server.js";
+import { buildHealthServer, buildServer, listen } from "./http/server.js";
 import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
@@ -61,6 +61,8 @@ export interface Daemon {
   readonly metrics: PtyreaperMetrics;
   readonly poller: Poller;
   readonly server: FastifyInstance;
+  /** The probes' loopback listener (config http.healthListen), or null. */
+  readonly healthServer: FastifyInstance | null;
   /** Listens, starts the Docker events stream and the loop; returns the listen address. */
   start(): Promise<string>;
   stop(): Promise<void>;
@@ -262,13 +264,20 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     },
   });
 
+  const healthListen = config.http.healthListen;
+  const healthServer = healthListen
+    ? buildHealthServer({ liveness: () => poller.liveness(), readiness: () => poller.readiness(), logger: child("http-health") })
+    : null;
+
   return {
     metrics,
     poller,
     server,
+    healthServer,
     async start() {
       await openChosenRuntimes();
       const address = await listen(server, config.listen.host, config.listen.port);
+      const healthAddress = healthServer && healthListen ? await listen(healthServer, healthListen.host, healthListen.port) : null;
       if (dockerCache) void dockerCache.start();
       poller.start();
       logger.info(
@@ -276,6 +285,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
           version: deps.version,
           config: deps.configPath ?? "(built-in defaults)",
           address,
+          ...(healthAddress ? { healthAddress } : {}),
           mode: config.reaper.mode,
           pollInterval: formatDurationExact(config.pollInterval),
           docker: docker.used ? config.docker.socket : "disabled",
@@ -300,6 +310,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       dockerCache?.stop();
       for (const port of runtimePorts) port.close();
       await server.close();
+      await healthServer?.close();
       await scannerClosed;
       logger.info("ptyreaper stopped");
     },
@@ -312,7 +323,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart: string[] = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
       poller.reconfigure(pollerSettings(next, docker.used));

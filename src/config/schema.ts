@@ -62,7 +62,7 @@ export const DEFAULT_SETTINGS = {
   commandLine: "argv0",
   webConfigFile: null,
   masterOnlyGrace: "5m",
-  http: { sessions: true },
+  http: { sessions: true, healthListen: null },
 } as const;
 
 // ---- Values shown back in messages: one line, bounded, control and invisible characters escaped.
@@ -279,6 +279,22 @@ const checkWebConfigFile: Check<string | null> = (input) => {
   return path.ok ? path : expected("an absolute path like \"/etc/ptyreaper/web-config.yml\", or null", input);
 };
 
+/**
+ * `http.healthListen`: a second, plain-HTTP listener serving only /healthz and /readyz, without the web
+ * config's TLS and passwords, so a probe needs no credential. Loopback only: what needs no password must
+ * not be reachable from other hosts (with `hostNetwork`, the kubelet reaches it at 127.0.0.1).
+ */
+const checkHealthListen: Check<{ host: string; port: number } | null> = (input) => {
+  if (input === null) return ok(null);
+  const like = `a loopback HOST:PORT like "127.0.0.1:9725" or "[::1]:9725", or null`;
+  const address = checkListen(input);
+  if (!address.ok) return expected(like, input);
+  const { host } = address.value;
+  // Addresses only: a name could resolve elsewhere.
+  const loopback = host === "::1" || (isIPv4(host) && host.startsWith("127."));
+  return loopback ? address : expected(`${like} (it answers without credentials, so never on another address)`, input);
+};
+
 // ---- The file schema.
 
 /** A zod schema running one leaf check; its message becomes the problem line. */
@@ -370,6 +386,7 @@ export const configSchema = section({
   masterOnlyGrace: leaf(checkMasterOnlyGrace).prefault(D.masterOnlyGrace),
   http: section({
     sessions: leaf(checkBoolean).prefault(D.http.sessions),
+    healthListen: leaf(checkHealthListen).prefault(D.http.healthListen),
   }),
 });
 

@@ -48,6 +48,9 @@ export interface Config {
   webConfigFile: string | null;
   /** How long a pty must be held only by masters before it is named master-only (ms). */
   masterOnlyGrace: number;
-  /** What the HTTP surface serves beyond metrics and health; `sessions: false` answers 404 on /sessions. */
-  http: { sessions: boolean };
+  /**
+   * What the HTTP surface serves beyond metrics and health; `sessions: false` answers 404 on /sessions.
+   * `healthListen`: a loopback address serving /healthz and /readyz only, without TLS or credentials; null: none.
+   */
+  http: { sessions: boolean; healthListen: { host: string; port: number } | null };
 }

@@ -188,11 +188,8 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
   });
 }
 
-/** Builds the server with its routes; never listens (tests use `app.inject()`). */
-export function buildServer(deps: HttpDeps): FastifyInstance {
-  // Typed as the base logger so the instance is the plain FastifyInstance, not one generic over pino's type.
-  const logger: FastifyBaseLogger = deps.logger;
-  const tls = deps.web?.tls ?? null;
+/** A fastify instance with the surface's limits and error handling, on plain HTTP or on TLS. */
+function makeFastify(logger: FastifyBaseLogger, tls: WebConfig["tls"]): FastifyInstance {
   // Node's https server takes the http options (maxHeaderSize) in the same object as the TLS ones.
   const transport = tls
     ? { https: { ...secureContextOptions(tls), maxHeaderSize: HTTP_LIMITS.maxHeaderSize } }
@@ -213,6 +210,63 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     clientErrorHandler,
   }) as unknown as FastifyInstance; // the https instance has the same API: callers need not care which
   limitConnections(app.server, HTTP_LIMITS.maxConnections, logger);
+  app.addHook("onSend", async (_req, reply, payload) => {
+    reply.header("cache-control", "no-store");
+    reply.header("x-content-type-options", "nosniff");
+    return payload;
+  });
+  app.addHook("onResponse", async (req, reply) => {
+    req.log.debug(
+      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "http request",
+    );
+  });
+  return app;
+}
+
+/** 404 for unknown paths, 405 for other methods on served ones, and internal errors kept out of the answer. */
+function addFallbacks(app: FastifyInstance, served: (path: string) => boolean): void {
+  app.setNotFoundHandler(async (req, reply) => {
+    const path = req.url.split("?", 1)[0] ?? "";
+    if (served(path)) {
+      reply.header("allow", ALLOW);
+      return sendError(reply, 405, "PTYR_HTTP_METHOD_NOT_ALLOWED", `method ${req.method} not allowed; use GET or HEAD`);
+    }
+    return sendError(reply, 404, "PTYR_HTTP_NOT_FOUND", "not found");
+  });
+
+  app.setErrorHandler(async (err: FastifyError, req, reply) => {
+    const status = err.statusCode ?? 500;
+    if (status >= 500) {
+      // The message may describe internals; it goes to the log, the client gets a code.
+      req.log.error({ err, url: req.url }, "HTTP handler failed");
+      return sendError(reply, 500, "PTYR_HTTP_INTERNAL", "internal error");
+    }
+    req.log.debug({ err, url: req.url }, "HTTP request rejected");
+    return sendError(reply, status, err.code ?? "PTYR_HTTP_BAD_REQUEST", STATUS_CODES[status] ?? "bad request");
+  });
+}
+
+export const HEALTH_ROUTES: readonly string[] = ["/healthz", "/readyz"];
+
+/**
+ * The probes' listener (config http.healthListen): /healthz and /readyz only, plain HTTP, no credentials,
+ * for a kubelet that cannot hold a password. It says no more than ok or why not; the config keeps it on loopback.
+ */
+export function buildHealthServer(deps: Pick<HttpDeps, "liveness" | "readiness" | "logger">): FastifyInstance {
+  const app = makeFastify(deps.logger, null);
+  app.get("/healthz", async (_req, reply) => sendHealth(reply, deps.liveness(), "unhealthy"));
+  app.get("/readyz", async (_req, reply) => sendHealth(reply, deps.readiness(), "not_ready"));
+  addFallbacks(app, (path) => HEALTH_ROUTES.includes(path));
+  return app;
+}
+
+/** Builds the server with its routes; never listens (tests use `app.inject()`). */
+export function buildServer(deps: HttpDeps): FastifyInstance {
+  // Typed as the base logger so the instance is the plain FastifyInstance, not one generic over pino's type.
+  const logger: FastifyBaseLogger = deps.logger;
+  const tls = deps.web?.tls ?? null;
+  const app = makeFastify(logger, tls);
 
   // exporter-toolkit asks for credentials on every path; so do we (probes send them too, see README).
   // One pool and one limiter for the server's life: a reload neither restarts threads nor forgives guessers.
@@ -275,18 +329,6 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     });
   }
 
-  app.addHook("onSend", async (_req, reply, payload) => {
-    reply.header("cache-control", "no-store");
-    reply.header("x-content-type-options", "nosniff");
-    return payload;
-  });
-  app.addHook("onResponse", async (req, reply) => {
-    req.log.debug(
-      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      "http request",
-    );
-  });
-
   // GET routes also answer HEAD (fastify's exposeHeadRoutes): same headers, no body.
   const sessionsEnabled = deps.sessionsEnabled ?? (() => true);
   app.get("/", async (_req, reply) => reply.type("text/plain; charset=utf-8").send(sessionsEnabled() ? INDEX : INDEX_WITHOUT_SESSIONS));
@@ -318,25 +360,7 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
     return reply.type("application/json; charset=utf-8").send(sessions);
   });
 
-  app.setNotFoundHandler(async (req, reply) => {
-    const path = req.url.split("?", 1)[0] ?? "";
-    if (ROUTES.includes(path) && (path !== "/sessions" || sessionsEnabled())) {
-      reply.header("allow", ALLOW);
-      return sendError(reply, 405, "PTYR_HTTP_METHOD_NOT_ALLOWED", `method ${req.method} not allowed; use GET or HEAD`);
-    }
-    return sendError(reply, 404, "PTYR_HTTP_NOT_FOUND", "not found");
-  });
-
-  app.setErrorHandler(async (err: FastifyError, req, reply) => {
-    const status = err.statusCode ?? 500;
-    if (status >= 500) {
-      // The message may describe internals; it goes to the log, the client gets a code.
-      req.log.error({ err, url: req.url }, "HTTP handler failed");
-      return sendError(reply, 500, "PTYR_HTTP_INTERNAL", "internal error");
-    }
-    req.log.debug({ err, url: req.url }, "HTTP request rejected");
-    return sendError(reply, status, err.code ?? "PTYR_HTTP_BAD_REQUEST", STATUS_CODES[status] ?? "bad request");
-  });
+  addFallbacks(app, (path) => ROUTES.includes(path) && (path !== "/sessions" || sessionsEnabled()));
 
   return app;
 }

@@ -1,48 +1,17 @@
 // The container image on the real Docker engine: built from the Dockerfile (classic builder) on base images made
 // here from Debian packages and this machine's Node, run with the DaemonSet's mounts and capabilities, it reaps
 // a leaked `docker exec -it` session of a private engine and leaves an exempt one alone.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { containerPid, isAlive, leakExecSession, startContainer, waitFor, type ExecSessionHandle } from "./harness/index.js";
+import { BUILD_TIMEOUT_MS, buildImage, freePort, hostDocker, IMAGE, removeLeftoverContainers } from "./support/container-image.js";
 import { readMetric } from "./support/daemon.js";
-import { dockerAt, HOST_DOCKER_HOST } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
-const REPO = new URL("../../", import.meta.url).pathname;
-// Tagged by Node version: made once per machine (a few minutes), then reused.
-const RUNTIME_BASE = `ptyreaper-local/node:${process.versions.node}-bookworm-slim`;
-const BUILD_BASE = `ptyreaper-local/node:${process.versions.node}-bookworm`;
-const IMAGE = "ptyreaper-test/ptyreaper:ci";
 const REAPER_PREFIX = "ptyr-test-image-reaper-";
 const REAPER_CONTAINER = `${REAPER_PREFIX}${process.pid}`;
-const BUILD_TIMEOUT_MS = 15 * 60_000;
-
-/** The host's engine: where images are built and cached, and where the ptyreaper container runs. */
-const hostDocker = (args: string[], timeoutMs = 60_000): Promise<string> => dockerAt(HOST_DOCKER_HOST, args, timeoutMs);
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { env, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${file} ${args.join(" ")} failed: ${stderr.slice(-4000) || err.message}`, { cause: err }));
-      else resolve(stdout);
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
 
 describe("the container image, run as the DaemonSet runs it", () => {
   const testbed = usePrivateEngine("image");
@@ -50,19 +19,8 @@ describe("the container image, run as the DaemonSet runs it", () => {
   let port = 0;
 
   beforeAll(async () => {
-    const env = { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST, DOCKER_BUILDKIT: "0" };
-    await run("bash", [join(REPO, "scripts/make-local-node-images.sh"), RUNTIME_BASE, BUILD_BASE], env, BUILD_TIMEOUT_MS);
-    // --network host: the engine here has no bridge; the builder's npm ci reaches the registry through the host.
-    await run(
-      "/usr/bin/docker",
-      ["build", "--network", "host", "--build-arg", `NODE_BUILD_IMAGE=${BUILD_BASE}`, "--build-arg", `NODE_RUNTIME_IMAGE=${RUNTIME_BASE}`, "-t", IMAGE, REPO],
-      env,
-      BUILD_TIMEOUT_MS,
-    );
-    // A run killed before its afterAll leaves its reaper running on the host's engine: end those (their test pid is gone).
-    const names = (await hostDocker(["ps", "-a", "--filter", `name=${REAPER_PREFIX}`, "--format", "{{.Names}}"])).split("\n");
-    const leftovers = names.filter((name) => name.startsWith(REAPER_PREFIX) && !isAlive(Number(name.slice(REAPER_PREFIX.length))));
-    if (leftovers.length > 0) await hostDocker(["rm", "-f", ...leftovers]);
+    await buildImage();
+    await removeLeftoverContainers(REAPER_PREFIX);
     dir = mkdtempSync(join(tmpdir(), "ptyreaper-image-"));
     port = await freePort();
   }, BUILD_TIMEOUT_MS * 2);
@@ -101,7 +59,8 @@ describe("the container image, run as the DaemonSet runs it", () => {
         "",
       ].join("\n"),
     );
-    // The DaemonSet's pod, in docker run terms (host network only because this engine has no bridge).
+    // The DaemonSet's pod with Docker's socket added, as README "Run in Kubernetes" says for Docker nodes; written
+    // by hand because the shipped DaemonSet mounts no Docker socket (the containerd test derives its flags from it).
     await hostDocker([
       "run", "-d", "--name", REAPER_CONTAINER,
       "--pid=host", "--network", "host", "--read-only",

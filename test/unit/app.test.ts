@@ -59,3 +59,30 @@ describe("createDaemon with runtimes", () => {
     }
   });
 });
+
+describe("createDaemon with http.healthListen", () => {
+  it("serves /healthz and /readyz on the probes' loopback listener, apart from the main one, and closes both at stop", async () => {
+    const procRoot = new URL("../fixtures/proc/mixed-host", import.meta.url).pathname;
+    const config = parseConfig(
+      `docker: {enabled: false}\nlisten: "127.0.0.1:0"\nprocRoot: ${procRoot}\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\nhttp: {healthListen: "127.0.0.1:0"}\n`,
+      "test.yaml",
+      {},
+    );
+    const daemon = createDaemon({ config, logger: pino({ enabled: false }), version: "test" });
+    try {
+      const main = await daemon.start();
+      const address = daemon.healthServer?.server.address();
+      if (typeof address !== "object" || address === null) throw new Error("the health listener is not listening");
+      expect(address.address).toBe("127.0.0.1");
+      const health = `http://127.0.0.1:${address.port}`;
+      expect(health).not.toBe(main);
+      expect([200, 503]).toContain((await fetch(`${health}/readyz`)).status);
+      expect((await fetch(`${health}/healthz`)).status).toBe(200);
+      expect((await fetch(`${health}/metrics`)).status).toBe(404);
+      expect((await fetch(`${main}/metrics`)).status).toBe(200);
+    } finally {
+      await daemon.stop();
+    }
+    expect(daemon.healthServer?.server.listening).toBe(false);
+  });
+});

@@ -36,7 +36,7 @@ const DEFAULTS: Config = {
   commandLine: "argv0",
   webConfigFile: null,
   masterOnlyGrace: 300_000,
-  http: { sessions: true },
+  http: { sessions: true, healthListen: null },
 };
 
 /** The problems of a rejected config, or a failure if it was accepted or failed otherwise. */
@@ -470,5 +470,22 @@ describe("http.sessions", () => {
   it("anything but a boolean, or an unknown key beside it, is one readable problem line", () => {
     expect(problemsOf("http:\n  sessions: off\n")).toEqual([expect.stringMatching(/^http\.sessions: expected true or false/)]);
     expect(problemsOf("http:\n  session: false\n")).toEqual(["http.session: unknown key (did you mean sessions?)"]);
+  });
+});
+
+describe("http.healthListen", () => {
+  it.each([
+    ["", null],
+    ["http:\n  healthListen: null\n", null],
+    ['http:\n  healthListen: "127.0.0.1:9725"\n', { host: "127.0.0.1", port: 9725 }],
+    ['http:\n  healthListen: "127.0.0.53:0"\n', { host: "127.0.0.53", port: 0 }],
+    ['http:\n  healthListen: "[::1]:9725"\n', { host: "::1", port: 9725 }],
+  ])("%j gives %j", (text, want) => {
+    expect(parseConfig(text, "c.yaml", {}).http.healthListen).toEqual(want);
+  });
+
+  // It answers without credentials: an address other hosts can reach (or a name that may resolve to one) is refused.
+  it.each(['"0.0.0.0:9725"', '"10.0.0.5:9725"', '"[::]:9725"', '"localhost:9725"', '"127.0.0.1"', "9725", "true"])("%s is one readable problem line", (value) => {
+    expect(problemsOf(`http:\n  healthListen: ${value}\n`)).toEqual([expect.stringMatching(/^http\.healthListen: expected a loopback HOST:PORT like "127\.0\.0\.1:9725"/)]);
   });
 });

@@ -6,6 +6,7 @@ import { DaemonSet } from "kubernetes-models/apps/v1/DaemonSet";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { ServiceAccount } from "kubernetes-models/v1/ServiceAccount";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IContainer } from "kubernetes-models/v1/Container";
 import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
 import { describe, expect, it } from "vitest";
@@ -39,6 +40,7 @@ const BUILT_IN: Record<string, (object: never) => { validate(): void }> = {
   "v1/ServiceAccount": (o) => new ServiceAccount(o),
   "v1/ConfigMap": (o) => new ConfigMap(o),
   "apps/v1/DaemonSet": (o) => new DaemonSet(o),
+  "networking.k8s.io/v1/NetworkPolicy": (o) => new NetworkPolicy(o),
 };
 
 // The Prometheus operator's CRDs are not in kubernetes-models: a strict schema of the fields we use,
@@ -47,6 +49,7 @@ const BUILT_IN: Record<string, (object: never) => { validate(): void }> = {
 const objectMeta = z.strictObject({ name: z.string().min(1), namespace: z.string().min(1), labels: z.record(z.string(), z.string()) });
 const labelSelector = z.strictObject({ matchLabels: z.record(z.string(), z.string()) });
 const duration = z.string().regex(/^(\d+(ms|s|m|h|d|w|y))+$/);
+const secretKeySelector = z.strictObject({ name: z.string().min(1), key: z.string().min(1), optional: z.boolean().optional() });
 const podMonitorSchema = z.strictObject({
   apiVersion: z.literal("monitoring.coreos.com/v1"),
   kind: z.literal("PodMonitor"),
@@ -54,7 +57,25 @@ const podMonitorSchema = z.strictObject({
   spec: z.strictObject({
     jobLabel: z.string().optional(),
     selector: labelSelector,
-    podMetricsEndpoints: z.array(z.strictObject({ port: z.string(), path: z.string().startsWith("/"), interval: duration, scheme: z.enum(["http", "https"]).optional() })).min(1),
+    podMetricsEndpoints: z
+      .array(
+        z.strictObject({
+          port: z.string(),
+          path: z.string().startsWith("/"),
+          interval: duration,
+          scheme: z.enum(["http", "https"]).optional(),
+          // SafeTLSConfig and BasicAuth of the operator's CRD (the fields used).
+          tlsConfig: z
+            .strictObject({
+              ca: z.strictObject({ secret: secretKeySelector }).optional(),
+              serverName: z.string().min(1).optional(),
+              insecureSkipVerify: z.boolean().optional(),
+            })
+            .optional(),
+          basicAuth: z.strictObject({ username: secretKeySelector, password: secretKeySelector }).optional(),
+        }),
+      )
+      .min(1),
   }),
 });
 const ruleSchema = z.strictObject({
@@ -99,12 +120,31 @@ function daemonSetContainer(): IContainer {
   return container;
 }
 
+/** The Secret the operator makes (README "Run in Kubernetes"), its keys, and the name its certificate is for. */
+const WEB_SECRET = "ptyreaper-web";
+const SECRET_KEYS = ["ca.crt", "password", "tls.crt", "tls.key", "username", "web-config.yml"];
+const CERT_NAME = "ptyreaper";
+
+function readmeKubernetesSection(): string {
+  const readme = repoFile("README.md");
+  const start = readme.indexOf("\n## Run in Kubernetes\n");
+  return readme.slice(start, readme.indexOf("\n## ", start + 1));
+}
+
+/** The web config the README's printf writes, with %s where the hash goes. */
+function readmeWebConfig(): string {
+  const printf = /printf '(tls_server_config:[^']*)'/.exec(readmeKubernetesSection());
+  if (!printf?.[1]) throw new Error("README \"Run in Kubernetes\" has no printf of the web config");
+  return printf[1].replaceAll("\\n", "\n");
+}
+
 describe("deploy/kubernetes manifests", () => {
   it("are all known kinds, valid against the Kubernetes schemas or the operator's fields", () => {
     expect(MANIFESTS.map((m) => `${m.file}: ${m.object.kind}`)).toEqual([
       "configmap.yaml: ConfigMap",
       "daemonset.yaml: DaemonSet",
       "namespace.yaml: Namespace",
+      "networkpolicy.yaml: NetworkPolicy",
       "podmonitor.yaml: PodMonitor",
       "prometheusrule.yaml: PrometheusRule",
       "serviceaccount.yaml: ServiceAccount",
@@ -135,11 +175,14 @@ describe("deploy/kubernetes manifests", () => {
     expect([...resources].sort()).toEqual([...new Set(MANIFESTS.map((m) => m.file))]);
   });
 
-  it("the DaemonSet runs with the host's PIDs, three capabilities, and read-only /proc and runtime socket directories", () => {
+  it("the DaemonSet runs with the host's PIDs and network, three capabilities, and read-only /proc and runtime socket directories", () => {
     const ds = byKind("DaemonSet") as DaemonSet;
     const pod = ds.spec?.template.spec;
     expect(pod?.hostPID).toBe(true);
-    expect(pod?.hostNetwork).toBeUndefined();
+    // sock_diag answers for the caller's network namespace: the node's, where the runtimes' clients connect.
+    expect(pod?.hostNetwork).toBe(true);
+    // ptyreaper resolves no names, so the host-network default (the node's resolv.conf) is left alone.
+    expect(pod?.dnsPolicy).toBeUndefined();
     expect(pod?.automountServiceAccountToken).toBe(false);
     const container = daemonSetContainer();
     expect(container.securityContext).toMatchObject({
@@ -158,6 +201,8 @@ describe("deploy/kubernetes manifests", () => {
     // No Docker socket: the ConfigMap disables Docker (README "Run in Kubernetes" says how to add it on Docker nodes).
     expect([...mounts.keys()].filter((path) => path.includes("docker"))).toEqual([]);
     expect(volumes.get(mounts.get("/etc/ptyreaper")?.name ?? "")?.configMap?.name).toBe((byKind("ConfigMap") as ConfigMap).metadata?.name);
+    expect(volumes.get(mounts.get("/etc/ptyreaper-web")?.name ?? "")?.secret?.secretName).toBe(WEB_SECRET);
+    expect([...mounts.keys()].sort()).toEqual(["/etc/ptyreaper", "/etc/ptyreaper-web", "/host/proc", "/run/containerd", "/run/podman"]);
   });
 
   it("starts on a node that lacks a runtime: no hostPath needs a socket or file to exist beforehand", () => {
@@ -191,14 +236,23 @@ describe("deploy/kubernetes manifests", () => {
     }
   });
 
-  it("probes /readyz and /healthz on the port the config listens on, and the resources are set", () => {
+  it("probes /readyz and /healthz on the loopback health listener, with no credential in the manifest, and the resources are set", () => {
     const container = daemonSetContainer();
-    expect(container.readinessProbe?.httpGet).toEqual({ path: "/readyz", port: "metrics" });
-    expect(container.livenessProbe?.httpGet).toEqual({ path: "/healthz", port: "metrics" });
-    expect(container.ports).toEqual([{ name: "metrics", containerPort: 9724, protocol: "TCP" }]);
+    // The kubelet shares the node's network namespace with this hostNetwork pod: 127.0.0.1 is the pod's loopback.
+    expect(container.readinessProbe?.httpGet).toEqual({ host: "127.0.0.1", path: "/readyz", port: "health" });
+    expect(container.livenessProbe?.httpGet).toEqual({ host: "127.0.0.1", path: "/healthz", port: "health" });
+    for (const probe of [container.readinessProbe, container.livenessProbe]) {
+      expect(Object.keys(probe ?? {}).filter((k) => ["exec", "tcpSocket", "grpc"].includes(k))).toEqual([]);
+      expect(JSON.stringify(probe)).not.toMatch(/authorization|basic|password|secret/i);
+    }
+    expect(container.ports).toEqual([
+      { name: "metrics", containerPort: 9724, protocol: "TCP" },
+      { name: "health", containerPort: 9725, protocol: "TCP" },
+    ]);
     const configText = (byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "";
     const config = parseConfig(configText, "configmap.yaml", {});
     expect(config.listen).toEqual({ host: "0.0.0.0", port: 9724 });
+    expect(config.http.healthListen).toEqual({ host: "127.0.0.1", port: 9725 });
     expect(config.procRoot).toBe("/host/proc");
     expect(container.args).toEqual(["run", "--config", "/etc/ptyreaper/config.yaml"]);
     expect(container.resources?.requests).toEqual({ cpu: "25m", memory: "128Mi" });
@@ -207,7 +261,7 @@ describe("deploy/kubernetes manifests", () => {
 
   it("the ConfigMap's config is the image's default with the Kubernetes nodes' runtimes in place of Docker, and /sessions off", () => {
     const withoutRuntimes = (text: string): unknown => {
-      const { docker: _docker, runtimes: _runtimes, http: _http, ...rest } = parseYaml(text) as Record<string, unknown>;
+      const { docker: _docker, runtimes: _runtimes, http: _http, webConfigFile: _web, ...rest } = parseYaml(text) as Record<string, unknown>;
       return rest;
     };
     const configMap = (byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "";
@@ -229,6 +283,67 @@ describe("deploy/kubernetes manifests", () => {
     expect(section).toContain("set `reaper.mode: enforce` in the ConfigMap");
     expect(section).toContain("kubectl -n ptyreaper rollout restart daemonset/ptyreaper");
     expect(section).not.toMatch(/Start with `reaper\.mode: dry-run`/);
+  });
+
+  it("every path of the listener asks for TLS and a password: the web config comes from the Secret, and both scrape configs send its credentials", () => {
+    const pod = (byKind("DaemonSet") as DaemonSet).spec?.template.spec;
+    const container = daemonSetContainer();
+    const config = parseConfig((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "", "configmap.yaml", {});
+    // The ConfigMap's webConfigFile is an item of the Secret volume, mounted where the config says.
+    const webConfigFile = config.webConfigFile ?? "";
+    const mount = (container.volumeMounts ?? []).find((m) => webConfigFile.startsWith(`${m.mountPath}/`));
+    const volume = (pod?.volumes ?? []).find((v) => v.name === mount?.name);
+    expect(volume?.secret?.secretName).toBe(WEB_SECRET);
+    // Not optional: no Secret, no pod (rather than a pod that answers without a password).
+    expect(volume?.secret?.optional).toBeUndefined();
+    expect(volume?.secret?.defaultMode).toBe(0o400);
+    const items = new Map((volume?.secret?.items ?? []).map((i) => [i.path, i.key]));
+    expect(items.get(webConfigFile.slice(`${mount?.mountPath}/`.length))).toBe("web-config.yml");
+    // The plain scrape password stays out of the pod: it holds the hash only.
+    expect([...items.values()].sort()).toEqual(["tls.crt", "tls.key", "web-config.yml"]);
+    for (const key of items.values()) expect(SECRET_KEYS, key).toContain(key);
+
+    // The web config the README has you write: TLS with the Secret's files, and one bcrypt user.
+    const webConfig = parseYaml(readmeWebConfig().replace("%s", "$2b$10$" + "a".repeat(53))) as { tls_server_config: Record<string, string>; basic_auth_users: Record<string, string> };
+    expect(webConfig.tls_server_config).toEqual({ cert_file: "tls.crt", key_file: "tls.key" });
+    for (const file of Object.values(webConfig.tls_server_config)) expect(items.has(file), file).toBe(true);
+    const user = Object.keys(webConfig.basic_auth_users);
+    expect(user).toEqual(["prometheus"]);
+
+    // The operator's scrape: https, the Secret's CA and the certificate's name, its username and password.
+    const endpoint = podMonitorSchema.parse(byKind("PodMonitor")).spec.podMetricsEndpoints[0];
+    expect(endpoint?.scheme).toBe("https");
+    expect(endpoint?.tlsConfig).toEqual({ ca: { secret: { name: WEB_SECRET, key: "ca.crt" } }, serverName: CERT_NAME });
+    expect(endpoint?.basicAuth).toEqual({ username: { name: WEB_SECRET, key: "username" }, password: { name: WEB_SECRET, key: "password" } });
+    // A Prometheus without the operator: the same, from files.
+    const scrape = (parseYaml(repoFile("deploy/prometheus/scrape-config.yml")) as { scrape_configs: Record<string, unknown>[] }).scrape_configs[0];
+    expect(scrape?.scheme).toBe("https");
+    expect(scrape?.tls_config).toEqual({ ca_file: "/etc/prometheus/ptyreaper/ca.crt", server_name: CERT_NAME });
+    expect(scrape?.basic_auth).toEqual({ username: user[0], password_file: "/etc/prometheus/ptyreaper/password" });
+    // The annotations agree, for anything that reads them.
+    expect((byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.annotations).toMatchObject({ "prometheus.io/scheme": "https", "prometheus.io/port": "9724" });
+  });
+
+  it("the README's commands make the Secret with every key the DaemonSet and the PodMonitor use, and a certificate for serverName", () => {
+    const section = readmeKubernetesSection();
+    // The command with its continuation lines joined.
+    const create = /kubectl -n ptyreaper create secret generic (\S+) (.*)/.exec(section.replaceAll("\\\n", " "));
+    expect(create?.[1]).toBe(WEB_SECRET);
+    const keys = [...(create?.[2] ?? "").matchAll(/--from-(?:file|literal)=([\w.-]+)/g)].map((m) => m[1]).sort();
+    expect(keys).toEqual([...SECRET_KEYS].sort());
+    expect(section).toContain(`--from-literal=username=prometheus`);
+    expect(section).toContain(`-subj /CN=${CERT_NAME} -addext subjectAltName=DNS:${CERT_NAME}`);
+    expect(section).toContain("hash-password < password");
+  });
+
+  it("the NetworkPolicy admits only Prometheus on the metrics port and no egress (and says where it does not apply)", () => {
+    const policy = byKind("NetworkPolicy") as NetworkPolicy;
+    const podLabels = (byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.labels ?? {};
+    expect(podLabels).toMatchObject(policy.spec?.podSelector.matchLabels ?? { none: "" });
+    expect(policy.spec?.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(policy.spec?.egress).toEqual([]);
+    expect(policy.spec?.ingress?.map((rule) => rule.ports)).toEqual([[{ port: "metrics", protocol: "TCP" }]]);
+    expect(read("networkpolicy.yaml")).toMatch(/hostNetwork/);
   });
 
   it("the PodMonitor scrapes the pods as job=\"ptyreaper\", which the alert rules select", () => {

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import pino from "pino";
 import type { FastifyInstance } from "fastify";
-import { buildServer, HTTP_LIMITS, ROUTES, type HttpDeps } from "../../../src/http/server.js";
+import { buildHealthServer, buildServer, HEALTH_ROUTES, HTTP_LIMITS, ROUTES, type HttpDeps } from "../../../src/http/server.js";
 import type { Health } from "../../../src/poller/poller.js";
 import { PtyreaperMetrics } from "../../../src/metrics/metrics.js";
 import { makePty, makeSnapshot } from "../metrics/snapshot-factory.js";
@@ -180,6 +180,31 @@ describe("/sessions switched off (http.sessions: false)", () => {
     expect((await app.inject({ method: "GET", url: "/sessions" })).statusCode).toBe(404);
     enabled = true;
     expect((await app.inject({ method: "GET", url: "/sessions" })).json()).toEqual({ sessions: [] });
+  });
+});
+
+describe("the probes' listener (http.healthListen)", () => {
+  it("answers /healthz and /readyz, each with its own health, and nothing else: 404 for the other routes, 405 for other methods", async () => {
+    const { logger } = capturingLogger();
+    let live: Health = OK;
+    const health = buildHealthServer({ liveness: () => live, readiness: () => ({ ok: false, reason: "no complete poll cycle yet" }), logger });
+    app = health;
+    expect(HEALTH_ROUTES).toEqual(["/healthz", "/readyz"]);
+    expect((await health.inject({ method: "GET", url: "/healthz" })).json()).toEqual({ status: "ok" });
+    const ready = await health.inject({ method: "GET", url: "/readyz" });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toEqual({ status: "not_ready", reason: "no complete poll cycle yet" });
+    live = { ok: false, reason: "stuck" };
+    expect((await health.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(503);
+    for (const url of ["/metrics", "/sessions", "/", "/healthz/x"]) {
+      const res = await health.inject({ method: "GET", url });
+      expect(res.statusCode, url).toBe(404);
+      expect(res.json()).toEqual({ error: "not found", code: "PTYR_HTTP_NOT_FOUND" });
+    }
+    expect((await health.inject({ method: "POST", url: "/healthz" })).statusCode).toBe(405);
+    expect((await health.inject({ method: "HEAD", url: "/readyz" })).statusCode).toBe(503);
+    // The same headers as the main surface.
+    expect((await health.inject({ method: "GET", url: "/healthz" })).headers["cache-control"]).toBe("no-store");
   });
 });
 
