@@ -51,9 +51,10 @@ function readSecret(prompt: string): Promise<string> {
     });
   }
   return new Promise((resolve, reject) => {
-    io.stderr(prompt);
     let line = "";
+    // Echo off before the prompt shows: whatever is typed once it is visible must not appear.
     stdin.setRawMode(true);
+    io.stderr(prompt);
     stdin.setEncoding("utf8");
     const done = (error: Error | null): void => {
       stdin.setRawMode(false);
