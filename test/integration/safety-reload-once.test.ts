@@ -67,10 +67,13 @@ describe("reload during an escalation, and run --once (real kernel, private dock
     await waitFor(() => signalsTo(d, toExempt.execId).length > 0 && signalsTo(d, toDry.execId).length > 0, 60_000, "SIGHUP to both sessions", 50);
     await reload(d, ENFORCE.replace("exemptContainers: []", `exemptContainers: ["${exemptName}"]`));
     await waitFor(() => signalsTo(d, toDry.execId).includes("SIGTERM"), 15_000, "SIGTERM to the session still enforced", 50);
+    // The exempted one's next step may come a cycle after that SIGTERM (its SIGHUP came a cycle later): it has to
+    // meet the exemption, not the dry-run reload below.
+    const stoppedFor = (execId: string) => d.logs().some((l) => l.msg === "exec session not reaped" && l.result === "stopped" && l.execId === execId);
+    await waitFor(() => stoppedFor(toExempt.execId), 15_000, "the exempted session's escalation to stop", 50);
     await reload(d, ENFORCE.replace("exemptContainers: []", `exemptContainers: ["${exemptName}"]`).replace("mode: enforce", "mode: dry-run"));
     // Each escalation stops at its next step (one grace on), and a dozen cycles (≥ 11 s: more than two
     // graces) pass with nothing more sent.
-    const stoppedFor = (execId: string) => d.logs().some((l) => l.msg === "exec session not reaped" && l.result === "stopped" && l.execId === execId);
     await Promise.all([waitFor(() => stoppedFor(toExempt.execId) && stoppedFor(toDry.execId), 30_000, "both escalations to stop"), d.cycles(12)]);
 
     expect(signalsTo(d, toExempt.execId)).toEqual(["SIGHUP"]);
