@@ -2,7 +2,9 @@
 // share the real kernel, Docker engine and private runtimes, so they run after them, one file at a time,
 // each file in a child process of its own.
 import { availableParallelism } from "node:os";
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
+
+const UNIT = ["test/unit/**/*.test.ts", "test/production/**/*.test.ts"];
 
 export default defineConfig({
   test: {
@@ -21,7 +23,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
-          include: ["test/unit/**/*.test.ts", "test/production/**/*.test.ts"],
+          include: UNIT,
           pool: "threads",
           sequence: { groupOrder: 0 },
         },
@@ -30,7 +32,9 @@ export default defineConfig({
         extends: true,
         test: {
           name: "integration",
-          include: ["test/integration/**/*.test.ts"],
+          // Every other test file, so one in a new folder runs too (serially, the safe way) rather than not at all.
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, ...UNIT],
           pool: "forks",
           // After every unit test has finished, so nothing else loads the host while they run.
           sequence: { groupOrder: 1 },
