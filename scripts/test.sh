@@ -79,6 +79,17 @@ counts=$(node -e '
   const brokenFiles = (r.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).length === 0).length;
   const failed = (r.numFailedTests ?? 0) + brokenFiles;
   process.stdout.write(`${r.numPassedTests ?? 0} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+  // How long each vitest project took, first file start to last file end (to stderr: not the closing line).
+  const spans = {};
+  for (const f of r.testResults ?? []) {
+    const project = /\/test\/integration\//.test(f.name ?? "") ? "integration" : "unit";
+    const span = (spans[project] ??= { start: Infinity, end: -Infinity, files: 0 });
+    span.start = Math.min(span.start, f.startTime ?? Infinity);
+    span.end = Math.max(span.end, f.endTime ?? -Infinity);
+    span.files++;
+  }
+  const times = Object.entries(spans).filter(([, s]) => s.end > s.start).sort(([, a], [, b]) => a.start - b.start).map(([p, s]) => `${p}: ${s.files} files in ${Math.round((s.end - s.start) / 1000)} s`);
+  if (times.length > 0) process.stderr.write(`test.sh: vitest projects: ${times.join(", ")}\n`);
 ' "$results")
 # Nothing here skips a test; one that is skipped anyway (a stray .skip or skipIf) fails the run.
 if [[ $counts == *skipped* ]]; then

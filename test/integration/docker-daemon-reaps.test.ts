@@ -9,7 +9,6 @@ import {
   leakExecSession,
   ptyNr,
   requireDocker,
-  sleep,
   startContainer,
   testContainerName,
   waitFor,
@@ -95,7 +94,7 @@ describe("ptyreaper run on a real Docker engine", () => {
     expect(ptyNr()).toBe(nrBefore - 3);
     for (const [what, pid] of survivors(scene)) expect(isAlive(pid), what).toBe(true);
     // A few more cycles: nothing else is reaped, nothing failed.
-    await sleep(6_000);
+    await d.cycles(3);
     expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(3);
     expect(await d.metric("ptyreaper_reap_failures_total")).toBe(0);
     for (const [what, pid] of survivors(scene)) expect(isAlive(pid), what).toBe(true);
@@ -114,7 +113,7 @@ describe("ptyreaper run on a real Docker engine", () => {
     daemon = await startDaemon(CONFIG, ["--dry-run"]);
     const d = daemon;
     await waitFor(async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 3, 120_000, "three would-reap counts");
-    await sleep(6_000);
+    await d.cycles(3);
     expect(await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })).toBe(3);
     expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
     for (const session of scene.leaked) expect(isAlive(session.shellPid)).toBe(true);

@@ -238,7 +238,7 @@ describe("container capacity on the real kernel", () => {
       // What the daemon would publish now: read the limits and feed the metrics exactly as a cycle does.
       let limits = new ProcFs("/proc").ptyLimits();
       for (let i = 0; i < 20 && limits.allocated !== refusedAt; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await new Promise((resolve) => setTimeout(resolve, 50)); // no daemon: a pause for pty.nr to settle before reading again
         limits = new ProcFs("/proc").ptyLimits();
       }
       expect(limits.allocated).toBe(refusedAt);

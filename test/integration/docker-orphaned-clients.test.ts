@@ -22,6 +22,8 @@ const GRACE_MS = 15_000;
 const PAIRING_MS = 20_000;
 /** Sessions started further apart than a client's window (CLIENT_TO_EXEC_MAX_MS, 5 s) need no elimination to be paired. */
 const APART_MS = 11_000;
+/** orphanGrace (wall time) and 4 cycles past it: cycles start at least an interval apart, so these take ≥ GRACE_MS + 4 intervals. */
+const GRACE_AND_4_CYCLES = Math.ceil(GRACE_MS / POLL_MS) + 5;
 /** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
 const RELEASE_WAIT_MS = 75_000;
 
@@ -124,7 +126,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(mean).toBeLessThanOrEqual((loggedMs[0]! + loggedMs[1]!) / 2 / 1000);
 
     // The attached session, idle all along, is untouched and still attached, a few cycles on.
-    await sleep(3 * POLL_MS);
+    await daemon.cycles(3);
     expect(isAlive(idle.shellPid)).toBe(true);
     const listed = (await sessionsOf(daemon)).get(idle.execId);
     expect(listed?.client.state).toBe("attached");
@@ -151,7 +153,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect([["unknown", "unknown"], ["attached", "attached"]]).toContainEqual(states);
 
     await killAndWait(first.clientPid);
-    await sleep(GRACE_MS + 4 * POLL_MS);
+    await daemon.cycles(GRACE_AND_4_CYCLES);
     expect(isAlive(second.shellPid)).toBe(true);
     const after = await sessionsOf(daemon);
     expect(after.get(second.execId)?.state).not.toBe("stale");
@@ -171,7 +173,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     await waitForClients(daemon, [remote], "unknown");
     await waitFor(async () => (await sessionsOf(daemon)).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"), PAIRING_MS + 30_000, "the remote client to be judged");
     await killAndWait(remote.clientPid);
-    await sleep(GRACE_MS + 4 * POLL_MS);
+    await daemon.cycles(GRACE_AND_4_CYCLES);
     expect(isAlive(remote.shellPid)).toBe(true);
     const listed = (await sessionsOf(daemon)).get(remote.execId);
     expect(listed?.client.state).toBe("unknown");
@@ -189,7 +191,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     await waitForClients(daemon, [session], "attached");
     await killAndWait(session.clientPid);
     await waitFor(async () => (await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })) === 1, GRACE_MS + 30_000, "one would-reap");
-    await sleep(3 * POLL_MS);
+    await daemon.cycles(3);
     expect(await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })).toBe(1);
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(0);
     expect(isAlive(session.shellPid)).toBe(true);

@@ -32,7 +32,7 @@ async function sessionsJson(): Promise<SessionsReport> {
 async function consistentReport(): Promise<SessionsReport> {
   let report = await sessionsJson();
   for (let i = 0; i < 5 && report.pty.found !== report.pty.allocated; i++) {
-    await sleep(500);
+    await sleep(500); // no daemon (the one-shot CLI): a pause for another process's pty opens to settle
     report = await sessionsJson();
   }
   return report;
@@ -95,7 +95,7 @@ describe("ptyreaper sessions on a real Docker engine", () => {
     // tty atime moves with 8-second granularity: wait past it while typing into the live session.
     for (let i = 0; i < 6; i++) {
       live.sendInput("true\r");
-      await sleep(2_000);
+      await sleep(2_000); // typing pace across the atime granularity: idle time is wall time
     }
     const after = await sessionsJson();
     for (const session of leaked) {

@@ -52,7 +52,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
     await startContainer({ name });
     const d = await testbed.startDaemon(CONFIG);
     await waitFor(async () => (await d.metric("ptyreaper_docker_up")) === 1, 20_000, "docker_up 1");
-    await sleep(3 * POLL_MS);
+    await d.cycles(3);
     const fdsBefore = openFds(d.pid);
     const handlesBefore = activeHandles((await d.get("/metrics")).body);
 
@@ -81,7 +81,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
         expect(readMetric(metrics.body, "ptyreaper_docker_up")).toBe(0);
         expect((await d.get("/healthz")).status).toBe(200);
         scrapes++;
-        await sleep(250);
+        await sleep(250); // scrapes through an outage of downMs, which is a time by design
       }
       expect(d.logs().filter((l) => l.msg === "signalled exec session")).toEqual([]);
       const eventsBefore = d.logs().filter((l) => l.msg === "docker events stream connected").length;
@@ -104,7 +104,7 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
       expect(o.noticedMs, `docker_up 0 after ${o.signal}`).toBeLessThanOrEqual(2 * POLL_MS + 1_000);
     }
 
-    await sleep(3 * POLL_MS);
+    await d.cycles(3);
     const fdsAfter = openFds(d.pid);
     const handlesAfter = activeHandles((await d.get("/metrics")).body);
     console.log(`daemon fds ${fdsBefore} → ${fdsAfter}, active handles ${handlesBefore} → ${handlesAfter}`);

@@ -218,7 +218,7 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       // Cycles keep completing with the load still there.
       const before = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
       for (let i = 0; i < 5; i++) {
-        await sleep(2_000);
+        await sleep(2_000); // a time on purpose: the cycles completed in these 10 s under load are the measurement
         healthz.push((await d.get("/healthz")).status);
         rss.push(rssMb(d.pid));
       }

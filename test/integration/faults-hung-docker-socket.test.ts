@@ -46,7 +46,7 @@ async function watch(d: RunningDaemon, fake: FakeDockerSocket, forMs: number, ev
       dockerUp: readMetric(metrics.body, "ptyreaper_docker_up"),
       fakeOpen: fake.openConnections(),
     });
-    await sleep(everyMs);
+    await sleep(everyMs); // a scraper's pace: what it sees over forMs of wall time is the measurement
   }
   return samples;
 }
@@ -80,7 +80,7 @@ describe("a hung Docker socket", () => {
     fake = await startFakeDockerSocket(`/tmp/ptyr-hung-${process.pid}.sock`, { mode: "hang" });
     daemon = await startDaemon(CONFIG, [], { DOCKER_HOST: `unix://${fake.path}` });
     const d = daemon;
-    await sleep(3_000);
+    await d.cycles(3);
     const fdsBefore = openFds(d.pid);
     const samples = await watch(d, fake, 12_000);
     const fdsAfter = openFds(d.pid);

@@ -46,7 +46,7 @@ describe("/proc churn while ptyreaper runs (real kernel, private dockerd)", () =
     await startContainer({ name });
     const known = [await execDetached(testbed.engine.socket, name, ["sh"]), await execDetached(testbed.engine.socket, name, ["sh"])];
     const d = await testbed.startDaemon(CONFIG);
-    await sleep(2_000);
+    await d.cycles(2);
     const cyclesBefore = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
 
     const churn = await ptyChurn({ durationMs: 20_000, maxSpawns: 20_000, width: 16 });
@@ -62,7 +62,7 @@ describe("/proc churn while ptyreaper runs (real kernel, private dockerd)", () =
       problems.push(...inconsistencies(report, known).map((p) => `sample ${samples}: ${p}`));
       if (report.pty.discrepancy !== null) visibleChurn++;
       samples++;
-      await sleep(500);
+      await sleep(500); // sampling pace while the churn runs for its durationMs
     }
     const spawned = await churn.done;
     const cycles = ((await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0) - cyclesBefore;

@@ -3,7 +3,7 @@
 // SIGTERM in the middle of escalations exits within 5 s and logs every escalation it abandons.
 import { writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
 import type { RunningDaemon } from "./support/daemon.js";
 import { execDetached, type DetachedExec } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
@@ -62,7 +62,7 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
 
     // The old config is still in force: dry-run goes on cycling, nothing is signalled.
     const cycles = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
-    await sleep(4_000);
+    await d.cycles(4);
     expect(((await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0) - cycles).toBeGreaterThanOrEqual(2);
     expect(d.logs().filter((l) => l.msg === "signalled exec session")).toEqual([]);
     expect(isAlive(session.pid)).toBe(true);

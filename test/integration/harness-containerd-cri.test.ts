@@ -114,7 +114,7 @@ describe("the CRI harness on a private containerd", () => {
     expect(fdTargetsEnding(shim, `${leaked.execId}-stdout`).length).toBeGreaterThan(0);
 
     // And it stays so: nothing ends the session while the pod runs.
-    await sleep(2_000);
+    await sleep(2_000); // no daemon runs here, so no cycle to count: a time for containerd to end it, if it would
     expect(isAlive(leaked.shellPid)).toBe(true);
     expect((await accountedPtys()).keys.has(key)).toBe(true);
   });

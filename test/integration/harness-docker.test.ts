@@ -93,7 +93,7 @@ describe("the harness on the real Docker engine", () => {
     // The leaked pty is one of the ptys pty.nr counts, and stays so after the client is long gone.
     const key = slaveKey(leaked.shellPid);
     expect((await accountedPtys()).keys.has(key)).toBe(true);
-    await sleep(1_000);
+    await sleep(1_000); // no daemon runs here, so no cycle to count: a time for the engine to free it, if it would
     expect((await accountedPtys()).keys.has(key)).toBe(true);
     expect(isAlive(leaked.shellPid)).toBe(true);
     expect((await inspectExec(leaked.execId)).Running).toBe(true);

@@ -71,7 +71,7 @@ describe("the Podman harness on a private Podman", () => {
     const conmon = execConmons(containerId).find((c) => c.sessionId === leaked?.sessionId);
     expect(conmon && Number(readFileSync(conmon.pidFile, "utf8").trim())).toBe(leaked.shellPid);
 
-    await sleep(2_000);
+    await sleep(2_000); // no daemon runs here, so no cycle to count: a time for Podman to end it, if it would
     expect(isAlive(leaked.shellPid)).toBe(true);
     expect((await accountedPtys()).keys.has(key)).toBe(true);
   });

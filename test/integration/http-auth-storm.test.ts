@@ -95,7 +95,7 @@ describe("password storm (real daemon, loopback)", () => {
         scrapes.push(answer);
         const lag = readMetric(answer.body, "nodejs_eventloop_lag_max_seconds");
         if (lag !== null) lagMaxSeconds.push(lag);
-        await new Promise((resolve) => setTimeout(resolve, SCRAPE_EVERY_MS));
+        await new Promise((resolve) => setTimeout(resolve, SCRAPE_EVERY_MS)); // a scraper's pace during a storm of fixed length
       }
     })();
     await Promise.all([...storm, watching]);

@@ -143,7 +143,7 @@ describe("scanProc on the real /proc", () => {
       const found = distinctKeys(scan).size;
       attempts.push(`nr ${before}→${after}, found ${found}, unreadable pids ${scan.unreadablePids.join(",") || "none"}`);
       matched = before === after && found === before;
-      if (!matched) await sleep(200);
+      if (!matched) await sleep(200); // no daemon: a pause for another process's pty opens to settle before retrying
     }
     expect(matched, attempts.join("; ")).toBe(true);
     expect(ptyNr()).toBeGreaterThanOrEqual(5);
@@ -165,7 +165,7 @@ describe("scanProc on the real /proc", () => {
       for (const [kind, count] of Object.entries(scan.parseErrors)) parseErrors[kind] = (parseErrors[kind] ?? 0) + count;
       // the long-lived pty is found in every scan, whatever vanished around it
       expect(holders(scan, HOST_DEVPTS, stable.index)).toEqual({ masters: [stable.masterPid], slaves: [stable.slavePid] });
-      await sleep(1); // lets the churn's exit be noticed
+      await sleep(1); // a turn of the event loop, not a window: lets the churn's exit be noticed
     }
     const spawned = await churn.stop();
     expect(spawned).toBeGreaterThan(0);

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { isAlive, sleep, waitFor } from "./harness/index.js";
+import { isAlive, waitFor } from "./harness/index.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
 import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, type PodmanAttachedExec } from "./support/podman.js";
@@ -143,7 +143,7 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     expect(await runtimes.daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(2);
 
     // The attached ones, idle longer than the grace by now, are untouched and still attached a few cycles on.
-    await sleep(3 * POLL_MS);
+    await runtimes.daemon.cycles(3);
     const listed = await sessionsOf();
     for (const [id, shellPid] of [[criIdle.execId, criIdle.shellPid], [podmanIdle.sessionId, podmanIdle.shellPid]] as const) {
       expect(isAlive(shellPid), `idle shell ${shellPid}`).toBe(true);

@@ -159,7 +159,7 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
       "every session's escalation to end",
       500,
     );
-    await new Promise((resolve) => setTimeout(resolve, 3_000)); // a few more cycles: nothing else may be sent
+    await d.cycles(3); // a few more cycles: nothing else may be sent
     const after = await report(d);
     const held = (pty: { dev: string; index: number }) => after.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index);
 

@@ -153,7 +153,7 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
   it("cuts off idle, slow and lingering connections so they cannot pile up", async () => {
     const d = await testbed.startDaemon(CONFIG);
     const port = Number(new URL(d.baseUrl).port);
-    await sleep(1_000);
+    await d.cycles(1);
     const fdsBefore = readdirSync(`/proc/${d.pid}/fd`).length;
     const idle = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, null)));
     const slow = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")));

@@ -39,7 +39,7 @@ describe("maxPerCycle with hundreds of stale sessions (real kernel, private dock
     await startContainer({ name });
     const sessions: DetachedExec[] = await inParallel(Array.from({ length: SESSIONS }, (_, i) => i), 8, () => execDetached(testbed.engine.socket, name, ["sh"]));
     expect(new Set(sessions.map((s) => s.execId)).size).toBe(SESSIONS);
-    await sleep(11_000); // every one of them idle past idleTimeout before ptyreaper looks
+    await sleep(11_000); // every one of them idle past idleTimeout before ptyreaper looks (wall time; no daemon yet)
 
     const d = await testbed.startDaemon(CONFIG);
     let maxStaleSeen = 0;

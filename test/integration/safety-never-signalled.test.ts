@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, sleep, startContainer, testContainerName, waitFor, type HostPty } from "./harness/index.js";
+import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, startContainer, testContainerName, waitFor, type HostPty } from "./harness/index.js";
 import { trackProcess } from "./harness/track.js";
 import {
   containerInitPid,
@@ -123,8 +123,9 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     expect(reaped.reason).toBe("max_age");
     expect(readRecordedSignals(inits.plain, "control")).toEqual(expect.arrayContaining(["HUP", "TERM"]));
     expect(isAlive(control.pid)).toBe(false);
-    // Past idleTimeout for everyone, and more cycles after the reap.
-    await sleep(Math.max(3_000, 13_000 - (Date.now() - startedAt)));
+    // Past idleTimeout for everyone (13 s after the start, wall time), and 3 more cycles after the reap; cycles
+    // start at least pollInterval (1 s) apart, so n of them take at least n - 1 s.
+    await d.cycles(Math.max(3, Math.ceil((13_000 - (Date.now() - startedAt)) / 1_000) + 1));
 
     for (const [tag, container, exec] of protectedExecs) {
       expect(readRecordedSignals(await containerInitPid(testbed.engine.socket, container), tag), tag).toEqual([]);
@@ -176,7 +177,7 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     // The pressure policy is in force too: one allocated pty already reaches high (0.0001 of capacity).
     expect(await d.metric("ptyreaper_pty_usage_ratio")).toBeGreaterThanOrEqual(0.0001);
     expect(seen.detail).toMatch(/^younger than minAge 1h \(age \d+s\)$/);
-    await sleep(3_000);
+    await d.cycles(3);
     expect(signalledLines(d.logs())).toEqual([]);
     expect(readRecordedSignals(init, "young")).toEqual([]);
     expect(isAlive(young.pid)).toBe(true);
@@ -188,7 +189,7 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     const old = await execDetached(testbed.engine.socket, name, signalRecorderCmd("nodocker"));
     const init = await containerInitPid(testbed.engine.socket, name);
     const d = await testbed.startDaemon(AGGRESSIVE, [], { DOCKER_HOST: `unix://${testbed.engine.root}/missing.sock` });
-    await sleep(13_000); // past idleTimeout and maxAge, a dozen cycles
+    await d.cycles(14); // past idleTimeout and maxAge (≥ 13 s at 1 s a cycle), a dozen cycles
     expect(await d.metric("ptyreaper_docker_up")).toBe(0);
     expect((await d.get("/readyz")).status).toBe(503);
     expect((await d.get("/healthz")).status).toBe(200);

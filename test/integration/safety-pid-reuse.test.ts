@@ -177,7 +177,7 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     expect(end.result).toBe("failed");
     expect(String(end.why)).toContain(`${taken.pid} (pid_reused)`);
     // A few more cycles (and retries): nothing else is sent.
-    await new Promise((r) => setTimeout(r, 3_000));
+    await d.cycles(3);
     expect(signalled(d.logs(), victim.execId).map((l) => l.signal)).toEqual(["SIGHUP"]);
     expect(imposter.signals()).toEqual([]);
     expect(isAlive(taken.pid)).toBe(true);
@@ -210,7 +210,7 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     );
     expect(end.result).toBe("failed");
     expect(String(end.why)).toContain(`${taken.pid} (not_in_session)`);
-    await new Promise((r) => setTimeout(r, 3_000));
+    await d.cycles(3);
     const later = signalled(d.logs(), victim.execId).filter((l) => l.signal !== "SIGHUP");
     expect(later.length).toBeGreaterThan(0); // the real exec process was escalated to SIGTERM ...
     for (const line of later) expect(line.pids).toEqual([victim.pid]); // ... and only it

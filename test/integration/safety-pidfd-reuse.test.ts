@@ -110,8 +110,19 @@ async function reuseDuringCheck(signaller: Signaller): Promise<Round> {
     const imposter = taken as { pid: number; attempts: number } | null;
     if (imposter === null) throw new Error("the check never ran");
     await waitFor(() => readFileSync(logPath, "utf8").includes("ready"), 10_000, "the imposter to install its handlers");
-    await new Promise((resolve) => setTimeout(resolve, 300)); // a signal, if one was sent, is recorded by now
-    const imposterSignals = readFileSync(logPath, "utf8").split("\n").filter((l) => l !== "" && l !== "ready");
+    // A marker SIGTERM from here: once it is recorded, so is any SIGUSR1 sent before it (python runs pending
+    // handlers in signal-number order, 10 before 15, one after the other). The marker is not counted.
+    expect(isAlive(imposter.pid)).toBe(true);
+    process.kill(imposter.pid, "SIGTERM");
+    const recorded = await waitFor(
+      () => {
+        const lines = readFileSync(logPath, "utf8").split("\n").filter((l) => l !== "" && l !== "ready");
+        return lines.at(-1) === "SIGTERM" ? lines : null;
+      },
+      10_000,
+      "the imposter to record the marker SIGTERM",
+    );
+    const imposterSignals = recorded.slice(0, -1);
     expect(isAlive(imposter.pid)).toBe(true);
     return { outcome, imposterPid: imposter.pid, imposterSignals, attempts: imposter.attempts };
   } finally {

@@ -67,8 +67,14 @@ describe("reload during an escalation, and run --once (real kernel, private dock
     await waitFor(() => signalsTo(d, toExempt.execId).length > 0 && signalsTo(d, toDry.execId).length > 0, 60_000, "SIGHUP to both sessions", 50);
     await reload(d, ENFORCE.replace("exemptContainers: []", `exemptContainers: ["${exemptName}"]`));
     await waitFor(() => signalsTo(d, toDry.execId).includes("SIGTERM"), 15_000, "SIGTERM to the session still enforced", 50);
+    // The exempted one's next step may come a cycle after that SIGTERM (its SIGHUP came a cycle later): it has to
+    // meet the exemption, not the dry-run reload below.
+    const stoppedFor = (execId: string) => d.logs().some((l) => l.msg === "exec session not reaped" && l.result === "stopped" && l.execId === execId);
+    await waitFor(() => stoppedFor(toExempt.execId), 15_000, "the exempted session's escalation to stop", 50);
     await reload(d, ENFORCE.replace("exemptContainers: []", `exemptContainers: ["${exemptName}"]`).replace("mode: enforce", "mode: dry-run"));
-    await sleep(12_000); // more than two graces: a SIGKILL would have come by now
+    // Each escalation stops at its next step (one grace on), and a dozen cycles (≥ 11 s: more than two
+    // graces) pass with nothing more sent.
+    await Promise.all([waitFor(() => stoppedFor(toExempt.execId) && stoppedFor(toDry.execId), 30_000, "both escalations to stop"), d.cycles(12)]);
 
     expect(signalsTo(d, toExempt.execId)).toEqual(["SIGHUP"]);
     expect(signalsTo(d, toDry.execId)).toEqual(["SIGHUP", "SIGTERM"]);
@@ -89,7 +95,7 @@ describe("reload during an escalation, and run --once (real kernel, private dock
     const dir = mkdtempSync(join(tmpdir(), "ptyreaper-once-"));
     const config = join(dir, "config.yaml");
     writeFileSync(config, ENFORCE.replace("idleTimeout: 10s", "idleTimeout: 10s\n  maxAge: 1s"));
-    await sleep(1_500); // older than maxAge
+    await sleep(1_500); // older than maxAge (wall time; no daemon runs yet, so there is no cycle to count)
 
     const { stdout, stderr } = await run(process.execPath, [MAIN, "run", "--once", "--config", config], {
       timeout: 60_000,
@@ -99,7 +105,7 @@ describe("reload during an escalation, and run --once (real kernel, private dock
     expect(report.sessions.find((s) => s.execId === exec.execId)).toMatchObject({ state: "stale", reason: "max_age" });
     expect(stderr).toContain("run --once decides only");
     expect(stderr).not.toContain("signalled exec session");
-    await sleep(1_000);
+    await sleep(1_000); // run --once has exited, so no cycle to count: time for a signal it sent to be recorded
     expect(readRecordedSignals(init, "once")).toEqual([]);
     expect(isAlive(exec.pid)).toBe(true);
   }, 90_000);

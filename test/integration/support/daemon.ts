@@ -1,6 +1,7 @@
 // Runs the built `ptyreaper run` as a child process on loopback and reads its metrics and logs.
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { killAndWait, waitFor } from "../harness/index.js";
@@ -83,7 +84,7 @@ export async function launchDaemon(file: string, args: readonly string[], env: R
       return readMetric(body, name, labels);
     },
     async cycles(n, timeoutMs = 60_000) {
-      const count = async (): Promise<number> => readMetric((await get("/metrics")).body, "ptyreaper_poll_duration_seconds_count") ?? 0;
+      const count = async (): Promise<number> => readMetric(await getClosed(`${baseUrl}/metrics`), "ptyreaper_poll_duration_seconds_count") ?? 0;
       const target = (await count()) + n;
       return waitFor(
         async () => {
@@ -103,6 +104,24 @@ export async function launchDaemon(file: string, args: readonly string[], env: R
       return code;
     },
   };
+}
+
+/**
+ * GET on a connection of its own that the daemon closes once it has answered (Connection: close): counting
+ * cycles leaves no kept-alive socket in the daemon, so a test's fd baseline taken right after is not raised.
+ */
+function getClosed(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false, headers: { connection: "close" } }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (body += chunk));
+      res.on("end", () => (res.statusCode === 200 ? resolve(body) : reject(new Error(`GET ${url}: ${res.statusCode}`))));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.setTimeout(10_000, () => req.destroy(new Error(`GET ${url}: no answer in 10 s`)));
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 // DockerCache: a quiet steady cycle makes no API call; events mark exactly what changed.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { DockerCache } from "../../../src/docker/cache.js";
 import { parseEvent } from "../../../src/docker/dockerode.js";
@@ -109,7 +109,7 @@ describe("DockerCache", () => {
     expect(down).toMatchObject({ available: false, containers: [], execs: [] });
     expect(down.error).toContain("ENOENT");
     engine.up = true;
-    await new Promise((resolve) => setTimeout(resolve, 20)); // backoff reconnect
+    await vi.waitFor(() => expect(cache.eventsConnected).toBe(true)); // the backoff reconnect
     const back = await cache.refresh();
     expect(back.available).toBe(true);
     expect(back.execs.map((e) => e.id)).toEqual(["x1"]);
