@@ -5,7 +5,7 @@ import { pino } from "pino";
 import { createDaemon, type Daemon } from "../src/app.js";
 import { parseConfig } from "../src/config/load.js";
 import { ScanWorker } from "../src/procfs/worker.js";
-import { TEST_IMAGE } from "../test/integration/harness/docker.js";
+import { TEST_IMAGE } from "../test/integration/support/docker.js";
 import { engineApi, execDetached } from "../test/integration/support/dockerd.js";
 
 export interface SoakOptions {

@@ -10,7 +10,7 @@ import { ptyKey, type ProcScan } from "../../src/domain/types.js";
 import { bpfFinderFor, loadNativeFdLinks, type FdLink, type NativeBatch } from "../../src/procfs/native.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, hostPty, killAndWait, nsPty, python3, startHelper } from "./harness/index.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, python3, startHelper } from "./support/index.js";
 
 afterAll(cleanupAll);
 

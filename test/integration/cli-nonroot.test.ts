@@ -2,7 +2,7 @@
 // and reported, Docker's refusal is explained, and nothing is fatal.
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, hostPty, type HostPty } from "./harness/index.js";
+import { cleanupAll, hostPty, type HostPty } from "./support/index.js";
 import type { SessionsReport } from "../../src/domain/report.js";
 
 const SESSIONS = new URL("../../dist/cli/sessions.js", import.meta.url).href;

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, waitFor } from "./harness/index.js";
+import { cleanupAll, waitFor } from "./support/index.js";
 import { startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { launchDaemon, MAIN, readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
 

@@ -13,7 +13,7 @@ import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
 import { parse as parseYaml, parseAllDocuments, stringify } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, waitFor } from "./harness/index.js";
+import { cleanupAll, isAlive, waitFor } from "./support/index.js";
 import { BUILD_TIMEOUT_MS, buildImage, freePort, hostDocker, IMAGE, removeLeftoverContainers, runTool } from "./support/container-image.js";
 import { startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { CriClient, type KubernetesIdentity } from "./support/cri.js";

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { containerPid, isAlive, leakExecSession, startContainer, waitFor, type ExecSessionHandle } from "./harness/index.js";
+import { containerPid, isAlive, leakExecSession, startContainer, waitFor, type ExecSessionHandle } from "./support/index.js";
 import { BUILD_TIMEOUT_MS, buildImage, freePort, hostDocker, IMAGE, removeLeftoverContainers } from "./support/container-image.js";
 import { readMetric } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";

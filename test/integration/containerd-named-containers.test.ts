@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { cleanupAll, descendantsOf, isAlive, killAndWait, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { cleanupAll, descendantsOf, isAlive, killAndWait, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 import { CRI_NAMESPACE, CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { MAIN } from "./support/daemon.js";
 

@@ -15,7 +15,7 @@ import {
   type AttachedExecSession,
   type ExecSessionHandle,
   type HostPty,
-} from "./harness/index.js";
+} from "./support/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const CONFIG = `

@@ -16,10 +16,10 @@ import {
   testContainerName,
   waitFor,
   type ExecSessionHandle,
-} from "./harness/index.js";
+} from "./support/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
-import { killAndWait, trackProcess } from "./harness/track.js";
-import { python3 } from "./harness/util.js";
+import { killAndWait, trackProcess } from "./support/track.js";
+import { python3 } from "./support/util.js";
 import { createInterface } from "node:readline";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { containerCapacity } from "../../src/domain/types.js";

@@ -12,7 +12,7 @@ import {
   testContainerName,
   waitFor,
   type AttachedExecSession,
-} from "./harness/index.js";
+} from "./support/index.js";
 import type { RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

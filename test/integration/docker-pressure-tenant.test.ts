@@ -3,7 +3,7 @@
 // sessions before the neighbour's, even though the neighbour's is the longest idle. Dry-run, so nothing is signalled.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { attachedExecSession, startContainer, testContainerName, waitFor, type AttachedExecSession } from "./harness/index.js";
+import { attachedExecSession, startContainer, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
 import type { SessionsReport } from "../../src/domain/report.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

@@ -17,7 +17,7 @@ import {
   type AttachedExecSession,
   type ExecSessionHandle,
   type HostPty,
-} from "./harness/index.js";
+} from "./support/index.js";
 import type { SessionsReport } from "../../src/domain/report.js";
 
 const run = promisify(execFile);

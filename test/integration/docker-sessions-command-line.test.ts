@@ -2,7 +2,7 @@
 // GET /sessions shows only the program by default, the CLI run as root shows it whole.
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { startContainer, waitFor } from "./harness/index.js";
+import { startContainer, waitFor } from "./support/index.js";
 import { MAIN } from "./support/daemon.js";
 import { execDetached } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -2,7 +2,7 @@
 // with one command are paired by elimination; a killed one is reaped, an attached one never is.
 import { describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, startTicksOf, testContainerName, waitFor, type AttachedExecSession } from "./harness/index.js";
+import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, startTicksOf, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
 import type { RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

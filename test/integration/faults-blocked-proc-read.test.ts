@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanupAll, waitFor } from "./harness/index.js";
+import { cleanupAll, waitFor } from "./support/index.js";
 import { startDaemon } from "./support/daemon.js";
 
 afterAll(cleanupAll);

@@ -4,7 +4,7 @@
 // This is also issue 3's end-to-end test 4 ("Docker stopped while ptyreaper runs").
 import { readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { readMetric } from "./support/daemon.js";
 import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -8,8 +8,8 @@ import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, 
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { dockerCli, isAlive, leakExecSession, sleep, startContainer, testContainerName, waitFor, TEST_IMAGE } from "./harness/index.js";
-import { trackContainer, untrackContainer } from "./harness/track.js";
+import { dockerCli, isAlive, leakExecSession, sleep, startContainer, testContainerName, waitFor, TEST_IMAGE } from "./support/index.js";
+import { trackContainer, untrackContainer } from "./support/track.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 const DUP_HOLDERS = 8;

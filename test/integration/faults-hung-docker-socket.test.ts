@@ -3,7 +3,7 @@
 // Then a real engine (private dockerd) behind a proxy that hangs mid-run, with a session going stale meanwhile.
 import { readdirSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { cleanupAll, isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { cleanupAll, isAlive, sleep, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
 import { execDetached, startPrivateDockerd, type PrivateDockerd } from "./support/dockerd.js";
 import { startFakeDockerSocket, type FakeDockerSocket } from "./support/fake-docker-socket.js";

@@ -1,7 +1,7 @@
 // /proc churn on the real kernel: thousands of short-lived pty holders appear and exit while ptyreaper scans.
 // No crash, no poll error (a vanished process is not an error), and every snapshot stays consistent.
 import { describe, expect, it } from "vitest";
-import { ptyChurn, sleep, startContainer, testContainerName } from "./harness/index.js";
+import { ptyChurn, sleep, startContainer, testContainerName } from "./support/index.js";
 import { execDetached, type DetachedExec } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

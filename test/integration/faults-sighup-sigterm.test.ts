@@ -3,7 +3,7 @@
 // SIGTERM in the middle of escalations exits within 5 s and logs every escalation it abandons.
 import { writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, startContainer, testContainerName, waitFor } from "./support/index.js";
 import type { RunningDaemon } from "./support/daemon.js";
 import { execDetached, type DetachedExec } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { pino } from "pino";
 import { createDaemon } from "../../src/app.js";
 import { parseConfig } from "../../src/config/load.js";
-import { isAlive, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { execDetached } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 import { notFlat, runSoak } from "../../soak/soak.js";

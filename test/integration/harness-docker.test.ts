@@ -23,8 +23,8 @@ import {
   startContainer,
   tracked,
   waitFor,
-} from "./harness/index.js";
-import { slaveKey, accountedPtys } from "./harness/accounting.js";
+} from "./support/index.js";
+import { slaveKey, accountedPtys } from "./support/accounting.js";
 
 const HOST_DEVPTS = formatDev(statSync("/dev/pts").dev);
 const VICTIM = "harness-victim";

@@ -6,8 +6,8 @@ import { ptyKey } from "../../src/domain/types.js";
 import { formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, cmdlineOf, isAlive, sleep, waitFor } from "./harness/index.js";
-import { slaveKey, accountedPtys } from "./harness/accounting.js";
+import { cleanupAll, cmdlineOf, isAlive, sleep, waitFor } from "./support/index.js";
+import { slaveKey, accountedPtys } from "./support/accounting.js";
 import { execConmons, leakPodmanExec, ptmxFds, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
 
 const procfs = new ProcFs("/proc");

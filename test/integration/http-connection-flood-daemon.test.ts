@@ -3,7 +3,7 @@ import { readdirSync, readlinkSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import { afterAll, describe, expect, it } from "vitest";
 import { HTTP_LIMITS } from "../../src/http/server.js";
-import { waitFor } from "./harness/index.js";
+import { waitFor } from "./support/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const FLOOD = 3_000;

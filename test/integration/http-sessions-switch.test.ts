@@ -1,7 +1,7 @@
 // http.sessions on the real daemon over loopback: off, /sessions answers 404 and the rest is served; a SIGHUP turns it back on.
 import { writeFileSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
-import { waitFor } from "./harness/index.js";
+import { waitFor } from "./support/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 /** Nothing to reap: no runtime, dry-run. */

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import bcrypt from "bcryptjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { waitFor } from "./harness/index.js";
+import { waitFor } from "./support/index.js";
 import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const EXAMPLE = new URL("../../config/web-config.example.yml", import.meta.url).pathname;

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import bcrypt from "bcryptjs";
 import { afterAll, describe, expect, it } from "vitest";
-import { waitFor } from "./harness/index.js";
+import { waitFor } from "./support/index.js";
 import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const basic = (user: string, password: string): string => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;

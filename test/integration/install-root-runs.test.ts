@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cleanupAll } from "./harness/index.js";
+import { cleanupAll } from "./support/index.js";
 import { startPrivateContainerd, type PrivateContainerd } from "./support/containerd.js";
 import { launchDaemon, MAIN, type RunningDaemon } from "./support/daemon.js";
 

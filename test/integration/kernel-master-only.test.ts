@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { cleanupAll, isAlive, python3, startHelper, waitFor } from "./harness/index.js";
+import { cleanupAll, isAlive, python3, startHelper, waitFor } from "./support/index.js";
 import { MAIN, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 // Opens a pty, closes the slave and reports; then "open" reopens the slave (and holds it), "close" drops it.

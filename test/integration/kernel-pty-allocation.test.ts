@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { processTableOf, MIN_ALLOCATION_AGE_MS } from "../../src/reaper/identity.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
-import { killAndWait, python3, startHelper, waitFor } from "./harness/index.js";
+import { killAndWait, python3, startHelper, waitFor } from "./support/index.js";
 
 // Commands on stdin, one JSON answer per line: alloc, io (a write each way and a read), chmod, free.
 const HOLDER_PY = String.raw`

@@ -6,7 +6,7 @@ import { isDenied } from "../../src/errors.js";
 import { formatDev } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { cleanupAll, hostPty, nsPty, ptyChurn, ptyNr, sleep } from "./harness/index.js";
+import { cleanupAll, hostPty, nsPty, ptyChurn, ptyNr, sleep } from "./support/index.js";
 
 const procfs = new ProcFs("/proc");
 /** The host's devpts instance: st_dev of the /dev/pts this process sees (the top one when stacked). */

@@ -8,8 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { loadUnixPeersReader, socketFileId, socketInodes, type UnixPeersReader } from "../../src/procfs/sockets.js";
 import { isEngineConnection } from "../../src/runtimes/docker/client-evidence.js";
-import { cleanupAll, isAlive, killAndWait, python3, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { cleanupAll, isAlive, killAndWait, python3, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 
 const procfs = new ProcFs("/proc");
 const dir = mkdtempSync(join(tmpdir(), "ptyr-sockdiag-"));

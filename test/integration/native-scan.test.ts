@@ -10,8 +10,8 @@ import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { IncrementalScanner, readFdSignature, scanProc } from "../../src/procfs/scan.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
-import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, startHelper, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, startHelper, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 
 afterAll(cleanupAll);
 

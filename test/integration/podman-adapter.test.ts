@@ -9,8 +9,8 @@ import { scanProc } from "../../src/procfs/scan.js";
 import { attribute } from "../../src/domain/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { PodmanRuntime } from "../../src/runtimes/podman/podman.js";
-import { cleanupAll, isAlive, killAndWait, waitFor } from "./harness/index.js";
-import { slaveKey } from "./harness/accounting.js";
+import { cleanupAll, isAlive, killAndWait, waitFor } from "./support/index.js";
+import { slaveKey } from "./support/accounting.js";
 import { leakPodmanExec, startPrivatePodman, type PodmanLeakedExec, type PrivatePodman } from "./support/podman.js";
 
 const procfs = new ProcFs("/proc");

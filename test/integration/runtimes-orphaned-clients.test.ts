@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { isAlive, waitFor } from "./harness/index.js";
+import { isAlive, waitFor } from "./support/index.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
 import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, type PodmanAttachedExec } from "./support/podman.js";

@@ -7,7 +7,7 @@ import { execFile } from "node:child_process";
 import { readFileSync, readlinkSync, statSync } from "node:fs";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { cmdlineOf, descendantsOf, dockerCli, hostPty, isAlive, testContainerName, waitFor, type HostPty } from "./harness/index.js";
+import { cmdlineOf, descendantsOf, dockerCli, hostPty, isAlive, testContainerName, waitFor, type HostPty } from "./support/index.js";
 import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd, type DetachedExec } from "./support/dockerd.js";
 import { MAIN, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { afterAll, describe, expect, it } from "vitest";
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from "../../src/systemd/install.js";
-import { cleanupAll, python3, startHelper } from "./harness/index.js";
+import { cleanupAll, python3, startHelper } from "./support/index.js";
 import { launchDaemon, MAIN, type RunningDaemon } from "./support/daemon.js";
 
 const HOLDERS = 3_000;

@@ -4,8 +4,8 @@
 // in the logs (valid JSON lines), in /sessions (round-trip) and in the `sessions` table (one row per pty).
 import { spawn, spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { python3, startContainer, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { python3, startContainer, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 import { MAIN } from "./support/daemon.js";
 import { execDetached } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";

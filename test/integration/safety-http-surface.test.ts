@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/load.js";
 import { ROUTES } from "../../src/http/server.js";
-import { environOf, sleep, waitFor } from "./harness/index.js";
+import { environOf, sleep, waitFor } from "./support/index.js";
 import { MAIN } from "./support/daemon.js";
 import { execDetached } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -1,7 +1,7 @@
 // maxPerCycle under load, on the real kernel and a private Docker engine: 200 leaked exec sessions turn stale
 // at once; no cycle starts more than maxPerCycle escalations, and all of them end reaped.
 import { describe, expect, it } from "vitest";
-import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { execDetached, type DetachedExec } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

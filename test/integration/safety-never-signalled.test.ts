@@ -6,8 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, startContainer, testContainerName, waitFor, type HostPty } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, startContainer, testContainerName, waitFor, type HostPty } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 import {
   containerInitPid,
   execDetached,

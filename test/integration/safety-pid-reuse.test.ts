@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
-import { isAlive, killAndWait, procState, python3, startContainer, testContainerName, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { isAlive, killAndWait, procState, python3, startContainer, testContainerName, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 import { containerInitPid, execDetached } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 

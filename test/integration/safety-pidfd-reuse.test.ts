@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { describe, expect, it } from "vitest";
-import { isAlive, killAndWait, python3, waitFor } from "./harness/index.js";
-import { trackProcess } from "./harness/track.js";
+import { isAlive, killAndWait, python3, waitFor } from "./support/index.js";
+import { trackProcess } from "./support/track.js";
 import { KillSignaller, PidfdSignaller, loadPidfdAddon, type Signaller } from "../../src/reaper/signaller.js";
 
 /** Starts `sleep` and reaps it the moment it dies, so its pid is free at once; prints the sleep's pid. */

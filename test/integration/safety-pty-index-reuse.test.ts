@@ -2,7 +2,7 @@
 // same /dev/pts/N the moment the exec's pty is freed, and the pty holder it starts must never get a signal.
 import { readFileSync, statSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { cmdlineOf, descendantsOf, isAlive, leakExecSession, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { cmdlineOf, descendantsOf, isAlive, leakExecSession, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { containerInitPid } from "./support/dockerd.js";
 import type { RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";

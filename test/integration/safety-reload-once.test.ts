@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./harness/index.js";
+import { isAlive, sleep, startContainer, testContainerName, waitFor } from "./support/index.js";
 import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd } from "./support/dockerd.js";
 import { MAIN, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";

@@ -3,7 +3,7 @@
 // warning naming why, and {method="kill",reason="disabled"}. Docker and the runtimes are off and the mode is
 // dry-run, so no engine is needed and nothing can be signalled.
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanupAll } from "./harness/index.js";
+import { cleanupAll } from "./support/index.js";
 import { readMetric, startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 const CONFIG = `

@@ -11,7 +11,7 @@ import { PtyreaperError } from "../../src/errors.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
-import { waitFor } from "./harness/index.js";
+import { waitFor } from "./support/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 

@@ -3,7 +3,7 @@
 // around it (leftover containers of killed runs, free loopback ports).
 import { execFile } from "node:child_process";
 import { createServer } from "node:net";
-import { isAlive } from "../harness/index.js";
+import { isAlive } from "./index.js";
 import { dockerAt, HOST_DOCKER_HOST } from "./dockerd.js";
 
 const REPO = new URL("../../../", import.meta.url).pathname;

@@ -2,8 +2,8 @@
 // with Docker's containerd or another test's; the busybox test image is imported from the host's Docker engine.
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
-import { isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { DOCKER_BIN, TEST_IMAGE } from "./docker.js";
+import { isAlive, sleep, startTicksOf, waitFor } from "./util.js";
 import { leftoverRoots, mountsUnder, pidsWithCmdline, runTool as run } from "./private-root.js";
 import { HOST_DOCKER_HOST } from "./dockerd.js";
 

@@ -4,8 +4,8 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { killAndWait, trackProcess } from "../harness/track.js";
-import { StopWaiting, environOf, isAlive, waitFor } from "../harness/util.js";
+import { killAndWait, trackProcess } from "./track.js";
+import { StopWaiting, environOf, isAlive, waitFor } from "./util.js";
 import type { CriClient } from "./cri.js";
 import { CRI_NAMESPACE, type PrivateContainerd } from "./containerd.js";
 

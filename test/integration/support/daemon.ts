@@ -4,8 +4,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { killAndWait, waitFor } from "../harness/index.js";
-import { trackProcess } from "../harness/track.js";
+import { killAndWait, waitFor } from "./index.js";
+import { trackProcess } from "./track.js";
 
 export const MAIN = new URL("../../../dist/main.js", import.meta.url).pathname;
 

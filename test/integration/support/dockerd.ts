@@ -3,8 +3,8 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
-import { cmdlineOf, isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { DOCKER_BIN, TEST_IMAGE } from "./docker.js";
+import { cmdlineOf, isAlive, sleep, startTicksOf, waitFor } from "./util.js";
 import { leftoverRoots, mountsUnder, pidsWithCmdline } from "./private-root.js";
 
 /** The host's engine, where the test image is provisioned (scripts/provision-test-host.sh). */

@@ -3,9 +3,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { DOCKER_BIN, TEST_IMAGE } from "../harness/docker.js";
-import { killAndWait, trackProcess } from "../harness/track.js";
-import { StopWaiting, cmdlineOf, descendantsOf, environOf, isAlive, sleep, startTicksOf, waitFor } from "../harness/util.js";
+import { DOCKER_BIN, TEST_IMAGE } from "./docker.js";
+import { killAndWait, trackProcess } from "./track.js";
+import { StopWaiting, cmdlineOf, descendantsOf, environOf, isAlive, sleep, startTicksOf, waitFor } from "./util.js";
 import { leftoverRoots, mountsUnder, pidsWithCmdline, runTool as run } from "./private-root.js";
 import { HOST_DOCKER_HOST, engineApi } from "./dockerd.js";
 

@@ -1,6 +1,6 @@
 // The lifecycle a fault or safety test file shares: a private dockerd for the whole file, daemons on it, and their teardown.
 import { afterAll, afterEach, beforeAll } from "vitest";
-import { cleanupAll } from "../harness/index.js";
+import { cleanupAll } from "./index.js";
 import { startDaemon, type RunningDaemon } from "./daemon.js";
 import { startPrivateDockerd, type PrivateDockerd, type PrivateDockerdOptions } from "./dockerd.js";
 

@@ -2,7 +2,7 @@
 // run its tools, find its processes and mounts, and find the roots that crashed runs left behind.
 import { execFile } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
-import { cmdlineOf, isAlive, startTicksOf } from "../harness/util.js";
+import { cmdlineOf, isAlive, startTicksOf } from "./util.js";
 
 /** Runs a tool to completion; its stdout, or an error naming the command and its stderr. */
 export function runTool(file: string, args: readonly string[], timeoutMs = 60_000, env: NodeJS.ProcessEnv = process.env): Promise<string> {

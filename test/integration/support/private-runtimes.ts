@@ -3,7 +3,7 @@
 // dockerd), which it brings along for a file that wants Docker too.
 import { existsSync, readdirSync, rmdirSync } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
-import { cleanupAll } from "../harness/index.js";
+import { cleanupAll } from "./index.js";
 import { CRI_NAMESPACE, CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./containerd.js";
 import { CriClient, type KubernetesIdentity } from "./cri.js";
 import type { RunningDaemon } from "./daemon.js";
