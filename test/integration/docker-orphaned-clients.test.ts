@@ -2,7 +2,6 @@
 // within orphanGrace; an attached idle session, ambiguous clients and a remote client never are.
 import { createServer } from "node:net";
 import { describe, expect, it } from "vitest";
-import type { SessionsReport } from "../../src/domain/report.js";
 import {
   attachedExecSession,
   isAlive,
@@ -52,20 +51,12 @@ async function freePort(): Promise<number> {
 const TCP_PORT = await freePort();
 const testbed = usePrivateEngine("orphans", { teardown: "each", engine: { tcpPort: TCP_PORT } });
 
-type ReportedSession = SessionsReport["sessions"][number];
-
-async function sessionsOf(daemon: RunningDaemon): Promise<Map<string, ReportedSession>> {
-  const { status, body } = await daemon.get("/sessions");
-  if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
-  return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
-}
-
 /** Waits until the daemon reports each session's client in `state` (the pairing takes PAIRING_MS). */
 async function waitForClients(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<void> {
   let last = "";
   await waitFor(
     async () => {
-      const listed = await sessionsOf(daemon);
+      const listed = await daemon.sessions();
       last = JSON.stringify([...listed.values()].map((s) => [s.execId.slice(0, 12), s.client]));
       return sessions.every((s) => listed.get(s.execId)?.client.state === state);
     },
@@ -128,7 +119,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     // The attached session, idle all along, is untouched and still attached, a few cycles on.
     await daemon.cycles(3);
     expect(isAlive(idle.shellPid)).toBe(true);
-    const listed = (await sessionsOf(daemon)).get(idle.execId);
+    const listed = (await daemon.sessions()).get(idle.execId);
     expect(listed?.client.state).toBe("attached");
     expect(listed?.state).not.toBe("stale");
     expect(listed?.idleSeconds).toBeGreaterThanOrEqual(GRACE_MS / 1000);
@@ -145,17 +136,17 @@ describe("orphaned sessions on a real Docker engine", () => {
     if (!first || !second) throw new Error("two sessions expected");
     // Both paired correctly, or both unknown; never a cross pairing.
     await waitFor(async () => {
-      const listed = await sessionsOf(daemon);
+      const listed = await daemon.sessions();
       return [first, second].every((s) => listed.get(s.execId)?.client.detail.startsWith("pairing pending") === false);
     }, PAIRING_MS + 30_000, "the pairing window to close", 250);
-    const before = await sessionsOf(daemon);
+    const before = await daemon.sessions();
     const states = [first, second].map((s) => before.get(s.execId)?.client.state);
     expect([["unknown", "unknown"], ["attached", "attached"]]).toContainEqual(states);
 
     await killAndWait(first.clientPid);
     await daemon.cycles(GRACE_AND_4_CYCLES);
     expect(isAlive(second.shellPid)).toBe(true);
-    const after = await sessionsOf(daemon);
+    const after = await daemon.sessions();
     expect(after.get(second.execId)?.state).not.toBe("stale");
     expect(["unknown", "attached"]).toContain(after.get(second.execId)?.client.state);
     // The killed one is reaped only if it was paired with its own client.
@@ -171,11 +162,11 @@ describe("orphaned sessions on a real Docker engine", () => {
     const daemon = await testbed.startDaemon(CONFIG);
     const remote = await attachedExecSession(container, { host: `tcp://127.0.0.1:${TCP_PORT}` });
     await waitForClients(daemon, [remote], "unknown");
-    await waitFor(async () => (await sessionsOf(daemon)).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"), PAIRING_MS + 30_000, "the remote client to be judged");
+    await waitFor(async () => (await daemon.sessions()).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"), PAIRING_MS + 30_000, "the remote client to be judged");
     await killAndWait(remote.clientPid);
     await daemon.cycles(GRACE_AND_4_CYCLES);
     expect(isAlive(remote.shellPid)).toBe(true);
-    const listed = (await sessionsOf(daemon)).get(remote.execId);
+    const listed = (await daemon.sessions()).get(remote.execId);
     expect(listed?.client.state).toBe("unknown");
     expect(listed?.state).not.toBe("stale");
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(0);
@@ -195,7 +186,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })).toBe(1);
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(0);
     expect(isAlive(session.shellPid)).toBe(true);
-    const listed = (await sessionsOf(daemon)).get(session.execId);
+    const listed = (await daemon.sessions()).get(session.execId);
     expect(listed).toMatchObject({ state: "stale", reason: "orphaned", client: { state: "gone" } });
     expect(await daemon.metric("ptyreaper_exec_clients", { client: "gone" })).toBe(1);
     await session.close();

@@ -30,18 +30,12 @@ const testbed = usePrivateEngine("side-by-side", { teardown: "each" });
 
 type ReportedSession = SessionsReport["sessions"][number];
 
-async function sessionsOf(daemon: RunningDaemon): Promise<Map<string, ReportedSession>> {
-  const { status, body } = await daemon.get("/sessions");
-  if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
-  return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
-}
-
 /** Waits until every session's pairing is decided (no longer "pairing pending"), and returns the listing. */
 async function pairingDecided(daemon: RunningDaemon, sessions: AttachedExecSession[]): Promise<Map<string, ReportedSession>> {
   let last = "";
   return waitFor(
     async () => {
-      const listed = await sessionsOf(daemon);
+      const listed = await daemon.sessions();
       last = JSON.stringify([...listed.values()].map((s) => [s.execId.slice(0, 12), s.client]));
       const decided = sessions.every((s) => {
         const client = listed.get(s.execId)?.client;
@@ -96,7 +90,7 @@ describe("docker exec -it shells side by side on a real Docker engine", () => {
     // A few cycles on, the attached one is alive, still attached, never signalled.
     await daemon.cycles(3);
     expect(isAlive(second.shellPid)).toBe(true);
-    const after = (await sessionsOf(daemon)).get(second.execId);
+    const after = (await daemon.sessions()).get(second.execId);
     expect(after?.client.state).toBe("attached");
     expect(after?.state).not.toBe("stale");
     expect(signalsTo(daemon, second.execId)).toEqual([]);
@@ -122,7 +116,7 @@ describe("docker exec -it shells side by side on a real Docker engine", () => {
     const cycles = Math.ceil((GRACE_MS + 2 * POLL_MS + 2 * REAPER_GRACE_MS) / POLL_MS) + 4;
     for (let i = 0; i < cycles; i++) {
       await daemon.cycles(1);
-      const listed = await sessionsOf(daemon);
+      const listed = await daemon.sessions();
       for (const s of attached) {
         expect(isAlive(s.shellPid), `shell of ${s.execId.slice(0, 12)} (clients started within ${spreadMs} ms)`).toBe(true);
         expect(listed.get(s.execId)?.state).not.toBe("stale");

@@ -61,19 +61,13 @@ log:
 `);
 }, 240_000);
 
-async function sessionsOf(): Promise<Map<string, ReportedSession>> {
-  const { status, body } = await runtimes.daemon.get("/sessions");
-  if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
-  return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
-}
-
 /** Waits until each exec's client is in `state`; on a timeout, throws with the last /sessions and the daemon's log tail. */
 async function waitForClients(execIds: readonly string[], state: string, timeoutMs: number): Promise<Map<string, ReportedSession>> {
   let last = "";
   try {
     return await waitFor(
       async () => {
-        const listed = await sessionsOf();
+        const listed = await runtimes.daemon.sessions();
         last = JSON.stringify([...listed.values()].map((s) => [s.runtime, s.execId.slice(0, 12), s.state, s.client]));
         return execIds.every((id) => listed.get(id)?.client.state === state) ? listed : null;
       },
@@ -144,7 +138,7 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
 
     // The attached ones, idle longer than the grace by now, are untouched and still attached a few cycles on.
     await runtimes.daemon.cycles(3);
-    const listed = await sessionsOf();
+    const listed = await runtimes.daemon.sessions();
     for (const [id, shellPid] of [[criIdle.execId, criIdle.shellPid], [podmanIdle.sessionId, podmanIdle.shellPid]] as const) {
       expect(isAlive(shellPid), `idle shell ${shellPid}`).toBe(true);
       expect(listed.get(id)?.client.state).toBe("attached");

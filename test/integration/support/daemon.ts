@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { get as httpGet } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { SessionsReport } from "../../../src/domain/report.js";
 import { killAndWait, waitFor } from "./index.js";
 import { trackProcess } from "./track.js";
 
@@ -17,6 +18,8 @@ export interface RunningDaemon {
   logs(): Record<string, unknown>[];
   metric(name: string, labels?: Record<string, string>): Promise<number | null>;
   get(path: string): Promise<{ status: number; body: string }>;
+  /** GET /sessions: every exec session of the last snapshot, by exec id (throws on a status other than 200). */
+  sessions(): Promise<Map<string, SessionsReport["sessions"][number]>>;
   /** Resolves once `n` more poll cycles have completed (ptyreaper_poll_duration_seconds_count), with the new count. */
   cycles(n: number, timeoutMs?: number): Promise<number>;
   /** SIGTERM, then wait; resolves with the exit code. */
@@ -82,6 +85,11 @@ export async function launchDaemon(file: string, args: readonly string[], env: R
     async metric(name, labels = {}) {
       const { body } = await get("/metrics");
       return readMetric(body, name, labels);
+    },
+    async sessions() {
+      const { status, body } = await get("/sessions");
+      if (status !== 200) throw new Error(`/sessions: HTTP ${status} ${body}`);
+      return new Map((JSON.parse(body) as SessionsReport).sessions.map((s) => [s.execId, s]));
     },
     async cycles(n, timeoutMs = 60_000) {
       const count = async (): Promise<number> => readMetric(await getClosed(`${baseUrl}/metrics`), "ptyreaper_poll_duration_seconds_count") ?? 0;
