@@ -143,12 +143,14 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
       expect(before.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index)?.owner, `${tag} console`).toBe("container");
     }
 
-    // The job the trap forks once SIGHUP came (found while the escalation runs).
+    // The job the trap forks once SIGHUP came: it lives only from SIGHUP to SIGKILL (two graces), so it is
+    // watched for in /proc from now on, not only once the daemon's log says SIGHUP was sent (a late log read
+    // on a loaded host would miss it).
     const forkedJob = waitFor(
-      () => (signalled(d, execs.trap?.execId ?? "").length > 0 ? descendantsOf(execs.trap?.pid ?? 0).find((pid) => cmdlineOf(pid).join(" ") === "sleep 100000") : undefined),
-      120_000,
+      () => descendantsOf(execs.trap?.pid ?? 0).find((pid) => cmdlineOf(pid).join(" ") === "sleep 100000"),
+      150_000,
       "the job forked on SIGHUP",
-      20,
+      10,
     );
     const results = await waitFor(
       () => {
@@ -183,6 +185,7 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     const trapLines = signalled(d, trapExec.execId);
     expect(trapLines.map((l) => l.signal)).toEqual(["SIGHUP", "SIGTERM", "SIGKILL"]);
     const job = await forkedJob;
+    expect(trapLines[0]?.pids, "the job did not exist yet at SIGHUP").not.toContain(job);
     expect(trapLines[2]?.pids, "the job forked on SIGHUP got SIGKILL").toContain(job);
     expect(isAlive(job)).toBe(false);
     expect(isAlive(trapExec.pid)).toBe(false);
