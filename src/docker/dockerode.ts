@@ -165,6 +165,9 @@ export function execInfoFrom(data: Docker.ExecInspectInfo): ExecInfo {
   return {
     id: data.ID,
     containerId: data.ContainerID,
+    runtime: "docker",
+    namespace: null,
+    kubernetes: null,
     running: data.Running,
     pid: data.Pid,
     tty: data.ProcessConfig?.tty ?? false,

@@ -69,7 +69,7 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     if (exemption !== null) {
       decisions[index] = { execId: session.execId, state: "exempt", reason: null, detail: `exempt: ${exemption}` };
     } else if (!(input.sourceAvailable?.(session) ?? input.dockerAvailable)) {
-      decisions[index] = notStale(c, `${session.runtime ?? "docker"} data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
+      decisions[index] = notStale(c, `${session.runtime} data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
     } else if (c.ageMs < policy.minAge) {
       decisions[index] = notStale(c, `younger than minAge ${formatDurationExact(policy.minAge)} (age ${formatDuration(c.ageMs)})`);
     } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {

@@ -15,7 +15,7 @@ import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
-import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 
 export interface CollectDeps {
@@ -90,7 +90,6 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   claimNamedContainers(scan, runtimes, lookup);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
-  tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
   await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);

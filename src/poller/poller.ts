@@ -174,7 +174,7 @@ export class Poller {
           limits: inventory.limits,
           dockerAvailable: docker.available,
           clockStepHold: hold,
-          sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false,
+          sourceAvailable: (s) => runtimeUp.get(s.runtime) ?? false,
           ptysPerDevpts: ptysPerDevpts(inventory.ptys),
         },
         settings.policy,

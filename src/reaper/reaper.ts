@@ -22,7 +22,7 @@ import {
 import type { Signaller } from "./signaller.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import type { RuntimeName } from "../domain/attribution.js";
-import { confirmRuntimeSession, runtimeOf, runtimeReleaseMs } from "./runtime-confirm.js";
+import { confirmRuntimeSession, runtimeReleaseMs } from "./runtime-confirm.js";
 
 /** Each count carries the session's runtime (the metrics' bounded runtime label). */
 export interface ReapMetrics {
@@ -146,7 +146,7 @@ export class Reaper {
         if (this.wouldReapSeen.has(session.execId)) continue;
         this.wouldReapSeen.add(session.execId);
         started++;
-        this.options.metrics.wouldReap(reason, runtimeOf(session));
+        this.options.metrics.wouldReap(reason, session.runtime);
         this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
         continue;
       }
@@ -186,7 +186,7 @@ export class Reaper {
       // Gone, or the index now belongs to another exec or allocation: the session's pty was freed.
       const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids);
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId) || reallocated) {
-        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, runtimeOf(session));
+        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, session.runtime);
         this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`);
         continue;
       }
@@ -235,7 +235,7 @@ export class Reaper {
 
   private async begin(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    if (runtimeOf(session) !== "docker") return this.beginRuntime(escalation);
+    if (session.runtime !== "docker") return this.beginRuntime(escalation);
     // Docker must still say this exec runs with this pid (or, on a retry, that it ended), and where the container's main process is.
     const docker = this.options.docker;
     if (docker === null) return this.finish(escalation, "refused", "docker is disabled");
@@ -261,7 +261,7 @@ export class Reaper {
   /** begin() for a session of another runtime: the runtime must still record the exec with this pid, and name the container's init. */
   private async beginRuntime(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    const runtime = runtimeOf(session);
+    const runtime = session.runtime;
     const port = this.options.runtimes?.find((p) => p.runtime === runtime);
     if (!port) return this.finish(escalation, "refused", `${runtime} is not in use`);
     let confirmed;
@@ -612,13 +612,13 @@ export class Reaper {
     const key = `${escalation.session.execId} ${pid} ${reason}`;
     if (this.refusalsSeen.has(key)) return;
     this.refusalsSeen.add(key);
-    this.options.metrics.reapRefused?.(reason, runtimeOf(escalation.session));
+    this.options.metrics.reapRefused?.(reason, escalation.session.runtime);
     this.options.logger.warn({ ...describe(escalation.session, this.options.now()), target: pid, refusal: reason }, "refused to signal a holder of the session's pty");
   }
 
   private async confirmEnded(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    if (runtimeOf(session) !== "docker") return this.confirmRuntimeEnded(escalation);
+    if (session.runtime !== "docker") return this.confirmRuntimeEnded(escalation);
     try {
       const exec = await this.options.docker?.inspectExec(session.execId);
       if (this.inFlight.get(session.execId) !== escalation) return;
@@ -634,7 +634,7 @@ export class Reaper {
 
   private async confirmRuntimeEnded(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    const port = this.options.runtimes?.find((p) => p.runtime === runtimeOf(session));
+    const port = this.options.runtimes?.find((p) => p.runtime === session.runtime);
     try {
       const confirmed = port ? await confirmRuntimeSession(port, session) : null;
       if (this.inFlight.get(session.execId) !== escalation) return;
@@ -651,7 +651,7 @@ export class Reaper {
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */
   private fail(escalation: Escalation, why: string): void {
     const { session } = escalation;
-    this.options.metrics.reapFailed(runtimeOf(session));
+    this.options.metrics.reapFailed(session.runtime);
     const last = escalation.attempt >= MAX_ATTEMPTS;
     this.options.logger.error(
       { ...describe(session, this.options.now()), reason: escalation.decision.reason, result: "failed", why, attempt: escalation.attempt, retry: !last },
@@ -672,7 +672,7 @@ export class Reaper {
     const { session, decision } = escalation;
     const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why, attempt: escalation.attempt };
     if (result === "reaped" && decision.reason) {
-      this.options.metrics.reaped(decision.reason, runtimeOf(session));
+      this.options.metrics.reaped(decision.reason, session.runtime);
       this.options.logger.info(fields, "reaped exec session");
     } else {
       this.options.logger.warn(fields, "exec session not reaped");
@@ -682,7 +682,7 @@ export class Reaper {
 
 function describe(session: ExecSession, nowMs: number): Record<string, unknown> {
   return {
-    runtime: runtimeOf(session),
+    runtime: session.runtime,
     ...(session.kubernetes ? { pod: `${session.kubernetes.namespace}/${session.kubernetes.pod}`, kubernetesContainer: session.kubernetes.container } : {}),
     container: session.containerName,
     containerId: session.containerId.slice(0, 12),

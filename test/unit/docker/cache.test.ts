@@ -40,7 +40,7 @@ class FakeEngine implements DockerPort {
     return Promise.resolve({ close: () => (this.handlers = null) });
   }
   addExec(containerId: string, id: string, pid: number): void {
-    this.execs.set(id, { id, containerId, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
+    this.execs.set(id, { id, containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
     const c = this.containers.get(containerId);
     if (c) c.execIds = [...c.execIds, id];
   }

@@ -48,6 +48,7 @@ function session(shape: Shape = {}): ExecSession {
   const atimeMs = NOW - idle;
   return {
     execId: shape.id ?? `exec-${n}`,
+    runtime: "docker",
     containerId: `c${n}`.padEnd(64, "0"),
     containerName: shape.name ?? "web-1",
     containerLabels: shape.labels ?? {},

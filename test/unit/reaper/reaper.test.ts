@@ -15,7 +15,7 @@ const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
 const ON_HOST = "0::/system.slice/containerd.service\n";
 const SELF = 7000;
 
-const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
+const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
 
 function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: number } {
   const port = {
@@ -37,6 +37,7 @@ function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: 
 function session(over: Partial<ExecSession> = {}): ExecSession {
   return {
     execId: "e1",
+    runtime: "docker",
     containerId: CID,
     containerName: "victim",
     containerLabels: {},
