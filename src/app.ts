@@ -23,6 +23,7 @@ import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
+import { DockerRuntime } from "./runtimes/docker/docker.js";
 import { EvidenceReachReporter, runtimeClientEvidence } from "./runtimes/client-evidence.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
@@ -142,7 +143,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     : null;
   // Other runtimes are opened once, before the first cycle (containerd's gRPC is imported only when chosen).
   let runtimesOpened: Promise<RuntimePort[]> | null = null;
-  const runtimePorts: RuntimePort[] = [];
+  // The reaper's: every runtime in use, Docker's first (the others join once opened).
+  const reaperPorts: RuntimePort[] = dockerPort ? [new DockerRuntime(dockerPort)] : [];
   const openChosenRuntimes = (): Promise<RuntimePort[]> => {
     runtimesOpened ??= (async () => {
       if (deps.runtimePorts) return deps.runtimePorts;
@@ -151,7 +153,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       for (const skipped of choices.skipped) logger.info(`runtime not used: ${skipped}`);
       return openRuntimes(config.runtimes, choices.chosen);
     })().then((ports) => {
-      runtimePorts.push(...ports);
+      reaperPorts.push(...ports);
       for (const port of ports) {
         metrics.setRuntimeEnabled(port.runtime, true);
         logger.info({ runtime: port.runtime, endpoint: port.endpoint }, `runtime ${port.runtime} used`);
@@ -172,8 +174,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const reaper = new Reaper({
     processes: processTableOf(procfs),
     signaller,
-    docker: dockerPort,
-    runtimes: runtimePorts,
+    runtimes: reaperPorts,
     metrics,
     logger: child("reaper"),
     now,
@@ -308,7 +309,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       const scannerClosed = scanner.close();
       await poller.stop();
       dockerCache?.stop();
-      for (const port of runtimePorts) port.close();
+      for (const port of reaperPorts) port.close();
       await server.close();
       await healthServer?.close();
       await scannerClosed;

@@ -40,7 +40,7 @@ function makeReaper(): Reaper {
   return new Reaper({
     processes: processTableOf(new ProcFs("/nonexistent")),
     signaller: new KillSignaller(() => undefined),
-    docker: null,
+    runtimes: [],
     metrics: { reaped() {}, wouldReap() {}, reapFailed() {} },
     logger,
     now: Date.now,

@@ -9,6 +9,7 @@ import { MemoryTable, type FakeProc } from "./memory-table.js";
 import type { DockerPort } from "../../../src/docker/port.js";
 import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
+import { DockerRuntime } from "../../../src/runtimes/docker/docker.js";
 
 const CID = "c".repeat(64);
 const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
@@ -133,7 +134,7 @@ describe("Reaper", () => {
       signaller: new KillSignaller((pid, signal) => {
         signals.push([pid, signal]);
       }),
-      docker,
+      runtimes: [new DockerRuntime(docker)],
       metrics,
       logger: pino({ enabled: false }),
       now: () => Date.now(),
@@ -427,6 +428,7 @@ describe("Reaper", () => {
     table.procs.set(300, { ppid: 90, startTicks: 5000, cgroup: IN_CONTAINER, nsPids: [300, 9], slaves: [["0:44", 1]] });
     const docker = fakeDocker(() => execInfo());
     docker.inspectExec = (id: string) => Promise.resolve(execInfo(id === "e2" ? { id, pid: 300 } : {}));
+    docker.inspectContainer = () => Promise.resolve({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: ["e1", "e2"] });
     const r = reaper("enforce", docker);
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(1);

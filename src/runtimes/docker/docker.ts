@@ -1,0 +1,58 @@
+// Docker as a RuntimePort, like containerd's and Podman's adapters, over the Engine client (DockerPort: dockerode).
+import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../../domain/runtime.js";
+import { kubernetesRefOf } from "../../domain/runtime.js";
+import type { ContainerInfo } from "../../domain/types.js";
+import type { DockerPort } from "../../docker/port.js";
+import type { RuntimePort } from "../port.js";
+
+/** No killExec: the Engine API has no call to signal or stop an exec (moby issue #9098), so its processes are signalled by pid. */
+export class DockerRuntime implements RuntimePort {
+  readonly runtime = "docker" as const;
+  /**
+   * dockerd handles an exec's exit after its process is gone: 28 s for a detached exec on this host's Docker 20.10
+   * under load (docs/reliability.md). Until then it reports the exec running, so the pty's release decides.
+   */
+  readonly reportsExitLate = true;
+
+  constructor(private readonly engine: DockerPort) {}
+
+  get endpoint(): string {
+    return this.engine.endpoint;
+  }
+
+  /** The Engine's answer to a ping: the ping is what tells that it is reachable. */
+  async version(): Promise<string> {
+    await this.engine.ping();
+    return "reachable";
+  }
+
+  async listContainers(): Promise<RuntimeContainer[]> {
+    const containers: RuntimeContainer[] = [];
+    for (const id of await this.engine.listRunningContainerIds()) {
+      const info = await this.engine.inspectContainer(id);
+      if (info) containers.push(runtimeContainerOf(info));
+    }
+    return containers;
+  }
+
+  async getContainer(ref: ContainerRef): Promise<RuntimeContainer | null> {
+    const info = await this.engine.inspectContainer(ref.id);
+    return info && info.pid > 0 ? runtimeContainerOf(info) : null;
+  }
+
+  async listExecs(ref: ContainerRef): Promise<RuntimeExec[]> {
+    const info = await this.engine.inspectContainer(ref.id);
+    const execs: RuntimeExec[] = [];
+    for (const id of info?.execIds ?? []) {
+      const exec = await this.engine.inspectExec(id);
+      if (exec) execs.push({ id: exec.id, container: { namespace: null, id: exec.containerId }, pid: exec.pid, running: exec.running, tty: exec.tty });
+    }
+    return execs;
+  }
+
+  close(): void {}
+}
+
+function runtimeContainerOf(info: ContainerInfo): RuntimeContainer {
+  return { runtime: "docker", namespace: null, id: info.id, initPid: info.pid > 0 ? info.pid : null, labels: info.labels, name: info.name, kubernetes: kubernetesRefOf(info.labels) };
+}
