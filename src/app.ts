@@ -4,9 +4,8 @@ import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/types.js";
 import { formatDurationExact } from "./config/duration.js";
 import { policySummary } from "./config/summary.js";
-import { DockerCache } from "./docker/cache.js";
-import { DockerodePort } from "./docker/dockerode.js";
-import type { DockerPort } from "./docker/port.js";
+import { DockerodeEngine } from "./runtimes/docker/dockerode.js";
+import type { DockerEngine } from "./runtimes/docker/engine.js";
 import { buildHealthServer, buildServer, listen } from "./http/server.js";
 import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
@@ -47,8 +46,8 @@ export interface DaemonDeps {
   notifier?: Notifier;
   /** Defaults to an in-process scan. */
   scanner?: Scanner;
-  /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
-  dockerPort?: DockerPort;
+  /** Tests and the bench may inject the Docker Engine client; by default dockerode on config.docker.socket. */
+  dockerEngine?: DockerEngine;
   /** Tests may inject the other runtimes' ports; by default chosen from config.runtimes and the sockets present. */
   runtimePorts?: RuntimePort[];
   /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
@@ -131,20 +130,14 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   if (docker.skipped !== null) logger.info(`runtime not used: ${docker.skipped}`);
   metrics.setRuntimeEnabled("docker", docker.used);
   metrics.configLoaded({ mode: config.reaper.mode, file: configFile }, now());
-  const dockerPort = docker.used ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
-  const dockerCache = dockerPort
-    ? new DockerCache({
-        port: dockerPort,
-        logger: child("docker"),
-        maxBackoffMs: Math.min(config.pollInterval, 10_000),
-        livenessMs: config.pollInterval,
-        now,
-      })
+  const dockerEngine = docker.used ? (deps.dockerEngine ?? new DockerodeEngine(config.docker.socket, config.docker.timeout)) : null;
+  const dockerRuntime = dockerEngine
+    ? new DockerRuntime(dockerEngine, { logger: child("docker"), maxBackoffMs: Math.min(config.pollInterval, 10_000), livenessMs: config.pollInterval, now })
     : null;
   // Other runtimes are opened once, before the first cycle (containerd's gRPC is imported only when chosen).
   let runtimesOpened: Promise<RuntimePort[]> | null = null;
   // The reaper's: every runtime in use, Docker's first (the others join once opened).
-  const reaperPorts: RuntimePort[] = dockerPort ? [new DockerRuntime(dockerPort)] : [];
+  const reaperPorts: RuntimePort[] = dockerRuntime ? [dockerRuntime] : [];
   const openChosenRuntimes = (): Promise<RuntimePort[]> => {
     runtimesOpened ??= (async () => {
       if (deps.runtimePorts) return deps.runtimePorts;
@@ -205,7 +198,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       collect({
         procfs,
         scan,
-        docker: dockerCache,
+        docker: dockerRuntime,
         clients,
         runtimeClients: await openRuntimeClients(),
         runtimes: await openChosenRuntimes(),
@@ -279,7 +272,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       await openChosenRuntimes();
       const address = await listen(server, config.listen.host, config.listen.port);
       const healthAddress = healthServer && healthListen ? await listen(healthServer, healthListen.host, healthListen.port) : null;
-      if (dockerCache) void dockerCache.start();
+      if (dockerRuntime) void dockerRuntime.start();
       poller.start();
       logger.info(
         {
@@ -308,7 +301,6 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       // First: closing the scanner fails a pass in progress, so the loop stops without waiting for it.
       const scannerClosed = scanner.close();
       await poller.stop();
-      dockerCache?.stop();
       for (const port of reaperPorts) port.close();
       await server.close();
       await healthServer?.close();

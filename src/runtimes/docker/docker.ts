@@ -1,8 +1,9 @@
-// Docker as a RuntimePort, like containerd's and Podman's adapters, over the Engine client (DockerPort: dockerode).
+// Docker as a RuntimePort, like containerd's and Podman's adapters, over the Engine client (dockerode) and its event cache.
 import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../../domain/runtime.js";
 import { kubernetesRefOf } from "../../domain/runtime.js";
 import type { ContainerInfo } from "../../domain/types.js";
-import type { DockerPort } from "../../docker/port.js";
+import { DockerCache, type DockerCacheOptions, type DockerRefresh } from "./cache.js";
+import type { DockerEngine } from "./engine.js";
 import type { RuntimePort } from "../port.js";
 
 /** No killExec: the Engine API has no call to signal or stop an exec (moby issue #9098), so its processes are signalled by pid. */
@@ -14,7 +15,25 @@ export class DockerRuntime implements RuntimePort {
    */
   readonly reportsExitLate = true;
 
-  constructor(private readonly engine: DockerPort) {}
+  /** Kept current from the events stream: each cycle reads it, so a steady cycle makes no Engine API call. */
+  private readonly cache: DockerCache;
+
+  constructor(
+    private readonly engine: DockerEngine,
+    cache: Omit<DockerCacheOptions, "engine">,
+  ) {
+    this.cache = new DockerCache({ ...cache, engine });
+  }
+
+  /** Follows the events stream (the daemon; a one-shot command resyncs in full at its one cycle). */
+  start(): Promise<void> {
+    return this.cache.start();
+  }
+
+  /** This cycle's containers and execs, from the cache; unavailable while the engine does not answer. */
+  refresh(): Promise<DockerRefresh> {
+    return this.cache.refresh();
+  }
 
   get endpoint(): string {
     return this.engine.endpoint;
@@ -35,6 +54,8 @@ export class DockerRuntime implements RuntimePort {
     return containers;
   }
 
+  // The reaper's calls below ask the engine afresh: it acts on their answers.
+
   async getContainer(ref: ContainerRef): Promise<RuntimeContainer | null> {
     const info = await this.engine.inspectContainer(ref.id);
     return info && info.pid > 0 ? runtimeContainerOf(info) : null;
@@ -50,7 +71,9 @@ export class DockerRuntime implements RuntimePort {
     return execs;
   }
 
-  close(): void {}
+  close(): void {
+    this.cache.stop();
+  }
 }
 
 function runtimeContainerOf(info: ContainerInfo): RuntimeContainer {

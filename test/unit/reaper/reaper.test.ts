@@ -6,7 +6,7 @@ import { Reaper, MAX_ATTEMPTS, RELEASE_TIMEOUT_MS, type ReapMetrics } from "../.
 import type { RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { MemoryTable, type FakeProc } from "./memory-table.js";
-import type { DockerPort } from "../../../src/docker/port.js";
+import type { DockerEngine } from "../../../src/runtimes/docker/engine.js";
 import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 import { DockerRuntime } from "../../../src/runtimes/docker/docker.js";
@@ -18,7 +18,7 @@ const SELF = 7000;
 
 const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
 
-function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: number } {
+function fakeDocker(exec: () => ExecInfo | null | Error): DockerEngine & { calls: number } {
   const port = {
     calls: 0,
     endpoint: "fake",
@@ -128,13 +128,13 @@ describe("Reaper", () => {
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => execInfo({ running }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerEngine = fakeDocker(() => execInfo({ running }))) {
     return new Reaper({
       processes: table,
       signaller: new KillSignaller((pid, signal) => {
         signals.push([pid, signal]);
       }),
-      runtimes: [new DockerRuntime(docker)],
+      runtimes: [new DockerRuntime(docker, { logger: pino({ enabled: false }) })],
       metrics,
       logger: pino({ enabled: false }),
       now: () => Date.now(),

@@ -1,9 +1,9 @@
-// DockerPort over dockerode, with a timeout on every call so a hung socket cannot stall a poll.
+// DockerEngine over dockerode, with a timeout on every call so a hung socket cannot stall a poll.
 import { Module, createRequire } from "node:module";
 import type Docker from "dockerode";
-import { DockerUnavailableError, PtyreaperError } from "../errors.js";
-import type { ContainerInfo, ExecInfo } from "../domain/types.js";
-import type { DockerEvent, DockerPort, EventHandlers, EventStream } from "./port.js";
+import { DockerUnavailableError, PtyreaperError } from "../../errors.js";
+import type { ContainerInfo, ExecInfo } from "../../domain/types.js";
+import type { DockerEvent, DockerEngine, EventHandlers, EventStream } from "./engine.js";
 
 const require = createRequire(import.meta.url);
 
@@ -45,7 +45,7 @@ interface EngineEvent {
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
-export class DockerodePort implements DockerPort {
+export class DockerodeEngine implements DockerEngine {
   private readonly docker: Docker;
   readonly endpoint: string;
 

@@ -1,12 +1,12 @@
 // DockerCache: a quiet steady cycle makes no API call; events mark exactly what changed.
 import { describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { DockerCache } from "../../../src/docker/cache.js";
-import { parseEvent } from "../../../src/docker/dockerode.js";
-import type { DockerPort, EventHandlers } from "../../../src/docker/port.js";
-import type { ContainerInfo, ExecInfo } from "../../../src/domain/types.js";
+import { DockerCache } from "../../../../src/runtimes/docker/cache.js";
+import { parseEvent } from "../../../../src/runtimes/docker/dockerode.js";
+import type { DockerEngine, EventHandlers } from "../../../../src/runtimes/docker/engine.js";
+import type { ContainerInfo, ExecInfo } from "../../../../src/domain/types.js";
 
-class FakeEngine implements DockerPort {
+class FakeEngine implements DockerEngine {
   readonly endpoint = "fake";
   containers = new Map<string, ContainerInfo>();
   execs = new Map<string, ExecInfo>();
@@ -51,7 +51,7 @@ const C1 = "1".repeat(64);
 function setup() {
   const engine = new FakeEngine();
   engine.containers.set(C1, { id: C1, name: "web", labels: {}, pid: 100, tty: false, execIds: [] });
-  const cache = new DockerCache({ port: engine, logger: pino({ enabled: false }), minBackoffMs: 1, maxBackoffMs: 5 });
+  const cache = new DockerCache({ engine, logger: pino({ enabled: false }), minBackoffMs: 1, maxBackoffMs: 5 });
   return { engine, cache };
 }
 

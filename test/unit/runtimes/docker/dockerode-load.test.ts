@@ -1,13 +1,13 @@
 // Loading dockerode without its BuildKit session client and ssh transport: the port works, gRPC and ssh2 never load.
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { DockerodePort } from "../../../src/docker/dockerode.js";
+import { DockerodeEngine } from "../../../../src/runtimes/docker/dockerode.js";
 
 const require = createRequire(import.meta.url);
 
-describe("DockerodePort loading", () => {
+describe("DockerodeEngine loading", () => {
   it("stubs dockerode's session module, so gRPC and protobuf are never loaded", async () => {
-    const port = new DockerodePort("/nonexistent/docker.sock", 1_000);
+    const port = new DockerodeEngine("/nonexistent/docker.sock", 1_000);
     const loaded = Object.keys(require.cache);
     expect(loaded.some((path) => path.includes("/dockerode/lib/docker.js"))).toBe(true);
     expect(loaded.some((path) => path.includes("@grpc/grpc-js") || path.includes("/protobufjs/"))).toBe(false);
