@@ -10,7 +10,7 @@ export const LAYERS = [
   ["errors.ts", "text.ts", "shipped.ts", "unix-http.ts", "config/types.ts", "config/duration.ts"],
   ["domain"],
   ["procfs"],
-  ["runtimes", "docker"],
+  ["runtimes"],
   ["reaper"],
   ["poller"],
   ["metrics", "http", "systemd", "config"],

@@ -11,8 +11,8 @@ import { pino } from "pino";
 import { createDaemon, inProcessScanner, type Scanner } from "../src/app.js";
 import { defaultConfig } from "../src/config/load.js";
 import type { Config } from "../src/config/types.js";
-import { DockerodePort } from "../src/docker/dockerode.js";
-import type { DockerPort } from "../src/docker/port.js";
+import { DockerodeEngine } from "../src/runtimes/docker/dockerode.js";
+import type { DockerEngine } from "../src/runtimes/docker/engine.js";
 import { ProcFs } from "../src/procfs/procfs.js";
 import { ScanWorker } from "../src/procfs/worker.js";
 import { timeAsync } from "./stats.js";
@@ -36,7 +36,7 @@ const say = (event: string, data: Record<string, unknown> = {}): void => {
 };
 
 /** Counts every request the daemon makes to the engine, whatever the cache says it did. */
-function countingPort(port: DockerPort, counter: { calls: number }): DockerPort {
+function countingPort(port: DockerEngine, counter: { calls: number }): DockerEngine {
   return new Proxy(port, {
     get(target, key, receiver) {
       const value: unknown = Reflect.get(target, key, receiver);
@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     logger: pino({ level: "silent" }),
     version: "bench",
     scanner,
-    dockerPort: countingPort(new DockerodePort(config.docker.socket, config.docker.timeout), calls),
+    dockerEngine: countingPort(new DockerodeEngine(config.docker.socket, config.docker.timeout), calls),
   });
   const address = await daemon.start(); // its first cycle, a full pass, starts now
   const firstStart = performance.now();

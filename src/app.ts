@@ -4,9 +4,8 @@ import type { FastifyInstance } from "fastify";
 import type { Config } from "./config/types.js";
 import { formatDurationExact } from "./config/duration.js";
 import { policySummary } from "./config/summary.js";
-import { DockerCache } from "./docker/cache.js";
-import { DockerodePort } from "./docker/dockerode.js";
-import type { DockerPort } from "./docker/port.js";
+import { DockerodeEngine } from "./runtimes/docker/dockerode.js";
+import type { DockerEngine } from "./runtimes/docker/engine.js";
 import { buildHealthServer, buildServer, listen } from "./http/server.js";
 import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
@@ -23,6 +22,7 @@ import { exemptionOf } from "./domain/policy.js";
 import type { Snapshot } from "./domain/snapshot.js";
 import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
+import { DockerRuntime } from "./runtimes/docker/docker.js";
 import { EvidenceReachReporter, runtimeClientEvidence } from "./runtimes/client-evidence.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
@@ -46,8 +46,8 @@ export interface DaemonDeps {
   notifier?: Notifier;
   /** Defaults to an in-process scan. */
   scanner?: Scanner;
-  /** Tests may inject a Docker port; by default dockerode on config.docker.socket. */
-  dockerPort?: DockerPort;
+  /** Tests and the bench may inject the Docker Engine client; by default dockerode on config.docker.socket. */
+  dockerEngine?: DockerEngine;
   /** Tests may inject the other runtimes' ports; by default chosen from config.runtimes and the sockets present. */
   runtimePorts?: RuntimePort[];
   /** The config file in force, for the startup line and ptyreaper_config_info; null for the defaults. */
@@ -130,19 +130,14 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   if (docker.skipped !== null) logger.info(`runtime not used: ${docker.skipped}`);
   metrics.setRuntimeEnabled("docker", docker.used);
   metrics.configLoaded({ mode: config.reaper.mode, file: configFile }, now());
-  const dockerPort = docker.used ? (deps.dockerPort ?? new DockerodePort(config.docker.socket, config.docker.timeout)) : null;
-  const dockerCache = dockerPort
-    ? new DockerCache({
-        port: dockerPort,
-        logger: child("docker"),
-        maxBackoffMs: Math.min(config.pollInterval, 10_000),
-        livenessMs: config.pollInterval,
-        now,
-      })
+  const dockerEngine = docker.used ? (deps.dockerEngine ?? new DockerodeEngine(config.docker.socket, config.docker.timeout)) : null;
+  const dockerRuntime = dockerEngine
+    ? new DockerRuntime(dockerEngine, { logger: child("docker"), maxBackoffMs: Math.min(config.pollInterval, 10_000), livenessMs: config.pollInterval, now })
     : null;
   // Other runtimes are opened once, before the first cycle (containerd's gRPC is imported only when chosen).
   let runtimesOpened: Promise<RuntimePort[]> | null = null;
-  const runtimePorts: RuntimePort[] = [];
+  // The reaper's: every runtime in use, Docker's first (the others join once opened).
+  const reaperPorts: RuntimePort[] = dockerRuntime ? [dockerRuntime] : [];
   const openChosenRuntimes = (): Promise<RuntimePort[]> => {
     runtimesOpened ??= (async () => {
       if (deps.runtimePorts) return deps.runtimePorts;
@@ -151,7 +146,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       for (const skipped of choices.skipped) logger.info(`runtime not used: ${skipped}`);
       return openRuntimes(config.runtimes, choices.chosen);
     })().then((ports) => {
-      runtimePorts.push(...ports);
+      reaperPorts.push(...ports);
       for (const port of ports) {
         metrics.setRuntimeEnabled(port.runtime, true);
         logger.info({ runtime: port.runtime, endpoint: port.endpoint }, `runtime ${port.runtime} used`);
@@ -172,8 +167,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const reaper = new Reaper({
     processes: processTableOf(procfs),
     signaller,
-    docker: dockerPort,
-    runtimes: runtimePorts,
+    runtimes: reaperPorts,
     metrics,
     logger: child("reaper"),
     now,
@@ -204,7 +198,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       collect({
         procfs,
         scan,
-        docker: dockerCache,
+        docker: dockerRuntime,
         clients,
         runtimeClients: await openRuntimeClients(),
         runtimes: await openChosenRuntimes(),
@@ -278,7 +272,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       await openChosenRuntimes();
       const address = await listen(server, config.listen.host, config.listen.port);
       const healthAddress = healthServer && healthListen ? await listen(healthServer, healthListen.host, healthListen.port) : null;
-      if (dockerCache) void dockerCache.start();
+      if (dockerRuntime) void dockerRuntime.start();
       poller.start();
       logger.info(
         {
@@ -307,8 +301,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       // First: closing the scanner fails a pass in progress, so the loop stops without waiting for it.
       const scannerClosed = scanner.close();
       await poller.stop();
-      dockerCache?.stop();
-      for (const port of runtimePorts) port.close();
+      for (const port of reaperPorts) port.close();
       await server.close();
       await healthServer?.close();
       await scannerClosed;

@@ -28,8 +28,8 @@ export const sessionsCommand: Command = async (args, io) => {
 
   const [
     { configPathFor, loadConfig },
-    { DockerCache },
-    { EngineHttpPort },
+    { DockerRuntime },
+    { DockerodeEngine },
     { collect },
     { dockerClientEvidence },
     { sessionsReport },
@@ -40,8 +40,8 @@ export const sessionsCommand: Command = async (args, io) => {
     { runtimeClientEvidence },
   ] = await Promise.all([
       import("../config/load.js"),
-      import("../docker/cache.js"),
-      import("../docker/engine-http.js"),
+      import("../runtimes/docker/docker.js"),
+      import("../runtimes/docker/dockerode.js"),
       import("../poller/collect.js"),
       import("../runtimes/docker/client-evidence.js"),
       import("../domain/report.js"),
@@ -56,7 +56,7 @@ export const sessionsCommand: Command = async (args, io) => {
   const procfs = sameRoot ? earlyProcfs : new ProcFs(config.procRoot);
   const dockerUsed = chooseDocker(config.docker, existsSync).used;
   const docker = dockerUsed
-    ? new DockerCache({ port: new EngineHttpPort(config.docker.socket, config.docker.timeout), logger: { info: () => undefined, warn: () => undefined } })
+    ? new DockerRuntime(new DockerodeEngine(config.docker.socket, config.docker.timeout), { logger: { info: () => undefined, warn: () => undefined } })
     : null;
   // One look, no history: a client is `attached` or `unknown` here; only the daemon sees one go.
   const clients = docker ? dockerClientEvidence(procfs, config.docker.socket) : null;

@@ -112,6 +112,16 @@ export function parseCgroupIdentity(text: string, named?: NamedContainers): Cgro
   return found ?? byName;
 }
 
+/**
+ * The container a process runs in, from its /proc/PID/cgroup text: the innermost one its path names (a process
+ * of a container nested in another belongs to the inner one), the cgroup v2 line first. null for a runtime's
+ * monitor (`libpod-conmon-<id>.scope`, `crio-conmon-<id>.scope`): it runs on the host, like the shim.
+ */
+export function cgroupContainerId(text: string): string | null {
+  const identity = parseCgroupIdentity(text);
+  return identity === null || identity.monitor ? null : identity.containerId;
+}
+
 /** What /proc tells about one process. */
 export interface ProcessFacts {
   pid: number;

@@ -79,6 +79,9 @@ export function buildInventory(
     if (exec && container && execInfo && times) {
       sessions.push({
         execId: exec.id,
+        runtime: exec.runtime,
+        runtimeNamespace: exec.namespace,
+        kubernetes: exec.kubernetes,
         containerId: container.id,
         containerName: container.name,
         containerLabels: container.labels,

@@ -15,12 +15,10 @@ const RATIO_EPSILON = 1e-9;
 export interface PolicyInput {
   sessions: readonly ExecSession[];
   limits: PtyLimits;
-  /** False when Docker is unreachable or its data is stale: then nothing may be reaped. */
-  dockerAvailable: boolean;
+  /** Whether a runtime answered this cycle: a session of one that did not (unreachable, or its data stale) is never stale. */
+  answered: (runtime: RuntimeName) => boolean;
   /** Set for one idle window after a wall-clock step: idle and age reaping wait, pressure reaping does not. */
   clockStepHold?: ClockStepHold | null;
-  /** Whether the runtime that started a session answered this cycle; absent: `dockerAvailable` for every session. */
-  sourceAvailable?: (session: ExecSession) => boolean;
   /**
    * Allocated ptys per devpts instance (each container has its own): under pressure, sessions of the instance
    * holding the most go first, so the tenant that fills the table pays before its neighbours. Absent: idle only.
@@ -68,8 +66,8 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     const exemption = exemptionOf(session, policy);
     if (exemption !== null) {
       decisions[index] = { execId: session.execId, state: "exempt", reason: null, detail: `exempt: ${exemption}` };
-    } else if (!(input.sourceAvailable?.(session) ?? input.dockerAvailable)) {
-      decisions[index] = notStale(c, `${session.runtime ?? "docker"} data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
+    } else if (!input.answered(session.runtime)) {
+      decisions[index] = notStale(c, `${session.runtime} data unavailable: not reaping (idle ${formatDuration(c.idleMs)})`);
     } else if (c.ageMs < policy.minAge) {
       decisions[index] = notStale(c, `younger than minAge ${formatDurationExact(policy.minAge)} (age ${formatDuration(c.ageMs)})`);
     } else if (policy.maxAge !== null && c.ageMs >= policy.maxAge) {
@@ -123,8 +121,8 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   // reaps, is back at the low watermark.
   const capacity = containerCapacity(input.limits);
   const { allocated } = input.limits;
-  // With per-session availability, sessions of a runtime that did not answer are already left out of `others`.
-  if ((input.sourceAvailable !== undefined || input.dockerAvailable) && capacity > 0) {
+  // Sessions of a runtime that did not answer are already left out of `others`.
+  if (capacity > 0) {
     const highCount = Math.ceil(policy.pressure.high * capacity - RATIO_EPSILON);
     const lowCount = Math.floor(policy.pressure.low * capacity + RATIO_EPSILON);
     if (allocated >= highCount) {

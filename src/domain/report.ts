@@ -122,7 +122,7 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
         execId: s.execId,
         containerId: s.containerId,
         containerName: s.containerName,
-        runtime: s.runtime ?? "docker",
+        runtime: s.runtime,
         kubernetes: s.kubernetes ? { namespace: s.kubernetes.namespace, pod: s.kubernetes.pod, container: s.kubernetes.container } : null,
         pid: s.pid,
         tty: `pts/${s.index}`,

@@ -1,19 +1,12 @@
 // Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
 import { attribute, parseCgroupIdentity, parseCgroupPath, type NamedContainers, type ProcessFacts, type RuntimeName } from "./attribution.js";
-import type { KubernetesRef, RuntimeContainer, RuntimeExec, RuntimeView } from "./runtime.js";
-import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ExecSession, type ProcScan, type Pty } from "./types.js";
+import type { RuntimeContainer, RuntimeExec, RuntimeView } from "./runtime.js";
+import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ProcScan, type Pty } from "./types.js";
 import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
 
 /** The containerd namespace Docker runs its containers in: its shims carry `-namespace moby`. */
 const DOCKER_NAMESPACE = "moby";
-
-/** Where a non-Docker exec came from, to tag its session. */
-export interface RuntimeOrigin {
-  runtime: RuntimeName;
-  namespace: string | null;
-  kubernetes: KubernetesRef | null;
-}
 
 export interface RuntimeExecVerdict {
   exec: RuntimeExec;
@@ -23,9 +16,8 @@ export interface RuntimeExecVerdict {
 }
 
 export interface MergedView {
-  /** Docker's confirmed execs plus the confirmed execs of the other runtimes and their containers. */
+  /** Docker's confirmed execs plus the confirmed execs of the other runtimes (each with its runtime) and their containers. */
   view: DockerView;
-  origins: Map<string, RuntimeOrigin>;
   /** Container ID → the runtime that runs it (Docker's included). */
   containerRuntimes: Map<string, RuntimeName>;
   verdicts: RuntimeExecVerdict[];
@@ -89,7 +81,6 @@ export function mergeRuntimeViews(
   lookup: (pid: number) => ProcessFacts | undefined,
 ): MergedView {
   const containers: ContainerInfo[] = [...docker.containers];
-  const origins = new Map<string, RuntimeOrigin>();
   const verdicts: RuntimeExecVerdict[] = [];
   const knownInits = new Set<number>(docker.containers.map((c) => c.pid).filter((pid) => pid > 0));
   for (const view of runtimes) for (const c of view.containers) if (c.initPid !== null) knownInits.add(c.initPid);
@@ -117,16 +108,26 @@ export function mergeRuntimeViews(
     for (const exec of view.execs) {
       const container = byId.get(exec.container.id);
       if (!exec.running || exec.pid <= 0 || exec.tty === false || !container) continue;
-      if (origins.has(exec.id) || docker.execs.some((e) => e.id === exec.id)) continue; // never two sessions for one exec
+      if (execs.some((e) => e.id === exec.id)) continue; // never two sessions for one exec
       const refusal = confirmRuntimeExec(exec, view.runtime, scan, lookup, knownInits, named);
       verdicts.push({ exec, runtime: view.runtime, refusal });
       if (refusal !== null) continue;
       const cmdline = scan.processes.get(exec.pid)?.cmdline ?? [];
-      execs.push({ id: exec.id, containerId: exec.container.id, running: true, pid: exec.pid, tty: true, entrypoint: cmdline[0] ?? "", arguments: cmdline.slice(1) });
-      origins.set(exec.id, { runtime: view.runtime, namespace: container.namespace, kubernetes: container.kubernetes });
+      execs.push({
+        id: exec.id,
+        containerId: exec.container.id,
+        runtime: view.runtime,
+        namespace: container.namespace,
+        kubernetes: container.kubernetes,
+        running: true,
+        pid: exec.pid,
+        tty: true,
+        entrypoint: cmdline[0] ?? "",
+        arguments: cmdline.slice(1),
+      });
     }
   }
-  return { view: { ...docker, containers, execs }, origins, containerRuntimes, verdicts };
+  return { view: { ...docker, containers, execs }, containerRuntimes, verdicts };
 }
 
 /**
@@ -187,15 +188,5 @@ export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFac
     const master = pty.masterPids.length === 1 && masterPid !== undefined ? (lookup(masterPid) ?? null) : null;
     const found = attribute(holder, master, lookup);
     if (found.runtime !== "unknown") pty.runtime = found.runtime;
-  }
-}
-
-/** Tags each session with its runtime (Docker's when no other runtime claimed its exec). */
-export function tagSessions(sessions: ExecSession[], origins: ReadonlyMap<string, RuntimeOrigin>): void {
-  for (const session of sessions) {
-    const origin = origins.get(session.execId);
-    session.runtime = origin?.runtime ?? "docker";
-    session.runtimeNamespace = origin?.namespace ?? null;
-    session.kubernetes = origin?.kubernetes ?? null;
   }
 }

@@ -110,10 +110,15 @@ export interface ContainerInfo {
   execIds: string[];
 }
 
-/** moby's ExecInspect, reduced to what ptyreaper needs. */
+/** A running exec as its runtime reports it (moby's ExecInspect for Docker), reduced to what ptyreaper needs. */
 export interface ExecInfo {
   id: string;
   containerId: string;
+  /** The runtime that started it, and where its container lives there: carried into its session. */
+  runtime: RuntimeName;
+  /** containerd namespace of the container (`k8s.io`); null for runtimes without namespaces (Docker's execs too). */
+  namespace: string | null;
+  kubernetes: KubernetesRef | null;
   running: boolean;
   /** Host pid of the exec'd process. */
   pid: number;
@@ -195,8 +200,8 @@ export interface ExecSession {
   command: string;
   /** Whether the session's client is still there; absent when nobody looked (read as unknown). */
   client?: ClientState;
-  /** The runtime that started the exec; absent means docker (sessions built before runtimes were known). */
-  runtime?: RuntimeName;
+  /** The runtime that started the exec. */
+  runtime: RuntimeName;
   /** containerd namespace of the container (`k8s.io`); null for runtimes without namespaces. */
   runtimeNamespace?: string | null;
   /** From the container's `io.kubernetes.*` labels, when it is a pod's. */

@@ -366,10 +366,12 @@ export class PtyreaperMetrics {
       this.containerPtys.set({ container_id: capLabelValue(id), container_name: capLabelValue(name), runtime: runtime ?? "unknown" }, count);
     }
 
-    // A session without a runtime was built before runtimes were known: Docker's.
-    const runtimeOfExec = new Map(snapshot.inventory.sessions.map((s) => [s.execId, s.runtime ?? "docker"]));
+    const runtimeOfExec = new Map(snapshot.inventory.sessions.map((s) => [s.execId, s.runtime]));
     const byState = zeroCounts<SessionState>(SESSION_STATES);
-    for (const d of snapshot.decisions) countOne(byState, runtimeOfExec.get(d.execId) ?? "docker", d.state);
+    for (const d of snapshot.decisions) {
+      const runtime = runtimeOfExec.get(d.execId);
+      if (runtime !== undefined) countOne(byState, runtime, d.state);
+    }
     for (const [runtime, counts] of byState) for (const [state, count] of counts) this.execSessions.set({ state, runtime }, count);
 
     // Each runtime's usual holder stays at 0; any other pair (both labels take a few fixed values) lives while counted.
@@ -378,7 +380,7 @@ export class PtyreaperMetrics {
     for (const { runtime, holder, count } of countMasterOnly(ptys).values()) this.masterOnlyPtys.set({ runtime, holder }, count);
 
     const byClient = zeroCounts<ClientStateName>(CLIENT_STATES);
-    for (const s of snapshot.inventory.sessions) countOne(byClient, s.runtime ?? "docker", s.client?.state ?? "unknown");
+    for (const s of snapshot.inventory.sessions) countOne(byClient, s.runtime, s.client?.state ?? "unknown");
     for (const [runtime, counts] of byClient) for (const [client, count] of counts) this.execClients.set({ client, runtime }, count);
   }
 

@@ -5,7 +5,7 @@ import { buildInventory, ttyNrSlaveIndex } from "../domain/inventory.js";
 import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientEvidence } from "../domain/client.js";
-import type { DockerCache } from "../docker/cache.js";
+import type { DockerRuntime } from "../runtimes/docker/docker.js";
 import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
@@ -15,7 +15,7 @@ import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
-import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, tagSessions, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 
 export interface CollectDeps {
@@ -23,7 +23,7 @@ export interface CollectDeps {
   /** Runs the /proc scan: in-process for the CLI, in a worker thread for the daemon. */
   scan: (options: ScanOptions & { ptyAllocated: number }) => ProcScan | Promise<ProcScan>;
   /** null when Docker is disabled in the config. */
-  docker: DockerCache | null;
+  docker: DockerRuntime | null;
   /** Where each session's client is; absent or null: not looked at (sessions are then `unknown`). */
   clients?: ClientEvidence | null;
   /** Client evidence of other runtimes' sessions, by runtime; a runtime left out keeps its sessions `unknown`. */
@@ -90,7 +90,6 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   claimNamedContainers(scan, runtimes, lookup);
   const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
-  tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
   await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);

@@ -172,9 +172,8 @@ export class Poller {
         {
           sessions: inventory.sessions,
           limits: inventory.limits,
-          dockerAvailable: docker.available,
           clockStepHold: hold,
-          sourceAvailable: (s) => runtimeUp.get(s.runtime ?? "docker") ?? false,
+          answered: (runtime) => runtimeUp.get(runtime) ?? false,
           ptysPerDevpts: ptysPerDevpts(inventory.ptys),
         },
         settings.policy,

@@ -92,36 +92,6 @@ export function parseStatus(text: string): StatusFields | null {
   return { uid, nsPids };
 }
 
-// Container ids are 64 hex digits in every runtime's cgroup naming.
-const CONTAINER_PATTERNS: RegExp[] = [
-  /\/docker\/([0-9a-f]{64})(?:\/|$)/, // cgroupfs driver
-  /docker-([0-9a-f]{64})\.scope/, // systemd driver
-  // conmon (libpod-conmon-<id>, crio-conmon-<id>) is the host-side monitor holding the master, like
-  // containerd-shim: it is not in the container, so those scopes are deliberately not matched.
-  /libpod-([0-9a-f]{64})(?:\.scope)?/, // podman
-  /cri-containerd-([0-9a-f]{64})\.scope/, // containerd CRI, systemd driver
-  /crio-([0-9a-f]{64})(?:\.scope)?/, // CRI-O
-  /\/kubepods[^\n]*\/([0-9a-f]{64})(?:\/|$)/, // kubelet, cgroupfs driver
-];
-
-/**
- * /proc/PID/cgroup: the container id the process runs in, or null. Lines are
- * `hierarchy:controllers:path`; cgroup v2 has the single line `0::path`.
- */
-export function parseCgroupContainerId(text: string): string | null {
-  for (const line of text.split("\n")) {
-    const first = line.indexOf(":");
-    const second = line.indexOf(":", first + 1);
-    if (first < 0 || second < 0) continue;
-    const path = line.slice(second + 1);
-    for (const pattern of CONTAINER_PATTERNS) {
-      const match = pattern.exec(path);
-      if (match?.[1]) return match[1];
-    }
-  }
-  return null;
-}
-
 /** The `tty-index:` line of /proc/PID/fdinfo/FD for a pty master (absent before Linux 4.19). */
 export function parseFdinfoTtyIndex(text: string): number | null {
   const match = /^tty-index:\s*(\d+)\s*$/m.exec(text);

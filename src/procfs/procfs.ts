@@ -2,11 +2,11 @@
 import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type BigIntStats, type Stats } from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
+import { cgroupContainerId } from "../domain/attribution.js";
 import type { PtyLimits } from "../domain/types.js";
 import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeBatch, type NativeFdLinks, type ScanReaderInfo } from "./native.js";
 import {
   parseBootTime,
-  parseCgroupContainerId,
   parseCmdline,
   parseFdinfoTtyIndex,
   parseMountinfo,
@@ -166,9 +166,9 @@ export class ProcFs {
     return readFileSync(`${this.root}/${pid}/cgroup`, UTF8);
   }
 
-  /** /proc/PID/cgroup → container id or null. */
+  /** /proc/PID/cgroup → container id or null (domain/attribution.ts: the one cgroup parser). */
   cgroupContainerId(pid: number): string | null {
-    return parseCgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
+    return cgroupContainerId(readFileSync(`${this.root}/${pid}/cgroup`, UTF8));
   }
 
   /**

@@ -2,11 +2,11 @@
 import { dirname } from "node:path";
 import { performance } from "node:perf_hooks";
 import { isDenied, isVanished } from "../errors.js";
-import { argvIsParsed } from "../domain/attribution.js";
+import { argvIsParsed, cgroupContainerId } from "../domain/attribution.js";
 import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseCgroupContainerId, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
+import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
 import type { FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
 import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
 
@@ -385,7 +385,7 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, opti
       uid: status.uid,
       pidNs,
       nsPids: status.nsPids,
-      containerId: parseCgroupContainerId(cgroup),
+      containerId: cgroupContainerId(cgroup),
       cgroup,
     };
   } catch (err) {
@@ -652,6 +652,6 @@ export class IncrementalScanner {
       if (isVanished(err)) return null;
       throw err;
     }
-    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId: parseCgroupContainerId(cgroup), cgroup };
+    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId: cgroupContainerId(cgroup), cgroup };
   }
 }

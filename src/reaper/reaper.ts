@@ -8,7 +8,6 @@ import { ancestry } from "../domain/ancestry.js";
 import { formatDuration } from "../config/duration.js";
 import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
-import type { DockerPort } from "../docker/port.js";
 import {
   MIN_ALLOCATION_AGE_MS,
   refusalFor,
@@ -22,7 +21,7 @@ import {
 import type { Signaller } from "./signaller.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import type { RuntimeName } from "../domain/attribution.js";
-import { confirmRuntimeSession, runtimeOf, runtimeReleaseMs } from "./runtime-confirm.js";
+import { confirmRuntimeSession, runtimeReleaseMs } from "./runtime-confirm.js";
 
 /** Each count carries the session's runtime (the metrics' bounded runtime label). */
 export interface ReapMetrics {
@@ -48,9 +47,8 @@ export interface ReaperSettings {
 export interface ReaperOptions extends ReaperSettings {
   processes: ProcessTable;
   signaller: Signaller;
-  docker: DockerPort | null;
-  /** The other runtimes in use (containerd, Podman): they confirm their sessions and kill through their own call. */
-  runtimes?: readonly RuntimePort[];
+  /** The runtimes in use (Docker, containerd, Podman): each confirms its sessions, and kills through its own call where it has one. */
+  runtimes: readonly RuntimePort[];
   metrics: ReapMetrics;
   logger: Logger;
   now: () => number;
@@ -146,7 +144,7 @@ export class Reaper {
         if (this.wouldReapSeen.has(session.execId)) continue;
         this.wouldReapSeen.add(session.execId);
         started++;
-        this.options.metrics.wouldReap(reason, runtimeOf(session));
+        this.options.metrics.wouldReap(reason, session.runtime);
         this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
         continue;
       }
@@ -186,7 +184,7 @@ export class Reaper {
       // Gone, or the index now belongs to another exec or allocation: the session's pty was freed.
       const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids);
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId) || reallocated) {
-        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, runtimeOf(session));
+        if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, session.runtime);
         this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`);
         continue;
       }
@@ -233,36 +231,14 @@ export class Reaper {
     return n;
   }
 
+  /**
+   * The session's runtime must still record the exec with this pid (or, on a retry, report that it ended), and
+   * name the container's main process; the session is then pinned and signalled.
+   */
   private async begin(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    if (runtimeOf(session) !== "docker") return this.beginRuntime(escalation);
-    // Docker must still say this exec runs with this pid (or, on a retry, that it ended), and where the container's main process is.
-    const docker = this.options.docker;
-    if (docker === null) return this.finish(escalation, "refused", "docker is disabled");
-    try {
-      const exec = await docker.inspectExec(session.execId);
-      if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
-      if (!exec || !exec.running) return this.ended(escalation, "exec no longer running");
-      if (exec.pid !== session.pid) return this.finish(escalation, "refused", `exec pid is now ${exec.pid}, scan saw ${session.pid}`);
-      const container = await docker.inspectContainer(session.containerId);
-      if (this.stopped || this.inFlight.get(session.execId) !== escalation) return;
-      if (!container || container.pid <= 0) return this.finish(escalation, "already_gone", "container no longer running");
-      const stat = this.options.processes.stat(container.pid);
-      if (!stat) return this.finish(escalation, "refused", `cannot read the container's main process ${container.pid}`);
-      escalation.containerMain = { pid: container.pid, startTicks: stat.startTicks };
-    } catch (err) {
-      return this.finish(escalation, "refused", `cannot confirm with docker: ${errorMessage(err)}`);
-    }
-    if (!this.pinned(escalation)) return;
-    escalation.phase = "signalling";
-    this.signalStep(escalation, 0);
-  }
-
-  /** begin() for a session of another runtime: the runtime must still record the exec with this pid, and name the container's init. */
-  private async beginRuntime(escalation: Escalation): Promise<void> {
-    const { session } = escalation;
-    const runtime = runtimeOf(session);
-    const port = this.options.runtimes?.find((p) => p.runtime === runtime);
+    const runtime = session.runtime;
+    const port = this.portOf(session);
     if (!port) return this.finish(escalation, "refused", `${runtime} is not in use`);
     let confirmed;
     try {
@@ -285,8 +261,12 @@ export class Reaper {
     escalation.containerMain = { pid: confirmed.initPid, startTicks: stat.startTicks };
     if (!this.pinned(escalation)) return;
     escalation.phase = "signalling";
-    escalation.viaRuntime ??= confirmed.verdict === "running";
+    escalation.viaRuntime ??= confirmed.verdict === "running" && port.killExec !== undefined;
     void this.runtimeStep(escalation, 0, port);
+  }
+
+  private portOf(session: Pick<ExecSession, "runtime">): RuntimePort | undefined {
+    return this.options.runtimes.find((p) => p.runtime === session.runtime);
   }
 
   /**
@@ -297,7 +277,8 @@ export class Reaper {
   private async runtimeStep(escalation: Escalation, level: number, port: RuntimePort): Promise<void> {
     if (this.stopped || this.inFlight.get(escalation.session.execId) !== escalation) return;
     const signal = ESCALATION[level];
-    if (!escalation.viaRuntime || signal === undefined) return this.signalStep(escalation, level);
+    const kill = port.killExec?.bind(port);
+    if (!escalation.viaRuntime || signal === undefined || kill === undefined) return this.signalStep(escalation, level);
     const halt = this.haltReason(escalation);
     if (halt !== null) return this.finish(escalation, "stopped", `escalation stopped before ${signal}: ${halt}`);
     const { session } = escalation;
@@ -312,7 +293,7 @@ export class Reaper {
     if (refusal !== null) return this.signalStep(escalation, level);
     let outcome;
     try {
-      outcome = await port.killExec({ id: session.execId, container: { namespace: session.runtimeNamespace ?? null, id: session.containerId } }, signal);
+      outcome = await kill({ id: session.execId, container: { namespace: session.runtimeNamespace ?? null, id: session.containerId } }, signal);
     } catch (err) {
       this.options.logger.warn({ err, execId: session.execId, runtime: port.runtime }, "kill through the runtime failed: signalling by pid");
       outcome = "unsupported" as const;
@@ -612,38 +593,28 @@ export class Reaper {
     const key = `${escalation.session.execId} ${pid} ${reason}`;
     if (this.refusalsSeen.has(key)) return;
     this.refusalsSeen.add(key);
-    this.options.metrics.reapRefused?.(reason, runtimeOf(escalation.session));
+    this.options.metrics.reapRefused?.(reason, escalation.session.runtime);
     this.options.logger.warn({ ...describe(escalation.session, this.options.now()), target: pid, refusal: reason }, "refused to signal a holder of the session's pty");
   }
 
+  /**
+   * No process holds the pty any more: the runtime must not still report the exec running, unless it reports exits
+   * late (dockerd: see RELEASE_TIMEOUT_MS), when the pty's release decides, not its answer.
+   */
   private async confirmEnded(escalation: Escalation): Promise<void> {
     const { session } = escalation;
-    if (runtimeOf(session) !== "docker") return this.confirmRuntimeEnded(escalation);
-    try {
-      const exec = await this.options.docker?.inspectExec(session.execId);
-      if (this.inFlight.get(session.execId) !== escalation) return;
-      // dockerd may take many seconds to handle the exit (see RELEASE_TIMEOUT_MS): the pty's release decides, not this answer.
-      if (exec?.running && exec.pid === session.pid) {
-        this.options.logger.debug({ execId: session.execId }, "no process holds the pty any more; docker still reports the exec running");
-      }
-    } catch (err) {
-      this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with docker");
-    }
-    this.awaitRelease(escalation);
-  }
-
-  private async confirmRuntimeEnded(escalation: Escalation): Promise<void> {
-    const { session } = escalation;
-    const port = this.options.runtimes?.find((p) => p.runtime === runtimeOf(session));
+    const port = this.portOf(session);
     try {
       const confirmed = port ? await confirmRuntimeSession(port, session) : null;
       if (this.inFlight.get(session.execId) !== escalation) return;
-      if (confirmed?.verdict === "running") {
-        this.fail(escalation, `no process holds the pty any more but ${port?.runtime ?? "the runtime"} still reports the exec running`);
+      if (confirmed?.verdict === "running" && port?.reportsExitLate === true) {
+        this.options.logger.debug({ execId: session.execId }, `no process holds the pty any more; ${session.runtime} still reports the exec running`);
+      } else if (confirmed?.verdict === "running") {
+        this.fail(escalation, `no process holds the pty any more but ${session.runtime} still reports the exec running`);
         return;
       }
     } catch (err) {
-      this.options.logger.warn({ err, execId: session.execId }, "could not confirm the exec ended with its runtime");
+      this.options.logger.warn({ err, execId: session.execId, runtime: session.runtime }, "could not confirm the exec ended with its runtime");
     }
     this.awaitRelease(escalation);
   }
@@ -651,7 +622,7 @@ export class Reaper {
   /** A failed attempt: counted and logged; retried on a later cycle until MAX_ATTEMPTS. */
   private fail(escalation: Escalation, why: string): void {
     const { session } = escalation;
-    this.options.metrics.reapFailed(runtimeOf(session));
+    this.options.metrics.reapFailed(session.runtime);
     const last = escalation.attempt >= MAX_ATTEMPTS;
     this.options.logger.error(
       { ...describe(session, this.options.now()), reason: escalation.decision.reason, result: "failed", why, attempt: escalation.attempt, retry: !last },
@@ -672,7 +643,7 @@ export class Reaper {
     const { session, decision } = escalation;
     const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why, attempt: escalation.attempt };
     if (result === "reaped" && decision.reason) {
-      this.options.metrics.reaped(decision.reason, runtimeOf(session));
+      this.options.metrics.reaped(decision.reason, session.runtime);
       this.options.logger.info(fields, "reaped exec session");
     } else {
       this.options.logger.warn(fields, "exec session not reaped");
@@ -682,7 +653,7 @@ export class Reaper {
 
 function describe(session: ExecSession, nowMs: number): Record<string, unknown> {
   return {
-    runtime: runtimeOf(session),
+    runtime: session.runtime,
     ...(session.kubernetes ? { pod: `${session.kubernetes.namespace}/${session.kubernetes.pod}`, kubernetesContainer: session.kubernetes.container } : {}),
     container: session.containerName,
     containerId: session.containerId.slice(0, 12),

@@ -1,12 +1,6 @@
 // What the reaper asks a runtime other than Docker before it acts on one of its sessions, and how long its ptys take to be freed.
-import type { RuntimeName } from "../domain/attribution.js";
 import type { RuntimePort } from "../runtimes/port.js";
 import type { ExecSession } from "../domain/types.js";
-
-/** Sessions built without a runtime are Docker's. */
-export function runtimeOf(session: Pick<ExecSession, "runtime">): RuntimeName {
-  return session.runtime ?? "docker";
-}
 
 /**
  * How long after its processes are gone a session's pty may still be allocated before the attempt counts
@@ -17,7 +11,7 @@ export function runtimeOf(session: Pick<ExecSession, "runtime">): RuntimeName {
 export const CONTAINERD_RELEASE_MS = 150_000;
 
 export function runtimeReleaseMs(session: Pick<ExecSession, "runtime">): number {
-  return runtimeOf(session) === "containerd" ? CONTAINERD_RELEASE_MS : 0;
+  return session.runtime === "containerd" ? CONTAINERD_RELEASE_MS : 0;
 }
 
 export type RuntimeConfirmation =

@@ -1,5 +1,5 @@
 // What every container runtime answers for ptyreaper: its running containers, their exec sessions with pids, and a kill.
-// One adapter per runtime implements it (runtimes/containerd, runtimes/podman; Docker keeps docker/port.ts until the wiring).
+// One adapter per runtime implements it (runtimes/docker, runtimes/containerd, runtimes/podman).
 // The words it answers in (containers, execs, Kubernetes identity) are the domain's: domain/runtime.ts.
 import type { RuntimeName } from "../domain/attribution.js";
 import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../domain/runtime.js";
@@ -25,8 +25,13 @@ export interface RuntimePort {
   getContainer(ref: ContainerRef): Promise<RuntimeContainer | null>;
   /** The container's exec sessions that the runtime still records ([] when the container is gone). */
   listExecs(ref: ContainerRef): Promise<RuntimeExec[]>;
-  /** Signals one exec through the runtime. */
-  killExec(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome>;
+  /** Signals one exec through the runtime; absent when the runtime has no such call (its execs are signalled by pid). */
+  killExec?(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome>;
+  /**
+   * The runtime may go on reporting an exec running for many seconds after its processes are gone (dockerd):
+   * then the pty's release decides whether it ended, not the runtime's answer.
+   */
+  readonly reportsExitLate?: boolean;
   close(): void;
 }
 

@@ -1,6 +1,6 @@
 // Runtime attribution from /proc facts: every cgroup form, every monitor, and the disagreements that make a pty "unknown".
 import { describe, expect, it } from "vitest";
-import { attribute, monitorOf, namedCgroupContainer, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
+import { attribute, cgroupContainerId, monitorOf, namedCgroupContainer, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
 
 const ID = "169baa59a5771cf17b6a4cc3a919e43156123a30950599d7caf1dc57d0fa07e4";
 const OTHER = "6359423c60c1d2e3af70e572e6bb2fb7f6cbcf66b3517c4d5ef48b828a22a210";
@@ -38,6 +38,71 @@ describe("parseCgroupPath", () => {
     ["a uid-like 32-hex level", "/process_api/5c737a0ec5fbc54ee19e126576ec8d23"],
   ])("names no container: %s", (_name, path) => {
     expect(parseCgroupPath(path)).toBeNull();
+  });
+});
+
+// An outer container, for the nested cases.
+const ID2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+describe("cgroupContainerId: the one cgroup parser, as the /proc scan and the inventory use it", () => {
+  const v1 = (path: string): string =>
+    [`12:pids:${path}`, `11:memory:${path}`, `10:devices:${path}`, `1:name=systemd:${path}`, `0::/`].join("\n") + "\n";
+
+  it.each([
+    ["cgroup v1, cgroupfs driver", v1(`/docker/${ID}`), ID],
+    ["cgroup v2, cgroupfs driver", `0::/docker/${ID}\n`, ID],
+    ["cgroup v2, cgroupfs driver, a sub-cgroup inside the container", `0::/docker/${ID}/init\n`, ID],
+    ["cgroup v1, systemd driver", v1(`/system.slice/docker-${ID}.scope`), ID],
+    ["cgroup v2, systemd driver", `0::/system.slice/docker-${ID}.scope\n`, ID],
+    ["podman, root", `0::/machine.slice/libpod-${ID}.scope\n`, ID],
+    ["podman, split cgroups", `0::/machine.slice/libpod-${ID}.scope/container\n`, ID],
+    ["podman, cgroupfs manager", `0::/libpod_parent/libpod-${ID}\n`, ID],
+    ["podman's conmon (host-side, like the shim)", `0::/machine.slice/libpod-conmon-${ID}.scope\n`, null],
+    ["podman, rootless", `0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${ID}.scope\n`, ID],
+    [
+      "containerd CRI, systemd driver, burstable pod",
+      `0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-${ID}.scope\n`,
+      ID,
+    ],
+    [
+      "docker runtime under kubelet, systemd driver",
+      `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_5f60.slice/docker-${ID}.scope\n`,
+      ID,
+    ],
+    ["CRI-O", `0::/kubepods.slice/kubepods-pod1b2c3d4e_5f60.slice/crio-${ID}.scope\n`, ID],
+    ["CRI-O's conmon (host-side, like the shim)", `0::/machine.slice/crio-conmon-${ID}.scope\n`, null],
+    ["kubelet cgroupfs driver, burstable pod (v1)", v1(`/kubepods/burstable/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}`), ID],
+    ["kubelet cgroupfs driver, besteffort pod (v2)", `0::/kubepods/besteffort/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
+    ["kubelet cgroupfs driver, guaranteed pod", `0::/kubepods/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
+    ["the id only on a later v1 line", `12:pids:/\n11:memory:/docker/${ID}\n0::/\n`, ID],
+    ["docker in docker: the inner container (its process is not the outer one's)", `0::/docker/${ID2}/docker/${ID}\n`, ID],
+    ["docker in docker, systemd driver outside", `0::/system.slice/docker-${ID2}.scope/docker/${ID}\n`, ID],
+    ["a kind node: the innermost pod container", `0::/docker/${ID2}/kubepods/besteffort/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
+    ["containerd CRI, no cgroup parent (/k8s.io/<id>)", `0::/k8s.io/${ID}\n`, ID],
+    ["containerd CRI, no cgroup parent, cgroup v1", v1(`/k8s.io/${ID}`), ID],
+    ["podman, cgroup v1", v1(`/machine.slice/libpod-${ID}.scope`), ID],
+    ["CRI-O, cgroupfs", `0::/kubepods/besteffort/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/crio-${ID}\n`, ID],
+    ["v1 and v2 lines disagree: the v2 line wins", `4:memory:/docker/${ID2}\n0::/system.slice/docker-${ID}.scope\n`, ID],
+  ])("finds the container in %s", (_what, text, expected) => {
+    expect(cgroupContainerId(text)).toBe(expected);
+  });
+
+  it.each([
+    ["the root cgroup (v2)", "0::/\n"],
+    ["a host login session", "0::/user.slice/user-0.slice/session-1.scope\n"],
+    ["systemd's init scope", "0::/init.scope\n"],
+    ["the host's own v1 hierarchies", v1("/")],
+    ["a sandbox's own cgroup", "4:memory:/process_api/7a461c34c89e8be7ccb656e2fa667016\n0::/\n"],
+    ["the docker daemon's service", "0::/system.slice/docker.service\n"],
+    ["a short container id", "0::/docker/df631ec3f52d\n"],
+    ["an upper-case id", `0::/docker/${ID.toUpperCase()}\n`],
+    ["a custom --cgroup-parent (unknown format)", `0::/my-parent/${ID}\n`],
+    ["a bare id in a k8s.io sub-path", `0::/k8s.io/${ID}0\n`],
+    ["a 65-digit id", `0::/docker/${ID}0\n`],
+    ["an empty file", ""],
+    ["a line without colons", `/docker/${ID}\n`],
+  ])("returns null for %s", (_what, text) => {
+    expect(cgroupContainerId(text)).toBeNull();
   });
 });
 

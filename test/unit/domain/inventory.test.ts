@@ -32,7 +32,7 @@ const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => 
 const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
 
 const container = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: [], ...over });
-const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e".repeat(64), containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: ["-l"], ...over });
+const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e".repeat(64), containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: ["-l"], ...over });
 const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
 const noDocker: DockerView = { available: false, error: "down", containers: [], execs: [] };
 const limits = { allocated: 1, max: 4096, reserve: 1024 };

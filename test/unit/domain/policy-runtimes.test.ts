@@ -42,20 +42,20 @@ describe("policy for other runtimes", () => {
     ["team-a", "stale", "idle"],
     ["opsx", "stale", "idle"],
   ])("pod namespace %s → %s", (namespace, state, detail) => {
-    const [d] = decide({ sessions: [session(1, "containerd", namespace)], limits, dockerAvailable: true }, policy, 20, NOW);
+    const [d] = decide({ sessions: [session(1, "containerd", namespace)], limits, answered: () => true }, policy, 20, NOW);
     expect(d?.state).toBe(state);
     expect(d?.detail).toContain(detail);
   });
 
   it("a session outside Kubernetes is not exempted by exemptNamespaces", () => {
-    const [d] = decide({ sessions: [session(1, "podman", null)], limits, dockerAvailable: true }, { ...policy, exemptNamespaces: ["*"] }, 20, NOW);
+    const [d] = decide({ sessions: [session(1, "podman", null)], limits, answered: () => true }, { ...policy, exemptNamespaces: ["*"] }, 20, NOW);
     expect(d?.state).toBe("stale");
   });
 
   it("reaps a session only while its own runtime answers, whatever Docker does", () => {
     const up = new Map<string, boolean>([["docker", false], ["containerd", true], ["podman", false]]);
     const sessions = [session(1, "containerd", "team-a"), session(2, "podman", null), session(3, "docker", null)];
-    const ds = decide({ sessions, limits, dockerAvailable: false, sourceAvailable: (s) => up.get(s.runtime ?? "docker") ?? false }, policy, 20, NOW);
+    const ds = decide({ sessions, limits, answered: (runtime) => up.get(runtime) ?? false }, policy, 20, NOW);
     expect(ds.map((d) => d.state)).toEqual(["stale", "idle", "idle"]);
     expect(ds[1]?.detail).toContain("podman data unavailable");
     expect(ds[2]?.detail).toContain("docker data unavailable");
@@ -64,7 +64,7 @@ describe("policy for other runtimes", () => {
   it("pressure may take a session of an answering runtime while Docker is down", () => {
     const pressed = { allocated: 3000, max: 4096, reserve: 1024 };
     const sessions = [session(1, "containerd", "team-a")];
-    const ds = decide({ sessions, limits: pressed, dockerAvailable: false, sourceAvailable: (s) => s.runtime === "containerd" }, { ...policy, idleTimeout: null }, 20, NOW);
+    const ds = decide({ sessions, limits: pressed, answered: (runtime) => runtime === "containerd" }, { ...policy, idleTimeout: null }, 20, NOW);
     expect(ds[0]).toMatchObject({ state: "stale", reason: "pressure" });
   });
 });

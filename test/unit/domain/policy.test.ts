@@ -48,6 +48,7 @@ function session(shape: Shape = {}): ExecSession {
   const atimeMs = NOW - idle;
   return {
     execId: shape.id ?? `exec-${n}`,
+    runtime: "docker",
     containerId: `c${n}`.padEnd(64, "0"),
     containerName: shape.name ?? "web-1",
     containerLabels: shape.labels ?? {},
@@ -72,7 +73,7 @@ function run(
   sessions: ExecSession[],
   opts: { policy?: Partial<PolicyConfig>; limits?: PtyLimits; docker?: boolean; max?: number } = {},
 ): SessionDecision[] {
-  const input: PolicyInput = { sessions, limits: opts.limits ?? CALM, dockerAvailable: opts.docker ?? true };
+  const input: PolicyInput = { sessions, limits: opts.limits ?? CALM, answered: () => opts.docker ?? true };
   return decide(input, { ...POLICY, ...opts.policy }, opts.max ?? 20, NOW);
 }
 
@@ -241,7 +242,7 @@ describe("pressure takes from the tenant holding the most ptys first", () => {
   const counts = new Map([["0:60", 60], ["0:61", 2]]);
 
   it("reaps the hog's sessions before a neighbour's longer-idle one, and says why", () => {
-    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, dockerAvailable: true, ptysPerDevpts: counts };
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, answered: () => true, ptysPerDevpts: counts };
     const ds = decide(input, { ...POLICY, ...noIdle }, 20, NOW);
     // 80 → low 78: two to take, both the hog's, the 30-minute idle one first.
     expect(ds.map((d) => d.state)).toEqual(["idle", "stale", "stale"]);
@@ -249,12 +250,12 @@ describe("pressure takes from the tenant holding the most ptys first", () => {
   });
 
   it("takes the neighbour's only once the hog has none left to give", () => {
-    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 82, max: 1125, reserve: 1024 }, dockerAvailable: true, ptysPerDevpts: counts };
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 82, max: 1125, reserve: 1024 }, answered: () => true, ptysPerDevpts: counts };
     expect(decide(input, { ...POLICY, ...noIdle }, 20, NOW).map((d) => d.reason)).toEqual(["pressure", "pressure", "pressure"]);
   });
 
   it("without the counts, longest idle first as before", () => {
-    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, dockerAvailable: true };
+    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, answered: () => true };
     expect(decide(input, { ...POLICY, ...noIdle }, 20, NOW).map((d) => d.state)).toEqual(["stale", "idle", "stale"]);
   });
 
@@ -450,7 +451,7 @@ describe("invariants over random sessions (fast-check)", () => {
         fc.boolean(),
         (shapes, policy, max, allocated, docker) => {
           const sessions = shapes.map((s) => session(s));
-          const ds = decide({ sessions, limits: { allocated, max: 1125, reserve: 1024 }, dockerAvailable: docker }, policy, max, NOW);
+          const ds = decide({ sessions, limits: { allocated, max: 1125, reserve: 1024 }, answered: () => docker }, policy, max, NOW);
           expect(ds).toHaveLength(sessions.length);
           const staleOnes = ds.filter((d) => d.state === "stale");
           expect(staleOnes.length).toBeLessThanOrEqual(max);
@@ -481,7 +482,7 @@ describe("invariants over random sessions (fast-check)", () => {
 describe("after a wall-clock step (clockStepHold)", () => {
   const hold = { stepMs: 2 * H, remainingMs: 3 * H };
   const held = (sessions: ExecSession[], opts: { policy?: Partial<PolicyConfig>; limits?: PtyLimits } = {}): SessionDecision[] =>
-    decide({ sessions, limits: opts.limits ?? CALM, dockerAvailable: true, clockStepHold: hold }, { ...POLICY, ...opts.policy }, 20, NOW);
+    decide({ sessions, limits: opts.limits ?? CALM, answered: () => true, clockStepHold: hold }, { ...POLICY, ...opts.policy }, 20, NOW);
 
   it("idle past idleTimeout is not stale while held, and the detail says why", () => {
     const [d] = held([session({ idle: 5 * H })]);
@@ -492,7 +493,7 @@ describe("after a wall-clock step (clockStepHold)", () => {
 
   it("age past maxAge is not stale while held either, and a backward step reads as negative", () => {
     const [d] = decide(
-      { sessions: [session({ idle: 5 * M, age: 2 * D })], limits: CALM, dockerAvailable: true, clockStepHold: { stepMs: -90 * M, remainingMs: 10 * M } },
+      { sessions: [session({ idle: 5 * M, age: 2 * D })], limits: CALM, answered: () => true, clockStepHold: { stepMs: -90 * M, remainingMs: 10 * M } },
       { ...POLICY, maxAge: 1 * D },
       20,
       NOW,

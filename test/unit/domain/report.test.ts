@@ -9,6 +9,7 @@ const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 function inventoryWith(command: string): Inventory {
   const session: ExecSession = {
     execId: "e1",
+    runtime: "docker",
     containerId: "c".repeat(64),
     containerName: "db-1",
     containerLabels: {},

@@ -1,7 +1,7 @@
 // mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
 import { describe, expect, it } from "vitest";
 import { buildInventory } from "../../../src/domain/inventory.js";
-import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, tagPtys, tagSessions } from "../../../src/domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, tagPtys } from "../../../src/domain/runtime-sessions.js";
 import type { DockerView, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
 import type { RuntimeContainer, RuntimeExec } from "../../../src/domain/runtime.js";
@@ -72,7 +72,6 @@ function inventoryOf(views: RuntimeView[], fds: PtyFd[], procs = [shim, podInit,
   const { scan, lookup } = scanOf(procs, fds);
   const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
   const inventory = buildInventory(scan, limits, merged.view);
-  tagSessions(inventory.sessions, merged.origins);
   tagPtys(inventory.ptys, merged.containerRuntimes);
   return { inventory, merged };
 }
@@ -140,7 +139,7 @@ describe("mergeRuntimeViews", () => {
     available: true,
     error: null,
     containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
-    execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, running: true, pid, tty: true, entrypoint: "sh", arguments: [] }],
+    execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] }],
   });
 
   it("never makes two sessions of one exec (Docker's own exec seen again through containerd)", () => {
@@ -148,7 +147,7 @@ describe("mergeRuntimeViews", () => {
     const merged = mergeRuntimeViews(dockerView(), [containerd()], scan, lookup);
     expect(merged.view.execs).toHaveLength(1);
     expect(merged.view.containers).toHaveLength(1);
-    expect(merged.origins.size).toBe(0);
+    expect(merged.view.execs[0]?.runtime).toBe("docker");
   });
 
   it("confirms Docker's exec by its shim parent, as every runtime's", () => {
@@ -157,6 +156,7 @@ describe("mergeRuntimeViews", () => {
     expect(merged.verdicts).toEqual([{ exec: expect.objectContaining({ id: CRI_EXEC, pid: 320 }) as unknown, runtime: "docker", refusal: null }]);
     const inventory = buildInventory(scan, limits, merged.view);
     expect(inventory.sessions.map((s) => [s.execId, s.pid])).toEqual([[CRI_EXEC, 320]]);
+    expect(inventory.sessions[0]).toMatchObject({ runtime: "docker", runtimeNamespace: null, kubernetes: null });
   });
 
   it.each<[string, Proc[], PtyFd[], number, RegExp]>([
@@ -171,12 +171,6 @@ describe("mergeRuntimeViews", () => {
     const inventory = buildInventory(scan, limits, merged.view);
     expect(inventory.sessions).toEqual([]);
     expect(inventory.ptys.map((p) => p.owner)).not.toContain("exec");
-  });
-
-  it("tags sessions no other runtime claimed as Docker's", () => {
-    const sessions = [{ execId: "x" } as never as import("../../../src/domain/types.js").ExecSession];
-    tagSessions(sessions, new Map());
-    expect(sessions[0]).toMatchObject({ runtime: "docker", runtimeNamespace: null, kubernetes: null });
   });
 
   it("shows runtime and pod in the report and the table; Docker's rows keep their look", () => {
@@ -220,7 +214,6 @@ describe("containerd containers named by any string (ctr run … myname, namespa
     claimNamedContainers(scan, views, lookup);
     const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
     const inventory = buildInventory(scan, limits, merged.view);
-    tagSessions(inventory.sessions, merged.origins);
     return { scan, merged, inventory };
   }
 

@@ -151,6 +151,7 @@ describe("PtyreaperMetrics", () => {
   it("sets pty gauges, owners, per-container counts and session states from a snapshot", async () => {
     const web = { id: "a".repeat(64), name: "web" };
     const db = { id: "b".repeat(64), name: "db" };
+    const decisions = [makeDecision("active"), makeDecision("stale"), makeDecision("stale"), makeDecision("exempt")];
     const m = metrics();
     m.observeSnapshot(
       makeSnapshot({
@@ -164,7 +165,8 @@ describe("PtyreaperMetrics", () => {
           makePty("host"),
           makePty("unattributed"),
         ],
-        decisions: [makeDecision("active"), makeDecision("stale"), makeDecision("stale"), makeDecision("exempt")],
+        decisions,
+        sessions: decisions.map((d) => ({ ...makeSessionFor("attached"), execId: d.execId })),
       }),
     );
     expect(await value(m, "ptyreaper_pty_allocated")).toBe(9);
@@ -185,7 +187,7 @@ describe("PtyreaperMetrics", () => {
         [`container_id=${db.id},container_name=db,runtime=docker`, 1],
       ]),
     );
-    // Decisions of execs the inventory does not list are Docker's (sessions built before runtimes were known).
+    // Each session counted under its decision's state and its own runtime.
     expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES, { "docker/active": 1, "docker/stale": 2, "docker/exempt": 1 }));
   });
 

@@ -30,6 +30,7 @@ export function makePty(owner: PtyOwner, container?: { id: string; name: string 
 export function makeSessionFor(client: ClientStateName, index = nextIndex++): ExecSession {
   return {
     execId: `exec-${index}`,
+    runtime: "docker",
     containerId: "c".repeat(64),
     containerName: "web",
     containerLabels: {},
@@ -63,6 +64,7 @@ export function makeSnapshot(parts: {
   limits?: Partial<PtyLimits>;
   ptys?: Pty[];
   decisions?: SessionDecision[];
+  sessions?: ExecSession[];
   dockerAvailable?: boolean;
   takenAtMs?: number;
 }): Snapshot {
@@ -73,7 +75,7 @@ export function makeSnapshot(parts: {
     inventory: {
       limits,
       ptys,
-      sessions: [],
+      sessions: parts.sessions ?? [],
       discrepancy: { found: ptys.length, allocated: limits.allocated, explanation: null },
       unreadablePids: [],
     },

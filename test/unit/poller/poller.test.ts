@@ -40,7 +40,7 @@ function makeReaper(): Reaper {
   return new Reaper({
     processes: processTableOf(new ProcFs("/nonexistent")),
     signaller: new KillSignaller(() => undefined),
-    docker: null,
+    runtimes: [],
     metrics: { reaped() {}, wouldReap() {}, reapFailed() {} },
     logger,
     now: Date.now,
@@ -60,6 +60,7 @@ function makePoller(collect: () => Promise<Observation>, metrics = recorder(), d
 function execSession(nowMs: number, idleMs: number, n = 1): ExecSession {
   return {
     execId: `exec-${n}`,
+    runtime: "docker",
     containerId: `c${n}`.padEnd(64, "0"),
     containerName: "web-1",
     containerLabels: {},

@@ -8,7 +8,6 @@ import {
   isDevptsDev,
   mayBePty,
   parseBootTime,
-  parseCgroupContainerId,
   parseCmdline,
   parseFdinfoTtyIndex,
   parseMountinfo,
@@ -24,8 +23,6 @@ function encodeDev(major: number, minor: number): number {
   return (minor & 0xff) + major * 256 + (minor - (minor & 0xff)) * 4096;
 }
 
-const ID = "df631ec3f52da1279510299b827dc5e4a42fcf77abce204ad26722a9b46fc109";
-const ID2 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 describe("parseSysctlInt", () => {
   it.each([
@@ -149,60 +146,6 @@ describe("parseStatus", () => {
     ["an empty file", ""],
   ])("rejects %s", (_what, text) => {
     expect(parseStatus(text)).toBeNull();
-  });
-});
-
-describe("parseCgroupContainerId", () => {
-  const v1 = (path: string): string =>
-    [`12:pids:${path}`, `11:memory:${path}`, `10:devices:${path}`, `1:name=systemd:${path}`, `0::/`].join("\n") + "\n";
-
-  it.each([
-    ["cgroup v1, cgroupfs driver", v1(`/docker/${ID}`), ID],
-    ["cgroup v2, cgroupfs driver", `0::/docker/${ID}\n`, ID],
-    ["cgroup v2, cgroupfs driver, a sub-cgroup inside the container", `0::/docker/${ID}/init\n`, ID],
-    ["cgroup v1, systemd driver", v1(`/system.slice/docker-${ID}.scope`), ID],
-    ["cgroup v2, systemd driver", `0::/system.slice/docker-${ID}.scope\n`, ID],
-    ["podman, root", `0::/machine.slice/libpod-${ID}.scope\n`, ID],
-    ["podman, split cgroups", `0::/machine.slice/libpod-${ID}.scope/container\n`, ID],
-    ["podman, cgroupfs manager", `0::/libpod_parent/libpod-${ID}\n`, ID],
-    ["podman's conmon (host-side, like the shim)", `0::/machine.slice/libpod-conmon-${ID}.scope\n`, null],
-    ["podman, rootless", `0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-${ID}.scope\n`, ID],
-    [
-      "containerd CRI, systemd driver, burstable pod",
-      `0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_5f60_7182_93a4_b5c6d7e8f901.slice/cri-containerd-${ID}.scope\n`,
-      ID,
-    ],
-    [
-      "docker runtime under kubelet, systemd driver",
-      `0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1b2c3d4e_5f60.slice/docker-${ID}.scope\n`,
-      ID,
-    ],
-    ["CRI-O", `0::/kubepods.slice/kubepods-pod1b2c3d4e_5f60.slice/crio-${ID}.scope\n`, ID],
-    ["CRI-O's conmon (host-side, like the shim)", `0::/machine.slice/crio-conmon-${ID}.scope\n`, null],
-    ["kubelet cgroupfs driver, burstable pod (v1)", v1(`/kubepods/burstable/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}`), ID],
-    ["kubelet cgroupfs driver, besteffort pod (v2)", `0::/kubepods/besteffort/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
-    ["kubelet cgroupfs driver, guaranteed pod", `0::/kubepods/pod1b2c3d4e-5f60-7182-93a4-b5c6d7e8f901/${ID}\n`, ID],
-    ["the id only on a later v1 line", `12:pids:/\n11:memory:/docker/${ID}\n0::/\n`, ID],
-    ["docker in docker: the outer (host) container", `0::/docker/${ID}/docker/${ID2}\n`, ID],
-  ])("finds the container in %s", (_what, text, expected) => {
-    expect(parseCgroupContainerId(text)).toBe(expected);
-  });
-
-  it.each([
-    ["the root cgroup (v2)", "0::/\n"],
-    ["a host login session", "0::/user.slice/user-0.slice/session-1.scope\n"],
-    ["systemd's init scope", "0::/init.scope\n"],
-    ["the host's own v1 hierarchies", v1("/")],
-    ["a sandbox's own cgroup", "4:memory:/process_api/7a461c34c89e8be7ccb656e2fa667016\n0::/\n"],
-    ["the docker daemon's service", "0::/system.slice/docker.service\n"],
-    ["a short container id", "0::/docker/df631ec3f52d\n"],
-    ["an upper-case id", `0::/docker/${ID.toUpperCase()}\n`],
-    ["a custom --cgroup-parent (unknown format)", `0::/my-parent/${ID}\n`],
-    ["a 65-digit id", `0::/docker/${ID}0\n`],
-    ["an empty file", ""],
-    ["a line without colons", `/docker/${ID}\n`],
-  ])("returns null for %s", (_what, text) => {
-    expect(parseCgroupContainerId(text)).toBeNull();
   });
 });
 

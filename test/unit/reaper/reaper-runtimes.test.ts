@@ -116,7 +116,6 @@ describe("Reaper with other runtimes", () => {
       signaller: new KillSignaller((pid, signal) => {
         signals.push([pid, signal]);
       }),
-      docker: null,
       runtimes: [runtime],
       metrics,
       logger: pino({ enabled: false }),

@@ -6,18 +6,19 @@ import { Reaper, MAX_ATTEMPTS, RELEASE_TIMEOUT_MS, type ReapMetrics } from "../.
 import type { RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { MemoryTable, type FakeProc } from "./memory-table.js";
-import type { DockerPort } from "../../../src/docker/port.js";
+import type { DockerEngine } from "../../../src/runtimes/docker/engine.js";
 import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
+import { DockerRuntime } from "../../../src/runtimes/docker/docker.js";
 
 const CID = "c".repeat(64);
 const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
 const ON_HOST = "0::/system.slice/containerd.service\n";
 const SELF = 7000;
 
-const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
+const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
 
-function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: number } {
+function fakeDocker(exec: () => ExecInfo | null | Error): DockerEngine & { calls: number } {
   const port = {
     calls: 0,
     endpoint: "fake",
@@ -37,6 +38,7 @@ function fakeDocker(exec: () => ExecInfo | null | Error): DockerPort & { calls: 
 function session(over: Partial<ExecSession> = {}): ExecSession {
   return {
     execId: "e1",
+    runtime: "docker",
     containerId: CID,
     containerName: "victim",
     containerLabels: {},
@@ -126,13 +128,13 @@ describe("Reaper", () => {
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => execInfo({ running }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerEngine = fakeDocker(() => execInfo({ running }))) {
     return new Reaper({
       processes: table,
       signaller: new KillSignaller((pid, signal) => {
         signals.push([pid, signal]);
       }),
-      docker,
+      runtimes: [new DockerRuntime(docker, { logger: pino({ enabled: false }) })],
       metrics,
       logger: pino({ enabled: false }),
       now: () => Date.now(),
@@ -426,6 +428,7 @@ describe("Reaper", () => {
     table.procs.set(300, { ppid: 90, startTicks: 5000, cgroup: IN_CONTAINER, nsPids: [300, 9], slaves: [["0:44", 1]] });
     const docker = fakeDocker(() => execInfo());
     docker.inspectExec = (id: string) => Promise.resolve(execInfo(id === "e2" ? { id, pid: 300 } : {}));
+    docker.inspectContainer = () => Promise.resolve({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: ["e1", "e2"] });
     const r = reaper("enforce", docker);
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(1);

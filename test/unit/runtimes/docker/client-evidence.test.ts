@@ -47,7 +47,7 @@ function scanWith(processes: ProcInfo[]): ProcScan {
 const session: ExecSession = { ...makeSessionFor("unknown"), execId: "e1", containerName: "web", startTicks: EXEC_TICKS, client: undefined };
 const docker: DockerView = {
   available: true, error: null, containers: [],
-  execs: [{ id: "e1", containerId: session.containerId, running: true, pid: session.pid, tty: true, entrypoint: "sh", arguments: [] }],
+  execs: [{ id: "e1", containerId: session.containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: session.pid, tty: true, entrypoint: "sh", arguments: [] }],
 };
 
 // 11/12: the CLI's connection to the engine; 1: the engine's listener (it shares our network namespace).

@@ -1,5 +1,5 @@
 // The few Docker Engine calls ptyreaper needs; docker/dockerode.ts implements them, unit tests fake them.
-import type { ContainerInfo, ExecInfo } from "../domain/types.js";
+import type { ContainerInfo, ExecInfo } from "../../domain/types.js";
 
 /** A container or exec event from GET /events, reduced to what keeps the cache current. */
 export interface DockerEvent {
@@ -20,7 +20,7 @@ export interface EventHandlers {
   onClose(err: Error | null): void;
 }
 
-export interface DockerPort {
+export interface DockerEngine {
   ping(): Promise<void>;
   listRunningContainerIds(): Promise<string[]>;
   /** null when the container is gone or not running. */

@@ -1,12 +1,14 @@
-// DockerCache: a quiet steady cycle makes no API call; events mark exactly what changed.
+// DockerCache: a quiet steady cycle makes no API call; events mark exactly what changed. DockerRuntime: the reaper asks the engine afresh.
 import { describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { DockerCache } from "../../../src/docker/cache.js";
-import { parseEvent } from "../../../src/docker/dockerode.js";
-import type { DockerPort, EventHandlers } from "../../../src/docker/port.js";
-import type { ContainerInfo, ExecInfo } from "../../../src/domain/types.js";
+import { DockerCache } from "../../../../src/runtimes/docker/cache.js";
+import { DockerRuntime } from "../../../../src/runtimes/docker/docker.js";
+import type { RuntimePort } from "../../../../src/runtimes/port.js";
+import { parseEvent } from "../../../../src/runtimes/docker/dockerode.js";
+import type { DockerEngine, EventHandlers } from "../../../../src/runtimes/docker/engine.js";
+import type { ContainerInfo, ExecInfo } from "../../../../src/domain/types.js";
 
-class FakeEngine implements DockerPort {
+class FakeEngine implements DockerEngine {
   readonly endpoint = "fake";
   containers = new Map<string, ContainerInfo>();
   execs = new Map<string, ExecInfo>();
@@ -40,7 +42,7 @@ class FakeEngine implements DockerPort {
     return Promise.resolve({ close: () => (this.handlers = null) });
   }
   addExec(containerId: string, id: string, pid: number): void {
-    this.execs.set(id, { id, containerId, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
+    this.execs.set(id, { id, containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
     const c = this.containers.get(containerId);
     if (c) c.execIds = [...c.execIds, id];
   }
@@ -51,7 +53,7 @@ const C1 = "1".repeat(64);
 function setup() {
   const engine = new FakeEngine();
   engine.containers.set(C1, { id: C1, name: "web", labels: {}, pid: 100, tty: false, execIds: [] });
-  const cache = new DockerCache({ port: engine, logger: pino({ enabled: false }), minBackoffMs: 1, maxBackoffMs: 5 });
+  const cache = new DockerCache({ engine, logger: pino({ enabled: false }), minBackoffMs: 1, maxBackoffMs: 5 });
   return { engine, cache };
 }
 
@@ -127,5 +129,49 @@ describe("parseEvent", () => {
     ['{"Type":"container","Action":"start"}', null],
   ])("%s", (line, expected) => {
     expect(parseEvent(line)).toEqual(expected);
+  });
+});
+
+describe("DockerRuntime (the RuntimePort the reaper asks)", () => {
+  function runtime() {
+    const engine = new FakeEngine();
+    engine.containers.set(C1, { id: C1, name: "web", labels: { "io.kubernetes.pod.namespace": "team-a", "io.kubernetes.pod.name": "p", "io.kubernetes.container.name": "c" }, pid: 100, tty: false, execIds: [] });
+    return { engine, docker: new DockerRuntime(engine, { logger: pino({ enabled: false }) }) };
+  }
+
+  it("answers from the engine afresh, in the words every runtime answers in", async () => {
+    const { engine, docker } = runtime();
+    engine.addExec(C1, "e1", 200);
+    engine.addExec(C1, "e2", 0);
+    expect(await docker.getContainer({ namespace: null, id: C1 })).toEqual({
+      runtime: "docker",
+      namespace: null,
+      id: C1,
+      initPid: 100,
+      labels: engine.containers.get(C1)?.labels,
+      name: "web",
+      kubernetes: { namespace: "team-a", pod: "p", podUid: null, container: "c" },
+    });
+    expect(await docker.listExecs({ namespace: null, id: C1 })).toEqual([
+      { id: "e1", container: { namespace: null, id: C1 }, pid: 200, running: true, tty: true },
+      { id: "e2", container: { namespace: null, id: C1 }, pid: 0, running: true, tty: true },
+    ]);
+    const calls = engine.calls;
+    await docker.listExecs({ namespace: null, id: C1 });
+    expect(engine.calls).toBe(calls + 3); // no cache between the reaper and the engine
+    expect((await docker.listContainers()).map((c) => c.id)).toEqual([C1]);
+  });
+
+  it("names no container that is gone, and no exec of one", async () => {
+    const { docker } = runtime();
+    expect(await docker.getContainer({ namespace: null, id: "f".repeat(64) })).toBeNull();
+    expect(await docker.listExecs({ namespace: null, id: "f".repeat(64) })).toEqual([]);
+  });
+
+  it("has no kill call (the Engine API has none) and reports exits late", () => {
+    const port: RuntimePort = runtime().docker;
+    expect("killExec" in port).toBe(false);
+    const { docker } = runtime();
+    expect(docker.reportsExitLate).toBe(true);
   });
 });

@@ -1,14 +1,14 @@
 // Keeps containers and execs current from the events stream, so a steady cycle makes no API calls.
 import type { Logger } from "pino";
-import { errorMessage } from "../errors.js";
-import type { ContainerInfo, DockerView, ExecInfo } from "../domain/types.js";
-import type { DockerEvent, DockerPort, EventStream } from "./port.js";
+import { errorMessage } from "../../errors.js";
+import type { ContainerInfo, DockerView, ExecInfo } from "../../domain/types.js";
+import type { DockerEvent, DockerEngine, EventStream } from "./engine.js";
 
 /** The cache logs only connection changes; a one-shot command passes a silent one without pino. */
 export type CacheLogger = Pick<Logger, "info" | "warn">;
 
 export interface DockerCacheOptions {
-  port: DockerPort;
+  engine: DockerEngine;
   logger: CacheLogger;
   /** First reconnect delay; doubles up to maxBackoffMs. */
   minBackoffMs?: number;
@@ -42,7 +42,7 @@ function isStarting(exec: ExecInfo): boolean {
 const CONTAINER_ACTIONS_THAT_CHANGE = new Set(["start", "restart", "unpause", "pause", "die", "stop", "kill", "destroy", "rename", "update", "oom"]);
 
 export class DockerCache {
-  private readonly port: DockerPort;
+  private readonly engine: DockerEngine;
   private readonly logger: CacheLogger;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
@@ -67,7 +67,7 @@ export class DockerCache {
   private connecting: Promise<void> | null = null;
 
   constructor(options: DockerCacheOptions) {
-    this.port = options.port;
+    this.engine = options.engine;
     this.logger = options.logger;
     this.minBackoffMs = options.minBackoffMs ?? 500;
     this.maxBackoffMs = options.maxBackoffMs ?? 10_000;
@@ -106,7 +106,7 @@ export class DockerCache {
       } else {
         if (this.now() - this.lastHeardMs >= this.livenessMs) {
           counter.calls++;
-          await this.port.ping();
+          await this.engine.ping();
         }
         await this.applyDirty(counter);
       }
@@ -138,11 +138,11 @@ export class DockerCache {
 
   private async fullSync(counter: { calls: number }): Promise<void> {
     counter.calls++;
-    const ids = await this.port.listRunningContainerIds();
+    const ids = await this.engine.listRunningContainerIds();
     const containers = new Map<string, ContainerInfo>();
     for (const id of ids) {
       counter.calls++;
-      const info = await this.port.inspectContainer(id);
+      const info = await this.engine.inspectContainer(id);
       if (info) containers.set(id, info);
     }
     const execs = new Map<string, ExecInfo>();
@@ -154,7 +154,7 @@ export class DockerCache {
           continue;
         }
         counter.calls++;
-        const exec = await this.port.inspectExec(execId);
+        const exec = await this.engine.inspectExec(execId);
         if (exec) execs.set(execId, exec);
       }
     }
@@ -170,7 +170,7 @@ export class DockerCache {
     this.dirtyContainers.clear();
     for (const id of containerIds) {
       counter.calls++;
-      const info = await this.port.inspectContainer(id);
+      const info = await this.engine.inspectContainer(id);
       if (!info) {
         this.containers.delete(id);
         for (const [execId, exec] of this.execs) if (exec.containerId === id) this.execs.delete(execId);
@@ -187,7 +187,7 @@ export class DockerCache {
     this.dirtyExecs.clear();
     for (const id of execIds) {
       counter.calls++;
-      const exec = await this.port.inspectExec(id);
+      const exec = await this.engine.inspectExec(id);
       if (exec) this.execs.set(id, exec);
       else this.execs.delete(id);
     }
@@ -209,7 +209,7 @@ export class DockerCache {
     if (this.connecting) return this.connecting;
     this.connecting = (async () => {
       try {
-        this.stream = await this.port.subscribeEvents({
+        this.stream = await this.engine.subscribeEvents({
           onEvent: (event) => this.handleEvent(event),
           onClose: (err) => this.onStreamClosed(err),
         });
@@ -217,7 +217,7 @@ export class DockerCache {
         // Events before the subscription were not seen: resync once.
         this.needsFullSync = true;
         this.backoffMs = this.minBackoffMs;
-        this.logger.info({ endpoint: this.port.endpoint }, "docker events stream connected");
+        this.logger.info({ endpoint: this.engine.endpoint }, "docker events stream connected");
       } catch (err) {
         this.streamUp = false;
         this.lastError = errorMessage(err);

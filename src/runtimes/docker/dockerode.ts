@@ -1,43 +1,12 @@
-// DockerPort over dockerode, with a timeout on every call so a hung socket cannot stall a poll.
-import { Module, createRequire } from "node:module";
+// DockerEngine over dockerode, with a timeout on every call so a hung socket cannot stall a poll.
+import { createRequire } from "node:module";
 import type Docker from "dockerode";
-import { DockerUnavailableError, PtyreaperError } from "../errors.js";
-import type { ContainerInfo, ExecInfo } from "../domain/types.js";
-import type { DockerEvent, DockerPort, EventHandlers, EventStream } from "./port.js";
+import { DockerUnavailableError, PtyreaperError } from "../../errors.js";
+import type { ContainerInfo, ExecInfo } from "../../domain/types.js";
+import type { DockerEvent, DockerEngine, EventHandlers, EventStream } from "./engine.js";
 
+// Loaded when the first client is made, so a daemon with Docker disabled never loads it (about 20 MiB resident).
 const require = createRequire(import.meta.url);
-
-/** Puts a module that refuses in place of one never used, before anything requires it; a path that does not resolve is left alone. */
-function stubModule(resolve: () => string, refusal: string): void {
-  let path: string;
-  try {
-    path = resolve();
-  } catch {
-    return; // moved or gone in a newer version: it then simply loads in full
-  }
-  if (path in require.cache) return;
-  const stub = new Module(path);
-  stub.filename = path;
-  stub.loaded = true;
-  stub.exports = () => {
-    throw new Error(refusal);
-  };
-  require.cache[path] = stub;
-}
-
-/**
- * dockerode loads, when it loads, two clients ptyreaper never uses, which cost a fifth of its
- * memory budget: the BuildKit session client (gRPC and protobuf, about 7 MB of resident memory;
- * only image builds use it) and, through docker-modem, ssh2 for ssh:// engines (its WebAssembly
- * crypto reserves 16 MB, about 13 MB resident). ptyreaper talks to a unix socket only, so both
- * are replaced by stubs that refuse.
- */
-function loadDockerode(): typeof Docker {
-  stubModule(() => require.resolve("dockerode/lib/session.js"), "docker build sessions are not available in ptyreaper");
-  const fromDockerode = createRequire(require.resolve("dockerode"));
-  stubModule(() => fromDockerode.resolve("docker-modem/lib/ssh.js"), "ssh:// Docker hosts are not supported by ptyreaper: give it the engine's unix socket");
-  return require("dockerode") as typeof Docker;
-}
 
 interface EngineEvent {
   Type?: string;
@@ -45,7 +14,7 @@ interface EngineEvent {
   Actor?: { ID?: string; Attributes?: Record<string, string> };
 }
 
-export class DockerodePort implements DockerPort {
+export class DockerodeEngine implements DockerEngine {
   private readonly docker: Docker;
   readonly endpoint: string;
 
@@ -53,7 +22,7 @@ export class DockerodePort implements DockerPort {
     socketPath: string,
     private readonly timeoutMs: number,
   ) {
-    const DockerClient = loadDockerode();
+    const DockerClient = require("dockerode") as typeof Docker;
     this.docker = new DockerClient({ socketPath });
     this.endpoint = socketPath;
   }
@@ -165,6 +134,9 @@ export function execInfoFrom(data: Docker.ExecInspectInfo): ExecInfo {
   return {
     id: data.ID,
     containerId: data.ContainerID,
+    runtime: "docker",
+    namespace: null,
+    kubernetes: null,
     running: data.Running,
     pid: data.Pid,
     tty: data.ProcessConfig?.tty ?? false,
