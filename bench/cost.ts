@@ -62,6 +62,8 @@ export interface PhaseResult {
 
 export interface CostFigures {
   phases: PhaseResult[];
+  /** Each daemon's BPF finder, as its ptyreaper_scan_info said after its first cycle. */
+  finders: Record<string, string>;
   cFloor: Record<string, { wallMs: number; cpuMs: number } | { error: string }>;
   baseline: string;
 }
@@ -101,16 +103,18 @@ function rssMb(pid: number): number | null {
 }
 
 /**
- * The capabilities the shipped unit leaves the daemon (CapabilityBoundingSet=, read from the unit so the
- * bench follows it), as setpriv's --bounding-set argument: root keeps exactly these across exec.
+ * The capabilities systemd leaves the daemon with these unit files (their CapabilityBoundingSet= lines,
+ * read so the bench follows them), as setpriv's --bounding-set argument: root keeps exactly these across exec.
  */
-function unitBoundingSet(): string {
-  const unit = readFileSync(join(ROOT, "systemd", "ptyreaper.service"), "utf8");
-  const line = unit.match(/^CapabilityBoundingSet=(.*)$/m);
-  if (!line?.[1]) throw new Error("systemd/ptyreaper.service has no CapabilityBoundingSet=");
-  const caps = line[1].trim().split(/\s+/).map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`);
-  return ["-all", ...caps].join(",");
+function boundingSet(...files: string[]): string {
+  const caps = files.flatMap((file) => [...readFileSync(join(ROOT, file), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) => (m[1] ?? "").trim().split(/\s+/)));
+  if (caps.length === 0) throw new Error(`no CapabilityBoundingSet= in ${files.join(", ")}`);
+  return ["-all", ...caps.map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
 }
+
+const UNIT = "systemd/ptyreaper.service";
+/** The drop-in that grants the BPF finder's capabilities. */
+const BPF_DROP_IN = "systemd/bpf-finder.conf";
 
 /**
  * A daemon started as the unit starts it: the launcher's node flags, the unit's environment and
@@ -124,14 +128,14 @@ class DeployedDaemon {
     readonly logPath: string,
   ) {}
 
-  static async start(name: string, mainJs: string, workdir: string): Promise<DeployedDaemon> {
+  static async start(name: string, mainJs: string, workdir: string, unitFiles: readonly string[]): Promise<DeployedDaemon> {
     const port = await freePort();
     const config = join(workdir, `${name}.yaml`);
     // Everything else is the shipped default: 10 s interval, Docker and the other runtimes on `auto`.
     writeFileSync(config, `listen: "127.0.0.1:${port}"\nreaper:\n  mode: dry-run\n`);
     const logPath = join(workdir, `${name}.log`);
     const log = openSync(logPath, "w");
-    const argv = ["--bounding-set", unitBoundingSet(), "--", process.execPath, ...DAEMON_NODE_FLAGS, mainJs, "run", "--config", config];
+    const argv = ["--bounding-set", boundingSet(...unitFiles), "--", process.execPath, ...DAEMON_NODE_FLAGS, mainJs, "run", "--config", config];
     const child = spawn("setpriv", argv, {
       env: { ...process.env, ...DAEMON_ENV },
       stdio: ["ignore", log, log],
@@ -159,6 +163,16 @@ class DeployedDaemon {
       await sleep(500);
     }
     throw new Error(`${this.name} not ready after 300 s: see ${this.logPath}`);
+  }
+
+  /** ptyreaper_scan_info's finder label ("bpf" or "none"), or "?" where the daemon has none (older ones). */
+  async finder(): Promise<string> {
+    try {
+      const text = await (await fetch(`${this.url}/metrics`)).text();
+      return /^ptyreaper_scan_info\{.*finder="([^"]*)"/m.exec(text)?.[1] ?? "?";
+    } catch {
+      return "?";
+    }
   }
 
   /** Completed poll cycles so far; null when /metrics does not answer. */
@@ -304,13 +318,16 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
   const { log } = options;
   const workdir = mkdtempSync(join(tmpdir(), "ptyreaper-bench-cost-"));
   const baseline = options.baseline === null ? null : buildBaseline(options.baseline, log);
-  const figures: CostFigures = { phases: [], cFloor: {}, baseline: baseline?.label ?? (options.baseline === null ? "none" : "the same tree as this one") };
+  const figures: CostFigures = { phases: [], finders: {}, cFloor: {}, baseline: baseline?.label ?? (options.baseline === null ? "none" : "the same tree as this one") };
   const daemons: DeployedDaemon[] = [];
   const churn = new Churn(load);
   try {
     log("starting the daemon as deployed" + (baseline ? ` and the previous one (${baseline.label})` : ""));
-    daemons.push(await DeployedDaemon.start("this", join(ROOT, "dist", "main.js"), workdir));
-    if (baseline) daemons.push(await DeployedDaemon.start("previous", baseline.mainJs, workdir));
+    const mainJs = join(ROOT, "dist", "main.js");
+    daemons.push(await DeployedDaemon.start("this", mainJs, workdir, [UNIT]));
+    if (existsSync(join(ROOT, BPF_DROP_IN))) daemons.push(await DeployedDaemon.start("this+bpf", mainJs, workdir, [UNIT, BPF_DROP_IN]));
+    if (baseline) daemons.push(await DeployedDaemon.start("previous", baseline.mainJs, workdir, [UNIT]));
+    for (const daemon of daemons) figures.finders[daemon.name] = await daemon.finder();
     for (const scale of [...new Set([1, options.scale])]) {
       if (scale !== 1) {
         log(`growing the load to ${scale}×`);
@@ -356,10 +373,10 @@ export function costRows(figures: CostFigures): { measure: string; value: string
   for (const phase of figures.phases) {
     const churned = phase.churned ? `; churn ${(phase.churned.processes / phase.windowSeconds).toFixed(1)} processes/s, ${phase.churned.execs} exec -it, ${phase.churned.failures} failed` : "";
     for (const [who, w] of Object.entries(phase.daemons)) {
-      const label = who === "this" ? "daemon as deployed" : `previous daemon (${figures.baseline})`;
+      const label = { this: "daemon as deployed", "this+bpf": `the same with ${BPF_DROP_IN}` }[who] ?? `previous daemon (${figures.baseline})`;
       const target = who === "this" && phase.churn && phase.scale === 1 ? "≤ 0.5 %" : "";
       rows.push({
-        measure: `${label}, ${phase.name}: CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles${churned})`,
+        measure: `${label} (finder ${figures.finders[who] ?? "?"}), ${phase.name}: CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles${churned})`,
         value: `${w.cpuPercent.toFixed(2)} % = ${w.cpuSecondsPerMinute.toFixed(2)} s/min; RSS peak ${w.rssPeakMb.toFixed(0)} MB, last ${w.rssLastMb.toFixed(0)} MB`,
         target,
         met: target ? (w.cpuPercent <= 0.5 ? "yes" : "NO") : "",
