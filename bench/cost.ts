@@ -6,7 +6,6 @@
 // opened and closed every 30 s. Both daemons run side by side on the same load in the same minutes, in dry-run.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,17 +69,6 @@ export interface CostFigures {
 
 const sleep = (millis: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, millis));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 /** utime + stime of every thread of `pid`, in clock ticks; null when it is gone. */
 function cpuTicks(pid: number): number | null {
   try {
@@ -121,27 +109,27 @@ const BPF_DROP_IN = "systemd/bpf-finder.conf";
  * capability bounding set, the default interval.
  */
 class DeployedDaemon {
+  private url = "";
+
   private constructor(
     readonly name: string,
     readonly child: ChildProcess,
-    readonly url: string,
     readonly logPath: string,
   ) {}
 
   static async start(name: string, mainJs: string, workdir: string, unitFiles: readonly string[]): Promise<DeployedDaemon> {
-    const port = await freePort();
     const config = join(workdir, `${name}.yaml`);
     // Everything else is the shipped default: 10 s interval, Docker and the other runtimes on `auto`.
-    writeFileSync(config, `listen: "127.0.0.1:${port}"\nreaper:\n  mode: dry-run\n`);
+    writeFileSync(config, "reaper:\n  mode: dry-run\n");
     const logPath = join(workdir, `${name}.log`);
     const log = openSync(logPath, "w");
-    const argv = ["--bounding-set", boundingSet(...unitFiles), "--", process.execPath, ...DAEMON_NODE_FLAGS, mainJs, "run", "--config", config];
+    const argv = ["--bounding-set", boundingSet(...unitFiles), "--", process.execPath, ...DAEMON_NODE_FLAGS, mainJs, "run", "--config", config, "--listen", "127.0.0.1:0"];
     const child = spawn("setpriv", argv, {
       env: { ...process.env, ...DAEMON_ENV },
       stdio: ["ignore", log, log],
     });
     closeSync(log);
-    const daemon = new DeployedDaemon(name, child, `http://127.0.0.1:${port}`, logPath);
+    const daemon = new DeployedDaemon(name, child, logPath);
     await daemon.ready();
     return daemon;
   }
@@ -150,19 +138,31 @@ class DeployedDaemon {
     return this.child.pid ?? 0;
   }
 
-  /** Until /readyz answers 200: its first cycle is done. */
+  /** Where it listens, from its "ptyreaper started" log line, then until /readyz answers 200: its first cycle is done. */
   private async ready(): Promise<void> {
     const deadline = performance.now() + 300_000;
     while (performance.now() < deadline) {
       if (this.child.exitCode !== null) throw new Error(`${this.name} exited with ${this.child.exitCode}: see ${this.logPath}`);
-      try {
-        if ((await fetch(`${this.url}/readyz`)).status === 200) return;
-      } catch {
-        // not listening yet
-      }
+      if (this.url === "") this.url = this.listening();
+      else if (await this.answersReady()) return;
       await sleep(500);
     }
     throw new Error(`${this.name} not ready after 300 s: see ${this.logPath}`);
+  }
+
+  /** Its address, once its log says where it listens ("" before: it was started on port 0). */
+  private listening(): string {
+    const started = readFileSync(this.logPath, "utf8").split("\n").find((line) => line.includes('"msg":"ptyreaper started"'));
+    const address = started ? (JSON.parse(started) as { address?: string }).address : undefined;
+    return address ? `http://${address.replace(/^http:\/\//, "")}` : "";
+  }
+
+  private async answersReady(): Promise<boolean> {
+    try {
+      return (await fetch(`${this.url}/readyz`)).status === 200;
+    } catch {
+      return false; // not answering yet
+    }
   }
 
   /** ptyreaper_scan_info's finder label ("bpf" or "none"), or "?" where the daemon has none (older ones). */
