@@ -13,7 +13,7 @@ import { CLOCK_TICKS_PER_SECOND } from "../src/domain/inventory.js";
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
 import { measureCFloor } from "./cli.js";
 import type { SyntheticHost } from "./load.js";
-import { ms } from "./stats.js";
+import { ms, thousands } from "./stats.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CHURN_IMAGE = "ptyreaper-test/busybox:latest";
@@ -37,6 +37,8 @@ export interface CostOptions {
   /** The larger load, as a multiple of the first (4). */
   scale: number;
   log: (line: string) => void;
+  /** Every process and open fd on the host now: on a shared machine the daemons read more than the load. */
+  hostSize: () => { processes: number; fds: number };
 }
 
 export interface DaemonWindow {
@@ -54,6 +56,8 @@ export interface PhaseResult {
   scale: number;
   churn: boolean;
   windowSeconds: number;
+  /** The whole host as the window began. */
+  host: { processes: number; fds: number };
   daemons: Record<string, DaemonWindow>;
   /** Churn done in the window: short-lived processes started, exec sessions opened, requests that failed. */
   churned?: { processes: number; execs: number; failures: number };
@@ -343,11 +347,12 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
           churn.start();
           await sleep(10_000); // the churn's container and first exec settle (one poll interval)
         }
+        const host = options.hostSize();
         const before = churn.snapshot();
         log(`${name}: measuring ${options.windowSeconds} s`);
         const measured = await measureWindow(daemons, options.windowSeconds);
         const after = churn.snapshot();
-        const phase: PhaseResult = { name, scale, churn: withChurn, windowSeconds: options.windowSeconds, daemons: measured };
+        const phase: PhaseResult = { name, scale, churn: withChurn, windowSeconds: options.windowSeconds, host, daemons: measured };
         if (withChurn) {
           // The container's loop adds three a second to what this process started.
           const seconds = options.windowSeconds;
@@ -376,7 +381,7 @@ export function costRows(figures: CostFigures): { measure: string; value: string
       const label = { this: "daemon as deployed", "this+bpf": `the same with ${BPF_DROP_IN}` }[who] ?? `previous daemon (${figures.baseline})`;
       const target = who === "this" && phase.churn && phase.scale === 1 ? "≤ 0.5 %" : "";
       rows.push({
-        measure: `${label} (finder ${figures.finders[who] ?? "?"}), ${phase.name}: CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles${churned})`,
+        measure: `${label} (finder ${figures.finders[who] ?? "?"}), ${phase.name} (host ${thousands(phase.host.processes)} processes, ${thousands(phase.host.fds)} fds): CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles${churned})`,
         value: `${w.cpuPercent.toFixed(2)} % = ${w.cpuSecondsPerMinute.toFixed(2)} s/min; RSS peak ${w.rssPeakMb.toFixed(0)} MB, last ${w.rssLastMb.toFixed(0)} MB`,
         target,
         met: target ? (w.cpuPercent <= 0.5 ? "yes" : "NO") : "",

@@ -308,7 +308,7 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   if (!options.cost.only) await measureOnce(options, load, procfs, host, rows, figures);
   if (options.cost.run) {
     // Last: it grows the load to 4×, which the measures above must not see.
-    const cost = await measureCost(load, { ...options.cost, log });
+    const cost = await measureCost(load, { ...options.cost, log, hostSize: () => countHost(procfs) });
     rows.push(...costRows(cost));
     figures.cost = cost;
   }
