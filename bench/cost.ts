@@ -1,7 +1,7 @@
 // The daemon as deployed, over minutes: its CPU (share of one core, from /proc/PID/stat, not wall time) and RSS on the
 // synthetic host, quiet and with churn, at 1× and 4× the load; beside it the previous main's daemon and the C floor.
 //
-// Churn (issue 20): 10 short-lived processes a second (4 on the host with the holders' fds, 3 in the load's devpts
+// Churn: 10 short-lived processes a second (4 on the host with the holders' fds, 3 in the load's devpts
 // namespaces, 3 in a Docker container of their own), and one `docker exec -it` session under a real tty (script(1))
 // opened and closed every 30 s. Both daemons run side by side on the same load in the same minutes, in dry-run.
 import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
