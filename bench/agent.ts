@@ -9,6 +9,7 @@
 //                         of /dev/null, pipes, regular files in WORKDIR=argv[4] and unix sockets)
 //   ns SECONDS            run as pid 1 of a new PID + mount namespace: mounts a new devpts instance on /dev/pts
 //                         and opens ptys there; each pty's slave is held by a `sleep` child as its controlling tty
+// Both answer {"op":"blip","seconds":S}: a child that runs `sleep S` and ends (churn), reaped by a later request or at exit.
 // Requests are one JSON object per line on stdin; each gets one JSON line on stdout.
 // "pid" values are as seen through the /proc this process sees (the scanner's view).
 export const AGENT_PY = String.raw`
@@ -70,6 +71,16 @@ def spawn_sleep(seconds, setup):
         raise RuntimeError("child failed before exec")
     return pid, int(data)
 
+def blip(blips, seconds, setup):
+    """A short-lived process (churn): reaps the blips that ended, then starts one more; its view pid."""
+    for local in list(blips):
+        done, _ = os.waitpid(local, os.WNOHANG)
+        if done != 0:
+            blips.remove(local)
+    local, view = spawn_sleep(seconds, setup)
+    blips.append(local)
+    return view
+
 def high(fd, floor):
     """Move fd to >= floor, close-on-exec, so children pick what they inherit."""
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
@@ -106,10 +117,13 @@ def spawner(nfds, seconds, workdir):
             os.dup2(fd, 3 + index)
 
     children = {}
+    blips = []
     for line in sys.stdin:
         req = json.loads(line)
         op = req["op"]
-        if op == "spawn":
+        if op == "blip":
+            reply({"pid": blip(blips, req["seconds"], setup)})
+        elif op == "spawn":
             pids = []
             for _ in range(req["count"]):
                 local, view = spawn_sleep(seconds, setup)
@@ -125,6 +139,8 @@ def spawner(nfds, seconds, workdir):
         elif op == "exit":
             break
     for local in children.values():
+        reap(local)
+    for local in blips:
         reap(local)
     reply({"ok": True})
 
@@ -157,10 +173,13 @@ def ns_agent(seconds):
         return (index, master, local, view)
 
     reply({"pid": view_pid(), "devptsDev": "%d:%d" % (os.major(dev), os.minor(dev))})
+    blips = []
     for line in sys.stdin:
         req = json.loads(line)
         op = req["op"]
-        if op == "open":
+        if op == "blip":
+            reply({"pid": blip(blips, req["seconds"], lambda: None)})
+        elif op == "open":
             made = [open_pty(len(ptys) + k) for k in range(req["count"])]
             ptys.extend(made)
             reply({"ptys": [{"index": p[0], "slavePid": p[3]} for p in made]})
@@ -191,6 +210,8 @@ def ns_agent(seconds):
         elif op == "exit":
             break
     for index, master, local, view in ptys:
+        reap(local)
+    for local in blips:
         reap(local)
     reply({"ok": True})
 

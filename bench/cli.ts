@@ -77,6 +77,19 @@ function buildCFloor(): string | null {
   return built.status === 0 ? null : `cc failed: ${built.stderr.trim().split("\n")[0] ?? ""}`;
 }
 
+/** The C floor alone, median of `runs` after a warm-up: the cost bench's anchor at each load size. */
+export function measureCFloor(runs: number): { wallMs: number; cpuMs: number } | { error: string } {
+  const built = buildCFloor();
+  if (built !== null) return { error: built };
+  const done: { wallMs: number; cpuMs: number }[] = [];
+  for (let n = 0; n <= runs; n++) {
+    const run = timeProcess(CFLOOR, ["/proc"]);
+    if (!("wallMs" in run)) return { error: run.error };
+    if (n > 0) done.push(run); // the first warms the page cache and dentries
+  }
+  return { wallMs: median(done.map((run) => run.wallMs)), cpuMs: median(done.map((run) => run.cpuMs)) };
+}
+
 /**
  * Runs the C floor and `sessions --json` alternately, so that a change in the machine's load meets
  * both alike, and reports medians. `lsofMs` is lsof's median on the same load, measured just before.

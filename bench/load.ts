@@ -115,6 +115,10 @@ export class SyntheticHost {
   private closed = false;
 
   private readonly agentPath: string;
+  /** What starts an agent inside the isolated namespace (empty when not isolated). */
+  private prefix: string[] = [];
+  /** How many times its first size the load is (scale). */
+  private times = 1;
 
   private constructor(readonly spec: Required<LoadSpec>) {
     this.workdir = mkdtempSync(join(tmpdir(), "ptyreaper-bench-"));
@@ -150,21 +154,48 @@ export class SyntheticHost {
       this.procRoot = `/proc/${hubPid}/root/proc`;
       prefix.push("nsenter", `--target=${hubPid}`, "--pid", "--mount", "--");
     }
+    this.prefix = prefix;
     this.spawner = this.startAgent("spawner", prefix, ["spawner", String(spec.fds), String(spec.sleepSeconds), this.workdir]);
-    for (let n = 0; n < spec.namespaces; n++) {
+    await this.addNamespaces(spec.namespaces, spec.ptys, spec.procs);
+  }
+
+  /** `count` more devpts namespaces holding `ptys` more ptys between them, and `procs` more fd holders. */
+  private async addNamespaces(count: number, ptys: number, procs: number): Promise<void> {
+    const first = this.nsAgents.length;
+    for (let n = first; n < first + count; n++) {
       const unshare = ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--kill-child", "--"];
-      const agent = this.startAgent(`ns${n}`, [...prefix, ...unshare], ["ns", String(spec.sleepSeconds)]);
+      const agent = this.startAgent(`ns${n}`, [...this.prefix, ...unshare], ["ns", String(this.spec.sleepSeconds)]);
       this.nsAgents.push(agent);
       const hello = await agent.hello<{ pid: number; devptsDev: string }>();
       this.namespaces.push({ pid: hello.pid, devptsDev: hello.devptsDev, ptys: [] });
       this.remember([hello.pid]);
     }
-    await this.spawnHolders(spec.procs);
-    for (let n = 0; n < spec.namespaces; n++) {
+    await this.spawnHolders(procs);
+    for (let k = 0; k < count; k++) {
       // Round-robin, so the first namespaces get one more when K is not a multiple of L.
-      const count = Math.floor(spec.ptys / spec.namespaces) + (n < spec.ptys % spec.namespaces ? 1 : 0);
-      await this.openPtys(n, count);
+      await this.openPtys(first + k, Math.floor(ptys / count) + (k < ptys % count ? 1 : 0));
     }
+  }
+
+  /** Grows the load to `times` its first size (processes, ptys and namespaces): the bench's 4× host. */
+  async scale(times: number): Promise<void> {
+    const { spec } = this;
+    const add = times - this.times;
+    if (add <= 0) return;
+    const room = kernelPty("max") - kernelPty("reserve") - kernelPty("nr") - 64;
+    if (spec.ptys * add > room) throw new Error(`${spec.ptys * add} more ptys would not fit: only ${room} left below pty.max - pty.reserve`);
+    await this.addNamespaces(spec.namespaces * add, spec.ptys * add, spec.procs * add);
+    this.times = times;
+  }
+
+  /**
+   * One short-lived process (churn): on the host (the spawner's child, with the holders' fds) or in
+   * namespace `ns` (a child of its init); it runs `sleep seconds` and ends. Its pid, as seen in procRoot.
+   */
+  async blip(where: "host" | number, seconds: number): Promise<number> {
+    const agent = where === "host" ? this.spawner : this.nsAgent(where);
+    if (!agent) throw new Error("load closed");
+    return (await agent.request<{ pid: number }>({ op: "blip", seconds })).pid;
   }
 
   /** Runs `python3 agent.py args` behind `wrapper`, dying with this process (setpriv --pdeathsig). */

@@ -12,11 +12,13 @@ import { loadNativeFdLinks } from "../src/procfs/native.js";
 import { ScanWorker } from "../src/procfs/worker.js";
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from "../src/systemd/install.js";
 import { measureCli } from "./cli.js";
+import { costRows, measureCost } from "./cost.js";
 import { SyntheticHost, type LoadSpec } from "./load.js";
 import { median, ms, percentile, thousands, timeAsync, timeSync } from "./stats.js";
 
 const USAGE = `usage: npm run bench -- [--procs N] [--fds N] [--ptys N] [--namespaces N] [--runs N] [--cycles N]
                         [--full-cycles N] [--lsof-runs N] [--threads N] [--quick] [--hold] [--json]
+                        [--cost-only] [--window S] [--warmup S] [--scale N] [--baseline REV]
   --procs N        fd-holder processes (default 4075)          env PTYREAPER_BENCH_PROCS
   --fds N          open fds per holder, 0-2 included (39)       env PTYREAPER_BENCH_FDS
   --ptys N         ptys over all namespaces (501)               env PTYREAPER_BENCH_PTYS
@@ -28,7 +30,14 @@ const USAGE = `usage: npm run bench -- [--procs N] [--fds N] [--ptys N] [--names
   --threads N      also measure a ScanWorker with N threads (2)
   --quick          a small load and few runs: a smoke run for tests
   --hold           build the load, print its pids and keep it until Ctrl-C (for measuring by hand)
-  --json           also print every figure as one JSON line at the end`;
+  --json           also print every figure as one JSON line at the end
+  --cost-only      only the deployed daemons' CPU and RSS over minutes (quiet and with churn, 1× and 4×)
+  --window S       seconds measured per cost phase (180)          env PTYREAPER_BENCH_WINDOW
+  --warmup S       seconds after start or growth before measuring (60)  env PTYREAPER_BENCH_WARMUP
+                   PTYREAPER_BENCH_SHORT=1: window 60, warm-up 20 (the cost part takes about 8 minutes)
+  --scale N        the larger load, N times the first (4)
+  --baseline REV   the previous daemon, built from this git revision (main); "none" to skip
+                                                               env PTYREAPER_BENCH_BASELINE`;
 
 interface BenchOptions extends LoadSpec {
   runs: number;
@@ -38,6 +47,7 @@ interface BenchOptions extends LoadSpec {
   threads: number;
   hold: boolean;
   json: boolean;
+  cost: { only: boolean; run: boolean; windowSeconds: number; warmupSeconds: number; scale: number; baseline: string | null };
 }
 
 function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
@@ -56,6 +66,11 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
       quick: { type: "boolean", default: false },
       hold: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
+      "cost-only": { type: "boolean", default: false },
+      window: { type: "string" },
+      warmup: { type: "string" },
+      scale: { type: "string" },
+      baseline: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -83,6 +98,27 @@ function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
     threads: Math.max(1, int("threads", values.threads, null, 2, 2)),
     hold: values.hold ?? false,
     json: values.json ?? false,
+    cost: costOptions(values, env, quick, int),
+  };
+}
+
+/** The cost part: run by a full bench and by --cost-only; short windows with PTYREAPER_BENCH_SHORT=1 or --quick. */
+function costOptions(
+  values: { "cost-only"?: boolean; window?: string; warmup?: string; scale?: string; baseline?: string },
+  env: NodeJS.ProcessEnv,
+  quick: boolean,
+  int: (name: string, flag: string | undefined, envName: string | null, normal: number, small: number) => number,
+): BenchOptions["cost"] {
+  const short = quick || env.PTYREAPER_BENCH_SHORT === "1";
+  const only = values["cost-only"] ?? false;
+  const baseline = values.baseline ?? env.PTYREAPER_BENCH_BASELINE ?? "main";
+  return {
+    only,
+    run: only || !quick,
+    windowSeconds: Math.max(10, int("window", values.window, "PTYREAPER_BENCH_WINDOW", short ? 60 : 180, 10)),
+    warmupSeconds: int("warmup", values.warmup, "PTYREAPER_BENCH_WARMUP", short ? 20 : 60, 5),
+    scale: Math.max(1, int("scale", values.scale, null, 4, 2)),
+    baseline: baseline === "none" ? null : baseline,
   };
 }
 
@@ -267,9 +303,30 @@ async function main(): Promise<void> {
 
 async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcFs, loadBefore: string): Promise<void> {
   const host = countHost(procfs);
-  const per160k = (wallMs: number): number => (wallMs * 160_000) / host.fds;
   const rows: Row[] = [];
   const figures: Record<string, unknown> = { spec: options, host, cpus: cpus().length, kernel: release(), loadavgBefore: loadBefore };
+  if (!options.cost.only) await measureOnce(options, load, procfs, host, rows, figures);
+  if (options.cost.run) {
+    // Last: it grows the load to 4×, which the measures above must not see.
+    const cost = await measureCost(load, { ...options.cost, log, hostSize: () => countHost(procfs) });
+    rows.push(...costRows(cost));
+    figures.cost = cost;
+  }
+
+  const loadAfter = loadavg().map((value) => value.toFixed(2)).join(" ");
+  process.stdout.write(
+    `\nptyreaper bench: ${options.procs} processes × ${options.fds} fds, ${load.ptyCount} ptys over ${options.namespaces} devpts namespaces\n` +
+      `host: ${thousands(host.fds)} fds in ${thousands(host.processes)} processes; ${cpus().length} cpus; Linux ${release()}; ` +
+      `load average ${loadBefore} before, ${loadAfter} after\n\n`,
+  );
+  printTable(rows);
+  figures.loadavgAfter = loadAfter;
+  if (options.json) process.stdout.write(`${JSON.stringify(figures)}\n`);
+}
+
+/** The measures of one moment: full scans, lsof, the CLI, incremental passes, the daemon driven cycle by cycle. */
+async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: ProcFs, host: { processes: number; fds: number }, rows: Row[], figures: Record<string, unknown>): Promise<void> {
+  const per160k = (wallMs: number): number => (wallMs * 160_000) / host.fds;
 
   // 1. Full inventory in this thread: what `ptyreaper sessions` does.
   log("full scans (scanProc)");
@@ -439,16 +496,6 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
   figures.inlineMetricsP99Ms = percentile(inline.metrics.latencies, 99);
   rows.push({ measure: "contrast: daemon RSS with the scan in its event loop, peak (node defaults)", value: `${inline.rssPeakMb.toFixed(0)} MB`, target: "", met: "" });
   figures.inlineRssPeakMb = inline.rssPeakMb;
-
-  const loadAfter = loadavg().map((value) => value.toFixed(2)).join(" ");
-  process.stdout.write(
-    `\nptyreaper bench: ${options.procs} processes × ${options.fds} fds, ${load.ptyCount} ptys over ${options.namespaces} devpts namespaces\n` +
-      `host: ${thousands(host.fds)} fds in ${thousands(host.processes)} processes; ${cpus().length} cpus; Linux ${release()}; ` +
-      `load average ${loadBefore} before, ${loadAfter} after\n\n`,
-  );
-  printTable(rows);
-  figures.loadavgAfter = loadAfter;
-  if (options.json) process.stdout.write(`${JSON.stringify(figures)}\n`);
 }
 
 main().catch((err: unknown) => {

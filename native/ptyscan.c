@@ -736,13 +736,24 @@ static void run_call(struct call *call) {
     close(proc_dir);
     return;
   }
-  /* The kernel's walk of every open file (tens of ms) runs beside the stat reads, which do not need it. */
-  pthread_t finder;
-  int started = pthread_create(&finder, NULL, find_hints_thread, call) == 0;
-  if (!started) find_hints(call);
   int links = WANT_LINKS | WANT_FD_STAT;
-  if (call->want & ~links) run_jobs(call, call->want & ~links);
-  if (started) pthread_join(finder, NULL);
+  if (call->want & WANT_SIGNATURE) {
+    /*
+     * Signatures first, then the kernel's walk: a pty a process opens after its signature was read
+     * moves its next signature, and one opened before is there for the walk to see. Walking beside the
+     * signature reads could miss an fd opened between a process's walk and its signature read, and the
+     * next incremental pass would then find that signature unchanged.
+     */
+    run_jobs(call, call->want & ~links);
+    find_hints(call);
+  } else {
+    /* The kernel's walk of every open file (tens of ms) runs beside the stat reads, which do not need it. */
+    pthread_t finder;
+    int started = pthread_create(&finder, NULL, find_hints_thread, call) == 0;
+    if (!started) find_hints(call);
+    if (call->want & ~links) run_jobs(call, call->want & ~links);
+    if (started) pthread_join(finder, NULL);
+  }
   for (size_t t = 0; t < call->job_count && call->finder_used; t++) {
     call->jobs[t].rows = call->rows;
     call->jobs[t].hint_start = call->hint_start;

@@ -179,9 +179,16 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   metrics.setScanReader(procfs.reader.reader, procfs.reader.reason);
   const scanLog = child("scan");
   let cutEpisode = false;
+  let lastFinder: string | undefined;
   const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
     const result = await scanner.scan(options);
     if (result.cut) metrics.scanPassCut();
+    if (result.finder !== undefined && result.finder !== lastFinder) {
+      lastFinder = result.finder;
+      metrics.setScanFinder(result.finder);
+      if (result.finder === "bpf") scanLog.info("full passes let the kernel name the pty fds (BPF finder)");
+      else scanLog.info({ reason: result.finder }, "full passes read every fd link: BPF finder not used");
+    }
     if (result.argvBudgetCuts) metrics.processReadsCut("argv_budget", result.argvBudgetCuts);
     // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.
     if (result.cut && !cutEpisode) scanLog.warn({ unread: result.cut.unread }, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass");

@@ -27,7 +27,7 @@ export const WITHOUT_NATIVE_OUTPUT: Readonly<Record<NativeOutput, string>> = {
   ptyscan: "the /proc scan falls back to the slower JS reader",
   pidfd: "signals go through kill(2) after a start-time check instead of pidfds",
   sockdiag: "exec clients cannot be seen and orphanGrace never applies",
-  bpfFinder: "`ptyreaper sessions` reads every fd link (install clang to build it)",
+  bpfFinder: "`ptyreaper sessions` and the daemon's full passes read every fd link (install clang to build it)",
 };
 
 /** The program's own files, relative to the package root; dependencies are found from package.json. */

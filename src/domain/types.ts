@@ -89,6 +89,8 @@ export interface ProcScan {
   cut?: { unread: number };
   /** Holders whose whole command line the pass did not read: WHOLE_ARGV_PER_PASS was spent (their head is kept). */
   argvBudgetCuts?: number;
+  /** Full passes of a scanner given the BPF finder: "bpf" when the kernel named the pty fds read, else why every link was read. */
+  finder?: string;
 }
 
 export function ptyKey(devptsDev: string, index: number): string {

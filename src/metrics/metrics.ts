@@ -97,7 +97,9 @@ export class PtyreaperMetrics {
   private readonly configInfo: Gauge<"mode" | "file">;
   private readonly reloadSuccessful: Gauge;
   private readonly reloadSuccessTime: Gauge;
-  private readonly scanInfo: Gauge<"reader" | "reason">;
+  private readonly scanInfo: Gauge<"reader" | "reason" | "finder" | "finder_reason">;
+  /** ptyreaper_scan_info's labels: the reader, and the BPF finder ("none" until a full pass reports one). */
+  private scanLabels = { reader: "", reason: "", finder: "none", finder_reason: "" };
   private readonly scanPassesCutTotal: Counter;
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
   private readonly signalInfo: Gauge<"method" | "reason">;
@@ -227,8 +229,8 @@ export class PtyreaperMetrics {
     });
     this.scanInfo = new Gauge({
       name: "ptyreaper_scan_info",
-      help: "1, labelled with the /proc reader in use (native addon or js) and why.",
-      labelNames: ["reader", "reason"],
+      help: "1, labelled with the /proc reader in use (native addon or js) and why, and whether full passes let the kernel name the pty fds (finder bpf: the BPF finder, with CAP_BPF and CAP_PERFMON) or read every fd link (none, and why).",
+      labelNames: ["reader", "reason", "finder", "finder_reason"],
       registers,
     });
     this.scanPassesCutTotal = new Counter({
@@ -479,8 +481,19 @@ export class PtyreaperMetrics {
   }
 
   setScanReader(reader: string, reason: string): void {
+    this.scanLabels = { ...this.scanLabels, reader, reason: capLabelValue(reason) };
     this.scanInfo.reset();
-    this.scanInfo.set({ reader, reason: capLabelValue(reason) }, 1);
+    this.scanInfo.set(this.scanLabels, 1);
+  }
+
+  /** A full pass's BPF finder outcome (ProcScan.finder): "bpf", or why every fd link was read. */
+  setScanFinder(outcome: string): void {
+    const finder = outcome === "bpf" ? "bpf" : "none";
+    const reason = outcome === "bpf" ? "" : capLabelValue(outcome);
+    if (this.scanLabels.finder === finder && this.scanLabels.finder_reason === reason) return;
+    this.scanLabels = { ...this.scanLabels, finder, finder_reason: reason };
+    this.scanInfo.reset();
+    this.scanInfo.set(this.scanLabels, 1);
   }
 
   scanPassCut(): void {

@@ -1,5 +1,5 @@
 // The optional native reader (native/ptyscan.c): loading it, and turning its struct-of-arrays answer into one record per process.
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
@@ -24,7 +24,7 @@ interface AddonAnswer {
 
 /** The addon's functions, as they are exported. */
 interface PtyScanAddon {
-  scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number): AddonAnswer;
+  scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number, finder?: string): AddonAnswer;
   /** The same read with the JS thread left free meanwhile; absent from builds older than it. */
   scanFdLinksAsync?(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number, finder?: string): Promise<AddonAnswer>;
   exitNow?(code: number): never;
@@ -142,11 +142,12 @@ export class NativeFdLinks {
   /**
    * Any of stat texts, pty-looking links and signatures (`want`: WANT_* bits) of every given
    * process, read by `threads` threads inside the addon, each process's in that order. A stat or
-   * signature that could not be read is absent: the caller reads it again to learn why.
+   * signature that could not be read is absent: the caller reads it again to learn why. `finder`: the
+   * BPF finder's object: with WANT_LINKS, only the fds the kernel names as pty ends are read.
    */
-  readBatch(procRoot: string, pids: readonly number[], threads: number, want: number): NativeBatch {
+  readBatch(procRoot: string, pids: readonly number[], threads: number, want: number, finder?: string): NativeBatch {
     const request = Int32Array.from(pids);
-    return batchFrom(procRoot, request, want, this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, want));
+    return batchFrom(procRoot, request, want, this.addon.scanFdLinks(procRoot, request, PTY_LINK_NEEDLES, threads, want, finder));
   }
 
   /**
@@ -206,28 +207,63 @@ function batchFrom(procRoot: string, request: Int32Array, want: number, answer: 
 
 /** PROC_PID_INIT_INO: the inode number of the initial pid namespace, fixed by the kernel. */
 const INIT_PID_NS_INO = 0xeffffffc;
+const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
+const CAP_BPF = 39n;
+
+/**
+ * Whether an effective capability set (CapEff of /proc/PID/status, hex) may load and run the
+ * finder's tracing iterator: CAP_BPF with CAP_PERFMON (Linux ≥ 5.8), or CAP_SYS_ADMIN, which
+ * covers both. Root under the shipped unit has neither (its bounding set keeps three others).
+ */
+export function capsAllowBpf(capEffHex: string): boolean {
+  let caps: bigint;
+  try {
+    caps = BigInt(`0x${capEffHex.trim()}`);
+  } catch {
+    return false; // unreadable: as if not granted
+  }
+  const has = (cap: bigint): boolean => ((caps >> cap) & 1n) === 1n;
+  return has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+}
+
+/** This process's effective capabilities, as CapEff's hex digits; "" when unreadable. */
+function ownCapEff(): string {
+  try {
+    return /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** The finder's object to use, or why every fd link is read instead. */
+export type BpfFinderChoice = { path: string; reason: null } | { path: null; reason: string };
 
 /**
  * The BPF finder's object (native/ptyfds.bpf.c, built beside the addon when clang is there), when it
- * may be used on this root; otherwise null and every link is read. The kernel's iterator numbers
- * processes in the reader's pid namespace, so both the reader and the root's processes must be in
- * the initial one: a procfs that shows the reader as `self` is of the reader's own namespace (none
- * is above the initial one). A reader that is not root fails at load and reads every link.
+ * may be used on this root; otherwise why not, and every link is read. Loading it needs CAP_BPF and
+ * CAP_PERFMON (or CAP_SYS_ADMIN). The kernel's iterator numbers processes in the reader's pid
+ * namespace, so both the reader and the root's processes must be in the initial one: a procfs that
+ * shows the reader as `self` is of the reader's own namespace (none is above the initial one).
  * PTYREAPER_BPF_FINDER=0 switches it off.
  */
-export function bpfFinderFor(procRoot: string, options: { addonPath?: string; env?: NodeJS.ProcessEnv } = {}): string | null {
-  if ((options.env ?? process.env).PTYREAPER_BPF_FINDER === "0") return null;
-  // Loading a BPF program needs root (CAP_BPF and CAP_PERFMON); so does reading others' fds.
-  if (process.geteuid?.() !== 0) return null;
+export function bpfFinder(procRoot: string, options: { addonPath?: string; env?: NodeJS.ProcessEnv; capEff?: string } = {}): BpfFinderChoice {
+  if ((options.env ?? process.env).PTYREAPER_BPF_FINDER === "0") return { path: null, reason: "PTYREAPER_BPF_FINDER=0" };
+  if (!capsAllowBpf(options.capEff ?? ownCapEff())) return { path: null, reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" };
   const path = options.addonPath === undefined ? shippedPath(NATIVE_OUTPUTS.bpfFinder) : join(dirname(options.addonPath), basename(NATIVE_OUTPUTS.bpfFinder));
-  if (!existsSync(path)) return null;
+  if (!existsSync(path)) return { path: null, reason: missingFileReason(path) };
   try {
-    if (statSync("/proc/self/ns/pid").ino !== INIT_PID_NS_INO) return null;
-    if (statSync(`${procRoot}/self/ns/pid`).ino !== INIT_PID_NS_INO) return null;
-  } catch {
-    return null;
+    if (statSync("/proc/self/ns/pid").ino !== INIT_PID_NS_INO) return { path: null, reason: "not in the host's pid namespace" };
+    if (statSync(`${procRoot}/self/ns/pid`).ino !== INIT_PID_NS_INO) return { path: null, reason: `${procRoot} is not the host's procfs` };
+  } catch (err) {
+    return { path: null, reason: `pid namespace unreadable: ${(err as Error).message}` };
   }
-  return path;
+  return { path, reason: null };
+}
+
+/** bpfFinder's object path alone, or null: for `ptyreaper sessions`. */
+export function bpfFinderFor(procRoot: string, options: { addonPath?: string; env?: NodeJS.ProcessEnv } = {}): string | null {
+  return bpfFinder(procRoot, options).path;
 }
 
 /** Which reader a ProcFs uses and why, for the startup log line and ptyreaper_scan_info. */

@@ -221,11 +221,12 @@ export class ProcFs {
   /**
    * Stat texts, and links (each with its stat and fdinfo) and signatures as asked, of many processes
    * in one native call by `threads` threads, an error per process instead of a throw; null when there
-   * is no native reader.
+   * is no native reader. `finder` (bpfFinder's object): links only of the fds the kernel names.
    */
-  batchOf(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): NativeBatch | null {
+  batchOf(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean; finder?: string }): NativeBatch | null {
     if (!this.native) return null;
-    return this.native.readBatch(this.root, pids, threads, WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0));
+    const bits = WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0);
+    return this.native.readBatch(this.root, pids, threads, bits, want.finder);
   }
 
   /**

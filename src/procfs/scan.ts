@@ -7,7 +7,7 @@ import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
 import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
-import type { FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
+import type { BpfFinderChoice, FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
 import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -430,6 +430,12 @@ export interface IncrementalScannerOptions {
   /** Only pids with pid % count === index: the worker pool splits /proc between its threads this way. */
   partition?: { index: number; count: number };
   /**
+   * The BPF finder for full passes (bpfFinder): the kernel names the pty fds of every process in one
+   * walk, and only those links are read. Each full pass reports the outcome (ProcScan.finder); a
+   * finder the kernel refuses is not tried again. Absent: every link is read, and nothing reported.
+   */
+  finder?: BpfFinderChoice;
+  /**
    * Whether to read each process's signature (default true). A scanner used for one pass only has
    * no later pass to compare it with; without it every process counts as changed.
    */
@@ -481,12 +487,17 @@ export class IncrementalScanner {
   private readonly policy: RescanPolicy;
   /** Where a cut pass stopped (the last pid it read), and in which mode: the next pass goes on from there. */
   private resume: { after: number; mode: ScanMode } | null = null;
+  /** The finder full passes use, or why not; null when none was given (nothing to report). */
+  private finder: BpfFinderChoice | null;
 
   constructor(
     private readonly procfs: ProcFs,
     private readonly options: IncrementalScannerOptions,
   ) {
     this.policy = new RescanPolicy(options.fullRescanEveryMs ?? DEFAULT_FULL_RESCAN_EVERY_MS);
+    const finder = options.finder ?? null;
+    // The finder is run by the native reader: without it, the JS reads see every link.
+    this.finder = finder?.path && !procfs.native ? { path: null, reason: `no native reader (${procfs.reader.reason})` } : finder;
   }
 
   /** A pass chosen by the rescan policy (scanWithPolicy); `ptyAllocated` is the kernel's pty.nr, read just before. */
@@ -501,15 +512,21 @@ export class IncrementalScanner {
   pass(options: ScanOptions, mode: ScanMode, budgetMs = Infinity, early?: NativeBatch): ModalScan {
     const { procfs } = this;
     const clock = this.options.clock ?? (() => performance.now());
-    const startedAt = clock();
+    let startedAt = clock();
     const ctx = new ScanContext(procfs);
-    if (early && mode === "full") ctx.adopt(early);
     const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), mode };
     const passNo = ++this.passes;
     const inits = new Set(options.initPids ?? []);
     // Holders and inits, with their stat fields: the processes read in full below.
     const wanted = new Map<number, StatFields | null>();
     const { pids, readEarlier } = this.ordered(procfs.pids(), mode);
+    if (mode === "full" && !early && this.finder) {
+      early = this.readWithFinder(pids);
+      scan.finder = this.finder.path !== null ? "bpf" : this.finder.reason;
+      // One native call read what the loop below takes: the budget bounds the JS work after it (the deadline bounds the call).
+      startedAt = clock();
+    }
+    if (early && mode === "full") ctx.adopt(early);
     // Read in full earlier in this sweep (a full pass cut before): kept as read, not counted as unread.
     for (const pid of readEarlier) this.carry(ctx, scan, pid, passNo, wanted);
 
@@ -548,6 +565,19 @@ export class IncrementalScanner {
     resolveInitDevpts(ctx, scan, options);
     if (ctx.argvBudgetCuts > 0) scan.argvBudgetCuts = ctx.argvBudgetCuts;
     return scan;
+  }
+
+  /**
+   * Every given process's stat, signature and pty links in one native call, the kernel naming the
+   * pty fds (undefined without a usable finder). A finder the kernel refused is dropped with its
+   * reason; that call read every link instead, so the pass is whole either way.
+   */
+  private readWithFinder(pids: readonly number[]): NativeBatch | undefined {
+    const path = this.finder?.path;
+    if (!path) return undefined;
+    const read = this.procfs.batchOf(pids, NATIVE_THREADS, { links: true, signatures: this.options.signatures !== false, finder: path }) ?? undefined;
+    if (read?.finder !== "bpf") this.finder = { path: null, reason: read?.finder ?? "no answer from the native reader" };
+    return read;
   }
 
   /** Drops everything learnt: the next incremental pass reads every process. */

@@ -5,6 +5,7 @@ import { Worker, isMainThread, parentPort, workerData } from "node:worker_thread
 import { ptyKey, type ProcScan } from "../domain/types.js";
 import { PtyreaperError } from "../errors.js";
 import { RescanPolicy, scanWithPolicy, DEFAULT_FULL_RESCAN_EVERY_MS, type ModalScan, type ScanMode } from "./incremental.js";
+import { bpfFinder } from "./native.js";
 import { ProcFs } from "./procfs.js";
 import { IncrementalScanner, mergeTimes, type ScanOptions } from "./scan.js";
 
@@ -33,6 +34,11 @@ export interface ScanWorkerOptions {
    */
   threads?: number;
   now?: () => number;
+  /**
+   * Whether full passes may use the BPF finder (default true): only where bpfFinder allows it (CAP_BPF
+   * and CAP_PERFMON, the object built, the host's pid namespace); otherwise every fd link is read.
+   */
+  bpfFinder?: boolean;
   /** Default DEFAULT_PASS_BUDGET_MS. */
   passBudgetMs?: number;
   /** Default DEFAULT_PASS_DEADLINE_MS. */
@@ -69,6 +75,7 @@ interface ThreadData {
   ptyreaperScanWorker: true;
   procRoot: string;
   partition: { index: number; count: number } | null;
+  bpfFinder: boolean;
 }
 
 /** One worker thread and the passes waiting on it. */
@@ -214,7 +221,7 @@ export class ScanWorker {
     this.threads = this.threads.map((thread, index) => {
       if (thread && !thread.dead) return thread;
       started = true;
-      const data: ThreadData = { ptyreaperScanWorker: true, procRoot: this.options.procRoot, partition: count > 1 ? { index, count } : null };
+      const data: ThreadData = { ptyreaperScanWorker: true, procRoot: this.options.procRoot, partition: count > 1 ? { index, count } : null, bpfFinder: this.options.bpfFinder ?? true };
       const made = new ScanThread(this.url, data, count > 1 ? `scan worker ${index + 1}/${count}` : "scan worker");
       this.started.add(made);
       made.worker.once("exit", () => this.started.delete(made));
@@ -252,6 +259,8 @@ export function mergeScans(parts: readonly ProcScan[]): ProcScan {
     parseErrors: { ...first.parseErrors },
     bootTimeSec: first.bootTimeSec,
     ...(first.cut ? { cut: { ...first.cut } } : {}),
+    // Every thread decides alike (the same capabilities and object): the first one's outcome speaks for them.
+    ...(first.finder !== undefined ? { finder: first.finder } : {}),
   };
   for (const part of rest) {
     for (const [pid, info] of part.processes) merged.processes.set(pid, info);
@@ -284,7 +293,8 @@ function defaultWorkerUrl(): URL {
 function serveScans(data: ThreadData): void {
   const port = parentPort;
   if (!port) return;
-  const scanner = new IncrementalScanner(new ProcFs(data.procRoot), { now: Date.now, ...(data.partition ? { partition: data.partition } : {}) });
+  const finder = data.bpfFinder ? bpfFinder(data.procRoot) : { path: null, reason: "switched off for this scanner" };
+  const scanner = new IncrementalScanner(new ProcFs(data.procRoot), { now: Date.now, finder, ...(data.partition ? { partition: data.partition } : {}) });
   port.on("message", (request: PassRequest) => {
     let reply: PassReply;
     try {

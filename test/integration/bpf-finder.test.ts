@@ -10,7 +10,9 @@ import { ptyKey, type ProcScan } from "../../src/domain/types.js";
 import { bpfFinderFor, loadNativeFdLinks, type FdLink, type NativeBatch } from "../../src/procfs/native.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
+import { ScanWorker } from "../../src/procfs/worker.js";
 import { cleanupAll, hostPty, killAndWait, nsPty, python3, startHelper } from "./support/index.js";
+import { launchDaemon } from "./support/daemon.js";
 
 afterAll(cleanupAll);
 
@@ -141,6 +143,78 @@ describe("BPF pty finder", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
       await ns.close();
+    }
+  });
+});
+
+/** The capability bounding set systemd gives the daemon with these unit files, as setpriv's --bounding-set. */
+function boundingSet(...files: string[]): string {
+  const caps = files.flatMap((file) => [...readFileSync(new URL(`../../${file}`, import.meta.url), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) => (m[1] ?? "").trim().split(/\s+/)));
+  return ["-all", ...caps.map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
+}
+
+const ptyNr = (): number => Number(readFileSync("/proc/sys/kernel/pty/nr", "utf8"));
+
+describe("BPF finder in the daemon's full passes", () => {
+  it("the scan worker finds the same ptys, holders and times with the finder as without it, and says it used it", async () => {
+    const host = await hostPty();
+    const ns = await nsPty({ count: 2 });
+    const busy = await busyHolder();
+    const on = new ScanWorker({ procRoot: "/proc", bpfFinder: true });
+    const off = new ScanWorker({ procRoot: "/proc", bpfFinder: false });
+    try {
+      finderPath(); // fails loudly where the finder cannot run
+      const pids = [host.masterPid, host.slavePid, ns.pid, busy.pid];
+      const options = { initPids: [ns.pid] };
+      const withFinder = await on.scan({ ...options, ptyAllocated: ptyNr() });
+      const everyLink = await off.scan({ ...options, ptyAllocated: ptyNr() });
+      expect([withFinder.mode, everyLink.mode]).toEqual(["full", "full"]);
+      expect(withFinder.finder).toBe("bpf");
+      expect(everyLink.finder).toBe("switched off for this scanner");
+      expect(ptysOf(withFinder, pids)).toEqual(ptysOf(everyLink, pids));
+      expect(withFinder.ptyFds.filter((fd) => fd.pid === busy.pid).map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`).sort()).toEqual([`master ${busy.index} ×1`, `slave ${busy.index} ×1001`]);
+      // The finder's pass also read the signatures: the next pass is incremental, and a pty opened since is found by it.
+      const later = await hostPty();
+      try {
+        const next = await on.scan({ ...options, ptyAllocated: ptyNr() });
+        expect(next.ptyFds.filter((fd) => fd.pid === later.slavePid).map((fd) => `${fd.role} ${fd.index}`)).toEqual([`slave ${later.index}`]);
+        expect(ptysOf(next, pids)).toEqual(ptysOf(withFinder, pids));
+      } finally {
+        await later.close();
+      }
+    } finally {
+      await Promise.all([on.close(), off.close(), host.close(), ns.close(), busy.close()]);
+    }
+  });
+
+  it("the daemon uses it with the drop-in's capabilities, and under the shipped unit's says why not (ptyreaper_scan_info)", async () => {
+    finderPath();
+    const dir = mkdtempSync(join(tmpdir(), "ptyr-bpf-daemon-"));
+    const config = join(dir, "config.yaml");
+    writeFileSync(config, "docker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\nreaper:\n  mode: dry-run\n");
+    const run = async (caps: string): Promise<{ labels: Record<string, string>; said: unknown[] }> => {
+      // setpriv --bounding-set gives root exactly these capabilities across exec, as CapabilityBoundingSet= does.
+      const d = await launchDaemon("setpriv", ["--bounding-set", caps, "--", process.execPath, MAIN, "run", "--config", config, "--listen", "127.0.0.1:0"]);
+      try {
+        await d.cycles(1);
+        const { body } = await d.get("/metrics");
+        const line = body.split("\n").find((l) => l.startsWith("ptyreaper_scan_info{")) ?? "";
+        const labels: Record<string, string> = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? "", m[2] ?? ""]));
+        const said: unknown[] = d.logs().filter((l) => l.component === "scan").map((l): unknown[] => [l.msg, l.reason]);
+        return { labels, said };
+      } finally {
+        await d.stop();
+      }
+    };
+    try {
+      const unit = await run(boundingSet("systemd/ptyreaper.service"));
+      expect(unit.labels).toMatchObject({ reader: "native", finder: "none", finder_reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" });
+      expect(unit.said).toEqual([["full passes read every fd link: BPF finder not used", "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)"]]);
+      const dropIn = await run(boundingSet("systemd/ptyreaper.service", "systemd/bpf-finder.conf"));
+      expect(dropIn.labels).toMatchObject({ reader: "native", finder: "bpf", finder_reason: "" });
+      expect(dropIn.said).toEqual([["full passes let the kernel name the pty fds (BPF finder)", undefined]]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -1,6 +1,6 @@
 // The shipped unit through Debian's systemd-analyze: security exposure ≤ 2.2, and a clean verify of a real install into a temporary root.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -98,6 +98,54 @@ describe("systemd-analyze security", () => {
     }
   });
 });
+
+describe("systemd/bpf-finder.conf as a drop-in (the BPF finder's capabilities)", () => {
+  const DROP_IN = join(CHECKOUT, "systemd", "bpf-finder.conf");
+  let root: string;
+  beforeAll(() => {
+    root = mkdtempSync(join(tmpdir(), "ptyreaper-dropin-"));
+    const dir = join(root, "etc/systemd/system");
+    mkdirSync(join(dir, "ptyreaper.service.d"), { recursive: true });
+    writeFileSync(join(dir, "ptyreaper.service"), readFileSync(UNIT));
+    writeFileSync(join(dir, "ptyreaper.service.d", "bpf-finder.conf"), readFileSync(DROP_IN));
+    mkdirSync(join(root, "usr/local/bin"), { recursive: true });
+    writeFileSync(join(root, "usr/local/bin/ptyreaper"), "#!/bin/sh\n", { mode: 0o755 });
+  });
+  afterAll(() => {
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it("adds CAP_BPF and CAP_PERFMON and allows bpf(2) again, costing what its comment says, each exposure explained", () => {
+    const { exposure, failing } = security([`--root=${root}`, "/etc/systemd/system/ptyreaper.service"]);
+    const text = readFileSync(DROP_IN, "utf8");
+    expect(text).toContain(`rates the unit with this drop-in ${exposure.toFixed(1)} instead of ${MAX_EXPOSURE}`);
+    const added = failing.filter((check) => EXPLAINED[check] === undefined);
+    expect(added.sort()).toEqual(["CapabilityBoundingSet=~CAP_BPF", "SystemCallFilter=~@privileged"]);
+    const exposures = text.split(/^# Exposure:/m).slice(1).join("\n");
+    for (const word of ["CAP_BPF", "bpf(2)"]) expect(exposures).toContain(word);
+    // systemd reads the filter in order: the unit's allow list, its deny list, then the drop-in's allow entry.
+    const values = [...directives("SystemCallFilter"), ...text.split("\n").filter((line) => line.startsWith("SystemCallFilter=")).map((line) => line.slice(17).trim())];
+    const effective = orderedFilter(values);
+    expect(effective.has("bpf")).toBe(true);
+    for (const call of ["process_vm_readv", "ptrace", "perf_event_open", "init_module"]) expect(effective.has(call), call).toBe(false);
+    expect(orderedFilter(directives("SystemCallFilter")).has("bpf")).toBe(false);
+  });
+});
+
+/** The calls an allow-list filter lets through, its assignments read in order as systemd does (a later allow entry adds back). */
+function orderedFilter(values: readonly string[]): Set<string> {
+  const allowed = new Set<string>();
+  for (const value of values) {
+    const deny = value.startsWith("~");
+    for (const entry of value.replace(/^~/, "").split(/\s+/)) {
+      for (const call of expandSyscalls(entry)) {
+        if (deny) allowed.delete(call);
+        else allowed.add(call);
+      }
+    }
+  }
+  return allowed;
+}
 
 /** The syscalls a group stands for, nested groups expanded, as this systemd knows them. */
 function expandSyscalls(entry: string, seen = new Set<string>()): Set<string> {

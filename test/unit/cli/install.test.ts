@@ -146,7 +146,7 @@ describe("install", () => {
     expect(result.err.trim().split("\n")).toEqual([
       `ptyreaper: warning: ${join(pkg, "build/Release/ptyscan.node")} was not built, so the /proc scan falls back to the slower JS reader`,
       `ptyreaper: warning: ${join(pkg, "build/Release/sockdiag.node")} was not built, so exec clients cannot be seen and orphanGrace never applies`,
-      `ptyreaper: warning: ${join(pkg, "build/Release/ptyfds.bpf.o")} was not built, so \`ptyreaper sessions\` reads every fd link (install clang to build it)`,
+      `ptyreaper: warning: ${join(pkg, "build/Release/ptyfds.bpf.o")} was not built, so \`ptyreaper sessions\` and the daemon's full passes read every fd link (install clang to build it)`,
     ]);
   });
 

@@ -386,7 +386,14 @@ describe("PtyreaperMetrics", () => {
     const m = metrics();
     m.setScanReader("js", "PTYREAPER_NATIVE_SCAN=0");
     m.setScanReader("native", "addon loaded");
-    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["reader=native,reason=addon loaded", 1]]);
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["finder=none,finder_reason=,reader=native,reason=addon loaded", 1]]);
+    // A full pass's finder outcome joins the same series: used, or why not (the reader's labels stay).
+    m.setScanFinder("bpf");
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["finder=bpf,finder_reason=,reader=native,reason=addon loaded", 1]]);
+    m.setScanFinder("the kernel refused the BPF iterator: Operation not permitted");
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([
+      ["finder=none,finder_reason=the kernel refused the BPF iterator: Operation not permitted,reader=native,reason=addon loaded", 1],
+    ]);
     expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(0);
     m.scanPassCut();
     m.scanPassCut();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { loadNativeFdLinks } from "../../../src/procfs/native.js";
+import { bpfFinder, capsAllowBpf, loadNativeFdLinks } from "../../../src/procfs/native.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 
 const dir = mkdtempSync(join(tmpdir(), "ptyr-native-unit-"));
@@ -37,5 +37,30 @@ describe("loadNativeFdLinks", () => {
     expect(new ProcFs(dir).native).toBeNull();
     expect(new ProcFs("/proc", { native: null }).fdLinksMayBePty(1)).toBeNull();
     expect(new ProcFs("/proc", { native: null }).batchOf([1], 2, { links: true, signatures: true })).toBeNull();
+  });
+});
+
+describe("the BPF finder's capability gate", () => {
+  // Bits of CapEff: CAP_SYS_ADMIN 21, CAP_PERFMON 38, CAP_BPF 39; the shipped unit's set is KILL, SYS_PTRACE, DAC_READ_SEARCH.
+  const bit = (n: number): bigint => 1n << BigInt(n);
+  const hex = (bits: bigint): string => bits.toString(16).padStart(16, "0");
+  const UNIT = bit(5) | bit(19) | bit(2);
+
+  it("needs CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN", () => {
+    expect(capsAllowBpf(hex(UNIT))).toBe(false);
+    expect(capsAllowBpf(hex(UNIT | bit(39)))).toBe(false);
+    expect(capsAllowBpf(hex(UNIT | bit(38)))).toBe(false);
+    expect(capsAllowBpf(hex(UNIT | bit(38) | bit(39)))).toBe(true);
+    expect(capsAllowBpf(hex(UNIT | bit(21)))).toBe(true);
+    expect(capsAllowBpf("000001ffffffffff")).toBe(true); // root's full set on Linux 6.x
+    expect(capsAllowBpf("")).toBe(false);
+    expect(capsAllowBpf("not hex")).toBe(false);
+  });
+
+  it("says why it is not used: switched off, or the capabilities missing, before anything else", () => {
+    expect(bpfFinder("/proc", { env: { PTYREAPER_BPF_FINDER: "0" }, capEff: "000001ffffffffff" })).toEqual({ path: null, reason: "PTYREAPER_BPF_FINDER=0" });
+    expect(bpfFinder("/proc", { env: {}, capEff: hex(UNIT) })).toEqual({ path: null, reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" });
+    const missing = bpfFinder("/proc", { env: {}, capEff: hex(UNIT | bit(38) | bit(39)), addonPath: "/nonexistent/build/Release/ptyscan.node" });
+    expect(missing).toEqual({ path: null, reason: "/nonexistent/build/Release/ptyfds.bpf.o is not built" });
   });
 });
