@@ -1,7 +1,7 @@
 // Pure: follows, cycle to cycle, whether a runtime still holds the stream of each exec to its client
 // (containerd CRI, Podman), and turns that into a client state: attached while held, gone from the
 // first cycle it was seen released after having been seen held, unknown otherwise.
-import { unknownClient, type ClientState } from "../domain/client.js";
+import { unknownClient, type ClientMemory, type ClientState } from "../domain/client.js";
 
 /**
  * What one cycle saw of one exec's stream. `held`: the runtime holds its end towards the client.
@@ -18,6 +18,8 @@ interface TrackedStream {
   holder: string;
   goneSinceMs: number | null;
   goneDetail: string;
+  /** Restored as held by a previous run that last looked then: a release seen next happened after it, at the latest. */
+  unseenSinceMs?: number;
 }
 
 export class ExecStreamTracker {
@@ -28,6 +30,22 @@ export class ExecStreamTracker {
 
   get size(): number {
     return this.streams.size;
+  }
+
+  /** The holder of each exec seen held (now or before its release): the pairing a restart needs. */
+  links(): Map<string, string> {
+    return new Map([...this.streams].map(([execId, tracked]) => [execId, tracked.holder]));
+  }
+
+  /**
+   * What a previous run saw, matched to running execs. One recorded held and seen released by the same
+   * holder next is gone from `downSinceMs` (that run's last look), not from the first cycle of this one.
+   */
+  restore(memories: readonly ClientMemory[], downSinceMs: number): void {
+    for (const m of memories) {
+      if (m.goneSinceMs !== null) this.streams.set(m.execId, { holder: m.link, goneSinceMs: m.goneSinceMs, goneDetail: "the client went away before ptyreaper restarted" });
+      else this.streams.set(m.execId, { holder: m.link, goneSinceMs: null, goneDetail: "", unseenSinceMs: downSinceMs });
+    }
   }
 
   /**
@@ -65,8 +83,11 @@ export class ExecStreamTracker {
     }
     if (known === undefined) return unknownClient(`${sighting.detail}; ${this.neverHeldDetail}`);
     if (known.goneSinceMs === null) {
-      known.goneSinceMs = nowMs;
-      known.goneDetail = `${sighting.detail}, after holding it: the client went away`;
+      const whileDown = known.unseenSinceMs !== undefined;
+      known.goneSinceMs = known.unseenSinceMs ?? nowMs;
+      known.goneDetail = whileDown
+        ? `${sighting.detail}, after holding it when ptyreaper last looked before its restart: the client went away while ptyreaper was not running`
+        : `${sighting.detail}, after holding it: the client went away`;
     }
     return { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail };
   }

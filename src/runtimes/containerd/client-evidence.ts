@@ -3,7 +3,7 @@
 // own end (observed with containerd 1.6.20). Only k8s.io sessions: other namespaces' clients open the
 // FIFOs themselves (ctr, nerdctl), so containerd holding them or not says nothing there.
 import { errorMessage, isVanished } from "../../errors.js";
-import { otherNetworkNamespace, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import { otherNetworkNamespace, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
 import { serverEndsOf, socketFileId, socketInodes, type UnixPeersReader } from "../../procfs/sockets.js";
@@ -70,7 +70,7 @@ export class CriClientEvidence implements ClientEvidence {
     if (runtimeUp) this.lookAtReach(nowMs);
     if (sessions.length === 0) return this.tracker.update([], nowMs);
     const daemon = this.daemonLinks(scan, nowMs);
-    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.links(pid) };
+    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.fdLinks(pid) };
     const states = this.tracker.update(
       sessions.map((s) => criStreamSighting(s, scan, holders)),
       nowMs,
@@ -81,6 +81,14 @@ export class CriClientEvidence implements ClientEvidence {
 
   reach(): EvidenceReach | null {
     return this.lastReach?.reach ?? null;
+  }
+
+  links(): Map<string, string> {
+    return this.tracker.links();
+  }
+
+  restore(memories: readonly ClientMemory[], downSinceMs: number): void {
+    this.tracker.restore(memories, downSinceMs);
   }
 
   /**
@@ -117,7 +125,7 @@ export class CriClientEvidence implements ClientEvidence {
       this.daemon = found;
     }
     const { pid, startTicks } = this.daemon;
-    const links = this.links(pid);
+    const links = this.fdLinks(pid);
     if (typeof links === "string") return links;
     // Read after the links: a containerd that restarted meanwhile is not taken for the old one.
     if (!this.isSame(this.daemon)) return `containerd pid ${pid} exited while its fds were read`;
@@ -163,7 +171,7 @@ export class CriClientEvidence implements ClientEvidence {
   }
 
   /** The fd links of `pid`, or why they could not be read. */
-  private links(pid: number): readonly string[] | string {
+  private fdLinks(pid: number): readonly string[] | string {
     const { procfs } = this.options;
     try {
       const links: string[] = [];

@@ -30,7 +30,8 @@ export interface RunningDaemon {
 export async function startDaemon(yaml: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<RunningDaemon> {
   const dir = mkdtempSync(join(tmpdir(), "ptyreaper-test-"));
   const configPath = join(dir, "config.yaml");
-  writeFileSync(configPath, yaml);
+  // Each daemon its own state directory unless the test names one: daemons never share a client state file.
+  writeFileSync(configPath, /^stateDir:/m.test(yaml) ? yaml : `${yaml}\nstateDir: ${join(dir, "state")}\n`);
   return launchDaemon(process.execPath, [MAIN, "run", "--config", configPath, "--listen", "127.0.0.1:0", ...extraArgs], env);
 }
 
