@@ -26,7 +26,15 @@ export class ExecStreamTracker {
   /** Execs whose stream was seen held, by exec ID. */
   private readonly streams = new Map<string, TrackedStream>();
 
-  constructor(private readonly neverHeldDetail: string) {}
+  /**
+   * `neverHeldDetail`: why a release never seen preceded by a hold is `unknown`. `firstSight`, instead: for a
+   * runtime where a release proves the client gone even without history (containerd CRI), it is `gone` from
+   * the first cycle that saw it, with this detail.
+   */
+  constructor(
+    private readonly neverHeldDetail: string,
+    private readonly firstSight: { goneDetail: string } | null = null,
+  ) {}
 
   get size(): number {
     return this.streams.size;
@@ -51,7 +59,7 @@ export class ExecStreamTracker {
   /**
    * One cycle: `sightings` covers every running exec of the runtime; the rest are forgotten. A release
    * never seen preceded by a hold (ptyreaper started after the client left, or the exec never had a
-   * client) proves nothing and stays `unknown`.
+   * client) proves nothing and stays `unknown`, unless the runtime's rule holds at first sight (firstSight).
    */
   update(sightings: readonly StreamSighting[], nowMs: number): Map<string, ClientState> {
     const states = new Map<string, ClientState>();
@@ -80,6 +88,10 @@ export class ExecStreamTracker {
       // Held again after a release cannot happen with these runtimes; if it does, attached is the safe answer.
       this.streams.set(sighting.execId, { holder: sighting.holder, goneSinceMs: null, goneDetail: "" });
       return { state: "attached", detail: sighting.detail };
+    }
+    if (known === undefined && this.firstSight !== null) {
+      known = { holder: sighting.holder, goneSinceMs: nowMs, goneDetail: `${sighting.detail}: ${this.firstSight.goneDetail}` };
+      this.streams.set(sighting.execId, known);
     }
     if (known === undefined) return unknownClient(`${sighting.detail}; ${this.neverHeldDetail}`);
     if (known.goneSinceMs === null) {

@@ -219,6 +219,7 @@ describe.each<[string, Variant]>([
     expect(substituted).toEqual([
       `/run/containerd → ${containerd?.root} (mounted at /run/containerd)`,
       `/run/podman → ${join(dir, "no-podman")} (mounted at /run/podman)`,
+      `/var/lib/ptyreaper → ${join(dir, "state")} (mounted at /var/lib/ptyreaper)`,
     ]);
     for (const path of ["/metrics", "/healthz", "/readyz", "/sessions", "/"]) {
       expect((await scrape(path, "")).status, `${path} without credentials`).toBe(401);

@@ -66,3 +66,23 @@ describe("ExecStreamTracker across a restart", () => {
     expect(tracker.links()).toEqual(new Map([["e1", "10@5"]]));
   });
 });
+
+describe("ExecStreamTracker with a first-sight rule (containerd CRI)", () => {
+  const tracker = () => new ExecStreamTracker("never held", { goneDetail: "ended before" });
+
+  it("released at first sight: gone from that cycle, and it stays so", () => {
+    const t = tracker();
+    expect(t.update([released()], 1_000).get("e1")).toEqual({ state: "gone", sinceMs: 1_000, detail: "released: ended before" });
+    expect(t.update([released()], 2_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 1_000 });
+  });
+
+  it("held at first sight: attached, then gone from the first release, as without the rule", () => {
+    const t = tracker();
+    expect(t.update([held()], 1_000).get("e1")?.state).toBe("attached");
+    expect(t.update([released()], 2_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 2_000 });
+  });
+
+  it("what cannot be read stays unknown", () => {
+    expect(tracker().update([unreadable], 1_000).get("e1")?.state).toBe("unknown");
+  });
+});
