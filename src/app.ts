@@ -329,7 +329,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart: string[] = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart: string[] = (["listen", "procRoot", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
       if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
