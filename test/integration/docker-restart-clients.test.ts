@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
-import type { RunningDaemon } from "./support/daemon.js";
+import { ORPHAN_TEST_YAML, waitForClients, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 2_000;
@@ -24,34 +24,11 @@ const RELEASE_WAIT_MS = 75_000;
 const testbed = usePrivateEngine("restart", { teardown: "each" });
 
 function config(stateDir: string): string {
-  return `
-pollInterval: 2s
-stateDir: ${stateDir}
-policy:
-  idleTimeout: 4h
-  orphanGrace: 15s
-  minAge: 5s
-reaper:
-  grace: 2s
-log:
-  level: info
-`;
+  return `${ORPHAN_TEST_YAML}stateDir: ${stateDir}\n`;
 }
 
-async function waitForState(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<void> {
-  let last = "";
-  await waitFor(
-    async () => {
-      const listed = await daemon.sessions();
-      last = JSON.stringify([...listed.values()].map((s) => [s.execId.slice(0, 12), s.client]));
-      return sessions.every((s) => listed.get(s.execId)?.client.state === state);
-    },
-    PAIRING_MS + 30_000,
-    `clients of ${sessions.map((s) => s.execId.slice(0, 12)).join(", ")} to be ${state}`,
-    250,
-  ).catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}; last /sessions: ${last}`);
-  });
+function waitForState(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<unknown> {
+  return waitForClients(daemon, sessions.map((s) => s.execId), state, PAIRING_MS + 30_000);
 }
 
 /** Two attached shells in one container, both paired by a first daemon, which is then stopped. */

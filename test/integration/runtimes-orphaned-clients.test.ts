@@ -13,7 +13,7 @@ import { isAlive, waitFor } from "./support/index.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { attachCriExec, leakCriExec, type CriAttachedExec, type CriLeakedExec } from "./support/cri-exec.js";
 import { attachPodmanExec, leakPodmanExec, ptmxFds, type PodmanLeakedExec, type PodmanAttachedExec } from "./support/podman.js";
-import { MAIN } from "./support/daemon.js";
+import { MAIN, ORPHAN_TEST_YAML, waitForClients } from "./support/daemon.js";
 import { runAll } from "./support/private-engine.js";
 import { usePrivateRuntimes } from "./support/private-runtimes.js";
 
@@ -58,36 +58,12 @@ docker:
   enabled: false
 ${runtimes.runtimesYaml}`;
   daemonStartedAt = Date.now();
-  await runtimes.startDaemon(`${runtimesConfig}
-pollInterval: 2s
-policy:
-  idleTimeout: 4h
-  orphanGrace: 15s
-  minAge: 5s
-reaper:
-  grace: 2s
-log:
-  level: info
-`);
+  await runtimes.startDaemon(`${runtimesConfig}${ORPHAN_TEST_YAML}`);
 }, 240_000);
 
-/** Waits until each exec's client is in `state`; on a timeout, throws with the last /sessions and the daemon's log tail. */
-async function waitForClients(execIds: readonly string[], state: string, timeoutMs: number): Promise<Map<string, ReportedSession>> {
-  let last = "";
-  try {
-    return await waitFor(
-      async () => {
-        const listed = await runtimes.daemon.sessions();
-        last = JSON.stringify([...listed.values()].map((s) => [s.runtime, s.execId.slice(0, 12), s.state, s.client]));
-        return execIds.every((id) => listed.get(id)?.client.state === state) ? listed : null;
-      },
-      timeoutMs,
-      `clients of ${execIds.map((id) => id.slice(0, 12)).join(", ")} to be ${state}`,
-      250,
-    );
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
-  }
+/** Waits until each exec's client is in `state` (support/daemon.ts). */
+function clientsIn(execIds: readonly string[], state: string, timeoutMs: number): Promise<Map<string, ReportedSession>> {
+  return waitForClients(runtimes.daemon, execIds, state, timeoutMs);
 }
 
 describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", () => {
@@ -103,7 +79,7 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
 
     // The signals themselves, as the engines show them while every client is attached.
     expect(ptmxFds(podmanKilled.conmonPid)).toBe(2);
-    const before = await waitForClients([...killedIds, ...idleIds], "attached", 60_000);
+    const before = await clientsIn([...killedIds, ...idleIds], "attached", 60_000);
     // Podman's never seen attached: one master fd proves nothing about when (or whether) a client left, so unknown
     // (the idle policy's, 4h here). containerd's leaked one is not among them: gone at first sight (below).
     const neverSeen = [...before.values()].filter((s) => ![...killedIds, ...idleIds, criLeakedEarly.execId].includes(s.execId));
@@ -145,7 +121,7 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     expect(isAlive(criKilled.shellPid) && isAlive(podmanKilled.shellPid)).toBe(true);
 
     // Seen gone (with the first cycle that saw it) before the grace is up.
-    const seen = await waitForClients(killedIds, "gone", GRACE_MS);
+    const seen = await clientsIn(killedIds, "gone", GRACE_MS);
     for (const id of killedIds) expect(seen.get(id)?.state).not.toBe("stale");
     expect(seen.get(criKilled.execId)?.client.detail).toMatch(/does not hold the exec's stdout FIFO \(the shim pid \d+ does\), after holding it/);
     expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/holds one master fd \(no stdin copy\), after holding it/);
