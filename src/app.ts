@@ -24,6 +24,7 @@ import { sessionsReport } from "./domain/report.js";
 import { dockerClientEvidence } from "./runtimes/docker/client-evidence.js";
 import { DockerRuntime } from "./runtimes/docker/docker.js";
 import { EvidenceReachReporter, runtimeClientEvidence } from "./runtimes/client-evidence.js";
+import { ClientStateStore } from "./runtimes/client-store.js";
 import { existsSync } from "node:fs";
 import { ConfigError } from "./errors.js";
 import { chooseDocker, chooseRuntimes, openRuntimes } from "./runtimes/open.js";
@@ -159,11 +160,13 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const skipNamespaces = new Set(docker.used ? ["moby"] : []);
   const { signaller, fallback } = makeSignaller(deps.sendSignal, logger);
   metrics.setSignalMethod(signaller.method, fallback);
-  const clients = docker.used ? dockerClientEvidence(procfs, config.docker.socket, logger, (reason) => metrics.processReadsCut(reason)) : null;
+  // What the clients' evidence knew when the last run stopped, given back at the first look (config stateDir).
+  const clientStore = new ClientStateStore({ dir: config.stateDir, logger: child("state"), nowMs: now() });
+  const clients = docker.used ? clientStore.remembering("docker", dockerClientEvidence(procfs, config.docker.socket, logger, (reason) => metrics.processReadsCut(reason))) : null;
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
-    (runtimeClients ??= runtimeClientEvidence(await openChosenRuntimes(), procfs, logger));
+    (runtimeClients ??= new Map([...runtimeClientEvidence(await openChosenRuntimes(), procfs, logger)].map(([runtime, evidence]) => [runtime, clientStore.remembering(runtime, evidence)])));
   const reaper = new Reaper({
     processes: processTableOf(procfs),
     signaller,
@@ -220,6 +223,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     settings: pollerSettings(config, docker.used),
     onCycle: () => {
       deps.notifier?.watchdog();
+      clientStore.save(now());
       reach.report([...(clients ? [["docker", clients] as const] : []), ...(runtimeClients ?? [])]);
       if (!readySent && poller.readiness().ok) {
         readySent = true;
@@ -312,6 +316,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       await server.close();
       await healthServer?.close();
       await scannerClosed;
+      // Dated now, so a client that dies during the downtime is gone from here at the latest.
+      clientStore.save(now(), true);
       logger.info("ptyreaper stopped");
     },
     runOnce: async () => {
@@ -323,7 +329,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart: string[] = (["listen", "procRoot", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart: string[] = (["listen", "procRoot", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
       if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;

@@ -41,6 +41,7 @@ export const DEFAULT_SETTINGS = {
   pollInterval: "10s",
   listen: "127.0.0.1:9724",
   procRoot: "/proc",
+  stateDir: "/var/lib/ptyreaper",
   docker: { enabled: true, socket: "/var/run/docker.sock", timeout: "5s" },
   runtimes: {
     containerd: { enabled: "auto", socket: "/run/containerd/containerd.sock", namespaces: ["k8s.io"] as string[], timeout: "5s" },
@@ -323,6 +324,7 @@ export const configSchema = section({
   pollInterval: leaf(checkPollInterval).prefault(D.pollInterval),
   listen: leaf(checkListen).prefault(D.listen),
   procRoot: leaf(checkAbsolutePath).prefault(D.procRoot),
+  stateDir: leaf(checkAbsolutePath).prefault(D.stateDir),
   docker: section({
     enabled: leaf(checkRuntimeEnabled).prefault(D.docker.enabled),
     socket: leaf(checkSocketPath).prefault(D.docker.socket),

@@ -38,6 +38,8 @@ export interface Config {
   pollInterval: number;
   listen: { host: string; port: number };
   procRoot: string;
+  /** Where the daemon keeps what must survive a restart (its exec clients' states and pairings). */
+  stateDir: string;
   docker: DockerConfig;
   runtimes: RuntimesConfig;
   policy: PolicyConfig;

@@ -101,7 +101,7 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   if (deps.clients) {
     // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
     const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
-    const states = deps.clients.observe({ scan, docker: view, sessions: dockerSessions, nowMs: (deps.now ?? Date.now)() });
+    const states = deps.clients.observe({ scan, docker: view, sessions: dockerSessions, nowMs: (deps.now ?? Date.now)(), runtimeUp: view.available });
     for (const session of dockerSessions) session.client = states.get(session.execId);
   }
   for (const [runtime, evidence] of deps.runtimeClients ?? []) {

@@ -164,6 +164,8 @@ describe.each<[string, Variant]>([
 
     const noPodman = join(dir, "no-podman");
     mkdirSync(noPodman);
+    const stateDir = join(dir, "state");
+    mkdirSync(stateDir, { mode: 0o700 });
     const pod = manifest<{ spec: { template: { spec: IPodSpec } } }>("daemonset.yaml").spec.template.spec;
     expect(pod.hostNetwork).toBe(true);
     if (!variant.hostNetwork) pod.hostNetwork = false;
@@ -176,6 +178,8 @@ describe.each<[string, Variant]>([
         "/run/containerd": containerd.root,
         // No Podman in this test: an empty directory, as DirectoryOrCreate leaves on a node without it (enabled: auto skips it).
         "/run/podman": noPodman,
+        // The node's state directory: this test's own, so the host's /var/lib/ptyreaper is never written.
+        "/var/lib/ptyreaper": stateDir,
       },
     });
     substituted = run.substituted;
@@ -215,6 +219,7 @@ describe.each<[string, Variant]>([
     expect(substituted).toEqual([
       `/run/containerd → ${containerd?.root} (mounted at /run/containerd)`,
       `/run/podman → ${join(dir, "no-podman")} (mounted at /run/podman)`,
+      `/var/lib/ptyreaper → ${join(dir, "state")} (mounted at /var/lib/ptyreaper)`,
     ]);
     for (const path of ["/metrics", "/healthz", "/readyz", "/sessions", "/"]) {
       expect((await scrape(path, "")).status, `${path} without credentials`).toBe(401);

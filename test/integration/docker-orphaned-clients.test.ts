@@ -12,7 +12,7 @@ import {
   waitFor,
   type AttachedExecSession,
 } from "./support/index.js";
-import type { RunningDaemon } from "./support/daemon.js";
+import { ORPHAN_TEST_YAML, waitForClients, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 2_000;
@@ -26,17 +26,7 @@ const GRACE_AND_4_CYCLES = Math.ceil(GRACE_MS / POLL_MS) + 5;
 /** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
 const RELEASE_WAIT_MS = 75_000;
 
-const CONFIG = `
-pollInterval: 2s
-policy:
-  idleTimeout: 4h
-  orphanGrace: 15s
-  minAge: 5s
-reaper:
-  grace: 2s
-log:
-  level: info
-`;
+const CONFIG = ORPHAN_TEST_YAML;
 
 /** A free loopback port for the engine's TCP listener (taken, then released for dockerd). */
 async function freePort(): Promise<number> {
@@ -52,23 +42,8 @@ const TCP_PORT = await freePort();
 const testbed = usePrivateEngine("orphans", { teardown: "each", engine: { tcpPort: TCP_PORT } });
 
 /** Waits until the daemon reports each session's client in `state` (the pairing takes PAIRING_MS). */
-async function waitForClients(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<void> {
-  let last = "";
-  await waitFor(
-    async () => {
-      const listed = await daemon.sessions();
-      last = JSON.stringify([...listed.values()].map((s) => [s.execId.slice(0, 12), s.client]));
-      return sessions.every((s) => listed.get(s.execId)?.client.state === state);
-    },
-    PAIRING_MS + 30_000,
-    `clients of ${sessions.map((s) => s.execId.slice(0, 12)).join(", ")} to be ${state}`,
-    250,
-  ).catch(async (err: unknown) => {
-    const { body } = await daemon.get("/metrics");
-    const polls = body.split("\n").filter((l) => /^ptyreaper_(poll_duration_seconds_(count|sum)|poll_errors_total|docker_up|last_poll)/.test(l));
-    const tail = [...daemon.logs().slice(-8), ...polls];
-    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail and poll metrics: ${JSON.stringify(tail)}`);
-  });
+function waitForSessions(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<unknown> {
+  return waitForClients(daemon, sessions.map((s) => s.execId), state, PAIRING_MS + 30_000);
 }
 
 describe("orphaned sessions on a real Docker engine", () => {
@@ -81,7 +56,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     const hungUp = await attachedExecSession(container);
     await sleep(APART_MS);
     const idle = await attachedExecSession(container);
-    await waitForClients(daemon, [killed, hungUp, idle], "attached");
+    await waitForSessions(daemon, [killed, hungUp, idle], "attached");
 
     await killAndWait(killed.clientPid);
     const killedAt = Date.now();
@@ -161,7 +136,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     await startContainer({ name: container });
     const daemon = await testbed.startDaemon(CONFIG);
     const remote = await attachedExecSession(container, { host: `tcp://127.0.0.1:${TCP_PORT}` });
-    await waitForClients(daemon, [remote], "unknown");
+    await waitForSessions(daemon, [remote], "unknown");
     await waitFor(async () => (await daemon.sessions()).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"), PAIRING_MS + 30_000, "the remote client to be judged");
     await killAndWait(remote.clientPid);
     await daemon.cycles(GRACE_AND_4_CYCLES);
@@ -179,7 +154,7 @@ describe("orphaned sessions on a real Docker engine", () => {
     await startContainer({ name: container });
     const daemon = await testbed.startDaemon(CONFIG, ["--dry-run"]);
     const session = await attachedExecSession(container);
-    await waitForClients(daemon, [session], "attached");
+    await waitForSessions(daemon, [session], "attached");
     await killAndWait(session.clientPid);
     await waitFor(async () => (await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })) === 1, GRACE_MS + 30_000, "one would-reap");
     await daemon.cycles(3);

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
 import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, startTicksOf, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
-import type { RunningDaemon } from "./support/daemon.js";
+import { ORPHAN_TEST_YAML, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 const POLL_MS = 2_000;
@@ -14,17 +14,7 @@ const PAIRING_MS = 10_000;
 /** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
 const RELEASE_WAIT_MS = 75_000;
 
-const CONFIG = `
-pollInterval: 2s
-policy:
-  idleTimeout: 4h
-  orphanGrace: 15s
-  minAge: 5s
-reaper:
-  grace: 2s
-log:
-  level: info
-`;
+const CONFIG = ORPHAN_TEST_YAML;
 
 const testbed = usePrivateEngine("side-by-side", { teardown: "each" });
 

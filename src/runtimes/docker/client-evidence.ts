@@ -2,13 +2,13 @@
 // which of them hold a connection to this engine's socket, and feeds the tracker (clients.ts).
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../../errors.js";
-import { socketEvidenceReach, unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import { parseLink, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { CLOCK_TICKS_PER_SECOND } from "../../domain/inventory.js";
 import type { ProcInfo } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
 import { listensOn, loadUnixPeersReader, socketFileId, socketInodes, type SocketFileId, type UnixPeerTable, type UnixPeersReader } from "../../procfs/sockets.js";
 import { isDockerCli, parseDockerCli, type DockerCliCommand } from "./cli-args.js";
-import { DockerClientTracker, type ClientSighting, type ClientTarget, type ExecSighting } from "./clients.js";
+import { DockerClientTracker, type ClientSighting, type ClientTarget, type ExecSighting, type RestoredPair } from "./clients.js";
 
 export interface DockerClientEvidenceOptions {
   procfs: ProcFs;
@@ -69,6 +69,28 @@ export class DockerClientEvidence implements ClientEvidence {
     // Exits are still followed; what needs the peers cannot be decided.
     for (const [execId, state] of states) if (state.state === "unknown") states.set(execId, unknownClient(problem));
     return states;
+  }
+
+  links(): Map<string, string> {
+    return this.tracker.links();
+  }
+
+  /**
+   * Pairings a previous run proved: a client that still lives is followed again; one that exited (or
+   * whose pid now names another process) while ptyreaper was down is gone from `downSinceMs` at the latest.
+   */
+  restore(memories: readonly ClientMemory[], downSinceMs: number, { scan }: ClientObservation): void {
+    const toTicks = (ms: number): number => ((ms - scan.bootTimeSec * 1000) * CLOCK_TICKS_PER_SECOND) / 1000;
+    const pairs: RestoredPair[] = [];
+    for (const memory of memories) {
+      const client = parseLink(memory.link);
+      if (client === null) continue;
+      let gone: RestoredPair["gone"] = null;
+      if (memory.goneSinceMs !== null) gone = { sinceMs: memory.goneSinceMs, sinceTicks: toTicks(memory.goneSinceMs), how: "was gone before ptyreaper restarted" };
+      else if (!this.isSameProcess(client.pid, client.startTicks)) gone = { sinceMs: downSinceMs, sinceTicks: toTicks(downSinceMs), how: "exited while ptyreaper was not running" };
+      pairs.push({ execId: memory.execId, ...client, gone });
+    }
+    this.tracker.restore(pairs);
   }
 
   /** docker exec CLIs holding a pty (an -it client holds its terminal), plus tracked ones the scan no longer lists. */

@@ -64,6 +64,14 @@ export interface ClientCycle {
   canPair: boolean;
 }
 
+/** A pairing a previous run left: the exec, its client, and when and how the client ended (null: alive). */
+export interface RestoredPair {
+  execId: string;
+  pid: number;
+  startTicks: number;
+  gone: { sinceMs: number; sinceTicks: number; how: string } | null;
+}
+
 interface TrackedClient {
   pid: number;
   startTicks: number;
@@ -110,6 +118,38 @@ export class DockerClientTracker {
   /** Keys of tracked clients still believed alive: the reader re-checks these even if the scan missed them. */
   livePids(): { pid: number; startTicks: number }[] {
     return [...this.clients.values()].filter((c) => c.goneSinceMs === null).map((c) => ({ pid: c.pid, startTicks: c.startTicks }));
+  }
+
+  /** Each paired exec's client (`pid@startTicks`): the pairing a restart needs. */
+  links(): Map<string, string> {
+    const out = new Map<string, string>();
+    for (const [execId, verdict] of this.verdicts) if (verdict.kind === "paired") out.set(execId, verdict.client);
+    return out;
+  }
+
+  /**
+   * Takes back pairings a previous run proved, before any cycle of this one: each exec keeps its client,
+   * alive (followed from now on) or gone since `goneSinceMs`. The argv is not read again (target null):
+   * only the pairing is needed, and a client past its window is no candidate for a new exec anyway.
+   */
+  restore(pairs: readonly RestoredPair[]): void {
+    for (const pair of pairs) {
+      const k = key(pair.pid, pair.startTicks);
+      const gone = pair.gone;
+      this.clients.set(k, {
+        pid: pair.pid,
+        startTicks: pair.startTicks,
+        target: null,
+        everConnected: true,
+        connectedNow: false,
+        disconnectedSinceMs: null,
+        disconnectedSinceTicks: null,
+        goneSinceMs: gone?.sinceMs ?? null,
+        goneSinceTicks: gone?.sinceTicks ?? null,
+        goneHow: gone?.how ?? "",
+      });
+      this.verdicts.set(pair.execId, { kind: "paired", client: k });
+    }
   }
 
   /** One cycle: records what was seen, pairs the execs whose window has closed, and says where each exec's client is. */

@@ -1,7 +1,7 @@
 // Podman's client evidence, from the scan alone: an attached `podman exec -it` has its exec's conmon
 // hold two fds on the pty master (its stdin and stdout copies); when the client goes, conmon closes
 // the stdin copy and keeps one (observed with Podman 4.3.1).
-import { unknownClient, type ClientEvidence, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import { unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import { monitorOf } from "../../domain/attribution.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
@@ -43,6 +43,14 @@ export class PodmanClientEvidence implements ClientEvidence {
     );
     for (const s of sessions) if (!states.has(s.execId)) states.set(s.execId, unknownClient("not observed"));
     return states;
+  }
+
+  links(): Map<string, string> {
+    return this.tracker.links();
+  }
+
+  restore(memories: readonly ClientMemory[], downSinceMs: number): void {
+    this.tracker.restore(memories, downSinceMs);
   }
 
   /** The scan alone tells: the evidence reaches wherever /proc does. */

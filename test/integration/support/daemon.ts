@@ -26,11 +26,25 @@ export interface RunningDaemon {
   stop(): Promise<number | null>;
 }
 
+/** The orphan tests' settings: 2 s cycles, orphanGrace 15 s, idleTimeout 4 h (never reached), minAge 5 s, reaper.grace 2 s. */
+export const ORPHAN_TEST_YAML = `
+pollInterval: 2s
+policy:
+  idleTimeout: 4h
+  orphanGrace: 15s
+  minAge: 5s
+reaper:
+  grace: 2s
+log:
+  level: info
+`;
+
 /** Writes `yaml` to a temp config file and starts the daemon on 127.0.0.1 with a free port. */
 export async function startDaemon(yaml: string, extraArgs: string[] = [], env: Record<string, string> = {}): Promise<RunningDaemon> {
   const dir = mkdtempSync(join(tmpdir(), "ptyreaper-test-"));
   const configPath = join(dir, "config.yaml");
-  writeFileSync(configPath, yaml);
+  // Each daemon its own state directory unless the test names one: daemons never share a client state file.
+  writeFileSync(configPath, /^stateDir:/m.test(yaml) ? yaml : `${yaml}\nstateDir: ${join(dir, "state")}\n`);
   return launchDaemon(process.execPath, [MAIN, "run", "--config", configPath, "--listen", "127.0.0.1:0", ...extraArgs], env);
 }
 
@@ -112,6 +126,35 @@ export async function launchDaemon(file: string, args: readonly string[], env: R
       return code;
     },
   };
+}
+
+/**
+ * Waits until the daemon reports the client of each exec in `execIds` in `state`, and returns that listing.
+ * On a timeout it throws with the last /sessions, the daemon's log tail and its poll metrics.
+ */
+export async function waitForClients(
+  daemon: RunningDaemon,
+  execIds: readonly string[],
+  state: string,
+  timeoutMs: number,
+): Promise<Map<string, SessionsReport["sessions"][number]>> {
+  let last = "";
+  try {
+    return await waitFor(
+      async () => {
+        const listed = await daemon.sessions();
+        last = JSON.stringify([...listed.values()].map((s) => [s.runtime, s.execId.slice(0, 12), s.state, s.client]));
+        return execIds.every((id) => listed.get(id)?.client.state === state) ? listed : null;
+      },
+      timeoutMs,
+      `clients of ${execIds.map((id) => id.slice(0, 12)).join(", ")} to be ${state}`,
+      250,
+    );
+  } catch (err) {
+    const { body } = await daemon.get("/metrics").catch(() => ({ body: "" }));
+    const polls = body.split("\n").filter((l) => /^ptyreaper_(poll_duration_seconds_(count|sum)|poll_errors_total|runtime_up|docker_up|last_poll)/.test(l));
+    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail and poll metrics: ${JSON.stringify([...daemon.logs().slice(-12), ...polls])}`);
+  }
 }
 
 /**

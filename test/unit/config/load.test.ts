@@ -15,6 +15,7 @@ const DEFAULTS: Config = {
   pollInterval: 10_000,
   listen: { host: "127.0.0.1", port: 9724 },
   procRoot: "/proc",
+  stateDir: "/var/lib/ptyreaper",
   docker: { enabled: true, socket: "/var/run/docker.sock", timeout: 5_000 },
   runtimes: {
     containerd: { enabled: "auto", socket: "/run/containerd/containerd.sock", namespaces: ["k8s.io"], timeout: 5_000 },

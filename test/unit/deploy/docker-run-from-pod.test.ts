@@ -42,6 +42,7 @@ describe("dockerRunFromPod", () => {
       "-v /proc:/host/proc:ro",
       "-v /tmp/ptyr-ctd-x:/run/containerd:ro",
       "-v /run/podman:/run/podman:ro",
+      "-v /var/lib/ptyreaper:/var/lib/ptyreaper",
       "-v /tmp/cm:/etc/ptyreaper:ro",
       "-v /tmp/web:/etc/ptyreaper-web:ro",
     ]);

@@ -194,7 +194,10 @@ describe("deploy/kubernetes manifests", () => {
     });
     const volumes = new Map((pod?.volumes ?? []).map((v) => [v.name, v]));
     const mounts = new Map((container.volumeMounts ?? []).map((m) => [m.mountPath, m]));
-    for (const m of mounts.values()) expect(m.readOnly, m.mountPath).toBe(true);
+    // Read-only, all but the state directory, the config's stateDir, from the node's same path (it outlives the pod).
+    const config = parseConfig((byKind("ConfigMap") as ConfigMap).data?.["config.yaml"] ?? "", "configmap.yaml", {});
+    for (const m of mounts.values()) expect(m.readOnly, m.mountPath).toBe(m.mountPath === config.stateDir ? undefined : true);
+    expect(volumes.get(mounts.get(config.stateDir)?.name ?? "")?.hostPath).toEqual({ path: config.stateDir, type: "DirectoryOrCreate" });
     expect(volumes.get(mounts.get("/host/proc")?.name ?? "")?.hostPath).toEqual({ path: "/proc", type: "Directory" });
     expect(volumes.get(mounts.get("/run/containerd")?.name ?? "")?.hostPath).toEqual({ path: "/run/containerd", type: "DirectoryOrCreate" });
     expect(volumes.get(mounts.get("/run/podman")?.name ?? "")?.hostPath).toEqual({ path: "/run/podman", type: "DirectoryOrCreate" });
@@ -202,13 +205,13 @@ describe("deploy/kubernetes manifests", () => {
     expect([...mounts.keys()].filter((path) => path.includes("docker"))).toEqual([]);
     expect(volumes.get(mounts.get("/etc/ptyreaper")?.name ?? "")?.configMap?.name).toBe((byKind("ConfigMap") as ConfigMap).metadata?.name);
     expect(volumes.get(mounts.get("/etc/ptyreaper-web")?.name ?? "")?.secret?.secretName).toBe(WEB_SECRET);
-    expect([...mounts.keys()].sort()).toEqual(["/etc/ptyreaper", "/etc/ptyreaper-web", "/host/proc", "/run/containerd", "/run/podman"]);
+    expect([...mounts.keys()].sort()).toEqual(["/etc/ptyreaper", "/etc/ptyreaper-web", "/host/proc", "/run/containerd", "/run/podman", "/var/lib/ptyreaper"]);
   });
 
   it("starts on a node that lacks a runtime: no hostPath needs a socket or file to exist beforehand", () => {
     const pod = (byKind("DaemonSet") as DaemonSet).spec?.template.spec;
     const hostPaths = (pod?.volumes ?? []).flatMap((v) => (v.hostPath ? [{ name: v.name, ...v.hostPath }] : []));
-    expect(hostPaths.map((h) => h.path).sort()).toEqual(["/proc", "/run/containerd", "/run/podman"]);
+    expect(hostPaths.map((h) => h.path).sort()).toEqual(["/proc", "/run/containerd", "/run/podman", "/var/lib/ptyreaper"]);
     for (const { name, path, type } of hostPaths) {
       // Socket, File, CharDevice and BlockDevice fail the pod when the path is absent; "" leaves it to the runtime,
       // which may create a directory at a socket's path (Docker does). Only /proc may be required: every node has it.

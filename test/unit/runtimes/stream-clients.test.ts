@@ -34,3 +34,55 @@ describe("ExecStreamTracker", () => {
     expect(tracker.size).toBe(1);
   });
 });
+
+describe("ExecStreamTracker across a restart", () => {
+  const restored = (memory: { link?: string; goneSinceMs?: number | null }) => {
+    const tracker = new ExecStreamTracker("never held");
+    tracker.restore([{ execId: "e1", link: memory.link ?? "10@5", goneSinceMs: memory.goneSinceMs ?? null }], 500);
+    return tracker;
+  };
+
+  it("recorded held, released now by the same holder: gone from the last run's last look, not from now", () => {
+    expect(restored({}).update([released()], 9_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 500 });
+  });
+
+  it("recorded held, held now: attached; a later release dates from that cycle", () => {
+    const tracker = restored({});
+    expect(tracker.update([held()], 9_000).get("e1")?.state).toBe("attached");
+    expect(tracker.update([released()], 10_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 10_000 });
+  });
+
+  it("recorded gone: gone since then, even on a cycle that cannot tell", () => {
+    expect(restored({ goneSinceMs: 300 }).update([unreadable], 9_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 300 });
+  });
+
+  it("recorded under another holder (containerd or conmon restarted): the record says nothing", () => {
+    expect(restored({ link: "99@1" }).update([released()], 9_000).get("e1")?.state).toBe("unknown");
+  });
+
+  it("links name each tracked exec's holder", () => {
+    const tracker = new ExecStreamTracker("never held");
+    tracker.update([held("10@5")], 1_000);
+    expect(tracker.links()).toEqual(new Map([["e1", "10@5"]]));
+  });
+});
+
+describe("ExecStreamTracker with a first-sight rule (containerd CRI)", () => {
+  const tracker = () => new ExecStreamTracker("never held", { goneDetail: "ended before" });
+
+  it("released at first sight: gone from that cycle, and it stays so", () => {
+    const t = tracker();
+    expect(t.update([released()], 1_000).get("e1")).toEqual({ state: "gone", sinceMs: 1_000, detail: "released: ended before" });
+    expect(t.update([released()], 2_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 1_000 });
+  });
+
+  it("held at first sight: attached, then gone from the first release, as without the rule", () => {
+    const t = tracker();
+    expect(t.update([held()], 1_000).get("e1")?.state).toBe("attached");
+    expect(t.update([released()], 2_000).get("e1")).toMatchObject({ state: "gone", sinceMs: 2_000 });
+  });
+
+  it("what cannot be read stays unknown", () => {
+    expect(tracker().update([unreadable], 1_000).get("e1")?.state).toBe("unknown");
+  });
+});

@@ -59,6 +59,22 @@ describe("DockerClientTracker", () => {
     expect(cycle(t, goneAt + 20 * SECOND, [e], [client(10, goneAt + 15 * SECOND)])).toEqual({ e1: `gone@${goneAt}` });
   });
 
+  it("a pairing restored after a restart: a live client is attached at once and followed; a dead one is gone since its record", () => {
+    const t = new DockerClientTracker();
+    const later = T0 + 3_600 * SECOND;
+    const [e1, e2] = [execAt("e1", T0 + 20), execAt("e2", T0 + 20 + 20 * SECOND)];
+    t.restore([
+      { execId: "e1", pid: 10, startTicks: T0, gone: null },
+      { execId: "e2", pid: 11, startTicks: T0 + 20 * SECOND, gone: { sinceMs: msAt(later - 50 * SECOND), sinceTicks: later - 50 * SECOND, how: "exited while ptyreaper was not running" } },
+    ]);
+    expect(t.links()).toEqual(new Map([["e1", "10@100000"], ["e2", "11@102000"]]));
+    // No pairing delay: the verdicts are the last run's.
+    expect(cycle(t, later, [e1, e2], [client(10, T0, { target: null })])).toEqual({ e1: "attached", e2: `gone@${later - 50 * SECOND}` });
+    // The restored client is followed: two cycles without its connection and it is gone.
+    cycle(t, later + 10 * SECOND, [e1, e2], [client(10, T0, { connected: false })]);
+    expect(cycle(t, later + 20 * SECOND, [e1, e2], [client(10, T0, { connected: false })])).toEqual({ e1: `gone@${later + 10 * SECOND}`, e2: `gone@${later - 50 * SECOND}` });
+  });
+
   it("a client that died before the pairing is remembered: gone since the cycle that missed it", () => {
     const t = new DockerClientTracker();
     const e = execAt("e1", T0 + 20);
