@@ -168,7 +168,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
-    (runtimeClients ??= runtimeClientEvidence(await openChosenRuntimes(), procfs, logger));
+    (runtimeClients ??= runtimeClientEvidence(await openChosenRuntimes(), procfs, logger, (reason) => metrics.processReadsCut(reason)));
   const reaper = new Reaper({
     processes: processTableOf(procfs),
     signaller,

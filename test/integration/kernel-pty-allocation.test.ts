@@ -1,7 +1,8 @@
 // The allocation marker on the real kernel: the slave inode's ctime, read through a holder's fd by the reaper's
 // ProcessTable, in a devpts instance of the test's own (a private mount namespace), so no other pty is touched.
 import { describe, expect, it } from "vitest";
-import { processTableOf, MIN_ALLOCATION_AGE_MS } from "../../src/reaper/identity.js";
+import { processTableOf, HOLDER_MAX_FDS, MIN_ALLOCATION_AGE_MS, STEP_READ_BUDGET_MS } from "../../src/reaper/identity.js";
+import { FdReadBudget } from "../../src/procfs/fd-budget.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { killAndWait, python3, startHelper, waitFor } from "./support/index.js";
 
@@ -42,32 +43,33 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
         return JSON.parse(next.value) as { index: number; ctimeNs: string | null };
       };
       const table = processTableOf(new ProcFs("/proc"));
+      const step = (): FdReadBudget => new FdReadBudget(HOLDER_MAX_FDS, STEP_READ_BUDGET_MS);
 
       const first = await ask("alloc");
       expect(first.index).toBe(0);
-      const allocated = table.slaveCtimeNs(pid, dev, 0);
+      const allocated = table.slaveCtimeNs(pid, dev, 0, step());
       expect(String(allocated)).toBe(first.ctimeNs);
-      expect(table.slaveCtimeNs(pid, dev, 1)).toBeNull();
+      expect(table.slaveCtimeNs(pid, dev, 1, step())).toBeNull();
 
       await ask("io");
-      expect(table.slaveCtimeNs(pid, dev, 0)).toBe(allocated);
+      expect(table.slaveCtimeNs(pid, dev, 0, step())).toBe(allocated);
 
       // ctime is the coarse clock (a few ms a tick): a chmod in the allocation's own tick would leave it as it was.
       await waitFor(() => Date.now() > Number((allocated as bigint) / 1_000_000n) + 50, 5_000, "a clock tick past the allocation");
       await ask("chmod");
-      const chmodded = table.slaveCtimeNs(pid, dev, 0);
+      const chmodded = table.slaveCtimeNs(pid, dev, 0, step());
       expect(chmodded).not.toBeNull();
       expect(chmodded).not.toBe(allocated); // a chmod looks like a new allocation: the reaper stops then (safe side)
 
       await ask("free");
-      expect(table.slaveCtimeNs(pid, dev, 0)).toBeNull();
+      expect(table.slaveCtimeNs(pid, dev, 0, step())).toBeNull();
 
       // The reaper pins an allocation only once its ctime is MIN_ALLOCATION_AGE_MS old; any later allocation then has a later ctime.
       const pinnedAtMs = Number((chmodded as bigint) / 1_000_000n) + MIN_ALLOCATION_AGE_MS;
       await waitFor(() => Date.now() > pinnedAtMs, 5_000, "the pin's minimum age to pass");
       const again = await ask("alloc");
       expect(again.index).toBe(0); // the freed index, handed out again
-      const reallocated = table.slaveCtimeNs(pid, dev, 0);
+      const reallocated = table.slaveCtimeNs(pid, dev, 0, step());
       expect(reallocated).not.toBeNull();
       expect(reallocated as bigint).toBeGreaterThan(chmodded as bigint);
       console.log(`pty allocation marker: ctime ${String(allocated)} → chmod ${String(chmodded)} → reallocated ${String(reallocated)}`);
