@@ -1,8 +1,10 @@
 // A container that does its worst to the /proc scan, on a private Docker engine with the built daemon: 8 processes
 // each holding a pty slave dup'd to the nofile hard limit (20,000), 40 holding ptys with 5.9 MB command lines, and
 // 8 fake docker CLIs (argv `docker exec -it x sh`, a pty on stdin) each holding about 20,000 sockets.
-// The daemon keeps cycling, stays healthy, and still reaps a leaked exec session in another container.
-// Figures (cycle time, RSS) are printed for docs/reliability.md, not asserted.
+// Over 60 s at a 2 s interval, /healthz keeps a p99 within 1 s (issue 19's bound, measured here), cycles keep
+// completing, and leaked exec sessions are reaped: one in another container, and one in the hostile container
+// itself, whose reap walks past the 20,000-fd processes (their fds unread, never refused). Other figures (cycle
+// time, event-loop lag during that reap, RSS) are printed for the README, not asserted.
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -11,6 +13,7 @@ import { describe, expect, it } from "vitest";
 import { dockerCli, isAlive, leakExecSession, sleep, startContainer, testContainerName, waitFor, TEST_IMAGE } from "./support/index.js";
 import { trackContainer, untrackContainer } from "./support/track.js";
 import { usePrivateEngine } from "./support/private-engine.js";
+import type { RunningDaemon } from "./support/daemon.js";
 
 const DUP_HOLDERS = 8;
 const FAKE_CLIS = 8;
@@ -140,6 +143,55 @@ function cmdlineStart(pid: number): string {
 }
 const rssMb = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? NaN) / 1024;
 
+/** How long /healthz and the event loop are measured under the load. */
+const MEASURE_MS = 60_000;
+
+function percentile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)] ?? NaN;
+}
+
+interface Probe {
+  healthz: { atMs: number; ms: number; status: number }[];
+  /** nodejs_eventloop_lag_max_seconds: the longest event-loop delay since the scrape before (prom-client resets it). */
+  lagMax: { atMs: number; seconds: number }[];
+  rssMb: number[];
+  stop(): Promise<void>;
+}
+
+/** /healthz back to back (20 ms apart) and /metrics every 2 s, until stopped: what a probe and a scraper see. */
+function probeDaemon(d: RunningDaemon): Probe {
+  let running = true;
+  const probe: Probe = {
+    healthz: [],
+    lagMax: [],
+    rssMb: [],
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+  const healthz = async (): Promise<void> => {
+    while (running) {
+      const at = performance.now();
+      const { status } = await d.get("/healthz");
+      probe.healthz.push({ atMs: Date.now(), ms: performance.now() - at, status });
+      await sleep(20);
+    }
+  };
+  const metrics = async (): Promise<void> => {
+    while (running) {
+      const { body } = await d.get("/metrics");
+      const lag = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(body)?.[1]);
+      if (Number.isFinite(lag)) probe.lagMax.push({ atMs: Date.now(), seconds: lag });
+      probe.rssMb.push(rssMb(d.pid));
+      await sleep(2_000);
+    }
+  };
+  const loops = [healthz(), metrics()];
+  return probe;
+}
+
 /** Cycle-duration buckets of the histogram, for a median estimate. */
 function medianFromBuckets(exposition: string): number | null {
   const buckets: [number, number][] = [];
@@ -153,7 +205,7 @@ function medianFromBuckets(exposition: string): number | null {
 describe("a hostile container (private dockerd, static helper, nofile and stack ulimits raised)", () => {
   const testbed = usePrivateEngine("hostile");
 
-  it("keeps the daemon cycling, healthy and reaping while 8 processes hold 20,000 dup'd pty fds, 40 hold 5.9 MB argv and 8 fake CLIs 20,000 sockets", async () => {
+  it("keeps /healthz p99 within 1 s over 60 s, cycling and reaping (elsewhere and in the container itself) while 8 processes hold 20,000 dup'd pty fds, 40 hold 5.9 MB argv and 8 fake CLIs 20,000 sockets", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ptyreaper-hostile-"));
     try {
       writeFileSync(join(dir, "hostile.c"), HELPER_C);
@@ -187,23 +239,28 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       expect(cmdlineBytes(argvPids[0] ?? 0)).toBeGreaterThanOrEqual(ARG_PIECES * ARG_PIECE_BYTES);
       expect(dupPids.map(fdCount).every((count) => count >= NOFILE - 10)).toBe(true);
 
-      // Another container with a leaked exec session: it must still be reaped.
+      // Two leaked exec sessions (client SIGKILLed under a real tty): one in another container, and one in the
+      // hostile container itself, whose reap walks the container's processes, 16 of them holding 20,000 fds.
       const victim = testContainerName("hostile-victim");
       await startContainer({ name: victim });
       const leaked = await leakExecSession(victim);
+      const leakedHere = await leakExecSession(hostile);
 
       const startedAt = performance.now();
       const d = await testbed.startDaemon(CONFIG);
-      const healthz: number[] = [];
-      const rss: number[] = [];
-      const reaped = await waitFor(
-        async () => {
-          healthz.push((await d.get("/healthz")).status);
-          rss.push(rssMb(d.pid));
-          return d.logs().find((line) => line.msg === "reaped exec session" && line.execId === leaked.execId);
+      const probe = probeDaemon(d);
+      const cyclesAtStart = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
+      const reapedLine = (execId: string) => d.logs().find((line) => line.msg === "reaped exec session" && line.execId === execId);
+      // The measurement window: 60 s of /healthz and /metrics under the load, at a 2 s poll interval.
+      await sleep(MEASURE_MS);
+      const cyclesInWindow = ((await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0) - cyclesAtStart;
+      const [reaped, reapedHere] = await waitFor(
+        () => {
+          const both = [reapedLine(leaked.execId), reapedLine(leakedHere.execId)];
+          return both.every((line) => line !== undefined) ? both : null;
         },
         120_000,
-        "the leaked session in the other container to be reaped",
+        "both leaked sessions to be reaped",
         1_000,
       ).catch(async (err: unknown) => {
         // What the daemon saw, to tell a slow cycle from a wrong one.
@@ -212,46 +269,65 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
         throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
       });
       const reapedAt = performance.now();
-      expect(reaped.reason).toBe("idle");
-      await waitFor(() => !isAlive(leaked.shellPid), 10_000, "the leaked shell to end");
+      await probe.stop();
+      expect(reaped?.reason).toBe("idle");
+      await waitFor(() => !isAlive(leaked.shellPid) && !isAlive(leakedHere.shellPid), 10_000, "both leaked shells to end");
 
-      // Cycles keep completing with the load still there.
-      const before = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
-      for (let i = 0; i < 5; i++) {
-        await sleep(2_000); // a time on purpose: the cycles completed in these 10 s under load are the measurement
-        healthz.push((await d.get("/healthz")).status);
-        rss.push(rssMb(d.pid));
-      }
-      const after = (await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0;
-      expect(after - before).toBeGreaterThanOrEqual(3);
-      expect(healthz.every((status) => status === 200)).toBe(true);
+      // /healthz answered every time, p99 within 1 s, and cycles kept completing (30 expected in 60 s).
+      const latencies = probe.healthz.map((sample) => sample.ms);
+      const p99 = percentile(latencies, 0.99);
+      expect(probe.healthz.length).toBeGreaterThan(1_000);
+      expect(probe.healthz.every((sample) => sample.status === 200)).toBe(true);
+      expect(p99).toBeLessThanOrEqual(1_000);
+      expect(cyclesInWindow).toBeGreaterThanOrEqual(MEASURE_MS / 2_000 / 2);
       expect(await d.metric("ptyreaper_poll_errors_total", { stage: "scan" })).toBe(0);
       // The fake CLIs' fds were never read: each cycle's look at them stopped at one stat.
       expect(await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" })).toBeGreaterThanOrEqual(FAKE_CLIS);
+      // The reap in the hostile container passed over its 20,000-fd processes (not listed as holders of the exec's pty):
+      // no refusal, no failure, one stat each.
+      expect(await d.metric("ptyreaper_reap_refusals_total", { reason: "fd_cap", runtime: "docker" })).toBe(0);
+      expect(await d.metric("ptyreaper_reap_failures_total", { runtime: "docker" })).toBe(0);
       expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
+
+      // The hostile container's reap, from its first signal to its release: how long the loop was blocked meanwhile.
+      const firstSignal = d.logs().find((line) => line.msg === "signalled exec session" && line.execId === leakedHere.execId);
+      expect(firstSignal).toBeDefined();
+      const from = Number(firstSignal?.time) - 1_000;
+      const to = Number(reapedHere?.time) + 2_000;
+      const during = <T extends { atMs: number }>(samples: T[]): T[] => samples.filter((sample) => sample.atMs >= from && sample.atMs <= to);
+      const reapHealthz = during(probe.healthz).map((sample) => sample.ms);
+      const reapLag = during(probe.lagMax).map((sample) => sample.seconds);
+      expect(reapHealthz.length).toBeGreaterThan(0);
 
       const exposition = (await d.get("/metrics")).body;
       const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
       const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
-      // For docs/reliability.md: measured figures, not assertions.
+      // For README and docs/reliability.md: measured figures (the p99 bound above is the issue's).
       console.log(
         JSON.stringify({
           hostileFigures: {
             cycles: count,
+            cyclesInWindow,
             meanCycleSeconds: sum / count,
             medianCycleBucketSeconds: medianFromBuckets(exposition),
+            healthz: { samples: latencies.length, p50Ms: percentile(latencies, 0.5), p99Ms: p99, maxMs: Math.max(...latencies) },
+            eventLoopLagMaxSeconds: Math.max(...probe.lagMax.map((sample) => sample.seconds)),
+            reapInHostileContainer: {
+              seconds: (to - from - 3_000) / 1000,
+              healthzSamples: reapHealthz.length,
+              healthzMaxMs: Math.max(...reapHealthz),
+              eventLoopLagMaxSeconds: reapLag.length > 0 ? Math.max(...reapLag) : null,
+            },
+            readsCut: { fd_cap: await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" }), read_budget: await d.metric("ptyreaper_process_reads_cut_total", { reason: "read_budget" }) },
             reapedAfterSeconds: (reapedAt - startedAt) / 1000,
-            runSeconds: (performance.now() - startedAt) / 1000,
             loadAverage: loadavg()[0],
-            rssMbMax: Math.max(...rss),
-            rssMbLast: rss.at(-1),
+            rssMbMax: Math.max(...probe.rssMb),
             cutPasses: await d.metric("ptyreaper_scan_passes_cut_total"),
-            healthzSamples: healthz.length,
           },
         }),
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 240_000);
+  }, 400_000);
 });
