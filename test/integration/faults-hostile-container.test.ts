@@ -174,17 +174,17 @@ function probeDaemon(d: RunningDaemon): Probe {
   const healthz = async (): Promise<void> => {
     while (running) {
       const at = performance.now();
-      const { status } = await d.get("/healthz");
+      const status = await d.get("/healthz").then(({ status: code }) => code, () => 0); // 0: no answer (counted, fails the test)
       probe.healthz.push({ atMs: Date.now(), ms: performance.now() - at, status });
       await sleep(20);
     }
   };
   const metrics = async (): Promise<void> => {
     while (running) {
-      const { body } = await d.get("/metrics");
+      const body = await d.get("/metrics").then(({ body: text }) => text, () => "");
       const lag = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(body)?.[1]);
       if (Number.isFinite(lag)) probe.lagMax.push({ atMs: Date.now(), seconds: lag });
-      probe.rssMb.push(rssMb(d.pid));
+      if (running) probe.rssMb.push(rssMb(d.pid));
       await sleep(2_000);
     }
   };
@@ -263,9 +263,10 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
         "both leaked sessions to be reaped",
         1_000,
       ).catch(async (err: unknown) => {
+        await probe.stop();
         // What the daemon saw, to tell a slow cycle from a wrong one.
         const sessions = (await d.get("/sessions")).body.slice(0, 4_000);
-        const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 300));
+        const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 600));
         throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
       });
       const reapedAt = performance.now();
