@@ -274,36 +274,22 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       expect(reaped?.reason).toBe("idle");
       await waitFor(() => !isAlive(leaked.shellPid) && !isAlive(leakedHere.shellPid), 10_000, "both leaked shells to end");
 
-      // /healthz answered every time, p99 within 1 s, and cycles kept completing (30 expected in 60 s).
       const latencies = probe.healthz.map((sample) => sample.ms);
       const p99 = percentile(latencies, 0.99);
-      expect(probe.healthz.length).toBeGreaterThan(1_000);
-      expect(probe.healthz.every((sample) => sample.status === 200)).toBe(true);
-      expect(p99).toBeLessThanOrEqual(1_000);
-      expect(cyclesInWindow).toBeGreaterThanOrEqual(MEASURE_MS / 2_000 / 2);
-      expect(await d.metric("ptyreaper_poll_errors_total", { stage: "scan" })).toBe(0);
-      // The fake CLIs' fds were never read: each cycle's look at them stopped at one stat.
-      expect(await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" })).toBeGreaterThanOrEqual(FAKE_CLIS);
-      // The reap in the hostile container passed over its 20,000-fd processes (not listed as holders of the exec's pty):
-      // no refusal, no failure, one stat each.
-      expect(await d.metric("ptyreaper_reap_refusals_total", { reason: "fd_cap", runtime: "docker" })).toBe(0);
-      expect(await d.metric("ptyreaper_reap_failures_total", { runtime: "docker" })).toBe(0);
-      expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
-
+      const statuses: Record<string, number> = {};
+      for (const sample of probe.healthz) statuses[sample.status] = (statuses[sample.status] ?? 0) + 1;
       // The hostile container's reap, from its first signal to its release: how long the loop was blocked meanwhile.
       const firstSignal = d.logs().find((line) => line.msg === "signalled exec session" && line.execId === leakedHere.execId);
-      expect(firstSignal).toBeDefined();
-      const from = Number(firstSignal?.time) - 1_000;
-      const to = Number(reapedHere?.time) + 2_000;
+      const from = Date.parse(String(firstSignal?.time)) - 1_000; // the daemon logs ISO times
+      const to = Date.parse(String(reapedHere?.time)) + 2_000;
       const during = <T extends { atMs: number }>(samples: T[]): T[] => samples.filter((sample) => sample.atMs >= from && sample.atMs <= to);
       const reapHealthz = during(probe.healthz).map((sample) => sample.ms);
       const reapLag = during(probe.lagMax).map((sample) => sample.seconds);
-      expect(reapHealthz.length).toBeGreaterThan(0);
 
       const exposition = (await d.get("/metrics")).body;
       const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
       const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
-      // For README and docs/reliability.md: measured figures (the p99 bound above is the issue's).
+      // For the README: measured figures, printed before the assertions (the p99 bound below is the issue's).
       console.log(
         JSON.stringify({
           hostileFigures: {
@@ -311,7 +297,7 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
             cyclesInWindow,
             meanCycleSeconds: sum / count,
             medianCycleBucketSeconds: medianFromBuckets(exposition),
-            healthz: { samples: latencies.length, p50Ms: percentile(latencies, 0.5), p99Ms: p99, maxMs: Math.max(...latencies) },
+            healthz: { samples: latencies.length, statuses, p50Ms: percentile(latencies, 0.5), p99Ms: p99, maxMs: Math.max(...latencies) },
             eventLoopLagMaxSeconds: Math.max(...probe.lagMax.map((sample) => sample.seconds)),
             reapInHostileContainer: {
               seconds: (to - from - 3_000) / 1000,
@@ -327,6 +313,22 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
           },
         }),
       );
+      // /healthz answered every time, p99 within 1 s, and cycles kept completing (30 expected in 60 s).
+      expect(probe.healthz.length).toBeGreaterThan(1_000);
+      expect(probe.healthz.every((sample) => sample.status === 200)).toBe(true);
+      expect(p99).toBeLessThanOrEqual(1_000);
+      expect(cyclesInWindow).toBeGreaterThanOrEqual(MEASURE_MS / 2_000 / 2);
+      expect(await d.metric("ptyreaper_poll_errors_total", { stage: "scan" })).toBe(0);
+      // The fake CLIs' fds were never read: each cycle's look at them stopped at one stat.
+      expect(await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" })).toBeGreaterThanOrEqual(FAKE_CLIS);
+      // The reap in the hostile container passed over its 20,000-fd processes (not listed as holders of the exec's pty):
+      // no refusal, no failure, one stat each.
+      expect(await d.metric("ptyreaper_reap_refusals_total", { reason: "fd_cap", runtime: "docker" })).toBe(0);
+      expect(await d.metric("ptyreaper_reap_failures_total", { runtime: "docker" })).toBe(0);
+      expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
+
+      expect(firstSignal).toBeDefined();
+      expect(reapHealthz.length).toBeGreaterThan(0); // /healthz answered during the reap in the hostile container
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
