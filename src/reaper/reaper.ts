@@ -63,6 +63,8 @@ export interface ReaperOptions extends ReaperSettings {
   selfPid: number;
   /** The live policy's exemption for a session (null: none); asked before every signal, so a reload applies at once. */
   exemption?: (session: ExecSession) => string | null;
+  /** The monotonic clock (ms) of the steps' read budgets (tests); performance.now by default. */
+  readClock?: () => number;
 }
 
 const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
@@ -81,6 +83,8 @@ function releaseTimeoutMs(session: Pick<ExecSession, "runtime">): number {
 export const MAX_ATTEMPTS = 3;
 /** Reads of the holders within one step (each after sending to the new ones). */
 const SAME_STEP_PASSES = 3;
+/** Processes walked between two looks at the step's budget. */
+const WALK_CLOCK_LOOK = 64;
 
 type Phase = "confirming" | "signalling" | "releasing" | "retry";
 
@@ -444,7 +448,15 @@ export class Reaper {
       return []; // the main process is gone: the container stopped, and its processes with it
     }
     const found: number[] = [];
-    for (const pid of processes.pids()) {
+    // Every process's cgroup is read: a container may run thousands. The scan's holders go first, so a walk the
+    // step's budget cuts short still reaches them; the rest are not signalled this step (a later one walks again).
+    const all = processes.pids();
+    const walk = [...all.filter((pid) => escalation.listedHolders.has(pid)), ...all.filter((pid) => !escalation.listedHolders.has(pid))];
+    for (const [at, pid] of walk.entries()) {
+      if (at % WALK_CLOCK_LOOK === WALK_CLOCK_LOOK - 1 && budget.spent) {
+        budget.cut("read_budget");
+        break;
+      }
       if (examined.has(pid)) continue;
       examined.add(pid);
       try {
@@ -616,7 +628,7 @@ export class Reaper {
 
   /** One step's (or one observe's) reads of fd tables: each process capped, all of them within one time budget, cuts counted. */
   private readBudget(): FdReadBudget {
-    return new FdReadBudget(HOLDER_MAX_FDS, STEP_READ_BUDGET_MS, (cut) => this.options.metrics.processReadsCut?.(cut));
+    return new FdReadBudget(HOLDER_MAX_FDS, STEP_READ_BUDGET_MS, (cut) => this.options.metrics.processReadsCut?.(cut), this.options.readClock);
   }
 
   private selfParent(): number {

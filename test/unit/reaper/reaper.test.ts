@@ -130,7 +130,7 @@ describe("Reaper", () => {
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => execInfo({ running }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerPort = fakeDocker(() => execInfo({ running })), readClock?: () => number) {
     return new Reaper({
       processes: table,
       signaller: new KillSignaller((pid, signal) => {
@@ -142,6 +142,7 @@ describe("Reaper", () => {
       now: () => Date.now(),
       selfPid: SELF,
       exemption: () => exemption,
+      ...(readClock ? { readClock } : {}),
       mode,
       graceMs: 10_000,
       maxInFlight: 5,
@@ -325,6 +326,21 @@ describe("Reaper", () => {
       expect(signals).toEqual([]);
       expect(metrics.refusals).toEqual(["fd_cap"]);
       expect(r.pendingCount).toBe(0);
+    });
+
+    it("a walk of a container with thousands of processes stops at the step's budget, after the scan's holders (counted)", async () => {
+      for (let pid = 1000; pid < 4000; pid++) table.procs.set(pid, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [pid, 9] });
+      // The scan's holders come first (the exec's process here): reached though every look at the clock finds the budget spent.
+      table.procs.set(3999, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [3999, 9], slaves: [["0:44", 0]] });
+      let now = 0;
+      const r = reaper("enforce", undefined, () => (now += 1_000));
+      r.reap([{ session: session({ holderPids: [200, 3999] }), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([
+        [200, "SIGHUP"],
+        [3999, "SIGHUP"],
+      ]);
+      expect(metrics.cuts).toContain("read_budget");
     });
 
     it("a holder listed by a later inventory is refused at the next step", async () => {
