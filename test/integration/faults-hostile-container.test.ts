@@ -217,6 +217,14 @@ async function hostileContainer(dir: string, mode: "all" | "clis"): Promise<{ ho
   return { hostile, id };
 }
 
+/** Cycles so far, their mean duration and the median's bucket, from the daemon's histogram. */
+async function cycleFigures(d: RunningDaemon): Promise<{ cycles: number; meanCycleSeconds: number; medianCycleBucketSeconds: number | null }> {
+  const exposition = (await d.get("/metrics")).body;
+  const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
+  const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
+  return { cycles: count, meanCycleSeconds: sum / count, medianCycleBucketSeconds: medianFromBuckets(exposition) };
+}
+
 /** Cycle-duration buckets of the histogram, for a median estimate. */
 function medianFromBuckets(exposition: string): number | null {
   const buckets: [number, number][] = [];
@@ -293,16 +301,11 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       expect(await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" })).toBeGreaterThanOrEqual(FAKE_CLIS);
       expect(pidsOf(id).filter((pid) => fdCount(pid) >= NOFILE - 10)).toHaveLength(DUP_HOLDERS); // the load never went away
 
-      const exposition = (await d.get("/metrics")).body;
-      const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
-      const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
       // For docs/reliability.md: measured figures, not assertions.
       console.log(
         JSON.stringify({
           hostileFigures: {
-            cycles: count,
-            meanCycleSeconds: sum / count,
-            medianCycleBucketSeconds: medianFromBuckets(exposition),
+            ...(await cycleFigures(d)),
             reapedAfterSeconds: (reapedAt - startedAt) / 1000,
             runSeconds: (performance.now() - startedAt) / 1000,
             loadAverage: loadavg()[0],
@@ -376,17 +379,12 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       const reapHealthz = during(probe.healthz).map((sample) => sample.ms);
       const reapLag = during(probe.lagMax).map((sample) => sample.seconds);
 
-      const exposition = (await d.get("/metrics")).body;
-      const sum = Number(/^ptyreaper_poll_duration_seconds_sum (\S+)$/m.exec(exposition)?.[1]);
-      const count = Number(/^ptyreaper_poll_duration_seconds_count (\S+)$/m.exec(exposition)?.[1]);
       // For the README: measured figures, printed before the assertions (the p99 bound below is the issue's).
       console.log(
         JSON.stringify({
           hostileFigures: {
-            cycles: count,
+            ...(await cycleFigures(d)),
             cyclesInWindow,
-            meanCycleSeconds: sum / count,
-            medianCycleBucketSeconds: medianFromBuckets(exposition),
             healthz: { samples: latencies.length, statuses, p50Ms: percentile(latencies, 0.5), p99Ms: p99, maxMs: Math.max(...latencies) },
             eventLoopLagMaxSeconds: Math.max(...probe.lagMax.map((sample) => sample.seconds)),
             // [seconds since the daemon started, lag] of every scrape that saw the loop blocked 0.2 s or more.
