@@ -19,6 +19,11 @@ export const DAEMON_SEARCH_EVERY_MS = 60_000;
  * hold 500,000. Above this, the process's fds are not read (counted) and its sessions' clients stay unknown.
  */
 export const DAEMON_MAX_FDS = 16_384;
+/**
+ * What one search (once a DAEMON_SEARCH_EVERY_MS at most) may spend reading the candidates' fds, on a budget of
+ * its own: the stat of every process before it must not leave it nothing on a host running thousands.
+ */
+export const DAEMON_SEARCH_BUDGET_MS = 250;
 
 /** Whether an fd link is the CRI stdout FIFO of this exec: `…/io.containerd.grpc.v1.cri/containers/<cid>/io/<n>/<exec-id>-stdout`. */
 export function isCriStdoutFifo(link: string, containerId: string, execId: string): boolean {
@@ -121,7 +126,7 @@ export class CriClientEvidence implements ClientEvidence {
     if (this.daemon !== null && !this.isSame(this.daemon)) this.daemon = null;
     if (this.daemon === null) {
       if (this.lastSearch !== null && nowMs - this.lastSearch.atMs < DAEMON_SEARCH_EVERY_MS) return this.lastSearch.problem;
-      const found = this.findDaemon(scan, budget);
+      const found = this.findDaemon(scan);
       if (typeof found === "string") {
         this.lastSearch = { atMs: nowMs, problem: found };
         return found;
@@ -153,7 +158,7 @@ export class CriClientEvidence implements ClientEvidence {
    * a candidate whose fds the cap or the budget left unread is passed over (an impostor with 500,000 fds
    * must not hide the real one), and named when no other is found.
    */
-  private findDaemon(scan: ProcScan, budget: FdReadBudget): { pid: number; startTicks: number } | string {
+  private findDaemon(scan: ProcScan): { pid: number; startTicks: number } | string {
     const { procfs, socket, peers } = this.options;
     if (peers === null) return `unix socket peers unreadable: ${this.options.peersMissingReason ?? "no sock_diag reader"}`;
     let accepted: Set<number>;
@@ -162,17 +167,25 @@ export class CriClientEvidence implements ClientEvidence {
     } catch (err) {
       return `cannot tell which process serves ${socket}: ${errorMessage(err)}`;
     }
-    const found: { pid: number; startTicks: number }[] = [];
-    const unread: string[] = [];
+    const candidates: { pid: number; startTicks: number }[] = [];
     for (const pid of scan.ppids.keys()) {
       try {
         const stat = procfs.stat(pid);
-        if (stat?.comm !== "containerd") continue;
-        const sockets = socketInodes(procfs, pid, budget);
-        if (typeof sockets === "string") unread.push(`${pid} (${sockets})`);
-        else if (sockets.some((ino) => accepted.has(ino))) found.push({ pid, startTicks: stat.startTicks });
+        if (stat?.comm === "containerd") candidates.push({ pid, startTicks: stat.startTicks });
       } catch (err) {
         if (!isVanished(err)) return `cannot read containerd candidate ${pid}: ${errorMessage(err)}`;
+      }
+    }
+    const budget = new FdReadBudget(DAEMON_MAX_FDS, DAEMON_SEARCH_BUDGET_MS, this.options.readCut, this.options.clock);
+    const found: { pid: number; startTicks: number }[] = [];
+    const unread: string[] = [];
+    for (const candidate of candidates) {
+      try {
+        const sockets = socketInodes(procfs, candidate.pid, budget);
+        if (typeof sockets === "string") unread.push(`${candidate.pid} (${sockets})`);
+        else if (sockets.some((ino) => accepted.has(ino))) found.push(candidate);
+      } catch (err) {
+        if (!isVanished(err)) return `cannot read containerd candidate ${candidate.pid}: ${errorMessage(err)}`;
       }
     }
     if (found.length === 1) return found[0] as { pid: number; startTicks: number };
