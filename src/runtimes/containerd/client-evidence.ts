@@ -85,10 +85,12 @@ export class CriClientEvidence implements ClientEvidence {
   observe({ scan, sessions, nowMs, runtimeUp = false }: ClientObservation): Map<string, ClientState> {
     if (runtimeUp) this.lookAtReach(nowMs);
     if (sessions.length === 0) return this.tracker.update([], nowMs);
-    // Every fd read of this cycle (containerd's search, its links, the shims') draws on one budget.
-    const budget = new FdReadBudget(DAEMON_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock);
-    const daemon = this.daemonLinks(scan, nowMs, budget);
-    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.links(pid, budget) };
+    // containerd's links and the shims' of this cycle draw on one budget, started at the first of those reads
+    // (after a search for containerd, which has its own: a one-shot `sessions` searches and reads in one cycle).
+    let budget: FdReadBudget | null = null;
+    const cycleBudget = (): FdReadBudget => (budget ??= new FdReadBudget(DAEMON_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock));
+    const daemon = this.daemonLinks(scan, nowMs, cycleBudget);
+    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.links(pid, cycleBudget()) };
     const states = this.tracker.update(
       sessions.map((s) => criStreamSighting(s, scan, holders)),
       nowMs,
@@ -122,7 +124,7 @@ export class CriClientEvidence implements ClientEvidence {
   }
 
   /** containerd's process and its fd links, or why not. One process's fds per cycle, and only while CRI sessions exist. */
-  private daemonLinks(scan: ProcScan, nowMs: number, budget: FdReadBudget): CriFifoHolders["daemon"] {
+  private daemonLinks(scan: ProcScan, nowMs: number, budget: () => FdReadBudget): CriFifoHolders["daemon"] {
     if (this.daemon !== null && !this.isSame(this.daemon)) this.daemon = null;
     if (this.daemon === null) {
       if (this.lastSearch !== null && nowMs - this.lastSearch.atMs < DAEMON_SEARCH_EVERY_MS) return this.lastSearch.problem;
@@ -135,7 +137,7 @@ export class CriClientEvidence implements ClientEvidence {
       this.daemon = found;
     }
     const { pid, startTicks } = this.daemon;
-    const links = this.links(pid, budget);
+    const links = this.links(pid, budget());
     if (typeof links === "string") return links;
     // Read after the links: a containerd that restarted meanwhile is not taken for the old one.
     if (!this.isSame(this.daemon)) return `containerd pid ${pid} exited while its fds were read`;
