@@ -166,7 +166,9 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
-    (runtimeClients ??= new Map([...runtimeClientEvidence(await openChosenRuntimes(), procfs, logger)].map(([runtime, evidence]) => [runtime, clientStore.remembering(runtime, evidence)])));
+    (runtimeClients ??= new Map(
+      [...runtimeClientEvidence(await openChosenRuntimes(), procfs, logger, (reason) => metrics.processReadsCut(reason))].map(([runtime, evidence]) => [runtime, clientStore.remembering(runtime, evidence)]),
+    ));
   const reaper = new Reaper({
     processes: processTableOf(procfs),
     signaller,

@@ -34,6 +34,8 @@ export interface ProcInfo {
   cmdline: string[];
   /** Set when the command line was longer than the scan reads (a few KB). */
   cmdlineTruncated?: boolean;
+  /** Set when the command line was not read: one of more than HOLDER_DETAILS_PER_PTY ordinary holders of its pty (cmdline is empty). */
+  cmdlineUnread?: boolean;
   uid: number;
   /** Inode of /proc/PID/ns/pid, e.g. "4026531836"; null when unreadable. */
   pidNs: string | null;

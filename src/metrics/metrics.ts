@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import { containerCapacity, PTY_OWNERS, type PtyOwner } from "../domain/types.js";
 import { REAP_REASONS, SESSION_STATES, type ReapReason, type SessionState, type Snapshot } from "../domain/snapshot.js";
 import { capLabelValue } from "./labels.js";
+import { FD_READ_CUTS, type FdReadCut } from "../procfs/fd-budget.js";
 import { REFUSAL_REASONS, type RefusalReason } from "../reaper/identity.js";
 import type { PidfdFallbackReason, SignalMethod } from "../reaper/signaller.js";
 import { CLIENT_STATES, type ClientStateName } from "../domain/client.js";
@@ -11,8 +12,8 @@ import { countMasterOnly, EXPECTED_MASTER_HOLDERS } from "../domain/master-only.
 import { POLL_STAGES, type PollStage } from "../poller/stages.js";
 
 /** Why a read of a container-controlled process was cut short: ptyreaper_process_reads_cut_total's reasons. */
-export type ProcessReadCut = "argv_budget" | "fd_cap";
-export const PROCESS_READ_CUTS: readonly ProcessReadCut[] = ["argv_budget", "fd_cap"];
+export type ProcessReadCut = "argv_budget" | FdReadCut;
+export const PROCESS_READ_CUTS: readonly ProcessReadCut[] = ["argv_budget", ...FD_READ_CUTS];
 export { POLL_STAGES, type PollStage };
 
 const DOCKER_UP = "ptyreaper_docker_up";
@@ -259,7 +260,7 @@ export class PtyreaperMetrics {
     });
     this.processReadsCutTotal = new Counter({
       name: "ptyreaper_process_reads_cut_total",
-      help: "Reads of a process that a cap or budget cut short, by reason: argv_budget (a parsed program's command line kept to its head: WHOLE_ARGV_PER_PASS spent this pass), fd_cap (a would-be client holding more fds than any real one: its fds left unread, its session's client unknown).",
+      help: "Reads of a process that a cap or budget cut short, by reason: argv_budget (a parsed program's command line kept to its head: WHOLE_ARGV_PER_PASS spent this pass), fd_cap (a process holding more fds than the read's cap: a would-be client (64), containerd (16,384) or a holder of a pty being reaped (1,024): its fds left unread, a client unknown, a holder never signalled), read_budget (the same because a cycle's or a reap step's time budget for such reads was spent).",
       labelNames: ["reason"],
       registers,
     });

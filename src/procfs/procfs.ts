@@ -1,5 +1,5 @@
 // Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type BigIntStats, type Stats } from "node:fs";
+import { closeSync, opendirSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type BigIntStats, type Stats } from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import { cgroupContainerId } from "../domain/attribution.js";
@@ -199,6 +199,21 @@ export class ProcFs {
   /** /proc/PID/fd: fd numbers. */
   fds(pid: number): string[] {
     return readdirSync(`${this.root}/${pid}/fd`);
+  }
+
+  /**
+   * /proc/PID/fd: at most `max` fd numbers, in directory order. The listing stops there, so a process
+   * holding 500,000 fds costs no more than one holding `max`.
+   */
+  fdsUpTo(pid: number, max: number): string[] {
+    const dir = opendirSync(`${this.root}/${pid}/fd`);
+    try {
+      const names: string[] = [];
+      for (let entry = dir.readSync(); entry !== null && names.length < max; entry = dir.readSync()) names.push(entry.name);
+      return names;
+    } finally {
+      dir.closeSync();
+    }
   }
 
   /**

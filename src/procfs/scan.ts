@@ -30,6 +30,14 @@ export interface ScanOptions {
 /** Whole command lines read per pass beyond wholeArgvPids (programs whose argv is parsed): a crowd of them costs this much at most. */
 export const WHOLE_ARGV_PER_PASS = 256;
 
+/**
+ * Ordinary holders of one pty whose command line is read and kept, per pass (and per scan thread): any pod can
+ * start thousands of processes on one pty. The rest keep their stat, status and cgroup (what attribution needs)
+ * and an empty command line (cmdlineUnread). Never cut: exec processes, container inits, master holders and
+ * programs whose argv is parsed (those have WHOLE_ARGV_PER_PASS).
+ */
+export const HOLDER_DETAILS_PER_PTY = 64;
+
 /** A pty fd as read, before a master is mapped to its devpts instance (which needs the holder's mounts). */
 export interface RawPtyFd {
   /** The first fd read that names this file. */
@@ -65,6 +73,20 @@ export class ScanContext {
   /** Whole command lines read this pass for parsed programs (see readProcInfo), and those cut by the budget. */
   wholeArgvReads = 0;
   argvBudgetCuts = 0;
+  /** Holders given details this pass, by slave pty key (HOLDER_DETAILS_PER_PTY). */
+  private readonly detailsByPty = new Map<string, number>();
+
+  /**
+   * Whether a holder's command line is read: always for the exempt kinds (see HOLDER_DETAILS_PER_PTY), else while
+   * one of the slaves it holds has had fewer than HOLDER_DETAILS_PER_PTY holders with details this pass.
+   */
+  keepsDetails(raws: readonly RawPtyFd[], exempt: boolean): boolean {
+    const slaves = raws.filter((raw) => raw.role === "slave").map((raw) => `${raw.dev}:${raw.index}`);
+    if (exempt || slaves.length < raws.length) return true;
+    if (slaves.length > 0 && slaves.every((key) => (this.detailsByPty.get(key) ?? 0) >= HOLDER_DETAILS_PER_PTY)) return false;
+    for (const key of slaves) this.detailsByPty.set(key, (this.detailsByPty.get(key) ?? 0) + 1);
+    return true;
+  }
 
   constructor(readonly procfs: ProcFs) {}
 
@@ -346,7 +368,7 @@ function masterInstance(ctx: ScanContext, pid: number, dev: string, ino: number,
  * WHOLE_ARGV_PER_PASS, for programs whose argv ptyreaper parses (runtime monitors, the docker CLI);
  * a cut one ends in "…" (and cmdlineTruncated is set).
  */
-export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, options: ScanOptions = {}): ProcInfo | null | undefined {
+export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, options: ScanOptions = {}, details = true): ProcInfo | null | undefined {
   const { procfs } = ctx;
   try {
     const status = procfs.status(pid);
@@ -360,7 +382,7 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, opti
     } catch (err) {
       if (isVanished(err)) throw err;
     }
-    let cmdline = procfs.cmdline(pid, CMDLINE_SHOWN_BYTES);
+    let cmdline = details ? procfs.cmdline(pid, CMDLINE_SHOWN_BYTES) : { args: [], truncated: false };
     if (cmdline.truncated) {
       if (options.wholeArgvPids?.includes(pid)) cmdline = procfs.cmdline(pid);
       else if (argvIsParsed(base.comm, cmdline.args[0])) {
@@ -382,6 +404,7 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, opti
       comm: base.comm,
       cmdline: args,
       ...(cmdline.truncated ? { cmdlineTruncated: true } : {}),
+      ...(details ? {} : { cmdlineUnread: true }),
       uid: status.uid,
       pidNs,
       nsPids: status.nsPids,
@@ -557,7 +580,9 @@ export class IncrementalScanner {
         if (entry.info) scan.processes.set(pid, entry.info); // carried: as the last pass read it
         continue;
       }
-      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options) : this.refreshInfo(pid, entry.info, base);
+      const exempt = inits.has(pid) || options.wholeArgvPids?.includes(pid) === true || argvIsParsed(base.comm, undefined);
+      const details = ctx.keepsDetails(entry.raws, exempt);
+      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options, details) : this.refreshInfo(pid, entry.info, base);
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;

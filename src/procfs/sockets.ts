@@ -3,6 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { isVanished } from "../errors.js";
 import { missingFileReason, NATIVE_OUTPUTS, shippedPath } from "../shipped.js";
+import { readFdLinksBounded, type FdReadBudget, type FdReadCut } from "./fd-budget.js";
 import { formatDev } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
 
@@ -56,27 +57,22 @@ export function socketFileId(path: string): SocketFileId {
 }
 
 /**
- * Inodes of the sockets `pid` holds, from its /proc/PID/fd links; [] when it has exited. A link that
- * closes between listing and reading is skipped. Other errors (EACCES) reach the caller.
+ * Inodes of the sockets `pid` holds, from its /proc/PID/fd links, within `budget` (else why not: the
+ * cut is reported to the budget); [] when it has exited. A link closed between listing and reading is
+ * skipped. Other errors (EACCES) reach the caller.
  */
-export function socketInodes(procfs: ProcFs, pid: number): number[] {
-  let fds: string[];
+export function socketInodes(procfs: ProcFs, pid: number, budget: FdReadBudget): number[] | FdReadCut {
+  let links;
   try {
-    fds = procfs.fds(pid);
+    links = readFdLinksBounded(procfs, pid, budget, (link) => link.startsWith("socket:["));
   } catch (err) {
     if (isVanished(err)) return [];
     throw err;
   }
+  if (typeof links === "string") return links;
   const inodes: number[] = [];
-  for (const fd of fds) {
-    let target: string | null;
-    try {
-      target = procfs.fdLinkIfOpen(pid, fd);
-    } catch (err) {
-      if (isVanished(err)) return [];
-      throw err;
-    }
-    const ino = target === null ? null : parseSocketLink(target);
+  for (const { link } of links) {
+    const ino = parseSocketLink(link);
     if (ino !== null) inodes.push(ino);
   }
   return inodes;

@@ -1,6 +1,7 @@
 // Who the reaper may signal: the process-identity port it reads, and the never-signal rules as a pure function.
 import type { BigIntStats } from "node:fs";
 import { classifyRdev, formatDev, type StatFields } from "../procfs/parse.js";
+import { readFdLinksBounded, type FdReadBudget, type FdReadCut } from "../procfs/fd-budget.js";
 import type { ProcFs } from "../procfs/procfs.js";
 
 /** The few /proc facts the reaper reads about a process; errors (ENOENT when gone) reach the caller. */
@@ -15,9 +16,28 @@ export interface ProcessTable {
   cgroup(pid: number): string;
   /**
    * The ctime (ns) of the slave of pty (devptsDev, index) that PID has open now, read through its fd (so it is
-   * the allocation that process holds); null when it holds none. See PtyAllocation for why ctime.
+   * the allocation that process holds); null when it holds none; a cut when that could not be told within the
+   * budget (the process holds more fds than its cap, or the step's time is spent): never signal it on a guess.
+   * See PtyAllocation for why ctime.
    */
-  slaveCtimeNs(pid: number, devptsDev: string, index: number): bigint | null;
+  slaveCtimeNs(pid: number, devptsDev: string, index: number, budget: FdReadBudget): bigint | null | FdReadCut;
+}
+
+/**
+ * The most fds of one process the reaper reads to find the slave it holds. A session's shell and its
+ * children hold the pty on their standard streams, which are looked at first whatever the count; this caps
+ * the rest (about 8 ms of reads): a container process holding 500,000 fds costs one stat.
+ */
+export const HOLDER_MAX_FDS = 1_024;
+/** The time one reap step (or one look at a session's holders) may spend reading fd tables. */
+export const STEP_READ_BUDGET_MS = 100;
+
+/** A shell's standard streams: where a session's processes hold its pty, read before (and besides) any cap. */
+const STANDARD_STREAMS = ["0", "1", "2"];
+
+/** Only pts links and the console (a bind of a pts) can be a slave: a cheap filter before a stat. */
+function mayBeSlave(link: string): boolean {
+  return link.includes("pts") || link.includes("console");
 }
 
 /** The reaper's ProcessTable, read through the same ProcFs (and so the same /proc root) as the scan. */
@@ -27,19 +47,28 @@ export function processTableOf(procfs: ProcFs): ProcessTable {
     stat: (pid) => procfs.stat(pid),
     nsPids: (pid) => procfs.status(pid)?.nsPids ?? null,
     cgroup: (pid) => procfs.cgroupText(pid),
-    slaveCtimeNs(pid, devptsDev, index) {
-      for (const fd of procfs.fds(pid)) {
-        const link = procfs.fdLinkIfOpen(pid, fd);
-        // Cheap filter before a stat: only pts links and the console (a bind of a pts) can be a slave.
-        if (link === null || (!link.includes("pts") && !link.includes("console"))) continue;
+    slaveCtimeNs(pid, devptsDev, index, budget) {
+      // The ctime of fd's file when it is this very slave, else null.
+      const slaveAt = (fd: string): bigint | null => {
         let st: BigIntStats;
         try {
           st = procfs.fdStatBig(pid, fd);
         } catch {
-          continue; // closed meanwhile
+          return null; // closed meanwhile
         }
         const kind = st.isCharacterDevice() ? classifyRdev(Number(st.rdev)) : null;
-        if (kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev) return st.ctimeNs;
+        return kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev ? st.ctimeNs : null;
+      };
+      for (const fd of STANDARD_STREAMS) {
+        const link = procfs.fdLinkIfOpen(pid, fd);
+        const ctimeNs = link !== null && mayBeSlave(link) ? slaveAt(fd) : null;
+        if (ctimeNs !== null) return ctimeNs;
+      }
+      const links = readFdLinksBounded(procfs, pid, budget, mayBeSlave);
+      if (typeof links === "string") return links;
+      for (const { fd } of links) {
+        const ctimeNs = STANDARD_STREAMS.includes(fd) ? null : slaveAt(fd);
+        if (ctimeNs !== null) return ctimeNs;
       }
       return null;
     },
@@ -84,7 +113,8 @@ export type RefusalReason =
   | "pid_reused"
   | "not_pinned"
   | "allocation_changed"
-  | "unreadable";
+  | "unreadable"
+  | FdReadCut;
 
 export const REFUSAL_REASONS: readonly RefusalReason[] = [
   "host_init",
@@ -99,6 +129,8 @@ export const REFUSAL_REASONS: readonly RefusalReason[] = [
   "not_pinned",
   "allocation_changed",
   "unreadable",
+  "fd_cap",
+  "read_budget",
 ];
 
 /** Container runtimes by comm (15 characters at most): never a session's process, whatever else holds. */

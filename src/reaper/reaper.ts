@@ -8,8 +8,11 @@ import { ancestry } from "../domain/ancestry.js";
 import { formatDuration } from "../config/duration.js";
 import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
+import { FdReadBudget, type FdReadCut } from "../procfs/fd-budget.js";
 import {
+  HOLDER_MAX_FDS,
   MIN_ALLOCATION_AGE_MS,
+  STEP_READ_BUDGET_MS,
   refusalFor,
   type ProcessRef,
   type ProcessTable,
@@ -32,6 +35,8 @@ export interface ReapMetrics {
   reapRefused?(reason: RefusalReason, runtime: RuntimeName): void;
   /** A reaped session's pty was released this long after its client was first seen gone. */
   reclaimed?(seconds: number, runtime: RuntimeName): void;
+  /** A read of a process's fds cut by HOLDER_MAX_FDS or a step's STEP_READ_BUDGET_MS (ptyreaper_process_reads_cut_total). */
+  processReadsCut?(reason: FdReadCut): void;
 }
 
 /** process.kill, injectable so unit tests never signal anything. */
@@ -56,6 +61,8 @@ export interface ReaperOptions extends ReaperSettings {
   selfPid: number;
   /** The live policy's exemption for a session (null: none); asked before every signal, so a reload applies at once. */
   exemption?: (session: ExecSession) => string | null;
+  /** The monotonic clock (ms) of the steps' read budgets (tests); performance.now by default. */
+  readClock?: () => number;
 }
 
 const ESCALATION = ["SIGHUP", "SIGTERM", "SIGKILL"] as const;
@@ -74,6 +81,8 @@ function releaseTimeoutMs(session: Pick<ExecSession, "runtime">): number {
 export const MAX_ATTEMPTS = 3;
 /** Reads of the holders within one step (each after sending to the new ones). */
 const SAME_STEP_PASSES = 3;
+/** Processes walked between two looks at the step's budget. */
+const WALK_CLOCK_LOOK = 64;
 
 type Phase = "confirming" | "signalling" | "releasing" | "retry";
 
@@ -95,6 +104,11 @@ interface Escalation {
   viaRuntime?: boolean;
   /** Set once, at the first attempt's start; retries keep it (a retry must not adopt a later allocation's holders). */
   pin: SessionPin | null;
+  /**
+   * The pty's slave holders in the latest inventory (read in the scan thread, every fd): a process whose fds
+   * the reaper's own read left unread is taken for a holder (and refused) only when listed here.
+   */
+  listedHolders: ReadonlySet<number>;
 }
 
 type Result = "reaped" | "already_gone" | "refused" | "failed" | "stopped";
@@ -161,6 +175,7 @@ export class Reaper {
         releasingSinceMs: 0,
         containerMain: null,
         pin: null,
+        listedHolders: new Set(session.holderPids),
       };
       this.inFlight.set(session.execId, escalation);
       started++;
@@ -175,14 +190,16 @@ export class Reaper {
    */
   observe(inventory: Inventory, readFromMs: number): void {
     const byKey = new Map(inventory.ptys.map((p) => [p.key, p]));
+    const budget = this.readBudget();
     for (const escalation of [...this.inFlight.values()]) {
+      escalation.listedHolders = new Set(byKey.get(escalation.session.ptyKey)?.slavePids ?? []);
       if (escalation.phase !== "releasing" && escalation.phase !== "retry") continue;
       // An inventory whose reading began before the holders were found gone says nothing about the release.
       if (escalation.phase === "releasing" && readFromMs < escalation.releasingSinceMs) continue;
       const { session } = escalation;
       const pty = byKey.get(session.ptyKey);
       // Gone, or the index now belongs to another exec or allocation: the session's pty was freed.
-      const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids);
+      const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids, budget);
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId) || reallocated) {
         if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, session.runtime);
         this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`);
@@ -284,7 +301,7 @@ export class Reaper {
     const { session } = escalation;
     let refusal: string | null;
     try {
-      refusal = this.check(escalation, session.pid);
+      refusal = this.check(escalation, session.pid, this.readBudget());
     } catch (err) {
       if (!isVanished(err)) throw err;
       return this.signalStep(escalation, level); // the exec's process is gone: only its leftovers, if any, by pid
@@ -331,14 +348,15 @@ export class Reaper {
     const sent: number[] = [];
     const refused: string[] = [];
     const examined = new Set<number>();
+    const budget = this.readBudget();
     // Read again right after sending (only processes new since the last read): a child forked just before its
     // parent got the signal is reached in the same step, rather than outliving the exec's process.
     let moved: number[] = [];
     for (let pass = 0; pass < SAME_STEP_PASSES && moved.length === 0; pass++) {
-      const fresh = this.holders(escalation, examined).filter((pid) => pid !== skipPid);
+      const fresh = this.holders(escalation, examined, budget).filter((pid) => pid !== skipPid);
       if (fresh.length === 0) break;
-      moved = this.onOtherAllocation(escalation, fresh);
-      if (moved.length === 0) this.sendAll(escalation, fresh, signal, sent, refused);
+      moved = this.onOtherAllocation(escalation, fresh, budget);
+      if (moved.length === 0) this.sendAll(escalation, fresh, signal, sent, refused, budget);
     }
     if (moved.length > 0) {
       if (sent.length > 0) this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
@@ -373,7 +391,7 @@ export class Reaper {
     escalation.timer.unref();
   }
 
-  private sendAll(escalation: Escalation, candidates: readonly number[], signal: NodeJS.Signals | undefined, sent: number[], refused: string[]): void {
+  private sendAll(escalation: Escalation, candidates: readonly number[], signal: NodeJS.Signals | undefined, sent: number[], refused: string[], budget: FdReadBudget): void {
     const { session } = escalation;
     for (const pid of candidates) {
       if (signal === undefined) {
@@ -382,7 +400,7 @@ export class Reaper {
       }
       let outcome;
       try {
-        outcome = this.options.signaller.send(pid, signal, () => this.check(escalation, pid));
+        outcome = this.options.signaller.send(pid, signal, () => this.check(escalation, pid, budget));
       } catch (err) {
         this.options.logger.error({ err, pid, signal, execId: session.execId }, "signal failed");
         refused.push(`${pid} (signal failed)`);
@@ -396,8 +414,12 @@ export class Reaper {
     }
   }
 
-  /** In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP is found. */
-  private holders(escalation: Escalation, examined: Set<number>): number[] {
+  /**
+   * In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP
+   * is found. One whose fds were not read within the budget is among them when the latest inventory lists it
+   * as a holder: then check() refuses it (never signalled on a guess) and the cut is counted.
+   */
+  private holders(escalation: Escalation, examined: Set<number>, budget: FdReadBudget): number[] {
     const { processes } = this.options;
     const { session } = escalation;
     let cgroup: string;
@@ -407,11 +429,21 @@ export class Reaper {
       return []; // the main process is gone: the container stopped, and its processes with it
     }
     const found: number[] = [];
-    for (const pid of processes.pids()) {
+    // Every process's cgroup is read: a container may run thousands. The scan's holders go first, so a walk the
+    // step's budget cuts short still reaches them; the rest are not signalled this step (a later one walks again).
+    const all = processes.pids();
+    const walk = [...all.filter((pid) => escalation.listedHolders.has(pid)), ...all.filter((pid) => !escalation.listedHolders.has(pid))];
+    for (const [at, pid] of walk.entries()) {
+      if (at % WALK_CLOCK_LOOK === WALK_CLOCK_LOOK - 1 && budget.spent) {
+        budget.cut("read_budget");
+        break;
+      }
       if (examined.has(pid)) continue;
       examined.add(pid);
       try {
-        if (processes.cgroup(pid) === cgroup && processes.slaveCtimeNs(pid, session.devptsDev, session.index) !== null) found.push(pid);
+        if (processes.cgroup(pid) !== cgroup) continue;
+        const held = processes.slaveCtimeNs(pid, session.devptsDev, session.index, budget);
+        if (typeof held === "bigint" || (typeof held === "string" && escalation.listedHolders.has(pid))) found.push(pid);
       } catch {
         continue; // exited during the walk
       }
@@ -420,7 +452,7 @@ export class Reaper {
   }
 
   /** The never-signal check, run while the target is pinned; throws a vanished error when it is gone. */
-  private check(escalation: Escalation, pid: number): string | null {
+  private check(escalation: Escalation, pid: number, budget: FdReadBudget): string | null {
     const { processes } = this.options;
     const { session } = escalation;
     const main = escalation.containerMain;
@@ -435,8 +467,9 @@ export class Reaper {
       if (mainStat === null || mainStat.startTicks !== main.startTicks) return "unreadable";
       // Must still hold this very pty. One that closed it since it was found is no longer a target: like one
       // that exited, it is passed over, not refused (a refusal would count against the session).
-      const ctimeNs = processes.slaveCtimeNs(pid, session.devptsDev, session.index);
+      const ctimeNs = processes.slaveCtimeNs(pid, session.devptsDev, session.index, budget);
       if (ctimeNs === null) throw Object.assign(new Error(`pid ${pid} let go of the pty`), { code: "ESRCH" });
+      if (typeof ctimeNs === "string") return ctimeNs; // its fds were not read: whether it holds this pty is not known
       if (escalation.pin !== null && ctimeNs !== escalation.pin.allocation.ctimeNs) return "allocation_changed";
       target = {
         pid,
@@ -476,9 +509,10 @@ export class Reaper {
     if (escalation.pin !== null) return true;
     const { processes } = this.options;
     const { session } = escalation;
-    let ctimeNs: bigint | null = null;
+    const budget = this.readBudget();
+    let ctimeNs: bigint | null | FdReadCut = null;
     try {
-      if (processes.stat(session.pid)?.startTicks === session.startTicks) ctimeNs = processes.slaveCtimeNs(session.pid, session.devptsDev, session.index);
+      if (processes.stat(session.pid)?.startTicks === session.startTicks) ctimeNs = processes.slaveCtimeNs(session.pid, session.devptsDev, session.index, budget);
     } catch (err) {
       if (!isVanished(err)) {
         this.finish(escalation, "refused", `cannot read the exec's process ${session.pid}: ${errorMessage(err)}`);
@@ -489,15 +523,20 @@ export class Reaper {
       this.finish(escalation, "already_gone", "the exec's process no longer holds its pty");
       return false;
     }
+    if (typeof ctimeNs === "string") {
+      this.refuse(escalation, session.pid, ctimeNs);
+      this.finish(escalation, "refused", `the exec's process ${session.pid} does not hold its pty on a standard stream, and its fds were not read (${ctimeNs})`);
+      return false;
+    }
     if (Number(ctimeNs / 1_000_000n) > this.options.now() - MIN_ALLOCATION_AGE_MS) {
       this.finish(escalation, "stopped", "the pty's inode changed under a second ago: judged again on a later cycle");
       return false;
     }
     const allocation = { devptsDev: session.devptsDev, index: session.index, ctimeNs };
     const pin: SessionPin = { processes: new Map([[session.pid, session.startTicks]]), allocation };
-    for (const pid of this.holders(escalation, new Set())) {
+    for (const pid of this.holders(escalation, new Set(), budget)) {
       try {
-        if (processes.slaveCtimeNs(pid, session.devptsDev, session.index) === ctimeNs && this.check(escalation, pid) === null) {
+        if (processes.slaveCtimeNs(pid, session.devptsDev, session.index, budget) === ctimeNs && this.check(escalation, pid, budget) === null) {
           pin.processes.set(pid, processes.stat(pid)?.startTicks ?? -1);
         }
       } catch (err) {
@@ -510,13 +549,13 @@ export class Reaper {
   }
 
   /** Of `pids` (holders of the session's index), those holding another allocation than the pinned one. */
-  private onOtherAllocation(escalation: Escalation, pids: readonly number[]): number[] {
+  private onOtherAllocation(escalation: Escalation, pids: readonly number[], budget: FdReadBudget): number[] {
     const { pin, session } = escalation;
     if (pin === null) return [];
     return pids.filter((pid) => {
       try {
-        const ctimeNs = this.options.processes.slaveCtimeNs(pid, session.devptsDev, session.index);
-        return ctimeNs !== null && ctimeNs !== pin.allocation.ctimeNs;
+        const ctimeNs = this.options.processes.slaveCtimeNs(pid, session.devptsDev, session.index, budget);
+        return typeof ctimeNs === "bigint" && ctimeNs !== pin.allocation.ctimeNs;
       } catch {
         return false; // exited
       }
@@ -524,8 +563,8 @@ export class Reaper {
   }
 
   /** Whether the pinned allocation is gone though its index is held: the slave holders hold another one, and no pinned process is among them. */
-  private reallocated(escalation: Escalation, slavePids: readonly number[]): boolean {
-    const moved = this.onOtherAllocation(escalation, slavePids);
+  private reallocated(escalation: Escalation, slavePids: readonly number[], budget: FdReadBudget): boolean {
+    const moved = this.onOtherAllocation(escalation, slavePids, budget);
     return moved.length > 0 && !moved.some((pid) => this.isPinned(escalation, pid));
   }
 
@@ -566,6 +605,11 @@ export class Reaper {
     escalation.timer = null;
     escalation.phase = "releasing";
     escalation.releasingSinceMs = this.options.now();
+  }
+
+  /** One step's (or one observe's) reads of fd tables: each process capped, all of them within one time budget, cuts counted. */
+  private readBudget(): FdReadBudget {
+    return new FdReadBudget(HOLDER_MAX_FDS, STEP_READ_BUDGET_MS, (cut) => this.options.metrics.processReadsCut?.(cut), this.options.readClock);
   }
 
   private selfParent(): number {

@@ -5,6 +5,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FdReadBudget } from "../../src/procfs/fd-budget.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { loadUnixPeersReader, socketFileId, socketInodes, type UnixPeersReader } from "../../src/procfs/sockets.js";
 import { isEngineConnection } from "../../src/runtimes/docker/client-evidence.js";
@@ -12,6 +13,12 @@ import { cleanupAll, isAlive, killAndWait, python3, waitFor } from "./support/in
 import { trackProcess } from "./support/track.js";
 
 const procfs = new ProcFs("/proc");
+/** The socket inodes of `pid`, read as a cycle's client evidence reads them (a real client's few fds are never cut). */
+function inodesOf(pid: number): number[] {
+  const inodes = socketInodes(procfs, pid, new FdReadBudget(64, 1_000));
+  if (typeof inodes === "string") throw new Error(`the fds of ${pid} were cut: ${inodes}`);
+  return inodes;
+}
 const dir = mkdtempSync(join(tmpdir(), "ptyr-sockdiag-"));
 const ENGINE = join(dir, "engine.sock");
 const OTHER = join(dir, "other.sock");
@@ -42,7 +49,7 @@ async function connectedProcess(path: string): Promise<number> {
 const connectedTo = (pid: number, path: string): boolean => {
   const table = reader.read();
   const file = socketFileId(path);
-  return socketInodes(procfs, pid).some((ino) => isEngineConnection(table, file, ino));
+  return inodesOf(pid).some((ino) => isEngineConnection(table, file, ino));
 };
 
 beforeAll(async () => {
@@ -71,7 +78,7 @@ describe("sock_diag on the real kernel", () => {
 
   it("forgets the connection once the client is SIGKILLed", async () => {
     const pid = await connectedProcess(ENGINE);
-    const toEngine = socketInodes(procfs, pid).filter((ino) => isEngineConnection(reader.read(), socketFileId(ENGINE), ino));
+    const toEngine = inodesOf(pid).filter((ino) => isEngineConnection(reader.read(), socketFileId(ENGINE), ino));
     expect(toEngine).toHaveLength(1);
     await killAndWait(pid);
     expect(isAlive(pid)).toBe(false);

@@ -5,6 +5,7 @@
 import { errorMessage, isVanished } from "../../errors.js";
 import { otherNetworkNamespace, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
+import { EVIDENCE_READ_BUDGET_MS, FdReadBudget, readFdLinksBounded, type FdReadCut } from "../../procfs/fd-budget.js";
 import type { ProcFs } from "../../procfs/procfs.js";
 import { serverEndsOf, socketFileId, socketInodes, type UnixPeersReader } from "../../procfs/sockets.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
@@ -12,6 +13,17 @@ import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
 export const CRI_NAMESPACE = "k8s.io";
 /** How long to wait before looking for containerd's process again after it was not found. */
 export const DAEMON_SEARCH_EVERY_MS = 60_000;
+/**
+ * The most fds of containerd (or of a process calling itself containerd) read: a node's containerd holds a
+ * few per container (their FIFOs, a shim connection each), and any container process may take its name and
+ * hold 500,000. Above this, the process's fds are not read (counted) and its sessions' clients stay unknown.
+ */
+export const DAEMON_MAX_FDS = 16_384;
+/**
+ * What one search (once a DAEMON_SEARCH_EVERY_MS at most) may spend reading the candidates' fds, on a budget of
+ * its own: the stat of every process before it must not leave it nothing on a host running thousands.
+ */
+export const DAEMON_SEARCH_BUDGET_MS = 250;
 
 /** Whether an fd link is the CRI stdout FIFO of this exec: `…/io.containerd.grpc.v1.cri/containers/<cid>/io/<n>/<exec-id>-stdout`. */
 export function isCriStdoutFifo(link: string, containerId: string, execId: string): boolean {
@@ -56,6 +68,10 @@ export interface CriClientEvidenceOptions {
   /** sock_diag; null when the native reader is not built (every session is then `unknown`, with this reason). */
   peers: UnixPeersReader | null;
   peersMissingReason?: string;
+  /** Told of each read cut by the cap or the cycle's budget (ptyreaper_process_reads_cut_total). */
+  readCut?: (reason: FdReadCut) => void;
+  /** The clock of the cycle's read budget (tests); performance.now by default. */
+  clock?: () => number;
 }
 
 export class CriClientEvidence implements ClientEvidence {
@@ -77,8 +93,12 @@ export class CriClientEvidence implements ClientEvidence {
   observe({ scan, sessions, nowMs, runtimeUp = false }: ClientObservation): Map<string, ClientState> {
     if (runtimeUp) this.lookAtReach(nowMs);
     if (sessions.length === 0) return this.tracker.update([], nowMs);
-    const daemon = this.daemonLinks(scan, nowMs);
-    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.fdLinks(pid) };
+    // containerd's links and the shims' of this cycle draw on one budget, started at the first of those reads
+    // (after a search for containerd, which has its own: a one-shot `sessions` searches and reads in one cycle).
+    let budget: FdReadBudget | null = null;
+    const cycleBudget = (): FdReadBudget => (budget ??= new FdReadBudget(DAEMON_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock));
+    const daemon = this.daemonLinks(scan, nowMs, cycleBudget);
+    const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.fdLinks(pid, cycleBudget()) };
     const states = this.tracker.update(
       sessions.map((s) => criStreamSighting(s, scan, holders)),
       nowMs,
@@ -120,7 +140,7 @@ export class CriClientEvidence implements ClientEvidence {
   }
 
   /** containerd's process and its fd links, or why not. One process's fds per cycle, and only while CRI sessions exist. */
-  private daemonLinks(scan: ProcScan, nowMs: number): CriFifoHolders["daemon"] {
+  private daemonLinks(scan: ProcScan, nowMs: number, budget: () => FdReadBudget): CriFifoHolders["daemon"] {
     if (this.daemon !== null && !this.isSame(this.daemon)) this.daemon = null;
     if (this.daemon === null) {
       if (this.lastSearch !== null && nowMs - this.lastSearch.atMs < DAEMON_SEARCH_EVERY_MS) return this.lastSearch.problem;
@@ -133,7 +153,7 @@ export class CriClientEvidence implements ClientEvidence {
       this.daemon = found;
     }
     const { pid, startTicks } = this.daemon;
-    const links = this.fdLinks(pid);
+    const links = this.fdLinks(pid, budget());
     if (typeof links === "string") return links;
     // Read after the links: a containerd that restarted meanwhile is not taken for the old one.
     if (!this.isSame(this.daemon)) return `containerd pid ${pid} exited while its fds were read`;
@@ -152,7 +172,9 @@ export class CriClientEvidence implements ClientEvidence {
   /**
    * containerd's process: the one `containerd` process holding a connection accepted on the configured
    * socket. Its shims are reparented, so their parent does not name it; the socket does, and another
-   * containerd on the host (Docker's own) is told apart by it. Reads every process's stat once per search.
+   * containerd on the host (Docker's own) is told apart by it. Reads every process's stat once per search;
+   * a candidate whose fds the cap or the budget left unread is passed over (an impostor with 500,000 fds
+   * must not hide the real one), and named when no other is found.
    */
   private findDaemon(scan: ProcScan): { pid: number; startTicks: number } | string {
     const { procfs, socket, peers } = this.options;
@@ -163,31 +185,39 @@ export class CriClientEvidence implements ClientEvidence {
     } catch (err) {
       return `cannot tell which process serves ${socket}: ${errorMessage(err)}`;
     }
-    const found: { pid: number; startTicks: number }[] = [];
+    const candidates: { pid: number; startTicks: number }[] = [];
     for (const pid of scan.ppids.keys()) {
       try {
         const stat = procfs.stat(pid);
-        if (stat?.comm !== "containerd") continue;
-        if (socketInodes(procfs, pid).some((ino) => accepted.has(ino))) found.push({ pid, startTicks: stat.startTicks });
+        if (stat?.comm === "containerd") candidates.push({ pid, startTicks: stat.startTicks });
       } catch (err) {
         if (!isVanished(err)) return `cannot read containerd candidate ${pid}: ${errorMessage(err)}`;
       }
     }
+    const budget = new FdReadBudget(DAEMON_MAX_FDS, DAEMON_SEARCH_BUDGET_MS, this.options.readCut, this.options.clock);
+    const found: { pid: number; startTicks: number }[] = [];
+    const unread: string[] = [];
+    for (const candidate of candidates) {
+      try {
+        const sockets = socketInodes(procfs, candidate.pid, budget);
+        if (typeof sockets === "string") unread.push(`${candidate.pid} (${sockets})`);
+        else if (sockets.some((ino) => accepted.has(ino))) found.push(candidate);
+      } catch (err) {
+        if (!isVanished(err)) return `cannot read containerd candidate ${candidate.pid}: ${errorMessage(err)}`;
+      }
+    }
     if (found.length === 1) return found[0] as { pid: number; startTicks: number };
     if (accepted.size === 0) return otherNetworkNamespace(socket);
+    if (found.length === 0 && unread.length > 0) return `no containerd process read holds a connection accepted on ${socket}; the fds of ${unread.join(", ")} were not read`;
     return found.length === 0 ? `no containerd process holds a connection accepted on ${socket}` : `${found.length} containerd processes hold connections accepted on ${socket}`;
   }
 
-  /** The fd links of `pid`, or why they could not be read. */
-  private fdLinks(pid: number): readonly string[] | string {
-    const { procfs } = this.options;
+  /** The links of `pid`'s fds that may be a stdout FIFO (only those are kept), or why they were not read. */
+  private fdLinks(pid: number, budget: FdReadBudget): readonly string[] | string {
     try {
-      const links: string[] = [];
-      for (const fd of procfs.fds(pid)) {
-        const link = procfs.fdLinkIfOpen(pid, fd);
-        if (link !== null) links.push(link);
-      }
-      return links;
+      const links = readFdLinksBounded(this.options.procfs, pid, budget, (link) => link.endsWith("-stdout"));
+      if (typeof links === "string") return `the fds of ${pid} were not read (${links === "fd_cap" ? `more than ${budget.maxFds}` : "the cycle's read budget was spent"})`;
+      return links.map(({ link }) => link);
     } catch (err) {
       return isVanished(err) ? `process ${pid} exited` : `cannot read the fds of ${pid}: ${errorMessage(err)}`;
     }

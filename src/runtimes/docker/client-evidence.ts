@@ -6,6 +6,7 @@ import { parseLink, socketEvidenceReach, unknownClient, type ClientEvidence, typ
 import { CLOCK_TICKS_PER_SECOND } from "../../domain/inventory.js";
 import type { ProcInfo } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
+import { EVIDENCE_READ_BUDGET_MS, FdReadBudget, type FdReadCut } from "../../procfs/fd-budget.js";
 import { listensOn, loadUnixPeersReader, socketFileId, socketInodes, type SocketFileId, type UnixPeerTable, type UnixPeersReader } from "../../procfs/sockets.js";
 import { isDockerCli, parseDockerCli, type DockerCliCommand } from "./cli-args.js";
 import { DockerClientTracker, type ClientSighting, type ClientTarget, type ExecSighting, type RestoredPair } from "./clients.js";
@@ -18,13 +19,16 @@ export interface DockerClientEvidenceOptions {
   /** The Engine API socket (config docker.socket): a client counts only when connected to this file. */
   engineSocket: string;
   /** Told of each would-be client whose fds were left unread (ptyreaper_process_reads_cut_total). */
-  readCut?: (reason: "fd_cap") => void;
+  readCut?: (reason: FdReadCut) => void;
+  /** The clock of the cycle's read budget (tests); performance.now by default. */
+  clock?: () => number;
 }
 
 /**
  * A docker CLI holds a dozen fds; any process may call itself `docker exec -it x sh` and hold 500,000. Its
- * fd count is one stat (Linux 6.2 and later; 0, so no cap, before): above this, its fds are not read and
- * its session's client stays unknown, however many cycles it lives.
+ * fd count is one stat (Linux 6.2 and later; before, the listing stops past it): above this, its fds are
+ * not read and its session's client stays unknown, however many cycles it lives. Every would-be client of a
+ * cycle shares one time budget (EVIDENCE_READ_BUDGET_MS): 10,000 of them holding 60 fds each are cut there.
  */
 export const CLI_MAX_FDS = 64;
 
@@ -55,7 +59,8 @@ export class DockerClientEvidence implements ClientEvidence {
       startTicks: s.startTicks,
     }));
     // Sockets are listed before the peer table is read: a connection listed then is in the table if it still exists.
-    const found = this.findClients(scan.processes);
+    const budget = new FdReadBudget(CLI_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock);
+    const found = this.findClients(scan.processes, budget);
     const { table, problem } = this.readPeers();
     const clients: ClientSighting[] = found.map((f) => ({
       pid: f.pid,
@@ -94,21 +99,21 @@ export class DockerClientEvidence implements ClientEvidence {
   }
 
   /** docker exec CLIs holding a pty (an -it client holds its terminal), plus tracked ones the scan no longer lists. */
-  private findClients(processes: ReadonlyMap<number, ProcInfo>): Found[] {
+  private findClients(processes: ReadonlyMap<number, ProcInfo>, budget: FdReadBudget): Found[] {
     const found: Found[] = [];
     const listed = new Set<string>();
     for (const info of processes.values()) {
       if (!isDockerCli(info.cmdline, info.comm)) continue;
       const target = targetOf(parseDockerCli(info.cmdline));
       if (target === undefined) continue;
-      const sockets = this.socketsOf(info.pid);
+      const sockets = this.socketsOf(info.pid, budget);
       if (sockets === "gone") continue;
       listed.add(`${info.pid}@${info.startTicks}`);
       found.push({ pid: info.pid, startTicks: info.startTicks, target, sockets });
     }
     for (const { pid, startTicks } of this.tracker.livePids()) {
       if (listed.has(`${pid}@${startTicks}`) || !this.isSameProcess(pid, startTicks)) continue;
-      const sockets = this.socketsOf(pid);
+      const sockets = this.socketsOf(pid, budget);
       // The target was recorded when first seen; the tracker keeps it.
       if (sockets !== "gone") found.push({ pid, startTicks, target: null, sockets });
     }
@@ -127,14 +132,11 @@ export class DockerClientEvidence implements ClientEvidence {
     }
   }
 
-  private socketsOf(pid: number): number[] | null | "gone" {
+  /** null: not read (denied, or cut by the cap or the cycle's budget: counted there). */
+  private socketsOf(pid: number, budget: FdReadBudget): number[] | null | "gone" {
     try {
-      const count = this.options.procfs.fdCount(pid);
-      if (count !== null && count > CLI_MAX_FDS) {
-        this.options.readCut?.("fd_cap");
-        return null;
-      }
-      return socketInodes(this.options.procfs, pid);
+      const sockets = socketInodes(this.options.procfs, pid, budget);
+      return typeof sockets === "string" ? null : sockets;
     } catch (err) {
       return isVanished(err) ? "gone" : null;
     }

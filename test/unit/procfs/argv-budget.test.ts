@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CMDLINE_MAX_BYTES, CMDLINE_SHOWN_BYTES, ProcFs } from "../../../src/procfs/procfs.js";
-import { readProcInfo, ScanContext, WHOLE_ARGV_PER_PASS, type StatBase } from "../../../src/procfs/scan.js";
+import { HOLDER_DETAILS_PER_PTY, readProcInfo, ScanContext, WHOLE_ARGV_PER_PASS, type RawPtyFd, type StatBase } from "../../../src/procfs/scan.js";
 
 const root = mkdtempSync(join(tmpdir(), "ptyr-argv-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -49,5 +49,27 @@ describe("readProcInfo's command line", () => {
     expect(ctx.argvBudgetCuts).toBe(1);
     // Exec processes are not counted against it.
     expect(kept(readProcInfo(ctx, 13, base("bash"), { wholeArgvPids: [13] })?.cmdline)).toBe(CMDLINE_MAX_BYTES + 3);
+  });
+});
+
+describe("holders of one pty that keep details", () => {
+  const slave = (dev: string, index: number): RawPtyFd => ({ fd: 0, count: 1, role: "slave", dev, ino: index + 3, index, target: `/dev/pts/${index}`, atimeMs: 0, mtimeMs: 0 });
+  const master: RawPtyFd = { ...slave("0:5", 2), role: "master", target: "/dev/ptmx" };
+
+  it("are HOLDER_DETAILS_PER_PTY ordinary ones a pass; the rest have no command line read, marked so", () => {
+    const ctx = new ScanContext(new ProcFs(root, { native: null }));
+    const kept = Array.from({ length: HOLDER_DETAILS_PER_PTY + 10 }, () => ctx.keepsDetails([slave("0:44", 0)], false));
+    expect(kept.filter(Boolean)).toHaveLength(HOLDER_DETAILS_PER_PTY);
+    expect(kept.slice(HOLDER_DETAILS_PER_PTY)).toEqual(Array.from({ length: 10 }, () => false));
+    // Another pty, exempt kinds and master holders are not cut by that pty's count.
+    expect(ctx.keepsDetails([slave("0:44", 1)], false)).toBe(true);
+    expect(ctx.keepsDetails([slave("0:44", 0)], true)).toBe(true);
+    expect(ctx.keepsDetails([slave("0:44", 0), master], false)).toBe(true);
+    // A holder of a full pty and of one with room keeps details.
+    expect(ctx.keepsDetails([slave("0:44", 0), slave("0:44", 7)], false)).toBe(true);
+    const info = readProcInfo(ctx, 10, base("sh"), {}, false);
+    expect(info?.cmdline).toEqual([]);
+    expect(info?.cmdlineUnread).toBe(true);
+    expect(info?.cgroup).toBe("0::/\n");
   });
 });

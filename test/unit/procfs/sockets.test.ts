@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { FdReadBudget } from "../../../src/procfs/fd-budget.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import {
   formatKernelDev,
@@ -83,12 +84,21 @@ describe("socketInodes", () => {
   writeFileSync(join(root, "stat"), "btime 1700000000\n");
   const procfs = new ProcFs(root, { native: null });
 
+  const budget = (): FdReadBudget => new FdReadBudget(4, 1_000);
+
   it("lists the inodes of the socket links only", () => {
-    expect(socketInodes(procfs, 77).sort((a, b) => a - b)).toEqual([17969, 17972]);
+    const inodes = socketInodes(procfs, 77, budget());
+    expect(typeof inodes === "string" ? inodes : inodes.sort((a, b) => a - b)).toEqual([17969, 17972]);
   });
 
   it("is empty for a process that has exited", () => {
-    expect(socketInodes(procfs, 78)).toEqual([]);
+    expect(socketInodes(procfs, 78, budget())).toEqual([]);
+  });
+
+  it("reads no link of a process holding more fds than the cap, and says so", () => {
+    const cuts: string[] = [];
+    expect(socketInodes(procfs, 77, new FdReadBudget(3, 1_000, (cut) => cuts.push(cut)))).toBe("fd_cap");
+    expect(cuts).toEqual(["fd_cap"]);
   });
 });
 

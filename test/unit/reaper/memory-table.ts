@@ -1,6 +1,7 @@
 // /proc as a map for reaper tests: processes appear, vanish and get reused as a test says.
 import type { ProcessTable } from "../../../src/reaper/identity.js";
 import type { StatFields } from "../../../src/procfs/parse.js";
+import type { FdReadBudget, FdReadCut } from "../../../src/procfs/fd-budget.js";
 
 export interface FakeProc {
   ppid: number;
@@ -11,6 +12,8 @@ export interface FakeProc {
   state?: string;
   /** pty slaves held: [devptsDev, index, the allocation's ctime (ns; 1 when left out)] */
   slaves?: [string, number, bigint?][];
+  /** Set: its slaves are held past its standard streams and its fds are more than the cap (the read is cut). */
+  manyFds?: boolean;
 }
 
 export class MemoryTable implements ProcessTable {
@@ -33,7 +36,8 @@ export class MemoryTable implements ProcessTable {
   cgroup(pid: number): string {
     return this.get(pid).cgroup;
   }
-  slaveCtimeNs(pid: number, dev: string, index: number): bigint | null {
+  slaveCtimeNs(pid: number, dev: string, index: number, budget: FdReadBudget): bigint | null | FdReadCut {
+    if (this.get(pid).manyFds) return budget.cut("fd_cap");
     const slave = (this.get(pid).slaves ?? []).find(([d, i]) => d === dev && i === index);
     return slave ? (slave[2] ?? 1n) : null;
   }

@@ -91,7 +91,7 @@ const stillHeld = (slavePids: number[]): Inventory => inventoryWith([{ slavePids
 describe("Reaper", () => {
   let table: MemoryTable;
   let signals: [number, string][];
-  let metrics: ReapMetrics & { reapedN: number; wouldN: number; failedN: number; refusals: RefusalReason[] };
+  let metrics: ReapMetrics & { reapedN: number; wouldN: number; failedN: number; refusals: RefusalReason[]; cuts: string[] };
   let running: boolean;
   let exemption: string | null;
 
@@ -112,6 +112,7 @@ describe("Reaper", () => {
       wouldN: 0,
       failedN: 0,
       refusals: [],
+      cuts: [],
       reaped() {
         this.reapedN++;
       },
@@ -124,11 +125,14 @@ describe("Reaper", () => {
       reapRefused(reason) {
         this.refusals.push(reason);
       },
+      processReadsCut(reason) {
+        this.cuts.push(reason);
+      },
     };
   });
   afterEach(() => vi.useRealTimers());
 
-  function reaper(mode: "enforce" | "dry-run", docker: DockerEngine = fakeDocker(() => execInfo({ running }))) {
+  function reaper(mode: "enforce" | "dry-run", docker: DockerEngine = fakeDocker(() => execInfo({ running })), readClock?: () => number) {
     return new Reaper({
       processes: table,
       signaller: new KillSignaller((pid, signal) => {
@@ -140,6 +144,7 @@ describe("Reaper", () => {
       now: () => Date.now(),
       selfPid: SELF,
       exemption: () => exemption,
+      ...(readClock ? { readClock } : {}),
       mode,
       graceMs: 10_000,
       maxInFlight: 5,
@@ -285,6 +290,75 @@ describe("Reaper", () => {
     expect(looks).toBeGreaterThanOrEqual(2);
     expect(signals).toEqual([[200, "SIGHUP"]]);
     expect(metrics.refusals).toEqual([]);
+  });
+
+  describe("a process whose fds are not read (more than HOLDER_MAX_FDS, not on its standard streams)", () => {
+    it("is refused when the scan listed it as a holder of the pty: never signalled on a guess, the cut counted", async () => {
+      table.procs.set(202, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [202, 8], slaves: [["0:44", 0]], manyFds: true });
+      const r = reaper("enforce");
+      r.reap([{ session: session({ holderPids: [200, 202] }), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.refusals).toEqual(["fd_cap"]);
+      expect(metrics.cuts.length).toBeGreaterThan(0);
+      expect(new Set(metrics.cuts)).toEqual(new Set(["fd_cap"]));
+    });
+
+    it("is passed over when the scan did not list it: neither signalled nor refused, and the session is reaped", async () => {
+      table.procs.set(203, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [203, 9], manyFds: true });
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([[200, "SIGHUP"]]);
+      expect(metrics.cuts.length).toBeGreaterThan(0);
+      table.procs.delete(200);
+      running = false;
+      await vi.advanceTimersByTimeAsync(10_000);
+      r.observe(released, Date.now());
+      expect(metrics.reapedN).toBe(1);
+      expect(metrics.refusals).toEqual([]);
+      expect(metrics.failedN).toBe(0);
+    });
+
+    it("when it is the exec's own process, refuses the session: nothing is signalled", async () => {
+      table.procs.set(200, { ...(table.procs.get(200) as FakeProc), manyFds: true });
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(30_000);
+      expect(signals).toEqual([]);
+      expect(metrics.refusals).toEqual(["fd_cap"]);
+      expect(r.pendingCount).toBe(0);
+    });
+
+    it("a walk of a container with thousands of processes stops at the step's budget, after the scan's holders (counted)", async () => {
+      for (let pid = 1000; pid < 4000; pid++) table.procs.set(pid, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [pid, 9] });
+      // The scan's holders come first (the exec's process here): reached though every look at the clock finds the budget spent.
+      table.procs.set(3999, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [3999, 9], slaves: [["0:44", 0]] });
+      let now = 0;
+      const r = reaper("enforce", undefined, () => (now += 1_000));
+      r.reap([{ session: session({ holderPids: [200, 3999] }), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      expect(signals).toEqual([
+        [200, "SIGHUP"],
+        [3999, "SIGHUP"],
+      ]);
+      expect(metrics.cuts).toContain("read_budget");
+    });
+
+    it("a holder listed by a later inventory is refused at the next step", async () => {
+      const r = reaper("enforce");
+      r.reap([{ session: session(), decision: stale }]);
+      await vi.advanceTimersByTimeAsync(0);
+      // A child holding the pty past its standard streams with many fds, seen by the next scan.
+      table.procs.set(204, { ppid: 200, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [204, 8], slaves: [["0:44", 0]], manyFds: true });
+      r.observe(stillHeld([200, 204]), Date.now());
+      await vi.advanceTimersByTimeAsync(10_000);
+      expect(signals).toEqual([
+        [200, "SIGHUP"],
+        [200, "SIGTERM"],
+      ]);
+      expect(metrics.refusals).toEqual(["fd_cap"]);
+    });
   });
 
   it("never signals a pid reused by another process between two signals", async () => {

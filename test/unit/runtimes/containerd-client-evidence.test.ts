@@ -8,7 +8,7 @@ import type { ExecSession, ProcScan, PtyFd } from "../../../src/domain/types.js"
 import { formatDev } from "../../../src/procfs/parse.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import type { UnixPeerTable } from "../../../src/procfs/sockets.js";
-import { CriClientEvidence, DAEMON_SEARCH_EVERY_MS, criStreamSighting, isCriStdoutFifo, type CriFifoHolders } from "../../../src/runtimes/containerd/client-evidence.js";
+import { CriClientEvidence, DAEMON_MAX_FDS, DAEMON_SEARCH_EVERY_MS, criStreamSighting, isCriStdoutFifo, type CriFifoHolders } from "../../../src/runtimes/containerd/client-evidence.js";
 import { makeSessionFor } from "../metrics/snapshot-factory.js";
 
 const CID = "a".repeat(64);
@@ -102,6 +102,44 @@ describe("CriClientEvidence", () => {
     expect(observe(ev, 3_000)).toMatchObject({ state: "gone", sinceMs: 3_000 });
     expect(observe(ev, 5_000)).toMatchObject({ state: "gone", sinceMs: 3_000 });
     symlinkSync(STDOUT, join(root, `${DAEMON}/fd/40`));
+  });
+
+  it("passes over an impostor calling itself containerd with more fds than the cap (one stat, counted) and finds the real one", () => {
+    const IMPOSTOR = 360;
+    writeProcess(IMPOSTOR, "containerd", { "3": "socket:[21]" });
+    const read: number[] = [];
+    const cuts: string[] = [];
+    class Crowded extends ProcFs {
+      override fdCount(pid: number): number | null {
+        return pid === IMPOSTOR ? DAEMON_MAX_FDS + 1 : null;
+      }
+      override fdsUpTo(pid: number, max: number): string[] {
+        read.push(pid);
+        return super.fdsUpTo(pid, max);
+      }
+    }
+    try {
+      const ev = new CriClientEvidence({ procfs: new Crowded(root, { native: null }), socket, peers: { read: () => peers }, readCut: (cut) => cuts.push(cut) });
+      const crowdedScan = { ...scan, ppids: new Map([[IMPOSTOR, 1], ...scan.ppids]) };
+      const state = ev.observe({ scan: crowdedScan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs: 1_000 }).get(EXEC);
+      expect(state).toEqual({ state: "attached", detail: `containerd pid ${DAEMON} holds the exec's stdout FIFO for its stream` });
+      expect(read).not.toContain(IMPOSTOR);
+      expect(cuts).toEqual(["fd_cap"]);
+    } finally {
+      rmSync(join(root, String(IMPOSTOR)), { recursive: true, force: true });
+    }
+  });
+
+  it("a spent cycle budget leaves the clients unknown, counted; the search is tried again a search period later", () => {
+    let now = 0;
+    let msPerLook = 1_000; // every look at the clock finds the budget spent
+    const cuts: string[] = [];
+    const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => peers }, readCut: (cut) => cuts.push(cut), clock: () => (now += msPerLook) });
+    expect(observe(ev, 1_000)).toMatchObject({ state: "unknown" });
+    expect(cuts.length).toBeGreaterThan(0);
+    expect(new Set(cuts)).toEqual(new Set(["read_budget"]));
+    msPerLook = 0;
+    expect(observe(ev, 1_000 + DAEMON_SEARCH_EVERY_MS)?.state).toBe("attached");
   });
 
   it("without sock_diag every session is unknown, with the reason", () => {

@@ -86,6 +86,14 @@ describe("DockerClientEvidence", () => {
     expect(cuts).toEqual(["fd_cap"]);
   });
 
+  it("reads no more CLIs once the cycle's read budget is spent: their clients stay unknown, the cut is counted", () => {
+    const cuts: string[] = [];
+    let now = 0;
+    const ev = new DockerClientEvidence({ procfs: new ProcFs(root, { native: null }), peers: reader(connected), engineSocket, readCut: (reason) => cuts.push(reason), clock: () => (now += 1_000) });
+    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
+    expect(cuts).toEqual(["read_budget"]);
+  });
+
   it("pairs the CLI connected to the engine's socket file, then sees it gone when its process is", () => {
     const ev = evidence(reader(connected));
     expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "attached", detail: `docker CLI pid ${CLIENT_PID}` });
