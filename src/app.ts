@@ -14,7 +14,7 @@ import { Poller, type PollerSettings } from "./poller/poller.js";
 import { ProcFs } from "./procfs/procfs.js";
 import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
-import { Reaper, type SendSignal } from "./reaper/reaper.js";
+import { Reaper, type ReaperSettings, type SendSignal } from "./reaper/reaper.js";
 import type { Notifier } from "./systemd/notify.js";
 import { processTableOf } from "./reaper/identity.js";
 import { KillSignaller, PidfdSignaller, loadPidfdAddon, type PidfdFallbackReason, type Signaller } from "./reaper/signaller.js";
@@ -85,8 +85,8 @@ function pollerSettings(config: Config, dockerUsed: boolean): PollerSettings {
   };
 }
 
-function reaperSettings(config: Config): { mode: "enforce" | "dry-run"; graceMs: number; maxInFlight: number } {
-  return { mode: config.reaper.mode, graceMs: config.reaper.grace, maxInFlight: config.reaper.maxPerCycle };
+function reaperSettings(config: Config): ReaperSettings {
+  return { mode: config.reaper.mode, graceMs: config.reaper.grace, maxInFlight: config.reaper.maxPerCycle, idleIncludesOutput: config.policy.idleIncludesOutput };
 }
 
 /**

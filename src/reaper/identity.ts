@@ -21,6 +21,17 @@ export interface ProcessTable {
    * See PtyAllocation for why ctime.
    */
   slaveCtimeNs(pid: number, devptsDev: string, index: number, budget: FdReadBudget): bigint | null | FdReadCut;
+  /**
+   * The last input (atime) and output (mtime) on that same slave, read now through PID's fd: the idle clock as
+   * it is at reap time, not as the last scan saw it (a pass cut by its budget carries older times).
+   */
+  slaveActivity(pid: number, devptsDev: string, index: number, budget: FdReadBudget): SlaveActivity | null | FdReadCut;
+}
+
+/** A slave's times in ms since the epoch, from its inode. */
+export interface SlaveActivity {
+  atimeMs: number;
+  mtimeMs: number;
 }
 
 /**
@@ -48,31 +59,43 @@ export function processTableOf(procfs: ProcFs): ProcessTable {
     nsPids: (pid) => procfs.status(pid)?.nsPids ?? null,
     cgroup: (pid) => procfs.cgroupText(pid),
     slaveCtimeNs(pid, devptsDev, index, budget) {
-      // The ctime of fd's file when it is this very slave, else null.
-      const slaveAt = (fd: string): bigint | null => {
-        let st: BigIntStats;
-        try {
-          st = procfs.fdStatBig(pid, fd);
-        } catch {
-          return null; // closed meanwhile
-        }
-        const kind = st.isCharacterDevice() ? classifyRdev(Number(st.rdev)) : null;
-        return kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev ? st.ctimeNs : null;
-      };
-      for (const fd of STANDARD_STREAMS) {
-        const link = procfs.fdLinkIfOpen(pid, fd);
-        const ctimeNs = link !== null && mayBeSlave(link) ? slaveAt(fd) : null;
-        if (ctimeNs !== null) return ctimeNs;
-      }
-      const links = readFdLinksBounded(procfs, pid, budget, mayBeSlave);
-      if (typeof links === "string") return links;
-      for (const { fd } of links) {
-        const ctimeNs = STANDARD_STREAMS.includes(fd) ? null : slaveAt(fd);
-        if (ctimeNs !== null) return ctimeNs;
-      }
-      return null;
+      const st = slaveStat(procfs, pid, devptsDev, index, budget);
+      return st === null || typeof st === "string" ? st : st.ctimeNs;
+    },
+    slaveActivity(pid, devptsDev, index, budget) {
+      const st = slaveStat(procfs, pid, devptsDev, index, budget);
+      return st === null || typeof st === "string" ? st : { atimeMs: Number(st.atimeNs) / 1e6, mtimeMs: Number(st.mtimeNs) / 1e6 };
     },
   };
+}
+
+/**
+ * The inode of the slave of pty (devptsDev, index) that PID has open now, found through its fds: its standard
+ * streams first whatever the count, then the rest within the budget (a cut when they could not all be read).
+ */
+function slaveStat(procfs: ProcFs, pid: number, devptsDev: string, index: number, budget: FdReadBudget): BigIntStats | null | FdReadCut {
+  const slaveAt = (fd: string): BigIntStats | null => {
+    let st: BigIntStats;
+    try {
+      st = procfs.fdStatBig(pid, fd);
+    } catch {
+      return null; // closed meanwhile
+    }
+    const kind = st.isCharacterDevice() ? classifyRdev(Number(st.rdev)) : null;
+    return kind?.role === "slave" && kind.index === index && formatDev(Number(st.dev)) === devptsDev ? st : null;
+  };
+  for (const fd of STANDARD_STREAMS) {
+    const link = procfs.fdLinkIfOpen(pid, fd);
+    const st = link !== null && mayBeSlave(link) ? slaveAt(fd) : null;
+    if (st !== null) return st;
+  }
+  const links = readFdLinksBounded(procfs, pid, budget, mayBeSlave);
+  if (typeof links === "string") return links;
+  for (const { fd } of links) {
+    const st = STANDARD_STREAMS.includes(fd) ? null : slaveAt(fd);
+    if (st !== null) return st;
+  }
+  return null;
 }
 
 /**

@@ -47,6 +47,8 @@ export interface ReaperSettings {
   graceMs: number;
   /** At most this many escalations run at once; a reload that lowers it stops the newest before their next signal. */
   maxInFlight: number;
+  /** policy.idleIncludesOutput: whether output on the pty, not only input, is activity (true when left out). */
+  idleIncludesOutput?: boolean;
 }
 
 export interface ReaperOptions extends ReaperSettings {
@@ -137,6 +139,7 @@ export class Reaper {
     this.options.mode = settings.mode;
     this.options.graceMs = settings.graceMs;
     this.options.maxInFlight = settings.maxInFlight;
+    this.options.idleIncludesOutput = settings.idleIncludesOutput;
   }
 
   /** Escalations not yet ended: signalling, waiting for the pty's release, or waiting to retry. */
@@ -532,6 +535,11 @@ export class Reaper {
       this.finish(escalation, "stopped", "the pty's inode changed under a second ago: judged again on a later cycle");
       return false;
     }
+    const active = this.activeSinceJudged(escalation, budget);
+    if (active !== null) {
+      this.finish(escalation, "stopped", `${active}: judged again on a later cycle`);
+      return false;
+    }
     const allocation = { devptsDev: session.devptsDev, index: session.index, ctimeNs };
     const pin: SessionPin = { processes: new Map([[session.pid, session.startTicks]]), allocation };
     for (const pid of this.holders(escalation, new Set(), budget)) {
@@ -546,6 +554,26 @@ export class Reaper {
     escalation.pin = pin;
     this.options.logger.debug({ execId: session.execId, pinned: [...pin.processes.keys()], ctimeNs: String(ctimeNs) }, "exec session pinned");
     return true;
+  }
+
+  /**
+   * For a session judged stale by its idle clock (idle, or pressure's minIdle): whether its pty saw activity
+   * after the times the decision was made on, read now through the exec's own fd. A scan pass cut by its
+   * budget carries a holder's older times, so on a loaded host a shell being typed into could look idle;
+   * this is the last look before any signal. null: no newer activity (or max_age and orphaned, which do
+   * not depend on it).
+   */
+  private activeSinceJudged(escalation: Escalation, budget: FdReadBudget): string | null {
+    const { session, decision } = escalation;
+    if (decision.reason !== "idle" && decision.reason !== "pressure") return null;
+    const fresh = this.options.processes.slaveActivity(session.pid, session.devptsDev, session.index, budget);
+    if (fresh === null || typeof fresh === "string") return null; // not held (the caller saw it held) or cut: the ctime read decided
+    const withOutput = this.options.idleIncludesOutput ?? true;
+    const judged = withOutput ? Math.max(session.atimeMs, session.mtimeMs) : session.atimeMs;
+    const now = withOutput ? Math.max(fresh.atimeMs, fresh.mtimeMs) : fresh.atimeMs;
+    // 1 ms: the scan's times and this read round the same nanoseconds differently.
+    if (now <= judged + 1) return null;
+    return `${withOutput ? "input or output" : "input"} on the pty ${formatDuration(Math.max(0, this.options.now() - now))} ago, after the times it was judged idle on`;
   }
 
   /** Of `pids` (holders of the session's index), those holding another allocation than the pinned one. */

@@ -28,7 +28,8 @@ for line in sys.stdin:
         os.chmod("/dev/pts/%d" % n, 0o600)
     elif cmd == "free":
         os.close(s); os.close(m)
-    print(json.dumps({"index": n, "ctimeNs": str(os.fstat(s).st_ctime_ns) if cmd != "free" else None}), flush=True)
+    times = {} if cmd == "free" else {"atimeNs": str(os.fstat(s).st_atime_ns), "mtimeNs": str(os.fstat(s).st_mtime_ns)}
+    print(json.dumps({"index": n, "ctimeNs": str(os.fstat(s).st_ctime_ns) if cmd != "free" else None, **times}), flush=True)
 `;
 
 // Two holders of one pty, each with 5,000 more fds: the parent on its stdin, a child past its standard streams only.
@@ -60,11 +61,11 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
     const helper = await startHelper("unshare", ["--mount", "--propagation", "private", python3(), "-c", HOLDER_PY], "private devpts pty holder");
     try {
       const { pid, dev } = JSON.parse(helper.first) as { pid: number; dev: string };
-      const ask = async (cmd: string): Promise<{ index: number; ctimeNs: string | null }> => {
+      const ask = async (cmd: string): Promise<{ index: number; ctimeNs: string | null; atimeNs?: string; mtimeNs?: string }> => {
         helper.child.stdin?.write(`${cmd}\n`);
         const next = await helper.lines.next();
         if (next.done) throw new Error(`holder exited on ${cmd}`);
-        return JSON.parse(next.value) as { index: number; ctimeNs: string | null };
+        return JSON.parse(next.value) as { index: number; ctimeNs: string | null; atimeNs?: string; mtimeNs?: string };
       };
       const table = processTableOf(new ProcFs("/proc"));
       const step = (): FdReadBudget => new FdReadBudget(HOLDER_MAX_FDS, STEP_READ_BUDGET_MS);
@@ -75,8 +76,12 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
       expect(String(allocated)).toBe(first.ctimeNs);
       expect(table.slaveCtimeNs(pid, dev, 1, step())).toBeNull();
 
-      await ask("io");
+      const io = await ask("io");
       expect(table.slaveCtimeNs(pid, dev, 0, step())).toBe(allocated);
+      // The idle clock the reaper reads again before its first signal: the same inode's atime and mtime as the holder's fstat.
+      const activity = table.slaveActivity(pid, dev, 0, step());
+      expect(activity).toEqual({ atimeMs: Number(io.atimeNs) / 1e6, mtimeMs: Number(io.mtimeNs) / 1e6 });
+      expect(table.slaveActivity(pid, dev, 1, step())).toBeNull();
 
       // ctime is the coarse clock (a few ms a tick): a chmod in the allocation's own tick would leave it as it was.
       await waitFor(() => Date.now() > Number((allocated as bigint) / 1_000_000n) + 50, 5_000, "a clock tick past the allocation");

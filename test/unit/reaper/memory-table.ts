@@ -1,5 +1,5 @@
 // /proc as a map for reaper tests: processes appear, vanish and get reused as a test says.
-import type { ProcessTable } from "../../../src/reaper/identity.js";
+import type { ProcessTable, SlaveActivity } from "../../../src/reaper/identity.js";
 import type { StatFields } from "../../../src/procfs/parse.js";
 import type { FdReadBudget, FdReadCut } from "../../../src/procfs/fd-budget.js";
 
@@ -14,6 +14,8 @@ export interface FakeProc {
   slaves?: [string, number, bigint?][];
   /** Set: its slaves are held past its standard streams and its fds are more than the cap (the read is cut). */
   manyFds?: boolean;
+  /** The slaves' times read at reap time (ms; 0 and 0 when left out: no activity since any snapshot). */
+  activity?: SlaveActivity;
 }
 
 export class MemoryTable implements ProcessTable {
@@ -40,5 +42,9 @@ export class MemoryTable implements ProcessTable {
     if (this.get(pid).manyFds) return budget.cut("fd_cap");
     const slave = (this.get(pid).slaves ?? []).find(([d, i]) => d === dev && i === index);
     return slave ? (slave[2] ?? 1n) : null;
+  }
+  slaveActivity(pid: number, dev: string, index: number, budget: FdReadBudget): SlaveActivity | null | FdReadCut {
+    const held = this.slaveCtimeNs(pid, dev, index, budget);
+    return held === null || typeof held === "string" ? held : (this.get(pid).activity ?? { atimeMs: 0, mtimeMs: 0 });
   }
 }

@@ -168,6 +168,36 @@ describe("Reaper", () => {
     expect(r.pendingCount).toBe(0);
   });
 
+  it("sends nothing to an idle session whose pty saw input or output after the times it was judged on; max_age still goes", async () => {
+    const holder = table.procs.get(200);
+    if (!holder) throw new Error("no holder");
+    holder.activity = { atimeMs: 5_000, mtimeMs: 0 }; // typed into after the scan that judged it (its times: 0)
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([]);
+    expect(r.pendingCount).toBe(0);
+    // Output only: activity while idleIncludesOutput (the default); input only: not.
+    holder.activity = { atimeMs: 0, mtimeMs: 5_000 };
+    r.reap([{ session: session(), decision: { ...stale, reason: "pressure" } }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([]);
+    r.configure({ mode: "enforce", graceMs: 10_000, maxInFlight: 5, idleIncludesOutput: false });
+    r.reap([{ session: session(), decision: stale }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+  });
+
+  it("a session past maxAge is signalled however recent its input", async () => {
+    const holder = table.procs.get(200);
+    if (!holder) throw new Error("no holder");
+    holder.activity = { atimeMs: 5_000, mtimeMs: 5_000 };
+    const r = reaper("enforce");
+    r.reap([{ session: session(), decision: { ...stale, reason: "max_age" } }]);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(signals).toEqual([[200, "SIGHUP"]]);
+  });
+
   it("judges the release only with an inventory read after the holders were found gone", async () => {
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
