@@ -36,7 +36,8 @@ export const layersPlugin = {
         docs: { description: "src/ imports run downwards: domain/ and procfs/ never import a higher layer, and so on up" },
         schema: [],
         messages: {
-          upward: "{{from}} (layer {{fromLayer}}) imports {{to}} (layer {{toLayer}}), a higher layer: move the shared piece down, never import upwards",
+          upward:
+            "{{from}} (layer {{fromLayer}}) imports {{to}} (layer {{toLayer}}), a higher layer: move the shared piece down, never import upwards",
           unknown: "{{path}} is in no layer of eslint-layers.js: add it there",
         },
       },

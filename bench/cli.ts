@@ -41,7 +41,11 @@ function childrenCpuMs(): number {
 }
 
 /** Wall and CPU time of one run of a program to completion, and what it printed. */
-function timeProcess(command: string, args: string[], env: NodeJS.ProcessEnv = {}): { wallMs: number; cpuMs: number; stdout: string } | { error: string } {
+function timeProcess(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { wallMs: number; cpuMs: number; stdout: string } | { error: string } {
   const cpuBefore = childrenCpuMs();
   const start = performance.now();
   const result = spawnSync(command, args, { encoding: "utf8", maxBuffer: 256 << 20, env: { ...process.env, ...env } });
@@ -94,9 +98,21 @@ export function measureCFloor(runs: number): { wallMs: number; cpuMs: number } |
  * Runs the C floor and `sessions --json` alternately, so that a change in the machine's load meets
  * both alike, and reports medians. `lsofMs` is lsof's median on the same load, measured just before.
  */
-export async function measureCli(options: { runs: number; lsofMs: number | null; log: (line: string) => void }): Promise<{ rows: CliRow[]; figures: CliFigures }> {
+export async function measureCli(options: {
+  runs: number;
+  lsofMs: number | null;
+  log: (line: string) => void;
+}): Promise<{ rows: CliRow[]; figures: CliFigures }> {
   const finder = await finderOutcome();
-  const figures: CliFigures = { helpMs: null, sessionsMs: null, sessionsEveryLinkMs: null, finder, cFloorMs: null, sessionsOverCFloor: null, lsofOverSessions: null };
+  const figures: CliFigures = {
+    helpMs: null,
+    sessionsMs: null,
+    sessionsEveryLinkMs: null,
+    finder,
+    cFloorMs: null,
+    sessionsOverCFloor: null,
+    lsofOverSessions: null,
+  };
   const rows: CliRow[] = [];
   if (!existsSync(MAIN)) {
     rows.push({ measure: "ptyreaper CLI", value: "not measured: dist/main.js is missing (npm run build)", target: "", met: "" });
@@ -149,7 +165,12 @@ export async function measureCli(options: { runs: number; lsofMs: number | null;
     return { rows, figures };
   }
   figures.sessionsMs = median(sessions);
-  rows.push({ measure: `ptyreaper sessions --json, as a process (median of ${sessions.length}); BPF finder: ${finder}`, value: `${ms(figures.sessionsMs)}, cpu ${ms(median(sessionsCpu))}`, target: "", met: "" });
+  rows.push({
+    measure: `ptyreaper sessions --json, as a process (median of ${sessions.length}); BPF finder: ${finder}`,
+    value: `${ms(figures.sessionsMs)}, cpu ${ms(median(sessionsCpu))}`,
+    target: "",
+    met: "",
+  });
   if (everyLink.length > 0) {
     figures.sessionsEveryLinkMs = median(everyLink);
     rows.push({
@@ -160,7 +181,13 @@ export async function measureCli(options: { runs: number; lsofMs: number | null;
     });
   }
   // The load does not change between runs, so the two reads must report the same ptys and holders.
-  if (sameReport !== null) rows.push({ measure: "  both report the same ptys, holders and sessions (times aside), every run", value: sameReport ? "yes" : "NO", target: "yes", met: verdict(sameReport) });
+  if (sameReport !== null)
+    rows.push({
+      measure: "  both report the same ptys, holders and sessions (times aside), every run",
+      value: sameReport ? "yes" : "NO",
+      target: "yes",
+      met: verdict(sameReport),
+    });
   if (floor.length > 0) {
     figures.cFloorMs = median(floor);
     figures.sessionsOverCFloor = figures.sessionsMs / figures.cFloorMs;
@@ -170,13 +197,23 @@ export async function measureCli(options: { runs: number; lsofMs: number | null;
       target: "",
       met: "",
     });
-    rows.push({ measure: "sessions --json ÷ C floor", value: `${figures.sessionsOverCFloor.toFixed(2)}×`, target: "≤ 1.2×", met: verdict(figures.sessionsOverCFloor <= 1.2) });
+    rows.push({
+      measure: "sessions --json ÷ C floor",
+      value: `${figures.sessionsOverCFloor.toFixed(2)}×`,
+      target: "≤ 1.2×",
+      met: verdict(figures.sessionsOverCFloor <= 1.2),
+    });
   } else {
     rows.push({ measure: "C floor", value: `not measured: ${cFloorError ?? "every run failed"}`, target: "", met: "" });
   }
   if (options.lsofMs !== null) {
     figures.lsofOverSessions = options.lsofMs / figures.sessionsMs;
-    rows.push({ measure: "lsof ÷ sessions --json", value: `${figures.lsofOverSessions.toFixed(1)}×`, target: "≥ 8×", met: verdict(figures.lsofOverSessions >= 8) });
+    rows.push({
+      measure: "lsof ÷ sessions --json",
+      value: `${figures.lsofOverSessions.toFixed(1)}×`,
+      target: "≥ 8×",
+      met: verdict(figures.lsofOverSessions >= 8),
+    });
   }
   return { rows, figures };
 }

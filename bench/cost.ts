@@ -99,7 +99,9 @@ function rssMb(pid: number): number | null {
  * read so the bench follows them), as setpriv's --bounding-set argument: root keeps exactly these across exec.
  */
 function boundingSet(...files: string[]): string {
-  const caps = files.flatMap((file) => [...readFileSync(join(ROOT, file), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) => (m[1] ?? "").trim().split(/\s+/)));
+  const caps = files.flatMap((file) =>
+    [...readFileSync(join(ROOT, file), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) => (m[1] ?? "").trim().split(/\s+/)),
+  );
   if (caps.length === 0) throw new Error(`no CapabilityBoundingSet= in ${files.join(", ")}`);
   return ["-all", ...caps.map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
 }
@@ -127,7 +129,19 @@ class DeployedDaemon {
     writeFileSync(config, "reaper:\n  mode: dry-run\n");
     const logPath = join(workdir, `${name}.log`);
     const log = openSync(logPath, "w");
-    const argv = ["--bounding-set", boundingSet(...unitFiles), "--", process.execPath, ...DAEMON_NODE_FLAGS, mainJs, "run", "--config", config, "--listen", "127.0.0.1:0"];
+    const argv = [
+      "--bounding-set",
+      boundingSet(...unitFiles),
+      "--",
+      process.execPath,
+      ...DAEMON_NODE_FLAGS,
+      mainJs,
+      "run",
+      "--config",
+      config,
+      "--listen",
+      "127.0.0.1:0",
+    ];
     const child = spawn("setpriv", argv, {
       env: { ...process.env, ...DAEMON_ENV },
       stdio: ["ignore", log, log],
@@ -156,7 +170,9 @@ class DeployedDaemon {
 
   /** Its address, once its log says where it listens ("" before: it was started on port 0). */
   private listening(): string {
-    const started = readFileSync(this.logPath, "utf8").split("\n").find((line) => line.includes('"msg":"ptyreaper started"'));
+    const started = readFileSync(this.logPath, "utf8")
+      .split("\n")
+      .find((line) => line.includes('"msg":"ptyreaper started"'));
     const address = started ? (JSON.parse(started) as { address?: string }).address : undefined;
     return address ? `http://${address.replace(/^http:\/\//, "")}` : "";
   }
@@ -249,7 +265,11 @@ class Churn {
 
   /** The container (its own loop of short-lived processes), the blips on the host and in namespaces, the exec sessions. */
   start(): void {
-    const run = spawnSync("docker", ["run", "-d", "--rm", "--init", "--network", "none", "--name", this.container, CHURN_IMAGE, "sh", "-c", CONTAINER_LOOP], { encoding: "utf8" });
+    const run = spawnSync(
+      "docker",
+      ["run", "-d", "--rm", "--init", "--network", "none", "--name", this.container, CHURN_IMAGE, "sh", "-c", CONTAINER_LOOP],
+      { encoding: "utf8" },
+    );
     if (run.status !== 0) throw new Error(`docker run ${CHURN_IMAGE}: ${run.stderr.trim() || run.error?.message || `exit ${run.status}`}`);
     const blip = (where: "host" | number): void => {
       this.processes++;
@@ -287,7 +307,9 @@ class Churn {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     // Each client ends with its session (EXEC_HOLD_SECONDS); the container goes with --rm.
-    await Promise.all([...this.clients].map((client) => new Promise((resolve) => (client.exitCode !== null ? resolve(null) : client.once("exit", resolve)))));
+    await Promise.all(
+      [...this.clients].map((client) => new Promise((resolve) => (client.exitCode !== null ? resolve(null) : client.once("exit", resolve)))),
+    );
     spawnSync("docker", ["rm", "-f", this.container], { encoding: "utf8" });
   }
 }
@@ -301,7 +323,8 @@ const git = (...args: string[]): string => execFileSync("git", ["-C", ROOT, ...a
 function buildBaseline(revision: string, log: (line: string) => void): { mainJs: string; label: string } | null {
   const commit = git("rev-parse", `${revision}^{commit}`);
   const label = `${revision} ${commit.slice(0, 12)}`;
-  if (git("rev-parse", `${commit}^{tree}`) === git("rev-parse", "HEAD^{tree}") && git("status", "--porcelain", "--", "src", "native").length === 0) return null;
+  if (git("rev-parse", `${commit}^{tree}`) === git("rev-parse", "HEAD^{tree}") && git("status", "--porcelain", "--", "src", "native").length === 0)
+    return null;
   const dir = join(ROOT, ".bench", `baseline-${commit.slice(0, 12)}`);
   const mainJs = join(dir, "dist", "main.js");
   if (existsSync(join(dir, ".built"))) return { mainJs, label };
@@ -322,7 +345,12 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
   const { log } = options;
   const workdir = mkdtempSync(join(tmpdir(), "ptyreaper-bench-cost-"));
   const baseline = options.baseline === null ? null : buildBaseline(options.baseline, log);
-  const figures: CostFigures = { phases: [], finders: {}, cFloor: {}, baseline: baseline?.label ?? (options.baseline === null ? "none" : "the same tree as this one") };
+  const figures: CostFigures = {
+    phases: [],
+    finders: {},
+    cFloor: {},
+    baseline: baseline?.label ?? (options.baseline === null ? "none" : "the same tree as this one"),
+  };
   const daemons: DeployedDaemon[] = [];
   const churn = new Churn(load);
   try {
@@ -356,11 +384,17 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
         if (withChurn) {
           // The container's loop adds three a second to what this process started.
           const seconds = options.windowSeconds;
-          phase.churned = { processes: after.processes - before.processes + 3 * seconds, execs: after.execs - before.execs, failures: after.failures - before.failures };
+          phase.churned = {
+            processes: after.processes - before.processes + 3 * seconds,
+            execs: after.execs - before.execs,
+            failures: after.failures - before.failures,
+          };
           await churn.stop();
         }
         figures.phases.push(phase);
-        const summary = Object.entries(measured).map(([who, w]) => `${who} ${w.cpuPercent.toFixed(2)} % (${w.cycles ?? "?"} cycles, RSS peak ${w.rssPeakMb.toFixed(0)} MB)`);
+        const summary = Object.entries(measured).map(
+          ([who, w]) => `${who} ${w.cpuPercent.toFixed(2)} % (${w.cycles ?? "?"} cycles, RSS peak ${w.rssPeakMb.toFixed(0)} MB)`,
+        );
         log(`${name}: ${summary.join("; ")}`);
       }
     }
@@ -376,7 +410,9 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
 export function costRows(figures: CostFigures): { measure: string; value: string; target: string; met: string }[] {
   const rows: { measure: string; value: string; target: string; met: string }[] = [];
   for (const phase of figures.phases) {
-    const churned = phase.churned ? `; churn ${(phase.churned.processes / phase.windowSeconds).toFixed(1)} processes/s, ${phase.churned.execs} exec -it, ${phase.churned.failures} failed` : "";
+    const churned = phase.churned
+      ? `; churn ${(phase.churned.processes / phase.windowSeconds).toFixed(1)} processes/s, ${phase.churned.execs} exec -it, ${phase.churned.failures} failed`
+      : "";
     for (const [who, w] of Object.entries(phase.daemons)) {
       const label = { this: "daemon as deployed", "this+bpf": `the same with ${BPF_DROP_IN}` }[who] ?? `previous daemon (${figures.baseline})`;
       const target = who === "this" && phase.churn && phase.scale === 1 ? "≤ 0.5 %" : "";
@@ -389,9 +425,19 @@ export function costRows(figures: CostFigures): { measure: string; value: string
     }
   }
   const rssPeak = Math.max(0, ...figures.phases.filter((p) => p.scale === 1).map((p) => p.daemons.this?.rssPeakMb ?? 0));
-  rows.push({ measure: "daemon as deployed, RSS peak at 1× over every window", value: `${rssPeak.toFixed(0)} MB`, target: "≤ 100 MB", met: rssPeak <= 100 ? "yes" : "NO" });
+  rows.push({
+    measure: "daemon as deployed, RSS peak at 1× over every window",
+    value: `${rssPeak.toFixed(0)} MB`,
+    target: "≤ 100 MB",
+    met: rssPeak <= 100 ? "yes" : "NO",
+  });
   for (const [scale, floor] of Object.entries(figures.cFloor)) {
-    rows.push({ measure: `C floor at ${scale}: one single-threaded full scan (median of 3)`, value: "error" in floor ? `not measured: ${floor.error}` : `${ms(floor.wallMs)}, cpu ${ms(floor.cpuMs)}`, target: "", met: "" });
+    rows.push({
+      measure: `C floor at ${scale}: one single-threaded full scan (median of 3)`,
+      value: "error" in floor ? `not measured: ${floor.error}` : `${ms(floor.wallMs)}, cpu ${ms(floor.cpuMs)}`,
+      target: "",
+      met: "",
+    });
   }
   return rows;
 }

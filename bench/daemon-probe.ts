@@ -27,7 +27,17 @@ interface ProbeOptions {
 }
 
 const EMPTY_SCANNER: Scanner = {
-  scan: () => ({ processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(), unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 0 }),
+  scan: () => ({
+    processes: new Map(),
+    ppids: new Map(),
+    ptyFds: [],
+    ttyTimes: new Map(),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: 0,
+  }),
   close: () => Promise.resolve(),
 };
 
@@ -61,7 +71,10 @@ async function main(): Promise<void> {
     log: { level: "fatal" }, // the logger below is silent anyway
   };
   const calls = { calls: 0 };
-  const worker = options.inProcess || options.emptyScan ? null : new ScanWorker({ procRoot: config.procRoot, threads: options.threads, fullRescanEveryMs: 3_600_000 });
+  const worker =
+    options.inProcess || options.emptyScan
+      ? null
+      : new ScanWorker({ procRoot: config.procRoot, threads: options.threads, fullRescanEveryMs: 3_600_000 });
   const scanner: Scanner = options.emptyScan ? EMPTY_SCANNER : (worker ?? inProcessScanner(new ProcFs(config.procRoot)));
   const daemon = createDaemon({
     config,
@@ -111,7 +124,13 @@ async function main(): Promise<void> {
   const mb = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
   const spaces = Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, mb(space.space_size)]));
   await daemon.stop();
-  say("done", { rssPeakMb: process.resourceUsage().maxRSS / 1024, rssAfterMb, heapTotalMb: mb(usage.heapTotal), externalMb: mb(usage.external), spaces });
+  say("done", {
+    rssPeakMb: process.resourceUsage().maxRSS / 1024,
+    rssAfterMb,
+    heapTotalMb: mb(usage.heapTotal),
+    externalMb: mb(usage.external),
+    spaces,
+  });
 }
 
 main().catch((err: unknown) => {

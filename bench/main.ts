@@ -203,7 +203,9 @@ async function pollMetrics(url: string, everyMs: number, stop: { done: boolean }
   return { latencies, errors };
 }
 
-const DEPLOYED_ENV_TEXT = Object.entries(DAEMON_ENV).map(([key, value]) => `${key}=${value}`).join(" ");
+const DEPLOYED_ENV_TEXT = Object.entries(DAEMON_ENV)
+  .map(([key, value]) => `${key}=${value}`)
+  .join(" ");
 
 interface ProbeResult {
   ready: { firstCycleMs: number; docker: { available: boolean; error: string | null } | null; ptys: number; sessions: number };
@@ -221,7 +223,10 @@ async function probeDaemon(
   env: Record<string, string> = {},
 ): Promise<ProbeResult> {
   const script = fileURLToPath(new URL("./daemon-probe.js", import.meta.url));
-  const child = spawn(process.execPath, [...nodeFlags, script, JSON.stringify(options)], { stdio: ["pipe", "pipe", "inherit"], env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...nodeFlags, script, JSON.stringify(options)], {
+    stdio: ["pipe", "pipe", "inherit"],
+    env: { ...process.env, ...env },
+  });
   const result: Partial<ProbeResult> = {};
   const stop = { done: false };
   let polling: Promise<{ latencies: number[]; errors: string[] }> | null = null;
@@ -276,7 +281,9 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2), process.env);
   const spec: LoadSpec = { procs: options.procs, fds: options.fds, ptys: options.ptys, namespaces: options.namespaces };
   const procfs = new ProcFs("/proc");
-  const loadBefore = loadavg().map((value) => value.toFixed(2)).join(" ");
+  const loadBefore = loadavg()
+    .map((value) => value.toFixed(2))
+    .join(" ");
   log(`building the load: ${options.procs} processes × ${options.fds} fds, ${options.ptys} ptys over ${options.namespaces} devpts namespaces`);
   const built = await timeAsync(() => SyntheticHost.create(spec));
   const load = built.value;
@@ -291,7 +298,9 @@ async function main(): Promise<void> {
   try {
     log(`load ready in ${ms(built.wallMs)}`);
     if (options.hold) {
-      process.stdout.write(`${JSON.stringify({ holders: load.holderPids.length, namespaces: load.namespaces.map((ns) => ({ pid: ns.pid, devptsDev: ns.devptsDev, ptys: ns.ptys.length })) })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ holders: load.holderPids.length, namespaces: load.namespaces.map((ns) => ({ pid: ns.pid, devptsDev: ns.devptsDev, ptys: ns.ptys.length })) })}\n`,
+      );
       log("holding the load; Ctrl-C tears it down");
       await new Promise(() => undefined);
     }
@@ -313,7 +322,9 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
     figures.cost = cost;
   }
 
-  const loadAfter = loadavg().map((value) => value.toFixed(2)).join(" ");
+  const loadAfter = loadavg()
+    .map((value) => value.toFixed(2))
+    .join(" ");
   process.stdout.write(
     `\nptyreaper bench: ${options.procs} processes × ${options.fds} fds, ${load.ptyCount} ptys over ${options.namespaces} devpts namespaces\n` +
       `host: ${thousands(host.fds)} fds in ${thousands(host.processes)} processes; ${cpus().length} cpus; Linux ${release()}; ` +
@@ -325,7 +336,14 @@ async function measure(options: BenchOptions, load: SyntheticHost, procfs: ProcF
 }
 
 /** The measures of one moment: full scans, lsof, the CLI, incremental passes, the daemon driven cycle by cycle. */
-async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: ProcFs, host: { processes: number; fds: number }, rows: Row[], figures: Record<string, unknown>): Promise<void> {
+async function measureOnce(
+  options: BenchOptions,
+  load: SyntheticHost,
+  procfs: ProcFs,
+  host: { processes: number; fds: number },
+  rows: Row[],
+  figures: Record<string, unknown>,
+): Promise<void> {
   const per160k = (wallMs: number): number => (wallMs * 160_000) / host.fds;
 
   // 1. Full inventory in this thread: what `ptyreaper sessions` does.
@@ -341,17 +359,32 @@ async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: P
     target: "≤ 900 ms per 160k fds",
     met: verdict(per160k(fullMs) <= 900),
   });
-  rows.push({ measure: "load ptys found, master + slave on their own devpts", value: `${found} of ${load.ptyCount}`, target: "all", met: verdict(found === load.ptyCount) });
+  rows.push({
+    measure: "load ptys found, master + slave on their own devpts",
+    value: `${found} of ${load.ptyCount}`,
+    target: "all",
+    met: verdict(found === load.ptyCount),
+  });
   figures.scanProc = { coldMs: cold.wallMs, medianMs: fullMs, cpuMs: fullCpu, per160kMs: per160k(fullMs), loadPtysFound: found };
   const nativeLoad = loadNativeFdLinks();
-  rows.push({ measure: "fd links read by", value: nativeLoad.reader ? "the native helper (readlinkat, 2 threads)" : `JS readlink (${nativeLoad.reason})`, target: "", met: "" });
+  rows.push({
+    measure: "fd links read by",
+    value: nativeLoad.reader ? "the native helper (readlinkat, 2 threads)" : `JS readlink (${nativeLoad.reason})`,
+    target: "",
+    met: "",
+  });
   figures.native = nativeLoad.reader !== null;
   if (procfs.native) {
     // The fallback on the same load, for comparison: what a host without the built helper gets.
     const jsProcfs = new ProcFs("/proc", { native: null });
     const jsRuns = Array.from({ length: options.runs }, () => timeSync(() => scanProc(jsProcfs)));
     const jsMs = median(jsRuns.map((run) => run.wallMs));
-    rows.push({ measure: `full inventory, scanProc with JS reads (fallback; median of ${options.runs})`, value: `${ms(jsMs)} = ${ms(per160k(jsMs))} per 160k fds, cpu ${ms(median(jsRuns.map((run) => run.cpuMs)))}`, target: "", met: "" });
+    rows.push({
+      measure: `full inventory, scanProc with JS reads (fallback; median of ${options.runs})`,
+      value: `${ms(jsMs)} = ${ms(per160k(jsMs))} per 160k fds, cpu ${ms(median(jsRuns.map((run) => run.cpuMs)))}`,
+      target: "",
+      met: "",
+    });
     figures.scanProcJs = { medianMs: jsMs };
   }
 
@@ -392,7 +425,12 @@ async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: P
   const lsofOk = lsofRuns.filter((run): run is { wallMs: number; lines: number } => "wallMs" in run);
   if (lsofOk.length > 0) {
     const lsofMs = median(lsofOk.map((run) => run.wallMs));
-    rows.push({ measure: "lsof -n -w | grep -E 'pts|ptmx' (same load)", value: `${ms(lsofMs)}, ${lsofOk[0]?.lines ?? 0} lines (no devpts instance)`, target: "", met: "" });
+    rows.push({
+      measure: "lsof -n -w | grep -E 'pts|ptmx' (same load)",
+      value: `${ms(lsofMs)}, ${lsofOk[0]?.lines ?? 0} lines (no devpts instance)`,
+      target: "",
+      met: "",
+    });
     rows.push({ measure: "lsof ÷ scanProc", value: `${(lsofMs / fullMs).toFixed(1)}×`, target: "≥ 8×", met: verdict(lsofMs / fullMs >= 8) });
     // The target is the inventory's (scanProc, also what `ptyreaper sessions` runs). The daemon's own
     // full pass (one scan thread, src/main.ts) also reads what its incremental passes compare: shown beside it.
@@ -466,27 +504,61 @@ async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: P
     target: "p99 ≤ 50 ms",
     met: verdict(p99 <= 50 && daemon.metrics.errors.length === 0),
   });
-  rows.push({ measure: "for reference: daemon RSS, peak / after the cycles, with node's defaults", value: `${daemon.rssPeakMb.toFixed(0)} MB / ${daemon.rssAfterMb.toFixed(0)} MB`, target: "", met: "" });
-  figures.daemon = { cycleMs, cycleCpuMs: cycleCpu, maxDockerCalls: dockerUp ? maxCalls : null, metricsP50Ms: percentile(daemon.metrics.latencies, 50), metricsP99Ms: p99, rssPeakMb: daemon.rssPeakMb, rssAfterMb: daemon.rssAfterMb, steady: daemon.steady, full: daemon.full };
+  rows.push({
+    measure: "for reference: daemon RSS, peak / after the cycles, with node's defaults",
+    value: `${daemon.rssPeakMb.toFixed(0)} MB / ${daemon.rssAfterMb.toFixed(0)} MB`,
+    target: "",
+    met: "",
+  });
+  figures.daemon = {
+    cycleMs,
+    cycleCpuMs: cycleCpu,
+    maxDockerCalls: dockerUp ? maxCalls : null,
+    metricsP50Ms: percentile(daemon.metrics.latencies, 50),
+    metricsP99Ms: p99,
+    rssPeakMb: daemon.rssPeakMb,
+    rssAfterMb: daemon.rssAfterMb,
+    steady: daemon.steady,
+    full: daemon.full,
+  };
 
   // As deployed (systemd/ptyreaper.service, npm start): the main thread's nursery grows to 32 MB by
   // default, and glibc gives each thread that mallocs an arena of its own; both are capped there.
   const flags = DAEMON_NODE_FLAGS.join(" ");
   log(`daemon again as deployed: node ${flags}, ${DEPLOYED_ENV_TEXT}`);
-  const small = await probeDaemon({ cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false }, [...DAEMON_NODE_FLAGS], DAEMON_ENV);
+  const small = await probeDaemon(
+    { cycles: options.cycles, fullCycles: options.fullCycles, threads: 1, inProcess: false },
+    [...DAEMON_NODE_FLAGS],
+    DAEMON_ENV,
+  );
   rows.push({
     measure: `daemon RSS, peak / after, as deployed: ${flags}, ${DEPLOYED_ENV_TEXT} (cycle ${ms(median(small.steady.map((c) => c.wallMs)))})`,
     value: `${small.rssPeakMb.toFixed(0)} MB / ${small.rssAfterMb.toFixed(0)} MB`,
     target: "≤ 120 MB",
     met: verdict(small.rssPeakMb <= 120),
   });
-  rows.push({ measure: "/metrics as deployed", value: latency(small), target: "p99 ≤ 50 ms", met: verdict(percentile(small.metrics.latencies, 99) <= 50) });
-  figures.daemonSmallNursery = { rssPeakMb: small.rssPeakMb, rssAfterMb: small.rssAfterMb, cycleMs: median(small.steady.map((c) => c.wallMs)), metricsP99Ms: percentile(small.metrics.latencies, 99) };
+  rows.push({
+    measure: "/metrics as deployed",
+    value: latency(small),
+    target: "p99 ≤ 50 ms",
+    met: verdict(percentile(small.metrics.latencies, 99) <= 50),
+  });
+  figures.daemonSmallNursery = {
+    rssPeakMb: small.rssPeakMb,
+    rssAfterMb: small.rssAfterMb,
+    cycleMs: median(small.steady.map((c) => c.wallMs)),
+    metricsP99Ms: percentile(small.metrics.latencies, 99),
+  };
 
   // Where the rest goes: the same daemon with no /proc scan at all.
   log("daemon with no /proc scan (its floor)");
   const floor = await probeDaemon({ cycles: 2, fullCycles: 1, threads: 1, inProcess: true, emptyScan: true });
-  rows.push({ measure: "for reference: daemon RSS with no /proc scan, peak (node defaults)", value: `${floor.rssPeakMb.toFixed(0)} MB`, target: "", met: "" });
+  rows.push({
+    measure: "for reference: daemon RSS with no /proc scan, peak (node defaults)",
+    value: `${floor.rssPeakMb.toFixed(0)} MB`,
+    target: "",
+    met: "",
+  });
   figures.daemonFloorRssMb = floor.rssPeakMb;
 
   // For contrast: the same daemon scanning in its own event loop.
@@ -494,7 +566,12 @@ async function measureOnce(options: BenchOptions, load: SyntheticHost, procfs: P
   const inline = await probeDaemon({ cycles: 1, fullCycles: Math.min(2, options.fullCycles), threads: 1, inProcess: true });
   rows.push({ measure: "contrast: /metrics while an in-process scan blocks the loop", value: latency(inline), target: "", met: "" });
   figures.inlineMetricsP99Ms = percentile(inline.metrics.latencies, 99);
-  rows.push({ measure: "contrast: daemon RSS with the scan in its event loop, peak (node defaults)", value: `${inline.rssPeakMb.toFixed(0)} MB`, target: "", met: "" });
+  rows.push({
+    measure: "contrast: daemon RSS with the scan in its event loop, peak (node defaults)",
+    value: `${inline.rssPeakMb.toFixed(0)} MB`,
+    target: "",
+    met: "",
+  });
   figures.inlineRssPeakMb = inline.rssPeakMb;
 }
 

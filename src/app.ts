@@ -86,7 +86,12 @@ function pollerSettings(config: Config, dockerUsed: boolean): PollerSettings {
 }
 
 function reaperSettings(config: Config): ReaperSettings {
-  return { mode: config.reaper.mode, graceMs: config.reaper.grace, maxInFlight: config.reaper.maxPerCycle, idleIncludesOutput: config.policy.idleIncludesOutput };
+  return {
+    mode: config.reaper.mode,
+    graceMs: config.reaper.grace,
+    maxInFlight: config.reaper.maxPerCycle,
+    idleIncludesOutput: config.policy.idleIncludesOutput,
+  };
 }
 
 /**
@@ -133,7 +138,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   metrics.configLoaded({ mode: config.reaper.mode, file: configFile }, now());
   const dockerEngine = docker.used ? (deps.dockerEngine ?? new DockerodeEngine(config.docker.socket, config.docker.timeout)) : null;
   const dockerRuntime = dockerEngine
-    ? new DockerRuntime(dockerEngine, { logger: child("docker"), maxBackoffMs: Math.min(config.pollInterval, 10_000), livenessMs: config.pollInterval, now })
+    ? new DockerRuntime(dockerEngine, {
+        logger: child("docker"),
+        maxBackoffMs: Math.min(config.pollInterval, 10_000),
+        livenessMs: config.pollInterval,
+        now,
+      })
     : null;
   // Other runtimes are opened once, before the first cycle (containerd's gRPC is imported only when chosen).
   let runtimesOpened: Promise<RuntimePort[]> | null = null;
@@ -162,12 +172,19 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   metrics.setSignalMethod(signaller.method, fallback);
   // What the clients' evidence knew when the last run stopped, given back at the first look (config stateDir).
   const clientStore = new ClientStateStore({ dir: config.stateDir, logger: child("state"), nowMs: now() });
-  const clients = docker.used ? clientStore.remembering("docker", dockerClientEvidence(procfs, config.docker.socket, logger, (reason) => metrics.processReadsCut(reason))) : null;
+  const clients = docker.used
+    ? clientStore.remembering(
+        "docker",
+        dockerClientEvidence(procfs, config.docker.socket, logger, (reason) => metrics.processReadsCut(reason)),
+      )
+    : null;
   // Made once, with the runtimes: each keeps what it saw of its sessions' clients from cycle to cycle.
   let runtimeClients: ReturnType<typeof runtimeClientEvidence> | null = null;
   const openRuntimeClients = async (): Promise<ReturnType<typeof runtimeClientEvidence>> =>
     (runtimeClients ??= new Map(
-      [...runtimeClientEvidence(await openChosenRuntimes(), procfs, logger, (reason) => metrics.processReadsCut(reason))].map(([runtime, evidence]) => [runtime, clientStore.remembering(runtime, evidence)]),
+      [...runtimeClientEvidence(await openChosenRuntimes(), procfs, logger, (reason) => metrics.processReadsCut(reason))].map(
+        ([runtime, evidence]) => [runtime, clientStore.remembering(runtime, evidence)],
+      ),
     ));
   const reaper = new Reaper({
     processes: processTableOf(procfs),
@@ -196,7 +213,11 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     }
     if (result.argvBudgetCuts) metrics.processReadsCut("argv_budget", result.argvBudgetCuts);
     // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.
-    if (result.cut && !cutEpisode) scanLog.warn({ unread: result.cut.unread }, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass");
+    if (result.cut && !cutEpisode)
+      scanLog.warn(
+        { unread: result.cut.unread },
+        "/proc pass cut by its time budget: unread processes keep their last known state until a later pass",
+      );
     else if (!result.cut && cutEpisode) scanLog.info("/proc passes complete within their budget again");
     cutEpisode = result.cut !== undefined;
     return result;
@@ -238,7 +259,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const sessionsJson = (snapshot: Snapshot | null): string | null => {
     if (snapshot === null) return null;
     if (serialized?.snapshot !== snapshot) {
-      serialized = { snapshot, json: JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: config.commandLine })) };
+      serialized = {
+        snapshot,
+        json: JSON.stringify(
+          sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: config.commandLine }),
+        ),
+      };
     }
     return serialized.json;
   };
@@ -304,7 +330,10 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       const watchdogMs = deps.notifier?.watchdogIntervalMs;
       if (watchdogMs && config.pollInterval > watchdogMs) {
         // The loop pings the watchdog once per cycle, so systemd would kill a healthy daemon.
-        logger.warn({ pollInterval: formatDurationExact(config.pollInterval), watchdog: formatDurationExact(2 * watchdogMs) }, "pollInterval is longer than half of WatchdogSec: raise WatchdogSec in the unit");
+        logger.warn(
+          { pollInterval: formatDurationExact(config.pollInterval), watchdog: formatDurationExact(2 * watchdogMs) },
+          "pollInterval is longer than half of WatchdogSec: raise WatchdogSec in the unit",
+        );
       }
       return address;
     },
@@ -331,7 +360,9 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart: string[] = (["listen", "procRoot", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter((key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]));
+      const needsRestart: string[] = (["listen", "procRoot", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter(
+        (key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]),
+      );
       if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;

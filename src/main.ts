@@ -136,15 +136,17 @@ function exitCodeFor(err: unknown): number {
 
 // A throw no guard caught leaves the daemon in a state nobody knows: say so in one line, exit
 // non-zero, and let systemd (Restart=on-failure) start a clean process. Never carry on.
-const fatal = (what: string) => (err: unknown): void => {
-  try {
-    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
-    io.stderr(`ptyreaper: fatal: ${what}, exiting for a restart: ${JSON.stringify(detail)}\n`);
-  } finally {
-    // Even when stderr is gone (EPIPE): exit, never loop through this handler.
-    process.exit(EXIT.failure);
-  }
-};
+const fatal =
+  (what: string) =>
+  (err: unknown): void => {
+    try {
+      const detail = err instanceof Error ? (err.stack ?? err.message) : String(err);
+      io.stderr(`ptyreaper: fatal: ${what}, exiting for a restart: ${JSON.stringify(detail)}\n`);
+    } finally {
+      // Even when stderr is gone (EPIPE): exit, never loop through this handler.
+      process.exit(EXIT.failure);
+    }
+  };
 process.on("uncaughtException", fatal("uncaught exception"));
 process.on("unhandledRejection", fatal("unhandled promise rejection"));
 

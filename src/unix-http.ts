@@ -28,10 +28,19 @@ export function unixHttp(call: UnixHttpRequest): Promise<UnixHttpAnswer> {
       clearTimeout(timer);
       reject(err instanceof Error ? err : new Error(String(err)));
     };
-    const headers = { ...call.headers, ...(call.body === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(call.body)) }) };
+    const headers = {
+      ...call.headers,
+      ...(call.body === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(call.body)) }),
+    };
     // servername "" (an agent option Node's types leave out): no TLS name to work out for a unix
     // socket. Working it out compiles Node's IPv6 pattern: ~10 ms of a one-shot CLI's first request.
-    const options: RequestOptions & { servername: string } = { socketPath: call.socket, path: call.path, method: call.method, headers, servername: "" };
+    const options: RequestOptions & { servername: string } = {
+      socketPath: call.socket,
+      path: call.path,
+      method: call.method,
+      headers,
+      servername: "",
+    };
     const req = request(options, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;

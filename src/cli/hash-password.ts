@@ -16,13 +16,15 @@ export const MAX_PASSWORD_BYTES = 72;
 export const hashPasswordCommand: Command = async (args, io) => {
   const values = parseFlags(args, { cost: { type: "string" } }, HASH_PASSWORD_USAGE);
   const cost = values.cost === undefined ? DEFAULT_COST : Number(values.cost);
-  if (!Number.isInteger(cost) || cost < 4 || cost > 31) throw new UsageError(`--cost must be a whole number from 4 to 31, got ${JSON.stringify(values.cost)}; ${HASH_PASSWORD_USAGE}`);
+  if (!Number.isInteger(cost) || cost < 4 || cost > 31)
+    throw new UsageError(`--cost must be a whole number from 4 to 31, got ${JSON.stringify(values.cost)}; ${HASH_PASSWORD_USAGE}`);
   if (!io.readSecret) throw new UsageError(`no standard input to read the password from; ${HASH_PASSWORD_USAGE}`);
   const password = (await io.readSecret("password (not echoed): ")).replace(/\r?\n$/, "");
   if (password === "") throw new UsageError("the password is empty (read from standard input)");
   if (password.includes("\n")) throw new UsageError("the password spans several lines: give one line on standard input");
   const bytes = Buffer.byteLength(password, "utf8");
-  if (bytes > MAX_PASSWORD_BYTES) throw new UsageError(`the password is ${bytes} bytes; bcrypt uses only the first ${MAX_PASSWORD_BYTES}, so give at most that many`);
+  if (bytes > MAX_PASSWORD_BYTES)
+    throw new UsageError(`the password is ${bytes} bytes; bcrypt uses only the first ${MAX_PASSWORD_BYTES}, so give at most that many`);
   io.stdout(`${await bcrypt.hash(password, cost)}\n`);
   return EXIT.ok;
 };

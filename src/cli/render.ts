@@ -58,11 +58,15 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
       runtimes.map((r) => `; ${r.runtime}: ${r.available ? "available" : `unavailable (${printable(r.error ?? "unknown", 200)})`}`).join(""),
   ];
   if (inventory.discrepancy.explanation) {
-    lines.push(`note: found ${inventory.discrepancy.found} ptys, kernel counts ${inventory.discrepancy.allocated}: ${inventory.discrepancy.explanation}`);
+    lines.push(
+      `note: found ${inventory.discrepancy.found} ptys, kernel counts ${inventory.discrepancy.allocated}: ${inventory.discrepancy.explanation}`,
+    );
   }
   const masterOnly = inventory.ptys.filter((p) => p.masterOnly).length;
   if (masterOnly > 0) {
-    lines.push(`note: ${masterOnly} pty(s) held only by a master, with no process on the slave end (master-only): not sessions, never reaped; see "pty.nr grows but there is no stale session" in the README`);
+    lines.push(
+      `note: ${masterOnly} pty(s) held only by a master, with no process on the slave end (master-only): not sessions, never reaped; see "pty.nr grows but there is no stale session" in the README`,
+    );
   }
   const sessionsByKey = new Map(inventory.sessions.map((s) => [s.ptyKey, s]));
   const ago = (ms: number | null): string => (ms === null ? "-" : formatDuration(Math.max(0, nowMs - ms)));
@@ -71,7 +75,10 @@ export function renderSessionsTable(inventory: Inventory, docker: DockerStatus, 
     if (pty.masterOnly) return masterOnlyRow(pty, pty.masterOnly, ago);
     return [
       // Docker's rows stay as they were; another runtime's container is shown as `runtime:name`.
-      printable(`${pty.runtime && pty.runtime !== "docker" ? `${pty.runtime}:` : ""}${pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-")}`, 40),
+      printable(
+        `${pty.runtime && pty.runtime !== "docker" ? `${pty.runtime}:` : ""}${pty.containerName ?? (pty.containerId ? pty.containerId.slice(0, 12) : "-")}`,
+        40,
+      ),
       session ? session.execId.slice(0, 12) : "-",
       String(session?.pid ?? pty.leaderPid ?? "-"),
       `pts/${pty.index}@${pty.devptsDev}`,

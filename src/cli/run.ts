@@ -34,7 +34,12 @@ export type LogFormat = "text" | "json";
 const LISTEN_ERRORS = new Set(["EADDRINUSE", "EADDRNOTAVAIL", "EACCES"]);
 
 /** pino writing JSON lines, or readable text through pino-pretty (loaded only then). */
-export async function makeLogger(level: Config["log"]["level"], format: LogFormat, destination: NodeJS.WritableStream | 1 | 2, colorize = false): Promise<Logger> {
+export async function makeLogger(
+  level: Config["log"]["level"],
+  format: LogFormat,
+  destination: NodeJS.WritableStream | 1 | 2,
+  colorize = false,
+): Promise<Logger> {
   const options = { level, base: { service: "ptyreaper" }, timestamp: pino.stdTimeFunctions.isoTime };
   if (format === "json") return pino(options, typeof destination === "number" ? pino.destination({ fd: destination, sync: true }) : destination);
   const { default: pretty } = await import("pino-pretty");
@@ -98,7 +103,13 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     const snapshot = await daemon.runOnce();
     await daemon.stop();
     if (!snapshot) return EXIT.failure;
-    io.stdout(JSON.stringify(sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: "full" }), null, 2) + "\n");
+    io.stdout(
+      JSON.stringify(
+        sessionsReport(snapshot.inventory, snapshot.docker, snapshot.takenAtMs, { decisions: snapshot.decisions, commandLine: "full" }),
+        null,
+        2,
+      ) + "\n",
+    );
     return EXIT.ok;
   }
 
@@ -112,7 +123,9 @@ export async function runCommand(args: string[], io: CliIo, runEnv: RunEnvironme
     await daemon.stop().catch(() => undefined);
     if (code !== undefined && LISTEN_ERRORS.has(code)) {
       // Exit 78: the unit's RestartPreventExitStatus stops systemd from retrying an address that is taken.
-      throw new PtyreaperError("PTYR_LISTEN", `cannot listen on ${where}: ${errorMessage(err)} (set listen, PTYREAPER_LISTEN or --listen)`, { cause: err });
+      throw new PtyreaperError("PTYR_LISTEN", `cannot listen on ${where}: ${errorMessage(err)} (set listen, PTYREAPER_LISTEN or --listen)`, {
+        cause: err,
+      });
     }
     throw err;
   }

@@ -39,24 +39,26 @@ export const sessionsCommand: Command = async (args, io) => {
     { chooseDocker, chooseRuntimes, openRuntimes },
     { runtimeClientEvidence },
   ] = await Promise.all([
-      import("../config/load.js"),
-      import("../runtimes/docker/docker.js"),
-      import("../runtimes/docker/dockerode.js"),
-      import("../poller/collect.js"),
-      import("../runtimes/docker/client-evidence.js"),
-      import("../domain/report.js"),
-      import("./render.js"),
-      import("node:fs"),
-      import("../errors.js"),
-      import("../runtimes/open.js"),
-      import("../runtimes/client-evidence.js"),
-    ]);
+    import("../config/load.js"),
+    import("../runtimes/docker/docker.js"),
+    import("../runtimes/docker/dockerode.js"),
+    import("../poller/collect.js"),
+    import("../runtimes/docker/client-evidence.js"),
+    import("../domain/report.js"),
+    import("./render.js"),
+    import("node:fs"),
+    import("../errors.js"),
+    import("../runtimes/open.js"),
+    import("../runtimes/client-evidence.js"),
+  ]);
   const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const sameRoot = config.procRoot === earlyProcfs.root;
   const procfs = sameRoot ? earlyProcfs : new ProcFs(config.procRoot);
   const dockerUsed = chooseDocker(config.docker, existsSync).used;
   const docker = dockerUsed
-    ? new DockerRuntime(new DockerodeEngine(config.docker.socket, config.docker.timeout), { logger: { info: () => undefined, warn: () => undefined } })
+    ? new DockerRuntime(new DockerodeEngine(config.docker.socket, config.docker.timeout), {
+        logger: { info: () => undefined, warn: () => undefined },
+      })
     : null;
   // One look, no history: a client is `attached` or `unknown` here; only the daemon sees one go.
   const clients = docker ? dockerClientEvidence(procfs, config.docker.socket) : null;
@@ -70,7 +72,8 @@ export const sessionsCommand: Command = async (args, io) => {
     const runtimeClients = runtimeClientEvidence(runtimes, procfs);
     const observation = await collect({ procfs, scan, docker, clients, runtimeClients, runtimes, skipNamespaces });
     const now = Date.now();
-    if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
+    if (flags.json)
+      io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
     else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now, observation.runtimes));
   } finally {
     for (const runtime of runtimes) runtime.close();

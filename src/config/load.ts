@@ -92,9 +92,8 @@ export function deepFreeze<T>(value: T): T {
 }
 
 function fail(source: string, problems: string[]): never {
-  const shown = problems.length > MAX_PROBLEMS
-    ? [...problems.slice(0, MAX_PROBLEMS), `(${problems.length - MAX_PROBLEMS} more problems not shown)`]
-    : problems;
+  const shown =
+    problems.length > MAX_PROBLEMS ? [...problems.slice(0, MAX_PROBLEMS), `(${problems.length - MAX_PROBLEMS} more problems not shown)`] : problems;
   throw new ConfigError(source, shown);
 }
 
@@ -287,9 +286,28 @@ interface CrossCheck {
 }
 
 const CROSS_CHECKS: readonly CrossCheck[] = [
-  { reads: [["policy", "pressure", "low"], ["policy", "pressure", "high"]], problems: pressureProblems },
-  { reads: [["policy", "maxAge"], ["policy", "minAge"]], problems: ageProblems },
-  { reads: [["docker", "enabled"], ["runtimes", "containerd", "enabled"], ["runtimes", "containerd", "namespaces"]], problems: namespaceProblems },
+  {
+    reads: [
+      ["policy", "pressure", "low"],
+      ["policy", "pressure", "high"],
+    ],
+    problems: pressureProblems,
+  },
+  {
+    reads: [
+      ["policy", "maxAge"],
+      ["policy", "minAge"],
+    ],
+    problems: ageProblems,
+  },
+  {
+    reads: [
+      ["docker", "enabled"],
+      ["runtimes", "containerd", "enabled"],
+      ["runtimes", "containerd", "namespaces"],
+    ],
+    problems: namespaceProblems,
+  },
 ];
 
 function pressureProblems(config: Config, raw: unknown): string[] {

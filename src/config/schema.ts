@@ -156,10 +156,14 @@ const checkMinAge = durationCheck({ off: false, min: 0, ...POLICY_LIMIT });
 // It also asks for this long without input, which tty times tell in 8-second steps.
 const checkOrphanGrace = durationCheck({ off: true, min: MIN_IDLE_THRESHOLD_MS, minWhy: GRANULARITY, ...POLICY_LIMIT });
 // An exec's master outlives its shell for a moment (the shim closes it after the exit): a grace under a second names those.
-const checkMasterOnlyGrace = durationCheck({ off: false, min: 1_000, minWhy: "a runtime closes an ended exec's master within moments", ...POLICY_LIMIT });
+const checkMasterOnlyGrace = durationCheck({
+  off: false,
+  min: 1_000,
+  minWhy: "a runtime closes an ended exec's master within moments",
+  ...POLICY_LIMIT,
+});
 
-const checkBoolean: Check<boolean> = (input) =>
-  typeof input === "boolean" ? ok(input) : expected("true or false", input);
+const checkBoolean: Check<boolean> = (input) => (typeof input === "boolean" ? ok(input) : expected("true or false", input));
 
 /** A share of container pty capacity: above 0, at most 1. */
 const checkRatio: Check<number> = (input) =>
@@ -168,16 +172,11 @@ const checkRatio: Check<number> = (input) =>
     : expected("a number above 0 and at most 1, like 0.8", input);
 
 const checkMaxPerCycle: Check<number> = (input) =>
-  typeof input === "number" && Number.isSafeInteger(input) && input >= 1
-    ? ok(input)
-    : expected("a whole number of at least 1", input);
+  typeof input === "number" && Number.isSafeInteger(input) && input >= 1 ? ok(input) : expected("a whole number of at least 1", input);
 
 function oneOf<T extends string>(values: readonly T[]): Check<T> {
   const list = values.map((v) => `"${v}"`).join(", ");
-  return (input) =>
-    typeof input === "string" && (values as readonly string[]).includes(input)
-      ? ok(input as T)
-      : expected(`one of ${list}`, input);
+  return (input) => (typeof input === "string" && (values as readonly string[]).includes(input) ? ok(input as T) : expected(`one of ${list}`, input));
 }
 
 export const checkLogLevel = oneOf(LOG_LEVELS);
@@ -190,7 +189,7 @@ const CONTROL = /[\u0000-\u001f\u007f]/;
 
 export const checkAbsolutePath: Check<string> = (input) => {
   if (typeof input !== "string" || !input.startsWith("/") || CONTROL.test(input) || input.length > 4096) {
-    return expected("an absolute path like \"/proc\"", input);
+    return expected('an absolute path like "/proc"', input);
   }
   const normal = posix.normalize(input);
   return ok(normal.length > 1 && normal.endsWith("/") ? normal.slice(0, -1) : normal);
@@ -198,7 +197,7 @@ export const checkAbsolutePath: Check<string> = (input) => {
 
 export const checkSocketPath: Check<string> = (input) => {
   const path = checkAbsolutePath(input);
-  if (!path.ok) return expected("an absolute socket path like \"/var/run/docker.sock\"", input);
+  if (!path.ok) return expected('an absolute socket path like "/var/run/docker.sock"', input);
   if (Buffer.byteLength(path.value) > MAX_UNIX_SOCKET_PATH_BYTES) {
     return expected(`a socket path of at most ${MAX_UNIX_SOCKET_PATH_BYTES} bytes (the kernel's limit)`, input);
   }
@@ -261,23 +260,25 @@ export const checkListen: Check<{ host: string; port: number }> = (input) => {
 const checkLabelKey: Check<string> = (input) =>
   typeof input === "string" && input.length > 0 && input.length <= 255 && !/[\s=]/.test(input) && !CONTROL.test(input)
     ? ok(input)
-    : expected("a label key like \"ptyreaper.exempt\"", input);
+    : expected('a label key like "ptyreaper.exempt"', input);
 
 /** Docker names are [a-zA-Z0-9][a-zA-Z0-9_.-]*; a pattern adds * and ?. The API's leading "/" is dropped. */
 // A Kubernetes namespace is a DNS label (at most 63 lower-case letters, digits and "-"); "*" and "?" make a pattern.
 const checkNamespaceGlob: Check<string> = (input) =>
-  typeof input === "string" && /^[a-z0-9\-*?]{1,63}$/.test(input) ? ok(input) : expected("a Kubernetes namespace pattern with a-z, 0-9, \"-\", \"*\" and \"?\"", input);
+  typeof input === "string" && /^[a-z0-9\-*?]{1,63}$/.test(input)
+    ? ok(input)
+    : expected('a Kubernetes namespace pattern with a-z, 0-9, "-", "*" and "?"', input);
 
 const checkNameGlob: Check<string> = (input) =>
   typeof input === "string" && /^\/?[A-Za-z0-9_.\-*?]{1,255}$/.test(input)
     ? ok(input.replace(/^\//, ""))
-    : expected("a container name pattern with letters, digits, \"_\", \".\", \"-\", \"*\" and \"?\"", input);
+    : expected('a container name pattern with letters, digits, "_", ".", "-", "*" and "?"', input);
 
 /** The exporter-toolkit web config (TLS, basic auth): an absolute path, or null for plain HTTP without auth. */
 const checkWebConfigFile: Check<string | null> = (input) => {
   if (input === null) return ok(null);
   const path = checkAbsolutePath(input);
-  return path.ok ? path : expected("an absolute path like \"/etc/ptyreaper/web-config.yml\", or null", input);
+  return path.ok ? path : expected('an absolute path like "/etc/ptyreaper/web-config.yml", or null', input);
 };
 
 /**

@@ -103,7 +103,8 @@ export function parseCgroupIdentity(text: string, named?: NamedContainers): Cgro
     const identity = parseCgroupPath(path);
     if (!identity) {
       const id = named === undefined ? null : namedCgroupContainer(path, named);
-      if (id !== null && (byName === null || line.startsWith("0::"))) byName = { runtime: "containerd", containerId: id, podUid: null, monitor: false };
+      if (id !== null && (byName === null || line.startsWith("0::")))
+        byName = { runtime: "containerd", containerId: id, podUid: null, monitor: false };
       continue;
     }
     if (line.startsWith("0::")) return identity;
@@ -191,7 +192,11 @@ export function monitorOf(process: Pick<ProcessFacts, "comm" | "argv">): Monitor
     const exitCommand = flagValue(process.argv, "--exit-command");
     const exitDir = flagValue(process.argv, "--exit-dir") ?? "";
     const runtime: RuntimeGuess =
-      basename(exitCommand ?? undefined) === "podman" ? "podman" : exitDir.includes("/crio/") || process.argv.includes("--socket-dir-path") ? "cri-o" : "unknown";
+      basename(exitCommand ?? undefined) === "podman"
+        ? "podman"
+        : exitDir.includes("/crio/") || process.argv.includes("--socket-dir-path")
+          ? "cri-o"
+          : "unknown";
     const execAttach = process.argv.includes("--exec-attach") || process.argv.includes("-e") || process.argv.includes("--exec");
     return {
       kind: "conmon",
@@ -204,7 +209,13 @@ export function monitorOf(process: Pick<ProcessFacts, "comm" | "argv">): Monitor
   if ((OCI_RUNTIMES.has(program) || OCI_RUNTIMES.has(process.comm)) && process.argv.includes("exec")) {
     const last = process.argv[process.argv.length - 1];
     // The runtime is told by the parent (crio): runc/crun alone say nothing about who runs them.
-    return { kind: "oci-runtime-exec", runtime: "unknown", containerId: last && /^[0-9a-f]{64}$/.test(last) ? last : null, namespace: null, execId: null };
+    return {
+      kind: "oci-runtime-exec",
+      runtime: "unknown",
+      containerId: last && /^[0-9a-f]{64}$/.test(last) ? last : null,
+      namespace: null,
+      execId: null,
+    };
   }
   if (program === "crio" || process.comm === "crio") return { kind: "crio", runtime: "cri-o", containerId: null, namespace: null, execId: null };
   return null;
@@ -227,8 +238,15 @@ export interface Attribution {
   evidence: string[];
 }
 
-const UNKNOWN: Omit<Attribution, "evidence"> = { runtime: "unknown", containerId: null, podUid: null, namespace: null, role: "unknown", sessionPid: null, execId: null };
-
+const UNKNOWN: Omit<Attribution, "evidence"> = {
+  runtime: "unknown",
+  containerId: null,
+  podUid: null,
+  namespace: null,
+  role: "unknown",
+  sessionPid: null,
+  execId: null,
+};
 
 /**
  * Attributes `holder` (a process holding a pty end) from its cgroup, its ancestors up to the runtime's
@@ -295,7 +313,11 @@ export function attribute(
     case "oci-runtime-exec": {
       const grandparent = lookup(monitorProcess.ppid);
       const crio = grandparent && monitorOf(grandparent)?.kind === "crio";
-      evidence.push(crio ? `${monitorProcess.pid} is ${basename(monitorProcess.argv[0])} exec run by crio` : `${monitorProcess.pid} is an OCI runtime exec not run by crio`);
+      evidence.push(
+        crio
+          ? `${monitorProcess.pid} is ${basename(monitorProcess.argv[0])} exec run by crio`
+          : `${monitorProcess.pid} is an OCI runtime exec not run by crio`,
+      );
       runtime = crio ? "cri-o" : "unknown";
       role = "exec";
       sessionPid = monitorProcess.pid; // both of CRI-O's ptys go with the runc/crun exec
@@ -334,5 +356,14 @@ export function attribute(
     runtime = "unknown";
   }
   if (containerId === null) runtime = "unknown";
-  return { runtime, containerId, podUid: inContainer?.podUid ?? null, namespace: monitor.namespace, role, sessionPid, execId: monitor.execId, evidence };
+  return {
+    runtime,
+    containerId,
+    podUid: inContainer?.podUid ?? null,
+    namespace: monitor.namespace,
+    role,
+    sessionPid,
+    execId: monitor.execId,
+    evidence,
+  };
 }

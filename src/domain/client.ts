@@ -8,9 +8,7 @@ import type { DockerView, ExecSession, ProcScan } from "./types.js";
  * that cannot be told apart, a runtime without a per-exec signal): only the idle policy applies.
  */
 export type ClientState =
-  | { state: "attached"; detail: string }
-  | { state: "gone"; sinceMs: number; detail: string }
-  | { state: "unknown"; detail: string };
+  { state: "attached"; detail: string } | { state: "gone"; sinceMs: number; detail: string } | { state: "unknown"; detail: string };
 
 export type ClientStateName = ClientState["state"];
 export const CLIENT_STATES: readonly ClientStateName[] = ["attached", "gone", "unknown"];
@@ -82,7 +80,11 @@ export interface ClientRecord extends ClientMemory {
  * The records that still describe a running session: same runtime, exec id, pid and start time. The
  * rest (an exec that ended, a pid reused) are ignored, so a file never makes a session stale that is not.
  */
-export function matchRecords(records: readonly ClientRecord[], runtime: string, sessions: readonly Pick<ExecSession, "execId" | "pid" | "startTicks">[]): ClientMemory[] {
+export function matchRecords(
+  records: readonly ClientRecord[],
+  runtime: string,
+  sessions: readonly Pick<ExecSession, "execId" | "pid" | "startTicks">[],
+): ClientMemory[] {
   const running = new Map(sessions.map((s) => [s.execId, s]));
   return records
     .filter((r) => r.runtime === runtime && running.get(r.execId)?.pid === r.pid && running.get(r.execId)?.startTicks === r.startTicks)

@@ -17,7 +17,6 @@ import {
 /** USER_HZ: /proc reports starttime in these ticks; it is 100 on every Linux ABI. */
 export const CLOCK_TICKS_PER_SECOND = 100;
 
-
 interface Holders {
   devptsDev: string;
   index: number;
@@ -266,7 +265,8 @@ function explainDiscrepancy(scan: ProcScan, found: number, allocated: number): I
   const lostMasters = (scan.parseErrors.fdinfo ?? 0) + (scan.parseErrors.master_instance ?? 0);
   if (lostMasters > 0) reasons.push(`${lostMasters} master fd(s) without a readable tty-index or devpts instance`);
   if (scan.vanished > 0) reasons.push(`${scan.vanished} process(es) exited during the scan`);
-  if (found < allocated) reasons.push("ptys can stay allocated with no open fd for a moment while being freed, or be held only by processes outside this /proc");
+  if (found < allocated)
+    reasons.push("ptys can stay allocated with no open fd for a moment while being freed, or be held only by processes outside this /proc");
   else reasons.push("ptys were freed after pty/nr was read");
   return { found, allocated, explanation: reasons.join("; ") };
 }

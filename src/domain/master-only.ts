@@ -65,7 +65,11 @@ export function masterHolder(
     case "oci-runtime-exec": {
       // CRI-O's runc/crun exec holds the container-side master; crio runs it.
       const parent = lookup(facts.ppid);
-      return { role: "oci-runtime-exec", runtime: parent && monitorOf(parent)?.kind === "crio" ? "cri-o" : "unknown", containerId: monitor.containerId };
+      return {
+        role: "oci-runtime-exec",
+        runtime: parent && monitorOf(parent)?.kind === "crio" ? "cri-o" : "unknown",
+        containerId: monitor.containerId,
+      };
     }
     default:
       break;

@@ -53,7 +53,10 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
   const byReason: Record<"max_age" | "orphaned" | "idle", Candidate[]> = { max_age: [], orphaned: [], idle: [] };
   const others: Candidate[] = [];
   const hold = input.clockStepHold ?? null;
-  const holdNote = hold === null ? "" : `clock stepped ${hold.stepMs >= 0 ? "+" : "-"}${formatDuration(Math.abs(hold.stepMs))}, idle and age reaping held ${formatDuration(hold.remainingMs)} more`;
+  const holdNote =
+    hold === null
+      ? ""
+      : `clock stepped ${hold.stepMs >= 0 ? "+" : "-"}${formatDuration(Math.abs(hold.stepMs))}, idle and age reaping held ${formatDuration(hold.remainingMs)} more`;
 
   input.sessions.forEach((session, index) => {
     const c: Candidate = {
@@ -147,9 +150,7 @@ export function decide(input: PolicyInput, policy: PolicyConfig, maxPerCycle: nu
     decisions[c.index] ??= notStale(c, c.held ?? underThresholds(c, policy));
   }
   // Every index was filled above; the fallback keeps the type honest without a non-null assertion.
-  return decisions.map(
-    (d, i) => d ?? { execId: input.sessions[i]?.execId ?? "", state: "idle", reason: null, detail: "undecided" },
-  );
+  return decisions.map((d, i) => d ?? { execId: input.sessions[i]?.execId ?? "", state: "idle", reason: null, detail: "undecided" });
 }
 
 /**
@@ -195,7 +196,10 @@ function notStale(c: Candidate, detail: string): SessionDecision {
 
 function underThresholds(c: Candidate, policy: PolicyConfig): string {
   const client = c.session.client;
-  const gone = client?.state === "gone" && policy.orphanGrace !== null ? `client gone (${client.detail}), within orphanGrace ${formatDurationExact(policy.orphanGrace)} or input since; ` : "";
+  const gone =
+    client?.state === "gone" && policy.orphanGrace !== null
+      ? `client gone (${client.detail}), within orphanGrace ${formatDurationExact(policy.orphanGrace)} or input since; `
+      : "";
   const idle = `${gone}idle ${formatDuration(c.idleMs)}`;
   if (policy.idleTimeout === null) return `${idle} (idleTimeout off)`;
   return `${idle} < idleTimeout ${formatDurationExact(policy.idleTimeout)}`;
@@ -227,13 +231,23 @@ export interface ContainerOverShare {
  * The containers holding more than `share` of the container capacity, most first: the ones to name when ptys
  * run short (at most 1 ÷ share of them, so their metric series stay few).
  */
-export function containersOverShare(ptys: readonly Pick<Pty, "containerId" | "containerName" | "runtime">[], limits: PtyLimits, share: number): ContainerOverShare[] {
+export function containersOverShare(
+  ptys: readonly Pick<Pty, "containerId" | "containerName" | "runtime">[],
+  limits: PtyLimits,
+  share: number,
+): ContainerOverShare[] {
   const capacity = containerCapacity(limits);
   if (capacity === 0) return [];
   const byContainer = new Map<string, ContainerOverShare>();
   for (const pty of ptys) {
     if (pty.containerId === null) continue;
-    const entry = byContainer.get(pty.containerId) ?? { containerId: pty.containerId, containerName: pty.containerName, runtime: pty.runtime ?? null, ptys: 0, share: 0 };
+    const entry = byContainer.get(pty.containerId) ?? {
+      containerId: pty.containerId,
+      containerName: pty.containerName,
+      runtime: pty.runtime ?? null,
+      ptys: 0,
+      share: 0,
+    };
     entry.ptys++;
     entry.containerName ??= pty.containerName;
     entry.runtime ??= pty.runtime ?? null;

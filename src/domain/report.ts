@@ -139,7 +139,6 @@ export function sessionsReport(inventory: Inventory, docker: DockerStatus, nowMs
   };
 }
 
-
 function clientOf(client: ClientState | undefined): SessionsReport["sessions"][number]["client"] {
   if (client === undefined) return { state: "unknown", detail: "client not observed" };
   if (client.state === "gone") return { state: "gone", since: new Date(client.sinceMs).toISOString(), detail: client.detail };

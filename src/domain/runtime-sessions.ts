@@ -50,7 +50,9 @@ export function confirmRuntimeExec(
   const holder = lookup(exec.pid);
   if (!holder) return `process ${exec.pid} not readable`;
   // Its own pty by the same rule as Docker's execs: the controlling tty's, stdio only without one.
-  const slaves = scan.ptyFds.filter((fd) => fd.pid === exec.pid && fd.role === "slave").map((fd) => ({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index }));
+  const slaves = scan.ptyFds
+    .filter((fd) => fd.pid === exec.pid && fd.role === "slave")
+    .map((fd) => ({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index }));
   const keys = ownPtyKeys(slaves, ttyNrSlaveIndex(scan.processes.get(exec.pid)?.ttyNr ?? 0));
   if (keys.size !== 1) return `process ${exec.pid} holds ${keys.size} ptys it could own (its controlling tty's, else on its stdio)`;
   const key = [...keys][0] as string;
@@ -87,7 +89,13 @@ export function mergeRuntimeViews(
   // Docker's execs pass the same check as every runtime's; one that is no session candidate is kept as it is.
   const execs: ExecInfo[] = docker.execs.filter((exec) => {
     if (!exec.running || exec.pid <= 0 || !exec.tty) return true;
-    const asRuntimeExec: RuntimeExec = { id: exec.id, container: { namespace: DOCKER_NAMESPACE, id: exec.containerId }, pid: exec.pid, running: true, tty: true };
+    const asRuntimeExec: RuntimeExec = {
+      id: exec.id,
+      container: { namespace: DOCKER_NAMESPACE, id: exec.containerId },
+      pid: exec.pid,
+      running: true,
+      tty: true,
+    };
     const refusal = confirmRuntimeExec(asRuntimeExec, "docker", scan, lookup, knownInits);
     verdicts.push({ exec: asRuntimeExec, runtime: "docker", refusal });
     return refusal === null;
@@ -103,7 +111,14 @@ export function mergeRuntimeViews(
       if (seenContainers.has(container.id)) continue; // Docker's own, seen through containerd: Docker already has it
       seenContainers.add(container.id);
       containerRuntimes.set(container.id, view.runtime);
-      containers.push({ id: container.id, name: runtimeContainerName(container), labels: { ...container.labels }, pid: container.initPid ?? 0, tty: false, execIds: [] });
+      containers.push({
+        id: container.id,
+        name: runtimeContainerName(container),
+        labels: { ...container.labels },
+        pid: container.initPid ?? 0,
+        tty: false,
+        execIds: [],
+      });
     }
     for (const exec of view.execs) {
       const container = byId.get(exec.container.id);

@@ -163,7 +163,15 @@ export interface Pty {
 
 /** Who holds a master-only pty's master: a runtime's monitor or daemon, a process in a container, or a host process. */
 export type MasterHolderRole = "containerd-shim" | "conmon" | "crio" | "oci-runtime-exec" | "dockerd" | "container" | "host";
-export const MASTER_HOLDER_ROLES: readonly MasterHolderRole[] = ["containerd-shim", "conmon", "crio", "oci-runtime-exec", "dockerd", "container", "host"];
+export const MASTER_HOLDER_ROLES: readonly MasterHolderRole[] = [
+  "containerd-shim",
+  "conmon",
+  "crio",
+  "oci-runtime-exec",
+  "dockerd",
+  "container",
+  "host",
+];
 
 /** A pty no process holds the slave of, whose master stays open: never a session, its holder never signalled. */
 export interface MasterOnly {

@@ -117,5 +117,8 @@ export function addressKey(address: string): string {
   const tailParts = address.includes("::") ? (tail === "" ? [] : tail.split(":")) : [];
   const missing = 8 - headParts.length - tailParts.length;
   const groups = [...headParts, ...Array.from({ length: Math.max(0, missing) }, () => "0"), ...tailParts];
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .join(":")}::/64`;
 }

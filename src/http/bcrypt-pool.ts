@@ -52,7 +52,10 @@ class BcryptThread {
   dead = false;
   private idleTimer: NodeJS.Timeout | null = null;
 
-  constructor(url: URL, private readonly idleMs: number) {
+  constructor(
+    url: URL,
+    private readonly idleMs: number,
+  ) {
     const data: ThreadData = { ptyreaperBcryptWorker: true };
     this.worker = new Worker(url, { workerData: data, resourceLimits: BCRYPT_THREAD_HEAP, name: "bcrypt" });
     // Idle threads never keep the process alive; the server's close() ends them.
@@ -67,7 +70,8 @@ class BcryptThread {
     });
     const fail = (err: Error): void => {
       this.dead = true;
-      for (const waiter of this.pending.values()) waiter.reject(new PtyreaperError("PTYR_AUTH_WORKER", `bcrypt thread failed: ${err.message}`, { cause: err }));
+      for (const waiter of this.pending.values())
+        waiter.reject(new PtyreaperError("PTYR_AUTH_WORKER", `bcrypt thread failed: ${err.message}`, { cause: err }));
       this.pending.clear();
     };
     this.worker.on("error", fail);

@@ -98,9 +98,7 @@ function sendError(reply: FastifyReply, status: number, code: string, error: str
 
 function sendHealth(reply: FastifyReply, health: Health, failStatus: string): FastifyReply {
   reply.type("application/json; charset=utf-8");
-  return health.ok
-    ? reply.code(200).send({ status: "ok" })
-    : reply.code(503).send({ status: failStatus, reason: health.reason });
+  return health.ok ? reply.code(200).send({ status: "ok" }) : reply.code(503).send({ status: failStatus, reason: health.reason });
 }
 
 /** Errors on the raw socket (malformed request, header overflow, timeout): answered before fastify routes. */
@@ -216,10 +214,7 @@ function makeFastify(logger: FastifyBaseLogger, tls: WebConfig["tls"]): FastifyI
     return payload;
   });
   app.addHook("onResponse", async (req, reply) => {
-    req.log.debug(
-      { method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      "http request",
-    );
+    req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: Math.round(reply.elapsedTime) }, "http request");
   });
   return app;
 }
@@ -272,7 +267,8 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
   // One pool and one limiter for the server's life: a reload neither restarts threads nor forgives guessers.
   const pool = new BcryptPool(deps.bcrypt);
   const limiter = new FailureLimiter(deps.authLimits ?? DEFAULT_FAILURE_LIMITS);
-  const makeAuth = (users: ReadonlyMap<string, string>): BasicAuth => new BasicAuth(users, (password, hash) => pool.compare(password, hash), { limiter });
+  const makeAuth = (users: ReadonlyMap<string, string>): BasicAuth =>
+    new BasicAuth(users, (password, hash) => pool.compare(password, hash), { limiter });
   let auth = makeAuth(deps.web?.basicAuthUsers ?? new Map());
   app.addHook("onClose", async () => pool.close());
   if (deps.web) {
@@ -308,7 +304,10 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
         const problems = err instanceof ConfigError ? err.problems : [errorMessage(err)];
         const file = err instanceof ConfigError ? err.source : "";
         deps.events?.webConfigReloadFailed(reason);
-        logger.error({ file, reason, problems }, `web config changed but cannot be used; the running one stays in force: ${oneLine(`${file}: ${problems.join("; ")}`)}`);
+        logger.error(
+          { file, reason, problems },
+          `web config changed but cannot be used; the running one stays in force: ${oneLine(`${file}: ${problems.join("; ")}`)}`,
+        );
         return;
       }
       if (next === null) return;

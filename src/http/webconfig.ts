@@ -39,7 +39,13 @@ const TLS_VERSIONS: Readonly<Record<string, SecureVersion>> = {
 };
 
 /** The toolkit's client_auth_type values; Node's TLS can do the first and the last exactly. */
-const CLIENT_AUTH_TYPES = ["NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"] as const;
+const CLIENT_AUTH_TYPES = [
+  "NoClientCert",
+  "RequestClientCert",
+  "RequireAnyClientCert",
+  "VerifyClientCertIfGiven",
+  "RequireAndVerifyClientCert",
+] as const;
 const SUPPORTED_CLIENT_AUTH = new Set(["NoClientCert", "RequireAndVerifyClientCert"]);
 
 // bcrypt's modular crypt format: $2a$, $2b$ or $2y$, a two-digit cost, 53 characters of salt and hash.
@@ -48,7 +54,7 @@ const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12]\d|3[01])\$[./A-Za-z0-9]{53}$/;
 const notSupported = (what: string) =>
   z.unknown().superRefine((_v, ctx) => ctx.addIssue({ code: "custom", message: `not supported by ptyreaper${what ? `: ${what}` : ""}` }));
 
-const filePath = z.string({ error: (iss) => `expected a file path, got ${describeValue(iss.input)}` }).min(1, "expected a file path, got \"\"");
+const filePath = z.string({ error: (iss) => `expected a file path, got ${describeValue(iss.input)}` }).min(1, 'expected a file path, got ""');
 
 const tlsSchema = z.strictObject(
   {
@@ -58,8 +64,12 @@ const tlsSchema = z.strictObject(
       .enum(CLIENT_AUTH_TYPES, { error: (iss) => `expected one of ${CLIENT_AUTH_TYPES.join(", ")}, got ${describeValue(iss.input)}` })
       .optional(),
     client_ca_file: filePath.optional(),
-    min_version: z.enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` }).optional(),
-    max_version: z.enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` }).optional(),
+    min_version: z
+      .enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` })
+      .optional(),
+    max_version: z
+      .enum(Object.keys(TLS_VERSIONS), { error: (iss) => `expected TLS10, TLS11, TLS12 or TLS13, got ${describeValue(iss.input)}` })
+      .optional(),
     // Valid in the toolkit but not mapped to Node's TLS: refused rather than silently ignored.
     cipher_suites: notSupported("Node's defaults are used").optional(),
     curve_preferences: notSupported("Node's defaults are used").optional(),
@@ -75,7 +85,9 @@ const webConfigSchema = z.strictObject(
     basic_auth_users: z
       .record(
         z.string(),
-        z.string({ error: (iss) => `expected a bcrypt hash like "$2y$10$…", got ${describeValue(iss.input)}` }).regex(BCRYPT_HASH, "expected a bcrypt hash like \"$2y$10$…\" (htpasswd -nBC 10 USER)"),
+        z
+          .string({ error: (iss) => `expected a bcrypt hash like "$2y$10$…", got ${describeValue(iss.input)}` })
+          .regex(BCRYPT_HASH, 'expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)'),
         { error: (iss) => `expected a mapping of user: bcrypt hash, got ${describeValue(iss.input)}` },
       )
       .nullish(),
@@ -93,7 +105,9 @@ export type ReadFile = (path: string) => Buffer;
  */
 export function parseWebConfig(text: string, source: string, readFile: ReadFile = readFileSync): WebConfig {
   const doc = parseDocument(text, { uniqueKeys: true, version: "1.2", merge: false, logLevel: "error" });
-  const yamlProblems = [...doc.errors, ...doc.warnings].map((e) => `invalid YAML: ${oneLine(e.message.split(/ at line \d+, column \d+/)[0] ?? e.message)}`);
+  const yamlProblems = [...doc.errors, ...doc.warnings].map(
+    (e) => `invalid YAML: ${oneLine(e.message.split(/ at line \d+, column \d+/)[0] ?? e.message)}`,
+  );
   if (yamlProblems.length > 0) throw new ConfigError(source, yamlProblems);
   const parsed = webConfigSchema.safeParse(doc.toJS({ maxAliasCount: 100 }) ?? {});
   if (!parsed.success) {
@@ -219,9 +233,13 @@ export class WebConfigRefusedError extends ConfigError {
  * what a running listener cannot change (turning TLS or client certificates on) waits for a restart.
  */
 export function reloadRefusal(inForce: WebConfig, next: WebConfig): { reason: WebReloadRefusal; problem: string } | null {
-  if (inForce.tls && !next.tls) return { reason: "drops_tls", problem: "tls_server_config: gone, but TLS is in force; turning it off needs a restart" };
+  if (inForce.tls && !next.tls)
+    return { reason: "drops_tls", problem: "tls_server_config: gone, but TLS is in force; turning it off needs a restart" };
   if (inForce.tls?.requestCert && !next.tls?.requestCert) {
-    return { reason: "drops_tls", problem: "tls_server_config.client_auth_type: client certificates are required now; turning that off needs a restart" };
+    return {
+      reason: "drops_tls",
+      problem: "tls_server_config.client_auth_type: client certificates are required now; turning that off needs a restart",
+    };
   }
   if (inForce.basicAuthUsers.size > 0 && next.basicAuthUsers.size === 0) {
     return { reason: "drops_auth", problem: "basic_auth_users: gone, but basic auth is in force; turning it off needs a restart" };
@@ -248,11 +266,7 @@ export class WebConfigReloader {
   private inForce: WebConfig;
   private seen: string;
 
-  constructor(
-    path: string,
-    current: WebConfig,
-    deps: { load?: (path: string) => WebConfig; signature?: FileSignature; intervalMs?: number } = {},
-  ) {
+  constructor(path: string, current: WebConfig, deps: { load?: (path: string) => WebConfig; signature?: FileSignature; intervalMs?: number } = {}) {
     this.intervalMs = deps.intervalMs ?? 10_000;
     this.path = path;
     this.load = deps.load ?? ((p) => loadWebConfig(p, readFileSync, { allowEmpty: false }));

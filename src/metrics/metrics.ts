@@ -30,9 +30,7 @@ export interface ConfigInfo {
 }
 
 /** 1 ms … 10 s: a scan of a quiet host takes milliseconds, a loaded one with a slow Docker socket seconds. */
-export const POLL_DURATION_BUCKETS: readonly number[] = [
-  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-];
+export const POLL_DURATION_BUCKETS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** 10 s … 1 d: an orphan goes in orphanGrace (2 m) plus a cycle or two; a session reaped as idle in hours. */
 export const RECLAIM_BUCKETS: readonly number[] = [10, 30, 60, 120, 180, 300, 600, 1800, 3600, 14_400, 86_400];
@@ -360,7 +358,10 @@ export class PtyreaperMetrics {
 
     this.containerPtyShare.reset();
     for (const c of snapshot.overShare ?? []) {
-      this.containerPtyShare.set({ container_id: capLabelValue(c.containerId), container_name: capLabelValue(c.containerName ?? ""), runtime: c.runtime ?? "unknown" }, c.share);
+      this.containerPtyShare.set(
+        { container_id: capLabelValue(c.containerId), container_name: capLabelValue(c.containerName ?? ""), runtime: c.runtime ?? "unknown" },
+        c.share,
+      );
     }
 
     // Rebuilt from scratch: drops vanished and renamed containers alike.

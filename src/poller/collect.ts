@@ -77,7 +77,11 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   try {
     // The exec processes' command lines are shown whole; other holders' only in part (CMDLINE_SHOWN_BYTES).
     const execPids = [...view.execs.map((e) => e.pid), ...runtimes.flatMap((r) => r.execs.map((e) => e.pid))].filter((pid) => pid > 0);
-    scan = await deps.scan({ initPids: [...view.containers.map((c) => c.pid), ...runtimeInits], wholeArgvPids: execPids, ptyAllocated: limits.allocated });
+    scan = await deps.scan({
+      initPids: [...view.containers.map((c) => c.pid), ...runtimeInits],
+      wholeArgvPids: execPids,
+      ptyAllocated: limits.allocated,
+    });
   } catch (err) {
     throw new CollectError("scan", { cause: err });
   }
@@ -95,7 +99,9 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   tagPtysFromProc(inventory.ptys, lookup);
   const nowMs = (deps.now ?? Date.now)();
   const firstSeen = deps.masterOnly ? deps.masterOnly.tracker.observe(inventory.ptys, scan, nowMs) : null;
-  const unreadableTtys = inventory.ptys.some((p) => p.slavePids.length === 0) ? controllingTtysOf(deps.procfs, scan.unreadablePids) : new Set<number>();
+  const unreadableTtys = inventory.ptys.some((p) => p.slavePids.length === 0)
+    ? controllingTtysOf(deps.procfs, scan.unreadablePids)
+    : new Set<number>();
   markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup, unreadableTtys });
   await yieldToLoop();
   if (deps.clients) {
@@ -135,7 +141,14 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => Proce
 /** null when the process exited since the scan. */
 function factsOf(procfs: ProcFs, info: ProcInfo): ProcessFacts | null {
   try {
-    return { pid: info.pid, ppid: info.ppid, comm: info.comm, argv: info.cmdline, cgroup: info.cgroup ?? procfs.cgroupText(info.pid), nsPid: info.nsPids.at(-1) ?? null };
+    return {
+      pid: info.pid,
+      ppid: info.ppid,
+      comm: info.comm,
+      argv: info.cmdline,
+      cgroup: info.cgroup ?? procfs.cgroupText(info.pid),
+      nsPid: info.nsPids.at(-1) ?? null,
+    };
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;

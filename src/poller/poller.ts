@@ -162,7 +162,10 @@ export class Poller {
     });
     this.guard("docker", () => this.logUnconfirmed(observation));
     // A session may be reaped only while the runtime that started it answers.
-    const runtimeUp = new Map<string, boolean>([["docker", docker.available], ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available])]);
+    const runtimeUp = new Map<string, boolean>([
+      ["docker", docker.available],
+      ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available]),
+    ]);
 
     let decisions: Snapshot["decisions"] = [];
     this.guard("policy", () => {
@@ -207,7 +210,10 @@ export class Poller {
     this.lastError = null;
     this.guard("record", () => metrics.pollSucceeded((finishedMono - startedMono) / 1000, now()));
     if (inventory.discrepancy.explanation) {
-      logger.debug({ found: inventory.discrepancy.found, allocated: inventory.discrepancy.allocated, why: inventory.discrepancy.explanation }, "inventory differs from pty/nr");
+      logger.debug(
+        { found: inventory.discrepancy.found, allocated: inventory.discrepancy.allocated, why: inventory.discrepancy.explanation },
+        "inventory differs from pty/nr",
+      );
     }
     this.guard("notify", () => this.options.onCycle?.(snapshot));
     return snapshot;
@@ -252,7 +258,10 @@ export class Poller {
       const key = `${runtime} ${exec.id}`;
       now.add(key);
       if (!this.unconfirmedLogged.has(key)) {
-        this.options.logger.warn({ runtime, execId: exec.id, containerId: exec.container.id, pid: exec.pid, why: refusal }, "exec not confirmed from /proc: its pty is counted but it is never reaped");
+        this.options.logger.warn(
+          { runtime, execId: exec.id, containerId: exec.container.id, pid: exec.pid, why: refusal },
+          "exec not confirmed from /proc: its pty is counted but it is never reaped",
+        );
       }
     }
     this.unconfirmedLogged = now;
@@ -264,11 +273,19 @@ export class Poller {
     for (const c of over) {
       if (this.overShareLogged.has(c.containerId)) continue;
       this.options.logger.warn(
-        { containerId: c.containerId, containerName: c.containerName, runtime: c.runtime, ptys: c.ptys, capacity: containerCapacity(limits), share: Number(c.share.toFixed(4)) },
+        {
+          containerId: c.containerId,
+          containerName: c.containerName,
+          runtime: c.runtime,
+          ptys: c.ptys,
+          capacity: containerCapacity(limits),
+          share: Number(c.share.toFixed(4)),
+        },
         "container holds more than policy.pressure.containerShare of the container ptys: under pressure its exec sessions are reaped first; its other ptys never are",
       );
     }
-    for (const id of this.overShareLogged) if (!now.has(id)) this.options.logger.info({ containerId: id }, "container back under policy.pressure.containerShare");
+    for (const id of this.overShareLogged)
+      if (!now.has(id)) this.options.logger.info({ containerId: id }, "container back under policy.pressure.containerShare");
     this.overShareLogged = now;
   }
 
@@ -294,7 +311,10 @@ export class Poller {
     if (stepMs !== 0) {
       const holdMs = clockStepHoldMs(policy);
       this.clockHold = { stepMs, untilMono: clock.monotonicMs + holdMs };
-      this.options.logger.warn({ stepMs: Math.round(stepMs), holdMs }, "wall clock stepped: idle and age reaping held for one idle window (pressure reaping goes on)");
+      this.options.logger.warn(
+        { stepMs: Math.round(stepMs), holdMs },
+        "wall clock stepped: idle and age reaping held for one idle window (pressure reaping goes on)",
+      );
       this.options.metrics.clockStepped();
     }
     if (this.clockHold === null) return null;

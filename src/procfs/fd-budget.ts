@@ -55,7 +55,12 @@ export interface FdLinkText {
  * stops after cap + 1 entries), or the budget spent before or during the read. An fd closed meanwhile is
  * left out; ENOENT when the process is gone and EACCES reach the caller.
  */
-export function readFdLinksBounded(procfs: ProcFs, pid: number, budget: FdReadBudget, keep: (link: string) => boolean = () => true): FdLinkText[] | FdReadCut {
+export function readFdLinksBounded(
+  procfs: ProcFs,
+  pid: number,
+  budget: FdReadBudget,
+  keep: (link: string) => boolean = () => true,
+): FdLinkText[] | FdReadCut {
   if (budget.spent) return budget.cut("read_budget");
   const count = procfs.fdCount(pid);
   if (count !== null && count > budget.maxFds) return budget.cut("fd_cap");

@@ -26,7 +26,14 @@ interface AddonAnswer {
 interface PtyScanAddon {
   scanFdLinks(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number, finder?: string): AddonAnswer;
   /** The same read with the JS thread left free meanwhile; absent from builds older than it. */
-  scanFdLinksAsync?(procRoot: string, pids: Int32Array, needles: readonly string[], threads: number, want?: boolean | number, finder?: string): Promise<AddonAnswer>;
+  scanFdLinksAsync?(
+    procRoot: string,
+    pids: Int32Array,
+    needles: readonly string[],
+    threads: number,
+    want?: boolean | number,
+    finder?: string,
+  ): Promise<AddonAnswer>;
   exitNow?(code: number): never;
 }
 
@@ -157,7 +164,9 @@ export class NativeFdLinks {
   readBatchAsync(procRoot: string, pids: readonly number[], threads: number, want: number, finder?: string): Promise<NativeBatch> | null {
     if (typeof this.addon.scanFdLinksAsync !== "function") return null;
     const request = Int32Array.from(pids);
-    return this.addon.scanFdLinksAsync(procRoot, request, PTY_LINK_NEEDLES, threads, want, finder).then((answer) => batchFrom(procRoot, request, want, answer));
+    return this.addon
+      .scanFdLinksAsync(procRoot, request, PTY_LINK_NEEDLES, threads, want, finder)
+      .then((answer) => batchFrom(procRoot, request, want, answer));
   }
 
   /** One process's pty-looking links (dup'd fds folded, see FdLink.count); throws its errno-coded error like fs calls do. */
@@ -250,7 +259,8 @@ export type BpfFinderChoice = { path: string; reason: null } | { path: null; rea
 export function bpfFinder(procRoot: string, options: { addonPath?: string; env?: NodeJS.ProcessEnv; capEff?: string } = {}): BpfFinderChoice {
   if ((options.env ?? process.env).PTYREAPER_BPF_FINDER === "0") return { path: null, reason: "PTYREAPER_BPF_FINDER=0" };
   if (!capsAllowBpf(options.capEff ?? ownCapEff())) return { path: null, reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" };
-  const path = options.addonPath === undefined ? shippedPath(NATIVE_OUTPUTS.bpfFinder) : join(dirname(options.addonPath), basename(NATIVE_OUTPUTS.bpfFinder));
+  const path =
+    options.addonPath === undefined ? shippedPath(NATIVE_OUTPUTS.bpfFinder) : join(dirname(options.addonPath), basename(NATIVE_OUTPUTS.bpfFinder));
   if (!existsSync(path)) return { path: null, reason: missingFileReason(path) };
   try {
     if (statSync("/proc/self/ns/pid").ino !== INIT_PID_NS_INO) return { path: null, reason: "not in the host's pid namespace" };

@@ -81,7 +81,10 @@ export function parseStatus(text: string): StatusFields | null {
     const colon = line.indexOf(":");
     if (colon < 0) continue;
     const key = line.slice(0, colon);
-    const values = line.slice(colon + 1).trim().split(/\s+/);
+    const values = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
     if (key === "Uid") uid = Number(values[0]);
     else if (key === "NSpid") nsPids = values.map(Number);
     else if (key === "Pid") pid = Number(values[0]);

@@ -1,10 +1,32 @@
 // Readers of the kernel files ptyreaper uses, one method per file, over an injected /proc root.
-import { closeSync, opendirSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, statSync, statfsSync, type BigIntStats, type Stats } from "node:fs";
+import {
+  closeSync,
+  opendirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  statfsSync,
+  type BigIntStats,
+  type Stats,
+} from "node:fs";
 import { join } from "node:path";
 import { PtyreaperError } from "../errors.js";
 import { cgroupContainerId } from "../domain/attribution.js";
 import type { PtyLimits } from "../domain/types.js";
-import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeBatch, type NativeFdLinks, type ScanReaderInfo } from "./native.js";
+import {
+  WANT_FD_STAT,
+  WANT_LINKS,
+  WANT_SIGNATURE,
+  WANT_STAT,
+  loadNativeFdLinks,
+  type FdLink,
+  type NativeBatch,
+  type NativeFdLinks,
+  type ScanReaderInfo,
+} from "./native.js";
 import {
   parseBootTime,
   parseCmdline,

@@ -6,7 +6,18 @@ import { argvIsParsed, cgroupContainerId } from "../domain/attribution.js";
 import { isNamespaceInit } from "../domain/inventory.js";
 import { ptyKey, type ProcInfo, type ProcScan, type PtyFd, type PtyRole, type TtyTimes } from "../domain/types.js";
 import { DEFAULT_FULL_RESCAN_EVERY_MS, RescanPolicy, scanWithPolicy, type ModalScan, type ScanMode } from "./incremental.js";
-import { classifyRdev, devptsAt, formatDev, isDevptsDev, mayBePty, parseFdinfoTtyIndex, parseStat, parseStatThreads, type MountinfoEntry, type StatFields } from "./parse.js";
+import {
+  classifyRdev,
+  devptsAt,
+  formatDev,
+  isDevptsDev,
+  mayBePty,
+  parseFdinfoTtyIndex,
+  parseStat,
+  parseStatThreads,
+  type MountinfoEntry,
+  type StatFields,
+} from "./parse.js";
 import type { BpfFinderChoice, FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
 import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
 
@@ -331,7 +342,15 @@ function readPtyFd(ctx: ScanContext, pid: number, link: FdLink): RawPtyFd | null
   if (!st.isCharacterDevice()) return null;
   const kind = classifyRdev(st.rdev);
   if (kind === null) return null;
-  const base = { fd: Number(link.fd), count: link.count ?? 1, dev: formatDev(st.dev), ino: st.ino, target: link.target, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs };
+  const base = {
+    fd: Number(link.fd),
+    count: link.count ?? 1,
+    dev: formatDev(st.dev),
+    ino: st.ino,
+    target: link.target,
+    atimeMs: st.atimeMs,
+    mtimeMs: st.mtimeMs,
+  };
   if (kind.role === "slave") return { ...base, role: "slave", index: kind.index };
   let index: number | null;
   try {
@@ -582,7 +601,8 @@ export class IncrementalScanner {
       }
       const exempt = inits.has(pid) || options.wholeArgvPids?.includes(pid) === true || argvIsParsed(base.comm, undefined);
       const details = ctx.keepsDetails(entry.raws, exempt);
-      const info = entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options, details) : this.refreshInfo(pid, entry.info, base);
+      const info =
+        entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options, details) : this.refreshInfo(pid, entry.info, base);
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;
@@ -631,7 +651,15 @@ export class IncrementalScanner {
     return { pids: [...pids.slice(start), ...pids.slice(0, start)], readEarlier: [] };
   }
 
-  private readOne(ctx: ScanContext, scan: ModalScan, pid: number, mode: ScanMode, passNo: number, inits: Set<number>, wanted: Map<number, StatFields | null>): void {
+  private readOne(
+    ctx: ScanContext,
+    scan: ModalScan,
+    pid: number,
+    mode: ScanMode,
+    passNo: number,
+    inits: Set<number>,
+    wanted: Map<number, StatFields | null>,
+  ): void {
     try {
       const text = ctx.statText(pid);
       const stat = parseStat(text);
@@ -691,7 +719,12 @@ export class IncrementalScanner {
         throw err;
       }
       const kind = classifyRdev(st.rdev);
-      const same = kind !== null && kind.role === raw.role && (kind.role === "master" || kind.index === raw.index) && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
+      const same =
+        kind !== null &&
+        kind.role === raw.role &&
+        (kind.role === "master" || kind.index === raw.index) &&
+        st.ino === raw.ino &&
+        formatDev(st.dev) === raw.dev;
       if (!same) return null;
       raws.push({ ...raw, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
     }
@@ -707,6 +740,16 @@ export class IncrementalScanner {
       if (isVanished(err)) return null;
       throw err;
     }
-    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm, containerId: cgroupContainerId(cgroup), cgroup };
+    return {
+      ...info,
+      ppid: base.ppid,
+      pgrp: base.pgrp,
+      sid: base.sid,
+      ttyNr: base.ttyNr,
+      startTicks: base.startTicks,
+      comm: base.comm,
+      containerId: cgroupContainerId(cgroup),
+      cgroup,
+    };
   }
 }

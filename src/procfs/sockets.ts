@@ -112,7 +112,9 @@ interface SockDiagAddon {
  * The sock_diag reader (native/sockdiag.c), or why there is none: not built (no C toolchain at
  * install). Node has no netlink sockets, and /proc/net/unix never names a socket's peer.
  */
-export function loadUnixPeersReader(addonPath: string = shippedPath(NATIVE_OUTPUTS.sockdiag)): { reader: UnixPeersReader; reason: null } | { reader: null; reason: string } {
+export function loadUnixPeersReader(
+  addonPath: string = shippedPath(NATIVE_OUTPUTS.sockdiag),
+): { reader: UnixPeersReader; reason: null } | { reader: null; reason: string } {
   if (!existsSync(addonPath)) return { reader: null, reason: missingFileReason(addonPath) };
   try {
     const addon = createRequire(import.meta.url)(addonPath) as Partial<SockDiagAddon>;

@@ -145,7 +145,10 @@ class ScanThread {
     this.fail("stopped");
     this.worker.unref();
     if (this.exited) return true;
-    const ended = this.worker.terminate().then(() => true, () => true);
+    const ended = this.worker.terminate().then(
+      () => true,
+      () => true,
+    );
     let timer: NodeJS.Timeout | undefined;
     // Not unref'd: with nothing else left to do, Node would start exiting and wait on the thread forever.
     const waited = new Promise<boolean>((resolve) => {
@@ -221,7 +224,12 @@ export class ScanWorker {
     this.threads = this.threads.map((thread, index) => {
       if (thread && !thread.dead) return thread;
       started = true;
-      const data: ThreadData = { ptyreaperScanWorker: true, procRoot: this.options.procRoot, partition: count > 1 ? { index, count } : null, bpfFinder: this.options.bpfFinder ?? true };
+      const data: ThreadData = {
+        ptyreaperScanWorker: true,
+        procRoot: this.options.procRoot,
+        partition: count > 1 ? { index, count } : null,
+        bpfFinder: this.options.bpfFinder ?? true,
+      };
       const made = new ScanThread(this.url, data, count > 1 ? `scan worker ${index + 1}/${count}` : "scan worker");
       this.started.add(made);
       made.worker.once("exit", () => this.started.delete(made));
@@ -234,7 +242,9 @@ export class ScanWorker {
     try {
       const budgetMs = this.options.passBudgetMs ?? DEFAULT_PASS_BUDGET_MS;
       const deadlineMs = this.options.passDeadlineMs ?? DEFAULT_PASS_DEADLINE_MS;
-      const parts = await Promise.all(this.threads.map((thread) => (thread ? thread.pass(mode, options, budgetMs, deadlineMs) : Promise.reject(new Error("no thread")))));
+      const parts = await Promise.all(
+        this.threads.map((thread) => (thread ? thread.pass(mode, options, budgetMs, deadlineMs) : Promise.reject(new Error("no thread")))),
+      );
       return { ...mergeScans(parts), mode };
     } catch (err) {
       this.policy.forget(); // a thread that failed a pass starts over: the next pass is full
@@ -294,11 +304,19 @@ function serveScans(data: ThreadData): void {
   const port = parentPort;
   if (!port) return;
   const finder = data.bpfFinder ? bpfFinder(data.procRoot) : { path: null, reason: "switched off for this scanner" };
-  const scanner = new IncrementalScanner(new ProcFs(data.procRoot), { now: Date.now, finder, ...(data.partition ? { partition: data.partition } : {}) });
+  const scanner = new IncrementalScanner(new ProcFs(data.procRoot), {
+    now: Date.now,
+    finder,
+    ...(data.partition ? { partition: data.partition } : {}),
+  });
   port.on("message", (request: PassRequest) => {
     let reply: PassReply;
     try {
-      reply = { id: request.id, ok: true, scan: scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs) };
+      reply = {
+        id: request.id,
+        ok: true,
+        scan: scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs),
+      };
     } catch (err) {
       const error = err as Error & { code?: string };
       // A pass that failed half-way may have left partial state: the next one starts over.

@@ -162,7 +162,10 @@ export class Reaper {
         this.wouldReapSeen.add(session.execId);
         started++;
         this.options.metrics.wouldReap(reason, session.runtime);
-        this.options.logger.info({ ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" }, "would reap exec session");
+        this.options.logger.info(
+          { ...describe(session, this.options.now()), reason, detail: decision.detail, result: "dry-run" },
+          "would reap exec session",
+        );
         continue;
       }
       if (this.inFlight.has(session.execId) || this.gaveUp.has(session.execId)) continue;
@@ -205,7 +208,11 @@ export class Reaper {
       const reallocated = pty !== undefined && this.reallocated(escalation, pty.slavePids, budget);
       if (pty === undefined || (pty.execId !== null && pty.execId !== session.execId) || reallocated) {
         if (session.client?.state === "gone") this.options.metrics.reclaimed?.((this.options.now() - session.client.sinceMs) / 1000, session.runtime);
-        this.finish(escalation, "reaped", `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`);
+        this.finish(
+          escalation,
+          "reaped",
+          `pty released after ${escalation.step ?? "no signal"}${reallocated ? " (its index is allocated again)" : ""}`,
+        );
         continue;
       }
       if (escalation.phase === "retry") {
@@ -218,9 +225,15 @@ export class Reaper {
       }
       // A slave still open (by a process ptyreaper may not signal) keeps the pty for good; only the shim's master is worth waiting for.
       if (pty.slavePids.length > 0) {
-        this.fail(escalation, `pty still held after its processes ended: slave holders ${pty.slavePids.join(",")}, master holders ${pty.masterPids.join(",") || "none"}`);
+        this.fail(
+          escalation,
+          `pty still held after its processes ended: slave holders ${pty.slavePids.join(",")}, master holders ${pty.masterPids.join(",") || "none"}`,
+        );
       } else if (this.options.now() - escalation.releasingSinceMs >= releaseTimeoutMs(session)) {
-        this.fail(escalation, `pty still held ${formatDuration(releaseTimeoutMs(session))} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`);
+        this.fail(
+          escalation,
+          `pty still held ${formatDuration(releaseTimeoutMs(session))} after its processes ended, by its master only: ${pty.masterPids.join(",") || "none"}`,
+        );
       }
     }
   }
@@ -229,7 +242,8 @@ export class Reaper {
   prune(liveExecIds: ReadonlySet<string>): void {
     for (const id of this.wouldReapSeen) if (!liveExecIds.has(id)) this.wouldReapSeen.delete(id);
     for (const id of this.gaveUp) if (!liveExecIds.has(id)) this.gaveUp.delete(id);
-    for (const key of this.refusalsSeen) if (!liveExecIds.has(key.split(" ")[0] ?? "") && !this.inFlight.has(key.split(" ")[0] ?? "")) this.refusalsSeen.delete(key);
+    for (const key of this.refusalsSeen)
+      if (!liveExecIds.has(key.split(" ")[0] ?? "") && !this.inFlight.has(key.split(" ")[0] ?? "")) this.refusalsSeen.delete(key);
   }
 
   /** Cancels pending escalations, logging each so nothing is left half-handled silently. */
@@ -238,7 +252,13 @@ export class Reaper {
     for (const escalation of this.inFlight.values()) {
       if (escalation.timer) clearTimeout(escalation.timer);
       this.options.logger.warn(
-        { ...describe(escalation.session, this.options.now()), reason: escalation.decision.reason, step: escalation.step, phase: escalation.phase, result: "abandoned" },
+        {
+          ...describe(escalation.session, this.options.now()),
+          reason: escalation.decision.reason,
+          step: escalation.step,
+          phase: escalation.phase,
+          result: "abandoned",
+        },
         "shutdown: reap escalation abandoned; the session is re-examined when ptyreaper starts again",
       );
     }
@@ -326,7 +346,10 @@ export class Reaper {
     }
     if (outcome === "signalled") {
       escalation.step = signal;
-      this.options.logger.info({ ...describe(session, this.options.now()), signal, via: port.runtime, attempt: escalation.attempt }, "signalled exec session through its runtime");
+      this.options.logger.info(
+        { ...describe(session, this.options.now()), signal, via: port.runtime, attempt: escalation.attempt },
+        "signalled exec session through its runtime",
+      );
     }
     this.signalStep(escalation, level, outcome === "signalled" ? session.pid : null, port);
   }
@@ -362,7 +385,11 @@ export class Reaper {
       if (moved.length === 0) this.sendAll(escalation, fresh, signal, sent, refused, budget);
     }
     if (moved.length > 0) {
-      if (sent.length > 0) this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
+      if (sent.length > 0)
+        this.options.logger.info(
+          { ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt },
+          "signalled exec session",
+        );
       return this.allocationChanged(escalation, moved, signal);
     }
     if (sent.length === 0 && skipPid === null) {
@@ -385,7 +412,11 @@ export class Reaper {
       return;
     }
     escalation.step = signal ?? null;
-    if (sent.length > 0) this.options.logger.info({ ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt }, "signalled exec session");
+    if (sent.length > 0)
+      this.options.logger.info(
+        { ...describe(session, this.options.now()), signal, pids: sent, attempt: escalation.attempt },
+        "signalled exec session",
+      );
     escalation.timer = setTimeout(() => {
       escalation.timer = null;
       if (port !== null) void this.runtimeStep(escalation, level + 1, port);
@@ -394,7 +425,14 @@ export class Reaper {
     escalation.timer.unref();
   }
 
-  private sendAll(escalation: Escalation, candidates: readonly number[], signal: NodeJS.Signals | undefined, sent: number[], refused: string[], budget: FdReadBudget): void {
+  private sendAll(
+    escalation: Escalation,
+    candidates: readonly number[],
+    signal: NodeJS.Signals | undefined,
+    sent: number[],
+    refused: string[],
+    budget: FdReadBudget,
+  ): void {
     const { session } = escalation;
     for (const pid of candidates) {
       if (signal === undefined) {
@@ -515,7 +553,8 @@ export class Reaper {
     const budget = this.readBudget();
     let ctimeNs: bigint | null | FdReadCut = null;
     try {
-      if (processes.stat(session.pid)?.startTicks === session.startTicks) ctimeNs = processes.slaveCtimeNs(session.pid, session.devptsDev, session.index, budget);
+      if (processes.stat(session.pid)?.startTicks === session.startTicks)
+        ctimeNs = processes.slaveCtimeNs(session.pid, session.devptsDev, session.index, budget);
     } catch (err) {
       if (!isVanished(err)) {
         this.finish(escalation, "refused", `cannot read the exec's process ${session.pid}: ${errorMessage(err)}`);
@@ -528,7 +567,11 @@ export class Reaper {
     }
     if (typeof ctimeNs === "string") {
       this.refuse(escalation, session.pid, ctimeNs);
-      this.finish(escalation, "refused", `the exec's process ${session.pid} does not hold its pty on a standard stream, and its fds were not read (${ctimeNs})`);
+      this.finish(
+        escalation,
+        "refused",
+        `the exec's process ${session.pid} does not hold its pty on a standard stream, and its fds were not read (${ctimeNs})`,
+      );
       return false;
     }
     if (Number(ctimeNs / 1_000_000n) > this.options.now() - MIN_ALLOCATION_AGE_MS) {
@@ -616,14 +659,20 @@ export class Reaper {
       return this.finish(escalation, "stopped", `escalation stopped before ${before}: the pty's inode changed while the session holds it`);
     }
     for (const pid of holders) this.refuse(escalation, pid, "allocation_changed");
-    this.options.logger.info({ ...describe(escalation.session, this.options.now()), holders, before }, "the session's pty index is allocated again: escalation stopped");
+    this.options.logger.info(
+      { ...describe(escalation.session, this.options.now()), holders, before },
+      "the session's pty index is allocated again: escalation stopped",
+    );
     this.awaitRelease(escalation);
   }
 
   /** The runtime reports the exec ended: the first attempt found it so (not ours); a later one signals nothing more and waits for the release. */
   private ended(escalation: Escalation, why: string): void {
     if (escalation.attempt === 1) return this.finish(escalation, "already_gone", why);
-    this.options.logger.info({ execId: escalation.session.execId, attempt: escalation.attempt, why }, "exec ended: no more signals, waiting for its pty's release");
+    this.options.logger.info(
+      { execId: escalation.session.execId, attempt: escalation.attempt, why },
+      "exec ended: no more signals, waiting for its pty's release",
+    );
     this.awaitRelease(escalation);
   }
 
@@ -666,7 +715,10 @@ export class Reaper {
     if (this.refusalsSeen.has(key)) return;
     this.refusalsSeen.add(key);
     this.options.metrics.reapRefused?.(reason, escalation.session.runtime);
-    this.options.logger.warn({ ...describe(escalation.session, this.options.now()), target: pid, refusal: reason }, "refused to signal a holder of the session's pty");
+    this.options.logger.warn(
+      { ...describe(escalation.session, this.options.now()), target: pid, refusal: reason },
+      "refused to signal a holder of the session's pty",
+    );
   }
 
   /**
@@ -697,7 +749,14 @@ export class Reaper {
     this.options.metrics.reapFailed(session.runtime);
     const last = escalation.attempt >= MAX_ATTEMPTS;
     this.options.logger.error(
-      { ...describe(session, this.options.now()), reason: escalation.decision.reason, result: "failed", why, attempt: escalation.attempt, retry: !last },
+      {
+        ...describe(session, this.options.now()),
+        reason: escalation.decision.reason,
+        result: "failed",
+        why,
+        attempt: escalation.attempt,
+        retry: !last,
+      },
       "failed to reap exec session",
     );
     if (last) {
@@ -713,7 +772,14 @@ export class Reaper {
     this.inFlight.delete(escalation.session.execId);
     if (escalation.timer) clearTimeout(escalation.timer);
     const { session, decision } = escalation;
-    const fields = { ...describe(session, this.options.now()), reason: decision.reason, detail: decision.detail, result, why, attempt: escalation.attempt };
+    const fields = {
+      ...describe(session, this.options.now()),
+      reason: decision.reason,
+      detail: decision.detail,
+      result,
+      why,
+      attempt: escalation.attempt,
+    };
     if (result === "reaped" && decision.reason) {
       this.options.metrics.reaped(decision.reason, session.runtime);
       this.options.logger.info(fields, "reaped exec session");
@@ -726,7 +792,9 @@ export class Reaper {
 function describe(session: ExecSession, nowMs: number): Record<string, unknown> {
   return {
     runtime: session.runtime,
-    ...(session.kubernetes ? { pod: `${session.kubernetes.namespace}/${session.kubernetes.pod}`, kubernetesContainer: session.kubernetes.container } : {}),
+    ...(session.kubernetes
+      ? { pod: `${session.kubernetes.namespace}/${session.kubernetes.pod}`, kubernetesContainer: session.kubernetes.container }
+      : {}),
     container: session.containerName,
     containerId: session.containerId.slice(0, 12),
     execId: session.execId,

@@ -10,14 +10,32 @@ import { PodmanClientEvidence } from "./podman/client-evidence.js";
 import type { RuntimePort } from "./port.js";
 
 /** One evidence per opened runtime besides Docker; containerd's needs sock_diag to find its process (else its sessions stay unknown, logged). */
-export function runtimeClientEvidence(ports: readonly RuntimePort[], procfs: ProcFs, logger?: Logger, readCut?: (reason: FdReadCut) => void): Map<RuntimeName, ClientEvidence> {
+export function runtimeClientEvidence(
+  ports: readonly RuntimePort[],
+  procfs: ProcFs,
+  logger?: Logger,
+  readCut?: (reason: FdReadCut) => void,
+): Map<RuntimeName, ClientEvidence> {
   const found = new Map<RuntimeName, ClientEvidence>();
   for (const port of ports) {
     if (port.runtime === "podman") found.set("podman", new PodmanClientEvidence());
     if (port.runtime === "containerd") {
       const peers = loadUnixPeersReader();
-      if (peers.reader === null) logger?.warn({ reason: peers.reason }, "unix socket peers unreadable: containerd CRI exec clients stay unknown, only the idle policy applies");
-      found.set("containerd", new CriClientEvidence({ procfs, socket: port.endpoint, peers: peers.reader, peersMissingReason: peers.reason ?? undefined, ...(readCut ? { readCut } : {}) }));
+      if (peers.reader === null)
+        logger?.warn(
+          { reason: peers.reason },
+          "unix socket peers unreadable: containerd CRI exec clients stay unknown, only the idle policy applies",
+        );
+      found.set(
+        "containerd",
+        new CriClientEvidence({
+          procfs,
+          socket: port.endpoint,
+          peers: peers.reader,
+          peersMissingReason: peers.reason ?? undefined,
+          ...(readCut ? { readCut } : {}),
+        }),
+      );
     }
   }
   return found;
@@ -43,7 +61,10 @@ export class EvidenceReachReporter {
     this.known.set(runtime, reach.available);
     this.options.setAvailable(runtime, reach.available);
     if (!reach.available) {
-      this.options.logger.warn({ runtime, reason: reach.reason }, `${runtime} exec clients cannot be seen from here: they stay unknown and orphanGrace does not apply to ${runtime} sessions (only the idle policy)`);
+      this.options.logger.warn(
+        { runtime, reason: reach.reason },
+        `${runtime} exec clients cannot be seen from here: they stay unknown and orphanGrace does not apply to ${runtime} sessions (only the idle policy)`,
+      );
     } else if (before === false) {
       this.options.logger.info({ runtime }, `${runtime} exec clients can be seen again: orphanGrace applies`);
     }

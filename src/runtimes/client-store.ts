@@ -5,7 +5,15 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { errorMessage } from "../errors.js";
-import { matchRecords, recordsOf, type ClientEvidence, type ClientObservation, type ClientRecord, type ClientState, type EvidenceReach } from "../domain/client.js";
+import {
+  matchRecords,
+  recordsOf,
+  type ClientEvidence,
+  type ClientObservation,
+  type ClientRecord,
+  type ClientState,
+  type EvidenceReach,
+} from "../domain/client.js";
 
 export const STATE_FILE = "clients.json";
 const FORMAT_VERSION = 1;
@@ -37,7 +45,11 @@ export interface LoadedState {
 /** Reads the state file; never throws: whatever cannot be used is no record at all, so every session starts `unknown`. */
 export function loadClientState(dir: string, nowMs: number): LoadedState {
   const path = join(dir, STATE_FILE);
-  const none = (kind: "missing" | "stale" | "corrupt", detail: string): LoadedState => ({ records: [], writtenAtMs: nowMs, problem: { kind, detail } });
+  const none = (kind: "missing" | "stale" | "corrupt", detail: string): LoadedState => ({
+    records: [],
+    writtenAtMs: nowMs,
+    problem: { kind, detail },
+  });
   let text: string;
   try {
     if (statSync(path).size > MAX_STATE_FILE_BYTES) return none("corrupt", `larger than ${MAX_STATE_FILE_BYTES} bytes`);
@@ -103,11 +115,20 @@ export class ClientStateStore {
     this.pending = new Set(this.loaded.records.map((r) => r.runtime));
     const { problem } = this.loaded;
     if (problem?.kind === "corrupt") {
-      options.logger.warn({ file: join(options.dir, STATE_FILE), problem: problem.detail }, "client state file unreadable: every exec client starts unknown (it is rewritten after the first cycle)");
+      options.logger.warn(
+        { file: join(options.dir, STATE_FILE), problem: problem.detail },
+        "client state file unreadable: every exec client starts unknown (it is rewritten after the first cycle)",
+      );
     } else if (problem?.kind === "stale") {
-      options.logger.info({ file: join(options.dir, STATE_FILE), problem: problem.detail }, "client state file not used: every exec client starts unknown");
+      options.logger.info(
+        { file: join(options.dir, STATE_FILE), problem: problem.detail },
+        "client state file not used: every exec client starts unknown",
+      );
     } else if (problem === null) {
-      options.logger.info({ records: this.loaded.records.length, writtenAt: new Date(this.loaded.writtenAtMs).toISOString() }, "client state file loaded");
+      options.logger.info(
+        { records: this.loaded.records.length, writtenAt: new Date(this.loaded.writtenAtMs).toISOString() },
+        "client state file loaded",
+      );
     }
   }
 
@@ -147,7 +168,11 @@ export class ClientStateStore {
       if (this.failing) this.options.logger.info({ dir: this.options.dir }, "client state file written again");
       this.failing = false;
     } catch (err) {
-      if (!this.failing) this.options.logger.warn({ dir: this.options.dir, err: errorMessage(err) }, "cannot write the client state file: exec clients will start unknown after a restart");
+      if (!this.failing)
+        this.options.logger.warn(
+          { dir: this.options.dir, err: errorMessage(err) },
+          "cannot write the client state file: exec clients will start unknown after a restart",
+        );
       this.failing = true;
     }
   }

@@ -9,7 +9,14 @@ export function readProcessFacts(procfs: ProcFs, pid: number): ProcessFacts | nu
     const stat = procfs.stat(pid);
     const status = procfs.status(pid);
     if (!stat || !status) return null;
-    return { pid, ppid: stat.ppid, comm: stat.comm, argv: procfs.cmdline(pid).args, cgroup: procfs.cgroupText(pid), nsPid: status.nsPids[status.nsPids.length - 1] ?? null };
+    return {
+      pid,
+      ppid: stat.ppid,
+      comm: stat.comm,
+      argv: procfs.cmdline(pid).args,
+      cgroup: procfs.cgroupText(pid),
+      nsPid: status.nsPids[status.nsPids.length - 1] ?? null,
+    };
   } catch (err) {
     if (isVanished(err)) return null;
     throw err;

@@ -41,7 +41,10 @@ export function chooseRuntimes(config: RuntimesConfig, socketExists: (path: stri
  * socket is an engine that is down: `ptyreaper_docker_up` 0, retried each cycle, as before `auto`); `false` never.
  * `skipped` says why it is not, for the start-up log.
  */
-export function chooseDocker(docker: Pick<DockerConfig, "enabled" | "socket">, socketExists: (path: string) => boolean): { used: boolean; skipped: string | null } {
+export function chooseDocker(
+  docker: Pick<DockerConfig, "enabled" | "socket">,
+  socketExists: (path: string) => boolean,
+): { used: boolean; skipped: string | null } {
   if (docker.enabled === false) return { used: false, skipped: "docker: disabled in the config" };
   if (docker.enabled === "auto" && !socketExists(docker.socket)) return { used: false, skipped: `docker: no socket at ${docker.socket}` };
   return { used: true, skipped: null };
@@ -56,7 +59,9 @@ export async function openRuntimes(config: RuntimesConfig, chosen: readonly Runt
   for (const choice of chosen) {
     if (choice.runtime === "containerd") {
       const { ContainerdRuntime } = await import("./containerd/containerd.js");
-      ports.push(new ContainerdRuntime({ socket: choice.socket, namespaces: config.containerd.namespaces, callTimeoutMs: config.containerd.timeout }));
+      ports.push(
+        new ContainerdRuntime({ socket: choice.socket, namespaces: config.containerd.namespaces, callTimeoutMs: config.containerd.timeout }),
+      );
     } else {
       const { PodmanRuntime } = await import("./podman/podman.js");
       ports.push(new PodmanRuntime({ socket: choice.socket, callTimeoutMs: config.podman.timeout }));

@@ -51,7 +51,8 @@ export class ExecStreamTracker {
    */
   restore(memories: readonly ClientMemory[], downSinceMs: number): void {
     for (const m of memories) {
-      if (m.goneSinceMs !== null) this.streams.set(m.execId, { holder: m.link, goneSinceMs: m.goneSinceMs, goneDetail: "the client went away before ptyreaper restarted" });
+      if (m.goneSinceMs !== null)
+        this.streams.set(m.execId, { holder: m.link, goneSinceMs: m.goneSinceMs, goneDetail: "the client went away before ptyreaper restarted" });
       else this.streams.set(m.execId, { holder: m.link, goneSinceMs: null, goneDetail: "", unseenSinceMs: downSinceMs });
     }
   }
@@ -76,7 +77,9 @@ export class ExecStreamTracker {
     if (sighting.stream === "unknown") {
       // Nothing learnt this cycle: a gone client stays gone (it cannot come back), anything else is unknown.
       const known = this.streams.get(sighting.execId);
-      return known !== undefined && known.goneSinceMs !== null ? { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail } : unknownClient(sighting.detail);
+      return known !== undefined && known.goneSinceMs !== null
+        ? { state: "gone", sinceMs: known.goneSinceMs, detail: known.goneDetail }
+        : unknownClient(sighting.detail);
     }
     let known = this.streams.get(sighting.execId);
     if (known !== undefined && known.holder !== sighting.holder) {

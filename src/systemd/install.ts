@@ -17,7 +17,16 @@ import {
 import { createRequire } from "node:module";
 import { dirname, isAbsolute, join, relative, sep } from "node:path";
 import { PtyreaperError } from "../errors.js";
-import { INSTALL_RECORD, NATIVE_OUTPUTS, PACKAGE_NAME, packageRootAbove, PROGRAM_FILES, type InstallRecord, type NativeOutput, WITHOUT_NATIVE_OUTPUT } from "../shipped.js";
+import {
+  INSTALL_RECORD,
+  NATIVE_OUTPUTS,
+  PACKAGE_NAME,
+  packageRootAbove,
+  PROGRAM_FILES,
+  type InstallRecord,
+  type NativeOutput,
+  WITHOUT_NATIVE_OUTPUT,
+} from "../shipped.js";
 
 export { PACKAGE_NAME };
 /** The first comment of the shipped unit; uninstall removes only a unit that carries it. */
@@ -203,7 +212,9 @@ export function productionDependencies(packageRoot: string): PackageCopy[] {
       const found = resolve(name, dir);
       if (found) visit(found);
       else if (!optional.includes(name)) {
-        throw new InstallError(`${name}, needed by ${typeof pkg.name === "string" ? pkg.name : dir}, is not installed: run \`npm ci\` in ${packageRoot}`);
+        throw new InstallError(
+          `${name}, needed by ${typeof pkg.name === "string" ? pkg.name : dir}, is not installed: run \`npm ci\` in ${packageRoot}`,
+        );
       }
     }
   };
@@ -384,7 +395,12 @@ export function install(options: InstallOptions): Report {
   const hadProgram = exists(paths.libDir);
   const native = dryRun ? builtNativeOutputs(packageRoot) : copyProgram(packageRoot, paths.libDir).native;
   const builtNames = (Object.keys(native) as NativeOutput[]).filter((name) => native[name] === "installed");
-  steps.push({ what: "program", path: paths.libDir, outcome: hadProgram ? "replaced" : "installed", note: `native: ${builtNames.join(", ") || "none"}` });
+  steps.push({
+    what: "program",
+    path: paths.libDir,
+    outcome: hadProgram ? "replaced" : "installed",
+    note: `native: ${builtNames.join(", ") || "none"}`,
+  });
   for (const name of Object.keys(native) as NativeOutput[]) {
     if (native[name] === "not built") warnings.push(`${join(packageRoot, NATIVE_OUTPUTS[name])} was not built, so ${WITHOUT_NATIVE_OUTPUT[name]}`);
   }

@@ -168,19 +168,18 @@ export function createNotifier(env: Readonly<Record<string, string | undefined>>
     if (closed) return;
     transport ??= chooseTransport(address, options, warn);
     const via = transport;
-    queue = queue.then(
-      () =>
-        via.send(address, message).then(
-          () => {
-            lastFailure = "";
-          },
-          (err: unknown) => {
-            // Report a failure once, not every ten seconds while it lasts.
-            const text = err instanceof Error ? err.message : String(err);
-            if (text !== lastFailure) warn(`sending ${message.split("\n")[0]} via ${via.name} failed: ${text}`);
-            lastFailure = text;
-          },
-        ),
+    queue = queue.then(() =>
+      via.send(address, message).then(
+        () => {
+          lastFailure = "";
+        },
+        (err: unknown) => {
+          // Report a failure once, not every ten seconds while it lasts.
+          const text = err instanceof Error ? err.message : String(err);
+          if (text !== lastFailure) warn(`sending ${message.split("\n")[0]} via ${via.name} failed: ${text}`);
+          lastFailure = text;
+        },
+      ),
     );
     if (onSettled) void queue.then(onSettled);
   };

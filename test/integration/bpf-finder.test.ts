@@ -21,7 +21,10 @@ const MAIN = new URL("../../dist/main.js", import.meta.url).pathname;
 /** The finder must be built and usable here (CI provisions clang and libbpf1, and runs as root): else fail, loudly. */
 function finderPath(): string {
   const path = bpfFinderFor("/proc", { env: {} });
-  if (path === null) throw new Error("BPF pty finder not available: run as root after `npm run install` with clang and libbpf1 installed (bash scripts/provision-test-host.sh)");
+  if (path === null)
+    throw new Error(
+      "BPF pty finder not available: run as root after `npm run install` with clang and libbpf1 installed (bash scripts/provision-test-host.sh)",
+    );
   return path;
 }
 
@@ -91,10 +94,16 @@ describe("BPF pty finder", () => {
       const everyLink = scanProc(new ProcFs("/proc", { native: null }), { initPids });
       expect(ptysOf(withFinder, pids)).toEqual(ptysOf(everyLink, pids));
       // And right, not only equal: the busy holder's dup'd slave folded, its master at its high fd.
-      const busyFds = withFinder.ptyFds.filter((fd) => fd.pid === busy.pid).map((fd) => `${fd.role} ${fd.fd} ${fd.index} ×${fd.fdCount ?? 1}`).sort();
+      const busyFds = withFinder.ptyFds
+        .filter((fd) => fd.pid === busy.pid)
+        .map((fd) => `${fd.role} ${fd.fd} ${fd.index} ×${fd.fdCount ?? 1}`)
+        .sort();
       expect(busy.masterFd).toBeGreaterThan(2000);
       expect(busyFds).toEqual([`master ${busy.masterFd} ${busy.index} ×1`, expect.stringMatching(new RegExp(`^slave \\d+ ${busy.index} ×1001$`))]);
-      const nsFound = withFinder.ptyFds.filter((fd) => fd.pid === ns.pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
+      const nsFound = withFinder.ptyFds
+        .filter((fd) => fd.pid === ns.pid)
+        .map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`)
+        .sort();
       expect(nsFound).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
     } finally {
       await Promise.all([host.close(), ns.close(), nsDevtmpfs.close(), busy.close()]);
@@ -109,7 +118,8 @@ describe("BPF pty finder", () => {
       expect(fallback.finder).toMatch(/^cannot open \/nonexistent\/ptyfds\.bpf\.o: /);
       const plain = await readAll(procfs);
       expect(plain.finder).toBeUndefined();
-      const shape = (batch: NativeBatch, pid: number): Pick<FdLink, "fd" | "target" | "count">[] => (batch.links?.get(pid) as FdLink[]).map(({ fd, target, count }) => ({ fd, target, count }));
+      const shape = (batch: NativeBatch, pid: number): Pick<FdLink, "fd" | "target" | "count">[] =>
+        (batch.links?.get(pid) as FdLink[]).map(({ fd, target, count }) => ({ fd, target, count }));
       expect(shape(fallback, host.masterPid)).toEqual(shape(plain, host.masterPid));
       expect(shape(fallback, host.masterPid).length).toBeGreaterThan(0);
     } finally {
@@ -124,15 +134,31 @@ describe("BPF pty finder", () => {
       const config = join(dir, "config.yaml");
       writeFileSync(config, "docker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\n");
       // Under strace, to see whether the command started a BPF iterator (BPF_ITER_CREATE) or not.
-      const run = (env: NodeJS.ProcessEnv): { ptys: { devptsDev: string; index: number; masterPids: number[]; slavePids: number[] }[]; iterators: number } => {
+      const run = (
+        env: NodeJS.ProcessEnv,
+      ): { ptys: { devptsDev: string; index: number; masterPids: number[]; slavePids: number[] }[]; iterators: number } => {
         const trace = join(dir, "trace");
-        const cli = spawnSync("strace", ["-f", "-qq", "-e", "trace=bpf", "-o", trace, process.execPath, MAIN, "sessions", "--json", "--config", config], {
-          encoding: "utf8", timeout: 60_000, maxBuffer: 64 << 20, env: { ...process.env, ...env },
-        });
+        const cli = spawnSync(
+          "strace",
+          ["-f", "-qq", "-e", "trace=bpf", "-o", trace, process.execPath, MAIN, "sessions", "--json", "--config", config],
+          {
+            encoding: "utf8",
+            timeout: 60_000,
+            maxBuffer: 64 << 20,
+            env: { ...process.env, ...env },
+          },
+        );
         expect(cli.status, cli.stderr).toBe(0);
         const report = JSON.parse(cli.stdout) as { ptys: { devptsDev: string; index: number; masterPids: number[]; slavePids: number[] }[] };
-        const ptys = report.ptys.filter((pty) => pty.devptsDev === ns.devptsDev).map(({ devptsDev, index, masterPids, slavePids }) => ({ devptsDev, index, masterPids, slavePids }));
-        return { ptys, iterators: readFileSync(trace, "utf8").split("\n").filter((line) => /bpf\(BPF_ITER_CREATE, .*\) = \d+$/.test(line)).length };
+        const ptys = report.ptys
+          .filter((pty) => pty.devptsDev === ns.devptsDev)
+          .map(({ devptsDev, index, masterPids, slavePids }) => ({ devptsDev, index, masterPids, slavePids }));
+        return {
+          ptys,
+          iterators: readFileSync(trace, "utf8")
+            .split("\n")
+            .filter((line) => /bpf\(BPF_ITER_CREATE, .*\) = \d+$/.test(line)).length,
+        };
       };
       const withFinder = run({});
       const without = run({ PTYREAPER_BPF_FINDER: "0" });
@@ -149,7 +175,11 @@ describe("BPF pty finder", () => {
 
 /** The capability bounding set systemd gives the daemon with these unit files, as setpriv's --bounding-set. */
 function boundingSet(...files: string[]): string {
-  const caps = files.flatMap((file) => [...readFileSync(new URL(`../../${file}`, import.meta.url), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) => (m[1] ?? "").trim().split(/\s+/)));
+  const caps = files.flatMap((file) =>
+    [...readFileSync(new URL(`../../${file}`, import.meta.url), "utf8").matchAll(/^CapabilityBoundingSet=(.*)$/gm)].flatMap((m) =>
+      (m[1] ?? "").trim().split(/\s+/),
+    ),
+  );
   return ["-all", ...caps.map((cap) => `+${cap.replace(/^CAP_/, "").toLowerCase()}`)].join(",");
 }
 
@@ -172,7 +202,12 @@ describe("BPF finder in the daemon's full passes", () => {
       expect(withFinder.finder).toBe("bpf");
       expect(everyLink.finder).toBe("switched off for this scanner");
       expect(ptysOf(withFinder, pids)).toEqual(ptysOf(everyLink, pids));
-      expect(withFinder.ptyFds.filter((fd) => fd.pid === busy.pid).map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`).sort()).toEqual([`master ${busy.index} ×1`, `slave ${busy.index} ×1001`]);
+      expect(
+        withFinder.ptyFds
+          .filter((fd) => fd.pid === busy.pid)
+          .map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`)
+          .sort(),
+      ).toEqual([`master ${busy.index} ×1`, `slave ${busy.index} ×1001`]);
       // The finder's pass also read the signatures: the next pass is incremental, and a pty opened since is found by it.
       const later = await hostPty();
       try {
@@ -191,16 +226,35 @@ describe("BPF finder in the daemon's full passes", () => {
     finderPath();
     const dir = mkdtempSync(join(tmpdir(), "ptyr-bpf-daemon-"));
     const config = join(dir, "config.yaml");
-    writeFileSync(config, "docker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\nreaper:\n  mode: dry-run\n");
+    writeFileSync(
+      config,
+      "docker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\nreaper:\n  mode: dry-run\n",
+    );
     const run = async (caps: string): Promise<{ labels: Record<string, string>; said: unknown[] }> => {
       // setpriv --bounding-set gives root exactly these capabilities across exec, as CapabilityBoundingSet= does.
-      const d = await launchDaemon("setpriv", ["--bounding-set", caps, "--", process.execPath, MAIN, "run", "--config", config, "--listen", "127.0.0.1:0"]);
+      const d = await launchDaemon("setpriv", [
+        "--bounding-set",
+        caps,
+        "--",
+        process.execPath,
+        MAIN,
+        "run",
+        "--config",
+        config,
+        "--listen",
+        "127.0.0.1:0",
+      ]);
       try {
         await d.cycles(1);
         const { body } = await d.get("/metrics");
         const line = body.split("\n").find((l) => l.startsWith("ptyreaper_scan_info{")) ?? "";
-        const labels: Record<string, string> = Object.fromEntries([...line.matchAll(/(\w+)="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? "", m[2] ?? ""]));
-        const said: unknown[] = d.logs().filter((l) => l.component === "scan").map((l): unknown[] => [l.msg, l.reason]);
+        const labels: Record<string, string> = Object.fromEntries(
+          [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m): [string, string] => [m[1] ?? "", m[2] ?? ""]),
+        );
+        const said: unknown[] = d
+          .logs()
+          .filter((l) => l.component === "scan")
+          .map((l): unknown[] => [l.msg, l.reason]);
         return { labels, said };
       } finally {
         await d.stop();
@@ -208,8 +262,14 @@ describe("BPF finder in the daemon's full passes", () => {
     };
     try {
       const unit = await run(boundingSet("systemd/ptyreaper.service"));
-      expect(unit.labels).toMatchObject({ reader: "native", finder: "none", finder_reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" });
-      expect(unit.said).toEqual([["full passes read every fd link: BPF finder not used", "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)"]]);
+      expect(unit.labels).toMatchObject({
+        reader: "native",
+        finder: "none",
+        finder_reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)",
+      });
+      expect(unit.said).toEqual([
+        ["full passes read every fd link: BPF finder not used", "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)"],
+      ]);
       const dropIn = await run(boundingSet("systemd/ptyreaper.service", "systemd/bpf-finder.conf"));
       expect(dropIn.labels).toMatchObject({ reader: "native", finder: "bpf", finder_reason: "" });
       expect(dropIn.said).toEqual([["full passes let the kernel name the pty fds (BPF finder)", undefined]]);

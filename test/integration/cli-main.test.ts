@@ -129,7 +129,17 @@ describe("ptyreaper command line", () => {
   });
 
   it("--log-format text writes readable lines, not JSON", () => {
-    const { code, stdout, stderr } = ptyreaper("run", "--config", "config/ptyreaper.yaml", "--once", "--listen", "127.0.0.1:0", "--log-format", "text", "--dry-run");
+    const { code, stdout, stderr } = ptyreaper(
+      "run",
+      "--config",
+      "config/ptyreaper.yaml",
+      "--once",
+      "--listen",
+      "127.0.0.1:0",
+      "--log-format",
+      "text",
+      "--dry-run",
+    );
     expect(code).toBe(0);
     expect(JSON.parse(stdout)).toHaveProperty("pty");
     const lines = stderr.trim().split("\n").filter(Boolean);
@@ -151,7 +161,11 @@ describe("ptyreaper command line", () => {
 
   describe("hash-password", () => {
     it("hashes one piped line for basic_auth_users, with the cost asked for", async () => {
-      const result = spawnSync(process.execPath, [MAIN, "hash-password", "--cost", "4"], { input: "correct horse\n", encoding: "utf8", timeout: 30_000 });
+      const result = spawnSync(process.execPath, [MAIN, "hash-password", "--cost", "4"], {
+        input: "correct horse\n",
+        encoding: "utf8",
+        timeout: 30_000,
+      });
       expect(result.stderr).toBe("");
       expect(result.status).toBe(0);
       expect(result.stdout).toMatch(/^\$2b\$04\$[./A-Za-z0-9]{53}\n$/);

@@ -23,7 +23,11 @@ const run = promisify(execFile);
 async function sessions(socket: string): Promise<{ report: Report }> {
   const config = join(dir, "config.yaml");
   writeFileSync(config, `docker: {socket: ${socket}, timeout: 1s}\n`);
-  const { stdout } = await run(process.execPath, [MAIN, "sessions", "--json", "--config", config], { encoding: "utf8", timeout: 60_000, maxBuffer: 64 << 20 });
+  const { stdout } = await run(process.execPath, [MAIN, "sessions", "--json", "--config", config], {
+    encoding: "utf8",
+    timeout: 60_000,
+    maxBuffer: 64 << 20,
+  });
   return { report: JSON.parse(stdout) as Report };
 }
 

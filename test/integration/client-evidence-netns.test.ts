@@ -24,7 +24,16 @@ describe("client evidence seen from another network namespace", { timeout: 180_0
     containerd = await startPrivateContainerd("netns");
     dir = mkdtempSync(join(tmpdir(), "ptyreaper-netns-"));
     // Dry-run: these daemons watch the whole host; they only observe.
-    yaml = ["pollInterval: 1s", "reaper: {mode: dry-run}", "runtimes:", "  containerd:", "    enabled: true", `    socket: ${containerd.socket}`, "  podman: {enabled: false}", ""].join("\n");
+    yaml = [
+      "pollInterval: 1s",
+      "reaper: {mode: dry-run}",
+      "runtimes:",
+      "  containerd:",
+      "    enabled: true",
+      `    socket: ${containerd.socket}`,
+      "  podman: {enabled: false}",
+      "",
+    ].join("\n");
   }, 120_000);
 
   afterAll(async () => {
@@ -47,7 +56,19 @@ describe("client evidence seen from another network namespace", { timeout: 180_0
     const config = join(dir, "config.yaml");
     writeFileSync(config, yaml);
     // The new namespace's loopback comes up so the daemon can listen; the test reads it from inside (nsenter).
-    const d = await launchDaemon("unshare", ["-n", "sh", "-c", `ip link set lo up && exec "$0" "$@"`, process.execPath, MAIN, "run", "--config", config, "--listen", "127.0.0.1:0"]);
+    const d = await launchDaemon("unshare", [
+      "-n",
+      "sh",
+      "-c",
+      `ip link set lo up && exec "$0" "$@"`,
+      process.execPath,
+      MAIN,
+      "run",
+      "--config",
+      config,
+      "--listen",
+      "127.0.0.1:0",
+    ]);
     daemons.push(d);
     const metrics = (): string => {
       const read = `fetch(${JSON.stringify(`${d.baseUrl}/metrics`)}).then((r) => r.text()).then((t) => process.stdout.write(t))`;
@@ -66,7 +87,10 @@ describe("client evidence seen from another network namespace", { timeout: 180_0
     expect(readMetric(text, "ptyreaper_client_evidence_available", { runtime: "containerd" })).toBe(1);
     const warnings = d.logs().filter((l) => WARNING.test(String(l.msg)));
     expect(warnings.map((l) => [l.runtime, l.reason])).toEqual([
-      ["docker", "sock_diag does not show the server's end of /var/run/docker.sock: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)"],
+      [
+        "docker",
+        "sock_diag does not show the server's end of /var/run/docker.sock: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)",
+      ],
     ]);
   });
 });

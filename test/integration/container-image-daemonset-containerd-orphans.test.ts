@@ -100,13 +100,24 @@ describe.each<[string, Variant]>([
       .split("\n")
       .filter((line) => line.startsWith("{"))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  const logTail = async (): Promise<string> => (await hostDocker(["logs", "--tail", "30", REAPER_CONTAINER]).catch((err: unknown) => String(err))).slice(-6000);
+  const logTail = async (): Promise<string> =>
+    (await hostDocker(["logs", "--tail", "30", REAPER_CONTAINER]).catch((err: unknown) => String(err))).slice(-6000);
   // What Prometheus sends: the Secret's CA, the certificate's name (the target is an address), the password.
   const scrape = async (path: string, credentials = `${SCRAPE_USER}:${password}`): Promise<Answer> => {
     const auth = credentials ? `Basic ${Buffer.from(credentials).toString("base64")}` : "";
     if (variant.hostNetwork) return get(`${metricsUrl}${path}`, { ca, servername: CERT_NAME, headers: auth ? { authorization: auth } : {} });
     // Its own network namespace: nothing on this host's loopback reaches it, so ask from inside.
-    const out = await hostDocker(["exec", REAPER_CONTAINER, "node", "-e", IN_CONTAINER_GET, `${metricsUrl}${path}`, "/etc/ptyreaper-web/tls.crt", auth, CERT_NAME]);
+    const out = await hostDocker([
+      "exec",
+      REAPER_CONTAINER,
+      "node",
+      "-e",
+      IN_CONTAINER_GET,
+      `${metricsUrl}${path}`,
+      "/etc/ptyreaper-web/tls.crt",
+      auth,
+      CERT_NAME,
+    ]);
     return JSON.parse(out) as Answer;
   };
   const metric = async (name: string, labels: Record<string, string> = {}): Promise<number | null> => {
@@ -132,15 +143,41 @@ describe.each<[string, Variant]>([
     mkdirSync(secretDir);
     await runTool(
       "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", `/CN=${CERT_NAME}`, "-addext", `subjectAltName=DNS:${CERT_NAME}`, "-keyout", join(secretDir, "tls.key"), "-out", join(secretDir, "tls.crt")],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        `/CN=${CERT_NAME}`,
+        "-addext",
+        `subjectAltName=DNS:${CERT_NAME}`,
+        "-keyout",
+        join(secretDir, "tls.key"),
+        "-out",
+        join(secretDir, "tls.crt"),
+      ],
       process.env,
       60_000,
     );
     ca = readFileSync(join(secretDir, "tls.crt"));
     password = `pw-${process.pid}-${Date.now()}`;
-    const hash = (await runTool("bash", ["-c", `printf %s "$PW" | /usr/bin/docker run --rm -i --network none ${IMAGE} hash-password`], { ...process.env, PW: password, DOCKER_HOST: "unix:///var/run/docker.sock" }, 60_000)).trim();
+    const hash = (
+      await runTool(
+        "bash",
+        ["-c", `printf %s "$PW" | /usr/bin/docker run --rm -i --network none ${IMAGE} hash-password`],
+        { ...process.env, PW: password, DOCKER_HOST: "unix:///var/run/docker.sock" },
+        60_000,
+      )
+    ).trim();
     expect(hash).toMatch(/^\$2[aby]\$10\$/);
-    writeFileSync(join(secretDir, "web-config.yml"), `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  ${SCRAPE_USER}: ${hash}\n`);
+    writeFileSync(
+      join(secretDir, "web-config.yml"),
+      `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  ${SCRAPE_USER}: ${hash}\n`,
+    );
 
     // The ConfigMap's config, with only what this test must change: the policy and mode (so that a reap happens
     // within the test), and the two listen addresses (this machine is shared: loopback, on free ports; with
@@ -189,7 +226,11 @@ describe.each<[string, Variant]>([
       const ready = async (): Promise<boolean> =>
         variant.hostNetwork
           ? (await get(`${healthUrl}/readyz`).catch(() => null))?.status === 200
-          : (JSON.parse(await hostDocker(["exec", REAPER_CONTAINER, "node", "-e", IN_CONTAINER_GET, `${healthUrl}/readyz`]).catch(() => "{}")) as Partial<Answer>).status === 200;
+          : (
+              JSON.parse(
+                await hostDocker(["exec", REAPER_CONTAINER, "node", "-e", IN_CONTAINER_GET, `${healthUrl}/readyz`]).catch(() => "{}"),
+              ) as Partial<Answer>
+            ).status === 200;
       await waitFor(ready, 60_000, "the container's /readyz on the health listener");
     } catch (err) {
       throw new Error(`${(err as Error).message}; container log:\n${await logTail()}`, { cause: err });
@@ -215,22 +256,23 @@ describe.each<[string, Variant]>([
 
   // Only the shipped pod spec has the exposure to check; the copy without hostNetwork registers no such test
   // (a skipped one would fail the run: nothing is skipped here).
-  if (variant.hostNetwork) it("answers nothing without the password on the node-wide listener, and only health on the loopback one", async () => {
-    expect(substituted).toEqual([
-      `/run/containerd → ${containerd?.root} (mounted at /run/containerd)`,
-      `/run/podman → ${join(dir, "no-podman")} (mounted at /run/podman)`,
-      `/var/lib/ptyreaper → ${join(dir, "state")} (mounted at /var/lib/ptyreaper)`,
-    ]);
-    for (const path of ["/metrics", "/healthz", "/readyz", "/sessions", "/"]) {
-      expect((await scrape(path, "")).status, `${path} without credentials`).toBe(401);
-      expect((await scrape(path, `${SCRAPE_USER}:wrong`)).status, `${path} with a wrong password`).toBe(401);
-    }
-    expect((await scrape("/metrics")).status).toBe(200);
-    // Off in the shipped ConfigMap, even with the password.
-    expect((await scrape("/sessions")).status).toBe(404);
-    expect((await get(`${healthUrl}/healthz`)).status).toBe(200);
-    expect((await get(`${healthUrl}/metrics`)).status).toBe(404);
-  });
+  if (variant.hostNetwork)
+    it("answers nothing without the password on the node-wide listener, and only health on the loopback one", async () => {
+      expect(substituted).toEqual([
+        `/run/containerd → ${containerd?.root} (mounted at /run/containerd)`,
+        `/run/podman → ${join(dir, "no-podman")} (mounted at /run/podman)`,
+        `/var/lib/ptyreaper → ${join(dir, "state")} (mounted at /var/lib/ptyreaper)`,
+      ]);
+      for (const path of ["/metrics", "/healthz", "/readyz", "/sessions", "/"]) {
+        expect((await scrape(path, "")).status, `${path} without credentials`).toBe(401);
+        expect((await scrape(path, `${SCRAPE_USER}:wrong`)).status, `${path} with a wrong password`).toBe(401);
+      }
+      expect((await scrape("/metrics")).status).toBe(200);
+      // Off in the shipped ConfigMap, even with the password.
+      expect((await scrape("/sessions")).status).toBe(404);
+      expect((await get(`${healthUrl}/healthz`)).status).toBe(200);
+      expect((await get(`${healthUrl}/metrics`)).status).toBe(404);
+    });
 
   it("sees CRI clients and reaps a SIGKILLed client's session as orphaned; the attached one stays", async () => {
     if (!containerd || !cri) throw new Error("beforeAll did not start containerd");
@@ -239,7 +281,11 @@ describe.each<[string, Variant]>([
     const idle = await attachCriExec(cri, containerd, containerId);
     attached.push(idle);
     try {
-      await waitFor(async () => (await metric("ptyreaper_exec_clients", { client: "attached", runtime: "containerd" })) === 2, 60_000, "both CRI clients attached");
+      await waitFor(
+        async () => (await metric("ptyreaper_exec_clients", { client: "attached", runtime: "containerd" })) === 2,
+        60_000,
+        "both CRI clients attached",
+      );
     } catch (err) {
       throw new Error(`${(err as Error).message}; container log:\n${await logTail()}`, { cause: err });
     }
@@ -250,10 +296,13 @@ describe.each<[string, Variant]>([
     const killedAt = Date.now();
     expect(isAlive(killed.shellPid)).toBe(true);
 
-    const hupOf = (lines: Record<string, unknown>[]) => lines.find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === killed.execId && l.signal === "SIGHUP");
-    const hup = await waitFor(async () => hupOf(await logs()), HUP_BUDGET_MS + 60_000, "the orphaned session to be signalled", 250).catch(async (err: unknown) => {
-      throw new Error(`${(err as Error).message}; container log:\n${await logTail()}`);
-    });
+    const hupOf = (lines: Record<string, unknown>[]) =>
+      lines.find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === killed.execId && l.signal === "SIGHUP");
+    const hup = await waitFor(async () => hupOf(await logs()), HUP_BUDGET_MS + 60_000, "the orphaned session to be signalled", 250).catch(
+      async (err: unknown) => {
+        throw new Error(`${(err as Error).message}; container log:\n${await logTail()}`);
+      },
+    );
     const hupAfterMs = Date.parse(String(hup.time)) - killedAt;
     await waitFor(() => !isAlive(killed.shellPid), 30_000, `the orphaned shell ${killed.shellPid} to end`, 100);
     const endedAfterMs = Date.now() - killedAt;
@@ -266,7 +315,12 @@ describe.each<[string, Variant]>([
     expect(endedAfterMs).toBeLessThanOrEqual(END_BUDGET_MS);
 
     // Reaped once its pty leaves the inventory: a shim frees an exec's pty only tens of seconds after it ends.
-    const reaped = await waitFor(async () => (await logs()).find((l) => l.msg === "reaped exec session" && l.execId === killed.execId), 90_000, "the reap to be logged", 500);
+    const reaped = await waitFor(
+      async () => (await logs()).find((l) => l.msg === "reaped exec session" && l.execId === killed.execId),
+      90_000,
+      "the reap to be logged",
+      500,
+    );
     expect(reaped).toMatchObject({ reason: "orphaned", result: "reaped" });
     expect(await metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(1);
     expect(await metric("ptyreaper_reap_failures_total")).toBe(0);

@@ -33,7 +33,14 @@ describe("the container image, run as the DaemonSet runs it", () => {
 
   it("has the native scan addon built for its own Node, runs as uid 0, and holds production dependencies only", async () => {
     const out = await hostDocker([
-      "run", "--rm", "--network", "none", "--entrypoint", "node", IMAGE, "-e",
+      "run",
+      "--rm",
+      "--network",
+      "none",
+      "--entrypoint",
+      "node",
+      IMAGE,
+      "-e",
       "require('/opt/ptyreaper/build/Release/ptyscan.node'); const fs = require('fs');" +
         "console.log(process.getuid(), fs.existsSync('/opt/ptyreaper/node_modules/typescript'), fs.existsSync('/opt/ptyreaper/node_modules/fastify'))",
     ]);
@@ -62,13 +69,30 @@ describe("the container image, run as the DaemonSet runs it", () => {
     // The DaemonSet's pod with Docker's socket added, as README "Run in Kubernetes" says for Docker nodes; written
     // by hand because the shipped DaemonSet mounts no Docker socket (the containerd test derives its flags from it).
     await hostDocker([
-      "run", "-d", "--name", REAPER_CONTAINER,
-      "--pid=host", "--network", "host", "--read-only",
-      "--cap-drop", "ALL", "--cap-add", "KILL", "--cap-add", "SYS_PTRACE", "--cap-add", "DAC_READ_SEARCH",
-      "--security-opt", "no-new-privileges",
-      "-v", "/proc:/host/proc:ro",
-      "-v", `${testbed.engine.socket}:/var/run/docker.sock:ro`,
-      "-v", `${config}:/etc/ptyreaper/config.yaml:ro`,
+      "run",
+      "-d",
+      "--name",
+      REAPER_CONTAINER,
+      "--pid=host",
+      "--network",
+      "host",
+      "--read-only",
+      "--cap-drop",
+      "ALL",
+      "--cap-add",
+      "KILL",
+      "--cap-add",
+      "SYS_PTRACE",
+      "--cap-add",
+      "DAC_READ_SEARCH",
+      "--security-opt",
+      "no-new-privileges",
+      "-v",
+      "/proc:/host/proc:ro",
+      "-v",
+      `${testbed.engine.socket}:/var/run/docker.sock:ro`,
+      "-v",
+      `${config}:/etc/ptyreaper/config.yaml:ro`,
       IMAGE,
     ]);
     const metrics = async (): Promise<string> => {
@@ -77,7 +101,11 @@ describe("the container image, run as the DaemonSet runs it", () => {
     };
     const logs = (): Promise<string> => hostDocker(["logs", REAPER_CONTAINER]);
     try {
-      await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200, 60_000, "the container's /readyz");
+      await waitFor(
+        async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200,
+        60_000,
+        "the container's /readyz",
+      );
       await waitFor(async () => readMetric(await metrics(), "ptyreaper_reaped_sessions_total", { reason: "idle" }) === 1, 120_000, "one idle reap");
     } catch (err) {
       throw new Error(`${(err as Error).message}; container log:\n${(await logs()).slice(-4000)}`, { cause: err });

@@ -89,13 +89,21 @@ describe("ContainerdRuntime on a private containerd with CRI", () => {
 
   it("lists the leaked exec from Tasks.ListPids (exec ID in ProcessDetails) with its pid and tty", async () => {
     const execs = await runtime.listExecs({ namespace: "k8s.io", id: containerId });
-    expect(execs).toEqual([{ id: leaked.execId, container: { namespace: "k8s.io", id: containerId }, pid: leaked.shellPid, running: true, tty: true }]);
+    expect(execs).toEqual([
+      { id: leaked.execId, container: { namespace: "k8s.io", id: containerId }, pid: leaked.shellPid, running: true, tty: true },
+    ]);
     expect(await runtime.listExecs({ namespace: "k8s.io", id: "f".repeat(64) })).toEqual([]);
   });
 
   it("saw the exec start in the event stream", async () => {
     await waitFor(() => events.some((e) => e.topic === "/tasks/exec-started" && e.execId === leaked.execId), 10_000, "the exec-started event");
-    expect(events.find((e) => e.execId === leaked.execId)).toEqual({ topic: "/tasks/exec-started", namespace: "k8s.io", containerId, execId: leaked.execId, pid: leaked.shellPid });
+    expect(events.find((e) => e.execId === leaked.execId)).toEqual({
+      topic: "/tasks/exec-started",
+      namespace: "k8s.io",
+      containerId,
+      execId: leaked.execId,
+      pid: leaked.shellPid,
+    });
   });
 
   it("kills the exec through containerd (Tasks.Kill with exec_id): the shell exits, the record goes, later the pty is freed", async () => {
@@ -115,7 +123,10 @@ describe("ContainerdRuntime on a private containerd with CRI", () => {
 
     // containerd 1.6's shim does not close an exec's console when the exec ends; Go's finalizer does, at its
     // next garbage collection (forced at least every 2 minutes). Only then does pty.nr drop.
-    const holders = (): string[] => scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => `${fd.role}:${fd.pid}`);
+    const holders = (): string[] =>
+      scanProc(procfs)
+        .ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key)
+        .map((fd) => `${fd.role}:${fd.pid}`);
     // Only the shim may still hold it (the finalizer can already have run, on a busy host it often has).
     expect([[], [`master:${shim}`]]).toContainEqual(holders());
     await waitFor(() => holders().length === 0, 130_000, `the shim to close the master of ${key}`, 500);

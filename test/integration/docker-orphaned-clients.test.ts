@@ -43,7 +43,12 @@ const testbed = usePrivateEngine("orphans", { teardown: "each", engine: { tcpPor
 
 /** Waits until the daemon reports each session's client in `state` (the pairing takes PAIRING_MS). */
 function waitForSessions(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<unknown> {
-  return waitForClients(daemon, sessions.map((s) => s.execId), state, PAIRING_MS + 30_000);
+  return waitForClients(
+    daemon,
+    sessions.map((s) => s.execId),
+    state,
+    PAIRING_MS + 30_000,
+  );
 }
 
 describe("orphaned sessions on a real Docker engine", () => {
@@ -77,7 +82,10 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(reaped.map((l) => l.execId).sort()).toEqual([killed.execId, hungUp.execId].sort());
     for (const line of reaped) expect(line).toMatchObject({ reason: "orphaned", result: "reaped" });
     // Reaped = sent SIGHUP, within orphanGrace + 2 poll intervals of the client's end.
-    for (const [session, goneAt] of [[killed, killedAt], [hungUp, hungUpAt]] as const) {
+    for (const [session, goneAt] of [
+      [killed, killedAt],
+      [hungUp, hungUpAt],
+    ] as const) {
       const hup = daemon.logs().find((l) => l.msg === "signalled exec session" && l.execId === session.execId && l.signal === "SIGHUP");
       const afterMs = Date.parse(String(hup?.time)) - goneAt;
       expect(afterMs, `exec ${session.execId.slice(0, 12)} signalled ${afterMs} ms after its client ended`).toBeLessThanOrEqual(budgetMs);
@@ -110,13 +118,21 @@ describe("orphaned sessions on a real Docker engine", () => {
     const [first, second] = await Promise.all([attachedExecSession(container), attachedExecSession(container)]);
     if (!first || !second) throw new Error("two sessions expected");
     // Both paired correctly, or both unknown; never a cross pairing.
-    await waitFor(async () => {
-      const listed = await daemon.sessions();
-      return [first, second].every((s) => listed.get(s.execId)?.client.detail.startsWith("pairing pending") === false);
-    }, PAIRING_MS + 30_000, "the pairing window to close", 250);
+    await waitFor(
+      async () => {
+        const listed = await daemon.sessions();
+        return [first, second].every((s) => listed.get(s.execId)?.client.detail.startsWith("pairing pending") === false);
+      },
+      PAIRING_MS + 30_000,
+      "the pairing window to close",
+      250,
+    );
     const before = await daemon.sessions();
     const states = [first, second].map((s) => before.get(s.execId)?.client.state);
-    expect([["unknown", "unknown"], ["attached", "attached"]]).toContainEqual(states);
+    expect([
+      ["unknown", "unknown"],
+      ["attached", "attached"],
+    ]).toContainEqual(states);
 
     await killAndWait(first.clientPid);
     await daemon.cycles(GRACE_AND_4_CYCLES);
@@ -125,7 +141,10 @@ describe("orphaned sessions on a real Docker engine", () => {
     expect(after.get(second.execId)?.state).not.toBe("stale");
     expect(["unknown", "attached"]).toContain(after.get(second.execId)?.client.state);
     // The killed one is reaped only if it was paired with its own client.
-    const reapedIds = daemon.logs().filter((l) => l.msg === "reaped exec session").map((l) => l.execId);
+    const reapedIds = daemon
+      .logs()
+      .filter((l) => l.msg === "reaped exec session")
+      .map((l) => l.execId);
     expect(reapedIds).not.toContain(second.execId);
     if (states[0] === "unknown") expect(reapedIds).toEqual([]);
     await second.close();
@@ -137,7 +156,11 @@ describe("orphaned sessions on a real Docker engine", () => {
     const daemon = await testbed.startDaemon(CONFIG);
     const remote = await attachedExecSession(container, { host: `tcp://127.0.0.1:${TCP_PORT}` });
     await waitForSessions(daemon, [remote], "unknown");
-    await waitFor(async () => (await daemon.sessions()).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"), PAIRING_MS + 30_000, "the remote client to be judged");
+    await waitFor(
+      async () => (await daemon.sessions()).get(remote.execId)?.client.detail.includes("no connection to this engine's socket"),
+      PAIRING_MS + 30_000,
+      "the remote client to be judged",
+    );
     await killAndWait(remote.clientPid);
     await daemon.cycles(GRACE_AND_4_CYCLES);
     expect(isAlive(remote.shellPid)).toBe(true);
@@ -156,7 +179,11 @@ describe("orphaned sessions on a real Docker engine", () => {
     const session = await attachedExecSession(container);
     await waitForSessions(daemon, [session], "attached");
     await killAndWait(session.clientPid);
-    await waitFor(async () => (await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })) === 1, GRACE_MS + 30_000, "one would-reap");
+    await waitFor(
+      async () => (await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })) === 1,
+      GRACE_MS + 30_000,
+      "one would-reap",
+    );
     await daemon.cycles(3);
     expect(await daemon.metric("ptyreaper_would_reap_sessions_total", { reason: "orphaned" })).toBe(1);
     expect(await daemon.metric("ptyreaper_reaped_sessions_total", { reason: "orphaned" })).toBe(0);

@@ -5,7 +5,16 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
+import {
+  attachedExecSession,
+  isAlive,
+  killAndWait,
+  sleep,
+  startContainer,
+  testContainerName,
+  waitFor,
+  type AttachedExecSession,
+} from "./support/index.js";
 import { ORPHAN_TEST_YAML, waitForClients, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
@@ -28,7 +37,12 @@ function config(stateDir: string): string {
 }
 
 function waitForState(daemon: RunningDaemon, sessions: AttachedExecSession[], state: string): Promise<unknown> {
-  return waitForClients(daemon, sessions.map((s) => s.execId), state, PAIRING_MS + 30_000);
+  return waitForClients(
+    daemon,
+    sessions.map((s) => s.execId),
+    state,
+    PAIRING_MS + 30_000,
+  );
 }
 
 /** Two attached shells in one container, both paired by a first daemon, which is then stopped. */
@@ -62,7 +76,10 @@ describe("exec clients across a restart of ptyreaper (real Docker)", () => {
     expect(afterMs).toBeLessThanOrEqual(budgetMs);
     await waitFor(() => !isAlive(killed.shellPid), 30_000, "the orphaned shell to end");
     await waitFor(() => daemon.logs().find((l) => l.msg === "reaped exec session" && l.execId === killed.execId), RELEASE_WAIT_MS, "the reap logged");
-    expect(daemon.logs().find((l) => l.msg === "reaped exec session" && l.execId === killed.execId)).toMatchObject({ reason: "orphaned", result: "reaped" });
+    expect(daemon.logs().find((l) => l.msg === "reaped exec session" && l.execId === killed.execId)).toMatchObject({
+      reason: "orphaned",
+      result: "reaped",
+    });
 
     // The other, idle all along with its client alive, is untouched and attached, a grace and more later.
     await daemon.cycles(GRACE_AND_4_CYCLES);

@@ -65,7 +65,12 @@ describe("ptyreaper sessions on a real Docker engine", () => {
     expect(report.docker).toEqual({ available: true, error: null });
     for (const session of leaked) {
       const found = report.sessions.find((s) => s.execId === session.execId);
-      expect(found, `session ${session.execId}`).toMatchObject({ containerId: victimId, containerName: victim, pid: session.shellPid, command: "sh" });
+      expect(found, `session ${session.execId}`).toMatchObject({
+        containerId: victimId,
+        containerName: victim,
+        pid: session.shellPid,
+        command: "sh",
+      });
       const pty = report.ptys.find((p) => p.execId === session.execId);
       expect(pty?.owner).toBe("exec");
       expect(pty?.slavePids).toContain(session.shellPid);

@@ -35,7 +35,10 @@ describe("commandLine for /sessions (private dockerd)", () => {
     expect(report.body).not.toContain(SECRET);
     expect(d.logs().some((l) => JSON.stringify(l).includes(SECRET))).toBe(false);
 
-    const cli = spawnSync(process.execPath, [MAIN, "sessions", "--json"], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: testbed.engine.host } });
+    const cli = spawnSync(process.execPath, [MAIN, "sessions", "--json"], {
+      encoding: "utf8",
+      env: { ...process.env, DOCKER_HOST: testbed.engine.host },
+    });
     expect(cli.status, cli.stderr).toBe(0);
     const full = JSON.parse(cli.stdout) as SessionsReport;
     expect(full.commandLine).toBe("full");

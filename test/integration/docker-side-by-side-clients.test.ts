@@ -2,7 +2,17 @@
 // with one command are paired by elimination; a killed one is reaped, an attached one never is.
 import { describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
-import { attachedExecSession, isAlive, killAndWait, sleep, startContainer, startTicksOf, testContainerName, waitFor, type AttachedExecSession } from "./support/index.js";
+import {
+  attachedExecSession,
+  isAlive,
+  killAndWait,
+  sleep,
+  startContainer,
+  startTicksOf,
+  testContainerName,
+  waitFor,
+  type AttachedExecSession,
+} from "./support/index.js";
 import { ORPHAN_TEST_YAML, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
@@ -72,7 +82,11 @@ describe("docker exec -it shells side by side on a real Docker engine", () => {
     await waitFor(() => !isAlive(first.shellPid), budgetMs + 2 * REAPER_GRACE_MS + 30_000, "the orphaned shell to be reaped", 100);
     const hup = daemon.logs().find((l) => l.msg === "signalled exec session" && l.execId === first.execId && l.signal === "SIGHUP");
     // The reap is logged, with its reason, once the shim has let the pty go (Docker 20.10's may keep it tens of seconds).
-    const reaped = await waitFor(() => daemon.logs().find((l) => l.msg === "reaped exec session" && l.execId === first.execId), RELEASE_WAIT_MS, "the reap logged");
+    const reaped = await waitFor(
+      () => daemon.logs().find((l) => l.msg === "reaped exec session" && l.execId === first.execId),
+      RELEASE_WAIT_MS,
+      "the reap logged",
+    );
     expect(reaped).toMatchObject({ reason: "orphaned", result: "reaped" });
     const afterMs = Date.parse(String(hup?.time)) - killedAt;
     expect(afterMs, `signalled ${afterMs} ms after its client was killed`).toBeLessThanOrEqual(budgetMs);

@@ -124,7 +124,11 @@ describe("dockerd killed and restarted while ptyreaper runs (private dockerd)", 
 
     // After recovery, a session leaked now is reaped as usual.
     const leaked = await execDetached(testbed.engine.socket, name, ["sh"]);
-    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === leaked.execId), 90_000, "the new leak to be reaped");
+    const reaped = await waitFor(
+      () => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === leaked.execId),
+      90_000,
+      "the new leak to be reaped",
+    );
     expect(reaped.result).toBe("reaped");
     expect(isAlive(leaked.pid)).toBe(false);
     expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(1);

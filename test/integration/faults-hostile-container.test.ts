@@ -134,7 +134,8 @@ function pidsOf(containerId: string): number[] {
 
 const fdCount = (pid: number): number => statSync(`/proc/${pid}/fd`).size;
 /** The fake CLIs of the container: argv `docker exec …`, their sockets opened. */
-const cliPids = (containerId: string): number[] => pidsOf(containerId).filter((pid) => cmdlineStart(pid).startsWith("docker\0exec\0") && fdCount(pid) >= NOFILE - 40);
+const cliPids = (containerId: string): number[] =>
+  pidsOf(containerId).filter((pid) => cmdlineStart(pid).startsWith("docker\0exec\0") && fdCount(pid) >= NOFILE - 40);
 const cmdlineBytes = (pid: number): number => readFileSync(`/proc/${pid}/cmdline`).length;
 /** The first bytes of a command line, without reading 8 MB. */
 function cmdlineStart(pid: number): string {
@@ -181,14 +182,20 @@ function probeDaemon(d: RunningDaemon): Probe {
   const healthz = async (): Promise<void> => {
     while (running) {
       const at = performance.now();
-      const status = await d.get("/healthz").then(({ status: code }) => code, () => 0); // 0: no answer (counted, fails the test)
+      const status = await d.get("/healthz").then(
+        ({ status: code }) => code,
+        () => 0,
+      ); // 0: no answer (counted, fails the test)
       probe.healthz.push({ atMs: Date.now(), ms: performance.now() - at, status });
       await sleep(20);
     }
   };
   const metrics = async (): Promise<void> => {
     while (running) {
-      const body = await d.get("/metrics").then(({ body: text }) => text, () => "");
+      const body = await d.get("/metrics").then(
+        ({ body: text }) => text,
+        () => "",
+      );
       const lag = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(body)?.[1]);
       if (Number.isFinite(lag)) probe.lagMax.push({ atMs: Date.now(), seconds: lag });
       if (running) probe.rssMb.push(rssMb(d.pid));
@@ -210,7 +217,21 @@ async function hostileContainer(dir: string, mode: "all" | "clis"): Promise<{ ho
     for (const name of names) untrackContainer(name);
   });
   const id = (
-    await dockerCli(["run", "-d", "--network", "none", "--name", hostile, "--ulimit", `nofile=${NOFILE}:${NOFILE}`, "--ulimit", "stack=67108864:67108864", TEST_IMAGE, "sleep", "1000000"])
+    await dockerCli([
+      "run",
+      "-d",
+      "--network",
+      "none",
+      "--name",
+      hostile,
+      "--ulimit",
+      `nofile=${NOFILE}:${NOFILE}`,
+      "--ulimit",
+      "stack=67108864:67108864",
+      TEST_IMAGE,
+      "sleep",
+      "1000000",
+    ])
   ).trim();
   await dockerCli(["cp", join(dir, "hostile"), `${hostile}:/hostile`]);
   await dockerCli(["exec", "-d", hostile, "/hostile", mode]);
@@ -249,7 +270,9 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
           const pids = pidsOf(id);
           const dup = pids.filter((pid) => fdCount(pid) >= NOFILE - 10);
           const argv = pids.filter((pid) => cmdlineStart(pid).startsWith("hostile\0held\0"));
-          return dup.length === DUP_HOLDERS && argv.length === ARGV_HOLDERS && cliPids(id).length === FAKE_CLIS ? { dupPids: dup, argvPids: argv } : null;
+          return dup.length === DUP_HOLDERS && argv.length === ARGV_HOLDERS && cliPids(id).length === FAKE_CLIS
+            ? { dupPids: dup, argvPids: argv }
+            : null;
         },
         60_000,
         `${DUP_HOLDERS} dup holders, ${ARGV_HOLDERS} long-argv holders and ${FAKE_CLIS} fake CLIs in the hostile container`,
@@ -279,7 +302,10 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
       ).catch(async (err: unknown) => {
         // What the daemon saw, to tell a slow cycle from a wrong one.
         const sessions = (await d.get("/sessions")).body.slice(0, 4_000);
-        const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 300));
+        const lines = d
+          .logs()
+          .filter((line) => line.level !== 20)
+          .map((line) => JSON.stringify(line).slice(0, 300));
         throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
       });
       const reapedAt = performance.now();
@@ -357,7 +383,10 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
         await probe.stop();
         // What the daemon saw, to tell a slow cycle from a wrong one.
         const sessions = (await d.get("/sessions")).body.slice(0, 4_000);
-        const lines = d.logs().filter((line) => line.level !== 20).map((line) => JSON.stringify(line).slice(0, 600));
+        const lines = d
+          .logs()
+          .filter((line) => line.level !== 20)
+          .map((line) => JSON.stringify(line).slice(0, 600));
         throw new Error(`${(err as Error).message}\nlogs:\n${lines.join("\n")}\nsessions: ${sessions}`, { cause: err });
       });
       const reapedAt = performance.now();
@@ -388,7 +417,9 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
             healthz: { samples: latencies.length, statuses, p50Ms: percentile(latencies, 0.5), p99Ms: p99, maxMs: Math.max(...latencies) },
             eventLoopLagMaxSeconds: Math.max(...probe.lagMax.map((sample) => sample.seconds)),
             // [seconds since the daemon started, lag] of every scrape that saw the loop blocked 0.2 s or more.
-            lagOver200Ms: probe.lagMax.filter((sample) => sample.seconds >= 0.2).map((sample) => [Math.round((sample.atMs - startedAtMs) / 100) / 10, sample.seconds]),
+            lagOver200Ms: probe.lagMax
+              .filter((sample) => sample.seconds >= 0.2)
+              .map((sample) => [Math.round((sample.atMs - startedAtMs) / 100) / 10, sample.seconds]),
             reapInHostileContainer: {
               steps: signals.map((line) => line.signal),
               seconds: (to - from - 3_000) / 1000,
@@ -397,7 +428,10 @@ describe("a hostile container (private dockerd, static helper, nofile and stack 
               healthzMaxMs: Math.max(...reapHealthz),
               eventLoopLagMaxSeconds: reapLag.length > 0 ? Math.max(...reapLag) : null,
             },
-            readsCut: { fd_cap: await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" }), read_budget: await d.metric("ptyreaper_process_reads_cut_total", { reason: "read_budget" }) },
+            readsCut: {
+              fd_cap: await d.metric("ptyreaper_process_reads_cut_total", { reason: "fd_cap" }),
+              read_budget: await d.metric("ptyreaper_process_reads_cut_total", { reason: "read_budget" }),
+            },
             reapedAfterSeconds: (reapedAt - startedAt) / 1000,
             loadAverage: loadavg()[0],
             rssMbMax: Math.max(...probe.rssMb),

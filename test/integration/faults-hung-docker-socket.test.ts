@@ -142,7 +142,11 @@ describe("a hung Docker socket", () => {
     expect(isAlive(session.pid)).toBe(true);
 
     f.setMode("proxy");
-    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId), 90_000, "the session to be reaped");
+    const reaped = await waitFor(
+      () => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId),
+      90_000,
+      "the session to be reaped",
+    );
     expect(reaped.result).toBe("reaped");
     expect(await d.metric("ptyreaper_docker_up")).toBe(1);
     expect(isAlive(session.pid)).toBe(false);

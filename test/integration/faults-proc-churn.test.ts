@@ -66,7 +66,9 @@ describe("/proc churn while ptyreaper runs (real kernel, private dockerd)", () =
     }
     const spawned = await churn.done;
     const cycles = ((await d.metric("ptyreaper_poll_duration_seconds_count")) ?? 0) - cyclesBefore;
-    console.log(`proc churn: ${spawned} pty holders forked and exited during ${cycles} cycles; ${samples} snapshots, ${visibleChurn} showed the churn`);
+    console.log(
+      `proc churn: ${spawned} pty holders forked and exited during ${cycles} cycles; ${samples} snapshots, ${visibleChurn} showed the churn`,
+    );
 
     expect(problems.length, `inconsistent snapshots, first ones: ${problems.slice(0, 6).join("; ")}`).toBe(0);
     expect(spawned).toBeGreaterThanOrEqual(1_000);

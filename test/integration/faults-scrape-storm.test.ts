@@ -53,7 +53,9 @@ interface WrkTotals {
 function runWrk(args: string[]): Promise<{ totals: WrkTotals; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
-    child.once("error", (err) => reject(new Error(`wrk could not be run (${err.message}): install Debian's "wrk" (scripts/provision-test-host.sh does)`)));
+    child.once("error", (err) =>
+      reject(new Error(`wrk could not be run (${err.message}): install Debian's "wrk" (scripts/provision-test-host.sh does)`)),
+    );
     if (child.pid !== undefined) trackProcess(child.pid, "wrk", child);
     let output = "";
     child.stdout.on("data", (c: Buffer) => (output += c.toString()));
@@ -68,7 +70,11 @@ function runWrk(args: string[]): Promise<{ totals: WrkTotals; output: string }> 
 
 describe("scrape storm on loopback (wrk, private dockerd)", () => {
   let ptys: NsPty | null = null;
-  const testbed = usePrivateEngine("storm", { cleanup: async () => { await ptys?.close(); } });
+  const testbed = usePrivateEngine("storm", {
+    cleanup: async () => {
+      await ptys?.close();
+    },
+  });
 
   it("answers 200 connections on /metrics and /sessions for 30 s without an error while the loop keeps its cadence", async () => {
     const name = testContainerName("storm");
@@ -90,7 +96,10 @@ describe("scrape storm on loopback (wrk, private dockerd)", () => {
     void storm.finally(() => (done = true)).catch(() => undefined);
     while (!done) {
       const metrics = await d.get("/metrics");
-      watched.push({ lastSuccess: readMetric(metrics.body, "ptyreaper_last_poll_success_timestamp_seconds"), health: (await d.get("/healthz")).status });
+      watched.push({
+        lastSuccess: readMetric(metrics.body, "ptyreaper_last_poll_success_timestamp_seconds"),
+        health: (await d.get("/healthz")).status,
+      });
       await sleep(1_000); // a monitoring system's pace: the gap between last-success stamps is read in time
     }
     const { totals } = await storm;

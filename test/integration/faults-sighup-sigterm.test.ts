@@ -42,7 +42,10 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
 
     // Two bad files, each asking for enforce mode: wrong values, then YAML that does not parse.
     const badFiles: [string, RegExp][] = [
-      [config("enforce").replace("idleTimeout: 10s", "idleTimeout: banana").replace("grace: 200ms", "grace: 200ms\n  maxPerCycle: -3"), /policy\.idleTimeout/],
+      [
+        config("enforce").replace("idleTimeout: 10s", "idleTimeout: banana").replace("grace: 200ms", "grace: 200ms\n  maxPerCycle: -3"),
+        /policy\.idleTimeout/,
+      ],
       ["reaper:\n  mode: enforce\npolicy: [unclosed\n", /./],
     ];
     for (const [index, [text, mentions]] of badFiles.entries()) {
@@ -72,7 +75,11 @@ describe("SIGHUP and SIGTERM to a running ptyreaper (private dockerd)", () => {
     d.child.kill("SIGHUP");
     const reloaded = await waitFor(() => d.logs().find((l) => l.msg === "config reloaded"), 10_000, "the good config to be applied");
     expect(reloaded.mode).toBe("enforce");
-    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId), 90_000, "the session to be reaped");
+    const reaped = await waitFor(
+      () => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === session.execId),
+      90_000,
+      "the session to be reaped",
+    );
     expect(reaped.reason).toBe("idle");
     expect(isAlive(session.pid)).toBe(false);
     expect(rejections(d.logs())).toHaveLength(2);

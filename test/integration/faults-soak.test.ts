@@ -15,7 +15,11 @@ describe("soak, short (private dockerd)", () => {
   it("sees every exec session started while cycles run back to back", async () => {
     const name = testContainerName("soak-race");
     await startContainer({ name });
-    const config = parseConfig(`pollInterval: 1h\nlisten: "127.0.0.1:0"\ndocker:\n  socket: ${testbed.engine.socket}\npolicy:\n  idleTimeout: "off"\n`, "test config", {});
+    const config = parseConfig(
+      `pollInterval: 1h\nlisten: "127.0.0.1:0"\ndocker:\n  socket: ${testbed.engine.socket}\npolicy:\n  idleTimeout: "off"\n`,
+      "test config",
+      {},
+    );
     const daemon = createDaemon({ config, logger: pino({ level: "silent" }), version: "test" });
     await daemon.start();
     let running = true;
@@ -38,7 +42,10 @@ describe("soak, short (private dockerd)", () => {
         "every started exec to be a session",
         100,
       ).catch(() => new Set(daemon.poller.lastSnapshot?.inventory.sessions.map((s) => s.execId)));
-      expect(started.filter((id) => !seen.has(id)), "execs never seen as sessions").toEqual([]);
+      expect(
+        started.filter((id) => !seen.has(id)),
+        "execs never seen as sessions",
+      ).toEqual([]);
     } finally {
       running = false;
       await loop;

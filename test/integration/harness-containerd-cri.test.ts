@@ -110,7 +110,11 @@ describe("the CRI harness on a private containerd", () => {
     expect(ps).toMatch(new RegExp(`^${leaked.shellPid}\\s+.*${leaked.execId}`, "m"));
 
     // The client-gone sign: containerd closed its end of <exec-id>-stdout, the shim still holds it.
-    await waitFor(() => fdTargetsEnding(containerd.pid, `${leaked.execId}-stdout`).length === 0, 10_000, "containerd to close the exec's stdout FIFO");
+    await waitFor(
+      () => fdTargetsEnding(containerd.pid, `${leaked.execId}-stdout`).length === 0,
+      10_000,
+      "containerd to close the exec's stdout FIFO",
+    );
     expect(fdTargetsEnding(shim, `${leaked.execId}-stdout`).length).toBeGreaterThan(0);
 
     // And it stays so: nothing ends the session while the pod runs.

@@ -35,7 +35,9 @@ const procfs = new ProcFs("/proc");
 
 /** Pids holding `key` (either end) in a fresh scan of /proc. */
 function holdersOf(key: string): number[] {
-  return scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => fd.pid);
+  return scanProc(procfs)
+    .ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key)
+    .map((fd) => fd.pid);
 }
 
 beforeAll(async () => {
@@ -138,7 +140,11 @@ describe("the harness on the real Docker engine", () => {
 
   it("fails at once with docker's own message when the exec cannot start", async () => {
     await startContainer({ name: "harness-stopped", cmd: ["true"] });
-    await waitFor(async () => (await dockerCli(["inspect", "--format", "{{.State.Running}}", `${TEST_PREFIX}harness-stopped`])).trim() === "false", 10_000, "the container to stop");
+    await waitFor(
+      async () => (await dockerCli(["inspect", "--format", "{{.State.Running}}", `${TEST_PREFIX}harness-stopped`])).trim() === "false",
+      10_000,
+      "the container to stop",
+    );
     const failure = leakExecSession(`${TEST_PREFIX}harness-stopped`);
     await expect(failure).rejects.toThrow(/script exited .*is not running/s);
     await expect(failure).rejects.not.toThrow(/timed out/);

@@ -52,7 +52,9 @@ describe("the Podman harness on a private Podman", () => {
     expect(key.startsWith(`${HOST_DEVPTS}:`)).toBe(false);
     expect((await accountedPtys()).keys.has(key)).toBe(true);
     // The exec's conmon holds the master and is the shell's parent; it sits in podman's conmon cgroup.
-    const masters = scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key && fd.role === "master").map((fd) => fd.pid);
+    const masters = scanProc(procfs)
+      .ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key && fd.role === "master")
+      .map((fd) => fd.pid);
     expect(masters).toEqual([leaked.conmonPid]);
     const argv = cmdlineOf(leaked.conmonPid);
     expect(argv).toEqual(expect.arrayContaining(["-c", containerId, "-u", leaked.sessionId, "-t", "-i", "--exec-attach"]));
@@ -67,7 +69,13 @@ describe("the Podman harness on a private Podman", () => {
     const container = await pm.api("GET", `/v4.0.0/libpod/containers/${containerId}/json`);
     expect((container.json as { ExecIDs: string[] }).ExecIDs).toContain(leaked.sessionId);
     const exec = await pm.api("GET", `/v4.0.0/libpod/exec/${leaked.sessionId}/json`);
-    expect(exec.json).toMatchObject({ ID: leaked.sessionId, ContainerID: containerId, Running: true, Pid: leaked.shellPid, ProcessConfig: { tty: true, entrypoint: "sh" } });
+    expect(exec.json).toMatchObject({
+      ID: leaked.sessionId,
+      ContainerID: containerId,
+      Running: true,
+      Pid: leaked.shellPid,
+      ProcessConfig: { tty: true, entrypoint: "sh" },
+    });
     const conmon = execConmons(containerId).find((c) => c.sessionId === leaked?.sessionId);
     expect(conmon && Number(readFileSync(conmon.pidFile, "utf8").trim())).toBe(leaked.shellPid);
 

@@ -62,7 +62,9 @@ describe("connection flood against the real daemon (loopback, Docker disabled)",
     await waitFor(() => conns.filter((c) => !c.isClosed()).length <= HTTP_LIMITS.maxConnections, 10_000, "the evicted connections to be closed");
     most = Math.max(most, socketFds(daemon.pid) - baseline);
     const open = conns.filter((c) => !c.isClosed()).length;
-    console.log(`connection flood: ${FLOOD} idle connections opened; at most ${most} held by the daemon, ${open} still open; cap ${HTTP_LIMITS.maxConnections}`);
+    console.log(
+      `connection flood: ${FLOOD} idle connections opened; at most ${most} held by the daemon, ${open} still open; cap ${HTTP_LIMITS.maxConnections}`,
+    );
     expect(most).toBeLessThanOrEqual(HTTP_LIMITS.maxConnections);
     // The cap is filled, not avoided: the newest idle connections are still held.
     expect(open).toBeGreaterThanOrEqual(HTTP_LIMITS.maxConnections - 2);

@@ -5,7 +5,8 @@ import { waitFor } from "./support/index.js";
 import { startDaemon, type RunningDaemon } from "./support/daemon.js";
 
 /** Nothing to reap: no runtime, dry-run. */
-const DAEMON = "pollInterval: 1s\ndocker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\nreaper:\n  mode: dry-run\n";
+const DAEMON =
+  "pollInterval: 1s\ndocker:\n  enabled: false\nruntimes:\n  containerd:\n    enabled: false\n  podman:\n    enabled: false\nreaper:\n  mode: dry-run\n";
 
 describe("http.sessions (real daemon)", () => {
   let daemon: RunningDaemon | null = null;

@@ -80,14 +80,29 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ptyreaper-tls-"));
     const made = await run("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-keyout", join(dir, "tls.key"), "-out", join(dir, "tls.crt"),
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout",
+      join(dir, "tls.key"),
+      "-out",
+      join(dir, "tls.crt"),
     ]);
     if (made.code !== 0) throw new Error(`openssl req failed: ${made.stderr}`);
     cert = readFileSync(join(dir, "tls.crt"));
     const hash = bcrypt.hashSync("scrape-me", 10);
-    writeFileSync(join(dir, "web.yml"), `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: "${hash}"\n`);
+    writeFileSync(
+      join(dir, "web.yml"),
+      `tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\nbasic_auth_users:\n  prometheus: "${hash}"\n`,
+    );
     daemon = await startDaemon(`pollInterval: 1s\ndocker:\n  enabled: false\nwebConfigFile: ${join(dir, "web.yml")}\n`);
     const started = daemon.logs().find((l) => l.msg === "ptyreaper started");
     url = String(started?.address);
@@ -155,9 +170,48 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
       const res = await run("openssl", args);
       if (res.code !== 0) throw new Error(`openssl ${args[0]} failed: ${res.stderr}`);
     };
-    await openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test client CA", "-keyout", join(dir, "ca.key"), "-out", join(dir, "ca.crt")]);
-    await openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=prometheus", "-keyout", join(dir, "client.key"), "-out", join(dir, "client.csr")]);
-    await openssl(["x509", "-req", "-in", join(dir, "client.csr"), "-CA", join(dir, "ca.crt"), "-CAkey", join(dir, "ca.key"), "-CAcreateserial", "-days", "1", "-out", join(dir, "client.crt")]);
+    await openssl([
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=test client CA",
+      "-keyout",
+      join(dir, "ca.key"),
+      "-out",
+      join(dir, "ca.crt"),
+    ]);
+    await openssl([
+      "req",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-subj",
+      "/CN=prometheus",
+      "-keyout",
+      join(dir, "client.key"),
+      "-out",
+      join(dir, "client.csr"),
+    ]);
+    await openssl([
+      "x509",
+      "-req",
+      "-in",
+      join(dir, "client.csr"),
+      "-CA",
+      join(dir, "ca.crt"),
+      "-CAkey",
+      join(dir, "ca.key"),
+      "-CAcreateserial",
+      "-days",
+      "1",
+      "-out",
+      join(dir, "client.crt"),
+    ]);
     writeFileSync(
       join(dir, "mtls.yml"),
       "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
@@ -179,9 +233,21 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
     const before = new X509Certificate(cert).fingerprint256;
     expect(await servedFingerprint(url)).toBe(before);
     const made = await run("openssl", [
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-      "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-      "-keyout", join(dir, "new.key"), "-out", join(dir, "new.crt"),
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1,DNS:localhost",
+      "-keyout",
+      join(dir, "new.key"),
+      "-out",
+      join(dir, "new.crt"),
     ]);
     expect(made.code, made.stderr).toBe(0);
     const after = new X509Certificate(readFileSync(join(dir, "new.crt"))).fingerprint256;
@@ -198,6 +264,8 @@ describe("the daemon with a web config (TLS and basic auth)", () => {
     writeFileSync(join(dir, "config.yaml"), `docker:\n  enabled: false\nwebConfigFile: ${join(dir, "broken.yml")}\n`);
     const res = await run(process.execPath, [MAIN, "run", "--config", join(dir, "config.yaml"), "--listen", "127.0.0.1:0"]);
     expect(res.code).toBe(78);
-    expect(res.stderr).toBe(`ptyreaper: ${join(dir, "broken.yml")}: basic_auth_users.prometheus: expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)\n`);
+    expect(res.stderr).toBe(
+      `ptyreaper: ${join(dir, "broken.yml")}: basic_auth_users.prometheus: expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)\n`,
+    );
   });
 });

@@ -88,7 +88,11 @@ describe("web config reloads fail closed (real daemon)", () => {
     // Restored (with a second user, to see that it is applied): it is read again and works.
     const reloadedBefore = daemon.logs().filter((l) => l.msg === "web config reloaded").length;
     writeFileSync(path, `${good}  grafana: "${HASH}"\n`);
-    await waitFor(() => daemon.logs().filter((l) => l.msg === "web config reloaded").length > reloadedBefore, RELOAD_CHECK_WAIT_MS, "the restored web config to be reloaded");
+    await waitFor(
+      () => daemon.logs().filter((l) => l.msg === "web config reloaded").length > reloadedBefore,
+      RELOAD_CHECK_WAIT_MS,
+      "the restored web config to be reloaded",
+    );
     expect((await get(`${url}/metrics`)).status).toBe(401);
     expect((await get(`${url}/metrics`, RIGHT)).status).toBe(200);
     expect((await get(`${url}/metrics`, basic("grafana", "scrape-me"))).status).toBe(200);
@@ -99,7 +103,23 @@ describe("web config reloads fail closed (real daemon)", () => {
     await new Promise<void>((resolve, reject) =>
       execFile(
         "openssl",
-        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", join(dir, "tls.key"), "-out", join(dir, "tls.crt")],
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-days",
+          "1",
+          "-subj",
+          "/CN=localhost",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+          "-keyout",
+          join(dir, "tls.key"),
+          "-out",
+          join(dir, "tls.crt"),
+        ],
         { timeout: 60_000 },
         (err, _stdout, stderr) => (err ? reject(new Error(`openssl req failed: ${stderr}`)) : resolve()),
       ),

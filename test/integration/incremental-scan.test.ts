@@ -88,7 +88,14 @@ describe("IncrementalScanner on a changing load of real processes (real kernel, 
     const { inc } = await scanBoth();
     expect(inc.mode).toBe("incremental");
     const ns = load.namespaces[0];
-    for (const pty of made) expect(inc.ptyFds).toContainEqual({ pid: ns?.pid, fd: expect.any(Number) as number, role: "master", devptsDev: ns?.devptsDev, index: pty.index });
+    for (const pty of made)
+      expect(inc.ptyFds).toContainEqual({
+        pid: ns?.pid,
+        fd: expect.any(Number) as number,
+        role: "master",
+        devptsDev: ns?.devptsDev,
+        index: pty.index,
+      });
   });
 
   it("ptys closed between passes", async () => {

@@ -79,7 +79,10 @@ describe("an installed copy, started by the unit's ExecStart under its root", { 
 
   it("has the BPF finder installed and `sessions` loads it (libbpf and clang are on the test host)", () => {
     const trace = join(root, "sessions.strace");
-    const result = spawnSync("strace", ["-f", "-e", "trace=bpf", "-o", trace, launcher, "sessions", "--json", "--config", config], { encoding: "utf8", cwd: "/" });
+    const result = spawnSync("strace", ["-f", "-e", "trace=bpf", "-o", trace, launcher, "sessions", "--json", "--config", config], {
+      encoding: "utf8",
+      cwd: "/",
+    });
     expect(result.status).toBe(0);
     expect(readFileSync(join(root, "usr/local/lib/ptyreaper/install-record.json"), "utf8")).toContain('"bpfFinder": "installed"');
     expect(readFileSync(trace, "utf8")).toMatch(/bpf\(BPF_PROG_LOAD/);

@@ -79,7 +79,13 @@ async function ptyIn(d: RunningDaemon, holder: Holder): Promise<{ report: Sessio
 }
 
 /** Waits until a cycle taken after `afterMs` (wall time) shows the holder's pty as `check` wants. */
-async function cycleShowing(d: RunningDaemon, holder: Holder, afterMs: number, check: (pty: ReportPty | undefined) => boolean, what: string): Promise<ReportPty | undefined> {
+async function cycleShowing(
+  d: RunningDaemon,
+  holder: Holder,
+  afterMs: number,
+  check: (pty: ReportPty | undefined) => boolean,
+  what: string,
+): Promise<ReportPty | undefined> {
   return waitFor(
     async () => {
       const { report, pty } = await ptyIn(d, holder);
@@ -102,7 +108,13 @@ describe("master-only on the real kernel, through the real daemon", () => {
     expect(early?.masterOnly, "the daemon's first look: inside the grace").toBeNull();
     const firstSeenBy = Date.now();
 
-    const named = await cycleShowing(daemon, holder, firstSeenBy + GRACE_S * 1000, (p) => p?.masterOnly !== null && p?.masterOnly !== undefined, "the pty to be named master-only");
+    const named = await cycleShowing(
+      daemon,
+      holder,
+      firstSeenBy + GRACE_S * 1000,
+      (p) => p?.masterOnly !== null && p?.masterOnly !== undefined,
+      "the pty to be named master-only",
+    );
     expect(named).toMatchObject({ owner: "host", containerId: null, masterPids: [holder.pid], slavePids: [] });
     expect(named?.masterOnly).toMatchObject({ holder: "host", runtime: "none", containerId: null, holderPid: holder.pid });
     expect(named?.masterOnly?.holderCommand).toContain("python3");
@@ -112,15 +124,33 @@ describe("master-only on the real kernel, through the real daemon", () => {
     // The slave held again: no longer master-only, at the next cycle.
     await holder.say("open");
     const reopenedAt = Date.now();
-    const cleared = await cycleShowing(daemon, holder, reopenedAt, (p) => p !== undefined && p.masterOnly === null, "reopening the slave to clear master-only");
+    const cleared = await cycleShowing(
+      daemon,
+      holder,
+      reopenedAt,
+      (p) => p !== undefined && p.masterOnly === null,
+      "reopening the slave to clear master-only",
+    );
     expect(cleared?.slavePids).toEqual([holder.pid]);
 
     // Closed again: its time starts anew, so not named before a full grace.
     await holder.say("close");
     const closedAt = Date.now();
-    const again = await cycleShowing(daemon, holder, closedAt, (p) => p !== undefined && p.slavePids.length === 0, "a cycle with the slave closed again");
+    const again = await cycleShowing(
+      daemon,
+      holder,
+      closedAt,
+      (p) => p !== undefined && p.slavePids.length === 0,
+      "a cycle with the slave closed again",
+    );
     expect(again?.masterOnly).toBeNull();
-    await cycleShowing(daemon, holder, closedAt + GRACE_S * 1000, (p) => p?.masterOnly?.holder === "host", "the pty named master-only again after a new grace");
+    await cycleShowing(
+      daemon,
+      holder,
+      closedAt + GRACE_S * 1000,
+      (p) => p?.masterOnly?.holder === "host",
+      "the pty named master-only again after a new grace",
+    );
 
     // Never targeted: nothing would be reaped, and the holder lives.
     expect(await daemon.metric("ptyreaper_would_reap_sessions_total")).toBe(0);

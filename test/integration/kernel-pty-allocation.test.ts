@@ -109,7 +109,13 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
 
   it("is read within the reaper's cap: on a holder's stdin whatever its fd count, past it only up to HOLDER_MAX_FDS fds", async () => {
     const helper = await startHelper("unshare", ["--mount", "--propagation", "private", python3(), "-c", CROWDED_PY], "pty holders with 5,000 fds");
-    const { onStdin, past, dev, index, ctimeNs } = JSON.parse(helper.first) as { onStdin: number; past: number; dev: string; index: number; ctimeNs: string };
+    const { onStdin, past, dev, index, ctimeNs } = JSON.parse(helper.first) as {
+      onStdin: number;
+      past: number;
+      dev: string;
+      index: number;
+      ctimeNs: string;
+    };
     try {
       const table = processTableOf(new ProcFs("/proc"));
       const cuts: string[] = [];
@@ -125,7 +131,9 @@ describe("a pty allocation's marker (real kernel, private devpts)", () => {
       at = performance.now();
       expect(String(table.slaveCtimeNs(past, dev, index, new FdReadBudget(10_000, 10_000)))).toBe(ctimeNs);
       const wholeMs = performance.now() - at;
-      console.log(`reaper identity read of a 5,000-fd holder: on stdin ${stdinMs.toFixed(2)} ms, cut ${cutMs.toFixed(2)} ms, whole ${wholeMs.toFixed(1)} ms`);
+      console.log(
+        `reaper identity read of a 5,000-fd holder: on stdin ${stdinMs.toFixed(2)} ms, cut ${cutMs.toFixed(2)} ms, whole ${wholeMs.toFixed(1)} ms`,
+      );
     } finally {
       await killAndWait(helper.pid, helper.child);
       await waitFor(() => !isAlive(past), 10_000, "the child holder to die with its parent");

@@ -36,7 +36,11 @@ function listen(path: string): Promise<Server> {
 
 /** A python process connected to `path`, waiting for its stdin to close. */
 async function connectedProcess(path: string): Promise<number> {
-  const child = spawn(python3(), ["-c", `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nprint("up",flush=True)\nsys.stdin.read()`], { stdio: ["pipe", "pipe", "inherit"] });
+  const child = spawn(
+    python3(),
+    ["-c", `import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(${JSON.stringify(path)})\nprint("up",flush=True)\nsys.stdin.read()`],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   const pid = child.pid as number;
   trackProcess(pid, "unix socket client", child);
   await new Promise<void>((resolve, reject) => {

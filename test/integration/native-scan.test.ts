@@ -50,8 +50,21 @@ describe("native fd-link reader", () => {
     const root = mkdtempSync(join(tmpdir(), "ptyr-native-"));
     try {
       const targets = [
-        "/dev/pts/3", "/dev/ptmx", "/dev/pts/ptmx", "/dev/console", "/dev/tty1", "/dev/null", "pipe:[123]", "socket:[9]",
-        "anon_inode:[eventfd]", "/tmp/pts-notes (deleted)", "/opt/ptmx-tool", "relative/pts/0", "/dev/ttyS0", "/var/log/console.log", "/",
+        "/dev/pts/3",
+        "/dev/ptmx",
+        "/dev/pts/ptmx",
+        "/dev/console",
+        "/dev/tty1",
+        "/dev/null",
+        "pipe:[123]",
+        "socket:[9]",
+        "anon_inode:[eventfd]",
+        "/tmp/pts-notes (deleted)",
+        "/opt/ptmx-tool",
+        "relative/pts/0",
+        "/dev/ttyS0",
+        "/var/log/console.log",
+        "/",
       ];
       mkdirSync(join(root, "7", "fd"), { recursive: true });
       targets.forEach((target, fd) => symlinkSync(target, join(root, "7", "fd", String(fd))));
@@ -83,12 +96,20 @@ describe("native fd-link reader", () => {
   it("reads the incremental scanner's signatures exactly as the JS reads make them, one thread or many", async () => {
     // Sleeping processes do not run, so their schedstat holds still between the two reads.
     const single = spawn("sleep", ["600"], { stdio: "ignore" });
-    const threaded = spawn(python3(), ["-c", "import threading, time\nfor _ in range(3): threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\ntime.sleep(600)"], { stdio: "ignore" });
+    const threaded = spawn(
+      python3(),
+      ["-c", "import threading, time\nfor _ in range(3): threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\ntime.sleep(600)"],
+      { stdio: "ignore" },
+    );
     for (const child of [single, threaded]) trackProcess(child.pid ?? 0, "signature sleeper", child);
     try {
       const pids = [single.pid ?? 0, threaded.pid ?? 0];
       const js = new ProcFs("/proc", { native: null });
-      await waitFor(() => (pids.every((pid) => procState(pid) === "S") && js.tasks(threaded.pid ?? 0).length === 4 ? true : null), 10_000, "sleepers asleep");
+      await waitFor(
+        () => (pids.every((pid) => procState(pid) === "S") && js.tasks(threaded.pid ?? 0).length === 4 ? true : null),
+        10_000,
+        "sleepers asleep",
+      );
       const gone = 0x3fffffff;
       const batch = nativeReader().readBatch("/proc", [...pids, gone], 2, WANT_STAT | WANT_SIGNATURE);
       expect(batch.links).toBeNull();
@@ -119,7 +140,12 @@ describe("native fd-link reader", () => {
           const st = statSync(`/proc/${pid}/fd/${link.fd}`);
           const { dev, ino, rdev, atimeMs, mtimeMs } = link.stat;
           expect({ dev, ino, rdev, atimeMs, mtimeMs, chr: link.stat.isCharacterDevice() }).toEqual({
-            dev: st.dev, ino: st.ino, rdev: st.rdev, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs, chr: st.isCharacterDevice(),
+            dev: st.dev,
+            ino: st.ino,
+            rdev: st.rdev,
+            atimeMs: st.atimeMs,
+            mtimeMs: st.mtimeMs,
+            chr: st.isCharacterDevice(),
           });
           // fdinfo only for a master (ptmx): its tty-index is all the scan reads of it.
           const isMaster = link.stat.rdev === statSync("/dev/ptmx").rdev;
@@ -149,7 +175,10 @@ describe("native fd-link reader", () => {
       const native = scanProc(new ProcFs("/proc", { native: nativeReader() }));
       const js = scanProc(new ProcFs("/proc", { native: null }));
       expect(about(native, [pid])).toEqual(about(js, [pid]));
-      const mine = native.ptyFds.filter((fd) => fd.pid === pid).map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`).sort();
+      const mine = native.ptyFds
+        .filter((fd) => fd.pid === pid)
+        .map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`)
+        .sort();
       expect(mine).toEqual([`master ${first} ×501`, `master ${second} ×501`, `slave ${first} ×3001`, `slave ${second} ×1`].sort());
     } finally {
       await killAndWait(pid, child);
@@ -167,8 +196,17 @@ describe("native fd-link reader", () => {
     const js = scanProc(new ProcFs("/proc", { native: null }), { initPids });
     expect(about(native, pids)).toEqual(about(js, pids));
     // And the result is right, not only equal: every pty found on its own instance, masters and slaves.
-    const found = (scan: ProcScan, pid: number): string[] => scan.ptyFds.filter((fd) => fd.pid === pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
-    expect(found(native, ns.pid)).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
+    const found = (scan: ProcScan, pid: number): string[] =>
+      scan.ptyFds
+        .filter((fd) => fd.pid === pid)
+        .map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`)
+        .sort();
+    expect(found(native, ns.pid)).toEqual([
+      `master ${ns.devptsDev} 0`,
+      `master ${ns.devptsDev} 1`,
+      `slave ${ns.devptsDev} 0`,
+      `slave ${ns.devptsDev} 1`,
+    ]);
     expect(found(native, nsDevtmpfs.pid)).toEqual([`master ${nsDevtmpfs.devptsDev} 0`, `slave ${nsDevtmpfs.devptsDev} 0`]);
     expect(found(native, host.masterPid).some((line) => line.startsWith("master ") && line.endsWith(` ${host.index}`))).toBe(true);
     expect(native.initDevpts.get(ns.pid)).toBe(ns.devptsDev);
@@ -195,7 +233,18 @@ describe("native fd-link reader", () => {
     clearInterval(ticking);
     const now = reader.readBatch("/proc", pids, 2, want);
     // The holder's links, each with its stat and fdinfo, are what the synchronous call reads (times aside: a pty's may move).
-    const shape = (links: unknown): unknown => (Array.isArray(links) ? (links as FdLink[]).map(({ fd, target, count, stat, fdinfo }) => ({ fd, target, count, dev: stat?.dev, ino: stat?.ino, rdev: stat?.rdev, fdinfo })) : links);
+    const shape = (links: unknown): unknown =>
+      Array.isArray(links)
+        ? (links as FdLink[]).map(({ fd, target, count, stat, fdinfo }) => ({
+            fd,
+            target,
+            count,
+            dev: stat?.dev,
+            ino: stat?.ino,
+            rdev: stat?.rdev,
+            fdinfo,
+          }))
+        : links;
     expect(shape(early.links?.get(ns.pid))).toEqual(shape(now.links?.get(ns.pid)));
     expect((early.links?.get(ns.pid) as FdLink[]).length).toBe(4);
     expect(early.stats.get(ns.pid)).toBe(now.stats.get(ns.pid));
@@ -216,7 +265,10 @@ describe("native fd-link reader", () => {
     const withEarly = scanProc(procfs, { initPids: [ns.pid] }, early);
     const without = scanProc(new ProcFs("/proc", { native: null }), { initPids: [ns.pid] });
     expect(about(withEarly, pids)).toEqual(about(without, pids));
-    const found = withEarly.ptyFds.filter((fd) => fd.pid === ns.pid).map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`).sort();
+    const found = withEarly.ptyFds
+      .filter((fd) => fd.pid === ns.pid)
+      .map((fd) => `${fd.role} ${fd.devptsDev} ${fd.index}`)
+      .sort();
     expect(found).toEqual([`master ${ns.devptsDev} 0`, `master ${ns.devptsDev} 1`, `slave ${ns.devptsDev} 0`, `slave ${ns.devptsDev} 1`]);
     expect(withEarly.ptyFds.some((fd) => fd.pid === host.slavePid && fd.role === "slave" && fd.index === host.index)).toBe(true);
     await Promise.all([host.close(), ns.close()]);

@@ -19,7 +19,10 @@ let runtime: PodmanRuntime;
 let containerId = "";
 let leaked: PodmanLeakedExec;
 
-const holdersOf = (key: string): string[] => scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => `${fd.role}:${fd.pid}`);
+const holdersOf = (key: string): string[] =>
+  scanProc(procfs)
+    .ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key)
+    .map((fd) => `${fd.role}:${fd.pid}`);
 
 beforeAll(async () => {
   pm = await startPrivatePodman("adapter");
@@ -46,7 +49,17 @@ describe("PodmanRuntime on a private Podman 4.3", () => {
   it("lists the running container with its init pid and labels", async () => {
     const containers = await runtime.listContainers();
     const initPid = Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", containerId])).trim());
-    expect(containers).toEqual([{ namespace: null, id: containerId, runtime: "podman", initPid, labels: expect.objectContaining({ "org.ptyreaper.test": "podman-adapter" }) as unknown, name: "ptyr-test-podman-adapter", kubernetes: null }]);
+    expect(containers).toEqual([
+      {
+        namespace: null,
+        id: containerId,
+        runtime: "podman",
+        initPid,
+        labels: expect.objectContaining({ "org.ptyreaper.test": "podman-adapter" }) as unknown,
+        name: "ptyr-test-podman-adapter",
+        kubernetes: null,
+      },
+    ]);
     expect(await runtime.getContainer({ namespace: null, id: "f".repeat(64) })).toBeNull();
   });
 
@@ -84,10 +97,14 @@ describe("PodmanRuntime on a private Podman 4.3", () => {
     await killAndWait(leaked.shellPid);
     await waitFor(() => !isAlive(leaked.conmonPid), 15_000, `conmon ${leaked.conmonPid} to exit`);
     await waitFor(() => holdersOf(key).length === 0, 15_000, `${key} to be released`);
-    const execs = await waitFor(async () => {
-      const list = await runtime.listExecs({ namespace: null, id: containerId });
-      return list.every((e) => !e.running) ? list : null;
-    }, 15_000, "podman to record the exec as stopped");
+    const execs = await waitFor(
+      async () => {
+        const list = await runtime.listExecs({ namespace: null, id: containerId });
+        return list.every((e) => !e.running) ? list : null;
+      },
+      15_000,
+      "podman to record the exec as stopped",
+    );
     expect(execs.filter((e) => e.id === leaked.sessionId).map((e) => e.running)).not.toContain(true);
     // The container's init lives on.
     const initPid = Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", containerId])).trim());

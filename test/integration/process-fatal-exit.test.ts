@@ -18,7 +18,11 @@ function runWithLateFailure(failure: string) {
     `const write = process.stdout.write.bind(process.stdout);\n` +
       `process.stdout.write = (...args) => { const done = write(...args); setTimeout(() => { ${failure} }, 20); return done; };\n`,
   );
-  const result = spawnSync(process.execPath, ["--import", preload, MAIN, "--version"], { encoding: "utf8", timeout: 30_000, env: { ...process.env, NOTIFY_SOCKET: "" } });
+  const result = spawnSync(process.execPath, ["--import", preload, MAIN, "--version"], {
+    encoding: "utf8",
+    timeout: 30_000,
+    env: { ...process.env, NOTIFY_SOCKET: "" },
+  });
   return { code: result.status, signal: result.signal, stdout: result.stdout, stderr: result.stderr };
 }
 

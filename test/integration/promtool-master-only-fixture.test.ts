@@ -16,7 +16,8 @@ function masterOnlySeries(exposition: string): { series: string; value: number }
   const found: { series: string; value: number }[] = [];
   for (const line of exposition.split("\n")) {
     const match = /^ptyreaper_master_only_ptys\{(.*)\} (\S+)$/.exec(line);
-    if (match) found.push({ series: `ptyreaper_master_only_ptys{job="ptyreaper", instance="fixture:9724", ${match[1] ?? ""}}`, value: Number(match[2]) });
+    if (match)
+      found.push({ series: `ptyreaper_master_only_ptys{job="ptyreaper", instance="fixture:9724", ${match[1] ?? ""}}`, value: Number(match[2]) });
   }
   return found;
 }
@@ -30,7 +31,10 @@ describe("the containerd-shim-masters fixture through the daemon and promtool", 
       await fixture.daemon.poller.runOnce();
       const series = masterOnlySeries((await fixture.daemon.metrics.exposition()).body);
       expect(series.filter((s) => s.value > 0)).toEqual([
-        { series: 'ptyreaper_master_only_ptys{job="ptyreaper", instance="fixture:9724", runtime="containerd",holder="containerd-shim"}', value: SHIM_MASTERS },
+        {
+          series: 'ptyreaper_master_only_ptys{job="ptyreaper", instance="fixture:9724", runtime="containerd",holder="containerd-shim"}',
+          value: SHIM_MASTERS,
+        },
       ]);
 
       // The count stays as exposed (the shim keeps its masters): scraped every minute for 2.5 hours.
@@ -51,7 +55,13 @@ describe("the containerd-shim-masters fixture through the daemon and promtool", 
                   alertname: "PtyreaperRuntimeHeldPtysGrowing",
                   exp_alerts: [
                     {
-                      exp_labels: { severity: "warning", job: "ptyreaper", instance: "fixture:9724", runtime: "containerd", holder: "containerd-shim" },
+                      exp_labels: {
+                        severity: "warning",
+                        job: "ptyreaper",
+                        instance: "fixture:9724",
+                        runtime: "containerd",
+                        holder: "containerd-shim",
+                      },
                       exp_annotations: {
                         summary: "20 ptys on fixture:9724 are held only by containerd's containerd-shim.",
                         description:

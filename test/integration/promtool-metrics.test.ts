@@ -42,10 +42,7 @@ function promtoolCheck(file: string): { status: number; output: string } {
 
 function realisticSnapshot(): Snapshot {
   const containers = HOSTILE_NAMES.map((name, i) => ({ id: i.toString(16).padStart(64, "a"), name }));
-  const ptys = containers.flatMap((c, i) => [
-    makePty("container", c),
-    ...Array.from({ length: i + 1 }, () => makePty("exec", c)),
-  ]);
+  const ptys = containers.flatMap((c, i) => [makePty("container", c), ...Array.from({ length: i + 1 }, () => makePty("exec", c))]);
   ptys.push(makePty("host"), makePty("host"), makePty("unattributed"));
   return makeSnapshot({
     limits: { allocated: ptys.length + 2, max: 4096, reserve: 1024 },
@@ -84,7 +81,7 @@ describe("promtool check metrics", () => {
   });
 
   it("accepts the full exposition of a realistic snapshot with hostile container names, without lint complaints", async () => {
-    const metrics = new PtyreaperMetrics({ version: "0.1.0-test+\"quoted\"" });
+    const metrics = new PtyreaperMetrics({ version: '0.1.0-test+"quoted"' });
     metrics.setDockerUp(true);
     metrics.setRuntimeEnabled("docker", true);
     metrics.configLoaded({ mode: "dry-run", file: "/etc/ptyreaper/config.yaml" }, 1_700_000_000_000);

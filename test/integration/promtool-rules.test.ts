@@ -55,7 +55,13 @@ describe("promtool", () => {
           {
             interval: "1m",
             input_series: [{ series: 'ptyreaper_pty_usage_ratio{job="ptyreaper", instance="a"}', values: "0.5x30" }],
-            alert_rule_test: [{ eval_time: "20m", alertname: "PtyreaperPtyUsageHigh", exp_alerts: [{ exp_labels: { severity: "warning", job: "ptyreaper", instance: "a" } }] }],
+            alert_rule_test: [
+              {
+                eval_time: "20m",
+                alertname: "PtyreaperPtyUsageHigh",
+                exp_alerts: [{ exp_labels: { severity: "warning", job: "ptyreaper", instance: "a" } }],
+              },
+            ],
           },
         ],
       }),
@@ -100,11 +106,18 @@ describe("promtool", () => {
       "the PodMonitor",
       (): string => {
         const monitor = parseYaml(readFileSync(join(DEPLOY, "kubernetes/podmonitor.yaml"), "utf8")) as { spec: { jobLabel: string } };
-        const pod = parseYaml(readFileSync(join(DEPLOY, "kubernetes/daemonset.yaml"), "utf8")) as { spec: { template: { metadata: { labels: Record<string, string> } } } };
+        const pod = parseYaml(readFileSync(join(DEPLOY, "kubernetes/daemonset.yaml"), "utf8")) as {
+          spec: { template: { metadata: { labels: Record<string, string> } } };
+        };
         return pod.spec.template.metadata.labels[monitor.spec.jobLabel] ?? "(no such pod label)";
       },
     ],
-    ["the annotation recipe", (): string => (parseYaml(readFileSync(join(DEPLOY, "prometheus/scrape-config.yml"), "utf8")) as { scrape_configs: { job_name: string }[] }).scrape_configs[0]?.job_name ?? ""],
+    [
+      "the annotation recipe",
+      (): string =>
+        (parseYaml(readFileSync(join(DEPLOY, "prometheus/scrape-config.yml"), "utf8")) as { scrape_configs: { job_name: string }[] })
+          .scrape_configs[0]?.job_name ?? "",
+    ],
   ])("test rules: the alerts select the series as %s scrapes them", (_path, jobOf) => {
     const job = jobOf();
     const file = join(work, `as-scraped-${job}.test.yml`);
@@ -126,8 +139,14 @@ describe("promtool", () => {
                 expr: 'ALERTS{alertstate="firing", alertname=~"PtyreaperPtyUsageHigh|PtyreaperDown"}',
                 eval_time: "20m",
                 exp_samples: [
-                  { labels: `ALERTS{alertname="PtyreaperDown", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.8:9724"}`, value: 1 },
-                  { labels: `ALERTS{alertname="PtyreaperPtyUsageHigh", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.7:9724"}`, value: 1 },
+                  {
+                    labels: `ALERTS{alertname="PtyreaperDown", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.8:9724"}`,
+                    value: 1,
+                  },
+                  {
+                    labels: `ALERTS{alertname="PtyreaperPtyUsageHigh", alertstate="firing", severity="warning", job="${job}", instance="10.0.0.7:9724"}`,
+                    value: 1,
+                  },
                 ],
               },
             ],

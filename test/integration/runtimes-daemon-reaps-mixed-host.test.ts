@@ -6,7 +6,16 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { ptyKey } from "../../src/domain/types.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { scanProc } from "../../src/procfs/scan.js";
-import { containerPid, isAlive, leakExecSession, ptyNr, startContainer, testContainerName, waitFor, type ExecSessionHandle } from "./support/index.js";
+import {
+  containerPid,
+  isAlive,
+  leakExecSession,
+  ptyNr,
+  startContainer,
+  testContainerName,
+  waitFor,
+  type ExecSessionHandle,
+} from "./support/index.js";
 import { slaveKey } from "./support/accounting.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
@@ -89,12 +98,24 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     const byPid = (pid: number) => report.sessions.filter((s) => s.pid === pid);
     expect(byPid(dockerLeak.shellPid)).toMatchObject([{ runtime: "docker", kubernetes: null }]);
     expect(byPid(criLeak.shellPid)).toMatchObject([
-      { runtime: "containerd", execId: criLeak.execId, containerId: criContainer, kubernetes: { namespace: POD.namespace, pod: POD.pod, container: POD.container } },
+      {
+        runtime: "containerd",
+        execId: criLeak.execId,
+        containerId: criContainer,
+        kubernetes: { namespace: POD.namespace, pod: POD.pod, container: POD.container },
+      },
     ]);
-    expect(byPid(podmanLeak.shellPid)).toMatchObject([{ runtime: "podman", execId: podmanLeak.sessionId, containerId: podmanContainer, kubernetes: null }]);
+    expect(byPid(podmanLeak.shellPid)).toMatchObject([
+      { runtime: "podman", execId: podmanLeak.sessionId, containerId: podmanContainer, kubernetes: null },
+    ]);
     expect(byPid(podmanExempt.shellPid)).toMatchObject([{ runtime: "podman", state: "exempt", detail: "exempt: label ptyreaper.exempt=true" }]);
     expect(byPid(keptLeak.shellPid)).toMatchObject([
-      { runtime: "containerd", state: "exempt", kubernetes: { namespace: KEPT_POD.namespace }, detail: expect.stringContaining("exemptNamespaces ptyr-kept") as unknown },
+      {
+        runtime: "containerd",
+        state: "exempt",
+        kubernetes: { namespace: KEPT_POD.namespace },
+        detail: expect.stringContaining("exemptNamespaces ptyr-kept") as unknown,
+      },
     ]);
     // Each session's pty is listed once, under the session's runtime.
     for (const session of report.sessions) {
@@ -141,7 +162,9 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     const viaRuntime = daemon.logs().filter((l) => l.msg === "signalled exec session through its runtime");
     expect(viaRuntime.map((l) => l.pid)).toContain(criLeak.shellPid);
     expect(viaRuntime.every((l) => l.via === "containerd")).toBe(true);
-    expect(daemon.logs().some((l) => l.msg === "signalled exec session" && Array.isArray(l.pids) && (l.pids as number[]).includes(podmanLeak.shellPid))).toBe(true);
+    expect(
+      daemon.logs().some((l) => l.msg === "signalled exec session" && Array.isArray(l.pids) && (l.pids as number[]).includes(podmanLeak.shellPid)),
+    ).toBe(true);
 
     for (const pid of [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid]) expect(isAlive(pid), `shell ${pid}`).toBe(false);
     const allocated = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
@@ -149,7 +172,9 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     // How long each runtime took from its first signal to the pty's release: a figure for docs/runtimes.md, not a target.
     for (const line of reapedLines) {
       const first = daemon.logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.pid === line.pid);
-      console.log(`${String(line.runtime)}: pty released ${Date.parse(String(line.time)) - Date.parse(String(first?.time))} ms after the first signal`);
+      console.log(
+        `${String(line.runtime)}: pty released ${Date.parse(String(line.time)) - Date.parse(String(first?.time))} ms after the first signal`,
+      );
     }
     // Three ptys freed (the count is global, so others may come and go meanwhile: logged, not asserted exactly).
     console.log(`pty.nr when reaping started: ${nrBefore}, after: ${ptyNr()}`);

@@ -18,7 +18,12 @@ const POLL_MS = 1_000;
 const GRACE_MS = 1_000;
 /** Held this long, the daemon must have named it: the grace, plus a cycle to see it first and one to see it past the grace, and slack. */
 const OBSERVABLE_MS = GRACE_MS + 3 * POLL_MS;
-const POD: KubernetesIdentity = { namespace: "ptyr-test", pod: "master-only-pod", podUid: "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4", container: "shell" };
+const POD: KubernetesIdentity = {
+  namespace: "ptyr-test",
+  pod: "master-only-pod",
+  podUid: "5b7c9d1e-2f3a-4b5c-8d6e-7f8091a2b3c4",
+  container: "shell",
+};
 const procfs = new ProcFs("/proc");
 
 const runtimes = usePrivateRuntimes("mastonly", { teardownTimeoutMs: 180_000 });
@@ -54,7 +59,9 @@ async function reportedPty(key: string): Promise<{ takenAtMs: number; pty: Repor
 }
 
 function holdersOf(key: string): string[] {
-  return scanProc(procfs).ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key).map((fd) => `${fd.role}:${fd.pid}`);
+  return scanProc(procfs)
+    .ptyFds.filter((fd) => ptyKey(fd.devptsDev, fd.index) === key)
+    .map((fd) => `${fd.role}:${fd.pid}`);
 }
 
 /**

@@ -9,7 +9,7 @@ import { attribute, monitorOf, type Attribution } from "../../src/domain/attribu
 import { processFactsLookup, readProcessFacts } from "../../src/runtimes/facts.js";
 import { TEST_PREFIX, containerPid, leakExecSession, requireDocker, startContainer, type ExecSessionHandle } from "./support/index.js";
 import { slaveKey } from "./support/accounting.js";
-import {  } from "./support/accounting.js";
+import {} from "./support/accounting.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
 import { leakPodmanExec, type PodmanLeakedExec } from "./support/podman.js";
@@ -70,7 +70,11 @@ beforeAll(async () => {
   dockerContainer = await startContainer({ name: "mixed-docker" });
   dockerLeak = await leakExecSession(`${TEST_PREFIX}mixed-docker`);
 
-  const criInits = (await containerd.ctr(["tasks", "ls"])).split("\n").slice(1).map((line) => Number(line.split(/\s+/)[1])).filter((pid) => pid > 0);
+  const criInits = (await containerd.ctr(["tasks", "ls"]))
+    .split("\n")
+    .slice(1)
+    .map((line) => Number(line.split(/\s+/)[1]))
+    .filter((pid) => pid > 0);
   const podmanInit = Number((await pm.podman(["inspect", "--format", "{{.State.Pid}}", podmanContainer])).trim());
   initPids = new Set([await containerPid(dockerContainer), ...criInits, podmanInit]);
 }, 120_000);
@@ -79,9 +83,29 @@ describe("attribution on a mixed host (Docker + containerd CRI + Podman)", () =>
   it("names each leaked session by its own runtime, container and pod", () => {
     const all = attributeOurs();
     const of = (pid: number): Attribution | undefined => all.find((a) => a.pid === pid)?.attribution;
-    expect(of(dockerLeak.shellPid)).toMatchObject({ runtime: "docker", containerId: dockerContainer, namespace: "moby", role: "exec", sessionPid: dockerLeak.shellPid, podUid: null });
-    expect(of(criLeak.shellPid)).toMatchObject({ runtime: "containerd", containerId: criContainer, namespace: "k8s.io", role: "exec", sessionPid: criLeak.shellPid, podUid: POD.podUid });
-    expect(of(podmanLeak.shellPid)).toMatchObject({ runtime: "podman", containerId: podmanContainer, execId: podmanLeak.sessionId, role: "exec", sessionPid: podmanLeak.shellPid });
+    expect(of(dockerLeak.shellPid)).toMatchObject({
+      runtime: "docker",
+      containerId: dockerContainer,
+      namespace: "moby",
+      role: "exec",
+      sessionPid: dockerLeak.shellPid,
+      podUid: null,
+    });
+    expect(of(criLeak.shellPid)).toMatchObject({
+      runtime: "containerd",
+      containerId: criContainer,
+      namespace: "k8s.io",
+      role: "exec",
+      sessionPid: criLeak.shellPid,
+      podUid: POD.podUid,
+    });
+    expect(of(podmanLeak.shellPid)).toMatchObject({
+      runtime: "podman",
+      containerId: podmanContainer,
+      execId: podmanLeak.sessionId,
+      role: "exec",
+      sessionPid: podmanLeak.shellPid,
+    });
   });
 
   it("counts nothing twice: one session per exec, each pty under one runtime", () => {

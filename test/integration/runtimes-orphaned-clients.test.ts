@@ -92,7 +92,8 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
 
     // containerd CRI at first sight: the client killed before the start is gone from the first cycle, and its
     // session reaped within orphanGrace + 2 intervals + the reaper's grace of the start.
-    const hupOf = (execId: string) => runtimes.daemon.logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
+    const hupOf = (execId: string) =>
+      runtimes.daemon.logs().find((l) => String(l.msg).startsWith("signalled exec session") && l.execId === execId && l.signal === "SIGHUP");
     const firstSightBudget = BUDGET_MS + REAPER_GRACE_MS;
     const seenStates: string[] = [];
     await waitFor(
@@ -110,7 +111,9 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // From the daemon's own "started" line (its first cycle follows): node's start and opening the runtimes come before.
     const startedAt = Date.parse(String(runtimes.daemon.logs().find((l) => l.msg === "ptyreaper started")?.time));
     const firstSightMs = Date.parse(String(hupOf(criLeakedEarly.execId)?.time)) - startedAt;
-    console.log(`CRI exec whose client was killed before ptyreaper started: SIGHUP ${firstSightMs} ms after the start (budget ${firstSightBudget} ms)`);
+    console.log(
+      `CRI exec whose client was killed before ptyreaper started: SIGHUP ${firstSightMs} ms after the start (budget ${firstSightBudget} ms)`,
+    );
     expect(firstSightMs).toBeLessThanOrEqual(firstSightBudget);
     expect(isAlive(criAttachedEarly.shellPid)).toBe(true);
 
@@ -127,10 +130,15 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     expect(seen.get(podmanKilled.sessionId)?.client.detail).toMatch(/holds one master fd \(no stdin copy\), after holding it/);
 
     // HUP sent within orphanGrace + 2 poll intervals of the kill, with reason orphaned.
-    await waitFor(() => killedIds.every((id) => hupOf(id) !== undefined), BUDGET_MS + 60_000, "both orphaned sessions to be signalled", 250).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
-    });
-    for (const [execId, killedAt] of [[criKilled.execId, criKilledAt], [podmanKilled.sessionId, podmanKilledAt]] as const) {
+    await waitFor(() => killedIds.every((id) => hupOf(id) !== undefined), BUDGET_MS + 60_000, "both orphaned sessions to be signalled", 250).catch(
+      (err: unknown) => {
+        throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
+      },
+    );
+    for (const [execId, killedAt] of [
+      [criKilled.execId, criKilledAt],
+      [podmanKilled.sessionId, podmanKilledAt],
+    ] as const) {
       const afterMs = Date.parse(String(hupOf(execId)?.time)) - killedAt;
       console.log(`exec ${execId.slice(0, 12)}: SIGHUP ${afterMs} ms after its client was killed (budget ${BUDGET_MS} ms)`);
       expect(afterMs, `exec ${execId.slice(0, 12)} signalled ${afterMs} ms after its client was killed`).toBeLessThanOrEqual(BUDGET_MS);
@@ -138,9 +146,11 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // Reaped once its pty leaves the inventory: a shim frees an exec's pty only tens of seconds after it ends.
     const reapedLines = () => runtimes.daemon.logs().filter((l) => l.msg === "reaped exec session");
     const reapedIds = [...killedIds, criLeakedEarly.execId];
-    await waitFor(() => reapedIds.every((id) => reapedLines().some((l) => l.execId === id)), 90_000, "the three reaps logged", 500).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
-    });
+    await waitFor(() => reapedIds.every((id) => reapedLines().some((l) => l.execId === id)), 90_000, "the three reaps logged", 500).catch(
+      (err: unknown) => {
+        throw new Error(`${(err as Error).message}; daemon log tail: ${JSON.stringify(runtimes.daemon.logs().slice(-12))}`);
+      },
+    );
     const reaped = reapedLines();
     expect(reaped.map((l) => l.execId).sort()).toEqual([...reapedIds].sort());
     for (const line of reaped) expect(line).toMatchObject({ reason: "orphaned", result: "reaped" });
@@ -150,7 +160,11 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // The attached ones, idle longer than the grace by now, are untouched and still attached a few cycles on.
     await runtimes.daemon.cycles(3);
     const listed = await runtimes.daemon.sessions();
-    for (const [id, shellPid] of [[criIdle.execId, criIdle.shellPid], [podmanIdle.sessionId, podmanIdle.shellPid], [criAttachedEarly.execId, criAttachedEarly.shellPid]] as const) {
+    for (const [id, shellPid] of [
+      [criIdle.execId, criIdle.shellPid],
+      [podmanIdle.sessionId, podmanIdle.shellPid],
+      [criAttachedEarly.execId, criAttachedEarly.shellPid],
+    ] as const) {
       expect(isAlive(shellPid), `idle shell ${shellPid}`).toBe(true);
       expect(listed.get(id)?.client.state).toBe("attached");
       expect(listed.get(id)?.state).not.toBe("stale");
@@ -167,7 +181,11 @@ describe("orphaned exec sessions on a real containerd (CRI) and a real Podman", 
     // unknown where it does not (one look cannot tell since when).
     const configFile = join(mkdtempSync(join(tmpdir(), "ptyr-orphans-cli-")), "config.yaml");
     writeFileSync(configFile, runtimesConfig);
-    const cli = spawnSync(process.execPath, [MAIN, "sessions", "--json", "--config", configFile], { encoding: "utf8", timeout: 60_000, maxBuffer: 64 << 20 });
+    const cli = spawnSync(process.execPath, [MAIN, "sessions", "--json", "--config", configFile], {
+      encoding: "utf8",
+      timeout: 60_000,
+      maxBuffer: 64 << 20,
+    });
     expect(cli.status, cli.stderr).toBe(0);
     const oneShot = new Map((JSON.parse(cli.stdout) as SessionsReport).sessions.map((s) => [s.execId, s]));
     for (const id of idleIds) expect(oneShot.get(id)?.client.state, `one-shot client of ${id.slice(0, 12)}`).toBe("attached");

@@ -58,7 +58,13 @@ function stdinPty(pid: number): { dev: string; index: number } {
 const report = async (d: RunningDaemon): Promise<Report> => JSON.parse((await d.get("/sessions")).body) as Report;
 const signalled = (d: RunningDaemon, execId: string): LogLine[] => d.logs().filter((l) => l.msg === "signalled exec session" && l.execId === execId);
 const ended = (d: RunningDaemon, execId: string): LogLine | undefined =>
-  d.logs().find((l) => l.execId === execId && (l.msg === "reaped exec session" || (l.msg === "failed to reap exec session" && l.retry === false) || l.msg === "exec session not reaped"));
+  d
+    .logs()
+    .find(
+      (l) =>
+        l.execId === execId &&
+        (l.msg === "reaped exec session" || (l.msg === "failed to reap exec session" && l.retry === false) || l.msg === "exec session not reaped"),
+    );
 const running = async (name: string): Promise<boolean> => (await dockerCli(["inspect", "--format", "{{.State.Running}}", name])).trim() === "true";
 
 /** The shell's sh -c: a background job writes to the container's console; the exec then becomes an idle shell. */
@@ -104,7 +110,11 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
       // On HUP it forks a job that ignores HUP and TERM from birth (inherited ignored dispositions, so a HUP sent
       // in the same step, as the reaper re-reads right after signalling, cannot kill it before it is set up):
       // only a SIGKILL sent to the job itself ends it.
-      trap: await execDetached(socket, trapName, ["sh", "-c", `trap "trap '' HUP; sleep 100000 &" HUP; trap "" TERM; while :; do sleep 1 & wait $!; done`]),
+      trap: await execDetached(socket, trapName, [
+        "sh",
+        "-c",
+        `trap "trap '' HUP; sleep 100000 &" HUP; trap "" TERM; while :; do sleep 1 & wait $!; done`,
+      ]),
       shared: await execDetached(socket, sharedA, ["sh"]),
       pidHost: await execDetached(socket, pidHostName, signalRecorderCmd("pidhost-exec")),
     };
@@ -119,8 +129,15 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
     expect(loops.wrap).toBeGreaterThan(0);
 
     // `ptyreaper sessions` (before any daemon runs): one session per exec, the consoles as `container`.
-    const cli = JSON.parse((await run(process.execPath, [MAIN, "sessions", "--json"], { timeout: 60_000, env: { ...process.env, DOCKER_HOST: testbed.engine.host } })).stdout) as Report;
-    for (const [tag, exec] of Object.entries(execs)) expect(cli.sessions.filter((s) => s.execId === exec.execId), `cli ${tag}`).toHaveLength(1);
+    const cli = JSON.parse(
+      (await run(process.execPath, [MAIN, "sessions", "--json"], { timeout: 60_000, env: { ...process.env, DOCKER_HOST: testbed.engine.host } }))
+        .stdout,
+    ) as Report;
+    for (const [tag, exec] of Object.entries(execs))
+      expect(
+        cli.sessions.filter((s) => s.execId === exec.execId),
+        `cli ${tag}`,
+      ).toHaveLength(1);
     for (const [tag, pty] of Object.entries(consoles)) {
       expect(cli.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index)?.owner, `cli ${tag} console`).toBe("container");
     }
@@ -138,8 +155,14 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
       250,
     );
     for (const [tag, exec] of Object.entries(execs)) {
-      expect(before.sessions.filter((s) => s.execId === exec.execId), tag).toHaveLength(1);
-      expect(before.ptys.filter((p) => p.execId === exec.execId), tag).toHaveLength(1);
+      expect(
+        before.sessions.filter((s) => s.execId === exec.execId),
+        tag,
+      ).toHaveLength(1);
+      expect(
+        before.ptys.filter((p) => p.execId === exec.execId),
+        tag,
+      ).toHaveLength(1);
     }
     for (const [tag, pty] of Object.entries(consoles)) {
       expect(before.ptys.find((p) => p.devptsDev === pty.dev && p.index === pty.index)?.owner, `${tag} console`).toBe("container");
@@ -172,7 +195,10 @@ describe("issue 10 arrangements (real kernel, private dockerd, enforce)", () => 
       const exec = execs[tag] as DetachedExec;
       expect(results[tag]?.msg, tag).toBe("reaped exec session");
       expect(isAlive(exec.pid), `${tag} exec shell`).toBe(false);
-      expect(after.ptys.some((p) => p.execId === exec.execId), `${tag} exec pty`).toBe(false);
+      expect(
+        after.ptys.some((p) => p.execId === exec.execId),
+        `${tag} exec pty`,
+      ).toBe(false);
       expect(isAlive(mains[tag]) && isAlive(loops[tag]), `${tag} main process and loop`).toBe(true);
       expect(readRecordedSignals(mains[tag], `${tag}-main`), `${tag} loop's signals`).toEqual([]);
       expect(held(consoles[tag])?.owner, `${tag} console still allocated`).toBe("container");

@@ -61,13 +61,21 @@ describe("a crowd of pty holders with big argvs", { timeout: 240_000 }, () => {
     const crowd = await startHelper(python3(), ["-c", CROWD_PY, String(HOLDERS), String(ARGV_BYTES)], "pty crowd");
     const index = Number(/\/dev\/pts\/(\d+)$/.exec(crowd.first)?.[1]);
     // Spawning the crowd takes a while on a loaded host: wait for its count line, not a fixed time.
-    const spawned = await Promise.race([crowd.lines.next(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the crowd did not start in 180 s")), 180_000).unref())]);
+    const spawned = await Promise.race([
+      crowd.lines.next(),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the crowd did not start in 180 s")), 180_000).unref()),
+    ]);
     expect(Number(spawned.value)).toBe(HOLDERS);
 
     const config = join(dir, "config.yaml");
-    writeFileSync(config, "pollInterval: 1s\nreaper: {mode: dry-run}\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\ndocker: {enabled: false}\n");
+    writeFileSync(
+      config,
+      "pollInterval: 1s\nreaper: {mode: dry-run}\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\ndocker: {enabled: false}\n",
+    );
     // As deployed: the image's and the unit's node flags and environment (one list, systemd/install.ts).
-    daemon = await launchDaemon(process.execPath, [...DAEMON_NODE_FLAGS, MAIN, "run", "--config", config, "--listen", "127.0.0.1:0"], { ...DAEMON_ENV });
+    daemon = await launchDaemon(process.execPath, [...DAEMON_NODE_FLAGS, MAIN, "run", "--config", config, "--listen", "127.0.0.1:0"], {
+      ...DAEMON_ENV,
+    });
     await daemon.cycles(15, 120_000);
 
     const report = JSON.parse((await daemon.get("/sessions")).body) as { ptys: { index: number; slavePids: number[] }[] };

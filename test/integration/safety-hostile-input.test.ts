@@ -68,11 +68,17 @@ describe("hostile names and strings from containers (private dockerd)", () => {
   it("escapes them in /metrics, logs, /sessions and the sessions table", async () => {
     await startContainer({ name: LONG_NAME, labels: LABELS });
     const reaped = await execDetached(testbed.engine.socket, LONG_NAME, ["sh", "-c", "exec sh", ...HOSTILE]);
-    const listed = await execDetached(testbed.engine.socket, LONG_NAME, ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE], { env: { PTYREAPER_EXEMPT: "1" } });
+    const listed = await execDetached(testbed.engine.socket, LONG_NAME, ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE], {
+      env: { PTYREAPER_EXEMPT: "1" },
+    });
     const hostPid = await hostileHostPtyHolder();
     const d = await testbed.startDaemon(CONFIG);
     // The hostile exempt label ("true\n") exempts nothing: the first session is reaped as idle.
-    const reapLine = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === reaped.execId), 60_000, "the hostile session to be reaped");
+    const reapLine = await waitFor(
+      () => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === reaped.execId),
+      60_000,
+      "the hostile session to be reaped",
+    );
 
     // Logs: every stdout line was one JSON object, and strings come back exactly.
     expect(d.logs().filter((l) => l.unparsed)).toEqual([]);
@@ -87,13 +93,24 @@ describe("hostile names and strings from containers (private dockerd)", () => {
     expect(metrics.body).toContain(`container_name="${LONG_NAME.slice(0, 255)}…"`);
 
     // /sessions: valid JSON, and the exec's arguments survive the round trip byte for byte.
-    const report = JSON.parse((await d.get("/sessions")).body) as { sessions: { execId: string; containerName: string; command: string; state: string }[]; ptys: { slavePids: number[]; owner: string }[] };
+    const report = JSON.parse((await d.get("/sessions")).body) as {
+      sessions: { execId: string; containerName: string; command: string; state: string }[];
+      ptys: { slavePids: number[]; owner: string }[];
+    };
     const session = report.sessions.find((s) => s.execId === listed.execId);
-    expect(session).toMatchObject({ containerName: LONG_NAME, state: "exempt", command: ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE].join(" ") });
+    expect(session).toMatchObject({
+      containerName: LONG_NAME,
+      state: "exempt",
+      command: ["sh", "-c", "while :; do sleep 1000; done", ...HOSTILE].join(" "),
+    });
     expect(report.ptys.find((p) => p.slavePids.includes(hostPid))?.owner).toBe("host");
 
     // The table: no raw control character, and every line below the header is a whole row.
-    const table = spawnSync(process.execPath, [MAIN, "sessions"], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: testbed.engine.host }, maxBuffer: 64 * 1024 * 1024 });
+    const table = spawnSync(process.execPath, [MAIN, "sessions"], {
+      encoding: "utf8",
+      env: { ...process.env, DOCKER_HOST: testbed.engine.host },
+      maxBuffer: 64 * 1024 * 1024,
+    });
     expect(table.status, table.stderr).toBe(0);
     const lines = table.stdout.split("\n").filter((l) => l !== "");
     const badLines = lines.filter((l) => RAW_CONTROL.test(l));
@@ -107,7 +124,9 @@ describe("hostile names and strings from containers (private dockerd)", () => {
     expect(hostRows).toHaveLength(1);
     expect(hostRows[0]).toContain(`q"uote's new\\x0aline`);
     const bidi = rows.filter((r) => r.includes("\u202e")).length;
-    console.log(`hostile input: ${HOSTILE.length} hostile arguments, ${Object.keys(LABELS).length} hostile labels, a ${LONG_NAME.length}-character name; ` +
-      `table rows ${rows.length}, rows still carrying a raw U+202E (bidi override, not a control character): ${bidi}`);
+    console.log(
+      `hostile input: ${HOSTILE.length} hostile arguments, ${Object.keys(LABELS).length} hostile labels, a ${LONG_NAME.length}-character name; ` +
+        `table rows ${rows.length}, rows still carrying a raw U+202E (bidi override, not a control character): ${bidi}`,
+    );
   }, 120_000);
 });

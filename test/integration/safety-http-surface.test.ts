@@ -26,15 +26,29 @@ log:
 `;
 
 /** One raw HTTP request; resolves with status, headers and body (never follows anything). */
-function raw(baseUrl: string, method: string, path: string, opts: { body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+function raw(
+  baseUrl: string,
+  method: string,
+  path: string,
+  opts: { body?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
   const url = new URL(path, baseUrl);
   return new Promise((resolve, reject) => {
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method, headers: { ...opts.headers, ...(opts.body ? { "content-length": Buffer.byteLength(opts.body) } : {}) } }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (c: string) => (body += c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
+    const req = request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method,
+        headers: { ...opts.headers, ...(opts.body ? { "content-length": Buffer.byteLength(opts.body) } : {}) },
+      },
+      (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
     req.setTimeout(15_000, () => req.destroy(new Error(`${method} ${path}: no answer in 15 s`)));
     req.on("error", reject);
     req.end(opts.body);
@@ -99,7 +113,19 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
 
   it("never shows a process environment: a secret in exec and container environments appears nowhere", async () => {
     const name = "ptyr-test-http-secret";
-    await testbed.engine.cli(["run", "-d", "--network", "none", "--name", name, "-e", `SECRET_TOKEN=${SECRET}`, "ptyreaper-test/busybox:latest", "sleep", "1000000"]);
+    await testbed.engine.cli([
+      "run",
+      "-d",
+      "--network",
+      "none",
+      "--name",
+      name,
+      "-e",
+      `SECRET_TOKEN=${SECRET}`,
+      "ptyreaper-test/busybox:latest",
+      "sleep",
+      "1000000",
+    ]);
     const leaked = await execDetached(testbed.engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET } });
     // Its environment is read (for PTYREAPER_EXEMPT), and holds the secret too.
     const exempt = await execDetached(testbed.engine.socket, name, ["sh"], { env: { SECRET_TOKEN: SECRET, PTYREAPER_EXEMPT: "1" } });
@@ -107,20 +133,39 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
     expect(environOf(exempt.pid)).toContain(`SECRET_TOKEN=${SECRET}`);
 
     const d = await testbed.startDaemon(CONFIG);
-    await waitFor(async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 1, 60_000, "the leaked session to be judged stale");
+    await waitFor(
+      async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 1,
+      60_000,
+      "the leaked session to be judged stale",
+    );
     const outputs: [string, string][] = [];
     for (const path of ROUTES) outputs.push([path, (await d.get(path)).body]);
     const cli = (args: string[]): string => {
-      const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", env: { ...process.env, DOCKER_HOST: testbed.engine.host }, maxBuffer: 64 * 1024 * 1024 });
+      const r = spawnSync(process.execPath, [MAIN, ...args], {
+        encoding: "utf8",
+        env: { ...process.env, DOCKER_HOST: testbed.engine.host },
+        maxBuffer: 64 * 1024 * 1024,
+      });
       return `${r.stdout}${r.stderr}`;
     };
     outputs.push(["sessions", cli(["sessions"])], ["sessions --json", cli(["sessions", "--json"])]);
-    outputs.push(["logs", d.logs().map((l) => JSON.stringify(l)).join("\n")]);
+    outputs.push([
+      "logs",
+      d
+        .logs()
+        .map((l) => JSON.stringify(l))
+        .join("\n"),
+    ]);
     const sessions = JSON.parse(outputs.find(([p]) => p === "/sessions")?.[1] ?? "{}") as { sessions: { execId: string; state: string }[] };
     expect(sessions.sessions.find((s) => s.execId === exempt.execId)?.state).toBe("exempt");
     expect(d.logs().length).toBeGreaterThan(20); // trace level: everything the daemon says
     for (const [where, text] of outputs) expect(text.includes(SECRET), `the secret in ${where}`).toBe(false);
-    expect(outputs.map(([, text]) => text).join("").includes("SECRET_TOKEN")).toBe(false);
+    expect(
+      outputs
+        .map(([, text]) => text)
+        .join("")
+        .includes("SECRET_TOKEN"),
+    ).toBe(false);
   }, 120_000);
 
   it("listens on loopback only, by default and in the shipped config, and serves nothing but GET and HEAD", async () => {
@@ -134,7 +179,10 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
     await waitFor(async () => (await d.get("/sessions")).status === 200, 20_000, "a first snapshot");
     for (const path of [...ROUTES, "/nope"]) {
       for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
-        const res = await raw(d.baseUrl, method, path, { body: method === "OPTIONS" ? undefined : `{"mode":"enforce","x":"${"y".repeat(2_000)}"}`, headers: { "content-type": "application/json" } });
+        const res = await raw(d.baseUrl, method, path, {
+          body: method === "OPTIONS" ? undefined : `{"mode":"enforce","x":"${"y".repeat(2_000)}"}`,
+          headers: { "content-type": "application/json" },
+        });
         // Refused with a client error (405 with Allow, 404, 413 for the body, 400 for an empty JSON body), never served.
         expect(res.status >= 400 && res.status < 500, `${method} ${path} → ${res.status}`).toBe(true);
         if (res.status === 405) expect(res.headers.allow).toBe("GET, HEAD");
@@ -157,7 +205,9 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
     const fdsBefore = readdirSync(`/proc/${d.pid}/fd`).length;
     const idle = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, null)));
     const slow = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")));
-    const kept = await Promise.all(Array.from({ length: 20 }, () => openConnection(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")));
+    const kept = await Promise.all(
+      Array.from({ length: 20 }, () => openConnection(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n")),
+    );
     // Counted as accepted sockets, not as fds: the scan thread's /proc reads come and go meanwhile.
     await waitFor(() => acceptedOn(d.pid, port) >= 60, 10_000, "the daemon to accept all 60");
     const deadline = 60_000;
@@ -168,7 +218,9 @@ describe("the HTTP surface (private dockerd, real daemon)", () => {
       return worst;
     };
     const [idleMs, slowMs, keptMs] = await Promise.all([timed("never-speaking", idle), timed("half-sent", slow), timed("kept-alive", kept)]);
-    console.log(`HTTP cut-offs: never-speaking connections after ${idleMs} ms, half-sent requests after ${slowMs} ms, idle keep-alive after ${keptMs} ms`);
+    console.log(
+      `HTTP cut-offs: never-speaking connections after ${idleMs} ms, half-sent requests after ${slowMs} ms, idle keep-alive after ${keptMs} ms`,
+    );
     for (const c of kept) expect(c.received()).toMatch(/^HTTP\/1\.1 200/);
     // The first two get a 408 from Node's request-timeout check (every 30 s), then the close.
     for (const c of [...idle, ...slow]) expect(c.received()).toMatch(/^HTTP\/1\.1 408/);

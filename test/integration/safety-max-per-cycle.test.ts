@@ -37,7 +37,11 @@ describe("maxPerCycle with hundreds of stale sessions (real kernel, private dock
   it(`starts at most ${MAX_PER_CYCLE} escalations per cycle and reaps all ${SESSIONS}`, async () => {
     const name = testContainerName("maxcycle");
     await startContainer({ name });
-    const sessions: DetachedExec[] = await inParallel(Array.from({ length: SESSIONS }, (_, i) => i), 8, () => execDetached(testbed.engine.socket, name, ["sh"]));
+    const sessions: DetachedExec[] = await inParallel(
+      Array.from({ length: SESSIONS }, (_, i) => i),
+      8,
+      () => execDetached(testbed.engine.socket, name, ["sh"]),
+    );
     expect(new Set(sessions.map((s) => s.execId)).size).toBe(SESSIONS);
     await sleep(11_000); // every one of them idle past idleTimeout before ptyreaper looks (wall time; no daemon yet)
 
@@ -55,7 +59,9 @@ describe("maxPerCycle with hundreds of stale sessions (real kernel, private dock
 
     const cycles = d.logs().filter((l) => l.msg === "reap cycle");
     const started = cycles.map((l) => Number(l.started));
-    console.log(`maxPerCycle: ${cycles.length} reaping cycles, started per cycle ${started.join(",")}; first cycle deferred ${String(cycles[0]?.deferred)}`);
+    console.log(
+      `maxPerCycle: ${cycles.length} reaping cycles, started per cycle ${started.join(",")}; first cycle deferred ${String(cycles[0]?.deferred)}`,
+    );
     expect(Math.max(...started)).toBeLessThanOrEqual(MAX_PER_CYCLE);
     expect(started.reduce((a, b) => a + b, 0)).toBe(SESSIONS);
     expect(cycles.length).toBeGreaterThanOrEqual(SESSIONS / MAX_PER_CYCLE);

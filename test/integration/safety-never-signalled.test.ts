@@ -8,13 +8,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { cmdlineOf, descendantsOf, hostPty, isAlive, python3, startContainer, testContainerName, waitFor, type HostPty } from "./support/index.js";
 import { trackProcess } from "./support/track.js";
-import {
-  containerInitPid,
-  execDetached,
-  readRecordedSignals,
-  signalRecorderCmd,
-  type DetachedExec,
-} from "./support/dockerd.js";
+import { containerInitPid, execDetached, readRecordedSignals, signalRecorderCmd, type DetachedExec } from "./support/dockerd.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
 /** Everything that can make a session stale is switched on, at its most eager. */
@@ -65,10 +59,20 @@ async function hostScriptSession(): Promise<HostSession> {
   if (script.pid === undefined) throw new Error("could not start script(1)");
   trackProcess(script.pid, "script (host session)", script);
   const scriptPid = script.pid;
-  const pid = await waitFor(() => descendantsOf(scriptPid).find((p) => cmdlineOf(p).some((a) => a.endsWith("logger.py"))), 20_000, "the host session's python");
+  const pid = await waitFor(
+    () => descendantsOf(scriptPid).find((p) => cmdlineOf(p).some((a) => a.endsWith("logger.py"))),
+    20_000,
+    "the host session's python",
+  );
   trackProcess(pid, "host session python");
   await waitFor(() => readFileSync(log, "utf8").includes("ready"), 20_000, "host logger ready");
-  return { pid, signals: () => readFileSync(log, "utf8").split("\n").filter((l) => l && l !== "ready") };
+  return {
+    pid,
+    signals: () =>
+      readFileSync(log, "utf8")
+        .split("\n")
+        .filter((l) => l && l !== "ready"),
+  };
 }
 
 type LogLine = Record<string, unknown>;
@@ -119,7 +123,11 @@ describe("never signalled, whatever the policy says (real kernel, private docker
     const d = await testbed.startDaemon(AGGRESSIVE);
     const startedAt = Date.now();
     // The policy is live: the one unprotected session is escalated all the way (it traps HUP and TERM).
-    const reaped = await waitFor(() => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === control.execId), 60_000, "the control session to be reaped");
+    const reaped = await waitFor(
+      () => d.logs().find((l) => l.msg === "reaped exec session" && l.execId === control.execId),
+      60_000,
+      "the control session to be reaped",
+    );
     expect(reaped.reason).toBe("max_age");
     expect(readRecordedSignals(inits.plain, "control")).toEqual(expect.arrayContaining(["HUP", "TERM"]));
     expect(isAlive(control.pid)).toBe(false);

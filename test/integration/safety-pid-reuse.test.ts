@@ -121,7 +121,10 @@ async function prepareImposter(victimPid: number, initPid: number, slaveFd: numb
       await waitFor(() => readFileSync(logPath, "utf8").includes("ready"), 10_000, "imposter to install its handlers");
       return { pid: result.pid, attempts: Number(result.attempts), atMs: Date.now() };
     },
-    signals: () => readFileSync(logPath, "utf8").split("\n").filter((l) => l !== "" && l !== "ready"),
+    signals: () =>
+      readFileSync(logPath, "utf8")
+        .split("\n")
+        .filter((l) => l !== "" && l !== "ready"),
     async close() {
       if (imposterPid !== null) await killAndWait(imposterPid);
       await killAndWait(child.pid as number, child);
@@ -169,7 +172,14 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     );
     expect(logTime(refused)).toBeGreaterThanOrEqual(taken.atMs - 1_000);
     const end = await waitFor(
-      () => d.logs().find((l) => (l.msg === "reaped exec session" || l.msg === "exec session not reaped" || l.msg === "failed to reap exec session") && l.execId === victim.execId),
+      () =>
+        d
+          .logs()
+          .find(
+            (l) =>
+              (l.msg === "reaped exec session" || l.msg === "exec session not reaped" || l.msg === "failed to reap exec session") &&
+              l.execId === victim.execId,
+          ),
       30_000,
       "the escalation to end",
     );
@@ -189,10 +199,14 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     await startContainer({ name });
     // The shell waits for its job (so the job's pid is freed the moment it dies), then becomes a sleep.
     const victim = await execDetached(testbed.engine.socket, name, ["sh", "-c", 'trap "" HUP; sleep 1000000 & wait; exec sleep 1000000']);
-    const job = await waitFor(() => {
-      const children = readFileSync(`/proc/${victim.pid}/task/${victim.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-      return children[0];
-    }, 10_000, "the session's background job");
+    const job = await waitFor(
+      () => {
+        const children = readFileSync(`/proc/${victim.pid}/task/${victim.pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+        return children[0];
+      },
+      10_000,
+      "the session's background job",
+    );
     imposter = await prepareImposter(job, await containerInitPid(testbed.engine.socket, name), 1);
 
     const d = await testbed.startDaemon(CONFIG);
@@ -204,7 +218,14 @@ describe("PID reuse between two signals of an escalation (real kernel, private d
     expect(taken.pid).toBe(job);
 
     const end = await waitFor(
-      () => d.logs().find((l) => (l.msg === "reaped exec session" || l.msg === "exec session not reaped" || l.msg === "failed to reap exec session") && l.execId === victim.execId),
+      () =>
+        d
+          .logs()
+          .find(
+            (l) =>
+              (l.msg === "reaped exec session" || l.msg === "exec session not reaped" || l.msg === "failed to reap exec session") &&
+              l.execId === victim.execId,
+          ),
       40_000,
       "the escalation to end",
     );

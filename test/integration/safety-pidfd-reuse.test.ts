@@ -75,7 +75,8 @@ async function startVictim(): Promise<Holder> {
   const child = spawn(python3(), ["-c", HOLDER_PY], { stdio: ["pipe", "pipe", "inherit"] });
   if (child.pid === undefined) throw new Error("could not start python3");
   trackProcess(child.pid, "pid-reuse holder", child);
-  const line = await createInterface({ input: child.stdout as NodeJS.ReadableStream })[Symbol.asyncIterator]().next();
+  const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  const line = await lines[Symbol.asyncIterator]().next();
   const victimPid = Number(line.value);
   if (!Number.isInteger(victimPid) || victimPid <= 1) throw new Error(`holder printed ${JSON.stringify(line.value)}`);
   trackProcess(victimPid, "pid-reuse victim");
@@ -116,7 +117,9 @@ async function reuseDuringCheck(signaller: Signaller): Promise<Round> {
     process.kill(imposter.pid, "SIGTERM");
     const recorded = await waitFor(
       () => {
-        const lines = readFileSync(logPath, "utf8").split("\n").filter((l) => l !== "" && l !== "ready");
+        const lines = readFileSync(logPath, "utf8")
+          .split("\n")
+          .filter((l) => l !== "" && l !== "ready");
         return lines.at(-1) === "SIGTERM" ? lines : null;
       },
       10_000,

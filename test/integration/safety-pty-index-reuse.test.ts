@@ -97,7 +97,13 @@ describe("a pty index handed out again after a reap (real kernel, private docker
     expect(isAlive(leaked.shellPid)).toBe(false);
 
     const end = await waitFor(
-      () => d.logs().find((l) => ["reaped exec session", "exec session not reaped", "failed to reap exec session"].includes(String(l.msg)) && l.execId === leaked.execId),
+      () =>
+        d
+          .logs()
+          .find(
+            (l) =>
+              ["reaped exec session", "exec session not reaped", "failed to reap exec session"].includes(String(l.msg)) && l.execId === leaked.execId,
+          ),
       120_000,
       "the escalation to end",
     );
@@ -114,6 +120,8 @@ describe("a pty index handed out again after a reap (real kernel, private docker
     // The exec's own allocation was freed: that is a reap, even though the index is held again.
     expect(end.result).toBe("reaped");
     const allocationChanged = await d.metric("ptyreaper_reap_refusals_total", { reason: "allocation_changed" });
-    console.log(`pty index reuse: holder ${holder} (child of main ${mainPid}) on pts/${holderPty.index}; ${String(end.result)}: ${String(end.why)}; allocation_changed refusals ${allocationChanged}`);
+    console.log(
+      `pty index reuse: holder ${holder} (child of main ${mainPid}) on pts/${holderPty.index}; ${String(end.result)}: ${String(end.why)}; allocation_changed refusals ${allocationChanged}`,
+    );
   }, 300_000);
 });

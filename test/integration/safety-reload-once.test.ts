@@ -30,7 +30,8 @@ log:
 
 type LogLine = Record<string, unknown>;
 const signalsTo = (d: RunningDaemon, execId: string): string[] =>
-  d.logs()
+  d
+    .logs()
     .filter((l: LogLine) => l.msg === "signalled exec session" && l.execId === execId)
     .map((l) => String(l.signal));
 

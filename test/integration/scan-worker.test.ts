@@ -140,7 +140,10 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
     const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
     workers.push(worker);
     expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
-    await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("pass failed: EIO") as string });
+    await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({
+      code: "PTYR_SCAN_WORKER",
+      message: expect.stringContaining("pass failed: EIO") as string,
+    });
     expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("full");
     expect((await worker.scan({ ptyAllocated: 0 })).mode).toBe("incremental");
   });
@@ -160,10 +163,18 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
           unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
         parentPort.postMessage({ id: request.id, ok: true, scan });
       });`;
-    const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, passDeadlineMs: 500, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
+    const worker = new ScanWorker({
+      procRoot: "/proc",
+      now: () => clock,
+      passDeadlineMs: 500,
+      workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`),
+    });
     let writer: number | null = null;
     try {
-      await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({ code: "PTYR_SCAN_WORKER", message: expect.stringContaining("500 ms deadline") as string });
+      await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({
+        code: "PTYR_SCAN_WORKER",
+        message: expect.stringContaining("500 ms deadline") as string,
+      });
       const next = await worker.scan({ ptyAllocated: 0 });
       expect(next.mode).toBe("full");
       expect(next.ppids.get(7)).toBe(1);

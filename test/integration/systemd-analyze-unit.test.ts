@@ -89,7 +89,10 @@ describe("systemd-analyze security", () => {
       .split("\n")
       .filter((line) => line.startsWith("#"))
       .join("\n");
-    const exposureComments = comments.split(/^# Exposure:/m).slice(1).join("\n");
+    const exposureComments = comments
+      .split(/^# Exposure:/m)
+      .slice(1)
+      .join("\n");
     expect(failing.length).toBeGreaterThan(0);
     for (const check of failing) {
       const word = EXPLAINED[check];
@@ -121,10 +124,19 @@ describe("systemd/bpf-finder.conf as a drop-in (the BPF finder's capabilities)",
     expect(text).toContain(`rates the unit with this drop-in ${exposure.toFixed(1)} instead of ${MAX_EXPOSURE}`);
     const added = failing.filter((check) => EXPLAINED[check] === undefined);
     expect(added.sort()).toEqual(["CapabilityBoundingSet=~CAP_BPF", "SystemCallFilter=~@privileged"]);
-    const exposures = text.split(/^# Exposure:/m).slice(1).join("\n");
+    const exposures = text
+      .split(/^# Exposure:/m)
+      .slice(1)
+      .join("\n");
     for (const word of ["CAP_BPF", "bpf(2)"]) expect(exposures).toContain(word);
     // systemd reads the filter in order: the unit's allow list, its deny list, then the drop-in's allow entry.
-    const values = [...directives("SystemCallFilter"), ...text.split("\n").filter((line) => line.startsWith("SystemCallFilter=")).map((line) => line.slice(17).trim())];
+    const values = [
+      ...directives("SystemCallFilter"),
+      ...text
+        .split("\n")
+        .filter((line) => line.startsWith("SystemCallFilter="))
+        .map((line) => line.slice(17).trim()),
+    ];
     const effective = orderedFilter(values);
     expect(effective.has("bpf")).toBe(true);
     for (const call of ["process_vm_readv", "ptrace", "perf_event_open", "init_module"]) expect(effective.has(call), call).toBe(false);

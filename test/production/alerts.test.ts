@@ -55,9 +55,9 @@ describe("githubSlug", () => {
 describe("metricNamesIn", () => {
   it.each([
     ['ptyreaper_pty_usage_ratio{job="ptyreaper"} > 0.8', ["ptyreaper_pty_usage_ratio"]],
-    ["absent(up{job=\"ptyreaper\"})", ["up"]],
+    ['absent(up{job="ptyreaper"})', ["up"]],
     [
-      "histogram_quantile(0.9, sum by (le) (rate(ptyreaper_poll_duration_seconds_bucket{instance=~\"$instance\"}[$__rate_interval])))",
+      'histogram_quantile(0.9, sum by (le) (rate(ptyreaper_poll_duration_seconds_bucket{instance=~"$instance"}[$__rate_interval])))',
       ["ptyreaper_poll_duration_seconds_bucket"],
     ],
     ["predict_linear(a_b[6h], 4 * 3600) / (c - d) > 1 and e > 0.5", ["a_b", "c", "d", "e"]],
@@ -107,7 +107,10 @@ describe("config/alerts.yml", () => {
   });
 
   it("sums the per-session gauges over runtime before their threshold: sessions split between runtimes still count", () => {
-    for (const [alert, metric] of [["PtyreaperStaleSessionsPilingUp", "ptyreaper_exec_sessions"], ["PtyreaperOrphansPilingUp", "ptyreaper_exec_clients"]]) {
+    for (const [alert, metric] of [
+      ["PtyreaperStaleSessionsPilingUp", "ptyreaper_exec_sessions"],
+      ["PtyreaperOrphansPilingUp", "ptyreaper_exec_clients"],
+    ]) {
       expect(rules.find((r) => r.alert === alert)?.expr).toMatch(new RegExp(`^sum without \\(runtime\\) \\(${metric}\\{[^}]*\\}\\) >=`));
     }
   });
@@ -139,7 +142,13 @@ describe("config/alerts.yml", () => {
 
   it.each(rules.map((r) => [r.alert] as const))("%s is made to fire and not to fire in alerts.test.yml", (name) => {
     const evaluations = ruleTests.filter((t) => t.alertname === name);
-    expect(evaluations.some((t) => (t.exp_alerts ?? []).length > 0), `${name} never fires in alerts.test.yml`).toBe(true);
-    expect(evaluations.some((t) => (t.exp_alerts ?? []).length === 0), `${name} is never shown silent in alerts.test.yml`).toBe(true);
+    expect(
+      evaluations.some((t) => (t.exp_alerts ?? []).length > 0),
+      `${name} never fires in alerts.test.yml`,
+    ).toBe(true);
+    expect(
+      evaluations.some((t) => (t.exp_alerts ?? []).length === 0),
+      `${name} is never shown silent in alerts.test.yml`,
+    ).toBe(true);
   });
 });

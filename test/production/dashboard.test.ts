@@ -34,7 +34,6 @@ function allPanels(panels: Panel[] = []): Panel[] {
 }
 const panels = allPanels(dashboard.panels).filter((p) => p.type !== "row");
 
-
 describe("config/grafana-dashboard.json", () => {
   let exposed: Set<string>;
   beforeAll(async () => {

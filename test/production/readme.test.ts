@@ -39,9 +39,7 @@ describe("README.md", () => {
   });
 
   it("documents every ptyreaper metric", async () => {
-    const names = [...(await exposedMetricNames())]
-      .filter((n) => n.startsWith("ptyreaper_"))
-      .map((n) => n.replace(/_(bucket|sum|count)$/, ""));
+    const names = [...(await exposedMetricNames())].filter((n) => n.startsWith("ptyreaper_")).map((n) => n.replace(/_(bucket|sum|count)$/, ""));
     for (const name of new Set(names)) expect(readme).toContain(`| \`${name}\` |`);
   });
 
@@ -61,7 +59,8 @@ describe("README.md", () => {
   it("keeps the Performance section for the benchmark's figures", () => {
     expect(readme).toMatch(/^## Performance\n\nFigures are measured by `npm run bench`; see below\.\n/m);
     const section = readme.slice(readme.indexOf("## Performance"), readme.indexOf("\n## ", readme.indexOf("## Performance") + 1));
-    for (const measure of ["full inventory", "lsof", "steady-state daemon cycle", "/metrics", "RSS", "Docker API requests"]) expect(section).toContain(measure);
+    for (const measure of ["full inventory", "lsof", "steady-state daemon cycle", "/metrics", "RSS", "Docker API requests"])
+      expect(section).toContain(measure);
   });
 
   it("gives the two quick-start commands", () => {

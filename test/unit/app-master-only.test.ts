@@ -3,7 +3,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SessionsReport } from "../../src/domain/report.js";
 import { refusalFor } from "../../src/reaper/identity.js";
 import { readMetric } from "../integration/support/daemon.js";
-import { SHIM_CONTAINER_DEVPTS, SHIM_CONTAINER_ID, SHIM_MASTERS, SHIM_PID, shimMastersDaemon, type ShimMastersDaemon } from "./support/shim-masters-daemon.js";
+import {
+  SHIM_CONTAINER_DEVPTS,
+  SHIM_CONTAINER_ID,
+  SHIM_MASTERS,
+  SHIM_PID,
+  shimMastersDaemon,
+  type ShimMastersDaemon,
+} from "./support/shim-masters-daemon.js";
 
 let running: ShimMastersDaemon | null = null;
 afterEach(async () => {
@@ -23,7 +30,10 @@ describe("a containerd shim holding twenty masters with no slave holders", () =>
     await fixture.daemon.poller.runOnce();
     const first = await sessions(fixture);
     expect(first.ptys.length).toBe(SHIM_MASTERS);
-    expect(first.ptys.every((p) => p.masterOnly === null), "inside the grace: not named yet").toBe(true);
+    expect(
+      first.ptys.every((p) => p.masterOnly === null),
+      "inside the grace: not named yet",
+    ).toBe(true);
 
     fixture.advance(59_000);
     await fixture.daemon.poller.runOnce();
@@ -41,7 +51,14 @@ describe("a containerd shim holding twenty masters with no slave holders", () =>
         runtime: "containerd",
         masterPids: [SHIM_PID],
         slavePids: [],
-        masterOnly: { holder: "containerd-shim", runtime: "containerd", containerId: SHIM_CONTAINER_ID, holderPid: SHIM_PID, holderCommand: "/usr/bin/containerd-shim-runc-v2", sinceSeconds: 61 },
+        masterOnly: {
+          holder: "containerd-shim",
+          runtime: "containerd",
+          containerId: SHIM_CONTAINER_ID,
+          holderPid: SHIM_PID,
+          holderCommand: "/usr/bin/containerd-shim-runc-v2",
+          sinceSeconds: 61,
+        },
       });
     }
 
@@ -71,7 +88,14 @@ describe("a containerd shim holding twenty masters with no slave holders", () =>
     expect(readMetric(exposition, "ptyreaper_would_reap_sessions_total")).toBe(0);
     expect(readMetric(exposition, "ptyreaper_reaped_sessions_total")).toBe(0);
     // And were a session ever to name the shim, the never-signal set refuses it.
-    const shim = { pid: SHIM_PID, startTicks: 800, comm: "containerd-shim", nsPids: [SHIM_PID], cgroup: "0::/system.slice/containerd.service", ancestors: [{ pid: 1, startTicks: 1 }] };
+    const shim = {
+      pid: SHIM_PID,
+      startTicks: 800,
+      comm: "containerd-shim",
+      nsPids: [SHIM_PID],
+      cgroup: "0::/system.slice/containerd.service",
+      ancestors: [{ pid: 1, startTicks: 1 }],
+    };
     const guard = {
       exec: { pid: 900, startTicks: 900 },
       containerMain: { pid: 810, startTicks: 810 },

@@ -17,19 +17,22 @@ function daemonRequiring(enabled: string) {
 }
 
 describe("createDaemon with runtimes", () => {
-  it.each([["start", (d: ReturnType<typeof daemonRequiring>) => d.start()], ["run --once", (d: ReturnType<typeof daemonRequiring>) => d.runOnce()]])(
-    "%s: enabled: true without a socket is a config error naming the key and the path",
-    async (_name, act) => {
-      const daemon = daemonRequiring("true");
-      try {
-        const failure = await act(daemon).then(() => null, (err: unknown) => err);
-        expect(failure).toBeInstanceOf(ConfigError);
-        expect((failure as ConfigError).problems).toEqual([`runtimes.containerd: enabled, but there is no socket at ${MISSING}`]);
-      } finally {
-        await daemon.stop();
-      }
-    },
-  );
+  it.each([
+    ["start", (d: ReturnType<typeof daemonRequiring>) => d.start()],
+    ["run --once", (d: ReturnType<typeof daemonRequiring>) => d.runOnce()],
+  ])("%s: enabled: true without a socket is a config error naming the key and the path", async (_name, act) => {
+    const daemon = daemonRequiring("true");
+    try {
+      const failure = await act(daemon).then(
+        () => null,
+        (err: unknown) => err,
+      );
+      expect(failure).toBeInstanceOf(ConfigError);
+      expect((failure as ConfigError).problems).toEqual([`runtimes.containerd: enabled, but there is no socket at ${MISSING}`]);
+    } finally {
+      await daemon.stop();
+    }
+  });
 
   it("enabled: auto without a socket runs without that runtime", async () => {
     const daemon = daemonRequiring("auto");
@@ -45,7 +48,11 @@ describe("createDaemon with runtimes", () => {
   });
 
   it("docker.enabled: auto without Docker's socket: Docker off (runtime_enabled 0), no docker_up to read as down", async () => {
-    const config = parseConfig(`docker: {enabled: auto, socket: ${MISSING}}\nlisten: "127.0.0.1:0"\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\n`, "test.yaml", {});
+    const config = parseConfig(
+      `docker: {enabled: auto, socket: ${MISSING}}\nlisten: "127.0.0.1:0"\nruntimes: {containerd: {enabled: false}, podman: {enabled: false}}\n`,
+      "test.yaml",
+      {},
+    );
     const daemon = createDaemon({ config, logger: pino({ enabled: false }), version: "test" });
     try {
       const snapshot = await daemon.runOnce();

@@ -50,8 +50,18 @@ describe("missingFileReason", () => {
 
   it.each([
     ["a checkout (no install record)", null, "pidfd", /^\S+pidfd\.node is not built$/],
-    ["an install that copied it", "ptyreaper install", "installed", /pidfd\.node is missing from this installed copy: reinstall it \(run `ptyreaper install` again/],
-    ["an install made without it", "ptyreaper install", "not built", /pidfd\.node was not built when this copy was installed: .*run `ptyreaper install` again$/],
+    [
+      "an install that copied it",
+      "ptyreaper install",
+      "installed",
+      /pidfd\.node is missing from this installed copy: reinstall it \(run `ptyreaper install` again/,
+    ],
+    [
+      "an install made without it",
+      "ptyreaper install",
+      "not built",
+      /pidfd\.node was not built when this copy was installed: .*run `ptyreaper install` again$/,
+    ],
     ["the image", "image build", "installed", /is missing from this installed copy: reinstall it \(rebuild the image/],
   ])("in %s", (_what, installedBy, state, expected) => {
     if (installedBy !== null) record(installedBy, { pidfd: state });
@@ -60,6 +70,8 @@ describe("missingFileReason", () => {
 
   it("says reinstall for a lost program file, which no record names", () => {
     record("ptyreaper install", {});
-    expect(missingFileReason(join(root, "proto/containerd/tasks.proto"), root)).toMatch(/tasks\.proto is missing from this installed copy: reinstall/);
+    expect(missingFileReason(join(root, "proto/containerd/tasks.proto"), root)).toMatch(
+      /tasks\.proto is missing from this installed copy: reinstall/,
+    );
   });
 });

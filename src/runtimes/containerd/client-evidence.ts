@@ -3,7 +3,16 @@
 // own end (observed with containerd 1.6.20). Only k8s.io sessions: other namespaces' clients open the
 // FIFOs themselves (ctr, nerdctl), so containerd holding them or not says nothing there.
 import { errorMessage, isVanished } from "../../errors.js";
-import { otherNetworkNamespace, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import {
+  otherNetworkNamespace,
+  socketEvidenceReach,
+  unknownClient,
+  type ClientEvidence,
+  type ClientMemory,
+  type ClientObservation,
+  type ClientState,
+  type EvidenceReach,
+} from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import { EVIDENCE_READ_BUDGET_MS, FdReadBudget, readFdLinksBounded, type FdReadCut } from "../../procfs/fd-budget.js";
 import type { ProcFs } from "../../procfs/procfs.js";
@@ -44,21 +53,39 @@ export interface CriFifoHolders {
 }
 
 /** Pure: what containerd's and the shim's fds say of one CRI session's stream to its client. */
-export function criStreamSighting(session: Pick<ExecSession, "execId" | "containerId" | "ptyKey" | "runtimeNamespace">, scan: Pick<ProcScan, "ptyFds">, holders: CriFifoHolders): StreamSighting {
+export function criStreamSighting(
+  session: Pick<ExecSession, "execId" | "containerId" | "ptyKey" | "runtimeNamespace">,
+  scan: Pick<ProcScan, "ptyFds">,
+  holders: CriFifoHolders,
+): StreamSighting {
   const { execId, containerId } = session;
-  if (session.runtimeNamespace !== CRI_NAMESPACE) return { execId, stream: "unknown", detail: `namespace ${session.runtimeNamespace ?? "none"} is not CRI's (${CRI_NAMESPACE}): its clients hold their own FIFOs` };
+  if (session.runtimeNamespace !== CRI_NAMESPACE)
+    return {
+      execId,
+      stream: "unknown",
+      detail: `namespace ${session.runtimeNamespace ?? "none"} is not CRI's (${CRI_NAMESPACE}): its clients hold their own FIFOs`,
+    };
   const { daemon } = holders;
   if (typeof daemon === "string") return { execId, stream: "unknown", detail: daemon };
   const matches = (link: string): boolean => isCriStdoutFifo(link, containerId, execId);
-  if (daemon.links.some(matches)) return { execId, stream: "held", holder: daemon.key, detail: `containerd pid ${daemon.pid} holds the exec's stdout FIFO for its stream` };
+  if (daemon.links.some(matches))
+    return { execId, stream: "held", holder: daemon.key, detail: `containerd pid ${daemon.pid} holds the exec's stdout FIFO for its stream` };
   // containerd does not hold it: a released stream only if the shim still does (else there was no stdout stream at all).
-  const masterPids = new Set(scan.ptyFds.filter((fd) => fd.role === "master" && ptyKey(fd.devptsDev, fd.index) === session.ptyKey).map((fd) => fd.pid));
+  const masterPids = new Set(
+    scan.ptyFds.filter((fd) => fd.role === "master" && ptyKey(fd.devptsDev, fd.index) === session.ptyKey).map((fd) => fd.pid),
+  );
   const shim = masterPids.size === 1 ? ([...masterPids][0] as number) : null;
   if (shim === null) return { execId, stream: "unknown", detail: `its pty master is held by ${masterPids.size} processes` };
   const shimLinks = holders.shimLinks(shim);
   if (typeof shimLinks === "string") return { execId, stream: "unknown", detail: shimLinks };
-  if (!shimLinks.some(matches)) return { execId, stream: "unknown", detail: `neither containerd nor the shim (pid ${shim}) holds the exec's stdout FIFO` };
-  return { execId, stream: "released", holder: daemon.key, detail: `containerd pid ${daemon.pid} does not hold the exec's stdout FIFO (the shim pid ${shim} does)` };
+  if (!shimLinks.some(matches))
+    return { execId, stream: "unknown", detail: `neither containerd nor the shim (pid ${shim}) holds the exec's stdout FIFO` };
+  return {
+    execId,
+    stream: "released",
+    holder: daemon.key,
+    detail: `containerd pid ${daemon.pid} does not hold the exec's stdout FIFO (the shim pid ${shim} does)`,
+  };
 }
 
 export interface CriClientEvidenceOptions {
@@ -96,7 +123,8 @@ export class CriClientEvidence implements ClientEvidence {
     // containerd's links and the shims' of this cycle draw on one budget, started at the first of those reads
     // (after a search for containerd, which has its own: a one-shot `sessions` searches and reads in one cycle).
     let budget: FdReadBudget | null = null;
-    const cycleBudget = (): FdReadBudget => (budget ??= new FdReadBudget(DAEMON_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock));
+    const cycleBudget = (): FdReadBudget =>
+      (budget ??= new FdReadBudget(DAEMON_MAX_FDS, EVIDENCE_READ_BUDGET_MS, this.options.readCut, this.options.clock));
     const daemon = this.daemonLinks(scan, nowMs, cycleBudget);
     const holders: CriFifoHolders = { daemon, shimLinks: (pid) => this.fdLinks(pid, cycleBudget()) };
     const states = this.tracker.update(
@@ -208,15 +236,19 @@ export class CriClientEvidence implements ClientEvidence {
     }
     if (found.length === 1) return found[0] as { pid: number; startTicks: number };
     if (accepted.size === 0) return otherNetworkNamespace(socket);
-    if (found.length === 0 && unread.length > 0) return `no containerd process read holds a connection accepted on ${socket}; the fds of ${unread.join(", ")} were not read`;
-    return found.length === 0 ? `no containerd process holds a connection accepted on ${socket}` : `${found.length} containerd processes hold connections accepted on ${socket}`;
+    if (found.length === 0 && unread.length > 0)
+      return `no containerd process read holds a connection accepted on ${socket}; the fds of ${unread.join(", ")} were not read`;
+    return found.length === 0
+      ? `no containerd process holds a connection accepted on ${socket}`
+      : `${found.length} containerd processes hold connections accepted on ${socket}`;
   }
 
   /** The links of `pid`'s fds that may be a stdout FIFO (only those are kept), or why they were not read. */
   private fdLinks(pid: number, budget: FdReadBudget): readonly string[] | string {
     try {
       const links = readFdLinksBounded(this.options.procfs, pid, budget, (link) => link.endsWith("-stdout"));
-      if (typeof links === "string") return `the fds of ${pid} were not read (${links === "fd_cap" ? `more than ${budget.maxFds}` : "the cycle's read budget was spent"})`;
+      if (typeof links === "string")
+        return `the fds of ${pid} were not read (${links === "fd_cap" ? `more than ${budget.maxFds}` : "the cycle's read budget was spent"})`;
       return links.map(({ link }) => link);
     } catch (err) {
       return isVanished(err) ? `process ${pid} exited` : `cannot read the fds of ${pid}: ${errorMessage(err)}`;

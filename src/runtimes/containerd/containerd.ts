@@ -106,7 +106,13 @@ export function execIdOfProcessInfo(info: AnyMessage | null | undefined): string
 export function execEventOf(envelope: { namespace: string; topic: string; event: AnyMessage | null }): ContainerdExecEvent | null {
   if ((envelope.topic !== "/tasks/exec-started" && envelope.topic !== "/tasks/exit") || !envelope.event) return null;
   const fields = decodeFields(envelope.event.value);
-  return { topic: envelope.topic, namespace: envelope.namespace, containerId: stringField(fields, 1), execId: stringField(fields, 2), pid: numberField(fields, 3) };
+  return {
+    topic: envelope.topic,
+    namespace: envelope.namespace,
+    containerId: stringField(fields, 1),
+    execId: stringField(fields, 2),
+    pid: numberField(fields, 3),
+  };
 }
 
 export class ContainerdRuntime implements RuntimePort {
@@ -197,8 +203,17 @@ export class ContainerdRuntime implements RuntimePort {
 
   private async containerOf(ref: ContainerRef, initPid: number): Promise<RuntimeContainer | null> {
     try {
-      const { container } = await this.call<{ container: { id: string; labels: Record<string, string> } }>(this.containers, "Get", ref.namespace, { id: ref.id });
-      return { namespace: ref.namespace, id: ref.id, runtime: "containerd", initPid: initPid > 0 ? initPid : null, labels: container.labels, kubernetes: kubernetesRefOf(container.labels) };
+      const { container } = await this.call<{ container: { id: string; labels: Record<string, string> } }>(this.containers, "Get", ref.namespace, {
+        id: ref.id,
+      });
+      return {
+        namespace: ref.namespace,
+        id: ref.id,
+        runtime: "containerd",
+        initPid: initPid > 0 ? initPid : null,
+        labels: container.labels,
+        kubernetes: kubernetesRefOf(container.labels),
+      };
     } catch (err) {
       if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return null;
       throw this.unavailable(`Containers.Get ${ref.id}`, err);
@@ -218,7 +233,9 @@ export class ContainerdRuntime implements RuntimePort {
   async listExecs(ref: ContainerRef): Promise<RuntimeExec[]> {
     let processes: { pid: number; info: AnyMessage | null }[];
     try {
-      processes = (await this.call<{ processes: { pid: number; info: AnyMessage | null }[] }>(this.tasks, "ListPids", ref.namespace, { container_id: ref.id })).processes;
+      processes = (
+        await this.call<{ processes: { pid: number; info: AnyMessage | null }[] }>(this.tasks, "ListPids", ref.namespace, { container_id: ref.id })
+      ).processes;
     } catch (err) {
       if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return [];
       throw this.unavailable(`Tasks.ListPids ${ref.id}`, err);
@@ -229,16 +246,28 @@ export class ContainerdRuntime implements RuntimePort {
       if (execId === null) continue;
       const task = await this.task(ref, execId);
       if (!task) continue; // exited and deleted between the two calls
-      execs.push({ id: execId, container: { namespace: ref.namespace, id: ref.id }, pid: task.pid || process.pid, running: task.status === "RUNNING", tty: task.terminal });
+      execs.push({
+        id: execId,
+        container: { namespace: ref.namespace, id: ref.id },
+        pid: task.pid || process.pid,
+        running: task.status === "RUNNING",
+        tty: task.terminal,
+      });
     }
     return execs;
   }
 
   async killExec(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome> {
     // Tasks.Kill with an empty exec_id signals the container's init: never let a missing ID become that.
-    if (!isExecId(exec.id, exec.container.id)) throw new RangeError(`refusing to kill through containerd: ${JSON.stringify(exec.id)} is not an exec ID of ${exec.container.id}`);
+    if (!isExecId(exec.id, exec.container.id))
+      throw new RangeError(`refusing to kill through containerd: ${JSON.stringify(exec.id)} is not an exec ID of ${exec.container.id}`);
     try {
-      await this.call(this.tasks, "Kill", exec.container.namespace, { container_id: exec.container.id, exec_id: exec.id, signal: SIGNAL_NUMBERS[signal], all: false });
+      await this.call(this.tasks, "Kill", exec.container.namespace, {
+        container_id: exec.container.id,
+        exec_id: exec.id,
+        signal: SIGNAL_NUMBERS[signal],
+        all: false,
+      });
       return "signalled";
     } catch (err) {
       if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return "gone";

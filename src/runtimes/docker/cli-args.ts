@@ -6,9 +6,7 @@
  * not ones we know, so it could name any container: a pairing must treat it as a possible client.
  */
 export type DockerCliCommand =
-  | { kind: "exec"; container: string; command: string[]; tty: boolean }
-  | { kind: "other" }
-  | { kind: "unreadable"; why: string };
+  { kind: "exec"; container: string; command: string[]; tty: boolean } | { kind: "other" } | { kind: "unreadable"; why: string };
 
 /** Flags that take a value; the rest of the known flags are booleans. Long names, with their one-letter forms. */
 interface FlagSet {
@@ -29,15 +27,29 @@ const GLOBAL = flagSet(
 );
 
 // cli/command/container/exec.go: flags stop at CONTAINER (SetInterspersed(false)).
-const EXEC = flagSet(
-  ["detach-keys", "env", "env-file", "user", "workdir"],
-  ["detach", "interactive", "privileged", "tty", "help"],
-  { d: "detach", e: "env", i: "interactive", t: "tty", u: "user", w: "workdir", h: "help" },
-);
+const EXEC = flagSet(["detach-keys", "env", "env-file", "user", "workdir"], ["detach", "interactive", "privileged", "tty", "help"], {
+  d: "detach",
+  e: "env",
+  i: "interactive",
+  t: "tty",
+  u: "user",
+  w: "workdir",
+  h: "help",
+});
 
 const BOOL_VALUES = new Map([
-  ["true", true], ["1", true], ["t", true], ["T", true], ["TRUE", true], ["True", true],
-  ["false", false], ["0", false], ["f", false], ["F", false], ["FALSE", false], ["False", false],
+  ["true", true],
+  ["1", true],
+  ["t", true],
+  ["T", true],
+  ["TRUE", true],
+  ["True", true],
+  ["false", false],
+  ["0", false],
+  ["f", false],
+  ["F", false],
+  ["FALSE", false],
+  ["False", false],
 ]);
 
 type FlagsResult = { ok: true; next: number; booleans: Map<string, boolean> } | { ok: false; why: string };

@@ -2,12 +2,29 @@
 // which of them hold a connection to this engine's socket, and feeds the tracker (clients.ts).
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../../errors.js";
-import { parseLink, socketEvidenceReach, unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import {
+  parseLink,
+  socketEvidenceReach,
+  unknownClient,
+  type ClientEvidence,
+  type ClientMemory,
+  type ClientObservation,
+  type ClientState,
+  type EvidenceReach,
+} from "../../domain/client.js";
 import { CLOCK_TICKS_PER_SECOND } from "../../domain/inventory.js";
 import type { ProcInfo } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";
 import { EVIDENCE_READ_BUDGET_MS, FdReadBudget, type FdReadCut } from "../../procfs/fd-budget.js";
-import { listensOn, loadUnixPeersReader, socketFileId, socketInodes, type SocketFileId, type UnixPeerTable, type UnixPeersReader } from "../../procfs/sockets.js";
+import {
+  listensOn,
+  loadUnixPeersReader,
+  socketFileId,
+  socketInodes,
+  type SocketFileId,
+  type UnixPeerTable,
+  type UnixPeersReader,
+} from "../../procfs/sockets.js";
 import { isDockerCli, parseDockerCli, type DockerCliCommand } from "./cli-args.js";
 import { DockerClientTracker, type ClientSighting, type ClientTarget, type ExecSighting, type RestoredPair } from "./clients.js";
 
@@ -91,8 +108,10 @@ export class DockerClientEvidence implements ClientEvidence {
       const client = parseLink(memory.link);
       if (client === null) continue;
       let gone: RestoredPair["gone"] = null;
-      if (memory.goneSinceMs !== null) gone = { sinceMs: memory.goneSinceMs, sinceTicks: toTicks(memory.goneSinceMs), how: "was gone before ptyreaper restarted" };
-      else if (!this.isSameProcess(client.pid, client.startTicks)) gone = { sinceMs: downSinceMs, sinceTicks: toTicks(downSinceMs), how: "exited while ptyreaper was not running" };
+      if (memory.goneSinceMs !== null)
+        gone = { sinceMs: memory.goneSinceMs, sinceTicks: toTicks(memory.goneSinceMs), how: "was gone before ptyreaper restarted" };
+      else if (!this.isSameProcess(client.pid, client.startTicks))
+        gone = { sinceMs: downSinceMs, sinceTicks: toTicks(downSinceMs), how: "exited while ptyreaper was not running" };
       pairs.push({ execId: memory.execId, ...client, gone });
     }
     this.tracker.restore(pairs);
@@ -166,10 +185,22 @@ export class DockerClientEvidence implements ClientEvidence {
 }
 
 /** Docker's client evidence on this host; without the sock_diag reader every client stays `unknown` (logged). */
-export function dockerClientEvidence(procfs: ProcFs, engineSocket: string, logger?: Logger, readCut?: DockerClientEvidenceOptions["readCut"]): DockerClientEvidence {
+export function dockerClientEvidence(
+  procfs: ProcFs,
+  engineSocket: string,
+  logger?: Logger,
+  readCut?: DockerClientEvidenceOptions["readCut"],
+): DockerClientEvidence {
   const peers = loadUnixPeersReader();
-  if (peers.reader === null) logger?.warn({ reason: peers.reason }, "unix socket peers unreadable: exec clients stay unknown, only the idle policy applies");
-  return new DockerClientEvidence({ procfs, peers: peers.reader, peersMissingReason: peers.reason ?? undefined, engineSocket, ...(readCut ? { readCut } : {}) });
+  if (peers.reader === null)
+    logger?.warn({ reason: peers.reason }, "unix socket peers unreadable: exec clients stay unknown, only the idle policy applies");
+  return new DockerClientEvidence({
+    procfs,
+    peers: peers.reader,
+    peersMissingReason: peers.reason ?? undefined,
+    engineSocket,
+    ...(readCut ? { readCut } : {}),
+  });
 }
 
 /** A tty exec's target; null for an argv that may be an exec but cannot be read; undefined when not a possible client. */

@@ -162,7 +162,9 @@ export class DockerClientTracker {
       const verdict = this.verdicts.get(exec.execId);
       states.set(
         exec.execId,
-        verdict === undefined ? unknownClient(`pairing pending: clients are paired ${formatDuration(PAIRING_DELAY_MS)} after their exec starts`) : this.stateOf(verdict),
+        verdict === undefined
+          ? unknownClient(`pairing pending: clients are paired ${formatDuration(PAIRING_DELAY_MS)} after their exec starts`)
+          : this.stateOf(verdict),
       );
     }
     this.prune(cycle);
@@ -235,7 +237,10 @@ export class DockerClientTracker {
       if (clients.length > 0) candidates.set(exec.execId, clients);
     }
     const paired = new Set([...this.verdicts].filter(([, v]) => v.kind === "paired").map(([id]) => id));
-    const partners = partnersOf({ candidates, committed: this.committed(nowTicks), paired }, ready.map((e) => e.execId));
+    const partners = partnersOf(
+      { candidates, committed: this.committed(nowTicks), paired },
+      ready.map((e) => e.execId),
+    );
     for (const exec of ready) {
       const own = candidates.get(exec.execId) ?? [];
       this.verdicts.set(exec.execId, this.verdictOf(exec, own, partners.get(exec.execId), candidates));
@@ -255,9 +260,15 @@ export class DockerClientTracker {
     return [...this.clients.entries()].filter(([, c]) => this.isCandidate(c, exec)).map(([k]) => k);
   }
 
-  private verdictOf(exec: ExecSighting, own: readonly string[], partner: ExecPartner | undefined, candidates: ReadonlyMap<string, readonly string[]>): Verdict {
+  private verdictOf(
+    exec: ExecSighting,
+    own: readonly string[],
+    partner: ExecPartner | undefined,
+    candidates: ReadonlyMap<string, readonly string[]>,
+  ): Verdict {
     const unknown = (detail: string): Verdict => ({ kind: "unknown", detail, clients: own });
-    if (partner === undefined || own.length === 0) return unknown("no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)");
+    if (partner === undefined || own.length === 0)
+      return unknown("no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)");
     if (partner.kind === "tooLarge") return unknown(`${partner.execs} execs could share docker CLI clients: too many to pair`);
     if (partner.kind === "open" || (partner.kind === "impossible" && own.length > 1)) {
       const keys = partner.kind === "open" ? partner.clients : own;
@@ -275,7 +286,8 @@ export class DockerClientTracker {
     const taken = (detail: string): Verdict => ({ kind: "unknown", detail, clients: [partner.client] });
     if (client === undefined) return taken("client record lost");
     if (client.target === null) return taken(`docker CLI pid ${client.pid}: argv could not be read`);
-    if (!client.everConnected) return taken(`docker CLI pid ${client.pid} has no connection to this engine's socket (TCP, ssh, or another network namespace)`);
+    if (!client.everConnected)
+      return taken(`docker CLI pid ${client.pid} has no connection to this engine's socket (TCP, ssh, or another network namespace)`);
     return { kind: "paired", client: partner.client };
   }
 

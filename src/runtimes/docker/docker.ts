@@ -66,7 +66,8 @@ export class DockerRuntime implements RuntimePort {
     const execs: RuntimeExec[] = [];
     for (const id of info?.execIds ?? []) {
       const exec = await this.engine.inspectExec(id);
-      if (exec) execs.push({ id: exec.id, container: { namespace: null, id: exec.containerId }, pid: exec.pid, running: exec.running, tty: exec.tty });
+      if (exec)
+        execs.push({ id: exec.id, container: { namespace: null, id: exec.containerId }, pid: exec.pid, running: exec.running, tty: exec.tty });
     }
     return execs;
   }
@@ -77,5 +78,13 @@ export class DockerRuntime implements RuntimePort {
 }
 
 function runtimeContainerOf(info: ContainerInfo): RuntimeContainer {
-  return { runtime: "docker", namespace: null, id: info.id, initPid: info.pid > 0 ? info.pid : null, labels: info.labels, name: info.name, kubernetes: kubernetesRefOf(info.labels) };
+  return {
+    runtime: "docker",
+    namespace: null,
+    id: info.id,
+    initPid: info.pid > 0 ? info.pid : null,
+    labels: info.labels,
+    name: info.name,
+    kubernetes: kubernetesRefOf(info.labels),
+  };
 }

@@ -77,7 +77,12 @@ export function partnersOf(graph: PairingGraph, wanted: readonly string[]): Map<
 }
 
 /** Whether every exec of `mustExecs` and client of `mustClients` can be matched with `execId` left out. */
-function canMatchWithout(edges: ReadonlyMap<string, readonly string[]>, execId: string, mustExecs: readonly string[], mustClients: readonly string[]): boolean {
+function canMatchWithout(
+  edges: ReadonlyMap<string, readonly string[]>,
+  execId: string,
+  mustExecs: readonly string[],
+  mustClients: readonly string[],
+): boolean {
   const byClient = clientsToExecs(edges);
   return coversAll(mustExecs, (id) => edges.get(id) ?? []) && coversAll(mustClients, (c) => (byClient.get(c) ?? []).filter((id) => id !== execId));
 }
@@ -93,7 +98,12 @@ function clientsToExecs(edges: ReadonlyMap<string, readonly string[]>): Map<stri
  * of `mustClients` is matched too. A matching covering both sets exists when one covers each
  * (Mendelsohn–Dulmage), so the two sides are checked apart.
  */
-function possibleClients(edges: ReadonlyMap<string, readonly string[]>, execId: string, mustExecs: ReadonlySet<string>, mustClients: ReadonlySet<string>): string[] {
+function possibleClients(
+  edges: ReadonlyMap<string, readonly string[]>,
+  execId: string,
+  mustExecs: ReadonlySet<string>,
+  mustClients: ReadonlySet<string>,
+): string[] {
   const byClient = clientsToExecs(edges);
   return (edges.get(execId) ?? []).filter((client) => {
     const execs = [...mustExecs].filter((id) => id !== execId);

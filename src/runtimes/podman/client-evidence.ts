@@ -1,7 +1,14 @@
 // Podman's client evidence, from the scan alone: an attached `podman exec -it` has its exec's conmon
 // hold two fds on the pty master (its stdin and stdout copies); when the client goes, conmon closes
 // the stdin copy and keeps one (observed with Podman 4.3.1).
-import { unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState, type EvidenceReach } from "../../domain/client.js";
+import {
+  unknownClient,
+  type ClientEvidence,
+  type ClientMemory,
+  type ClientObservation,
+  type ClientState,
+  type EvidenceReach,
+} from "../../domain/client.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import { monitorOf } from "../../domain/attribution.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";
@@ -25,16 +32,20 @@ export function podmanStreamSighting(session: Pick<ExecSession, "execId" | "ptyK
   if (monitor?.kind !== "conmon" || monitor.execId !== execId || !argv.includes("--exec-attach")) {
     return { execId, stream: "unknown", detail: `master holder ${pid} is not the attached conmon of this exec` };
   }
-  if (!argv.includes("-i") && !argv.includes("--stdin")) return { execId, stream: "unknown", detail: `conmon pid ${pid} runs an exec without stdin (-i): no client to follow` };
+  if (!argv.includes("-i") && !argv.includes("--stdin"))
+    return { execId, stream: "unknown", detail: `conmon pid ${pid} runs an exec without stdin (-i): no client to follow` };
   const fds = masters.reduce((sum, fd) => sum + (fd.fdCount ?? 1), 0);
   const holder = `${pid}@${conmon.startTicks}`;
-  if (fds === ATTACHED_MASTER_FDS) return { execId, stream: "held", holder, detail: `conmon pid ${pid} holds the master for a client (stdin and stdout copies)` };
+  if (fds === ATTACHED_MASTER_FDS)
+    return { execId, stream: "held", holder, detail: `conmon pid ${pid} holds the master for a client (stdin and stdout copies)` };
   if (fds === DETACHED_MASTER_FDS) return { execId, stream: "released", holder, detail: `conmon pid ${pid} holds one master fd (no stdin copy)` };
   return { execId, stream: "unknown", detail: `conmon pid ${pid} holds ${fds} master fds` };
 }
 
 export class PodmanClientEvidence implements ClientEvidence {
-  private readonly tracker = new ExecStreamTracker("a conmon with one master fd since ptyreaper first saw it: the client may never have been attached (podman exec -d), so unknown");
+  private readonly tracker = new ExecStreamTracker(
+    "a conmon with one master fd since ptyreaper first saw it: the client may never have been attached (podman exec -d), so unknown",
+  );
 
   observe({ scan, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
     const states = this.tracker.update(

@@ -126,7 +126,15 @@ export class PodmanRuntime implements RuntimePort {
     const inspect = await this.inspect(ref.id);
     if (!inspect?.State.Running) return null;
     const labels = inspect.Config.Labels ?? {};
-    return { namespace: null, id: inspect.Id, runtime: "podman", initPid: inspect.State.Pid > 0 ? inspect.State.Pid : null, labels, ...(inspect.Name ? { name: inspect.Name.replace(/^\//, "") } : {}), kubernetes: kubernetesRefOf(labels) };
+    return {
+      namespace: null,
+      id: inspect.Id,
+      runtime: "podman",
+      initPid: inspect.State.Pid > 0 ? inspect.State.Pid : null,
+      labels,
+      ...(inspect.Name ? { name: inspect.Name.replace(/^\//, "") } : {}),
+      kubernetes: kubernetesRefOf(labels),
+    };
   }
 
   async listExecs(ref: ContainerRef): Promise<RuntimeExec[]> {
@@ -138,7 +146,13 @@ export class PodmanRuntime implements RuntimePort {
       if (isNoSuchObject(answer)) continue; // removed between the two calls
       if (answer.status !== 200) throw this.unexpected(`GET /exec/${id}/json`, answer);
       const exec = answer.body as ExecInspect;
-      execs.push({ id: exec.ID, container: { namespace: null, id: inspect.Id }, pid: exec.Pid, running: exec.Running, tty: exec.ProcessConfig?.tty ?? null });
+      execs.push({
+        id: exec.ID,
+        container: { namespace: null, id: inspect.Id },
+        pid: exec.Pid,
+        running: exec.Running,
+        tty: exec.ProcessConfig?.tty ?? null,
+      });
     }
     return execs;
   }
@@ -149,7 +163,8 @@ export class PodmanRuntime implements RuntimePort {
    * signals the exec's pid itself.
    */
   async killExec(exec: Pick<RuntimeExec, "id" | "container">, _signal: ExecSignal): Promise<KillOutcome> {
-    if (!/^[0-9a-f]{64}$/.test(exec.id)) throw new RangeError(`refusing to remove through podman: ${JSON.stringify(exec.id)} is not an exec session ID`);
+    if (!/^[0-9a-f]{64}$/.test(exec.id))
+      throw new RangeError(`refusing to remove through podman: ${JSON.stringify(exec.id)} is not an exec session ID`);
     const seen = await this.call("GET", `/exec/${encodeURIComponent(exec.id)}/json`);
     if (isNoSuchObject(seen)) return "gone";
     if (seen.status !== 200) throw this.unexpected(`GET /exec/${exec.id}/json`, seen);

@@ -38,7 +38,18 @@ export function buildImage(): Promise<string> {
     // --network host: the engine here has no bridge; the builder's npm ci reaches the registry through the host.
     await runTool(
       "/usr/bin/docker",
-      ["build", "--network", "host", "--build-arg", `NODE_BUILD_IMAGE=${BUILD_BASE}`, "--build-arg", `NODE_RUNTIME_IMAGE=${RUNTIME_BASE}`, "-t", IMAGE, REPO],
+      [
+        "build",
+        "--network",
+        "host",
+        "--build-arg",
+        `NODE_BUILD_IMAGE=${BUILD_BASE}`,
+        "--build-arg",
+        `NODE_RUNTIME_IMAGE=${RUNTIME_BASE}`,
+        "-t",
+        IMAGE,
+        REPO,
+      ],
       env,
       BUILD_TIMEOUT_MS,
     );

@@ -141,7 +141,8 @@ export async function startPrivateContainerd(tag: string): Promise<PrivateContai
           await ctr(["tasks", "kill", "-a", "-s", "SIGKILL", line]).catch(() => undefined);
         }
         await waitFor(async () => !/RUNNING|PAUSED/.test(await ctr(["tasks", "ls"])), 20_000, "tasks to stop").catch(() => undefined);
-        for (const line of (await ctr(["tasks", "ls", "-q"])).split("\n").filter(Boolean)) await ctr(["tasks", "rm", "-f", line]).catch(() => undefined);
+        for (const line of (await ctr(["tasks", "ls", "-q"])).split("\n").filter(Boolean))
+          await ctr(["tasks", "rm", "-f", line]).catch(() => undefined);
       } catch (err) {
         problems.push(`stopping tasks: ${(err as Error).message}`);
       }
@@ -160,7 +161,13 @@ export async function startPrivateContainerd(tag: string): Promise<PrivateContai
     await waitFor(
       async () => {
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`containerd exited during start-up:\n${logTail()}`);
-        return existsSync(socket) && (await ctr(["version"]).then(() => true, () => false));
+        return (
+          existsSync(socket) &&
+          (await ctr(["version"]).then(
+            () => true,
+            () => false,
+          ))
+        );
       },
       60_000,
       `private containerd on ${socket}`,
@@ -168,7 +175,10 @@ export async function startPrivateContainerd(tag: string): Promise<PrivateContai
     );
     // `docker save | ctr images import -`, the only way in here: no registry is reachable.
     await new Promise<void>((resolve, reject) => {
-      const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE, PAUSE_IMAGE], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST } });
+      const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE, PAUSE_IMAGE], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST },
+      });
       const load = spawn(CTR, ["-a", socket, "-n", CRI_NAMESPACE, "images", "import", "-"], { stdio: ["pipe", "ignore", "pipe"] });
       save.stdout.pipe(load.stdin);
       let errors = "";
@@ -176,7 +186,13 @@ export async function startPrivateContainerd(tag: string): Promise<PrivateContai
       load.stderr.on("data", (chunk: Buffer) => (errors += chunk.toString()));
       const closed = (child: ChildProcess): Promise<number | null> => new Promise((done) => child.once("close", (code: number | null) => done(code)));
       void Promise.all([closed(save), closed(load)]).then(([saved, loaded]) =>
-        saved === 0 && loaded === 0 ? resolve() : reject(new Error(`docker save ${TEST_IMAGE} ${PAUSE_IMAGE} | ctr images import failed (${saved}, ${loaded}): ${errors.trim()}; ${PROVISION_HINT}`)),
+        saved === 0 && loaded === 0
+          ? resolve()
+          : reject(
+              new Error(
+                `docker save ${TEST_IMAGE} ${PAUSE_IMAGE} | ctr images import failed (${saved}, ${loaded}): ${errors.trim()}; ${PROVISION_HINT}`,
+              ),
+            ),
       );
     });
     const images = (await ctr(["images", "ls", "-q"])).split("\n");

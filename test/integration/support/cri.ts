@@ -30,7 +30,12 @@ export interface CriVersion {
   runtime_api_version: string;
 }
 
-type Unary = (request: object, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (err: grpc.ServiceError | null, response?: unknown) => void) => void;
+type Unary = (
+  request: object,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (err: grpc.ServiceError | null, response?: unknown) => void,
+) => void;
 
 interface RuntimeServiceClient extends grpc.Client {
   [method: string]: unknown;

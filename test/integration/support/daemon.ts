@@ -152,8 +152,12 @@ export async function waitForClients(
     );
   } catch (err) {
     const { body } = await daemon.get("/metrics").catch(() => ({ body: "" }));
-    const polls = body.split("\n").filter((l) => /^ptyreaper_(poll_duration_seconds_(count|sum)|poll_errors_total|runtime_up|docker_up|last_poll)/.test(l));
-    throw new Error(`${(err as Error).message}; last /sessions: ${last}; daemon log tail and poll metrics: ${JSON.stringify([...daemon.logs().slice(-12), ...polls])}`);
+    const polls = body
+      .split("\n")
+      .filter((l) => /^ptyreaper_(poll_duration_seconds_(count|sum)|poll_errors_total|runtime_up|docker_up|last_poll)/.test(l));
+    throw new Error(
+      `${(err as Error).message}; last /sessions: ${last}; daemon log tail and poll metrics: ${JSON.stringify([...daemon.logs().slice(-12), ...polls])}`,
+    );
   }
 }
 

@@ -34,7 +34,9 @@ export function dockerCli(args: readonly string[], opts: DockerCliOptions = {}):
       { timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024, encoding: "utf8" },
       (err, stdout, stderr) => {
         if (err) {
-          reject(new Error(`docker ${args.join(" ")} failed (${err.code ?? err.signal ?? "error"}): ${stderr.trim() || err.message}`, { cause: err }));
+          reject(
+            new Error(`docker ${args.join(" ")} failed (${err.code ?? err.signal ?? "error"}): ${stderr.trim() || err.message}`, { cause: err }),
+          );
         } else {
           resolve(stdout);
         }
@@ -52,7 +54,9 @@ export async function requireDocker(): Promise<void> {
   try {
     await dockerCli(["version", "--format", "{{.Server.Version}}"], { timeoutMs: 20_000 });
   } catch (err) {
-    throw new Error(`Docker engine unreachable through ${DOCKER_BIN} at ${dockerSocketPath()}; ${PROVISION_HINT}. ${(err as Error).message}`, { cause: err });
+    throw new Error(`Docker engine unreachable through ${DOCKER_BIN} at ${dockerSocketPath()}; ${PROVISION_HINT}. ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   try {
     await dockerCli(["image", "inspect", "--format", "{{.Id}}", TEST_IMAGE]);

@@ -52,7 +52,13 @@ export function dockerAt(host: string, args: readonly string[], timeoutMs = 60_0
 }
 
 /** One Engine API request over a unix socket. */
-export function engineApi(socket: string, method: string, path: string, body?: unknown, timeoutMs = 30_000): Promise<{ status: number; json: unknown }> {
+export function engineApi(
+  socket: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 30_000,
+): Promise<{ status: number; json: unknown }> {
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
@@ -101,7 +107,10 @@ export async function startPrivateDockerd(tag: string, options: PrivateDockerdOp
   if (!existsSync(DOCKERD)) throw new Error(`${DOCKERD} missing: install docker.io (scripts/provision-test-host.sh)`);
   for (const stale of leftoverRoots(ROOT_PREFIX, tag)) {
     await stopLeftoverDockerd(stale);
-    if (existsSync(`${stale}/daemon.json`)) await engineAt(stale).destroy().catch(() => undefined);
+    if (existsSync(`${stale}/daemon.json`))
+      await engineAt(stale)
+        .destroy()
+        .catch(() => undefined);
     for (const point of mountsUnder(stale)) await umount(point);
     rmSync(stale, { recursive: true, force: true });
   }
@@ -138,12 +147,21 @@ function engineAt(root: string, options: PrivateDockerdOptions = {}): PrivateDoc
   const execRoot = `${root}/exec`;
   const logPath = `${root}/dockerd.log`;
   const args = [
-    "--config-file", `${root}/daemon.json`,
-    "--data-root", `${root}/data`,
-    "--exec-root", execRoot,
-    "--pidfile", `${root}/dockerd.pid`,
-    "--host", host,
-    "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+    "--config-file",
+    `${root}/daemon.json`,
+    "--data-root",
+    `${root}/data`,
+    "--exec-root",
+    execRoot,
+    "--pidfile",
+    `${root}/dockerd.pid`,
+    "--host",
+    host,
+    "--bridge=none",
+    "--iptables=false",
+    "--ip6tables=false",
+    "--ip-forward=false",
+    "--ip-masq=false",
     "--live-restore",
     ...(options.tcpPort === undefined ? [] : ["--host", `tcp://127.0.0.1:${options.tcpPort}`]),
   ];
@@ -297,7 +315,10 @@ async function stopLeftoverDockerd(root: string): Promise<void> {
 /** `docker save` from the host's engine piped into `docker load` on `host`. */
 async function loadTestImage(host: string): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST } });
+    const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST },
+    });
     const load = spawn(DOCKER_BIN, ["load", "-q"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, DOCKER_HOST: host } });
     let errors = "";
     save.stderr.on("data", (c: Buffer) => (errors += c.toString()));

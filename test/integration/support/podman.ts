@@ -70,13 +70,20 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
   const socket = `${root}/podman.sock`;
   // As root without systemd: cgroupfs and file events; runc because crun refuses this host's hybrid cgroups.
   const flags = [
-    "--root", `${root}/storage`,
-    "--runroot", `${root}/run`,
-    "--tmpdir", `${root}/tmp`,
-    "--storage-driver", "overlay",
-    "--cgroup-manager", "cgroupfs",
-    "--events-backend", "file",
-    "--runtime", "/usr/sbin/runc",
+    "--root",
+    `${root}/storage`,
+    "--runroot",
+    `${root}/run`,
+    "--tmpdir",
+    `${root}/tmp`,
+    "--storage-driver",
+    "overlay",
+    "--cgroup-manager",
+    "cgroupfs",
+    "--events-backend",
+    "file",
+    "--runtime",
+    "/usr/sbin/runc",
   ];
   const podman = (args: readonly string[], timeoutMs?: number): Promise<string> => run(PODMAN, [...flags, ...args], timeoutMs);
   let service: ChildProcess | null = null;
@@ -92,7 +99,21 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
     async runContainer(name, cmd = ["sleep", "1000000"], labels = {}) {
       const labelArgs = Object.entries(labels).flatMap(([key, value]) => ["--label", `${key}=${value}`]);
       // Raising RLIMIT_NOFILE/NPROC above the caller's hard limit is refused here, so keep them low.
-      const out = await podman(["run", "-d", "--name", name, "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", ...labelArgs, PODMAN_TEST_IMAGE, ...cmd]);
+      const out = await podman([
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        ...labelArgs,
+        PODMAN_TEST_IMAGE,
+        ...cmd,
+      ]);
       return out.trim();
     },
     async startService() {
@@ -103,7 +124,8 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
       service = started;
       await waitFor(
         async () => {
-          if (started.exitCode !== null || started.signalCode !== null) throw new StopWaiting(`podman system service exited: ${readFileSync(`${root}/service.log`, "utf8").slice(-2000)}`);
+          if (started.exitCode !== null || started.signalCode !== null)
+            throw new StopWaiting(`podman system service exited: ${readFileSync(`${root}/service.log`, "utf8").slice(-2000)}`);
           return existsSync(socket) && (await api("GET", "/_ping")).status === 200;
         },
         30_000,
@@ -130,7 +152,10 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
 
   try {
     await new Promise<void>((resolve, reject) => {
-      const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST } });
+      const save = spawn(DOCKER_BIN, ["save", TEST_IMAGE], {
+        stdio: ["ignore", "pipe", "pipe"],
+        env: { ...process.env, DOCKER_HOST: HOST_DOCKER_HOST },
+      });
       const load = spawn(PODMAN, [...flags, "load", "-q"], { stdio: ["pipe", "ignore", "pipe"] });
       save.stdout.pipe(load.stdin);
       let errors = "";
@@ -138,7 +163,9 @@ export async function startPrivatePodman(tag: string): Promise<PrivatePodman> {
       load.stderr.on("data", (chunk: Buffer) => (errors += chunk.toString()));
       const closed = (child: ChildProcess): Promise<number | null> => new Promise((done) => child.once("close", (code: number | null) => done(code)));
       void Promise.all([closed(save), closed(load)]).then(([saved, loaded]) =>
-        saved === 0 && loaded === 0 ? resolve() : reject(new Error(`docker save ${TEST_IMAGE} | podman load failed (${saved}, ${loaded}): ${errors.trim()}; ${PROVISION_HINT}`)),
+        saved === 0 && loaded === 0
+          ? resolve()
+          : reject(new Error(`docker save ${TEST_IMAGE} | podman load failed (${saved}, ${loaded}): ${errors.trim()}; ${PROVISION_HINT}`)),
       );
     });
   } catch (err) {
@@ -216,7 +243,10 @@ export interface PodmanAttachedExec {
 export async function attachPodmanExec(pm: PrivatePodman, containerId: string): Promise<PodmanAttachedExec> {
   const marker = randomUUID();
   const command = `exec ${[PODMAN, ...pm.flags, "exec", "-it", "-e", `${SESSION_MARKER}=${marker}`, containerId, "sh"].map(shellQuote).join(" ")}`;
-  const script = spawn("script", ["-qfc", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, SHELL: "/bin/sh", TERM: "xterm" } });
+  const script = spawn("script", ["-qfc", command, "/dev/null"], {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, SHELL: "/bin/sh", TERM: "xterm" },
+  });
   const scriptPid = script.pid;
   if (scriptPid === undefined) throw new Error("could not start script(1)");
   trackProcess(scriptPid, "script for podman exec", script);
@@ -227,7 +257,8 @@ export async function attachPodmanExec(pm: PrivatePodman, containerId: string): 
   script.stdout.on("data", collect);
   script.stderr.on("data", collect);
   const failIfExited = (): void => {
-    if (script.exitCode !== null || script.signalCode !== null) throw new StopWaiting(`script exited (${script.exitCode ?? script.signalCode}); output: ${JSON.stringify(output)}`);
+    if (script.exitCode !== null || script.signalCode !== null)
+      throw new StopWaiting(`script exited (${script.exitCode ?? script.signalCode}); output: ${JSON.stringify(output)}`);
   };
   try {
     const clientPid = await waitFor(
@@ -290,5 +321,11 @@ export async function leakPodmanExec(pm: PrivatePodman, containerId: string): Pr
   const conmonMastersAttached = ptmxFds(attached.conmonPid);
   await attached.killClient();
   if (!isAlive(attached.shellPid)) throw new Error(`the exec shell ${attached.shellPid} did not survive its client's SIGKILL`);
-  return { sessionId: attached.sessionId, shellPid: attached.shellPid, clientPid: attached.clientPid, conmonPid: attached.conmonPid, conmonMastersAttached };
+  return {
+    sessionId: attached.sessionId,
+    shellPid: attached.shellPid,
+    clientPid: attached.clientPid,
+    conmonPid: attached.conmonPid,
+    conmonMastersAttached,
+  };
 }

@@ -141,6 +141,8 @@ export function usePrivateRuntimes(tag: string, options: PrivateRuntimesOptions 
 /** The cgroup directories of each level of `parent` in every hierarchy, deepest first. */
 function cgroupDirsOf(parent: string): string[] {
   const parts = parent.split("/").filter(Boolean);
-  const hierarchies = readdirSync("/sys/fs/cgroup").filter((h) => existsSync(`/sys/fs/cgroup/${h}/cgroup.procs`) || existsSync(`/sys/fs/cgroup/${h}/tasks`));
+  const hierarchies = readdirSync("/sys/fs/cgroup").filter(
+    (h) => existsSync(`/sys/fs/cgroup/${h}/cgroup.procs`) || existsSync(`/sys/fs/cgroup/${h}/tasks`),
+  );
   return hierarchies.flatMap((h) => parts.map((_, i) => `/sys/fs/cgroup/${h}/${parts.slice(0, parts.length - i).join("/")}`));
 }

@@ -125,7 +125,11 @@ print(spawned, flush=True)
  * Spawns a helper (tracked for cleanupAll) and resolves with its first stdout line; fails at once, with its
  * stderr, if it exits first, and after 20 s without a line.
  */
-export async function startHelper(command: string, args: string[], what: string): Promise<{ child: ChildProcess; pid: number; first: string; lines: AsyncIterator<string> }> {
+export async function startHelper(
+  command: string,
+  args: string[],
+  what: string,
+): Promise<{ child: ChildProcess; pid: number; first: string; lines: AsyncIterator<string> }> {
   const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${what} (${command})`);
@@ -137,7 +141,9 @@ export async function startHelper(command: string, args: string[], what: string)
     child.once("exit", (code, signal) => reject(new Error(`${what} exited (${code ?? signal}) before reporting: ${stderr.trim()}`)));
   });
   exited.catch(() => undefined); // only raced below; a later exit is expected
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} did not report within 20s: ${stderr.trim()}`)), 20_000).unref());
+  const timeout = new Promise<never>((_, reject) =>
+    setTimeout(() => reject(new Error(`${what} did not report within 20s: ${stderr.trim()}`)), 20_000).unref(),
+  );
   try {
     const next = await Promise.race([lines.next(), exited, timeout]);
     if (next.done) throw new Error(`${what} closed stdout without reporting: ${stderr.trim()}`);
@@ -172,7 +178,11 @@ export async function hostPty(): Promise<HostPty> {
  */
 export async function nsPty(opts: NsPtyOptions): Promise<NsPty> {
   const ptmx = opts.ptmx ?? "/dev/pts/ptmx";
-  const { child, pid: unsharePid, first } = await startHelper(
+  const {
+    child,
+    pid: unsharePid,
+    first,
+  } = await startHelper(
     "unshare",
     ["--pid", "--fork", "--mount", "--propagation", "private", python3(), "-c", NS_PTY_PY, String(opts.count), ptmx],
     "namespaced pty holder",

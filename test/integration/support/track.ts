@@ -41,7 +41,8 @@ export async function killAndWait(pid: number, child: ChildProcess | null = null
     untrackProcess(pid); // exited already, and the pid may now belong to someone else
     return;
   }
-  const exited = child && child.exitCode === null && child.signalCode === null ? new Promise<void>((resolve) => child.once("exit", () => resolve())) : null;
+  const exited =
+    child && child.exitCode === null && child.signalCode === null ? new Promise<void>((resolve) => child.once("exit", () => resolve())) : null;
   if (isAlive(pid)) {
     try {
       process.kill(pid, "SIGKILL");

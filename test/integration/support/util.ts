@@ -108,7 +108,9 @@ export function descendantsOf(pid: number): number[] {
 /** /proc/PID/cmdline split on NUL; [] when the process is gone. */
 export function cmdlineOf(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "latin1").split("\0").filter((arg) => arg !== "");
+    return readFileSync(`/proc/${pid}/cmdline`, "latin1")
+      .split("\0")
+      .filter((arg) => arg !== "");
   } catch {
     return [];
   }
@@ -117,7 +119,9 @@ export function cmdlineOf(pid: number): string[] {
 /** /proc/PID/environ as KEY=value strings; [] when the process is gone. */
 export function environOf(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").filter((entry) => entry !== "");
+    return readFileSync(`/proc/${pid}/environ`, "latin1")
+      .split("\0")
+      .filter((entry) => entry !== "");
   } catch {
     return [];
   }

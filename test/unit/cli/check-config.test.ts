@@ -95,7 +95,9 @@ describe("check-config", () => {
     const r = await check([file("notproc.yaml", `procRoot: ${dir}\n`)]);
     expect(r.code).toBe(EXIT.config);
     expect(r.out).toBe("");
-    expect(r.err).toMatch(/^notproc\.yaml: procRoot: ".*" is not a procfs mount \(file system type 0x[0-9a-f]+\); expected where procfs is mounted, e\.g\. \/proc\n$/);
+    expect(r.err).toMatch(
+      /^notproc\.yaml: procRoot: ".*" is not a procfs mount \(file system type 0x[0-9a-f]+\); expected where procfs is mounted, e\.g\. \/proc\n$/,
+    );
     const missing = await check([file("noproc.yaml", "procRoot: /nonexistent/proc\n")]);
     expect(missing.err).toBe('noproc.yaml: procRoot: "/nonexistent/proc" cannot be read (ENOENT); expected where procfs is mounted, e.g. /proc\n');
   });

@@ -1,5 +1,17 @@
 // install/uninstall into a temporary root, from a small fake package with a dependency tree.
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
@@ -43,7 +55,7 @@ function fakePackage(root: string, modules = join(root, "node_modules")): string
   write(join(root, "config", "ptyreaper.yaml"), DEFAULT_CONFIG);
   write(join(root, "systemd", "ptyreaper.service"), REAL_UNIT);
   write(join(root, "README.md"), "# ptyreaper\n");
-  write(join(root, "proto", "containerd", "tasks.proto"), "syntax = \"proto3\";\n");
+  write(join(root, "proto", "containerd", "tasks.proto"), 'syntax = "proto3";\n');
   // One native output built (pidfd), the others not: install copies the one and warns about the rest.
   write(join(root, NATIVE_OUTPUTS.pidfd), "not really an addon\n");
   write(join(root, "build", "Release", "obj.target", "pidfd.o"), "an intermediate, not shipped\n");
@@ -53,7 +65,11 @@ function fakePackage(root: string, modules = join(root, "node_modules")): string
   // alpha needs beta@2, nested; the hoisted beta@1 belongs to the dev dependency only.
   pkgJson(join(modules, "alpha", "node_modules", "beta"), { name: "beta", version: "2.0.0" });
   pkgJson(join(modules, "beta"), { name: "beta", version: "1.0.0" });
-  pkgJson(join(modules, "shared"), { name: "shared", peerDependencies: { gamma: "1", nope: "1" }, peerDependenciesMeta: { nope: { optional: true } } });
+  pkgJson(join(modules, "shared"), {
+    name: "shared",
+    peerDependencies: { gamma: "1", nope: "1" },
+    peerDependenciesMeta: { nope: { optional: true } },
+  });
   pkgJson(join(modules, "gamma"), { name: "gamma" });
   pkgJson(join(modules, "devonly"), { name: "devonly", dependencies: { beta: "1" } });
   write(join(modules, ".bin", "devonly"), "#!/bin/sh\n");
@@ -387,7 +403,9 @@ describe("unitText and launcherText", () => {
 
   it("quotes paths for the shell, and runs node with the daemon's memory flags", () => {
     const paths = { hostBin: "/opt/x/bin/ptyreaper", hostLibDir: "/opt/it's lib/ptyreaper" };
-    expect(launcherText("/opt/it's/node", paths)).toContain(`\nmain="$(dirname "$(readlink -f "$0")")"/'../../it'\\''s lib/ptyreaper/dist/main.js'\n`);
+    expect(launcherText("/opt/it's/node", paths)).toContain(
+      `\nmain="$(dirname "$(readlink -f "$0")")"/'../../it'\\''s lib/ptyreaper/dist/main.js'\n`,
+    );
     expect(launcherText("/opt/it's/node", paths)).toContain(`exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size "$main" "$@"`);
     expect(launcherText("/opt/it's/node", paths)).toContain(`\nexec '/opt/it'\\''s/node' "$main" "$@"\n`);
   });

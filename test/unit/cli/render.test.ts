@@ -28,11 +28,13 @@ describe("printable", () => {
 
 describe("the client of each session (CLIENT column, client field)", () => {
   const NOW = 1_700_000_000_000;
-  const sessions = [makeSessionFor("attached"), makeSessionFor("gone"), makeSessionFor("unknown"), { ...makeSessionFor("attached"), client: undefined }];
-  const ptys = [
-    ...sessions.map((s) => ({ ...makePty("exec", { id: s.containerId, name: "web" }, s.index), execId: s.execId })),
-    makePty("host"),
+  const sessions = [
+    makeSessionFor("attached"),
+    makeSessionFor("gone"),
+    makeSessionFor("unknown"),
+    { ...makeSessionFor("attached"), client: undefined },
   ];
+  const ptys = [...sessions.map((s) => ({ ...makePty("exec", { id: s.containerId, name: "web" }, s.index), execId: s.execId })), makePty("host")];
   const snapshot = makeSnapshot({ ptys, takenAtMs: NOW });
   snapshot.inventory.sessions.push(...sessions);
 
@@ -65,7 +67,14 @@ describe("a master-only pty (OWNER master-only, masterOnly field)", () => {
     leaderPid: null,
     leaderCommand: null,
     leaderStartedAtMs: null,
-    masterOnly: { role: "containerd-shim" as const, runtime: "containerd" as const, containerId: CID, holderPid: 4242, holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id x", sinceMs: NOW - 600_000 },
+    masterOnly: {
+      role: "containerd-shim" as const,
+      runtime: "containerd" as const,
+      containerId: CID,
+      holderPid: 4242,
+      holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io -id x",
+      sinceMs: NOW - 600_000,
+    },
   };
   const snapshot = makeSnapshot({ ptys: [shimHeld, makePty("host")], takenAtMs: NOW });
 
@@ -83,7 +92,14 @@ describe("a master-only pty (OWNER master-only, masterOnly field)", () => {
 
   it("is in the JSON with the holder's command shown as commandLine allows", () => {
     const report = sessionsReport(snapshot.inventory, snapshot.docker, NOW, { commandLine: "argv0" });
-    expect(report.ptys[0]?.masterOnly).toEqual({ holder: "containerd-shim", runtime: "containerd", containerId: CID, holderPid: 4242, holderCommand: "/usr/bin/containerd-shim-runc-v2", sinceSeconds: 600 });
+    expect(report.ptys[0]?.masterOnly).toEqual({
+      holder: "containerd-shim",
+      runtime: "containerd",
+      containerId: CID,
+      holderPid: 4242,
+      holderCommand: "/usr/bin/containerd-shim-runc-v2",
+      sinceSeconds: 600,
+    });
     expect(report.ptys[1]?.masterOnly).toBeNull();
   });
 });

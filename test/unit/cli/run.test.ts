@@ -84,7 +84,9 @@ describe("run", () => {
     const running = runCommand(["--config", path], h.io, h.runEnv);
     const started = await waitFor(() => h.logs().find((l) => l.msg === "ptyreaper started"), "the startup line");
     expect(started).toMatchObject({ version: "9.9.9 (revision test)", config: path, mode: "enforce", pollInterval: "1s", docker: "disabled" });
-    expect(started.policy).toMatch(/^enforce; idleTimeout 4h \(input and output\), maxAge off, minAge 1m, orphanGrace 2m, pressure 0\.8\/0\.7 after 10m idle, grace 10s, at most 20 per cycle$/);
+    expect(started.policy).toMatch(
+      /^enforce; idleTimeout 4h \(input and output\), maxAge off, minAge 1m, orphanGrace 2m, pressure 0\.8\/0\.7 after 10m idle, grace 10s, at most 20 per cycle$/,
+    );
     const address = String(started.address);
     expect(await metric(address, "ptyreaper_config_last_reload_successful")).toEqual(["ptyreaper_config_last_reload_successful 1"]);
     expect(await metric(address, "ptyreaper_config_info")).toEqual([`ptyreaper_config_info{mode="enforce",file="${path}"} 1`]);

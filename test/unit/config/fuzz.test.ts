@@ -108,18 +108,84 @@ const KNOWN_PATHS = keyPaths(DEFAULT_SETTINGS);
 
 const durationish = fc
   .tuple(
-    fc.oneof(fc.nat().map(String), fc.integer({ min: -5, max: 5 }).map(String), fc.double().map(String), fc.constantFrom("1e400", "0.0001", "1.", ".5")),
+    fc.oneof(
+      fc.nat().map(String),
+      fc.integer({ min: -5, max: 5 }).map(String),
+      fc.double().map(String),
+      fc.constantFrom("1e400", "0.0001", "1.", ".5"),
+    ),
     fc.constantFrom("ms", "s", "m", "h", "d", "", "w", "S", " s", "m30s", "h1h"),
   )
   .map(([n, u]) => `${n}${u}`);
 
 const special = fc.constantFrom<unknown>(
-  "off", "on", "yes", "no", "~", "", " ", "null", "true", "0", "-0", ".inf", "-.inf", ".nan", "0x10", "1e400",
-  Number.NaN, Infinity, -Infinity, -0, 0, 1, 0.8, 0.7, 1.0000001, Number.MAX_SAFE_INTEGER + 2, 2 ** 31, -1,
-  "127.0.0.1:9724", "[::1]:9724", "::1", "[::1]", "host:", ":80", "a:b:c", "[fe80::1%eth0]:1", "localhost:65535",
-  "/proc", "proc", "/", "//", "/a/../..", "unix:///x", "\u0000", "\n", "\u2028", "\u202e", "é", "😀", "a".repeat(5000),
-  "build-*", "*", "?", "[ab]", "dry-run", "enforce", "info", "silent", "__proto__", "constructor", "toString",
-  [], {}, [[]], [{}], { a: 1 }, ["a", 1, null],
+  "off",
+  "on",
+  "yes",
+  "no",
+  "~",
+  "",
+  " ",
+  "null",
+  "true",
+  "0",
+  "-0",
+  ".inf",
+  "-.inf",
+  ".nan",
+  "0x10",
+  "1e400",
+  Number.NaN,
+  Infinity,
+  -Infinity,
+  -0,
+  0,
+  1,
+  0.8,
+  0.7,
+  1.0000001,
+  Number.MAX_SAFE_INTEGER + 2,
+  2 ** 31,
+  -1,
+  "127.0.0.1:9724",
+  "[::1]:9724",
+  "::1",
+  "[::1]",
+  "host:",
+  ":80",
+  "a:b:c",
+  "[fe80::1%eth0]:1",
+  "localhost:65535",
+  "/proc",
+  "proc",
+  "/",
+  "//",
+  "/a/../..",
+  "unix:///x",
+  "\u0000",
+  "\n",
+  "\u2028",
+  "\u202e",
+  "é",
+  "😀",
+  "a".repeat(5000),
+  "build-*",
+  "*",
+  "?",
+  "[ab]",
+  "dry-run",
+  "enforce",
+  "info",
+  "silent",
+  "__proto__",
+  "constructor",
+  "toString",
+  [],
+  {},
+  [[]],
+  [{}],
+  { a: 1 },
+  ["a", 1, null],
 );
 
 const value: fc.Arbitrary<unknown> = fc.oneof(
@@ -155,65 +221,134 @@ function setAt(root: Record<string, unknown>, path: readonly string[], v: unknow
 }
 
 /** A document built from the defaults (or from nothing) with values set at arbitrary key paths. */
-const documentWithValues = fc
-  .tuple(fc.boolean(), fc.array(fc.tuple(keyPath, value), { minLength: 1, maxLength: 6 }))
-  .map(([fromDefaults, edits]) => {
-    const doc = fromDefaults ? (structuredClone(DEFAULT_SETTINGS) as unknown as Record<string, unknown>) : {};
-    for (const [path, v] of edits) setAt(doc, path, v);
-    return doc;
-  });
+const documentWithValues = fc.tuple(fc.boolean(), fc.array(fc.tuple(keyPath, value), { minLength: 1, maxLength: 6 })).map(([fromDefaults, edits]) => {
+  const doc = fromDefaults ? (structuredClone(DEFAULT_SETTINGS) as unknown as Record<string, unknown>) : {};
+  for (const [path, v] of edits) setAt(doc, path, v);
+  return doc;
+});
 
 /** Values that often pass alone, so that cross-key rules and the invariants of accepted configs get exercised. */
 const goodDuration = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom("10s", "30s", "1m", "10m", "1h30m", "4h", "1d") },
   { weight: 1, arbitrary: fc.constantFrom("0s", "100ms", "999ms", "1s", "9s", "24d", "25d", "off") },
 );
-const ratio = fc.oneof({ weight: 6, arbitrary: fc.double({ min: 0.01, max: 1, noNaN: true }) }, { weight: 1, arbitrary: fc.constantFrom(0, 1.01, -0) });
-const plausibleDocument = fc
-  .record(
-    {
-      pollInterval: goodDuration,
-      listen: fc.constantFrom("127.0.0.1:9724", "[::1]:0", "0.0.0.0:65535", "localhost:80"),
-      docker: fc.record({ enabled: fc.boolean(), timeout: goodDuration }, { requiredKeys: [] }),
-      policy: fc.record(
-        {
-          idleTimeout: goodDuration,
-          idleIncludesOutput: fc.boolean(),
-          maxAge: goodDuration,
-          minAge: goodDuration,
-          pressure: fc.record(
-            { high: ratio, low: ratio, minIdle: goodDuration },
-            { requiredKeys: [] },
-          ),
-          exemptContainers: fc.array(fc.constantFrom("build-*", "db?", "*", "x"), { maxLength: 3 }),
-        },
-        { requiredKeys: [] },
-      ),
-      reaper: fc.record(
-        { mode: fc.constantFrom("enforce", "dry-run"), grace: goodDuration, maxPerCycle: fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(0, -1, 1.5)) },
-        { requiredKeys: [] },
-      ),
-      log: fc.record({ level: fc.constantFrom(...LOG_LEVELS) }, { requiredKeys: [] }),
-    },
-    { requiredKeys: [] },
-  );
+const ratio = fc.oneof(
+  { weight: 6, arbitrary: fc.double({ min: 0.01, max: 1, noNaN: true }) },
+  { weight: 1, arbitrary: fc.constantFrom(0, 1.01, -0) },
+);
+const plausibleDocument = fc.record(
+  {
+    pollInterval: goodDuration,
+    listen: fc.constantFrom("127.0.0.1:9724", "[::1]:0", "0.0.0.0:65535", "localhost:80"),
+    docker: fc.record({ enabled: fc.boolean(), timeout: goodDuration }, { requiredKeys: [] }),
+    policy: fc.record(
+      {
+        idleTimeout: goodDuration,
+        idleIncludesOutput: fc.boolean(),
+        maxAge: goodDuration,
+        minAge: goodDuration,
+        pressure: fc.record({ high: ratio, low: ratio, minIdle: goodDuration }, { requiredKeys: [] }),
+        exemptContainers: fc.array(fc.constantFrom("build-*", "db?", "*", "x"), { maxLength: 3 }),
+      },
+      { requiredKeys: [] },
+    ),
+    reaper: fc.record(
+      {
+        mode: fc.constantFrom("enforce", "dry-run"),
+        grace: goodDuration,
+        maxPerCycle: fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.constantFrom(0, -1, 1.5)),
+      },
+      { requiredKeys: [] },
+    ),
+    log: fc.record({ level: fc.constantFrom(...LOG_LEVELS) }, { requiredKeys: [] }),
+  },
+  { requiredKeys: [] },
+);
 
 const TOKENS = [
-  "pollInterval", "listen", "procRoot", "docker", "enabled", "socket", "timeout", "policy", "idleTimeout",
-  "idleIncludesOutput", "maxAge", "minAge", "pressure", "high", "low", "minIdle", "exemptLabel", "exemptContainers",
-  "reaper", "mode", "grace", "maxPerCycle", "log", "level", ":", ": ", " ", "  ", "\n", "\n  ", "\n    ", "- ", ",",
-  "[", "]", "{", "}", "&a ", "*a", "!!str ", "!!int ", "!!map ", "!foo ", "\"", "'", "#", "---\n", "...\n", "? ",
-  "| ", "> ", "%YAML 1.2\n", "%TAG ! tag:x:\n", "<<: ", "10s", "off", "4h", "0.8", "0.7", ".nan", "true", "null",
-  "~", "1e400", "\t", "\r\n", "\u0000", "\uFEFF", "é", "😀", "\\", "@", "`", "=",
+  "pollInterval",
+  "listen",
+  "procRoot",
+  "docker",
+  "enabled",
+  "socket",
+  "timeout",
+  "policy",
+  "idleTimeout",
+  "idleIncludesOutput",
+  "maxAge",
+  "minAge",
+  "pressure",
+  "high",
+  "low",
+  "minIdle",
+  "exemptLabel",
+  "exemptContainers",
+  "reaper",
+  "mode",
+  "grace",
+  "maxPerCycle",
+  "log",
+  "level",
+  ":",
+  ": ",
+  " ",
+  "  ",
+  "\n",
+  "\n  ",
+  "\n    ",
+  "- ",
+  ",",
+  "[",
+  "]",
+  "{",
+  "}",
+  "&a ",
+  "*a",
+  "!!str ",
+  "!!int ",
+  "!!map ",
+  "!foo ",
+  '"',
+  "'",
+  "#",
+  "---\n",
+  "...\n",
+  "? ",
+  "| ",
+  "> ",
+  "%YAML 1.2\n",
+  "%TAG ! tag:x:\n",
+  "<<: ",
+  "10s",
+  "off",
+  "4h",
+  "0.8",
+  "0.7",
+  ".nan",
+  "true",
+  "null",
+  "~",
+  "1e400",
+  "\t",
+  "\r\n",
+  "\u0000",
+  "\uFEFF",
+  "é",
+  "😀",
+  "\\",
+  "@",
+  "`",
+  "=",
 ];
 const tokenText = fc.array(fc.constantFrom(...TOKENS), { maxLength: 40 }).map((t) => t.join(""));
 
 /** The defaults as YAML with a few random edits: near-valid files exercise the deepest code. */
 const mutatedText = fc
-  .array(
-    fc.tuple(fc.nat(), fc.nat({ max: 12 }), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ unit: "binary", maxLength: 6 }))),
-    { minLength: 1, maxLength: 4 },
-  )
+  .array(fc.tuple(fc.nat(), fc.nat({ max: 12 }), fc.oneof(fc.constantFrom(...TOKENS), fc.string({ unit: "binary", maxLength: 6 }))), {
+    minLength: 1,
+    maxLength: 4,
+  })
   .map((edits) =>
     edits.reduce((text, [at, del, ins]) => {
       const i = at % (text.length + 1);
@@ -296,18 +431,25 @@ describe("config fuzzing", () => {
   it("arbitrary --listen and --dry-run", () => {
     const base = parseConfig("", "f", {});
     fc.assert(
-      fc.property(fc.oneof(fc.string({ unit: "binary", maxLength: 40 }), special.filter((v): v is string => typeof v === "string")), fc.boolean(), (listen, dryRun) => {
-        tried.listen++;
-        try {
-          const c = withOverrides(base, { listen, dryRun });
-          expectInvariants(c);
-          expect(c.reaper.mode).toBe(dryRun ? "dry-run" : "enforce");
-        } catch (err) {
-          if (!(err instanceof ConfigError)) throw err;
-          expectOneLineProblems(err.problems);
-          expect(err.problems[0]).toMatch(/^--listen: /);
-        }
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string({ unit: "binary", maxLength: 40 }),
+          special.filter((v): v is string => typeof v === "string"),
+        ),
+        fc.boolean(),
+        (listen, dryRun) => {
+          tried.listen++;
+          try {
+            const c = withOverrides(base, { listen, dryRun });
+            expectInvariants(c);
+            expect(c.reaper.mode).toBe(dryRun ? "dry-run" : "enforce");
+          } catch (err) {
+            if (!(err instanceof ConfigError)) throw err;
+            expectOneLineProblems(err.problems);
+            expect(err.problems[0]).toMatch(/^--listen: /);
+          }
+        },
+      ),
       { numRuns: RUNS },
     );
   });
@@ -326,36 +468,47 @@ describe("check-config on fuzzed files", () => {
   it("exit 0 with FILE: ok, or exit 78 with one `FILE: problem` line each on stderr", async () => {
     let n = 0;
     await fc.assert(
-      fc.asyncProperty(fc.oneof(tokenText, mutatedText, documentWithValues.map((d) => toYaml(d)), fc.string({ unit: "binary", maxLength: 200 })), env, async (text, e) => {
-        tried.checkConfig++;
-        const name = `f${n++}.yaml`;
-        writeFileSync(join(dir, name), text);
-        let out = "";
-        let err = "";
-        const code = await checkConfigCommand([name], { stdout: (t) => (out += t), stderr: (t) => (err += t), env: e, cwd: dir });
-        expect([0, 78]).toContain(code);
-        if (code === 0) {
-          expect(err).toBe("");
-          expect(out.startsWith(`${name}: ok\n`)).toBe(true);
-        } else {
-          expect(out).toBe("");
-          expect(err.endsWith("\n")).toBe(true);
-          const lines = err.slice(0, -1).split("\n");
-          for (const line of lines) {
-            // A file that is not UTF-8 cannot be read: the one case without the FILE prefix.
-            if (line.startsWith("cannot read config ")) {
-              expect(line).toMatch(/: not UTF-8 text$/);
-              continue;
+      fc.asyncProperty(
+        fc.oneof(
+          tokenText,
+          mutatedText,
+          documentWithValues.map((d) => toYaml(d)),
+          fc.string({ unit: "binary", maxLength: 200 }),
+        ),
+        env,
+        async (text, e) => {
+          tried.checkConfig++;
+          const name = `f${n++}.yaml`;
+          writeFileSync(join(dir, name), text);
+          let out = "";
+          let err = "";
+          const code = await checkConfigCommand([name], { stdout: (t) => (out += t), stderr: (t) => (err += t), env: e, cwd: dir });
+          expect([0, 78]).toContain(code);
+          if (code === 0) {
+            expect(err).toBe("");
+            expect(out.startsWith(`${name}: ok\n`)).toBe(true);
+          } else {
+            expect(out).toBe("");
+            expect(err.endsWith("\n")).toBe(true);
+            const lines = err.slice(0, -1).split("\n");
+            for (const line of lines) {
+              // A file that is not UTF-8 cannot be read: the one case without the FILE prefix.
+              if (line.startsWith("cannot read config ")) {
+                expect(line).toMatch(/: not UTF-8 text$/);
+                continue;
+              }
+              // A bad variable is the environment's problem, not the file's.
+              const prefix = line.startsWith("environment: ") ? "environment: " : `${name}: `;
+              expect(line.startsWith(prefix)).toBe(true);
             }
-            // A bad variable is the environment's problem, not the file's.
-            const prefix = line.startsWith("environment: ") ? "environment: " : `${name}: `;
-            expect(line.startsWith(prefix)).toBe(true);
+            expectOneLineProblems(
+              lines
+                .filter((l) => !l.startsWith("cannot read"))
+                .map((l) => (l.startsWith("environment: ") ? l.slice("environment: ".length) : l.slice(name.length + 2))),
+            );
           }
-          expectOneLineProblems(
-            lines.filter((l) => !l.startsWith("cannot read")).map((l) => (l.startsWith("environment: ") ? l.slice("environment: ".length) : l.slice(name.length + 2))),
-          );
-        }
-      }),
+        },
+      ),
       { numRuns: Math.max(100, Math.floor(RUNS / 3)) },
     );
   });

@@ -111,17 +111,42 @@ describe("values accepted and normalised", () => {
     ["docker timeout", "docker: {timeout: 250ms}", (c) => c.docker.timeout, 250],
     ["containerd required", "runtimes: {containerd: {enabled: true}}", (c) => c.runtimes.containerd.enabled, true],
     ["containerd off", "runtimes: {containerd: {enabled: false}}", (c) => c.runtimes.containerd.enabled, false],
-    ["containerd namespaces", "runtimes: {containerd: {namespaces: [k8s.io, builds-2]}}", (c) => c.runtimes.containerd.namespaces, ["k8s.io", "builds-2"]],
-    ["containerd socket", "runtimes: {containerd: {socket: /run/k3s/containerd/containerd.sock}}", (c) => c.runtimes.containerd.socket, "/run/k3s/containerd/containerd.sock"],
-    ["podman socket and timeout", "runtimes: {podman: {socket: /run/user/0/podman/podman.sock, timeout: 2s}}", (c) => c.runtimes.podman, { enabled: "auto", socket: "/run/user/0/podman/podman.sock", timeout: 2_000 }],
-    ["moby namespace once Docker is off", "docker: {enabled: false}\nruntimes: {containerd: {namespaces: [moby]}}", (c) => c.runtimes.containerd.namespaces, ["moby"]],
+    [
+      "containerd namespaces",
+      "runtimes: {containerd: {namespaces: [k8s.io, builds-2]}}",
+      (c) => c.runtimes.containerd.namespaces,
+      ["k8s.io", "builds-2"],
+    ],
+    [
+      "containerd socket",
+      "runtimes: {containerd: {socket: /run/k3s/containerd/containerd.sock}}",
+      (c) => c.runtimes.containerd.socket,
+      "/run/k3s/containerd/containerd.sock",
+    ],
+    [
+      "podman socket and timeout",
+      "runtimes: {podman: {socket: /run/user/0/podman/podman.sock, timeout: 2s}}",
+      (c) => c.runtimes.podman,
+      { enabled: "auto", socket: "/run/user/0/podman/podman.sock", timeout: 2_000 },
+    ],
+    [
+      "moby namespace once Docker is off",
+      "docker: {enabled: false}\nruntimes: {containerd: {namespaces: [moby]}}",
+      (c) => c.runtimes.containerd.namespaces,
+      ["moby"],
+    ],
     ["empty runtimes sections", "runtimes:\n  containerd:\n  podman:\n", (c) => c.runtimes, DEFAULTS.runtimes],
     ["idleTimeout off", "policy: {idleTimeout: off}", (c) => c.policy.idleTimeout, null],
     ["idleTimeout exactly 10s", "policy: {idleTimeout: 10s}", (c) => c.policy.idleTimeout, 10_000],
     ["idleIncludesOutput", "policy: {idleIncludesOutput: false}", (c) => c.policy.idleIncludesOutput, false],
     ["maxAge", "policy: {maxAge: 1d}", (c) => c.policy.maxAge, 86_400_000],
     ["minAge 0s", "policy: {minAge: 0s}", (c) => c.policy.minAge, 0],
-    ["pressure", "policy: {pressure: {high: 1, low: 0.01, minIdle: 10s, containerShare: 0.5}}", (c) => c.policy.pressure, { high: 1, low: 0.01, minIdle: 10_000, containerShare: 0.5 }],
+    [
+      "pressure",
+      "policy: {pressure: {high: 1, low: 0.01, minIdle: 10s, containerShare: 0.5}}",
+      (c) => c.policy.pressure,
+      { high: 1, low: 0.01, minIdle: 10_000, containerShare: 0.5 },
+    ],
     ["exemptLabel", "policy: {exemptLabel: com.example/keep}", (c) => c.policy.exemptLabel, "com.example/keep"],
     ["exemptContainers", "policy: {exemptContainers: ['build-*', '/db?']}", (c) => c.policy.exemptContainers, ["build-*", "db?"]],
     ["exemptContainers null", "policy: {exemptContainers: }", (c) => c.policy.exemptContainers, []],
@@ -141,21 +166,53 @@ describe("problems: one line each, naming the key and what was expected", () => 
   it.each<[string, string, string]>([
     ["the brief's example", "policy: {idleTimeout: soon}", `policy.idleTimeout: expected a duration like "30s", "10m", "4h" or "off", got "soon"`],
     ["a bare number", "pollInterval: 10", `pollInterval: expected a duration like "30s", "10m" or "4h", got 10: add a unit, e.g. "10s"`],
-    ["off where not allowed", "pollInterval: off", `pollInterval: expected a duration like "30s", "10m" or "4h" ("off" is not allowed here), got "off"`],
-    ["off for minAge", "policy: {minAge: off}", `policy.minAge: expected a duration like "30s", "10m" or "4h" ("off" is not allowed here), got "off"`],
+    [
+      "off where not allowed",
+      "pollInterval: off",
+      `pollInterval: expected a duration like "30s", "10m" or "4h" ("off" is not allowed here), got "off"`,
+    ],
+    [
+      "off for minAge",
+      "policy: {minAge: off}",
+      `policy.minAge: expected a duration like "30s", "10m" or "4h" ("off" is not allowed here), got "off"`,
+    ],
     ["pollInterval under 1s", "pollInterval: 999ms", `pollInterval: expected at least 1s, got "999ms"`],
-    ["pollInterval over the timer limit", "pollInterval: 25d", `pollInterval: expected at most 24d20h31m23s647ms (a timer cannot wait longer), got "25d"`],
+    [
+      "pollInterval over the timer limit",
+      "pollInterval: 25d",
+      `pollInterval: expected at most 24d20h31m23s647ms (a timer cannot wait longer), got "25d"`,
+    ],
     ["idleTimeout under 10s", "policy: {idleTimeout: 9s}", `policy.idleTimeout: expected at least 10s (tty times move in 8-second steps), got "9s"`],
-    ["minIdle under 10s", "policy: {pressure: {minIdle: 5s}}", `policy.pressure.minIdle: expected at least 10s (tty times move in 8-second steps), got "5s"`],
+    [
+      "minIdle under 10s",
+      "policy: {pressure: {minIdle: 5s}}",
+      `policy.pressure.minIdle: expected at least 10s (tty times move in 8-second steps), got "5s"`,
+    ],
     ["grace too short", "reaper: {grace: 10ms}", `reaper.grace: expected at least 100ms, got "10ms"`],
-    ["masterOnlyGrace too short", "masterOnlyGrace: 500ms", `masterOnlyGrace: expected at least 1s (a runtime closes an ended exec's master within moments), got "500ms"`],
+    [
+      "masterOnlyGrace too short",
+      "masterOnlyGrace: 500ms",
+      `masterOnlyGrace: expected at least 1s (a runtime closes an ended exec's master within moments), got "500ms"`,
+    ],
     ["a duration as a list", "docker: {timeout: [5s]}", `docker.timeout: expected a duration like "30s", "10m" or "4h", got a list`],
     ["high above 1", "policy: {pressure: {high: 1.5}}", `policy.pressure.high: expected a number above 0 and at most 1, like 0.8, got 1.5`],
     ["low 0", "policy: {pressure: {low: 0}}", `policy.pressure.low: expected a number above 0 and at most 1, like 0.8, got 0`],
-    ["a ratio as a percentage", "policy: {pressure: {high: 80%}}", `policy.pressure.high: expected a number above 0 and at most 1, like 0.8, got "80%"`],
+    [
+      "a ratio as a percentage",
+      "policy: {pressure: {high: 80%}}",
+      `policy.pressure.high: expected a number above 0 and at most 1, like 0.8, got "80%"`,
+    ],
     ["NaN", "policy: {pressure: {high: .nan}}", `policy.pressure.high: expected a number above 0 and at most 1, like 0.8, got NaN`],
-    ["low not below high", "policy: {pressure: {high: 0.8, low: 0.8}}", `policy.pressure.low: expected a number below policy.pressure.high (0.8), got 0.8`],
-    ["high under the default low", "policy: {pressure: {high: 0.5}}", `policy.pressure.high: expected a number above policy.pressure.low (0.7), got 0.5`],
+    [
+      "low not below high",
+      "policy: {pressure: {high: 0.8, low: 0.8}}",
+      `policy.pressure.low: expected a number below policy.pressure.high (0.8), got 0.8`,
+    ],
+    [
+      "high under the default low",
+      "policy: {pressure: {high: 0.5}}",
+      `policy.pressure.high: expected a number above policy.pressure.low (0.7), got 0.5`,
+    ],
     ["maxAge under minAge", "policy: {maxAge: 30s}", `policy.maxAge: expected at least policy.minAge (1m), got "30s"`],
     ["maxPerCycle 0", "reaper: {maxPerCycle: 0}", `reaper.maxPerCycle: expected a whole number of at least 1, got 0`],
     ["maxPerCycle fraction", "reaper: {maxPerCycle: 2.5}", `reaper.maxPerCycle: expected a whole number of at least 1, got 2.5`],
@@ -163,23 +220,63 @@ describe("problems: one line each, naming the key and what was expected", () => 
     ["boolean as yes", "policy: {idleIncludesOutput: yes}", `policy.idleIncludesOutput: expected true or false, got "yes"`],
     ["docker enabled as yes", "docker: {enabled: yes}", `docker.enabled: expected "auto", true or false, got "yes"`],
     ["runtime enabled as yes", "runtimes: {podman: {enabled: yes}}", `runtimes.podman.enabled: expected "auto", true or false, got "yes"`],
-    ["namespaces as a string", "runtimes: {containerd: {namespaces: k8s.io}}", `runtimes.containerd.namespaces: expected a list of containerd namespaces like ["k8s.io"], got "k8s.io"`],
+    [
+      "namespaces as a string",
+      "runtimes: {containerd: {namespaces: k8s.io}}",
+      `runtimes.containerd.namespaces: expected a list of containerd namespaces like ["k8s.io"], got "k8s.io"`,
+    ],
     ["no namespaces", "runtimes: {containerd: {namespaces: []}}", `runtimes.containerd.namespaces: expected at least one namespace, like ["k8s.io"]`],
-    ["a bad namespace", "runtimes: {containerd: {namespaces: [k8s.io, 'a b']}}", `runtimes.containerd.namespaces[1]: expected a containerd namespace like "k8s.io", got "a b"`],
-    ["Docker's namespace while Docker is on", "runtimes: {containerd: {namespaces: [k8s.io, moby]}}", `runtimes.containerd.namespaces[1]: "moby" is Docker's namespace, whose sessions come through docker: (remove it, or set docker.enabled: false)`],
+    [
+      "a bad namespace",
+      "runtimes: {containerd: {namespaces: [k8s.io, 'a b']}}",
+      `runtimes.containerd.namespaces[1]: expected a containerd namespace like "k8s.io", got "a b"`,
+    ],
+    [
+      "Docker's namespace while Docker is on",
+      "runtimes: {containerd: {namespaces: [k8s.io, moby]}}",
+      `runtimes.containerd.namespaces[1]: "moby" is Docker's namespace, whose sessions come through docker: (remove it, or set docker.enabled: false)`,
+    ],
     ["an unknown runtime", "runtimes: {cri-o: {enabled: true}}", `runtimes["cri-o"]: unknown key`],
     ["mode", "reaper: {mode: dryrun}", `reaper.mode: expected one of "enforce", "dry-run", got "dryrun"`],
     ["log level", "log: {level: verbose}", `log.level: expected one of "trace", "debug", "info", "warn", "error", "fatal", got "verbose"`],
     ["listen without port", "listen: 127.0.0.1", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724", got "127.0.0.1"`],
     ["listen as a number", "listen: 9724", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724", got 9724`],
-    ["listen port too big", "listen: 127.0.0.1:65536", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" with a port from 0 to 65535, got "127.0.0.1:65536"`],
-    ["listen bad IPv4", "listen: 300.1.1.1:80", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (an IP address or host name before the colon), got "300.1.1.1:80"`],
-    ["listen IPv6 unbracketed", "listen: '::1:9724'", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (IPv6 addresses go in brackets), got "::1:9724"`],
-    ["listen bad IPv6", "listen: '[::g]:80'", `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (an IPv6 address in the brackets), got "[::g]:80"`],
+    [
+      "listen port too big",
+      "listen: 127.0.0.1:65536",
+      `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" with a port from 0 to 65535, got "127.0.0.1:65536"`,
+    ],
+    [
+      "listen bad IPv4",
+      "listen: 300.1.1.1:80",
+      `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (an IP address or host name before the colon), got "300.1.1.1:80"`,
+    ],
+    [
+      "listen IPv6 unbracketed",
+      "listen: '::1:9724'",
+      `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (IPv6 addresses go in brackets), got "::1:9724"`,
+    ],
+    [
+      "listen bad IPv6",
+      "listen: '[::g]:80'",
+      `listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724" (an IPv6 address in the brackets), got "[::g]:80"`,
+    ],
     ["relative procRoot", "procRoot: proc", `procRoot: expected an absolute path like "/proc", got "proc"`],
-    ["socket path too long", `docker: {socket: /${"s".repeat(120)}}`, `docker.socket: expected a socket path of at most 107 bytes (the kernel's limit), got "/${"s".repeat(59)}…"`],
-    ["exemptContainers as a string", "policy: {exemptContainers: build-*}", `policy.exemptContainers: expected a list of container name patterns like ["build-*"], got "build-*"`],
-    ["exemptContainers element", "policy: {exemptContainers: [ok, 'has space']}", `policy.exemptContainers[1]: expected a container name pattern with letters, digits, "_", ".", "-", "*" and "?", got "has space"`],
+    [
+      "socket path too long",
+      `docker: {socket: /${"s".repeat(120)}}`,
+      `docker.socket: expected a socket path of at most 107 bytes (the kernel's limit), got "/${"s".repeat(59)}…"`,
+    ],
+    [
+      "exemptContainers as a string",
+      "policy: {exemptContainers: build-*}",
+      `policy.exemptContainers: expected a list of container name patterns like ["build-*"], got "build-*"`,
+    ],
+    [
+      "exemptContainers element",
+      "policy: {exemptContainers: [ok, 'has space']}",
+      `policy.exemptContainers[1]: expected a container name pattern with letters, digits, "_", ".", "-", "*" and "?", got "has space"`,
+    ],
     ["exemptLabel empty", "policy: {exemptLabel: ''}", `policy.exemptLabel: expected a label key like "ptyreaper.exempt", got ""`],
     ["a section as a list", "policy: [a]", `policy: expected a mapping of keys, got a list`],
     ["a section as a string", "docker: yes", `docker: expected a mapping of keys, got "yes"`],
@@ -232,9 +329,7 @@ describe("problems: one line each, naming the key and what was expected", () => 
   });
 
   it("the ConfigError message starts with the source", () => {
-    expect(() => parseConfig("pollInterval: 5\n", "/etc/ptyreaper.yaml", {})).toThrow(
-      /^\/etc\/ptyreaper\.yaml: pollInterval: expected a duration/,
-    );
+    expect(() => parseConfig("pollInterval: 5\n", "/etc/ptyreaper.yaml", {})).toThrow(/^\/etc\/ptyreaper\.yaml: pollInterval: expected a duration/);
   });
 });
 
@@ -257,7 +352,12 @@ describe("invalid YAML: one line with line and column", () => {
 
   it("an alias bomb is refused, not expanded", () => {
     const lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"];
-    for (let i = 1; i < 12; i++) lines.push(`${"b".repeat(i)}: &${"b".repeat(i)} [${Array(10).fill(i === 1 ? "*a" : `*${"b".repeat(i - 1)}`).join(", ")}]`);
+    for (let i = 1; i < 12; i++)
+      lines.push(
+        `${"b".repeat(i)}: &${"b".repeat(i)} [${Array(10)
+          .fill(i === 1 ? "*a" : `*${"b".repeat(i - 1)}`)
+          .join(", ")}]`,
+      );
     const problems = problemsOf(`${lines.join("\n")}\n`);
     expect(problems).toEqual([expect.stringMatching(/^invalid YAML: Excessive alias count/)]);
   });
@@ -289,7 +389,11 @@ describe("environment overrides (env > file > default)", () => {
     ["PTYREAPER_LOG_LEVEL", "loud", `PTYREAPER_LOG_LEVEL: expected one of "trace", "debug", "info", "warn", "error", "fatal", got "loud"`],
     ["PTYREAPER_MODE", "dry_run", `PTYREAPER_MODE: expected one of "enforce", "dry-run", got "dry_run"`],
     ["PTYREAPER_PROC_ROOT", "proc", `PTYREAPER_PROC_ROOT: expected an absolute path like "/proc", got "proc"`],
-    ["DOCKER_HOST", "tcp://10.0.0.1:2375", `DOCKER_HOST: expected unix:///path/to/docker.sock, got "tcp://10.0.0.1:2375": remote engines are not supported, ptyreaper reads /proc and signals processes on the Docker host itself`],
+    [
+      "DOCKER_HOST",
+      "tcp://10.0.0.1:2375",
+      `DOCKER_HOST: expected unix:///path/to/docker.sock, got "tcp://10.0.0.1:2375": remote engines are not supported, ptyreaper reads /proc and signals processes on the Docker host itself`,
+    ],
     ["DOCKER_HOST", "/var/run/docker.sock", `DOCKER_HOST: expected unix:///path/to/docker.sock, got "/var/run/docker.sock"`],
     ["DOCKER_HOST", "unix://relative.sock", `DOCKER_HOST: expected unix:///path/to/docker.sock, got "unix://relative.sock"`],
   ])("bad %s=%j is a problem named after the variable", (variable, value, line) => {
@@ -327,7 +431,11 @@ describe("environment overrides (env > file > default)", () => {
       ],
     ],
     // A check that reads a wrong key is left out: the default in its place is not the person's mistake.
-    ["not when it reads a wrong key", "policy:\n  pressure: {high: 0.5, low: lots}\n", ["policy.pressure.low: expected a number above 0 and at most 1, like 0.8, got \"lots\""]],
+    [
+      "not when it reads a wrong key",
+      "policy:\n  pressure: {high: 0.5, low: lots}\n",
+      ['policy.pressure.low: expected a number above 0 and at most 1, like 0.8, got "lots"'],
+    ],
     ["not when a section is wrong", "policy: 3\n", ["policy: expected a mapping of keys, got 3"]],
   ])("reports the checks across keys %s", (_what, text, problems) => {
     expect(problemsOf(text)).toEqual(problems);
@@ -383,9 +491,7 @@ describe("withOverrides (command-line flags beat everything)", () => {
       caught = err;
     }
     expect(caught).toBeInstanceOf(ConfigError);
-    expect((caught as ConfigError).problems).toEqual([
-      `--listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724", got "localhost"`,
-    ]);
+    expect((caught as ConfigError).problems).toEqual([`--listen: expected HOST:PORT like "127.0.0.1:9724" or "[::1]:9724", got "localhost"`]);
   });
 });
 
@@ -454,7 +560,9 @@ describe("commandLine", () => {
   });
 
   it("anything else is one readable problem line", () => {
-    expect(() => parseConfig("commandLine: partial\n", "c.yaml", {})).toThrow(/^c\.yaml: commandLine: expected one of "full", "argv0", "off", got "partial"$/);
+    expect(() => parseConfig("commandLine: partial\n", "c.yaml", {})).toThrow(
+      /^c\.yaml: commandLine: expected one of "full", "argv0", "off", got "partial"$/,
+    );
   });
 });
 
@@ -486,7 +594,12 @@ describe("http.healthListen", () => {
   });
 
   // It answers without credentials: an address other hosts can reach (or a name that may resolve to one) is refused.
-  it.each(['"0.0.0.0:9725"', '"10.0.0.5:9725"', '"[::]:9725"', '"localhost:9725"', '"127.0.0.1"', "9725", "true"])("%s is one readable problem line", (value) => {
-    expect(problemsOf(`http:\n  healthListen: ${value}\n`)).toEqual([expect.stringMatching(/^http\.healthListen: expected a loopback HOST:PORT like "127\.0\.0\.1:9725"/)]);
-  });
+  it.each(['"0.0.0.0:9725"', '"10.0.0.5:9725"', '"[::]:9725"', '"localhost:9725"', '"127.0.0.1"', "9725", "true"])(
+    "%s is one readable problem line",
+    (value) => {
+      expect(problemsOf(`http:\n  healthListen: ${value}\n`)).toEqual([
+        expect.stringMatching(/^http\.healthListen: expected a loopback HOST:PORT like "127\.0\.0\.1:9725"/),
+      ]);
+    },
+  );
 });

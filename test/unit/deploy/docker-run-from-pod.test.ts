@@ -58,9 +58,23 @@ describe("dockerRunFromPod", () => {
 
   it.each<[string, (pod: IPodSpec) => void, RegExp]>([
     ["a pod field it does not know", (pod) => Object.assign(pod, { hostIPC: true }), /pod spec: no docker run translation for hostIPC/],
-    ["a security field it does not know", (pod) => Object.assign(pod.containers[0]?.securityContext ?? {}, { procMount: "Unmasked" }), /securityContext: no docker run translation for procMount/],
-    ["an env var from the downward API", (pod) => pod.containers[0]?.env?.push({ name: "NODE", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }), /env NODE: valueFrom/],
-    ["a Secret without files", (pod) => pod.volumes?.push({ name: "other", secret: { secretName: "other" } }) && pod.containers[0]?.volumeMounts?.push({ name: "other", mountPath: "/x" }), /no files given for Secret other/],
+    [
+      "a security field it does not know",
+      (pod) => Object.assign(pod.containers[0]?.securityContext ?? {}, { procMount: "Unmasked" }),
+      /securityContext: no docker run translation for procMount/,
+    ],
+    [
+      "an env var from the downward API",
+      (pod) => pod.containers[0]?.env?.push({ name: "NODE", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } }),
+      /env NODE: valueFrom/,
+    ],
+    [
+      "a Secret without files",
+      (pod) =>
+        pod.volumes?.push({ name: "other", secret: { secretName: "other" } }) &&
+        pod.containers[0]?.volumeMounts?.push({ name: "other", mountPath: "/x" }),
+      /no files given for Secret other/,
+    ],
     ["a second container", (pod) => pod.containers.push({ name: "sidecar" }), /expected one container, got 2/],
   ])("refuses %s", (_what, change, message) => {
     const pod = shippedPod();

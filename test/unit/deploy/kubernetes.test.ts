@@ -89,7 +89,9 @@ const prometheusRuleSchema = z.strictObject({
   apiVersion: z.literal("monitoring.coreos.com/v1"),
   kind: z.literal("PrometheusRule"),
   metadata: objectMeta,
-  spec: z.strictObject({ groups: z.array(z.strictObject({ name: z.string(), interval: duration.optional(), rules: z.array(ruleSchema).min(1) })).min(1) }),
+  spec: z.strictObject({
+    groups: z.array(z.strictObject({ name: z.string(), interval: duration.optional(), rules: z.array(ruleSchema).min(1) })).min(1),
+  }),
 });
 const CRDS: Record<string, z.ZodType> = {
   "monitoring.coreos.com/v1/PodMonitor": podMonitorSchema,
@@ -134,7 +136,7 @@ function readmeKubernetesSection(): string {
 /** The web config the README's printf writes, with %s where the hash goes. */
 function readmeWebConfig(): string {
   const printf = /printf '(tls_server_config:[^']*)'/.exec(readmeKubernetesSection());
-  if (!printf?.[1]) throw new Error("README \"Run in Kubernetes\" has no printf of the web config");
+  if (!printf?.[1]) throw new Error('README "Run in Kubernetes" has no printf of the web config');
   return printf[1].replaceAll("\\n", "\n");
 }
 
@@ -205,7 +207,14 @@ describe("deploy/kubernetes manifests", () => {
     expect([...mounts.keys()].filter((path) => path.includes("docker"))).toEqual([]);
     expect(volumes.get(mounts.get("/etc/ptyreaper")?.name ?? "")?.configMap?.name).toBe((byKind("ConfigMap") as ConfigMap).metadata?.name);
     expect(volumes.get(mounts.get("/etc/ptyreaper-web")?.name ?? "")?.secret?.secretName).toBe(WEB_SECRET);
-    expect([...mounts.keys()].sort()).toEqual(["/etc/ptyreaper", "/etc/ptyreaper-web", "/host/proc", "/run/containerd", "/run/podman", "/var/lib/ptyreaper"]);
+    expect([...mounts.keys()].sort()).toEqual([
+      "/etc/ptyreaper",
+      "/etc/ptyreaper-web",
+      "/host/proc",
+      "/run/containerd",
+      "/run/podman",
+      "/var/lib/ptyreaper",
+    ]);
   });
 
   it("starts on a node that lacks a runtime: no hostPath needs a socket or file to exist beforehand", () => {
@@ -307,7 +316,10 @@ describe("deploy/kubernetes manifests", () => {
     for (const key of items.values()) expect(SECRET_KEYS, key).toContain(key);
 
     // The web config the README has you write: TLS with the Secret's files, and one bcrypt user.
-    const webConfig = parseYaml(readmeWebConfig().replace("%s", "$2b$10$" + "a".repeat(53))) as { tls_server_config: Record<string, string>; basic_auth_users: Record<string, string> };
+    const webConfig = parseYaml(readmeWebConfig().replace("%s", "$2b$10$" + "a".repeat(53))) as {
+      tls_server_config: Record<string, string>;
+      basic_auth_users: Record<string, string>;
+    };
     expect(webConfig.tls_server_config).toEqual({ cert_file: "tls.crt", key_file: "tls.key" });
     for (const file of Object.values(webConfig.tls_server_config)) expect(items.has(file), file).toBe(true);
     const user = Object.keys(webConfig.basic_auth_users);
@@ -324,7 +336,10 @@ describe("deploy/kubernetes manifests", () => {
     expect(scrape?.tls_config).toEqual({ ca_file: "/etc/prometheus/ptyreaper/ca.crt", server_name: CERT_NAME });
     expect(scrape?.basic_auth).toEqual({ username: user[0], password_file: "/etc/prometheus/ptyreaper/password" });
     // The annotations agree, for anything that reads them.
-    expect((byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.annotations).toMatchObject({ "prometheus.io/scheme": "https", "prometheus.io/port": "9724" });
+    expect((byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.annotations).toMatchObject({
+      "prometheus.io/scheme": "https",
+      "prometheus.io/port": "9724",
+    });
   });
 
   it("the README's commands make the Secret with every key the DaemonSet and the PodMonitor use, and a certificate for serverName", () => {
@@ -349,7 +364,7 @@ describe("deploy/kubernetes manifests", () => {
     expect(read("networkpolicy.yaml")).toMatch(/hostNetwork/);
   });
 
-  it("the PodMonitor scrapes the pods as job=\"ptyreaper\", which the alert rules select", () => {
+  it('the PodMonitor scrapes the pods as job="ptyreaper", which the alert rules select', () => {
     const monitor = podMonitorSchema.parse(byKind("PodMonitor"));
     const podLabels = (byKind("DaemonSet") as DaemonSet).spec?.template.metadata?.labels ?? {};
     expect(podLabels).toMatchObject(monitor.spec.selector.matchLabels);

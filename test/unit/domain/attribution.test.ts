@@ -1,6 +1,14 @@
 // Runtime attribution from /proc facts: every cgroup form, every monitor, and the disagreements that make a pty "unknown".
 import { describe, expect, it } from "vitest";
-import { attribute, cgroupContainerId, monitorOf, namedCgroupContainer, parseCgroupIdentity, parseCgroupPath, type ProcessFacts } from "../../../src/domain/attribution.js";
+import {
+  attribute,
+  cgroupContainerId,
+  monitorOf,
+  namedCgroupContainer,
+  parseCgroupIdentity,
+  parseCgroupPath,
+  type ProcessFacts,
+} from "../../../src/domain/attribution.js";
 
 const ID = "169baa59a5771cf17b6a4cc3a919e43156123a30950599d7caf1dc57d0fa07e4";
 const OTHER = "6359423c60c1d2e3af70e572e6bb2fb7f6cbcf66b3517c4d5ef48b828a22a210";
@@ -12,18 +20,46 @@ describe("parseCgroupPath", () => {
   it.each([
     ["systemd Docker", `/system.slice/docker-${ID}.scope`, { runtime: "docker", containerId: ID, podUid: null, monitor: false }],
     ["cgroupfs Docker (this host)", `/docker/${ID}`, { runtime: "docker", containerId: ID, podUid: null, monitor: false }],
-    ["containerd CRI, systemd", `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID_}.slice/cri-containerd-${ID}.scope`, { runtime: "containerd", containerId: ID, podUid: UID, monitor: false }],
+    [
+      "containerd CRI, systemd",
+      `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID_}.slice/cri-containerd-${ID}.scope`,
+      { runtime: "containerd", containerId: ID, podUid: UID, monitor: false },
+    ],
     ["containerd CRI, no cgroup parent (this host)", `/k8s.io/${ID}`, { runtime: "containerd", containerId: ID, podUid: null, monitor: false }],
-    ["guaranteed pod, systemd", `/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${ID}.scope`, { runtime: "containerd", containerId: ID, podUid: UID, monitor: false }],
-    ["kubepods cgroupfs: any CRI runtime", `/kubepods/burstable/pod${UID}/${ID}`, { runtime: "unknown", containerId: ID, podUid: UID, monitor: false }],
-    ["CRI-O, systemd", `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/crio-${ID}.scope`, { runtime: "cri-o", containerId: ID, podUid: UID, monitor: false }],
-    ["CRI-O's conmon", `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/crio-conmon-${ID}.scope`, { runtime: "cri-o", containerId: ID, podUid: UID, monitor: true }],
+    [
+      "guaranteed pod, systemd",
+      `/kubepods.slice/kubepods-pod${UID_}.slice/cri-containerd-${ID}.scope`,
+      { runtime: "containerd", containerId: ID, podUid: UID, monitor: false },
+    ],
+    [
+      "kubepods cgroupfs: any CRI runtime",
+      `/kubepods/burstable/pod${UID}/${ID}`,
+      { runtime: "unknown", containerId: ID, podUid: UID, monitor: false },
+    ],
+    [
+      "CRI-O, systemd",
+      `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/crio-${ID}.scope`,
+      { runtime: "cri-o", containerId: ID, podUid: UID, monitor: false },
+    ],
+    [
+      "CRI-O's conmon",
+      `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID_}.slice/crio-conmon-${ID}.scope`,
+      { runtime: "cri-o", containerId: ID, podUid: UID, monitor: true },
+    ],
     ["CRI-O, cgroupfs", `/kubepods/besteffort/pod${UID}/crio-${ID}`, { runtime: "cri-o", containerId: ID, podUid: UID, monitor: false }],
     ["Podman, systemd", `/machine.slice/libpod-${ID}.scope`, { runtime: "podman", containerId: ID, podUid: null, monitor: false }],
     ["Podman's conmon, systemd", `/machine.slice/libpod-conmon-${ID}.scope`, { runtime: "podman", containerId: ID, podUid: null, monitor: true }],
     ["Podman, cgroupfs (this host)", `/libpod_parent/libpod-${ID}`, { runtime: "podman", containerId: ID, podUid: null, monitor: false }],
-    ["Docker nested in a kind node: the innermost container", `/docker/${OTHER}/kubepods/besteffort/pod${UID}/${ID}`, { runtime: "unknown", containerId: ID, podUid: UID, monitor: false }],
-    ["sub-cgroup inside a container", `/system.slice/docker-${ID}.scope/init.scope`, { runtime: "docker", containerId: ID, podUid: null, monitor: false }],
+    [
+      "Docker nested in a kind node: the innermost container",
+      `/docker/${OTHER}/kubepods/besteffort/pod${UID}/${ID}`,
+      { runtime: "unknown", containerId: ID, podUid: UID, monitor: false },
+    ],
+    [
+      "sub-cgroup inside a container",
+      `/system.slice/docker-${ID}.scope/init.scope`,
+      { runtime: "docker", containerId: ID, podUid: null, monitor: false },
+    ],
   ])("%s", (_name, path, expected) => {
     expect(parseCgroupPath(path)).toEqual(expected);
   });
@@ -108,7 +144,12 @@ describe("cgroupContainerId: the one cgroup parser, as the /proc scan and the in
 
 describe("parseCgroupIdentity", () => {
   it("reads cgroup v1 lines (this host: every hierarchy names the container)", () => {
-    const text = ["9:name=systemd:/libpod_parent/libpod-" + ID, "8:pids:/libpod_parent/libpod-" + ID, "4:memory:/process_api/5c737a0ec5fbc54ee19e126576ec8d23", ""].join("\n");
+    const text = [
+      "9:name=systemd:/libpod_parent/libpod-" + ID,
+      "8:pids:/libpod_parent/libpod-" + ID,
+      "4:memory:/process_api/5c737a0ec5fbc54ee19e126576ec8d23",
+      "",
+    ].join("\n");
     expect(parseCgroupIdentity(text)).toMatchObject({ runtime: "podman", containerId: ID });
   });
 
@@ -141,15 +182,36 @@ describe("containers named by any string (ctr run … myname), by exact match ag
   });
 
   it("makes a cgroup text containerd's only when no known form names a container", () => {
-    expect(parseCgroupIdentity("4:memory:/default/myname\n", named)).toEqual({ runtime: "containerd", containerId: "myname", podUid: null, monitor: false });
+    expect(parseCgroupIdentity("4:memory:/default/myname\n", named)).toEqual({
+      runtime: "containerd",
+      containerId: "myname",
+      podUid: null,
+      monitor: false,
+    });
     expect(parseCgroupIdentity("4:memory:/default/myname\n")).toBeNull();
-    expect(parseCgroupIdentity(`4:memory:/default/myname\n0::/system.slice/docker-${OTHER}.scope\n`, named)).toMatchObject({ runtime: "docker", containerId: OTHER });
+    expect(parseCgroupIdentity(`4:memory:/default/myname\n0::/system.slice/docker-${OTHER}.scope\n`, named)).toMatchObject({
+      runtime: "docker",
+      containerId: OTHER,
+    });
   });
 
   it("attributes a ctr exec shell in namespace default to its container", () => {
-    const shim = { pid: 600, ppid: 1, comm: "containerd-shim", argv: ["/usr/bin/containerd-shim-runc-v2", "-namespace", "default", "-id", "myname"], cgroup: "1:cpu:/\n", nsPid: 600 };
+    const shim = {
+      pid: 600,
+      ppid: 1,
+      comm: "containerd-shim",
+      argv: ["/usr/bin/containerd-shim-runc-v2", "-namespace", "default", "-id", "myname"],
+      cgroup: "1:cpu:/\n",
+      nsPid: 600,
+    };
     const shell = inContainer(601, 600, "sh", "/default/myname", 4);
-    expect(attribute(shell, shim, tree(shim, shell), new Set([602]), named)).toMatchObject({ runtime: "containerd", containerId: "myname", namespace: "default", role: "exec", sessionPid: 601 });
+    expect(attribute(shell, shim, tree(shim, shell), new Set([602]), named)).toMatchObject({
+      runtime: "containerd",
+      containerId: "myname",
+      namespace: "default",
+      role: "exec",
+      sessionPid: 601,
+    });
     // Without the list the same process is no container's: shown, never a session.
     expect(attribute(shell, shim, tree(shim, shell), new Set([602])).runtime).toBe("unknown");
   });
@@ -157,18 +219,64 @@ describe("containers named by any string (ctr run … myname), by exact match ag
 
 describe("monitorOf", () => {
   it.each([
-    ["Docker's shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", ID, "-address", "/var/run/docker/containerd/containerd.sock"], "containerd-shim", { kind: "containerd-shim", runtime: "docker", namespace: "moby", containerId: null, execId: null }],
-    ["a CRI shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", ID, "-address", "/run/containerd/containerd.sock"], "containerd-shim", { kind: "containerd-shim", runtime: "containerd", namespace: "k8s.io" }],
-    ["a shim with no namespace flag", ["/usr/bin/containerd-shim-runc-v2", "start"], "containerd-shim", { kind: "containerd-shim", runtime: "unknown", namespace: null }],
+    [
+      "Docker's shim",
+      ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", ID, "-address", "/var/run/docker/containerd/containerd.sock"],
+      "containerd-shim",
+      { kind: "containerd-shim", runtime: "docker", namespace: "moby", containerId: null, execId: null },
+    ],
+    [
+      "a CRI shim",
+      ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", ID, "-address", "/run/containerd/containerd.sock"],
+      "containerd-shim",
+      { kind: "containerd-shim", runtime: "containerd", namespace: "k8s.io" },
+    ],
+    [
+      "a shim with no namespace flag",
+      ["/usr/bin/containerd-shim-runc-v2", "start"],
+      "containerd-shim",
+      { kind: "containerd-shim", runtime: "unknown", namespace: null },
+    ],
     [
       "Podman's exec conmon",
-      ["/usr/bin/conmon", "--api-version", "1", "-c", ID, "-u", SESSION, "-r", "/usr/sbin/runc", "-t", "-i", "-e", "--exec-attach", "--exit-command", "/usr/bin/podman"],
+      [
+        "/usr/bin/conmon",
+        "--api-version",
+        "1",
+        "-c",
+        ID,
+        "-u",
+        SESSION,
+        "-r",
+        "/usr/sbin/runc",
+        "-t",
+        "-i",
+        "-e",
+        "--exec-attach",
+        "--exit-command",
+        "/usr/bin/podman",
+      ],
       "conmon",
       { kind: "conmon", runtime: "podman", containerId: ID, execId: SESSION },
     ],
-    ["Podman's container conmon", ["/usr/bin/conmon", "--api-version", "1", "-c", ID, "-u", ID, "--exit-command", "/usr/bin/podman"], "conmon", { kind: "conmon", runtime: "podman", containerId: ID, execId: null }],
-    ["CRI-O's conmon", ["/usr/bin/conmon", "-b", "/run/x", "-c", ID, "--exit-dir", "/var/run/crio/exits", "--socket-dir-path", "/var/run/crio", "-u", ID], "conmon", { kind: "conmon", runtime: "cri-o", containerId: ID, execId: null }],
-    ["runc exec for CRI-O", ["/usr/bin/runc", "--root", "/run/runc", "exec", "--process", "/tmp/exec-process-123", ID], "runc", { kind: "oci-runtime-exec", runtime: "unknown", containerId: ID }],
+    [
+      "Podman's container conmon",
+      ["/usr/bin/conmon", "--api-version", "1", "-c", ID, "-u", ID, "--exit-command", "/usr/bin/podman"],
+      "conmon",
+      { kind: "conmon", runtime: "podman", containerId: ID, execId: null },
+    ],
+    [
+      "CRI-O's conmon",
+      ["/usr/bin/conmon", "-b", "/run/x", "-c", ID, "--exit-dir", "/var/run/crio/exits", "--socket-dir-path", "/var/run/crio", "-u", ID],
+      "conmon",
+      { kind: "conmon", runtime: "cri-o", containerId: ID, execId: null },
+    ],
+    [
+      "runc exec for CRI-O",
+      ["/usr/bin/runc", "--root", "/run/runc", "exec", "--process", "/tmp/exec-process-123", ID],
+      "runc",
+      { kind: "oci-runtime-exec", runtime: "unknown", containerId: ID },
+    ],
     ["crun exec", ["/usr/bin/crun", "exec", "--process", "/tmp/exec-process-9", ID], "crun", { kind: "oci-runtime-exec", containerId: ID }],
     ["crio", ["/usr/bin/crio"], "crio", { kind: "crio", runtime: "cri-o" }],
   ])("%s", (_name, argv, comm, expected) => {
@@ -190,12 +298,54 @@ function tree(...processes: ProcessFacts[]): (pid: number) => ProcessFacts | und
   return (pid) => byPid.get(pid);
 }
 
-const host = (pid: number, ppid: number, comm: string, argv: string[], cgroup = "0::/\n"): ProcessFacts => ({ pid, ppid, comm, argv, cgroup, nsPid: pid });
-const inContainer = (pid: number, ppid: number, comm: string, cgroupPath: string, nsPid: number): ProcessFacts => ({ pid, ppid, comm, argv: [comm], cgroup: `8:pids:${cgroupPath}\n0::${cgroupPath}\n`, nsPid });
+const host = (pid: number, ppid: number, comm: string, argv: string[], cgroup = "0::/\n"): ProcessFacts => ({
+  pid,
+  ppid,
+  comm,
+  argv,
+  cgroup,
+  nsPid: pid,
+});
+const inContainer = (pid: number, ppid: number, comm: string, cgroupPath: string, nsPid: number): ProcessFacts => ({
+  pid,
+  ppid,
+  comm,
+  argv: [comm],
+  cgroup: `8:pids:${cgroupPath}\n0::${cgroupPath}\n`,
+  nsPid,
+});
 
-const dockerShim = host(100, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", ID, "-address", "/var/run/docker/containerd/containerd.sock"]);
-const criShim = host(200, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", ID, "-address", "/run/containerd/containerd.sock"]);
-const podmanExecConmon = host(300, 1, "conmon", ["/usr/bin/conmon", "-c", ID, "-u", SESSION, "-t", "-i", "-e", "--exec-attach", "--exit-command", "/usr/bin/podman"]);
+const dockerShim = host(100, 1, "containerd-shim", [
+  "/usr/bin/containerd-shim-runc-v2",
+  "-namespace",
+  "moby",
+  "-id",
+  ID,
+  "-address",
+  "/var/run/docker/containerd/containerd.sock",
+]);
+const criShim = host(200, 1, "containerd-shim", [
+  "/usr/bin/containerd-shim-runc-v2",
+  "-namespace",
+  "k8s.io",
+  "-id",
+  ID,
+  "-address",
+  "/run/containerd/containerd.sock",
+]);
+const podmanExecConmon = host(300, 1, "conmon", [
+  "/usr/bin/conmon",
+  "-c",
+  ID,
+  "-u",
+  SESSION,
+  "-t",
+  "-i",
+  "-e",
+  "--exec-attach",
+  "--exit-command",
+  "/usr/bin/podman",
+]);
 const podmanConmon = host(310, 1, "conmon", ["/usr/bin/conmon", "-c", ID, "-u", ID, "--exit-command", "/usr/bin/podman"]);
 
 describe("attribute", () => {
@@ -203,7 +353,14 @@ describe("attribute", () => {
 
   it("a Docker exec shell: shim namespace moby, cgroup /docker/<id>", () => {
     const shell = inContainer(101, 100, "sh", `/docker/${ID}`, 7);
-    expect(attribute(shell, dockerShim, tree(dockerShim, shell), INITS)).toMatchObject({ runtime: "docker", containerId: ID, namespace: "moby", role: "exec", sessionPid: 101, podUid: null });
+    expect(attribute(shell, dockerShim, tree(dockerShim, shell), INITS)).toMatchObject({
+      runtime: "docker",
+      containerId: ID,
+      namespace: "moby",
+      role: "exec",
+      sessionPid: 101,
+      podUid: null,
+    });
   });
 
   it("a child of the exec shell belongs to the same session", () => {
@@ -232,7 +389,13 @@ describe("attribute", () => {
   it("a kubectl exec on containerd: shim namespace k8s.io, pod UID from the kubepods slice", () => {
     const path = `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID_}.slice/cri-containerd-${ID}.scope`;
     const shell = inContainer(201, 200, "sh", path, 9);
-    expect(attribute(shell, criShim, tree(criShim, shell), new Set([202]))).toMatchObject({ runtime: "containerd", containerId: ID, podUid: UID, namespace: "k8s.io", role: "exec" });
+    expect(attribute(shell, criShim, tree(criShim, shell), new Set([202]))).toMatchObject({
+      runtime: "containerd",
+      containerId: ID,
+      podUid: UID,
+      namespace: "k8s.io",
+      role: "exec",
+    });
   });
 
   it("containerd on cgroupfs kubepods: the bare id is named by the shim", () => {
@@ -242,7 +405,13 @@ describe("attribute", () => {
 
   it("a Podman exec: conmon names the container and the exec session", () => {
     const shell = inContainer(301, 300, "sh", `/libpod_parent/libpod-${ID}`, 5);
-    expect(attribute(shell, podmanExecConmon, tree(podmanExecConmon, shell))).toMatchObject({ runtime: "podman", containerId: ID, execId: SESSION, role: "exec", sessionPid: 301 });
+    expect(attribute(shell, podmanExecConmon, tree(podmanExecConmon, shell))).toMatchObject({
+      runtime: "podman",
+      containerId: ID,
+      execId: SESSION,
+      role: "exec",
+      sessionPid: 301,
+    });
   });
 
   it("a Podman container's own tty: conmon without --exec-attach is the main process", () => {

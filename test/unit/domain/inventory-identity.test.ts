@@ -29,7 +29,18 @@ const proc = (pid: number, over: Partial<ProcInfo> = {}): ProcInfo => ({
 const slave = (pid: number, dev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev: dev, index });
 const master = (pid: number, dev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev: dev, index });
 const container = (id: string, pid: number, name: string): ContainerInfo => ({ id, name, labels: {}, pid, tty: true, execIds: [] });
-const exec = (id: string, containerId: string, pid: number): ExecInfo => ({ id, containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
+const exec = (id: string, containerId: string, pid: number): ExecInfo => ({
+  id,
+  containerId,
+  runtime: "docker",
+  namespace: null,
+  kubernetes: null,
+  running: true,
+  pid,
+  tty: true,
+  entrypoint: "sh",
+  arguments: [],
+});
 const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
 
 function scanOf(processes: ProcInfo[], fds: PtyFd[], initDevpts: [number, string][] = []): ProcScan {

@@ -9,11 +9,27 @@ const HOST_PTS = "0:26";
 const CONTAINER_PTS = "0:44";
 
 function proc(pid: number, over: Partial<ProcInfo> = {}): ProcInfo {
-  return { pid, ppid: 1, pgrp: pid, sid: pid, ttyNr: 0, startTicks: 1000, comm: "sh", cmdline: ["sh"], uid: 0, pidNs: "4026531836", nsPids: [pid], containerId: null, ...over };
+  return {
+    pid,
+    ppid: 1,
+    pgrp: pid,
+    sid: pid,
+    ttyNr: 0,
+    startTicks: 1000,
+    comm: "sh",
+    cmdline: ["sh"],
+    uid: 0,
+    pidNs: "4026531836",
+    nsPids: [pid],
+    containerId: null,
+    ...over,
+  };
 }
 
 function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = {}): ProcScan {
-  const ttyTimes = new Map(fds.filter((f) => f.role === "slave").map((f) => [`${f.devptsDev}:${f.index}`, { atimeMs: 1_000_000, mtimeMs: 2_000_000 }]));
+  const ttyTimes = new Map(
+    fds.filter((f) => f.role === "slave").map((f) => [`${f.devptsDev}:${f.index}`, { atimeMs: 1_000_000, mtimeMs: 2_000_000 }]),
+  );
   return {
     processes: new Map(processes.map((p) => [p.pid, p])),
     ppids: new Map(processes.map((p) => [p.pid, p.ppid])),
@@ -31,8 +47,28 @@ function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = 
 const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
 const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
 
-const container = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({ id: CID, name: "victim", labels: {}, pid: 100, tty: false, execIds: [], ...over });
-const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e".repeat(64), containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: ["-l"], ...over });
+const container = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({
+  id: CID,
+  name: "victim",
+  labels: {},
+  pid: 100,
+  tty: false,
+  execIds: [],
+  ...over,
+});
+const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({
+  id: "e".repeat(64),
+  containerId: CID,
+  runtime: "docker",
+  namespace: null,
+  kubernetes: null,
+  running: true,
+  pid: 200,
+  tty: true,
+  entrypoint: "sh",
+  arguments: ["-l"],
+  ...over,
+});
 const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
 const noDocker: DockerView = { available: false, error: "down", containers: [], execs: [] };
 const limits = { allocated: 1, max: 4096, reserve: 1024 };
@@ -48,7 +84,14 @@ describe("buildInventory", () => {
     });
     const inventory = buildInventory(scan, limits, view([container()], [exec()]));
     expect(inventory.ptys).toHaveLength(1);
-    expect(inventory.ptys[0]).toMatchObject({ owner: "exec", containerId: CID, containerName: "victim", execId: exec().id, masterPids: [90], slavePids: [200] });
+    expect(inventory.ptys[0]).toMatchObject({
+      owner: "exec",
+      containerId: CID,
+      containerName: "victim",
+      execId: exec().id,
+      masterPids: [90],
+      slavePids: [200],
+    });
     expect(inventory.sessions).toHaveLength(1);
     expect(inventory.sessions[0]).toMatchObject({
       execId: exec().id,
@@ -75,7 +118,12 @@ describe("buildInventory", () => {
     ["a pty in a container with no matching exec", [slave(200, CONTAINER_PTS, 1)], view([container()], []), "unattributed"],
     ["an exec that is no longer running", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ running: false })]), "unattributed"],
     ["an exec without a tty", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ tty: false })]), "unattributed"],
-    ["an exec of another container with the same pid", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ containerId: OTHER })]), "unattributed"],
+    [
+      "an exec of another container with the same pid",
+      [slave(200, CONTAINER_PTS, 1)],
+      view([container()], [exec({ containerId: OTHER })]),
+      "unattributed",
+    ],
     ["docker unavailable: the container init still owns its tty", [slave(100, CONTAINER_PTS, 0)], noDocker, "container"],
     ["docker unavailable: an exec shell is not guessed", [slave(200, CONTAINER_PTS, 0)], noDocker, "unattributed"],
     ["a holder that could not be read", [slave(999, HOST_PTS, 4)], view([], []), "unattributed"],
@@ -89,7 +137,9 @@ describe("buildInventory", () => {
   });
 
   it("keeps the same index in two devpts instances apart", () => {
-    const scan = scanOf([init, execShell, proc(51)], [slave(200, CONTAINER_PTS, 0), slave(51, HOST_PTS, 0)], { initDevpts: new Map([[100, CONTAINER_PTS]]) });
+    const scan = scanOf([init, execShell, proc(51)], [slave(200, CONTAINER_PTS, 0), slave(51, HOST_PTS, 0)], {
+      initDevpts: new Map([[100, CONTAINER_PTS]]),
+    });
     const inventory = buildInventory(scan, { ...limits, allocated: 2 }, view([container()], [exec()]));
     expect(inventory.ptys.map((p) => [p.key, p.owner])).toEqual([
       [`${HOST_PTS}:0`, "host"],

@@ -27,13 +27,37 @@ function pty(index: number, over: Partial<Pty> = {}): Pty {
 }
 
 function info(pid: number, startTicks: number, cmdline: string[] = ["holder"]): ProcInfo {
-  return { pid, ppid: 1, pgrp: pid, sid: pid, ttyNr: 0, startTicks, comm: cmdline[0] ?? "", cmdline, uid: 0, pidNs: null, nsPids: [pid], containerId: null };
+  return {
+    pid,
+    ppid: 1,
+    pgrp: pid,
+    sid: pid,
+    ttyNr: 0,
+    startTicks,
+    comm: cmdline[0] ?? "",
+    cmdline,
+    uid: 0,
+    pidNs: null,
+    nsPids: [pid],
+    containerId: null,
+  };
 }
 
-const facts = (pid: number, argv: string[], cgroup = "0::/system.slice/x.service", comm = argv[0]?.split("/").pop() ?? "", ppid = 1): ProcessFacts => ({ pid, ppid, comm: comm.slice(0, 15), argv, cgroup, nsPid: pid });
+const facts = (
+  pid: number,
+  argv: string[],
+  cgroup = "0::/system.slice/x.service",
+  comm = argv[0]?.split("/").pop() ?? "",
+  ppid = 1,
+): ProcessFacts => ({ pid, ppid, comm: comm.slice(0, 15), argv, cgroup, nsPid: pid });
 
 describe("MasterOnlyTracker", () => {
-  const scan = { processes: new Map([[800, info(800, 5)], [801, info(801, 6)]]) };
+  const scan = {
+    processes: new Map([
+      [800, info(800, 5)],
+      [801, info(801, 6)],
+    ]),
+  };
 
   it("keeps the first cycle that saw a pty held only by masters, while it stays so", () => {
     const tracker = new MasterOnlyTracker();
@@ -70,11 +94,27 @@ describe("masterHolder", () => {
   const crio = facts(700, ["/usr/bin/crio"]);
   const lookup = (pid: number): ProcessFacts | undefined => (pid === 700 ? crio : undefined);
   it.each<[string, ProcessFacts | undefined, ReturnType<typeof masterHolder>]>([
-    ["Docker's shim (namespace moby)", facts(1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", CID]), { role: "containerd-shim", runtime: "docker", containerId: null }],
-    ["a CRI shim (namespace k8s.io)", facts(1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", CID]), { role: "containerd-shim", runtime: "containerd", containerId: null }],
-    ["Podman's conmon", facts(1, ["/usr/bin/conmon", "-c", CID, "-u", "e".repeat(64), "--exit-command", "/usr/bin/podman", "--exec-attach"]), { role: "conmon", runtime: "podman", containerId: CID }],
+    [
+      "Docker's shim (namespace moby)",
+      facts(1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", CID]),
+      { role: "containerd-shim", runtime: "docker", containerId: null },
+    ],
+    [
+      "a CRI shim (namespace k8s.io)",
+      facts(1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", CID]),
+      { role: "containerd-shim", runtime: "containerd", containerId: null },
+    ],
+    [
+      "Podman's conmon",
+      facts(1, ["/usr/bin/conmon", "-c", CID, "-u", "e".repeat(64), "--exit-command", "/usr/bin/podman", "--exec-attach"]),
+      { role: "conmon", runtime: "podman", containerId: CID },
+    ],
     ["crio", crio, { role: "crio", runtime: "cri-o", containerId: null }],
-    ["runc exec run by crio", facts(1, ["/usr/bin/runc", "exec", "--process", "/tmp/p", CID], undefined, "runc", 700), { role: "oci-runtime-exec", runtime: "cri-o", containerId: CID }],
+    [
+      "runc exec run by crio",
+      facts(1, ["/usr/bin/runc", "exec", "--process", "/tmp/p", CID], undefined, "runc", 700),
+      { role: "oci-runtime-exec", runtime: "cri-o", containerId: CID },
+    ],
     ["dockerd", facts(1, ["/usr/bin/dockerd", "-H", "fd://"]), { role: "dockerd", runtime: "docker", containerId: null }],
     ["a process in a Docker container", facts(1, ["tmux"], `0::/docker/${CID}`), { role: "container", runtime: "docker", containerId: CID }],
     ["a host process", facts(1, ["python3", "-c", "..."]), { role: "host", runtime: "none", containerId: null }],
@@ -88,14 +128,29 @@ describe("markMasterOnly", () => {
   const shim = facts(800, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io"], "0::/system.slice/containerd.service", "containerd-shim");
   const host = facts(801, ["python3"]);
   const lookup = (pid: number): ProcessFacts | undefined => (pid === 800 ? shim : pid === 801 ? host : undefined);
-  const scan = { processes: new Map([[800, info(800, 5, shim.argv as string[])], [801, info(801, 6, ["python3"])]]) };
+  const scan = {
+    processes: new Map([
+      [800, info(800, 5, shim.argv as string[])],
+      [801, info(801, 6, ["python3"])],
+    ]),
+  };
   const none = new Set<number>();
 
   it("names a pty once it has been held only by masters for the grace, with the runtime's holder first", () => {
     const ptys = [pty(0, { containerId: CID, runtime: "containerd", masterPids: [801, 800] }), pty(1)];
-    const firstSeen = new Map([["0:60:0", 1_000], ["0:60:1", 50_000]]);
+    const firstSeen = new Map([
+      ["0:60:0", 1_000],
+      ["0:60:1", 50_000],
+    ]);
     markMasterOnly(ptys, { firstSeen, nowMs: 61_000, graceMs: 60_000, scan, lookup, unreadableTtys: none });
-    expect(ptys[0]?.masterOnly).toEqual({ role: "containerd-shim", runtime: "containerd", containerId: CID, holderPid: 800, holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io", sinceMs: 1_000 });
+    expect(ptys[0]?.masterOnly).toEqual({
+      role: "containerd-shim",
+      runtime: "containerd",
+      containerId: CID,
+      holderPid: 800,
+      holderCommand: "/usr/bin/containerd-shim-runc-v2 -namespace k8s.io",
+      sinceMs: 1_000,
+    });
     expect(ptys[1]?.masterOnly).toBeNull();
   });
 
@@ -111,7 +166,10 @@ describe("markMasterOnly", () => {
     ["an unreadable process could not be told at all: nothing is named", null, [false, false]],
   ])("%s (it might hold the slave)", (_name, unreadableTtys, named) => {
     const ptys = [pty(0), pty(1)];
-    const firstSeen = new Map([["0:60:0", 0], ["0:60:1", 0]]);
+    const firstSeen = new Map([
+      ["0:60:0", 0],
+      ["0:60:1", 0],
+    ]);
     markMasterOnly(ptys, { firstSeen, nowMs: 600_000, graceMs: 1_000, scan, lookup, unreadableTtys });
     expect(ptys.map((p) => p.masterOnly !== null)).toEqual(named);
   });

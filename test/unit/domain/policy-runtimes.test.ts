@@ -53,7 +53,11 @@ describe("policy for other runtimes", () => {
   });
 
   it("reaps a session only while its own runtime answers, whatever Docker does", () => {
-    const up = new Map<string, boolean>([["docker", false], ["containerd", true], ["podman", false]]);
+    const up = new Map<string, boolean>([
+      ["docker", false],
+      ["containerd", true],
+      ["podman", false],
+    ]);
     const sessions = [session(1, "containerd", "team-a"), session(2, "podman", null), session(3, "docker", null)];
     const ds = decide({ sessions, limits, answered: (runtime) => up.get(runtime) ?? false }, policy, 20, NOW);
     expect(ds.map((d) => d.state)).toEqual(["stale", "idle", "idle"]);

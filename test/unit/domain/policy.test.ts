@@ -116,7 +116,12 @@ describe("exemptions", () => {
   it.each<[string, Shape, Partial<PolicyConfig>, string]>([
     ["exempt label true", { labels: { "ptyreaper.exempt": "true" } }, {}, "exempt: label ptyreaper.exempt=true"],
     ["custom exempt label", { labels: { "team/keep": "true" } }, { exemptLabel: "team/keep" }, "exempt: label team/keep=true"],
-    ["name glob with *", { name: "build-42" }, { exemptContainers: ["db", "build-*"] }, "exempt: container name build-42 matches exemptContainers build-*"],
+    [
+      "name glob with *",
+      { name: "build-42" },
+      { exemptContainers: ["db", "build-*"] },
+      "exempt: container name build-42 matches exemptContainers build-*",
+    ],
     ["name glob with ?", { name: "db1" }, { exemptContainers: ["db?"] }, "matches exemptContainers db?"],
     ["API name with leading slash", { name: "/ci-runner" }, { exemptContainers: ["ci-*"] }, "container name ci-runner"],
     ["PTYREAPER_EXEMPT=1", { exemptByEnv: true }, {}, "exempt: started with PTYREAPER_EXEMPT=1"],
@@ -156,16 +161,46 @@ describe("idle, age and states", () => {
     ["exactly the active window", { idle: ACTIVE_WINDOW_MS }, {}, { state: "idle", reason: null, detail: "idle 1m < idleTimeout 4h" }],
     ["1 ms under idleTimeout", { idle: 4 * H - 1 }, {}, { state: "idle", reason: null, detail: "idle 3h59m < idleTimeout 4h" }],
     ["exactly idleTimeout", { idle: 4 * H }, {}, { state: "stale", reason: "idle", detail: "idle 4h ≥ idleTimeout 4h" }],
-    ["past idleTimeout, shown rounded down", { idle: 4 * H + 12 * M + 37 * S }, {}, { state: "stale", reason: "idle", detail: "idle 4h12m ≥ idleTimeout 4h" }],
-    ["idleTimeout off", { idle: 100 * D, age: 101 * D }, { idleTimeout: null }, { state: "idle", reason: null, detail: "idle 100d (idleTimeout off)" }],
-    ["exact config value shown in full", { idle: 1 * H }, { idleTimeout: 1 * H + 30 * M + 10 * S }, { state: "idle", reason: null, detail: "idle 1h < idleTimeout 1h30m10s" }],
-    ["exactly maxAge, even while active", { idle: 5 * S, age: 1 * D }, { maxAge: 1 * D }, { state: "stale", reason: "max_age", detail: "age 1d ≥ maxAge 1d" }],
+    [
+      "past idleTimeout, shown rounded down",
+      { idle: 4 * H + 12 * M + 37 * S },
+      {},
+      { state: "stale", reason: "idle", detail: "idle 4h12m ≥ idleTimeout 4h" },
+    ],
+    [
+      "idleTimeout off",
+      { idle: 100 * D, age: 101 * D },
+      { idleTimeout: null },
+      { state: "idle", reason: null, detail: "idle 100d (idleTimeout off)" },
+    ],
+    [
+      "exact config value shown in full",
+      { idle: 1 * H },
+      { idleTimeout: 1 * H + 30 * M + 10 * S },
+      { state: "idle", reason: null, detail: "idle 1h < idleTimeout 1h30m10s" },
+    ],
+    [
+      "exactly maxAge, even while active",
+      { idle: 5 * S, age: 1 * D },
+      { maxAge: 1 * D },
+      { state: "stale", reason: "max_age", detail: "age 1d ≥ maxAge 1d" },
+    ],
     ["1 ms under maxAge", { idle: 5 * S, age: 1 * D - 1 }, { maxAge: 1 * D }, { state: "active", reason: null }],
     ["maxAge off", { idle: 5 * S, age: 400 * D }, { maxAge: null }, { state: "active", reason: null }],
     ["max_age wins over idle", { idle: 5 * H, age: 2 * D }, { maxAge: 1 * D }, { state: "stale", reason: "max_age" }],
-    ["1 ms younger than minAge", { idle: 5 * H, age: 1 * M - 1 }, { idleTimeout: 10 * S }, { state: "idle", reason: null, detail: "younger than minAge 1m (age 59s)" }],
+    [
+      "1 ms younger than minAge",
+      { idle: 5 * H, age: 1 * M - 1 },
+      { idleTimeout: 10 * S },
+      { state: "idle", reason: null, detail: "younger than minAge 1m (age 59s)" },
+    ],
     ["exactly minAge", { idle: 50 * S, age: 1 * M }, { idleTimeout: 10 * S }, { state: "stale", reason: "idle" }],
-    ["younger than minAge beats maxAge", { idle: 5 * S, age: 30 * S }, { maxAge: 10 * S, minAge: 1 * M }, { state: "active", reason: null, detail: "younger than minAge" }],
+    [
+      "younger than minAge beats maxAge",
+      { idle: 5 * S, age: 30 * S },
+      { maxAge: 10 * S, minAge: 1 * M },
+      { state: "active", reason: null, detail: "younger than minAge" },
+    ],
     ["clock skew: tty time in the future is idle 0", { idle: -10 * M }, {}, { state: "active", reason: null, detail: "idle 0s" }],
   ])("%s", (_name, shape, policy, want) => {
     const d = one(shape, { policy });
@@ -182,10 +217,11 @@ describe("idle, age and states", () => {
   });
 
   it("docker data unavailable: nothing is stale, exemptions still shown", () => {
-    const ds = run(
-      [session({ idle: 30 * D }), session({ idle: 5 * S, age: 30 * D }), session({ exemptByEnv: true })],
-      { docker: false, policy: { maxAge: 1 * D }, limits: { allocated: 100, max: 1125, reserve: 1024 } },
-    );
+    const ds = run([session({ idle: 30 * D }), session({ idle: 5 * S, age: 30 * D }), session({ exemptByEnv: true })], {
+      docker: false,
+      policy: { maxAge: 1 * D },
+      limits: { allocated: 100, max: 1125, reserve: 1024 },
+    });
     expect(ds.map((d) => d.state)).toEqual(["idle", "active", "exempt"]);
     expect(ds[0]?.detail).toBe("docker data unavailable: not reaping (idle 30d)");
     expect(ds[1]?.detail).toContain("docker data unavailable: not reaping");
@@ -198,10 +234,25 @@ describe("orphaned: the client is gone", () => {
   const unknown: ClientState = { state: "unknown", detail: "2 docker CLI clients could have started it (pids 1, 2)" };
 
   it.each<[string, Shape, Partial<PolicyConfig>, { state: string; reason: string | null; detail?: string }]>([
-    ["gone exactly the grace, no input as long", { client: gone(2 * M), idle: 5 * M }, {}, { state: "stale", reason: "orphaned", detail: "client gone 2m ≥ orphanGrace 2m (docker CLI pid 4242 exited); no input for 5m" }],
-    ["gone 1 ms under the grace", { client: gone(2 * M - 1), idle: 5 * M }, {}, { state: "idle", reason: null, detail: "client gone (docker CLI pid 4242 exited), within orphanGrace 2m" }],
+    [
+      "gone exactly the grace, no input as long",
+      { client: gone(2 * M), idle: 5 * M },
+      {},
+      { state: "stale", reason: "orphaned", detail: "client gone 2m ≥ orphanGrace 2m (docker CLI pid 4242 exited); no input for 5m" },
+    ],
+    [
+      "gone 1 ms under the grace",
+      { client: gone(2 * M - 1), idle: 5 * M },
+      {},
+      { state: "idle", reason: null, detail: "client gone (docker CLI pid 4242 exited), within orphanGrace 2m" },
+    ],
     ["gone long ago, but input 1 m ago", { client: gone(1 * H), idle: 1 * M }, {}, { state: "idle", reason: null }],
-    ["gone, no input, but output just now (only input counts)", { client: gone(10 * M), idle: 10 * M, outputAfter: 10 * M - 5 * S }, {}, { state: "stale", reason: "orphaned" }],
+    [
+      "gone, no input, but output just now (only input counts)",
+      { client: gone(10 * M), idle: 10 * M, outputAfter: 10 * M - 5 * S },
+      {},
+      { state: "stale", reason: "orphaned" },
+    ],
     ["attached and idle for hours", { client: attached, idle: 3 * H }, {}, { state: "idle", reason: null, detail: "idle 3h < idleTimeout 4h" }],
     ["unknown and idle for hours", { client: unknown, idle: 3 * H }, {}, { state: "idle", reason: null }],
     ["unknown falls back to idleTimeout", { client: unknown, idle: 5 * H }, {}, { state: "stale", reason: "idle" }],
@@ -209,10 +260,20 @@ describe("orphaned: the client is gone", () => {
     ["orphanGrace off", { client: gone(1 * D), idle: 3 * H }, { orphanGrace: null }, { state: "idle", reason: null }],
     ["exempt label wins", { client: gone(1 * H), idle: 1 * H, labels: { "ptyreaper.exempt": "true" } }, {}, { state: "exempt", reason: null }],
     ["PTYREAPER_EXEMPT=1 wins", { client: gone(1 * H), idle: 1 * H, exemptByEnv: true }, {}, { state: "exempt", reason: null }],
-    ["younger than minAge", { client: gone(5 * M), idle: 5 * M, age: 30 * S }, { minAge: 1 * M }, { state: "idle", reason: null, detail: "younger than minAge" }],
+    [
+      "younger than minAge",
+      { client: gone(5 * M), idle: 5 * M, age: 30 * S },
+      { minAge: 1 * M },
+      { state: "idle", reason: null, detail: "younger than minAge" },
+    ],
     ["orphaned before idle when both hold", { client: gone(10 * M), idle: 5 * H }, {}, { state: "stale", reason: "orphaned" }],
     ["max_age before orphaned", { client: gone(10 * M), idle: 10 * M, age: 2 * D }, { maxAge: 1 * D }, { state: "stale", reason: "max_age" }],
-    ["clock skew: gone in the future is gone 0", { client: { state: "gone", sinceMs: NOW + 1 * H, detail: "x" }, idle: 1 * H }, {}, { state: "idle", reason: null }],
+    [
+      "clock skew: gone in the future is gone 0",
+      { client: { state: "gone", sinceMs: NOW + 1 * H, detail: "x" }, idle: 1 * H },
+      {},
+      { state: "idle", reason: null },
+    ],
   ])("%s", (_name, shape, policy, want) => {
     const d = one(shape, { policy });
     expect(d).toMatchObject({ state: want.state, reason: want.reason });
@@ -225,7 +286,12 @@ describe("orphaned: the client is gone", () => {
 
   it("maxPerCycle takes orphans before idle sessions, each longest idle first", () => {
     const ds = run(
-      [session({ idle: 6 * H }), session({ client: gone(5 * M), idle: 5 * M }), session({ idle: 7 * H }), session({ client: gone(1 * H), idle: 1 * H })],
+      [
+        session({ idle: 6 * H }),
+        session({ client: gone(5 * M), idle: 5 * M }),
+        session({ idle: 7 * H }),
+        session({ client: gone(1 * H), idle: 1 * H }),
+      ],
       { max: 2 },
     );
     expect(ds.map((d) => d.reason)).toEqual([null, "orphaned", null, "orphaned"]);
@@ -239,10 +305,18 @@ describe("pressure takes from the tenant holding the most ptys first", () => {
   // The hog's devpts holds 60 ptys (its sessions and its own), the neighbour's 2: pressure at 80 of 100.
   const hog = [inDevpts("0:60", { idle: 20 * M }), inDevpts("0:60", { idle: 30 * M })];
   const neighbour = inDevpts("0:61", { idle: 9 * H });
-  const counts = new Map([["0:60", 60], ["0:61", 2]]);
+  const counts = new Map([
+    ["0:60", 60],
+    ["0:61", 2],
+  ]);
 
   it("reaps the hog's sessions before a neighbour's longer-idle one, and says why", () => {
-    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 80, max: 1125, reserve: 1024 }, answered: () => true, ptysPerDevpts: counts };
+    const input: PolicyInput = {
+      sessions: [neighbour, ...hog],
+      limits: { allocated: 80, max: 1125, reserve: 1024 },
+      answered: () => true,
+      ptysPerDevpts: counts,
+    };
     const ds = decide(input, { ...POLICY, ...noIdle }, 20, NOW);
     // 80 → low 78: two to take, both the hog's, the 30-minute idle one first.
     expect(ds.map((d) => d.state)).toEqual(["idle", "stale", "stale"]);
@@ -250,7 +324,12 @@ describe("pressure takes from the tenant holding the most ptys first", () => {
   });
 
   it("takes the neighbour's only once the hog has none left to give", () => {
-    const input: PolicyInput = { sessions: [neighbour, ...hog], limits: { allocated: 82, max: 1125, reserve: 1024 }, answered: () => true, ptysPerDevpts: counts };
+    const input: PolicyInput = {
+      sessions: [neighbour, ...hog],
+      limits: { allocated: 82, max: 1125, reserve: 1024 },
+      answered: () => true,
+      ptysPerDevpts: counts,
+    };
     expect(decide(input, { ...POLICY, ...noIdle }, 20, NOW).map((d) => d.reason)).toEqual(["pressure", "pressure", "pressure"]);
   });
 
@@ -260,14 +339,26 @@ describe("pressure takes from the tenant holding the most ptys first", () => {
   });
 
   it("counts ptys per devpts instance and names the containers above the share, most first", () => {
-    const pty = (devptsDev: string, containerId: string | null, name: string | null = null) => ({ devptsDev, containerId, containerName: name, runtime: containerId ? ("docker" as const) : null });
+    const pty = (devptsDev: string, containerId: string | null, name: string | null = null) => ({
+      devptsDev,
+      containerId,
+      containerName: name,
+      runtime: containerId ? ("docker" as const) : null,
+    });
     const ptys = [
       ...Array.from({ length: 30 }, () => pty("0:60", "aa", "hog")),
       ...Array.from({ length: 26 }, () => pty("0:62", "cc", "second")),
       ...Array.from({ length: 25 }, () => pty("0:61", "bb", "at-the-share")),
       pty("0:1", null),
     ];
-    expect(ptysPerDevpts(ptys)).toEqual(new Map([["0:60", 30], ["0:62", 26], ["0:61", 25], ["0:1", 1]]));
+    expect(ptysPerDevpts(ptys)).toEqual(
+      new Map([
+        ["0:60", 30],
+        ["0:62", 26],
+        ["0:61", 25],
+        ["0:1", 1],
+      ]),
+    );
     // Capacity 100: 25 is the share itself, not above it.
     expect(containersOverShare(ptys, { allocated: 82, max: 1125, reserve: 1024 }, 0.25)).toEqual([
       { containerId: "aa", containerName: "hog", runtime: "docker", ptys: 30, share: 0.3 },
@@ -312,11 +403,12 @@ describe("pressure", () => {
 
   it("picks the longest idle first and reports the arithmetic", () => {
     const sessions = [session({ idle: 20 * M }), session({ idle: 3 * H }), session({ idle: 1 * H }), session({ idle: 2 * H })];
-    const ds = run(sessions, { limits: limits(80), policy: { ...noIdle, pressure: { high: 0.8, low: 0.78, minIdle: 10 * M, containerShare: 0.25 } } });
+    const ds = run(sessions, {
+      limits: limits(80),
+      policy: { ...noIdle, pressure: { high: 0.8, low: 0.78, minIdle: 10 * M, containerShare: 0.25 } },
+    });
     expect(ds.map((d) => d.state)).toEqual(["idle", "stale", "idle", "stale"]);
-    expect(ds[1]?.detail).toBe(
-      "pressure: 80 of 100 container ptys allocated ≥ high 0.8 (80), reclaiming to low 0.78 (78); idle 3h ≥ minIdle 10m",
-    );
+    expect(ds[1]?.detail).toBe("pressure: 80 of 100 container ptys allocated ≥ high 0.8 (80), reclaiming to low 0.78 (78); idle 3h ≥ minIdle 10m");
   });
 
   it.each<[string, number, boolean]>([
@@ -338,7 +430,11 @@ describe("pressure", () => {
   it("ratios are compared as whole pty counts: 0.56 × 100 triggers at exactly 56", () => {
     // In floating point 0.56 * 100 is 56.00000000000001 and 0.29 * 100 is 28.999999999999996:
     // naive comparisons would miss the high mark and aim one pty too low.
-    const ds = run(idlers(40), { limits: limits(56), max: 1000, policy: { ...noIdle, pressure: { high: 0.56, low: 0.29, minIdle: 10 * M, containerShare: 0.25 } } });
+    const ds = run(idlers(40), {
+      limits: limits(56),
+      max: 1000,
+      policy: { ...noIdle, pressure: { high: 0.56, low: 0.29, minIdle: 10 * M, containerShare: 0.25 } },
+    });
     expect(stale(ds)).toHaveLength(56 - 29);
     expect(stale(ds)[0]?.detail).toContain("high 0.56 (56), reclaiming to low 0.29 (29)");
   });
@@ -389,7 +485,12 @@ describe("maxPerCycle", () => {
 
 describe("shape of the output", () => {
   it("one decision per session, same order, same ids, even with duplicate ids", () => {
-    const sessions = [session({ id: "a", idle: 5 * S }), session({ id: "b", idle: 9 * H }), session({ id: "a", idle: 2 * H }), session({ id: "c", exemptByEnv: true })];
+    const sessions = [
+      session({ id: "a", idle: 5 * S }),
+      session({ id: "b", idle: 9 * H }),
+      session({ id: "a", idle: 2 * H }),
+      session({ id: "c", exemptByEnv: true }),
+    ];
     const ds = run(sessions);
     expect(ds.map((d) => d.execId)).toEqual(["a", "b", "a", "c"]);
     expect(ds.map((d) => d.state)).toEqual(["active", "stale", "idle", "exempt"]);
@@ -400,10 +501,9 @@ describe("shape of the output", () => {
   });
 
   it("stale decisions carry a reason, others none; every detail is one non-empty line", () => {
-    const ds = run(
-      [session({ idle: 5 * S }), session({ idle: 9 * H }), session({ nsPid: 1 }), session({ age: 10 * S }), session({ idle: 2 * H })],
-      { limits: { allocated: 99, max: 1125, reserve: 1024 } },
-    );
+    const ds = run([session({ idle: 5 * S }), session({ idle: 9 * H }), session({ nsPid: 1 }), session({ age: 10 * S }), session({ idle: 2 * H })], {
+      limits: { allocated: 99, max: 1125, reserve: 1024 },
+    });
     for (const d of ds) {
       expect(d.reason !== null).toBe(d.state === "stale");
       expect(d.detail).toMatch(/^[^\n]+$/);
@@ -493,7 +593,12 @@ describe("after a wall-clock step (clockStepHold)", () => {
 
   it("age past maxAge is not stale while held either, and a backward step reads as negative", () => {
     const [d] = decide(
-      { sessions: [session({ idle: 5 * M, age: 2 * D })], limits: CALM, answered: () => true, clockStepHold: { stepMs: -90 * M, remainingMs: 10 * M } },
+      {
+        sessions: [session({ idle: 5 * M, age: 2 * D })],
+        limits: CALM,
+        answered: () => true,
+        clockStepHold: { stepMs: -90 * M, remainingMs: 10 * M },
+      },
       { ...POLICY, maxAge: 1 * D },
       20,
       NOW,

@@ -27,7 +27,13 @@ function inventoryWith(command: string): Inventory {
     mtimeMs: NOW - 20_000,
     command,
   };
-  return { limits: { allocated: 1, max: 4096, reserve: 1024 }, ptys: [], sessions: [session], discrepancy: { found: 1, allocated: 1, explanation: null }, unreadablePids: [] };
+  return {
+    limits: { allocated: 1, max: 4096, reserve: 1024 },
+    ptys: [],
+    sessions: [session],
+    discrepancy: { found: 1, allocated: 1, explanation: null },
+    unreadablePids: [],
+  };
 }
 
 describe("shownCommand", () => {

@@ -26,14 +26,48 @@ interface Proc {
 function proc(pid: number, ppid: number, comm: string, argv: string[], cgroup: string, nsPid: number): Proc {
   return {
     facts: { pid, ppid, comm, argv, cgroup, nsPid },
-    info: { pid, ppid, pgrp: pid, sid: pid, ttyNr: 0, startTicks: 1000, comm, cmdline: argv, uid: 0, pidNs: null, nsPids: [pid, nsPid], containerId: null },
+    info: {
+      pid,
+      ppid,
+      pgrp: pid,
+      sid: pid,
+      ttyNr: 0,
+      startTicks: 1000,
+      comm,
+      cmdline: argv,
+      uid: 0,
+      pidNs: null,
+      nsPids: [pid, nsPid],
+      containerId: null,
+    },
   };
 }
 
 const shim = proc(300, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "k8s.io", "-id", SANDBOX], "1:cpu:/\n", 300);
 const podInit = proc(310, 300, "sleep", ["sleep", "1d"], `1:cpu:/k8s.io/${POD_CONTAINER}\n`, 1);
 const criShell = proc(320, 300, "sh", ["sh"], `1:cpu:/k8s.io/${POD_CONTAINER}\n`, 2);
-const conmon = proc(400, 1, "conmon", ["/usr/bin/conmon", "--api-version", "1", "-c", PODMAN_CONTAINER, "-u", PODMAN_EXEC, "-t", "-i", "-e", "--exec-attach", "--exit-command", "/usr/bin/podman"], "1:cpu:/libpod_parent/conmon\n", 400);
+const conmon = proc(
+  400,
+  1,
+  "conmon",
+  [
+    "/usr/bin/conmon",
+    "--api-version",
+    "1",
+    "-c",
+    PODMAN_CONTAINER,
+    "-u",
+    PODMAN_EXEC,
+    "-t",
+    "-i",
+    "-e",
+    "--exec-attach",
+    "--exit-command",
+    "/usr/bin/podman",
+  ],
+  "1:cpu:/libpod_parent/conmon\n",
+  400,
+);
 const podmanInit = proc(410, 1, "sh", ["sh"], `1:cpu:/libpod_parent/libpod-${PODMAN_CONTAINER}\n`, 1);
 const podmanShell = proc(420, 400, "sh", ["sh", "-l"], `1:cpu:/libpod_parent/libpod-${PODMAN_CONTAINER}\n`, 3);
 const stranger = proc(500, 1, "tmux: server", ["tmux"], "1:cpu:/\n", 500);
@@ -57,14 +91,46 @@ function scanOf(procs: Proc[], fds: PtyFd[]): { scan: ProcScan; lookup: (pid: nu
   return { scan, lookup: (pid) => facts.get(pid) };
 }
 
-const k8sLabels = { "io.kubernetes.pod.namespace": "team-a", "io.kubernetes.pod.name": "web-0", "io.kubernetes.pod.uid": "u", "io.kubernetes.container.name": "app" };
-const criContainer: RuntimeContainer = { runtime: "containerd", namespace: "k8s.io", id: POD_CONTAINER, initPid: 310, labels: k8sLabels, kubernetes: { namespace: "team-a", pod: "web-0", podUid: "u", container: "app" } };
+const k8sLabels = {
+  "io.kubernetes.pod.namespace": "team-a",
+  "io.kubernetes.pod.name": "web-0",
+  "io.kubernetes.pod.uid": "u",
+  "io.kubernetes.container.name": "app",
+};
+const criContainer: RuntimeContainer = {
+  runtime: "containerd",
+  namespace: "k8s.io",
+  id: POD_CONTAINER,
+  initPid: 310,
+  labels: k8sLabels,
+  kubernetes: { namespace: "team-a", pod: "web-0", podUid: "u", container: "app" },
+};
 const criExec: RuntimeExec = { id: CRI_EXEC, container: { namespace: "k8s.io", id: POD_CONTAINER }, pid: 320, running: true, tty: true };
-const podmanContainer: RuntimeContainer = { runtime: "podman", namespace: null, id: PODMAN_CONTAINER, initPid: 410, labels: {}, name: "toolbox", kubernetes: null };
+const podmanContainer: RuntimeContainer = {
+  runtime: "podman",
+  namespace: null,
+  id: PODMAN_CONTAINER,
+  initPid: 410,
+  labels: {},
+  name: "toolbox",
+  kubernetes: null,
+};
 const podmanExec: RuntimeExec = { id: PODMAN_EXEC, container: { namespace: null, id: PODMAN_CONTAINER }, pid: 420, running: true, tty: true };
 
-const containerd = (execs: RuntimeExec[] = [criExec]): RuntimeView => ({ runtime: "containerd", available: true, error: null, containers: [criContainer], execs });
-const podman = (execs: RuntimeExec[] = [podmanExec]): RuntimeView => ({ runtime: "podman", available: true, error: null, containers: [podmanContainer], execs });
+const containerd = (execs: RuntimeExec[] = [criExec]): RuntimeView => ({
+  runtime: "containerd",
+  available: true,
+  error: null,
+  containers: [criContainer],
+  execs,
+});
+const podman = (execs: RuntimeExec[] = [podmanExec]): RuntimeView => ({
+  runtime: "podman",
+  available: true,
+  error: null,
+  containers: [podmanContainer],
+  execs,
+});
 const noDocker: DockerView = { available: false, error: "disabled", containers: [], execs: [] };
 const limits = { allocated: 2, max: 4096, reserve: 1024 };
 
@@ -84,7 +150,15 @@ describe("mergeRuntimeViews", () => {
     expect(merged.verdicts.map((v) => v.refusal)).toEqual([null, null]);
     expect(inventory.sessions).toHaveLength(2);
     const cri = inventory.sessions.find((s) => s.execId === CRI_EXEC);
-    expect(cri).toMatchObject({ runtime: "containerd", runtimeNamespace: "k8s.io", containerId: POD_CONTAINER, containerName: "team-a/web-0/app", pid: 320, holderPids: [320], command: "sh" });
+    expect(cri).toMatchObject({
+      runtime: "containerd",
+      runtimeNamespace: "k8s.io",
+      containerId: POD_CONTAINER,
+      containerName: "team-a/web-0/app",
+      pid: 320,
+      holderPids: [320],
+      command: "sh",
+    });
     expect(cri?.kubernetes).toEqual({ namespace: "team-a", pod: "web-0", podUid: "u", container: "app" });
     const pod = inventory.sessions.find((s) => s.execId === PODMAN_EXEC);
     expect(pod).toMatchObject({ runtime: "podman", runtimeNamespace: null, kubernetes: null, containerName: "toolbox", pid: 420, command: "sh -l" });
@@ -105,8 +179,22 @@ describe("mergeRuntimeViews", () => {
     // its own pts/1 still held on fd 10 and still its controlling tty.
     const redirected: Proc = { ...podmanShell, info: { ...podmanShell.info, ttyNr: (136 << 8) | 1 } };
     // The console's master is held by the container's own conmon, which names no exec.
-    const containerConmon = proc(401, 1, "conmon", ["/usr/bin/conmon", "--api-version", "1", "-c", PODMAN_CONTAINER, "-u", PODMAN_CONTAINER, "-t"], "1:cpu:/libpod_parent/conmon\n", 401);
-    const fds = [master(401, PODMAN_PTS, 0), slave(410, PODMAN_PTS, 0), slave(420, PODMAN_PTS, 0), slave(420, PODMAN_PTS, 0, 1), slave(420, PODMAN_PTS, 1, 10), master(400, PODMAN_PTS, 1)];
+    const containerConmon = proc(
+      401,
+      1,
+      "conmon",
+      ["/usr/bin/conmon", "--api-version", "1", "-c", PODMAN_CONTAINER, "-u", PODMAN_CONTAINER, "-t"],
+      "1:cpu:/libpod_parent/conmon\n",
+      401,
+    );
+    const fds = [
+      master(401, PODMAN_PTS, 0),
+      slave(410, PODMAN_PTS, 0),
+      slave(420, PODMAN_PTS, 0),
+      slave(420, PODMAN_PTS, 0, 1),
+      slave(420, PODMAN_PTS, 1, 10),
+      master(400, PODMAN_PTS, 1),
+    ];
     const { inventory, merged } = inventoryOf([podman()], fds, [shim, podInit, criShell, conmon, containerConmon, podmanInit, redirected, stranger]);
     expect(merged.verdicts.map((v) => v.refusal)).toEqual([null]);
     expect(inventory.sessions.map((s) => [s.execId, s.pid, s.devptsDev, s.index])).toEqual([[PODMAN_EXEC, 420, PODMAN_PTS, 1]]);
@@ -132,14 +220,34 @@ describe("mergeRuntimeViews", () => {
   });
 
   // Docker's own container and exec, as /proc shows them: below a shim of containerd namespace moby, in /docker/<id>.
-  const mobyShim = proc(300, 1, "containerd-shim", ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", POD_CONTAINER], "1:cpu:/\n", 300);
+  const mobyShim = proc(
+    300,
+    1,
+    "containerd-shim",
+    ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", POD_CONTAINER],
+    "1:cpu:/\n",
+    300,
+  );
   const dockerInit = proc(310, 300, "sleep", ["sleep", "1d"], `1:cpu:/docker/${POD_CONTAINER}\n`, 1);
   const dockerShell = proc(320, 300, "sh", ["sh"], `1:cpu:/docker/${POD_CONTAINER}\n`, 2);
   const dockerView = (pid = 320): DockerView => ({
     available: true,
     error: null,
     containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
-    execs: [{ id: CRI_EXEC, containerId: POD_CONTAINER, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] }],
+    execs: [
+      {
+        id: CRI_EXEC,
+        containerId: POD_CONTAINER,
+        runtime: "docker",
+        namespace: null,
+        kubernetes: null,
+        running: true,
+        pid,
+        tty: true,
+        entrypoint: "sh",
+        arguments: [],
+      },
+    ],
   });
 
   it("never makes two sessions of one exec (Docker's own exec seen again through containerd)", () => {
@@ -160,10 +268,28 @@ describe("mergeRuntimeViews", () => {
   });
 
   it.each<[string, Proc[], PtyFd[], number, RegExp]>([
-    ["its parent is no runtime monitor", [mobyShim, dockerInit, { ...dockerShell, facts: { ...dockerShell.facts, ppid: 500 } }, stranger], leakedFds.slice(0, 3), 320, /no runtime monitor/],
+    [
+      "its parent is no runtime monitor",
+      [mobyShim, dockerInit, { ...dockerShell, facts: { ...dockerShell.facts, ppid: 500 } }, stranger],
+      leakedFds.slice(0, 3),
+      320,
+      /no runtime monitor/,
+    ],
     ["its shim is containerd's own (namespace k8s.io)", [shim, dockerInit, dockerShell], leakedFds.slice(0, 3), 320, /attributes it to unknown/],
-    ["its pty's master is held by another process", [mobyShim, dockerInit, dockerShell, stranger], [master(500, PTS, 0), slave(320, PTS, 0)], 320, /attributes it to unknown/],
-    ["Docker names the container's init as the exec's process", [mobyShim, dockerInit, dockerShell], [master(300, PTS, 0), slave(310, PTS, 0)], 310, /main process/],
+    [
+      "its pty's master is held by another process",
+      [mobyShim, dockerInit, dockerShell, stranger],
+      [master(500, PTS, 0), slave(320, PTS, 0)],
+      320,
+      /attributes it to unknown/,
+    ],
+    [
+      "Docker names the container's init as the exec's process",
+      [mobyShim, dockerInit, dockerShell],
+      [master(300, PTS, 0), slave(310, PTS, 0)],
+      310,
+      /main process/,
+    ],
   ])("makes no session of a Docker exec when %s (its pty stays counted, unowned)", (_name, procs, fds, pid, why) => {
     const { scan, lookup } = scanOf(procs, fds);
     const merged = mergeRuntimeViews(dockerView(pid), [], scan, lookup);
@@ -193,7 +319,12 @@ describe("mergeRuntimeViews", () => {
     const decisions = inventory.sessions.map((s) => ({ execId: s.execId, state: "idle" as const, reason: null, detail: "idle" }));
     metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions });
     const { body } = await metrics.exposition();
-    for (const [runtime, count] of [["docker", 0], ["containerd", 1], ["cri-o", 0], ["podman", 1]] as const) {
+    for (const [runtime, count] of [
+      ["docker", 0],
+      ["containerd", 1],
+      ["cri-o", 0],
+      ["podman", 1],
+    ] as const) {
       expect(body).toContain(`ptyreaper_exec_sessions{state="idle",runtime="${runtime}"} ${count}\n`);
     }
   });
@@ -206,7 +337,13 @@ describe("containerd containers named by any string (ctr run … myname, namespa
   const ctrShell = proc(720, 700, "sh", ["sh"], "1:cpu:/default/myname\n", 2);
   const ctrContainer: RuntimeContainer = { runtime: "containerd", namespace: "default", id: "myname", initPid: 710, labels: {}, kubernetes: null };
   const ctrExec: RuntimeExec = { id: CTR_EXEC, container: { namespace: "default", id: "myname" }, pid: 720, running: true, tty: true };
-  const view = (containers: RuntimeContainer[] = [ctrContainer]): RuntimeView => ({ runtime: "containerd", available: true, error: null, containers, execs: [ctrExec] });
+  const view = (containers: RuntimeContainer[] = [ctrContainer]): RuntimeView => ({
+    runtime: "containerd",
+    available: true,
+    error: null,
+    containers,
+    execs: [ctrExec],
+  });
   const fds = [master(700, PTS, 0), slave(720, PTS, 0), slave(720, PTS, 0, 1)];
 
   function run(views: RuntimeView[], procs: Proc[]) {
@@ -225,7 +362,9 @@ describe("containerd containers named by any string (ctr run … myname, namespa
     const { scan, merged, inventory } = run([view()], [ctrShim, ctrInit, ctrShell]);
     expect(scan.processes.get(720)?.containerId).toBe("myname");
     expect(merged.verdicts.map((v) => v.refusal)).toEqual([null]);
-    expect(inventory.sessions.map((s) => [s.execId, s.containerId, s.containerName, s.runtime, s.runtimeNamespace])).toEqual([[CTR_EXEC, "myname", "myname", "containerd", "default"]]);
+    expect(inventory.sessions.map((s) => [s.execId, s.containerId, s.containerName, s.runtime, s.runtimeNamespace])).toEqual([
+      [CTR_EXEC, "myname", "myname", "containerd", "default"],
+    ]);
   });
 
   it("claims no process whose cgroup only resembles a listed container's", () => {

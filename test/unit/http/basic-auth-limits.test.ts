@@ -74,7 +74,8 @@ describe("BasicAuth with a per-address limit", () => {
   it("over the pool's cap: refused at once (busy, Retry-After 1 s), not remembered, and the address's token is returned", async () => {
     const { auth, runs, busy } = authWith({ prometheus: COST_10 }, { now: 0 });
     busy.on = true;
-    for (let i = 0; i < 10; i++) expect(await auth.verify(basic("prometheus", "right"), "192.0.2.7")).toEqual({ ok: false, reason: "busy", retryAfterSec: 1 });
+    for (let i = 0; i < 10; i++)
+      expect(await auth.verify(basic("prometheus", "right"), "192.0.2.7")).toEqual({ ok: false, reason: "busy", retryAfterSec: 1 });
     busy.on = false;
     expect(await auth.verify(basic("prometheus", "right"), "192.0.2.7")).toEqual({ ok: true });
     expect(runs).toHaveLength(1);

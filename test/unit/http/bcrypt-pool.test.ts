@@ -35,7 +35,7 @@ describe("BcryptPool", () => {
     pool = capped;
     const hash = bcrypt.hashSync("s3cret", 8);
     const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => capped.compare("s3cret", hash)));
-    expect(outcomes.filter((o) => o.status === "fulfilled").map((o) => (o).value)).toEqual([true, true]);
+    expect(outcomes.filter((o) => o.status === "fulfilled").map((o) => o.value)).toEqual([true, true]);
     const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === "rejected");
     expect(refused).toHaveLength(4);
     for (const r of refused) expect(r.reason).toBeInstanceOf(BcryptBusyError);
@@ -90,7 +90,9 @@ describe("unknown user vs known user with a wrong password (real bcrypt on the p
       }
     }
     const m = { unknown: median(times.unknown), dear: median(times.dear), cheap: median(times.cheap) };
-    console.log(`bcrypt timing, medians of ${TRIES}: unknown user ${m.unknown.toFixed(1)} ms, known user (cost 11) ${m.dear.toFixed(1)} ms, cost-10 user ${m.cheap.toFixed(1)} ms`);
+    console.log(
+      `bcrypt timing, medians of ${TRIES}: unknown user ${m.unknown.toFixed(1)} ms, known user (cost 11) ${m.dear.toFixed(1)} ms, cost-10 user ${m.cheap.toFixed(1)} ms`,
+    );
     expect(Math.abs(m.unknown - m.dear) / m.dear).toBeLessThan(0.25);
     // Cost 10 is half the work of cost 11: the same comparison would catch a dummy hash of the wrong cost.
     expect(m.cheap / m.unknown).toBeLessThan(0.75);

@@ -19,7 +19,8 @@ afterEach(async () => {
 async function started() {
   let waiting: (() => void)[] = [];
   app = buildServer({
-    exposition: () => new Promise((resolve) => waiting.push(() => resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: "up 1\n" }))),
+    exposition: () =>
+      new Promise((resolve) => waiting.push(() => resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: "up 1\n" }))),
     sessions: () => null,
     liveness: () => ({ ok: true, reason: "" }),
     readiness: () => ({ ok: true, reason: "" }),

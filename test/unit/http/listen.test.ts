@@ -60,9 +60,7 @@ describe("listen", () => {
   it("accepts headers just under the limit", async () => {
     const { port } = await started();
     const fits = "a".repeat(HTTP_LIMITS.maxHeaderSize / 2);
-    const { status } = statusAndBody(
-      await raw(port, `GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: ${fits}\r\n\r\n`),
-    );
+    const { status } = statusAndBody(await raw(port, `GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Fits: ${fits}\r\n\r\n`));
     expect(status).toBe(200);
   });
 

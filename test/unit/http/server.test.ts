@@ -31,8 +31,7 @@ afterEach(async () => {
 function build(over: Partial<HttpDeps> = {}): { app: FastifyInstance; lines: LogLine[] } {
   const { logger, lines } = capturingLogger();
   app = buildServer({
-    exposition: () =>
-      Promise.resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: "ptyreaper_pty_allocated 7\n" }),
+    exposition: () => Promise.resolve({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: "ptyreaper_pty_allocated 7\n" }),
     sessions: () => ({ sessions: [] }),
     liveness: () => OK,
     readiness: () => OK,
@@ -218,15 +217,12 @@ describe("GET /", () => {
 });
 
 describe("everything else", () => {
-  it.each(["/nope", "/metrics/", "/metricsx", "/sessions/1", "/%2e%2e/etc/passwd", "/" + "a".repeat(2000)])(
-    "GET %s is 404 JSON",
-    async (url) => {
-      const res = await build().app.inject({ method: "GET", url });
-      expect(res.statusCode).toBe(404);
-      expect(res.headers["content-type"]).toBe("application/json; charset=utf-8");
-      expect(res.json()).toEqual({ error: "not found", code: "PTYR_HTTP_NOT_FOUND" });
-    },
-  );
+  it.each(["/nope", "/metrics/", "/metricsx", "/sessions/1", "/%2e%2e/etc/passwd", "/" + "a".repeat(2000)])("GET %s is 404 JSON", async (url) => {
+    const res = await build().app.inject({ method: "GET", url });
+    expect(res.statusCode).toBe(404);
+    expect(res.headers["content-type"]).toBe("application/json; charset=utf-8");
+    expect(res.json()).toEqual({ error: "not found", code: "PTYR_HTTP_NOT_FOUND" });
+  });
 
   it("answers an unknown path for any method with 404", async () => {
     const res = await build().app.inject({ method: "DELETE", url: "/nope" });
@@ -234,26 +230,27 @@ describe("everything else", () => {
     expect(res.headers.allow).toBeUndefined();
   });
 
-  it.each(
-    ROUTES.flatMap((url) => (["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const).map((method) => ({ method, url }))),
-  )("$method $url is 405 with Allow: GET, HEAD", async ({ method, url }) => {
-    let touched = false;
-    const { app } = build({
-      sessions: () => {
-        touched = true;
-        return {};
-      },
-      exposition: () => {
-        touched = true;
-        return Promise.resolve({ contentType: "text/plain", body: "" });
-      },
-    });
-    const res = await app.inject({ method, url });
-    expect(res.statusCode).toBe(405);
-    expect(res.headers.allow).toBe("GET, HEAD");
-    expect(res.json()).toEqual({ error: `method ${method} not allowed; use GET or HEAD`, code: "PTYR_HTTP_METHOD_NOT_ALLOWED" });
-    expect(touched).toBe(false);
-  });
+  it.each(ROUTES.flatMap((url) => (["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const).map((method) => ({ method, url }))))(
+    "$method $url is 405 with Allow: GET, HEAD",
+    async ({ method, url }) => {
+      let touched = false;
+      const { app } = build({
+        sessions: () => {
+          touched = true;
+          return {};
+        },
+        exposition: () => {
+          touched = true;
+          return Promise.resolve({ contentType: "text/plain", body: "" });
+        },
+      });
+      const res = await app.inject({ method, url });
+      expect(res.statusCode).toBe(405);
+      expect(res.headers.allow).toBe("GET, HEAD");
+      expect(res.json()).toEqual({ error: `method ${method} not allowed; use GET or HEAD`, code: "PTYR_HTTP_METHOD_NOT_ALLOWED" });
+      expect(touched).toBe(false);
+    },
+  );
 
   it("rejects a body over the limit with 413 and fastify's stable code", async () => {
     const res = await build().app.inject({

@@ -75,23 +75,45 @@ describe("parseWebConfig", () => {
   it.each([
     ["an unknown top-level key", "basic_auth_user:\n  a: b\n", ["basic_auth_user: unknown key"]],
     ["an unknown TLS key", "tls_server_config:\n  cert_file: a\n  key_file: b\n  certfile: c\n", ["tls_server_config.certfile: unknown key"]],
-    ["a plain-text password", "basic_auth_users:\n  alice: hunter2\n", ['basic_auth_users.alice: expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)']],
+    [
+      "a plain-text password",
+      "basic_auth_users:\n  alice: hunter2\n",
+      ['basic_auth_users.alice: expected a bcrypt hash like "$2y$10$…" (htpasswd -nBC 10 USER)'],
+    ],
     ["a user name with a colon", `basic_auth_users:\n  "a:b": "${HASH}"\n`, ['basic_auth_users["a:b"]: a user name cannot contain ":" or be empty']],
     ["a list of users", "basic_auth_users: [alice]\n", ["basic_auth_users: expected a mapping of user: bcrypt hash, got a list"]],
     ["a cert without key", "tls_server_config:\n  cert_file: a\n", ["tls_server_config.key_file: missing (needed with cert_file)"]],
-    ["a client auth type Node cannot do", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n", [
-      "tls_server_config.client_auth_type: RequireAnyClientCert is not supported by ptyreaper; use NoClientCert or RequireAndVerifyClientCert",
-    ]],
-    ["verification without a CA", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n", [
-      "tls_server_config.client_ca_file: missing (needed with client_auth_type RequireAndVerifyClientCert)",
-    ]],
-    ["a CA without verification", "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n", [
-      "tls_server_config.client_ca_file: set without a client_auth_type that checks client certificates",
-    ]],
-    ["a bad TLS version", "tls_server_config:\n  min_version: TLS1.2\n", ['tls_server_config.min_version: expected TLS10, TLS11, TLS12 or TLS13, got "TLS1.2"']],
-    ["cipher suites", "tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n", ["tls_server_config.cipher_suites: not supported by ptyreaper: Node's defaults are used"]],
-    ["http_server_config", "http_server_config:\n  http2: false\n", ["http_server_config: not supported by ptyreaper: ptyreaper serves HTTP/1.1 and sets its own headers"]],
-    ["a scalar file", "yes\n", ["(top level): expected a mapping of keys, got \"yes\""]],
+    [
+      "a client auth type Node cannot do",
+      "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n",
+      ["tls_server_config.client_auth_type: RequireAnyClientCert is not supported by ptyreaper; use NoClientCert or RequireAndVerifyClientCert"],
+    ],
+    [
+      "verification without a CA",
+      "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAndVerifyClientCert\n",
+      ["tls_server_config.client_ca_file: missing (needed with client_auth_type RequireAndVerifyClientCert)"],
+    ],
+    [
+      "a CA without verification",
+      "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_ca_file: c\n",
+      ["tls_server_config.client_ca_file: set without a client_auth_type that checks client certificates"],
+    ],
+    [
+      "a bad TLS version",
+      "tls_server_config:\n  min_version: TLS1.2\n",
+      ['tls_server_config.min_version: expected TLS10, TLS11, TLS12 or TLS13, got "TLS1.2"'],
+    ],
+    [
+      "cipher suites",
+      "tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+      ["tls_server_config.cipher_suites: not supported by ptyreaper: Node's defaults are used"],
+    ],
+    [
+      "http_server_config",
+      "http_server_config:\n  http2: false\n",
+      ["http_server_config: not supported by ptyreaper: ptyreaper serves HTTP/1.1 and sets its own headers"],
+    ],
+    ["a scalar file", "yes\n", ['(top level): expected a mapping of keys, got "yes"']],
     ["duplicate keys", "basic_auth_users: {}\nbasic_auth_users: {}\n", [expect.stringMatching(/^invalid YAML: Map keys must be unique/)]],
   ])("refuses %s with one line naming the key", (_what, text, want) => {
     expect(problemsOf(text)).toEqual(want);
@@ -242,7 +264,11 @@ describe("WebConfigReloader", () => {
   const web = (users: Record<string, string>, files: string[]): WebConfig => ({ tls: null, basicAuthUsers: new Map(Object.entries(users)), files });
 
   it("reads the file again only when one of its files changed, and reports a bad change once", () => {
-    const versions = new Map([["/w.yml", "1"], ["/tls.crt", "1"], ["/ca.crt", "1"]]);
+    const versions = new Map([
+      ["/w.yml", "1"],
+      ["/tls.crt", "1"],
+      ["/ca.crt", "1"],
+    ]);
     let next: () => WebConfig = () => web({ b: HASH }, ["/w.yml", "/tls.crt", "/ca.crt"]);
     let loads = 0;
     const reloader = new WebConfigReloader("/w.yml", web({ a: HASH }, ["/w.yml", "/tls.crt"]), {
@@ -328,7 +354,11 @@ describe("reloads fail closed", () => {
       writeFileSync(path, good);
       // Every write changes the signature: a counter stands in for stat's inode/size/mtime.
       let version = 0;
-      const reloader = new WebConfigReloader(path, { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]), files: [path] }, { signature: () => String(version) });
+      const reloader = new WebConfigReloader(
+        path,
+        { tls: null, basicAuthUsers: new Map([["prometheus", HASH]]), files: [path] },
+        { signature: () => String(version) },
+      );
       const refusedBy = (text: string): WebConfigRefusedError => {
         writeFileSync(path, text);
         version++;
@@ -345,7 +375,7 @@ describe("reloads fail closed", () => {
       expect(refusedBy("# being rewritten\n")).toMatchObject({ reason: "empty" });
       expect(refusedBy("---\n")).toMatchObject({ reason: "empty" });
       expect(refusedBy("basic_auth_users: {}\n")).toMatchObject({ reason: "drops_auth" });
-      expect(refusedBy("basic_auth_users:\n  prometheus: \"$2b$1")).toMatchObject({ reason: "invalid" });
+      expect(refusedBy('basic_auth_users:\n  prometheus: "$2b$1')).toMatchObject({ reason: "invalid" });
       expect(reloader.poll()).toBeNull(); // reported once per change
       writeFileSync(path, good.replace("prometheus", "grafana"));
       version++;

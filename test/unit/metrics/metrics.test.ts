@@ -188,7 +188,9 @@ describe("PtyreaperMetrics", () => {
       ]),
     );
     // Each session counted under its decision's state and its own runtime.
-    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES, { "docker/active": 1, "docker/stale": 2, "docker/exempt": 1 }));
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
+      perRuntime("state", STATES, { "docker/active": 1, "docker/stale": 2, "docker/exempt": 1 }),
+    );
   });
 
   it("labels sessions and container ptys with their runtime, an unclaimed container's as unknown", async () => {
@@ -197,7 +199,11 @@ describe("PtyreaperMetrics", () => {
     const box = { id: "2".repeat(64), name: "toolbox" };
     const stray = { id: "3".repeat(64), name: null };
     const snapshot = makeSnapshot({
-      ptys: [{ ...makePty("exec", pod), runtime: "containerd" }, { ...makePty("exec", box), runtime: "podman" }, { ...makePty("container", stray), runtime: null }],
+      ptys: [
+        { ...makePty("exec", pod), runtime: "containerd" },
+        { ...makePty("exec", box), runtime: "podman" },
+        { ...makePty("container", stray), runtime: null },
+      ],
     });
     const inPod = { ...makeSessionFor("gone"), runtime: "containerd" as const };
     const inBox = { ...makeSessionFor("attached"), runtime: "podman" as const };
@@ -212,8 +218,12 @@ describe("PtyreaperMetrics", () => {
         [`container_id=${stray.id},container_name=,runtime=unknown`, 1],
       ]),
     );
-    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES, { "containerd/stale": 1, "podman/active": 1, "docker/idle": 1 }));
-    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS, { "containerd/gone": 1, "podman/attached": 1, "docker/unknown": 1 }));
+    expect(await series(m, "ptyreaper_exec_sessions")).toEqual(
+      perRuntime("state", STATES, { "containerd/stale": 1, "podman/active": 1, "docker/idle": 1 }),
+    );
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(
+      perRuntime("client", CLIENTS, { "containerd/gone": 1, "podman/attached": 1, "docker/unknown": 1 }),
+    );
     m.observeSnapshot(makeSnapshot({}));
     expect(await series(m, "ptyreaper_exec_sessions")).toEqual(perRuntime("state", STATES));
   });
@@ -226,9 +236,7 @@ describe("PtyreaperMetrics", () => {
     expect((await series(m, "ptyreaper_container_ptys")).size).toBe(2);
 
     m.observeSnapshot(makeSnapshot({ ptys: [makePty("exec", { ...keep, name: "renamed" })] }));
-    expect(await series(m, "ptyreaper_container_ptys")).toEqual(
-      new Map([[`container_id=${keep.id},container_name=renamed,runtime=docker`, 1]]),
-    );
+    expect(await series(m, "ptyreaper_container_ptys")).toEqual(new Map([[`container_id=${keep.id},container_name=renamed,runtime=docker`, 1]]));
     const { body } = await m.exposition();
     expect(body).not.toContain("vanished-container");
     expect(body).not.toContain('container_name="keep"');
@@ -296,7 +304,9 @@ describe("PtyreaperMetrics", () => {
     expect(await series(m, "ptyreaper_reaped_sessions_total")).toEqual(
       perRuntime("reason", REASONS, { "docker/idle": 2, "podman/idle": 1, "containerd/pressure": 1, "docker/orphaned": 1 }),
     );
-    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(perRuntime("reason", REASONS, { "docker/max_age": 1, "containerd/orphaned": 1 }));
+    expect(await series(m, "ptyreaper_would_reap_sessions_total")).toEqual(
+      perRuntime("reason", REASONS, { "docker/max_age": 1, "containerd/orphaned": 1 }),
+    );
     expect(await series(m, "ptyreaper_reap_failures_total")).toEqual(
       new Map([
         ["runtime=docker", 1],
@@ -328,15 +338,15 @@ describe("PtyreaperMetrics", () => {
     const m = metrics();
     const snapshot = makeSnapshot({});
     const base = makeSessionFor("attached");
-    snapshot.inventory.sessions.push(
-      base,
-      makeSessionFor("gone"),
-      makeSessionFor("gone"),
-      makeSessionFor("unknown"),
-      { ...base, execId: "no-client", client: undefined },
-    );
+    snapshot.inventory.sessions.push(base, makeSessionFor("gone"), makeSessionFor("gone"), makeSessionFor("unknown"), {
+      ...base,
+      execId: "no-client",
+      client: undefined,
+    });
     m.observeSnapshot(snapshot);
-    expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS, { "docker/attached": 1, "docker/gone": 2, "docker/unknown": 2 }));
+    expect(await series(m, "ptyreaper_exec_clients")).toEqual(
+      perRuntime("client", CLIENTS, { "docker/attached": 1, "docker/gone": 2, "docker/unknown": 2 }),
+    );
     m.observeSnapshot(makeSnapshot({}));
     expect(await series(m, "ptyreaper_exec_clients")).toEqual(perRuntime("client", CLIENTS));
   });
@@ -520,7 +530,12 @@ describe("ptyreaper_master_only_ptys", () => {
 
   function masterOnlyPty(role: NonNullable<Pty["masterOnly"]>["role"], runtime: NonNullable<Pty["masterOnly"]>["runtime"]): Pty {
     const pty = makePty("unattributed");
-    return { ...pty, slavePids: [], leaderPid: null, masterOnly: { role, runtime, containerId: null, holderPid: pty.masterPids[0] ?? 0, holderCommand: "x", sinceMs: 0 } };
+    return {
+      ...pty,
+      slavePids: [],
+      leaderPid: null,
+      masterOnly: { role, runtime, containerId: null, holderPid: pty.masterPids[0] ?? 0, holderCommand: "x", sinceMs: 0 },
+    };
   }
 
   it("starts at 0 for each runtime's usual holder", async () => {
@@ -554,7 +569,13 @@ describe("ptyreaper_master_only_ptys", () => {
 describe("the HTTP surface's refusals", () => {
   it("counts auth refusals and refused web config reloads by a bounded reason, each present at 0 from the start", async () => {
     const m = metrics();
-    expect([...(await series(m, "ptyreaper_http_auth_refusals_total")).keys()]).toEqual(["reason=missing", "reason=wrong", "reason=limited", "reason=busy", "reason=error"]);
+    expect([...(await series(m, "ptyreaper_http_auth_refusals_total")).keys()]).toEqual([
+      "reason=missing",
+      "reason=wrong",
+      "reason=limited",
+      "reason=busy",
+      "reason=error",
+    ]);
     expect([...(await series(m, "ptyreaper_web_config_reload_failures_total")).keys()]).toEqual([
       "reason=invalid",
       "reason=empty",

@@ -47,7 +47,10 @@ export function makeSessionFor(client: ClientStateName, index = nextIndex++): Ex
     atimeMs: 1_700_000_000_000,
     mtimeMs: 1_700_000_000_000,
     command: "sh",
-    client: client === "gone" ? { state: "gone", sinceMs: 1_699_999_940_000, detail: "docker CLI pid 9 exited" } : { state: client, detail: "docker CLI pid 9" },
+    client:
+      client === "gone"
+        ? { state: "gone", sinceMs: 1_699_999_940_000, detail: "docker CLI pid 9 exited" }
+        : { state: client, detail: "docker CLI pid 9" },
   };
 }
 

@@ -1,7 +1,14 @@
 // Poller: non-overlapping cycles, failures counted by stage, liveness and readiness from its own progress.
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
-import { CLOCK_STEP_TOLERANCE_MS, clockStepMs, Poller, STUCK_AFTER_INTERVALS, type PollerOptions, type PollMetrics } from "../../../src/poller/poller.js";
+import {
+  CLOCK_STEP_TOLERANCE_MS,
+  clockStepMs,
+  Poller,
+  STUCK_AFTER_INTERVALS,
+  type PollerOptions,
+  type PollMetrics,
+} from "../../../src/poller/poller.js";
 import type { PollStage } from "../../../src/poller/stages.js";
 import { CollectError, type Observation } from "../../../src/poller/collect.js";
 import { Reaper } from "../../../src/reaper/reaper.js";
@@ -16,7 +23,13 @@ const policy: PolicyConfig = defaultConfig().policy;
 
 function observation(available = true, sessions: ExecSession[] = []): Observation {
   return {
-    inventory: { limits: { allocated: 0, max: 4096, reserve: 1024 }, ptys: [], sessions, discrepancy: { found: 0, allocated: 0, explanation: null }, unreadablePids: [] },
+    inventory: {
+      limits: { allocated: 0, max: 4096, reserve: 1024 },
+      ptys: [],
+      sessions,
+      discrepancy: { found: 0, allocated: 0, explanation: null },
+      unreadablePids: [],
+    },
     docker: { available, error: available ? null : "down" },
     dockerApiCalls: 0,
     scan: {} as ProcScan,
@@ -53,7 +66,15 @@ function makeReaper(): Reaper {
 
 function makePoller(collect: () => Promise<Observation>, metrics = recorder(), dockerEnabled = true, extra: Partial<PollerOptions> = {}) {
   const logger = pino({ enabled: false });
-  return new Poller({ collect, reaper: makeReaper(), metrics, logger, now: Date.now, settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled }, ...extra });
+  return new Poller({
+    collect,
+    reaper: makeReaper(),
+    metrics,
+    logger,
+    now: Date.now,
+    settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled },
+    ...extra,
+  });
 }
 
 /** An exec session idle for `idleMs` at `nowMs`: stale under the default 4h idleTimeout when idle longer. */
@@ -108,7 +129,10 @@ describe("Poller", () => {
   it("counts a failed collect by its stage and keeps looping", async () => {
     const metrics = recorder();
     let n = 0;
-    const poller = makePoller(() => (++n === 1 ? Promise.reject(new CollectError("limits", { cause: new Error("EACCES") })) : Promise.resolve(observation())), metrics);
+    const poller = makePoller(
+      () => (++n === 1 ? Promise.reject(new CollectError("limits", { cause: new Error("EACCES") })) : Promise.resolve(observation())),
+      metrics,
+    );
     poller.start();
     await vi.advanceTimersByTimeAsync(10_001);
     await poller.stop();
@@ -155,7 +179,9 @@ describe("Poller", () => {
   it(`turns unhealthy when no cycle completes for ${STUCK_AFTER_INTERVALS} intervals`, async () => {
     const pending: (() => void)[] = [];
     let n = 0;
-    const poller = makePoller(() => (++n === 1 ? Promise.resolve(observation()) : new Promise((resolve) => pending.push(() => resolve(observation())))));
+    const poller = makePoller(() =>
+      ++n === 1 ? Promise.resolve(observation()) : new Promise((resolve) => pending.push(() => resolve(observation()))),
+    );
     poller.start();
     await vi.advanceTimersByTimeAsync(1);
     expect(poller.liveness().ok).toBe(true);
@@ -216,8 +242,20 @@ describe("Poller: the loop survives a throw from any step", () => {
     ["docker", (rig) => void (rig.metrics.setDockerUp = throwsOnce(rig.metrics.setDockerUp.bind(rig.metrics)))],
     ["policy", (rig) => void (rig.observe = (n) => (n === 1 ? throwingOnFirstRead(observation(), "sessions") : observation()))],
     // The reaper's check of released ptys throws (the policy reads the ptys first, so a throwing field would fail there).
-    ["release", (rig) => void vi.spyOn(rig.reaper, "observe").mockImplementationOnce(() => { throw new Error("injected failure"); })],
-    ["reap", (rig) => void vi.spyOn(rig.reaper, "reap").mockImplementationOnce(() => { throw new Error("injected failure"); })],
+    [
+      "release",
+      (rig) =>
+        void vi.spyOn(rig.reaper, "observe").mockImplementationOnce(() => {
+          throw new Error("injected failure");
+        }),
+    ],
+    [
+      "reap",
+      (rig) =>
+        void vi.spyOn(rig.reaper, "reap").mockImplementationOnce(() => {
+          throw new Error("injected failure");
+        }),
+    ],
     ["publish", (rig) => void (rig.metrics.observeSnapshot = throwsOnce(rig.metrics.observeSnapshot.bind(rig.metrics)))],
     ["record", (rig) => void (rig.metrics.pollSucceeded = throwsOnce(rig.metrics.pollSucceeded.bind(rig.metrics)))],
     ["notify", (rig) => void (rig.onCycle = throwsOnce(rig.onCycle))],
@@ -255,7 +293,10 @@ describe("Poller: the loop survives a throw from any step", () => {
     // The collect failure is reported through pollFailed, which throws: runOnce rejects.
     metrics.pollFailed = throwsOnce(metrics.pollFailed.bind(metrics));
     let collects = 0;
-    const poller = makePoller(() => (++collects === 1 ? Promise.reject(new CollectError("scan", { cause: new Error("EIO") })) : Promise.resolve(observation())), metrics);
+    const poller = makePoller(
+      () => (++collects === 1 ? Promise.reject(new CollectError("scan", { cause: new Error("EIO") })) : Promise.resolve(observation())),
+      metrics,
+    );
     poller.start();
     await vi.advanceTimersByTimeAsync(25_000);
     await poller.stop();
@@ -311,9 +352,7 @@ describe("Poller: wall-clock steps", () => {
     rig.advance(10_000, 2 * H);
     expect(await rig.state()).toMatch(/^idle: clock stepped \+2h, idle and age reaping held 4h more; idle 5h ≥ idleTimeout 4h$/);
     expect(rig.metrics.events.filter((e) => e === "clock-step")).toHaveLength(1);
-    expect(rig.logs.filter((l) => l.msg.startsWith("wall clock stepped"))).toEqual([
-      expect.objectContaining({ stepMs: 2 * H, holdMs: 4 * H }),
-    ]);
+    expect(rig.logs.filter((l) => l.msg.startsWith("wall clock stepped"))).toEqual([expect.objectContaining({ stepMs: 2 * H, holdMs: 4 * H })]);
     rig.advance(4 * H - 10_000);
     expect(await rig.state()).toMatch(/^idle: clock stepped \+2h, idle and age reaping held 10s more/);
     rig.advance(10_000);
@@ -347,7 +386,12 @@ describe("Poller and other runtimes", () => {
     const lines: Record<string, unknown>[] = [];
     const logger = pino({ level: "warn" }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
     const exec = { id: "e".repeat(64), container: { namespace: "k8s.io", id: "c".repeat(64) }, pid: 4242, running: true, tty: true };
-    const verdicts = [[{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }], [{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }], [], [{ exec, runtime: "containerd" as const, refusal: "again" }]];
+    const verdicts = [
+      [{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }],
+      [{ exec, runtime: "containerd" as const, refusal: "/proc attributes it to unknown" }],
+      [],
+      [{ exec, runtime: "containerd" as const, refusal: "again" }],
+    ];
     let cycle = 0;
     const poller = makePoller(() => Promise.resolve({ ...observation(), runtimeVerdicts: verdicts[cycle++] ?? [] }), recorder(), true, { logger });
     for (let i = 0; i < 4; i++) await poller.runOnce();

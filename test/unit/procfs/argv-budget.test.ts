@@ -53,7 +53,17 @@ describe("readProcInfo's command line", () => {
 });
 
 describe("holders of one pty that keep details", () => {
-  const slave = (dev: string, index: number): RawPtyFd => ({ fd: 0, count: 1, role: "slave", dev, ino: index + 3, index, target: `/dev/pts/${index}`, atimeMs: 0, mtimeMs: 0 });
+  const slave = (dev: string, index: number): RawPtyFd => ({
+    fd: 0,
+    count: 1,
+    role: "slave",
+    dev,
+    ino: index + 3,
+    index,
+    target: `/dev/pts/${index}`,
+    atimeMs: 0,
+    mtimeMs: 0,
+  });
   const master: RawPtyFd = { ...slave("0:5", 2), role: "master", target: "/dev/ptmx" };
 
   it("are HOLDER_DETAILS_PER_PTY ordinary ones a pass; the rest have no command line read, marked so", () => {

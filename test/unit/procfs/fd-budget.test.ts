@@ -56,7 +56,12 @@ describe("readFdLinksBounded", () => {
     let now = 0;
     const procfs = new Counting();
     const cuts: FdReadCut[] = [];
-    const budget = new FdReadBudget(1_000, 10, (cut) => cuts.push(cut), () => now);
+    const budget = new FdReadBudget(
+      1_000,
+      10,
+      (cut) => cuts.push(cut),
+      () => now,
+    );
     const original = procfs.fdLinkIfOpen.bind(procfs);
     procfs.fdLinkIfOpen = (pid, fd) => {
       now += 1; // each link read takes 1 ms

@@ -47,7 +47,13 @@ const DEVTMPFS = dev(0, 6);
 const A_PTS = dev(0, 44);
 const B_PTS = dev(0, 45);
 const PTMX = dev(5, 2);
-const slave = (instance: number, index: number, atimeMs = 1_000, mtimeMs = 2_000): FakeFdStat => ({ rdev: dev(136, index), dev: instance, ino: index + 3, atimeMs, mtimeMs });
+const slave = (instance: number, index: number, atimeMs = 1_000, mtimeMs = 2_000): FakeFdStat => ({
+  rdev: dev(136, index),
+  dev: instance,
+  ino: index + 3,
+  atimeMs,
+  mtimeMs,
+});
 
 /**
  * The fixture's fd links are real symlinks to device paths that mean nothing on the test host, and
@@ -126,7 +132,8 @@ function mixedHost(races: ConstructorParameters<typeof FixtureProcFs>[2] = {}): 
 /** pty key → sorted "role pid/fd" strings, to compare holders regardless of readdir order. */
 function holdersByKey(scan: ProcScan): Record<string, string[]> {
   const byKey: Record<string, string[]> = {};
-  for (const fd of scan.ptyFds) (byKey[ptyKey(fd.devptsDev, fd.index)] ??= []).push(`${fd.role} ${fd.pid}/${fd.fd}${fd.fdCount ? ` ×${fd.fdCount}` : ""}`);
+  for (const fd of scan.ptyFds)
+    (byKey[ptyKey(fd.devptsDev, fd.index)] ??= []).push(`${fd.role} ${fd.pid}/${fd.fd}${fd.fdCount ? ` ×${fd.fdCount}` : ""}`);
   for (const list of Object.values(byKey)) list.sort();
   return byKey;
 }
@@ -206,7 +213,7 @@ describe("ProcFs readers over mixed-host", () => {
     }
   });
 
-  it("marks a cut command line in the scan: cmdlineTruncated, and \"…\" at its end", () => {
+  it('marks a cut command line in the scan: cmdlineTruncated, and "…" at its end', () => {
     const root = mkdtempSync(join(tmpdir(), "ptyr-long-scan-"));
     try {
       const fixture = new ProcFs(MIXED_HOST);
@@ -282,7 +289,13 @@ describe("scanProc over mixed-host", () => {
   it("reads holders in full, and skips non-holders", () => {
     const scan = scanProc(mixedHost());
     expect([...scan.processes.keys()].sort((a, b) => a - b)).toEqual([100, 101, 200, 201, 202, 501, 600]);
-    expect(scan.processes.get(101)).toMatchObject({ comm: "my (odd) shell", nsPids: [101], containerId: null, pidNs: "4026531836", cmdline: ["-bash"] });
+    expect(scan.processes.get(101)).toMatchObject({
+      comm: "my (odd) shell",
+      nsPids: [101],
+      containerId: null,
+      pidNs: "4026531836",
+      cmdline: ["-bash"],
+    });
     expect(scan.processes.get(202)).toMatchObject({ containerId: ID_A, nsPids: [202, 7], pidNs: "4026532300", ppid: 201 });
     expect(scan.processes.get(600)).toMatchObject({ containerId: ID_B, nsPids: [600, 1] });
     expect(scan.processes.get(501)).toMatchObject({ uid: 1000, comm: "tmux: client" });

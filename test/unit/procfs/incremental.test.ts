@@ -54,7 +54,15 @@ const slaveFd = (instance: number, index: number, atimeMs = 1_000, mtimeMs = 2_0
   atimeMs,
   mtimeMs,
 });
-const masterFd = (instance: number, index: number): FakeFd => ({ target: "/dev/pts/ptmx", rdev: PTMX, dev: instance, ino: 2, atimeMs: 0, mtimeMs: 0, ttyIndex: index });
+const masterFd = (instance: number, index: number): FakeFd => ({
+  target: "/dev/pts/ptmx",
+  rdev: PTMX,
+  dev: instance,
+  ino: 2,
+  atimeMs: 0,
+  mtimeMs: 0,
+  ttyIndex: index,
+});
 
 const MOUNTS: Record<string, MountinfoEntry[]> = {
   host: [
@@ -212,11 +220,38 @@ const CONTAINER = "c".repeat(64);
 function host(): FakeProcFs {
   const procfs = new FakeProcFs();
   procfs.add(1, {});
-  procfs.add(10, { comm: "sshd", fds: new Map([[3, nullFd(3)], [4, { ...masterFd(HOST_PTS, 0), target: "/dev/ptmx", dev: dev(0, 6), ino: 91 }]]) });
+  procfs.add(10, {
+    comm: "sshd",
+    fds: new Map([
+      [3, nullFd(3)],
+      [4, { ...masterFd(HOST_PTS, 0), target: "/dev/ptmx", dev: dev(0, 6), ino: 91 }],
+    ]),
+  });
   procfs.add(11, { comm: "bash", ppid: 10, ttyNr: 34816, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(HOST_PTS, 0)])) });
-  procfs.add(20, { comm: "containerd-shim", fds: new Map([[0, nullFd(0)], [9, masterFd(CONTAINER_PTS, 0)], [10, masterFd(CONTAINER_PTS, 1)]]) });
-  procfs.add(21, { comm: "sh", ppid: 20, nsPids: [21, 1], mntNs: "container", cgroup: CONTAINER, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 0)])) });
-  procfs.add(22, { comm: "sh", ppid: 20, nsPids: [22, 7], mntNs: "container", cgroup: CONTAINER, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 1, 5_000, 6_000)])) });
+  procfs.add(20, {
+    comm: "containerd-shim",
+    fds: new Map([
+      [0, nullFd(0)],
+      [9, masterFd(CONTAINER_PTS, 0)],
+      [10, masterFd(CONTAINER_PTS, 1)],
+    ]),
+  });
+  procfs.add(21, {
+    comm: "sh",
+    ppid: 20,
+    nsPids: [21, 1],
+    mntNs: "container",
+    cgroup: CONTAINER,
+    fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 0)])),
+  });
+  procfs.add(22, {
+    comm: "sh",
+    ppid: 20,
+    nsPids: [22, 7],
+    mntNs: "container",
+    cgroup: CONTAINER,
+    fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 1, 5_000, 6_000)])),
+  });
   for (let pid = 100; pid < 110; pid++) procfs.add(pid, { comm: "sleep" });
   return procfs;
 }
@@ -293,7 +328,14 @@ describe("IncrementalScanner", () => {
   });
 
   it("re-reads every thread's process when any thread ran", async () => {
-    const worker = procfs.add(40, { comm: "dockerd", ran: new Map([[40, 1], [41, 1], [42, 1]]) });
+    const worker = procfs.add(40, {
+      comm: "dockerd",
+      ran: new Map([
+        [40, 1],
+        [41, 1],
+        [42, 1],
+      ]),
+    });
     await scan();
     worker.fds.set(1, slaveFd(HOST_PTS, 0));
     procfs.run(40, 42);
@@ -542,9 +584,12 @@ describe("RescanPolicy", () => {
     { gapAtFull: 0, found: 6, allocated: 5, disagrees: true },
     { gapAtFull: 2, found: 5, allocated: 7, disagrees: false },
     { gapAtFull: 2, found: 5, allocated: 5, disagrees: true },
-  ])("disagrees(found $found, allocated $allocated) after a full pass with gap $gapAtFull → $disagrees", ({ gapAtFull, found, allocated, disagrees }) => {
-    const policy = new RescanPolicy(60_000);
-    policy.recordFull(0, 10, 10 + gapAtFull);
-    expect(policy.disagrees(found, allocated)).toBe(disagrees);
-  });
+  ])(
+    "disagrees(found $found, allocated $allocated) after a full pass with gap $gapAtFull → $disagrees",
+    ({ gapAtFull, found, allocated, disagrees }) => {
+      const policy = new RescanPolicy(60_000);
+      policy.recordFull(0, 10, 10 + gapAtFull);
+      expect(policy.disagrees(found, allocated)).toBe(disagrees);
+    },
+  );
 });

@@ -58,8 +58,14 @@ describe("the BPF finder's capability gate", () => {
   });
 
   it("says why it is not used: switched off, or the capabilities missing, before anything else", () => {
-    expect(bpfFinder("/proc", { env: { PTYREAPER_BPF_FINDER: "0" }, capEff: "000001ffffffffff" })).toEqual({ path: null, reason: "PTYREAPER_BPF_FINDER=0" });
-    expect(bpfFinder("/proc", { env: {}, capEff: hex(UNIT) })).toEqual({ path: null, reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)" });
+    expect(bpfFinder("/proc", { env: { PTYREAPER_BPF_FINDER: "0" }, capEff: "000001ffffffffff" })).toEqual({
+      path: null,
+      reason: "PTYREAPER_BPF_FINDER=0",
+    });
+    expect(bpfFinder("/proc", { env: {}, capEff: hex(UNIT) })).toEqual({
+      path: null,
+      reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)",
+    });
     const missing = bpfFinder("/proc", { env: {}, capEff: hex(UNIT | bit(38) | bit(39)), addonPath: "/nonexistent/build/Release/ptyscan.node" });
     expect(missing).toEqual({ path: null, reason: "/nonexistent/build/Release/ptyfds.bpf.o is not built" });
   });

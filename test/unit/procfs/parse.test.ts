@@ -23,7 +23,6 @@ function encodeDev(major: number, minor: number): number {
   return (minor & 0xff) + major * 256 + (minor - (minor & 0xff)) * 4096;
 }
 
-
 describe("parseSysctlInt", () => {
   it.each([
     ["4096\n", 4096],
@@ -112,7 +111,16 @@ describe("parseStatus", () => {
   it.each([
     {
       what: "a host process (NSpid with one pid)",
-      text: status("Tgid:\t4321", "Pid:\t4321", "PPid:\t1", "Uid:\t1000\t1000\t1000\t1000", "NStgid:\t4321", "NSpid:\t4321", "NSpgid:\t4321", "NSsid:\t4321"),
+      text: status(
+        "Tgid:\t4321",
+        "Pid:\t4321",
+        "PPid:\t1",
+        "Uid:\t1000\t1000\t1000\t1000",
+        "NStgid:\t4321",
+        "NSpid:\t4321",
+        "NSpgid:\t4321",
+        "NSsid:\t4321",
+      ),
       expected: { uid: 1000, nsPids: [4321] },
     },
     {

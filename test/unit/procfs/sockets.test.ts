@@ -44,11 +44,26 @@ describe("formatKernelDev (the kernel's dev_t, as sock_diag reports it)", () => 
 describe("parseUnixStreamPeers", () => {
   it("maps each socket to its peer and, when it has one, its socket file; keeps listeners with a file, skips other rows without a peer", () => {
     const rows = Uint32Array.from([
-      17969, 17970, 0, 0, // a CLI's end: no file
-      17970, 17969, (254 << 20) | 0, 16637956, // dockerd's accepted end, on /var/run/docker.sock
-      16000, 0, (254 << 20) | 0, 16637956, // dockerd's listener on it
-      500, 0, 0, 0, // no peer and no file: dropped
-      7, 8, 0, 42, // a file inode on device 0:0 is still a file
+      17969,
+      17970,
+      0,
+      0, // a CLI's end: no file
+      17970,
+      17969,
+      (254 << 20) | 0,
+      16637956, // dockerd's accepted end, on /var/run/docker.sock
+      16000,
+      0,
+      (254 << 20) | 0,
+      16637956, // dockerd's listener on it
+      500,
+      0,
+      0,
+      0, // no peer and no file: dropped
+      7,
+      8,
+      0,
+      42, // a file inode on device 0:0 is still a file
     ]);
     const table = parseUnixStreamPeers(rows);
     expect(table).toEqual(

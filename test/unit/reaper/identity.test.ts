@@ -13,7 +13,15 @@ const guard: SessionGuard = {
 const shim = { pid: 90, startTicks: 10 };
 const main = { pid: 100, startTicks: 100 };
 const exec = { pid: 200, startTicks: 5000 };
-const target = (over: Partial<TargetFacts>): TargetFacts => ({ pid: 300, startTicks: 6000, comm: "sh", nsPids: [300, 9], cgroup: C, ancestors: [exec, shim], ...over });
+const target = (over: Partial<TargetFacts>): TargetFacts => ({
+  pid: 300,
+  startTicks: 6000,
+  comm: "sh",
+  nsPids: [300, 9],
+  cgroup: C,
+  ancestors: [exec, shim],
+  ...over,
+});
 
 describe("refusalFor", () => {
   it.each<[string, Partial<TargetFacts>, string | null]>([
@@ -39,7 +47,14 @@ describe("refusalFor", () => {
   });
 
   // Once pinned: the exec (200), its child 250 and an orphan 260 reparented to main before the session was judged stale.
-  const pinned: SessionGuard = { ...guard, pinned: new Map([[200, 5000], [250, 5500], [260, 5600]]) };
+  const pinned: SessionGuard = {
+    ...guard,
+    pinned: new Map([
+      [200, 5000],
+      [250, 5500],
+      [260, 5600],
+    ]),
+  };
   it.each<[string, Partial<TargetFacts>, string | null]>([
     ["the exec's own process", { pid: 200, startTicks: 5000, ancestors: [shim] }, null],
     ["a child of the exec", {}, null],

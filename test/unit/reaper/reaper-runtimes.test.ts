@@ -73,9 +73,32 @@ const stale: SessionDecision = { execId: EXEC_ID, state: "stale", reason: "idle"
 
 function inventory(held: boolean): Inventory {
   const ptys = held
-    ? [{ key: "0:44:0", devptsDev: "0:44", index: 0, owner: "exec" as const, containerId: CID, containerName: "x", execId: EXEC_ID, masterPids: [90], slavePids: [], atimeMs: 0, mtimeMs: 0, leaderPid: null, leaderCommand: null, leaderStartedAtMs: null }]
+    ? [
+        {
+          key: "0:44:0",
+          devptsDev: "0:44",
+          index: 0,
+          owner: "exec" as const,
+          containerId: CID,
+          containerName: "x",
+          execId: EXEC_ID,
+          masterPids: [90],
+          slavePids: [],
+          atimeMs: 0,
+          mtimeMs: 0,
+          leaderPid: null,
+          leaderCommand: null,
+          leaderStartedAtMs: null,
+        },
+      ]
     : [];
-  return { limits: { allocated: ptys.length, max: 4096, reserve: 1024 }, ptys, sessions: [], discrepancy: { found: ptys.length, allocated: ptys.length, explanation: null }, unreadablePids: [] };
+  return {
+    limits: { allocated: ptys.length, max: 4096, reserve: 1024 },
+    ptys,
+    sessions: [],
+    discrepancy: { found: ptys.length, allocated: ptys.length, explanation: null },
+    unreadablePids: [],
+  };
 }
 
 describe("Reaper with other runtimes", () => {
@@ -146,7 +169,10 @@ describe("Reaper with other runtimes", () => {
     expect(signals).toEqual([[200, "SIGHUP"]]);
     await vi.advanceTimersByTimeAsync(10_000);
     expect(runtime.kills).toHaveLength(1); // not asked again
-    expect(signals).toEqual([[200, "SIGHUP"], [200, "SIGTERM"]]);
+    expect(signals).toEqual([
+      [200, "SIGHUP"],
+      [200, "SIGTERM"],
+    ]);
   });
 
   it("refuses when the runtime now records another pid for the exec: nothing killed or signalled", async () => {

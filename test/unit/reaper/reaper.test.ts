@@ -16,7 +16,19 @@ const IN_CONTAINER = `0::/system.slice/docker-${CID}.scope\n`;
 const ON_HOST = "0::/system.slice/containerd.service\n";
 const SELF = 7000;
 
-const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({ id: "e1", containerId: CID, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: 200, tty: true, entrypoint: "sh", arguments: [], ...over });
+const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({
+  id: "e1",
+  containerId: CID,
+  runtime: "docker",
+  namespace: null,
+  kubernetes: null,
+  running: true,
+  pid: 200,
+  tty: true,
+  entrypoint: "sh",
+  arguments: [],
+  ...over,
+});
 
 function fakeDocker(exec: () => ExecInfo | null | Error): DockerEngine & { calls: number } {
   const port = {
@@ -291,10 +303,23 @@ describe("Reaper", () => {
     ["the container's init (NSpid 1)", 100, {}, "namespace_init"],
     ["the container's main process under --pid=host (no NSpid 1)", 100, { nsPids: [100] }, "container_main"],
     ["the container's loop under docker-init (started before the exec)", 101, {}, "container_process"],
-    ["a process that is not the exec's (its parent is outside)", 300, { ppid: 1, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [300, 9] }, "not_in_session"],
+    [
+      "a process that is not the exec's (its parent is outside)",
+      300,
+      { ppid: 1, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [300, 9] },
+      "not_in_session",
+    ],
     ["a host process on the same pty (shared devpts)", 301, { ppid: 1, startTicks: 6000, cgroup: ON_HOST, nsPids: [301] }, "outside_cgroup"],
   ])("never signals %s holding the exec's pty; the session is not counted reaped", async (_name, pid, proc, reason) => {
-    table.procs.set(pid, { ppid: 100, startTicks: 6000, cgroup: IN_CONTAINER, nsPids: [pid, 9], ...table.procs.get(pid), ...proc, slaves: [["0:44", 0]] });
+    table.procs.set(pid, {
+      ppid: 100,
+      startTicks: 6000,
+      cgroup: IN_CONTAINER,
+      nsPids: [pid, 9],
+      ...table.procs.get(pid),
+      ...proc,
+      slaves: [["0:44", 0]],
+    });
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(30_000);
@@ -407,7 +432,13 @@ describe("Reaper", () => {
   describe("a session pinned when judged stale", () => {
     // The container's main program (101's parent, 100) starts a pty holder of its own the moment the exec's pty is
     // freed; devpts hands it the same index. ctime 1 is the exec's allocation, 2 the new one.
-    const mainsHolder = (ctimeNs: bigint): FakeProc => ({ ppid: 100, startTicks: 9000, cgroup: IN_CONTAINER, nsPids: [300, 9], slaves: [["0:44", 0, ctimeNs]] });
+    const mainsHolder = (ctimeNs: bigint): FakeProc => ({
+      ppid: 100,
+      startTicks: 9000,
+      cgroup: IN_CONTAINER,
+      nsPids: [300, 9],
+      slaves: [["0:44", 0, ctimeNs]],
+    });
 
     it("stops at the next step once the index is allocated again, never signals the new holder, and counts the release", async () => {
       const r = reaper("enforce");

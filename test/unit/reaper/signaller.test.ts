@@ -83,7 +83,11 @@ describe("KillSignaller", () => {
 describe("loadPidfdAddon", () => {
   it("says why there is no addon", () => {
     expect(loadPidfdAddon({ env: { PTYREAPER_PIDFD: "0" } })).toEqual({ addon: null, reason: "PTYREAPER_PIDFD=0", fallback: "disabled" });
-    expect(loadPidfdAddon({ env: {}, addonPath: "/nonexistent/pidfd.node" })).toEqual({ addon: null, reason: "/nonexistent/pidfd.node is not built", fallback: "no_addon" });
+    expect(loadPidfdAddon({ env: {}, addonPath: "/nonexistent/pidfd.node" })).toEqual({
+      addon: null,
+      reason: "/nonexistent/pidfd.node is not built",
+      fallback: "no_addon",
+    });
   });
 
   // Stand-in addons (plain CommonJS, loaded the same way), in one directory removed afterwards.

@@ -20,18 +20,34 @@ describe("EvidenceReachReporter", () => {
     const docker = evidenceWith(() => reach);
     const podman = evidenceWith(() => ({ available: true }));
 
-    reporter.report([["docker", docker], ["podman", podman]]);
+    reporter.report([
+      ["docker", docker],
+      ["podman", podman],
+    ]);
     expect(set).toEqual([["podman", true]]);
     reach = { available: false, reason: "sock_diag shows no connection accepted on /var/run/docker.sock" };
-    for (let cycle = 0; cycle < 3; cycle++) reporter.report([["docker", docker], ["podman", podman]]);
-    expect(set).toEqual([["podman", true], ["docker", false]]);
+    for (let cycle = 0; cycle < 3; cycle++)
+      reporter.report([
+        ["docker", docker],
+        ["podman", podman],
+      ]);
+    expect(set).toEqual([
+      ["podman", true],
+      ["docker", false],
+    ]);
     reach = { available: true };
     reporter.report([["docker", docker]]);
     expect(set.at(-1)).toEqual(["docker", true]);
 
-    const said = lines().filter((l) => l.runtime === "docker").map((l) => [l.level, l.msg, l.reason]);
+    const said = lines()
+      .filter((l) => l.runtime === "docker")
+      .map((l) => [l.level, l.msg, l.reason]);
     expect(said).toEqual([
-      [40, "docker exec clients cannot be seen from here: they stay unknown and orphanGrace does not apply to docker sessions (only the idle policy)", "sock_diag shows no connection accepted on /var/run/docker.sock"],
+      [
+        40,
+        "docker exec clients cannot be seen from here: they stay unknown and orphanGrace does not apply to docker sessions (only the idle policy)",
+        "sock_diag shows no connection accepted on /var/run/docker.sock",
+      ],
       [30, "docker exec clients can be seen again: orphanGrace applies", undefined],
     ]);
     // A runtime seen available from the start is not announced.

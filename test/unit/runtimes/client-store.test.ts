@@ -21,7 +21,13 @@ type Session = Pick<ExecSession, "execId" | "pid" | "startTicks">;
 const session = (execId: string, pid: number, startTicks: number): Session => ({ execId, pid, startTicks });
 
 function observation(sessions: Session[], runtimeUp = true): ClientObservation {
-  return { scan: { bootTimeSec: 0 } as ClientObservation["scan"], docker: { available: true, error: null, containers: [], execs: [] }, sessions: sessions as ExecSession[], nowMs: T, runtimeUp };
+  return {
+    scan: { bootTimeSec: 0 } as ClientObservation["scan"],
+    docker: { available: true, error: null, containers: [], execs: [] },
+    sessions: sessions as ExecSession[],
+    nowMs: T,
+    runtimeUp,
+  };
 }
 
 /** An evidence that answers fixed states and links, and records what it was given back. */
@@ -136,7 +142,7 @@ describe("ClientStateStore", () => {
   });
 
   it.each([
-    ["not JSON", "{\"version\": 1, \"writtenAtMs\": 17"],
+    ["not JSON", '{"version": 1, "writtenAtMs": 17'],
     ["another shape", JSON.stringify({ version: 1, writtenAtMs: T, records: [{ runtime: "docker", execId: "e1", pid: -1 }] })],
     ["binary", "\u0000\u0001\u0002"],
   ])("a corrupt file (%s): no record, one warning, then rewritten", (_name, text) => {

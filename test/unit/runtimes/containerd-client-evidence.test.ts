@@ -8,7 +8,14 @@ import type { ExecSession, ProcScan, PtyFd } from "../../../src/domain/types.js"
 import { formatDev } from "../../../src/procfs/parse.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
 import type { UnixPeerTable } from "../../../src/procfs/sockets.js";
-import { CriClientEvidence, DAEMON_MAX_FDS, DAEMON_SEARCH_EVERY_MS, criStreamSighting, isCriStdoutFifo, type CriFifoHolders } from "../../../src/runtimes/containerd/client-evidence.js";
+import {
+  CriClientEvidence,
+  DAEMON_MAX_FDS,
+  DAEMON_SEARCH_EVERY_MS,
+  criStreamSighting,
+  isCriStdoutFifo,
+  type CriFifoHolders,
+} from "../../../src/runtimes/containerd/client-evidence.js";
 import { makeSessionFor } from "../metrics/snapshot-factory.js";
 
 const CID = "a".repeat(64);
@@ -21,7 +28,16 @@ const DAEMON = 300;
 const OTHER_DAEMON = 350;
 const SHIM = 400;
 
-const session: ExecSession = { ...makeSessionFor("unknown"), execId: EXEC, containerId: CID, ptyKey: `${DEV}:0`, devptsDev: DEV, index: 0, runtime: "containerd", runtimeNamespace: "k8s.io" };
+const session: ExecSession = {
+  ...makeSessionFor("unknown"),
+  execId: EXEC,
+  containerId: CID,
+  ptyKey: `${DEV}:0`,
+  devptsDev: DEV,
+  index: 0,
+  runtime: "containerd",
+  runtimeNamespace: "k8s.io",
+};
 const shimMaster: PtyFd = { pid: SHIM, fd: 12, role: "master", devptsDev: DEV, index: 0 };
 
 describe("isCriStdoutFifo", () => {
@@ -90,10 +106,22 @@ describe("CriClientEvidence", () => {
     [32, { peer: 31, file: null }],
   ]);
   const scan: ProcScan = {
-    processes: new Map(), ppids: new Map([[DAEMON, 1], [OTHER_DAEMON, 1], [SHIM, 1]]), ptyFds: [shimMaster], ttyTimes: new Map(), initDevpts: new Map(),
-    unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 0,
+    processes: new Map(),
+    ppids: new Map([
+      [DAEMON, 1],
+      [OTHER_DAEMON, 1],
+      [SHIM, 1],
+    ]),
+    ptyFds: [shimMaster],
+    ttyTimes: new Map(),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: 0,
   };
-  const observe = (ev: CriClientEvidence, nowMs: number) => ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
+  const observe = (ev: CriClientEvidence, nowMs: number) =>
+    ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
 
   it("finds the containerd serving the configured socket; attached while it holds the FIFO, gone once only the shim does", () => {
     const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => peers } });
@@ -119,9 +147,16 @@ describe("CriClientEvidence", () => {
       }
     }
     try {
-      const ev = new CriClientEvidence({ procfs: new Crowded(root, { native: null }), socket, peers: { read: () => peers }, readCut: (cut) => cuts.push(cut) });
+      const ev = new CriClientEvidence({
+        procfs: new Crowded(root, { native: null }),
+        socket,
+        peers: { read: () => peers },
+        readCut: (cut) => cuts.push(cut),
+      });
       const crowdedScan = { ...scan, ppids: new Map([[IMPOSTOR, 1], ...scan.ppids]) };
-      const state = ev.observe({ scan: crowdedScan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs: 1_000 }).get(EXEC);
+      const state = ev
+        .observe({ scan: crowdedScan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs: 1_000 })
+        .get(EXEC);
       expect(state).toEqual({ state: "attached", detail: `containerd pid ${DAEMON} holds the exec's stdout FIFO for its stream` });
       expect(read).not.toContain(IMPOSTOR);
       expect(cuts).toEqual(["fd_cap"]);
@@ -134,7 +169,13 @@ describe("CriClientEvidence", () => {
     let now = 0;
     let msPerLook = 1_000; // every look at the clock finds the budget spent
     const cuts: string[] = [];
-    const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => peers }, readCut: (cut) => cuts.push(cut), clock: () => (now += msPerLook) });
+    const ev = new CriClientEvidence({
+      procfs: new ProcFs(root, { native: null }),
+      socket,
+      peers: { read: () => peers },
+      readCut: (cut) => cuts.push(cut),
+      clock: () => (now += msPerLook),
+    });
     expect(observe(ev, 1_000)).toMatchObject({ state: "unknown" });
     expect(cuts.length).toBeGreaterThan(0);
     expect(new Set(cuts)).toEqual(new Set(["read_budget"]));
@@ -143,7 +184,12 @@ describe("CriClientEvidence", () => {
   });
 
   it("without sock_diag every session is unknown, with the reason", () => {
-    const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: null, peersMissingReason: "sockdiag.node is not built" });
+    const ev = new CriClientEvidence({
+      procfs: new ProcFs(root, { native: null }),
+      socket,
+      peers: null,
+      peersMissingReason: "sockdiag.node is not built",
+    });
     expect(observe(ev, 1_000)).toEqual({ state: "unknown", detail: "unix socket peers unreadable: sockdiag.node is not built" });
   });
 
@@ -164,7 +210,8 @@ describe("CriClientEvidence", () => {
     let table: UnixPeerTable = new Map();
     let reads = 0;
     const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => (reads++, table) } });
-    const look = (nowMs: number, runtimeUp: boolean) => ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [], nowMs, runtimeUp });
+    const look = (nowMs: number, runtimeUp: boolean) =>
+      ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [], nowMs, runtimeUp });
     look(1_000, false);
     expect([ev.reach(), reads]).toEqual([null, 0]);
     look(2_000, true);

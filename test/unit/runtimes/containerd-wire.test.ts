@@ -66,7 +66,13 @@ describe("execIdOfProcessInfo", () => {
 describe("execEventOf", () => {
   const started = { type_url: "containerd.events.TaskExecStarted", value: bytes(str(1, CID), str(2, EXEC), num(3, 4242)) };
   it("reads TaskExecStarted", () => {
-    expect(execEventOf({ namespace: "k8s.io", topic: "/tasks/exec-started", event: started })).toEqual({ topic: "/tasks/exec-started", namespace: "k8s.io", containerId: CID, execId: EXEC, pid: 4242 });
+    expect(execEventOf({ namespace: "k8s.io", topic: "/tasks/exec-started", event: started })).toEqual({
+      topic: "/tasks/exec-started",
+      namespace: "k8s.io",
+      containerId: CID,
+      execId: EXEC,
+      pid: 4242,
+    });
   });
   it("reads TaskExit (id in field 2, exit status ignored)", () => {
     const exit = { type_url: "containerd.events.TaskExit", value: bytes(str(1, CID), str(2, EXEC), num(3, 4242), num(4, 137)) };
@@ -78,7 +84,12 @@ describe("execEventOf", () => {
 });
 
 describe("kubernetesRefOf", () => {
-  const labels = { "io.kubernetes.pod.namespace": "shop", "io.kubernetes.pod.name": "web-7d9", "io.kubernetes.pod.uid": "5d1c8a2e-9b3f-4c7d-8e6a-1f2b3c4d5e6f", "io.kubernetes.container.name": "app" };
+  const labels = {
+    "io.kubernetes.pod.namespace": "shop",
+    "io.kubernetes.pod.name": "web-7d9",
+    "io.kubernetes.pod.uid": "5d1c8a2e-9b3f-4c7d-8e6a-1f2b3c4d5e6f",
+    "io.kubernetes.container.name": "app",
+  };
   it("reads the kubelet's labels", () => {
     expect(kubernetesRefOf(labels)).toEqual({ namespace: "shop", pod: "web-7d9", podUid: "5d1c8a2e-9b3f-4c7d-8e6a-1f2b3c4d5e6f", container: "app" });
   });
@@ -107,7 +118,9 @@ describe("killing through containerd never reaches the init", () => {
   it("killExec refuses an empty exec ID before any call", async () => {
     const runtime = new ContainerdRuntime({ socket: "/nonexistent/ptyreaper-test.sock", namespaces: ["k8s.io"], callTimeoutMs: 500 });
     try {
-      await expect(runtime.killExec({ id: "", container: { namespace: "k8s.io", id: CID } }, "SIGKILL")).rejects.toThrow(/refusing to kill through containerd: "" is not an exec ID/);
+      await expect(runtime.killExec({ id: "", container: { namespace: "k8s.io", id: CID } }, "SIGKILL")).rejects.toThrow(
+        /refusing to kill through containerd: "" is not an exec ID/,
+      );
     } finally {
       runtime.close();
     }

@@ -60,7 +60,11 @@ function attributeHoldersOf(key: string) {
   const masterPid = fds.find((fd) => fd.role === "master")?.pid;
   const master = masterPid === undefined ? null : (readProcessFacts(procfs, masterPid) ?? null);
   const slaveHolders = [...new Set(fds.filter((fd) => fd.role === "slave").map((fd) => fd.pid))].sort();
-  return slaveHolders.map((pid) => ({ pid, masterPid, attribution: attribute(readProcessFacts(procfs, pid) as NonNullable<ReturnType<typeof readProcessFacts>>, master, lookup) }));
+  return slaveHolders.map((pid) => ({
+    pid,
+    masterPid,
+    attribution: attribute(readProcessFacts(procfs, pid) as NonNullable<ReturnType<typeof readProcessFacts>>, master, lookup),
+  }));
 }
 
 describe("CRI-O exec fixture", () => {

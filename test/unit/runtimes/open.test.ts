@@ -5,7 +5,10 @@ import { chooseDocker, chooseRuntimes, openRuntimes } from "../../../src/runtime
 
 const CONTAINERD = "/run/containerd/containerd.sock";
 const PODMAN = "/run/podman/podman.sock";
-const present = (...paths: string[]) => (path: string) => paths.includes(path);
+const present =
+  (...paths: string[]) =>
+  (path: string) =>
+    paths.includes(path);
 
 describe("chooseRuntimes", () => {
   const defaults = defaultConfig().runtimes;
@@ -48,7 +51,12 @@ describe("chooseDocker", () => {
     ["true without it: used, and down until the engine comes", "docker: {enabled: true}", [], { used: true, skipped: null }],
     ["auto with its socket", "docker: {enabled: auto}", [DOCKER], { used: true, skipped: null }],
     ["auto without it: not used", "docker: {enabled: auto}", [], { used: false, skipped: `docker: no socket at ${DOCKER}` }],
-    ["auto looks at the configured socket", "docker: {enabled: auto, socket: /run/docker.sock}", [DOCKER], { used: false, skipped: "docker: no socket at /run/docker.sock" }],
+    [
+      "auto looks at the configured socket",
+      "docker: {enabled: auto, socket: /run/docker.sock}",
+      [DOCKER],
+      { used: false, skipped: "docker: no socket at /run/docker.sock" },
+    ],
     ["false even with its socket", "docker: {enabled: false}", [DOCKER], { used: false, skipped: "docker: disabled in the config" }],
   ])("%s", (_name, yaml, sockets, want) => {
     expect(chooseDocker(parseConfig(yaml, "t", {}).docker, present(...sockets))).toEqual(want);
@@ -57,7 +65,11 @@ describe("chooseDocker", () => {
 
 describe("openRuntimes", () => {
   it("creates one adapter per choice with the configured socket, without connecting", async () => {
-    const config = parseConfig("runtimes: {containerd: {socket: /nonexistent/c.sock, namespaces: [k8s.io, ci]}, podman: {socket: /nonexistent/p.sock}}", "t", {}).runtimes;
+    const config = parseConfig(
+      "runtimes: {containerd: {socket: /nonexistent/c.sock, namespaces: [k8s.io, ci]}, podman: {socket: /nonexistent/p.sock}}",
+      "t",
+      {},
+    ).runtimes;
     const ports = await openRuntimes(config, [
       { runtime: "containerd", socket: config.containerd.socket, required: false },
       { runtime: "podman", socket: config.podman.socket, required: true },

@@ -8,13 +8,52 @@ const EXEC = "b".repeat(64);
 const CID = "c".repeat(64);
 const CONMON = 900;
 const DEV = "0:77";
-const session = { ...makeSessionFor("unknown"), execId: EXEC, containerId: CID, ptyKey: `${DEV}:0`, devptsDev: DEV, index: 0, runtime: "podman" as const };
+const session = {
+  ...makeSessionFor("unknown"),
+  execId: EXEC,
+  containerId: CID,
+  ptyKey: `${DEV}:0`,
+  devptsDev: DEV,
+  index: 0,
+  runtime: "podman" as const,
+};
 
 // As Podman 4.3 starts it for `podman exec -it` (trimmed to the flags that matter).
-const ATTACH_ARGV = ["/usr/bin/conmon", "--api-version", "1", "-c", CID, "-u", EXEC, "-r", "/usr/bin/crun", "-p", `/x/${EXEC}/exec_pid`, "-t", "-i", "-e", "--exec-attach", "--exit-command", "/usr/bin/podman"];
+const ATTACH_ARGV = [
+  "/usr/bin/conmon",
+  "--api-version",
+  "1",
+  "-c",
+  CID,
+  "-u",
+  EXEC,
+  "-r",
+  "/usr/bin/crun",
+  "-p",
+  `/x/${EXEC}/exec_pid`,
+  "-t",
+  "-i",
+  "-e",
+  "--exec-attach",
+  "--exit-command",
+  "/usr/bin/podman",
+];
 
 function conmon(argv: readonly string[] = ATTACH_ARGV, startTicks = 4_000): ProcInfo {
-  return { pid: CONMON, ppid: 1, pgrp: CONMON, sid: CONMON, ttyNr: 0, startTicks, comm: "conmon", cmdline: [...argv], uid: 0, pidNs: null, nsPids: [CONMON], containerId: null };
+  return {
+    pid: CONMON,
+    ppid: 1,
+    pgrp: CONMON,
+    sid: CONMON,
+    ttyNr: 0,
+    startTicks,
+    comm: "conmon",
+    cmdline: [...argv],
+    uid: 0,
+    pidNs: null,
+    nsPids: [CONMON],
+    containerId: null,
+  };
 }
 
 function master(pid: number, fdCount?: number): PtyFd {
@@ -23,8 +62,15 @@ function master(pid: number, fdCount?: number): PtyFd {
 
 function scanOf(ptyFds: PtyFd[], processes: ProcInfo[] = [conmon()]): ProcScan {
   return {
-    processes: new Map(processes.map((p) => [p.pid, p])), ppids: new Map(), ptyFds, ttyTimes: new Map(), initDevpts: new Map(),
-    unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 0,
+    processes: new Map(processes.map((p) => [p.pid, p])),
+    ppids: new Map(),
+    ptyFds,
+    ttyTimes: new Map(),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: 0,
   };
 }
 
@@ -38,7 +84,11 @@ describe("podmanStreamSighting", () => {
     ["two master holders: unknown", scanOf([master(CONMON, 2), master(901)]), "unknown"],
     ["holder not read: unknown", scanOf([master(CONMON, 2)], []), "unknown"],
     ["conmon of another exec: unknown", scanOf([master(CONMON, 2)], [conmon(ATTACH_ARGV.map((a) => (a === EXEC ? "d".repeat(64) : a)))]), "unknown"],
-    ["the container's own conmon (no --exec-attach): unknown", scanOf([master(CONMON, 2)], [conmon(ATTACH_ARGV.filter((a) => a !== "--exec-attach" && a !== "-e"))]), "unknown"],
+    [
+      "the container's own conmon (no --exec-attach): unknown",
+      scanOf([master(CONMON, 2)], [conmon(ATTACH_ARGV.filter((a) => a !== "--exec-attach" && a !== "-e"))]),
+      "unknown",
+    ],
     ["an exec without stdin (-i): unknown", scanOf([master(CONMON, 2)], [conmon(ATTACH_ARGV.filter((a) => a !== "-i"))]), "unknown"],
   ] as const)("%s", (_name, scan, stream) => {
     expect(podmanStreamSighting(session, scan).stream).toBe(stream);
@@ -50,12 +100,17 @@ describe("podmanStreamSighting", () => {
 });
 
 describe("PodmanClientEvidence", () => {
-  const observe = (ev: PodmanClientEvidence, scan: ProcScan, nowMs: number) => ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
+  const observe = (ev: PodmanClientEvidence, scan: ProcScan, nowMs: number) =>
+    ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
 
   it("attached with two master fds, gone from the first cycle with one, and stays gone", () => {
     const ev = new PodmanClientEvidence();
     expect(observe(ev, scanOf([master(CONMON, 2)]), 1_000)?.state).toBe("attached");
-    expect(observe(ev, scanOf([master(CONMON)]), 3_000)).toEqual({ state: "gone", sinceMs: 3_000, detail: `conmon pid ${CONMON} holds one master fd (no stdin copy), after holding it: the client went away` as unknown });
+    expect(observe(ev, scanOf([master(CONMON)]), 3_000)).toEqual({
+      state: "gone",
+      sinceMs: 3_000,
+      detail: `conmon pid ${CONMON} holds one master fd (no stdin copy), after holding it: the client went away` as unknown,
+    });
     expect(observe(ev, scanOf([master(CONMON)]), 5_000)).toMatchObject({ state: "gone", sinceMs: 3_000 });
   });
 

@@ -32,7 +32,8 @@ async function serve(fake: FakeLibpod): Promise<{ runtime: PodmanRuntime; calls:
         res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
       };
       if (req.url === "/v4.0.0/libpod/version") return json(200, { Version: fake.version });
-      if (req.url === `/v4.0.0/libpod/exec/${EXEC}/json`) return json(200, { ID: EXEC, ContainerID: CID, Running: true, Pid: 4242, ProcessConfig: { tty: true } });
+      if (req.url === `/v4.0.0/libpod/exec/${EXEC}/json`)
+        return json(200, { ID: EXEC, ContainerID: CID, Running: true, Pid: 4242, ProcessConfig: { tty: true } });
       if (req.url?.endsWith("/json")) return json(404, { cause: "no such exec session", message: "no such exec session", response: 404 });
       if (req.url === `/v4.0.0/libpod/exec/${EXEC}/remove` && fake.remove !== "missing route") {
         res.writeHead(fake.remove.status, { "content-type": "application/json" }).end(fake.remove.body);
@@ -72,7 +73,10 @@ describe("PodmanRuntime.killExec", () => {
   });
 
   it("an exec removed meanwhile: gone", async () => {
-    const { runtime } = await serve({ version: "4.9.3", remove: { status: 404, body: JSON.stringify({ cause: "no such exec session", response: 404 }) } });
+    const { runtime } = await serve({
+      version: "4.9.3",
+      remove: { status: 404, body: JSON.stringify({ cause: "no such exec session", response: 404 }) },
+    });
     expect(await runtime.killExec(target, "SIGTERM")).toBe("gone");
   });
 

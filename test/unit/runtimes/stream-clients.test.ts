@@ -15,13 +15,25 @@ const last = (cycles: readonly (StreamSighting | null)[]) => run(cycles).at(-1)?
 describe("ExecStreamTracker", () => {
   it.each([
     ["held", [held()], { state: "attached", detail: "held" }],
-    ["released after held: gone since the first release", [held(), released(), released()], { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" }],
+    [
+      "released after held: gone since the first release",
+      [held(), released(), released()],
+      { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" },
+    ],
     ["released, never seen held: unknown", [released(), released()], { state: "unknown", detail: "released; never held" }],
     ["unreadable while attached: unknown", [held(), unreadable], { state: "unknown", detail: "unreadable" }],
-    ["unreadable after gone: still gone", [held(), released(), unreadable], { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" }],
+    [
+      "unreadable after gone: still gone",
+      [held(), released(), unreadable],
+      { state: "gone", sinceMs: 2_000, detail: "released, after holding it: the client went away" },
+    ],
     ["held again after a release: attached (the safe answer)", [held(), released(), held()], { state: "attached", detail: "held" }],
     ["released by another holder (restarted): unknown", [held("10@5"), released("11@9")], { state: "unknown", detail: "released; never held" }],
-    ["the exec left a cycle and came back: its history is forgotten", [held(), null, released()], { state: "unknown", detail: "released; never held" }],
+    [
+      "the exec left a cycle and came back: its history is forgotten",
+      [held(), null, released()],
+      { state: "unknown", detail: "released; never held" },
+    ],
   ] as const)("%s", (_name, cycles, expected) => {
     expect(last(cycles)).toEqual(expected);
   });

@@ -67,7 +67,14 @@ export interface ShimMastersDaemon {
 /** The daemon in enforce mode with a 1-minute masterOnlyGrace; pty usage (20 of 23) is above pressure.high. */
 export function shimMastersDaemon(over: Partial<Config> = {}): ShimMastersDaemon {
   const base = defaultConfig();
-  const config: Config = { ...base, procRoot: SHIM_MASTERS_ROOT, docker: { ...base.docker, enabled: false }, masterOnlyGrace: 60_000, reaper: { ...base.reaper, mode: "enforce" }, ...over };
+  const config: Config = {
+    ...base,
+    procRoot: SHIM_MASTERS_ROOT,
+    docker: { ...base.docker, enabled: false },
+    masterOnlyGrace: 60_000,
+    reaper: { ...base.reaper, mode: "enforce" },
+    ...over,
+  };
   const procfs = new ShimMastersProcFs(SHIM_MASTERS_ROOT);
   let nowMs = Date.parse("2026-01-01T00:00:00Z");
   const signals: [number, string][] = [];

@@ -62,10 +62,7 @@ describe("createNotifier", () => {
 
   it("sends the protocol lines in order to NOTIFY_SOCKET", async () => {
     const transport = recorder();
-    const notifier = createNotifier(
-      { NOTIFY_SOCKET: "/run/systemd/notify", WATCHDOG_USEC: "20000000", WATCHDOG_PID: "7" },
-      { transport, pid: 7 },
-    );
+    const notifier = createNotifier({ NOTIFY_SOCKET: "/run/systemd/notify", WATCHDOG_USEC: "20000000", WATCHDOG_PID: "7" }, { transport, pid: 7 });
     expect(notifier.watchdogIntervalMs).toBe(10_000);
     notifier.ready("first cycle complete");
     await notifier.flush();
@@ -136,10 +133,7 @@ describe("createNotifier", () => {
         return Promise.reject(new Error("connect ECONNREFUSED"));
       },
     };
-    const notifier = createNotifier(
-      { NOTIFY_SOCKET: "/n", WATCHDOG_USEC: "1000000" },
-      { transport: failing, warn: (t) => warnings.push(t) },
-    );
+    const notifier = createNotifier({ NOTIFY_SOCKET: "/n", WATCHDOG_USEC: "1000000" }, { transport: failing, warn: (t) => warnings.push(t) });
     notifier.ready();
     notifier.watchdog();
     await notifier.flush();
@@ -181,8 +175,22 @@ describe("createNotifier", () => {
   });
 
   it.each([
-    ["an abstract socket", "@ptyreaper-notify", () => ({ createSocket: () => { throw new Error("must not be used"); } })],
-    ["a missing addon", "/run/systemd/notify", () => { throw new Error("Could not locate the bindings file"); }],
+    [
+      "an abstract socket",
+      "@ptyreaper-notify",
+      () => ({
+        createSocket: () => {
+          throw new Error("must not be used");
+        },
+      }),
+    ],
+    [
+      "a missing addon",
+      "/run/systemd/notify",
+      () => {
+        throw new Error("Could not locate the bindings file");
+      },
+    ],
   ])("falls back to systemd-notify for %s, and says it needs NotifyAccess=all", async (_name, address, loadUnixDgram) => {
     const warnings: string[] = [];
     const notifier = createNotifier(

@@ -42,7 +42,18 @@ class FakeEngine implements DockerEngine {
     return Promise.resolve({ close: () => (this.handlers = null) });
   }
   addExec(containerId: string, id: string, pid: number): void {
-    this.execs.set(id, { id, containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid, tty: true, entrypoint: "sh", arguments: [] });
+    this.execs.set(id, {
+      id,
+      containerId,
+      runtime: "docker",
+      namespace: null,
+      kubernetes: null,
+      running: true,
+      pid,
+      tty: true,
+      entrypoint: "sh",
+      arguments: [],
+    });
     const c = this.containers.get(containerId);
     if (c) c.execIds = [...c.execIds, id];
   }
@@ -122,7 +133,10 @@ describe("DockerCache", () => {
 
 describe("parseEvent", () => {
   it.each([
-    ['{"Type":"container","Action":"exec_start: sh -c ls","Actor":{"ID":"abc","Attributes":{"execID":"e9"}}}', { action: "exec_start", containerId: "abc", execId: "e9" }],
+    [
+      '{"Type":"container","Action":"exec_start: sh -c ls","Actor":{"ID":"abc","Attributes":{"execID":"e9"}}}',
+      { action: "exec_start", containerId: "abc", execId: "e9" },
+    ],
     ['{"Type":"container","Action":"die","Actor":{"ID":"abc","Attributes":{}}}', { action: "die", containerId: "abc", execId: null }],
     ['{"Type":"network","Action":"connect","Actor":{"ID":"n"}}', null],
     ["{not json", null],
@@ -135,7 +149,14 @@ describe("parseEvent", () => {
 describe("DockerRuntime (the RuntimePort the reaper asks)", () => {
   function runtime() {
     const engine = new FakeEngine();
-    engine.containers.set(C1, { id: C1, name: "web", labels: { "io.kubernetes.pod.namespace": "team-a", "io.kubernetes.pod.name": "p", "io.kubernetes.container.name": "c" }, pid: 100, tty: false, execIds: [] });
+    engine.containers.set(C1, {
+      id: C1,
+      name: "web",
+      labels: { "io.kubernetes.pod.namespace": "team-a", "io.kubernetes.pod.name": "p", "io.kubernetes.container.name": "c" },
+      pid: 100,
+      tty: false,
+      execIds: [],
+    });
     return { engine, docker: new DockerRuntime(engine, { logger: pino({ enabled: false }) }) };
   }
 

@@ -20,7 +20,11 @@ describe("parseDockerCli", () => {
     ["-eVALUE", ["docker", "exec", "-it", "-eA=1", "web", "sh"], exec("web", ["sh"])],
     ["-ite VALUE in a group", ["docker", "exec", "-ite", "A=1", "web", "sh"], exec("web", ["sh"])],
     ["--env=VALUE", ["docker", "exec", "-it", "--env=A=1", "web", "sh"], exec("web", ["sh"])],
-    ["-u, -w, --detach-keys, --privileged", ["docker", "exec", "-u", "0", "-w", "/", "--detach-keys", "ctrl-x", "--privileged", "-it", "web", "sh"], exec("web", ["sh"])],
+    [
+      "-u, -w, --detach-keys, --privileged",
+      ["docker", "exec", "-u", "0", "-w", "/", "--detach-keys", "ctrl-x", "--privileged", "-it", "web", "sh"],
+      exec("web", ["sh"]),
+    ],
     ["--env-file", ["docker", "exec", "--env-file", "/tmp/e", "-it", "web", "sh"], exec("web", ["sh"])],
     ["flags after the container belong to the command", ["docker", "exec", "-it", "web", "ls", "-t", "--help"], exec("web", ["ls", "-t", "--help"])],
     ["-- ends flags", ["docker", "exec", "-it", "--", "web", "sh"], exec("web", ["sh"])],

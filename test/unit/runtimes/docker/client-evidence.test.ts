@@ -26,28 +26,63 @@ const engineFile = { dev: formatDev(statSync(engineSocket).dev), ino: statSync(e
 
 function writeClient(pid: number, socketInode: number): void {
   mkdirSync(join(root, `${pid}/fd`), { recursive: true });
-  writeFileSync(join(root, `${pid}/stat`), `${pid} (docker) S 400 ${pid} ${pid} 34817 ${pid} 4194304 0 0 0 0 1 0 0 0 20 0 7 0 ${CLIENT_TICKS} 1 1 1\n`);
+  writeFileSync(
+    join(root, `${pid}/stat`),
+    `${pid} (docker) S 400 ${pid} ${pid} 34817 ${pid} 4194304 0 0 0 0 1 0 0 0 20 0 7 0 ${CLIENT_TICKS} 1 1 1\n`,
+  );
   symlinkSync("/dev/pts/1", join(root, `${pid}/fd/0`));
   symlinkSync(`socket:[${socketInode}]`, join(root, `${pid}/fd/3`));
 }
 writeClient(CLIENT_PID, 11);
 
 const cli: ProcInfo = {
-  pid: CLIENT_PID, ppid: 400, pgrp: CLIENT_PID, sid: CLIENT_PID, ttyNr: 34817, startTicks: CLIENT_TICKS, comm: "docker",
-  cmdline: ["/usr/bin/docker", "exec", "-it", "web", "sh"], uid: 0, pidNs: null, nsPids: [CLIENT_PID], containerId: null,
+  pid: CLIENT_PID,
+  ppid: 400,
+  pgrp: CLIENT_PID,
+  sid: CLIENT_PID,
+  ttyNr: 34817,
+  startTicks: CLIENT_TICKS,
+  comm: "docker",
+  cmdline: ["/usr/bin/docker", "exec", "-it", "web", "sh"],
+  uid: 0,
+  pidNs: null,
+  nsPids: [CLIENT_PID],
+  containerId: null,
 };
 
 function scanWith(processes: ProcInfo[]): ProcScan {
   return {
-    processes: new Map(processes.map((p) => [p.pid, p])), ppids: new Map(), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
-    unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: BOOT_SEC,
+    processes: new Map(processes.map((p) => [p.pid, p])),
+    ppids: new Map(),
+    ptyFds: [],
+    ttyTimes: new Map(),
+    initDevpts: new Map(),
+    unreadablePids: [],
+    vanished: 0,
+    parseErrors: {},
+    bootTimeSec: BOOT_SEC,
   };
 }
 
 const session: ExecSession = { ...makeSessionFor("unknown"), execId: "e1", containerName: "web", startTicks: EXEC_TICKS, client: undefined };
 const docker: DockerView = {
-  available: true, error: null, containers: [],
-  execs: [{ id: "e1", containerId: session.containerId, runtime: "docker", namespace: null, kubernetes: null, running: true, pid: session.pid, tty: true, entrypoint: "sh", arguments: [] }],
+  available: true,
+  error: null,
+  containers: [],
+  execs: [
+    {
+      id: "e1",
+      containerId: session.containerId,
+      runtime: "docker",
+      namespace: null,
+      kubernetes: null,
+      running: true,
+      pid: session.pid,
+      tty: true,
+      entrypoint: "sh",
+      arguments: [],
+    },
+  ],
 };
 
 // 11/12: the CLI's connection to the engine; 1: the engine's listener (it shares our network namespace).
@@ -64,7 +99,12 @@ const reader = (table: UnixPeerTable | Error): UnixPeersReader => ({
 });
 
 function evidence(peers: UnixPeersReader | null): DockerClientEvidence {
-  return new DockerClientEvidence({ procfs: new ProcFs(root, { native: null }), peers, peersMissingReason: "sockdiag.node is not built", engineSocket });
+  return new DockerClientEvidence({
+    procfs: new ProcFs(root, { native: null }),
+    peers,
+    peersMissingReason: "sockdiag.node is not built",
+    engineSocket,
+  });
 }
 
 describe("DockerClientEvidence", () => {
@@ -80,7 +120,12 @@ describe("DockerClientEvidence", () => {
         return super.fds(pid);
       }
     }
-    const ev = new DockerClientEvidence({ procfs: new Crowded(root, { native: null }), peers: reader(connected), engineSocket, readCut: (reason) => cuts.push(reason) });
+    const ev = new DockerClientEvidence({
+      procfs: new Crowded(root, { native: null }),
+      peers: reader(connected),
+      engineSocket,
+      readCut: (reason) => cuts.push(reason),
+    });
     expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
     expect(reads).toEqual([]);
     expect(cuts).toEqual(["fd_cap"]);
@@ -89,20 +134,31 @@ describe("DockerClientEvidence", () => {
   it("reads no more CLIs once the cycle's read budget is spent: their clients stay unknown, the cut is counted", () => {
     const cuts: string[] = [];
     let now = 0;
-    const ev = new DockerClientEvidence({ procfs: new ProcFs(root, { native: null }), peers: reader(connected), engineSocket, readCut: (reason) => cuts.push(reason), clock: () => (now += 1_000) });
+    const ev = new DockerClientEvidence({
+      procfs: new ProcFs(root, { native: null }),
+      peers: reader(connected),
+      engineSocket,
+      readCut: (reason) => cuts.push(reason),
+      clock: () => (now += 1_000),
+    });
     expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
     expect(cuts).toEqual(["read_budget"]);
   });
 
   it("pairs the CLI connected to the engine's socket file, then sees it gone when its process is", () => {
     const ev = evidence(reader(connected));
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "attached", detail: `docker CLI pid ${CLIENT_PID}` });
+    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
+      state: "attached",
+      detail: `docker CLI pid ${CLIENT_PID}`,
+    });
     // Not in the next scan, and re-checked through /proc: still the same process, so still attached.
     expect(ev.observe({ scan: scanWith([]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 2_000 }).get("e1")?.state).toBe("attached");
     rmSync(join(root, `${CLIENT_PID}`), { recursive: true });
     try {
       expect(ev.observe({ scan: scanWith([]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 4_000 }).get("e1")).toEqual({
-        state: "gone", sinceMs: AFTER_PAIRING_MS + 4_000, detail: `docker CLI pid ${CLIENT_PID} exited`,
+        state: "gone",
+        sinceMs: AFTER_PAIRING_MS + 4_000,
+        detail: `docker CLI pid ${CLIENT_PID} exited`,
       });
     } finally {
       writeClient(CLIENT_PID, 11);
@@ -118,28 +174,52 @@ describe("DockerClientEvidence", () => {
     ]);
     const ev = evidence(reader(other));
     const state = ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1");
-    expect(state).toEqual({ state: "unknown", detail: `docker CLI pid ${CLIENT_PID} has no connection to this engine's socket (TCP, ssh, or another network namespace)` });
+    expect(state).toEqual({
+      state: "unknown",
+      detail: `docker CLI pid ${CLIENT_PID} has no connection to this engine's socket (TCP, ssh, or another network namespace)`,
+    });
     expect(ev.reach()).toEqual({ available: true });
   });
 
   it("no listener of the engine's socket: another network namespace, so no client is judged, and its reach says why", () => {
     // Our own connection's accepted end shows up in our namespace; it proves nothing about the CLIs'.
-    const elsewhere: UnixPeerTable = new Map([[11, { peer: 12, file: null }], [12, { peer: 11, file: engineFile }]]);
+    const elsewhere: UnixPeerTable = new Map([
+      [11, { peer: 12, file: null }],
+      [12, { peer: 11, file: engineFile }],
+    ]);
     const ev = evidence(reader(elsewhere));
     expect(ev.reach()).toBeNull(); // nothing looked at yet
     const detail = `sock_diag does not show the server's end of ${engineSocket}: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)`;
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "unknown", detail });
+    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
+      state: "unknown",
+      detail,
+    });
     expect(ev.reach()).toEqual({ available: false, reason: detail });
   });
 
   it.each<[string, UnixPeersReader | null, string]>([
     ["no sock_diag reader", null, "unix socket peers unreadable: sockdiag.node is not built"],
-    ["sock_diag refused", reader(new Error("sock_diag dump of unix sockets failed: Operation not permitted")), `cannot tell which clients are connected to ${engineSocket}: sock_diag dump of unix sockets failed: Operation not permitted`],
+    [
+      "sock_diag refused",
+      reader(new Error("sock_diag dump of unix sockets failed: Operation not permitted")),
+      `cannot tell which clients are connected to ${engineSocket}: sock_diag dump of unix sockets failed: Operation not permitted`,
+    ],
   ])("%s: unknown, saying why", (_name, peers, detail) => {
-    expect(evidence(peers).observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({ state: "unknown", detail });
+    expect(
+      evidence(peers)
+        .observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS })
+        .get("e1"),
+    ).toEqual({ state: "unknown", detail });
   });
 
   it("keeps its state and answers nothing while Docker's view is unavailable", () => {
-    expect(evidence(reader(connected)).observe({ scan: scanWith([cli]), docker: { ...docker, available: false }, sessions: [session], nowMs: AFTER_PAIRING_MS }).size).toBe(0);
+    expect(
+      evidence(reader(connected)).observe({
+        scan: scanWith([cli]),
+        docker: { ...docker, available: false },
+        sessions: [session],
+        nowMs: AFTER_PAIRING_MS,
+      }).size,
+    ).toBe(0);
   });
 });

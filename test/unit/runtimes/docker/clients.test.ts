@@ -1,7 +1,14 @@
 // The client tracker over cycles: unique pairings become attached then gone; anything ambiguous stays unknown.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CLIENT_TO_EXEC_MAX_MS, DockerClientTracker, PAIRING_DELAY_MS, namesExec, type ClientSighting, type ExecSighting } from "../../../../src/runtimes/docker/clients.js";
+import {
+  CLIENT_TO_EXEC_MAX_MS,
+  DockerClientTracker,
+  PAIRING_DELAY_MS,
+  namesExec,
+  type ClientSighting,
+  type ExecSighting,
+} from "../../../../src/runtimes/docker/clients.js";
 
 const BOOT_MS = Date.UTC(2026, 10, 30, 8, 0, 0);
 const T0 = 100_000; // ticks after boot (1000 s)
@@ -20,7 +27,13 @@ function client(pid: number, startTicks: number, over: Partial<ClientSighting> =
 }
 
 /** Runs one cycle at `ticks` and returns each exec's state as "attached", "gone@<ticks>" or "unknown: detail". */
-function cycle(tracker: DockerClientTracker, ticks: number, execs: ExecSighting[], clients: ClientSighting[], canPair = true): Record<string, string> {
+function cycle(
+  tracker: DockerClientTracker,
+  ticks: number,
+  execs: ExecSighting[],
+  clients: ClientSighting[],
+  canPair = true,
+): Record<string, string> {
   const states = tracker.update({ nowMs: msAt(ticks), nowTicks: ticks, execs, clients, canPair });
   const out: Record<string, string> = {};
   for (const [id, s] of states) {
@@ -65,14 +78,27 @@ describe("DockerClientTracker", () => {
     const [e1, e2] = [execAt("e1", T0 + 20), execAt("e2", T0 + 20 + 20 * SECOND)];
     t.restore([
       { execId: "e1", pid: 10, startTicks: T0, gone: null },
-      { execId: "e2", pid: 11, startTicks: T0 + 20 * SECOND, gone: { sinceMs: msAt(later - 50 * SECOND), sinceTicks: later - 50 * SECOND, how: "exited while ptyreaper was not running" } },
+      {
+        execId: "e2",
+        pid: 11,
+        startTicks: T0 + 20 * SECOND,
+        gone: { sinceMs: msAt(later - 50 * SECOND), sinceTicks: later - 50 * SECOND, how: "exited while ptyreaper was not running" },
+      },
     ]);
-    expect(t.links()).toEqual(new Map([["e1", "10@100000"], ["e2", "11@102000"]]));
+    expect(t.links()).toEqual(
+      new Map([
+        ["e1", "10@100000"],
+        ["e2", "11@102000"],
+      ]),
+    );
     // No pairing delay: the verdicts are the last run's.
     expect(cycle(t, later, [e1, e2], [client(10, T0, { target: null })])).toEqual({ e1: "attached", e2: `gone@${later - 50 * SECOND}` });
     // The restored client is followed: two cycles without its connection and it is gone.
     cycle(t, later + 10 * SECOND, [e1, e2], [client(10, T0, { connected: false })]);
-    expect(cycle(t, later + 20 * SECOND, [e1, e2], [client(10, T0, { connected: false })])).toEqual({ e1: `gone@${later + 10 * SECOND}`, e2: `gone@${later - 50 * SECOND}` });
+    expect(cycle(t, later + 20 * SECOND, [e1, e2], [client(10, T0, { connected: false })])).toEqual({
+      e1: `gone@${later + 10 * SECOND}`,
+      e2: `gone@${later - 50 * SECOND}`,
+    });
   });
 
   it("a client that died before the pairing is remembered: gone since the cycle that missed it", () => {
@@ -163,7 +189,11 @@ describe("DockerClientTracker", () => {
     ["started after the exec", client(10, T0 + 30), /no local docker CLI client seen/],
     ["names another container", client(10, T0, { target: { container: "db", command: ["sh"] } }), /no local docker CLI client seen/],
     ["names another command", client(10, T0, { target: { container: "web", command: ["bash"] } }), /no local docker CLI client seen/],
-    ["never connected to this engine (TCP, ssh, other namespace)", client(10, T0, { connected: false }), /pid 10 has no connection to this engine's socket/],
+    [
+      "never connected to this engine (TCP, ssh, other namespace)",
+      client(10, T0, { connected: false }),
+      /pid 10 has no connection to this engine's socket/,
+    ],
     ["connection never readable", client(10, T0, { connected: null }), /pid 10 has no connection to this engine's socket/],
     ["argv unreadable", client(10, T0, { target: null }), /pid 10: argv could not be read/],
   ])("a lone client %s → unknown", (_name, sighting, detail) => {
@@ -195,7 +225,10 @@ describe("DockerClientTracker", () => {
     cycle(t, T0 + 50, [e1], [client(10, T0)]);
     cycle(t, T0 + 100, [e1], []); // pid 10 seen gone at T0+100
     const e2 = execAt("e2", T0 + 200);
-    expect(cycle(t, T0 + 200 + PAIRED_AFTER, [e1, e2], [])).toEqual({ e1: `gone@${T0 + 100}`, e2: "unknown: no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)" });
+    expect(cycle(t, T0 + 200 + PAIRED_AFTER, [e1, e2], [])).toEqual({
+      e1: `gone@${T0 + 100}`,
+      e2: "unknown: no local docker CLI client seen (remote, not the CLI, or ended before ptyreaper saw it)",
+    });
   });
 
   it("a dropped Engine connection counts after two cycles in a row, gone since the first", () => {
@@ -275,7 +308,10 @@ function checkTimeline({ clis, remote }: Timeline): void {
   // Whether each CLI was alive at some cycle (cycles run at base, base + 2 s, …).
   const everySeen = clis.every((c) => {
     const execStart = base + c.start + c.gap;
-    return cycles(base + c.start, Math.min(c.killedAfter === null ? Infinity : execStart + c.killedAfter, c.endedAfter === null ? Infinity : execStart + c.endedAfter));
+    return cycles(
+      base + c.start,
+      Math.min(c.killedAfter === null ? Infinity : execStart + c.killedAfter, c.endedAfter === null ? Infinity : execStart + c.endedAfter),
+    );
   });
   for (let now = base; now <= end; now += 2 * SECOND) {
     const clients: ClientSighting[] = [];

@@ -35,9 +35,17 @@ describe("partnersOf", () => {
       { candidates: { e1: ["A"], e2: ["A", "B"] } },
       { e1: rival("A", "e2"), e2: open("A", "B") },
     ],
-    ["both execs after both clients: indistinguishable", { candidates: { e1: ["A", "B"], e2: ["A", "B"] }, committed: ["A", "B"] }, { e1: open("A", "B"), e2: open("A", "B") }],
+    [
+      "both execs after both clients: indistinguishable",
+      { candidates: { e1: ["A", "B"], e2: ["A", "B"] }, committed: ["A", "B"] },
+      { e1: open("A", "B"), e2: open("A", "B") },
+    ],
     ["one exec, two clients, one of them attached", { candidates: { e1: ["A", "B"] }, committed: ["A"] }, { e1: open("A", "B") }],
-    ["two execs need the one client: one was started elsewhere", { candidates: { e1: ["A"], e2: ["A"] }, committed: ["A"] }, { e1: { kind: "impossible" }, e2: { kind: "impossible" } }],
+    [
+      "two execs need the one client: one was started elsewhere",
+      { candidates: { e1: ["A"], e2: ["A"] }, committed: ["A"] },
+      { e1: { kind: "impossible" }, e2: { kind: "impossible" } },
+    ],
     [
       "a chain: A, then B, then C, each exec after its own client, all attached",
       { candidates: { e1: ["A"], e2: ["A", "B"], e3: ["A", "B", "C"] }, committed: ["A", "B", "C"] },
@@ -123,7 +131,10 @@ describe("partnersOf properties", () => {
   it("agrees with brute force over every matching of the exec's group, under both beliefs", () => {
     fc.assert(
       fc.property(smallCase, ({ graph, committed, paired }) => {
-        const out = partnersOf({ candidates: new Map(graph), committed: new Set(committed), paired: new Set(paired) }, graph.map(([id]) => id));
+        const out = partnersOf(
+          { candidates: new Map(graph), committed: new Set(committed), paired: new Set(paired) },
+          graph.map(([id]) => id),
+        );
         for (const [execId, clients] of graph) {
           const group = groupOf(graph, execId);
           const all = allMatchings(group);
@@ -162,7 +173,10 @@ describe("partnersOf properties", () => {
   it("never gives two execs one client, nor a client that is not a candidate", () => {
     fc.assert(
       fc.property(smallCase, ({ graph, committed, paired }) => {
-        const out = partnersOf({ candidates: new Map(graph), committed: new Set(committed), paired: new Set(paired) }, graph.map(([id]) => id));
+        const out = partnersOf(
+          { candidates: new Map(graph), committed: new Set(committed), paired: new Set(paired) },
+          graph.map(([id]) => id),
+        );
         const pairs = [...out].flatMap(([execId, p]) => (p.kind === "forced" ? [[execId, p.client] as const] : []));
         expect(new Set(pairs.map(([, c]) => c)).size).toBe(pairs.length);
         for (const [execId, client] of pairs) expect(new Map(graph).get(execId)).toContain(client);
@@ -195,7 +209,12 @@ describe("partnersOf properties", () => {
           candidates.set(`e${i}`, [...new Set([`c${i}`, ...(extras[i] ?? []).map((c) => `c${c}`)])]);
           if (attached[i]) committed.add(`c${i}`);
         }
-        remote.forEach((clients, j) => candidates.set(`r${j}`, clients.map((c) => `c${c}`)));
+        remote.forEach((clients, j) =>
+          candidates.set(
+            `r${j}`,
+            clients.map((c) => `c${c}`),
+          ),
+        );
         for (const [execId, p] of partnersOf({ candidates, committed, paired: new Set() }, [...candidates.keys()])) {
           if (p.kind === "forced" && execId.startsWith("e")) expect(p.client).toBe(`c${execId.slice(1)}`);
         }
