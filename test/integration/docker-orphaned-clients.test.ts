@@ -12,19 +12,12 @@ import {
   waitFor,
   type AttachedExecSession,
 } from "./support/index.js";
-import { ORPHAN_TEST_YAML, waitForClients, type RunningDaemon } from "./support/daemon.js";
+import { ORPHAN_TEST, ORPHAN_TEST_YAML, waitForClients, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
-const POLL_MS = 2_000;
-const GRACE_MS = 15_000;
-/** The tracker pairs a client with its exec this long after the exec started (PAIRING_DELAY_MS, 10 s), with a margin. */
-const PAIRING_MS = 20_000;
+const { POLL_MS, GRACE_MS, PAIRING_MS, GRACE_AND_4_CYCLES, RELEASE_WAIT_MS } = ORPHAN_TEST;
 /** Sessions started further apart than a client's window (CLIENT_TO_EXEC_MAX_MS, 5 s) need no elimination to be paired. */
 const APART_MS = 11_000;
-/** orphanGrace (wall time) and 4 cycles past it: cycles start at least an interval apart, so these take ≥ GRACE_MS + 4 intervals. */
-const GRACE_AND_4_CYCLES = Math.ceil(GRACE_MS / POLL_MS) + 5;
-/** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
-const RELEASE_WAIT_MS = 75_000;
 
 const CONFIG = ORPHAN_TEST_YAML;
 

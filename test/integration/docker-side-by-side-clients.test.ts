@@ -13,16 +13,12 @@ import {
   waitFor,
   type AttachedExecSession,
 } from "./support/index.js";
-import { ORPHAN_TEST_YAML, type RunningDaemon } from "./support/daemon.js";
+import { ORPHAN_TEST, ORPHAN_TEST_YAML, type RunningDaemon } from "./support/daemon.js";
 import { usePrivateEngine } from "./support/private-engine.js";
 
-const POLL_MS = 2_000;
-const GRACE_MS = 15_000;
-const REAPER_GRACE_MS = 2_000;
+const { POLL_MS, GRACE_MS, REAPER_GRACE_MS, RELEASE_WAIT_MS } = ORPHAN_TEST;
 /** The tracker pairs a client with its exec this long after the exec started (PAIRING_DELAY_MS). */
 const PAIRING_MS = 10_000;
-/** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
-const RELEASE_WAIT_MS = 75_000;
 
 const CONFIG = ORPHAN_TEST_YAML;
 

@@ -27,14 +27,33 @@ export interface RunningDaemon {
 }
 
 /** The orphan tests' settings: 2 s cycles, orphanGrace 15 s, idleTimeout 4 h (never reached), minAge 5 s, reaper.grace 2 s. */
+/** The orphan tests' timings, written once (ORPHAN_TEST_YAML is made from them). */
+export const ORPHAN_TEST = (() => {
+  const POLL_MS = 2_000;
+  const GRACE_MS = 15_000;
+  return {
+    POLL_MS,
+    /** policy.orphanGrace */
+    GRACE_MS,
+    /** reaper.grace */
+    REAPER_GRACE_MS: 2_000,
+    /** The tracker pairs a client with its exec this long after the exec started (PAIRING_DELAY_MS, 10 s), with a margin. */
+    PAIRING_MS: 20_000,
+    /** orphanGrace (wall time) and 4 cycles past it: cycles start at least an interval apart, so these take ≥ GRACE_MS + 4 intervals. */
+    GRACE_AND_4_CYCLES: Math.ceil(GRACE_MS / POLL_MS) + 5,
+    /** How long the reaper waits for the shim to close a pty master after the exec's processes ended, plus a margin. */
+    RELEASE_WAIT_MS: 75_000,
+  } as const;
+})();
+
 export const ORPHAN_TEST_YAML = `
-pollInterval: 2s
+pollInterval: ${ORPHAN_TEST.POLL_MS / 1000}s
 policy:
   idleTimeout: 4h
-  orphanGrace: 15s
+  orphanGrace: ${ORPHAN_TEST.GRACE_MS / 1000}s
   minAge: 5s
 reaper:
-  grace: 2s
+  grace: ${ORPHAN_TEST.REAPER_GRACE_MS / 1000}s
 log:
   level: info
 `;
