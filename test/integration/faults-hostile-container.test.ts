@@ -257,7 +257,9 @@ function medianFromBuckets(exposition: string): number | null {
 }
 
 describe("a hostile container (private dockerd, static helper, nofile and stack ulimits raised)", () => {
-  const testbed = usePrivateEngine("hostile");
+  // Each case stops its daemon and removes its containers when it ends: a daemon left running in enforce mode
+  // would reap the next case's sessions before that case's own daemon could.
+  const testbed = usePrivateEngine("hostile", { teardown: "each" });
 
   it("keeps the daemon cycling, healthy and reaping while 8 processes hold 20,000 dup'd pty fds, 40 hold 5.9 MB argv and 8 fake CLIs 20,000 sockets", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ptyreaper-hostile-"));
