@@ -4,6 +4,7 @@
 import { existsSync, readdirSync, rmdirSync } from "node:fs";
 import { afterAll, beforeAll } from "vitest";
 import { cleanupAll } from "./index.js";
+import { StopWaiting, waitFor } from "./util.js";
 import { CRI_NAMESPACE, CRI_TEST_IMAGE, startPrivateContainerd, type PrivateContainerd } from "./containerd.js";
 import { CriClient, type KubernetesIdentity } from "./cri.js";
 import type { RunningDaemon } from "./daemon.js";
@@ -67,9 +68,9 @@ export function usePrivateRuntimes(tag: string, options: PrivateRuntimesOptions 
     async () => containerd?.destroy(),
     async () => podman?.destroy(),
     // The pods' cgroup levels are ours (no kubelet here): remove the directories, empty once containerd is gone.
-    ...cgroupParents.splice(0).map((parent) => () => {
-      for (const dir of cgroupDirsOf(parent)) if (existsSync(dir)) rmdirSync(dir);
-      return Promise.resolve();
+    // A level stays busy (EBUSY) until the kernel has finished taking the last killed process out of it.
+    ...cgroupParents.splice(0).map((parent) => async () => {
+      for (const dir of cgroupDirsOf(parent)) await removeCgroupDir(dir);
     }),
   ];
 
@@ -139,6 +140,24 @@ export function usePrivateRuntimes(tag: string, options: PrivateRuntimesOptions 
 }
 
 /** The cgroup directories of each level of `parent` in every hierarchy, deepest first. */
+/** rmdir of a cgroup directory, retried while the kernel still reports it busy (its last processes exiting). */
+async function removeCgroupDir(dir: string): Promise<void> {
+  await waitFor(
+    () => {
+      try {
+        if (existsSync(dir)) rmdirSync(dir);
+        return true;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EBUSY") return false;
+        throw new StopWaiting(`cannot remove ${dir}: ${(err as Error).message}`);
+      }
+    },
+    30_000,
+    `${dir} to be empty and removed`,
+    100,
+  );
+}
+
 function cgroupDirsOf(parent: string): string[] {
   const parts = parent.split("/").filter(Boolean);
   const hierarchies = readdirSync("/sys/fs/cgroup").filter(
