@@ -1,7 +1,7 @@
 /*
  * ptyscan: reads, for many processes at once and on several threads, what one /proc pass needs of
- * each (see src/procfs/native.ts for the record it becomes): the stat text, the fd count and
- * signature the incremental pass compares (src/procfs/scan.ts), and the fd links that pass the
+ * each (see src/procfs/native.ts for the record it becomes): the stat text, the fd count (what the
+ * steady pass compares for holders, src/procfs/scan.ts), and the fd links that pass the
  * caller's pty filter, each with a stat of its file and, for character devices, its fdinfo. Why
  * native: a readlink of the full path /proc/PID/fd/N makes the kernel walk /proc and the pid's
  * directory again for every fd, and those walks contend across threads; readlinkat from an open
@@ -38,7 +38,7 @@
 /* What a call reads, per pid (the fifth argument; `true` as in older callers means STAT | LINKS). */
 #define WANT_STAT 1
 #define WANT_LINKS 2
-#define WANT_SIGNATURE 4
+#define WANT_FD_COUNT 4
 #define WANT_FD_STAT 8
 /* Per link in fdStat: st_dev, st_ino, st_rdev, st_mode, atime s and ns, mtime s and ns (NaN, errno when unread). */
 #define FD_STAT_FIELDS 8
@@ -80,8 +80,7 @@ struct job {
   int32_t *status;   /* errno per pid, 0 when read */
   int want;          /* WANT_* bits */
   char **stat_texts; /* /proc/PID/stat per pid when asked for (NULL: unread, the caller reads it) */
-  char **signatures; /* fd count and schedstat per pid when asked for (NULL: unread, the caller reads it) */
-  int32_t *fd_counts; /* st_size of /proc/PID/fd per pid when signatures are asked for; -1 when unread */
+  int32_t *fd_counts; /* st_size of /proc/PID/fd per pid with WANT_FD_COUNT; -1 when unread */
   const char *needles[MAX_NEEDLES];
   size_t needle_count;
   struct match *matches;
@@ -301,150 +300,27 @@ static char *read_stat(int proc_dir, int32_t pid, char *buffer) {
   return text;
 }
 
-/* A growing text; `failed` once an allocation failed (the caller then gives up on it). */
-struct text {
-  char *data;
-  size_t length, capacity;
-  int failed;
-};
-
-static void text_append(struct text *text, const char *part, size_t length) {
-  if (text->failed) return;
-  if (text->length + length + 1 > text->capacity) {
-    size_t capacity = text->capacity ? text->capacity : 128;
-    while (capacity < text->length + length + 1) capacity *= 2;
-    char *grown = realloc(text->data, capacity);
-    if (grown == NULL) {
-      text->failed = 1;
-      return;
-    }
-    text->data = grown;
-    text->capacity = capacity;
-  }
-  memcpy(text->data + text->length, part, length);
-  text->length += length;
-  text->data[text->length] = '\0';
-}
-
-/* Appends the file's whole text (schedstat is one short line); -1 with errno when it cannot be read. */
-static int append_file(struct text *text, int dir, const char *name) {
-  int file = openat(dir, name, O_RDONLY | O_CLOEXEC);
-  if (file < 0) return -1;
-  char buffer[256];
-  ssize_t got = read(file, buffer, sizeof buffer);
-  int err = errno;
-  close(file);
-  if (got < 0) {
-    errno = err;
-    return -1;
-  }
-  text_append(text, buffer, (size_t)got);
-  return 0;
-}
-
-/* num_threads (field 20) from a stat text: the 18th field after the ")" that ends comm; 0 when absent. */
-static long stat_threads(const char *stat_text) {
-  const char *close = strrchr(stat_text, ')');
-  if (close == NULL || close[1] != ' ') return 0;
-  const char *field = close + 2;
-  for (int n = 0; n < 17; n++) {
-    field = strchr(field, ' ');
-    if (field == NULL) return 0;
-    field++;
-  }
-  char *end;
-  long value = strtol(field, &end, 10);
-  return end != field && (*end == ' ' || *end == '\0' || *end == '\n') ? value : 0;
-}
-
-/*
- * The signature, exactly as readFdSignature in src/procfs/scan.ts builds it (the JS reader, used
- * when this addon is not): "COUNT|SCHEDSTAT" for one
- * thread, "COUNT|TID:SCHEDSTAT|TID:SCHEDSTAT..." in listing order for several (a thread that exits
- * meanwhile is left out). NULL when anything is unreadable: the caller then reads it itself, and
- * meets the error the way it always does.
- */
-static char *read_signature(struct job *job, int32_t pid, const char *stat_text, int32_t count, char *dents, size_t dents_size) {
-  if (stat_text == NULL || count < 0) return NULL;
-  long threads = stat_threads(stat_text);
-  if (threads < 1) return NULL;
-  struct text text = {0};
-  char part[48];
-  snprintf(part, sizeof part, "%d", count);
-  text_append(&text, part, strlen(part));
-  char name[48];
-  if (threads == 1) {
-    text_append(&text, "|", 1);
-    snprintf(name, sizeof name, "%d/schedstat", pid);
-    if (append_file(&text, job->proc_dir, name) != 0) goto fail;
-  } else {
-    snprintf(name, sizeof name, "%d/task", pid);
-    int tasks = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (tasks < 0) goto fail;
-    for (;;) {
-      long got = syscall(SYS_getdents64, tasks, dents, dents_size);
-      if (got < 0) {
-        close(tasks);
-        goto fail;
-      }
-      if (got == 0) break;
-      for (long offset = 0; offset < got;) {
-        struct linux_dirent64 *entry = (struct linux_dirent64 *)(dents + offset);
-        offset += entry->d_reclen;
-        if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-        snprintf(name, sizeof name, "%s/schedstat", entry->d_name);
-        size_t mark = text.length;
-        snprintf(part, sizeof part, "|%s:", entry->d_name);
-        text_append(&text, part, strlen(part));
-        if (append_file(&text, tasks, name) != 0) {
-          if (errno != ENOENT && errno != ESRCH) {
-            close(tasks);
-            goto fail;
-          }
-          text.length = mark; /* the thread exited: its absence changes the signature anyway */
-          if (text.data) text.data[mark] = '\0';
-        }
-      }
-    }
-    close(tasks);
-  }
-  if (!text.failed) return text.data;
-fail:
-  free(text.data);
-  return NULL;
-}
-
 /* One process: 0 when its fd table was read, else the errno that stopped it (ENOENT: gone, EACCES: denied). */
 static int scan_pid(struct job *job, size_t pid_index, char *dents, size_t dents_size, char *link) {
   char name[16];
   int32_t pid = job->pids[pid_index];
   job->pid_mark = job->match_count;
-  char *stat_text = NULL;
-  if (job->want & (WANT_STAT | WANT_SIGNATURE)) stat_text = read_stat(job->proc_dir, pid, link);
-  if (job->want & WANT_STAT) job->stat_texts[pid_index] = stat_text;
-  /* The finder saw no pty fd in this process: there is nothing to open. */
-  if (job->hint_start != NULL && job->hint_length[pid_index] == 0 && !(job->want & WANT_SIGNATURE)) {
-    if (!(job->want & WANT_STAT)) free(stat_text);
-    return 0;
-  }
+  if (job->want & WANT_STAT) job->stat_texts[pid_index] = read_stat(job->proc_dir, pid, link);
+  /* The finder saw no pty fd in this process: there are no links to read. */
+  int links = (job->want & WANT_LINKS) && !(job->hint_start != NULL && job->hint_length[pid_index] == 0);
   snprintf(name, sizeof name, "%d/fd", pid);
-  /* One stat of the fd directory serves the signature's count and the probe's. */
+  /* One stat of the fd directory serves the count and the probe's. */
   struct stat st;
   int dir = -1, dir_errno = 0;
-  if (job->want & WANT_LINKS) {
+  if (links) {
     dir = openat(job->proc_dir, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     dir_errno = dir < 0 ? errno : fstat(dir, &st) == 0 ? 0 : errno;
-  } else if (job->want & WANT_SIGNATURE) {
+  } else if (job->want & WANT_FD_COUNT) {
     dir_errno = fstatat(job->proc_dir, name, &st, 0) == 0 ? 0 : errno;
   }
-  /* The signature is read before the links, so a change made while they are read shows on the next pass. */
-  if (job->want & WANT_SIGNATURE) {
-    int32_t count = dir_errno == 0 ? (int32_t)st.st_size : -1;
-    job->fd_counts[pid_index] = count;
-    job->signatures[pid_index] = read_signature(job, pid, stat_text, count, dents, dents_size);
-  }
-  if (!(job->want & WANT_STAT)) free(stat_text);
-  if (!(job->want & WANT_LINKS)) return 0;
+  /* Counted before the links are read, so an fd opened while they are read moves the next count. */
+  if (job->want & WANT_FD_COUNT) job->fd_counts[pid_index] = dir_errno == 0 ? (int32_t)st.st_size : -1;
+  if (!links) return 0;
   if (dir_errno != 0) {
     if (dir >= 0) close(dir);
     return dir_errno;
@@ -539,7 +415,6 @@ struct call {
   int want;
   int32_t *status;
   char **stat_texts;
-  char **signatures;
   int32_t *fd_counts;
   size_t next_pid;
   /* The finder's BPF object (empty: read every link), and what came of it: used, or why not. */
@@ -562,10 +437,8 @@ static void free_call(struct call *call) {
   }
   for (size_t i = 0; i < call->pid_count; i++) {
     if (call->stat_texts) free(call->stat_texts[i]);
-    if (call->signatures) free(call->signatures[i]);
   }
   free(call->stat_texts);
-  free(call->signatures);
   free(call->fd_counts);
   free(call->rows);
   free(call->hint_start);
@@ -630,7 +503,7 @@ static struct call *parse_call(napi_env env, size_t argc, napi_value *argv) {
     } else if (kind == napi_number) {
       int32_t bits;
       CHECK(napi_get_value_int32(env, argv[4], &bits));
-      call->want = bits & (WANT_STAT | WANT_LINKS | WANT_SIGNATURE | WANT_FD_STAT);
+      call->want = bits & (WANT_STAT | WANT_LINKS | WANT_FD_COUNT | WANT_FD_STAT);
     }
   }
   if (argc >= 6) {
@@ -647,9 +520,8 @@ static struct call *parse_call(napi_env env, size_t argc, napi_value *argv) {
   call->pids = malloc(slots * sizeof *call->pids);
   call->status = calloc(slots, sizeof *call->status);
   call->stat_texts = calloc(slots, sizeof *call->stat_texts);
-  call->signatures = calloc(slots, sizeof *call->signatures);
   call->fd_counts = malloc(slots * sizeof *call->fd_counts);
-  if (call->pids == NULL || call->status == NULL || call->stat_texts == NULL || call->signatures == NULL || call->fd_counts == NULL) {
+  if (call->pids == NULL || call->status == NULL || call->stat_texts == NULL || call->fd_counts == NULL) {
     napi_throw_error(env, "PTYR_NATIVE_SCAN", "out of memory");
     goto cleanup;
   }
@@ -724,7 +596,6 @@ static void run_call(struct call *call) {
     job->pids = call->pids;
     job->status = call->status;
     job->stat_texts = call->stat_texts;
-    job->signatures = call->signatures;
     job->fd_counts = call->fd_counts;
     job->next = &call->next_pid;
     job->pid_count = call->pid_count;
@@ -737,23 +608,16 @@ static void run_call(struct call *call) {
     return;
   }
   int links = WANT_LINKS | WANT_FD_STAT;
-  if (call->want & WANT_SIGNATURE) {
-    /*
-     * Signatures first, then the kernel's walk: a pty a process opens after its signature was read
-     * moves its next signature, and one opened before is there for the walk to see. Walking beside the
-     * signature reads could miss an fd opened between a process's walk and its signature read, and the
-     * next incremental pass would then find that signature unchanged.
-     */
-    run_jobs(call, call->want & ~links);
-    find_hints(call);
-  } else {
-    /* The kernel's walk of every open file (tens of ms) runs beside the stat reads, which do not need it. */
-    pthread_t finder;
-    int started = pthread_create(&finder, NULL, find_hints_thread, call) == 0;
-    if (!started) find_hints(call);
-    if (call->want & ~links) run_jobs(call, call->want & ~links);
-    if (started) pthread_join(finder, NULL);
-  }
+  /*
+   * The counts first, then the kernel's walk: a pty a process opens after its count was read moves its
+   * next count, and one opened before is there for the walk to see. The stat reads run beside the walk.
+   */
+  if (call->want & WANT_FD_COUNT) run_jobs(call, WANT_FD_COUNT);
+  pthread_t finder;
+  int started = pthread_create(&finder, NULL, find_hints_thread, call) == 0;
+  if (!started) find_hints(call);
+  if (call->want & WANT_STAT) run_jobs(call, WANT_STAT);
+  if (started) pthread_join(finder, NULL);
   for (size_t t = 0; t < call->job_count && call->finder_used; t++) {
     call->jobs[t].rows = call->rows;
     call->jobs[t].hint_start = call->hint_start;
@@ -845,11 +709,9 @@ static napi_value build_answer(napi_env env, struct call *call) {
     CHECK(make_text_array(env, call->stat_texts, pid_count, &stats));
     CHECK(napi_set_named_property(env, answer, "stat", stats));
   }
-  if (want & WANT_SIGNATURE) {
-    napi_value texts, counts_buffer, counts_array;
+  if (want & WANT_FD_COUNT) {
+    napi_value counts_buffer, counts_array;
     void *count_data;
-    CHECK(make_text_array(env, call->signatures, pid_count, &texts));
-    CHECK(napi_set_named_property(env, answer, "signature", texts));
     CHECK(napi_create_arraybuffer(env, pid_count * sizeof(int32_t), &count_data, &counts_buffer));
     if (pid_count > 0) memcpy(count_data, call->fd_counts, pid_count * sizeof(int32_t));
     CHECK(napi_create_typedarray(env, napi_int32_array, pid_count, counts_buffer, 0, &counts_array));
@@ -882,7 +744,7 @@ static struct call *take_call(napi_env env, napi_callback_info info) {
  *   want: WANT_* bits (true: STAT | LINKS; absent or false: LINKS)
  *   → { status: Int32Array (errno per pid of its fd directory, 0 when read or not asked), pidIndex: Int32Array, fd: Int32Array, target: string[],
  *       stat?: (string | null)[] (each pid's /proc/PID/stat, read just before its fds; null when unreadable),
- *       signature?: (string | null)[], fdCount?: Int32Array (-1 when unread),
+ *       fdCount?: Int32Array (st_size of /proc/PID/fd with WANT_FD_COUNT, -1 when unread),
  *       fdStat?: Float64Array (FD_STAT_FIELDS per link), fdinfo?: (string | null)[] (per link, ptmx masters only),
  *       linkCount?: Int32Array (per link: the fds of its pid naming the same file, folded into it),
  *       finder?: string ("bpf" when the finder named the fds read, else why it could not: every link was read) }

@@ -360,7 +360,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       return snapshot;
     },
     reload(next: Config) {
-      const needsRestart: string[] = (["listen", "procRoot", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter(
+      const needsRestart: string[] = (["listen", "procRoot", "fullScanInterval", "stateDir", "docker", "runtimes", "webConfigFile"] as const).filter(
         (key) => JSON.stringify(next[key]) !== JSON.stringify(config[key]),
       );
       if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");

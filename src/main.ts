@@ -96,7 +96,7 @@ const commands: Record<string, Command> = {
       onSignal: (signal, handler) => process.on(signal, handler),
       notifier: createNotifier(process.env),
       // A full scan takes hundreds of ms on a busy host: off the event loop, so scrapes stay fast.
-      makeScanner: (config) => (scanWorker = new ScanWorker({ procRoot: config.procRoot })),
+      makeScanner: (config) => (scanWorker = new ScanWorker({ procRoot: config.procRoot, fullRescanEveryMs: config.fullScanInterval })),
       version: version(),
       isTerminal: (stream) => process[stream].isTTY === true,
     });

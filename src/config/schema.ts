@@ -39,6 +39,7 @@ export const COMMAND_LINE_DISPLAYS = ["full", "argv0", "off"] as const;
  */
 export const DEFAULT_SETTINGS = {
   pollInterval: "10s",
+  fullScanInterval: "10m",
   listen: "127.0.0.1:9724",
   procRoot: "/proc",
   stateDir: "/var/lib/ptyreaper",
@@ -147,6 +148,7 @@ const POLICY_LIMIT = { max: Number.MAX_SAFE_INTEGER };
 const GRANULARITY = "tty times move in 8-second steps";
 
 export const checkPollInterval = durationCheck({ off: false, min: 1_000, ...TIMER_LIMIT });
+const checkFullScanInterval = durationCheck({ off: false, min: 1_000, ...TIMER_LIMIT });
 const checkDockerTimeout = durationCheck({ off: false, min: 100, ...TIMER_LIMIT });
 const checkGrace = durationCheck({ off: false, min: 100, ...TIMER_LIMIT });
 const checkIdleTimeout = durationCheck({ off: true, min: MIN_IDLE_THRESHOLD_MS, minWhy: GRANULARITY, ...POLICY_LIMIT });
@@ -323,6 +325,7 @@ const D = DEFAULT_SETTINGS;
 
 export const configSchema = section({
   pollInterval: leaf(checkPollInterval).prefault(D.pollInterval),
+  fullScanInterval: leaf(checkFullScanInterval).prefault(D.fullScanInterval),
   listen: leaf(checkListen).prefault(D.listen),
   procRoot: leaf(checkAbsolutePath).prefault(D.procRoot),
   stateDir: leaf(checkAbsolutePath).prefault(D.stateDir),

@@ -36,6 +36,8 @@ export interface DockerConfig {
 
 export interface Config {
   pollInterval: number;
+  /** A full pass over every process at least this often (ms); steady cycles read only what changed (procfs/scan.ts). */
+  fullScanInterval: number;
   listen: { host: string; port: number };
   procRoot: string;
   /** Where the daemon keeps what must survive a restart (its exec clients' states and pairings). */

@@ -4,7 +4,8 @@ import { ptyKey, type ProcScan } from "../domain/types.js";
 export type ScanMode = "full" | "incremental";
 export type ModalScan = ProcScan & { mode: ScanMode };
 
-export const DEFAULT_FULL_RESCAN_EVERY_MS = 60_000;
+/** Config fullScanInterval's default: a full pass costs what the host costs (every fd link), so it is rare. */
+export const DEFAULT_FULL_RESCAN_EVERY_MS = 600_000;
 
 /** Distinct ptys in a scan, the number the kernel's pty.nr counts. */
 export function distinctPtys(scan: ProcScan): number {

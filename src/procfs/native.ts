@@ -13,7 +13,6 @@ interface AddonAnswer {
   fd: Int32Array;
   target: string[];
   stat?: (string | null)[];
-  signature?: (string | null)[];
   fdCount?: Int32Array;
   fdStat?: Float64Array;
   fdinfo?: (string | null)[];
@@ -40,7 +39,8 @@ interface PtyScanAddon {
 /** What one native call reads per process (the addon's WANT_* bits). */
 export const WANT_STAT = 1;
 export const WANT_LINKS = 2;
-export const WANT_SIGNATURE = 4;
+/** st_size of /proc/PID/fd: the process's fd count (Linux 6.2 and later). */
+export const WANT_FD_COUNT = 4;
 /** With links: a stat of each link's file, and the fdinfo of ptmx masters (their tty-index). */
 export const WANT_FD_STAT = 8;
 /** Numbers per link in the addon's fdStat: dev, ino, rdev, mode, atime s and ns, mtime s and ns. */
@@ -58,21 +58,15 @@ export interface LinkStat {
   isCharacterDevice(): boolean;
 }
 
-/** What the incremental scanner compares between passes: the fd count and the signature built from it (see IncrementalScanner). */
-export interface FdSignature {
-  count: number;
-  signature: string;
-}
-
 /**
- * One batch read: links only when asked (WANT_LINKS), and whatever stat texts and signatures could be
+ * One batch read: links only when asked (WANT_LINKS), and whatever stat texts and fd counts could be
  * read. This is the one place the addon's arrays become per-process records; the JS reads
  * (ScanContext in scan.ts) make the same ones for a process the batch did not cover.
  */
 export interface NativeBatch {
   links: Map<number, FdLinksOrError> | null;
   stats: Map<number, string>;
-  signatures: Map<number, FdSignature>;
+  fdCounts: Map<number, number>;
   /** When a finder was asked for: "bpf" when the kernel named the pty fds read, else why every link was read. */
   finder?: string;
 }
@@ -147,9 +141,9 @@ export class NativeFdLinks {
   }
 
   /**
-   * Any of stat texts, pty-looking links and signatures (`want`: WANT_* bits) of every given
+   * Any of stat texts, fd counts and pty-looking links (`want`: WANT_* bits) of every given
    * process, read by `threads` threads inside the addon, each process's in that order. A stat or
-   * signature that could not be read is absent: the caller reads it again to learn why. `finder`: the
+   * count that could not be read is absent: the caller reads it again to learn why. `finder`: the
    * BPF finder's object: with WANT_LINKS, only the fds the kernel names as pty ends are read.
    */
   readBatch(procRoot: string, pids: readonly number[], threads: number, want: number, finder?: string): NativeBatch {
@@ -181,17 +175,16 @@ export class NativeFdLinks {
 /** The addon's arrays as one record per process (see NativeBatch). */
 function batchFrom(procRoot: string, request: Int32Array, want: number, answer: AddonAnswer): NativeBatch {
   const stats = new Map<number, string>();
-  const signatures = new Map<number, FdSignature>();
+  const fdCounts = new Map<number, number>();
   for (let i = 0; i < request.length; i++) {
     const pid = request[i] ?? 0;
     const text = answer.stat?.[i];
     if (typeof text === "string") stats.set(pid, text);
-    const signature = answer.signature?.[i];
     const count = answer.fdCount?.[i] ?? -1;
-    if (typeof signature === "string" && count >= 0) signatures.set(pid, { count, signature });
+    if (count >= 0) fdCounts.set(pid, count);
   }
   const finder = answer.finder === undefined ? {} : { finder: answer.finder };
-  if ((want & WANT_LINKS) === 0) return { links: null, stats, signatures, ...finder };
+  if ((want & WANT_LINKS) === 0) return { links: null, stats, fdCounts, ...finder };
   const result = new Map<number, FdLinksOrError>();
   for (let i = 0; i < request.length; i++) {
     const pid = request[i] ?? 0;
@@ -211,7 +204,7 @@ function batchFrom(procRoot: string, request: Int32Array, want: number, answer: 
     if (count > 1) link.count = count;
     (links as FdLink[]).push(link);
   }
-  return { links: result, stats, signatures, ...finder };
+  return { links: result, stats, fdCounts, ...finder };
 }
 
 /** PROC_PID_INIT_INO: the inode number of the initial pid namespace, fixed by the kernel. */

@@ -57,15 +57,6 @@ export function parseStat(text: string): StatFields | null {
   return numbers.every(Number.isInteger) ? fields : null;
 }
 
-/** /proc/PID/stat field 20, num_threads; null when malformed. */
-export function parseStatThreads(text: string): number | null {
-  const close = text.lastIndexOf(")");
-  if (close < 0) return null;
-  // After comm, field 3 comes first: num_threads (field 20) is the 18th.
-  const value = Number(text.slice(close + 2).split(" ", 18)[17]);
-  return Number.isInteger(value) && value > 0 ? value : null;
-}
-
 export interface StatusFields {
   uid: number;
   /** NSpid, outermost namespace first; [pid] on kernels before 4.1, which lack the line. */

@@ -19,7 +19,7 @@ import type { PtyLimits } from "../domain/types.js";
 import {
   WANT_FD_STAT,
   WANT_LINKS,
-  WANT_SIGNATURE,
+  WANT_FD_COUNT,
   WANT_STAT,
   loadNativeFdLinks,
   type FdLink,
@@ -163,21 +163,6 @@ export class ProcFs {
     return readFileSync(`${this.root}/${pid}/stat`, UTF8);
   }
 
-  /** /proc/PID/schedstat (time on cpu, wait, times scheduled in), as text: it changes whenever the leader ran. */
-  schedstat(pid: number): string {
-    return readFileSync(`${this.root}/${pid}/schedstat`, UTF8);
-  }
-
-  /** /proc/PID/task: thread ids. */
-  tasks(pid: number): string[] {
-    return readdirSync(`${this.root}/${pid}/task`);
-  }
-
-  /** /proc/PID/task/TID/schedstat, as text. */
-  taskSchedstat(pid: number, tid: string): string {
-    return readFileSync(`${this.root}/${pid}/task/${tid}/schedstat`, UTF8);
-  }
-
   /** /proc/PID/status; null when malformed. */
   status(pid: number): StatusFields | null {
     return parseStatus(readFileSync(`${this.root}/${pid}/status`, UTF8));
@@ -256,13 +241,13 @@ export class ProcFs {
   }
 
   /**
-   * Stat texts, and links (each with its stat and fdinfo) and signatures as asked, of many processes
+   * Stat texts, and links (each with its stat and fdinfo) and fd counts as asked, of many processes
    * in one native call by `threads` threads, an error per process instead of a throw; null when there
    * is no native reader. `finder` (bpfFinder's object): links only of the fds the kernel names.
    */
-  batchOf(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean; finder?: string }): NativeBatch | null {
+  batchOf(pids: readonly number[], threads: number, want: { links: boolean; fdCounts: boolean; finder?: string }): NativeBatch | null {
     if (!this.native) return null;
-    const bits = WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.signatures ? WANT_SIGNATURE : 0);
+    const bits = WANT_STAT | (want.links ? WANT_LINKS | WANT_FD_STAT : 0) | (want.fdCounts ? WANT_FD_COUNT : 0);
     return this.native.readBatch(this.root, pids, threads, bits, want.finder);
   }
 

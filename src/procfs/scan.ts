@@ -14,11 +14,10 @@ import {
   mayBePty,
   parseFdinfoTtyIndex,
   parseStat,
-  parseStatThreads,
   type MountinfoEntry,
   type StatFields,
 } from "./parse.js";
-import type { BpfFinderChoice, FdLink, FdLinksOrError, FdSignature, LinkStat, NativeBatch } from "./native.js";
+import type { BpfFinderChoice, FdLink, FdLinksOrError, LinkStat, NativeBatch } from "./native.js";
 import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
 
 const DEVPTS_PTMX_INO = 2;
@@ -77,7 +76,7 @@ export class ScanContext {
   /** Links read natively for many processes at once, each taken once by readPtyFds. */
   private prefetched: Map<number, FdLinksOrError> | null = null;
   private prefetchedStats: Map<number, string> | null = null;
-  private prefetchedSignatures: Map<number, FdSignature> | null = null;
+  private prefetchedCounts: Map<number, number> | null = null;
   /** The processes an early read covered (see adopt): never read again in this pass. */
   private early: ReadonlySet<number> | null = null;
 
@@ -108,18 +107,18 @@ export class ScanContext {
   adopt(early: NativeBatch): void {
     this.prefetched = early.links ?? new Map();
     this.prefetchedStats = early.stats;
-    this.prefetchedSignatures = early.signatures;
+    this.prefetchedCounts = early.fdCounts;
     this.early = new Set(this.prefetched.keys());
   }
 
-  /** Reads the stat, and the links and signatures as asked, of all these processes now (no-op without the native reader). */
-  prefetch(pids: readonly number[], threads: number, want: { links: boolean; signatures: boolean }): void {
+  /** Reads the stat, and the links and fd counts as asked, of all these processes now (no-op without the native reader). */
+  prefetch(pids: readonly number[], threads: number, want: { links: boolean; fdCounts: boolean }): void {
     const early = this.early;
     if (early === null) {
       const read = this.procfs.batchOf(pids, threads, want);
       this.prefetched = read?.links ?? null;
       this.prefetchedStats = read?.stats ?? null;
-      this.prefetchedSignatures = read?.signatures ?? null;
+      this.prefetchedCounts = read?.fdCounts ?? null;
       return;
     }
     // Started since the early read: read now, beside what it left to take.
@@ -127,14 +126,15 @@ export class ScanContext {
     const read = unread.length > 0 ? this.procfs.batchOf(unread, threads, want) : null;
     for (const [pid, links] of read?.links ?? []) this.prefetched?.set(pid, links);
     for (const [pid, text] of read?.stats ?? []) this.prefetchedStats?.set(pid, text);
-    for (const [pid, signature] of read?.signatures ?? []) this.prefetchedSignatures?.set(pid, signature);
+    for (const [pid, count] of read?.fdCounts ?? []) this.prefetchedCounts?.set(pid, count);
   }
 
-  /** The prefetched fd count and signature of a process, taken once; undefined when not prefetched (read it now). */
-  takeSignature(pid: number): FdSignature | undefined {
-    const signature = this.prefetchedSignatures?.get(pid);
-    if (signature !== undefined) this.prefetchedSignatures?.delete(pid);
-    return signature;
+  /** The fd count of a process (st_size of /proc/PID/fd), prefetched or read now; null where procfs does not give it. */
+  fdCount(pid: number): number | null {
+    const count = this.prefetchedCounts?.get(pid);
+    if (count === undefined) return this.procfs.fdCount(pid);
+    this.prefetchedCounts?.delete(pid);
+    return count;
   }
 
   /** /proc/PID/stat as prefetched, else read now (throwing as the read does). */
@@ -221,8 +221,8 @@ export function emptyScan(bootTimeSec: number, parseErrors: Record<string, numbe
  * CLI starts it first thing): those processes are not read again, only ones started since.
  */
 export function scanProc(procfs: ProcFs, options: ScanOptions = {}, early?: NativeBatch): ModalScan {
-  // One pass and no next one to compare with: the signatures would be read for nothing.
-  return new IncrementalScanner(procfs, { now: () => 0, signatures: false }).pass(options, "full", Infinity, early);
+  // One pass and no next one to compare with: the fd counts would be read for nothing.
+  return new IncrementalScanner(procfs, { now: () => 0, fdCounts: false }).pass(options, "full", Infinity, early);
 }
 
 /** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
@@ -436,34 +436,8 @@ export function readProcInfo(ctx: ScanContext, pid: number, base: StatBase, opti
   }
 }
 
-/**
- * The fd count and the signature made of it and every thread's schedstat (see IncrementalScanner),
- * read by JS; signature null when schedstat is missing. The native reader makes the same text
- * (read_signature in native/ptyscan.c), so either may serve any process.
- */
-export function readFdSignature(procfs: ProcFs, pid: number, statText: string): { count: number | null; signature: string | null } {
-  const count = procfs.fdCount(pid);
-  const threads = parseStatThreads(statText);
-  try {
-    if (threads === 1) return { count, signature: `${count}|${procfs.schedstat(pid)}` };
-    let signature = `${count}`;
-    for (const tid of procfs.tasks(pid)) {
-      try {
-        signature += `|${tid}:${procfs.taskSchedstat(pid, tid)}`;
-      } catch (err) {
-        if (!isVanished(err)) throw err; // a thread that exited: its absence changes the signature anyway
-      }
-    }
-    return { count, signature };
-  } catch (err) {
-    // No schedstat (a kernel without CONFIG_SCHED_INFO, or a fixture tree): nothing to compare, so always re-read.
-    if (isVanished(err)) return { count, signature: null };
-    throw err;
-  }
-}
-
 export interface IncrementalScannerOptions {
-  /** A full pass at least this often, whatever else says (scan() only). Default 60 s. */
+  /** A full pass at least this often, whatever else says (scan() only). Default DEFAULT_FULL_RESCAN_EVERY_MS. */
   fullRescanEveryMs?: number;
   /** Wall clock, for the rescan policy. */
   now: () => number;
@@ -478,10 +452,10 @@ export interface IncrementalScannerOptions {
    */
   finder?: BpfFinderChoice;
   /**
-   * Whether to read each process's signature (default true). A scanner used for one pass only has
-   * no later pass to compare it with; without it every process counts as changed.
+   * Whether to read each process's fd count (default true). A scanner used for one pass only has
+   * no later pass to compare it with.
    */
-  signatures?: boolean;
+  fdCounts?: boolean;
 }
 
 /** Processes read per native batch: small enough to stop near the budget, large enough to keep its threads busy. */
@@ -491,8 +465,8 @@ const BATCH_PIDS = 256;
 interface Tracked {
   startTicks: number;
   ppid: number;
-  /** What moves whenever the fd table can have changed; null when unreadable (then re-read every pass). */
-  signature: string | null;
+  /** st_size of /proc/PID/fd when its fds were last read; null when not known (the next look reads them again). */
+  fdCount: number | null;
   raws: readonly RawPtyFd[];
   /** Parse problems met reading the fds: counted again on every pass that reuses them, as a full pass would. */
   parseErrors: readonly string[];
@@ -504,20 +478,22 @@ interface Tracked {
 }
 
 /**
- * The one pass over /proc (scanProc is a full one of these). It keeps what it learnt of every
- * process and, on an incremental pass, re-reads the fds of a process only when it is new (pid
- * unseen or start time changed) or its signature moved.
+ * The one pass over /proc (scanProc is a full one of these). A full pass reads every process. Between
+ * full passes, a steady ("incremental") pass costs what the ptys cost, not what the host costs: one
+ * listing of /proc, then reads only of
+ * - processes it has not seen (a pid not listed before): stat, fd links, and the rest if they hold a pty;
+ * - pty holders and container inits: stat (a new start time makes it a new process), the fd count, and a
+ *   stat of each pty file held (still the same file, and its fresh tty times); the links again only when
+ *   the fd count moved;
+ * - the parent of a holder whose pty has no known master, when the parent's fd count moved since it was
+ *   last read: a runtime's shim or conmon, or sshd, takes the master of a new session's pty that way.
+ * A process seen before that holds no pty is not read at all: its parent is carried as last read.
  *
- * The signature is the fd count (st_size of /proc/PID/fd, Linux ≥ 6.2) and /proc/PID/schedstat
- * of every thread. An fd table only changes through its own threads, which must have run to do
- * so, and a thread that ran has a different schedstat (time on cpu, times scheduled in). The
- * count alone would miss a close followed by an open. What the signature cannot see — a
- * process sharing another's fd table without being its thread (clone(CLONE_FILES), very rare) —
- * the periodic full pass catches.
- *
- * Known holders are confirmed every pass by a stat of each pty file they hold, which also gives
- * fresh tty times. Everything read from /proc/PID/stat (ppid, session, comm, controlling tty) and
- * the cgroup of holders, which other processes can change, is read on every pass.
+ * What a steady pass does not see — an existing process that opens an existing /dev/pts/N, receives one
+ * over a socket, or swaps one fd for a pty's without the count moving; a pid reused between two passes
+ * by a holder — the next full pass does, and a pty allocated meanwhile sooner: pty.nr then disagrees with
+ * the ptys found and the rescan policy makes that pass full. Before any signal the reaper reads the
+ * session's holders afresh in any case (reaper.ts holders()).
  *
  * A pass given a budget stops reading when it is spent: the processes it did not reach keep what
  * the last pass learnt of them (new ones wait), the result says how many (`cut`), and the next pass
@@ -561,7 +537,9 @@ export class IncrementalScanner {
     const inits = new Set(options.initPids ?? []);
     // Holders and inits, with their stat fields: the processes read in full below.
     const wanted = new Map<number, StatFields | null>();
-    const { pids, readEarlier } = this.ordered(procfs.pids(), mode);
+    const listed = this.ordered(procfs.pids(), mode);
+    const { readEarlier } = listed;
+    let { pids } = listed;
     if (mode === "full" && !early && this.finder) {
       early = this.readWithFinder(pids);
       scan.finder = this.finder.path !== null ? "bpf" : this.finder.reason;
@@ -571,12 +549,14 @@ export class IncrementalScanner {
     if (early && mode === "full") ctx.adopt(early);
     // Read in full earlier in this sweep (a full pass cut before): kept as read, not counted as unread.
     for (const pid of readEarlier) this.carry(ctx, scan, pid, passNo, wanted);
+    if (mode === "incremental") pids = this.steadyPids(ctx, scan, pids, inits, passNo);
 
     let reached = 0;
+    const wantCounts = this.options.fdCounts !== false;
     while (reached < pids.length && clock() - startedAt < budgetMs) {
-      // The native reader batches stat and signature across its threads, and on a full pass the links too.
+      // The native reader batches stat and fd count across its threads, and on a full pass the links too.
       const batch = pids.slice(reached, reached + BATCH_PIDS);
-      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", signatures: this.options.signatures !== false });
+      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", fdCounts: wantCounts });
       for (const pid of batch) {
         if (clock() - startedAt >= budgetMs) break;
         reached++;
@@ -589,6 +569,7 @@ export class IncrementalScanner {
       const last = pids[reached - 1];
       if (last !== undefined) this.resume = { after: last, mode };
     } else this.resume = null;
+    if (mode === "incremental" && !scan.cut) this.readMasterlessParents(ctx, scan, passNo, inits, wanted);
     // Processes not seen this pass have exited (or left this partition's view).
     for (const [pid, entry] of this.tracked) if (entry.seenIn !== passNo) this.tracked.delete(pid);
 
@@ -613,14 +594,60 @@ export class IncrementalScanner {
   }
 
   /**
-   * Every given process's stat, signature and pty links in one native call, the kernel naming the
+   * A steady pass's share of the listing: the processes to read (new ones, holders, inits). Every other
+   * known process is seen without a read: its parent is carried as last read, and it holds no pty.
+   */
+  private steadyPids(ctx: ScanContext, scan: ModalScan, pids: readonly number[], inits: ReadonlySet<number>, passNo: number): number[] {
+    const read: number[] = [];
+    for (const pid of pids) {
+      const entry = this.tracked.get(pid);
+      if (entry === undefined || entry.raws.length > 0 || inits.has(pid)) read.push(pid);
+      else {
+        entry.seenIn = passNo;
+        scan.ppids.set(pid, entry.ppid);
+        for (const kind of entry.parseErrors) ctx.countParseError(kind); // as a full pass would count them
+      }
+    }
+    return read;
+  }
+
+  /**
+   * A pty whose slave is held but whose master no process read holds: a session started under a
+   * process that was already running (a shim's or conmon's new exec, sshd's new login). Its slave
+   * holders' parents are read again when their fd count moved since their last read.
+   */
+  private readMasterlessParents(ctx: ScanContext, scan: ModalScan, passNo: number, inits: Set<number>, wanted: Map<number, StatFields | null>): void {
+    const mastered = new Set(scan.ptyFds.filter((fd) => fd.role === "master").map((fd) => ptyKey(fd.devptsDev, fd.index)));
+    const parents = new Set<number>();
+    for (const fd of scan.ptyFds) {
+      if (fd.role !== "slave" || mastered.has(ptyKey(fd.devptsDev, fd.index))) continue;
+      const parent = scan.ppids.get(fd.pid);
+      const entry = parent === undefined ? undefined : this.tracked.get(parent);
+      if (parent !== undefined && entry !== undefined && entry.readIn !== passNo && entry.raws.length === 0) parents.add(parent);
+    }
+    for (const pid of parents) {
+      const entry = this.tracked.get(pid);
+      let count: number | null;
+      try {
+        count = ctx.fdCount(pid);
+      } catch (err) {
+        if (isVanished(err) || isDenied(err)) continue; // exited; or unreadable, as its last read said
+        throw err;
+      }
+      if (entry === undefined || (count !== null && count === entry.fdCount)) continue;
+      this.readOne(ctx, scan, pid, "incremental", passNo, inits, wanted, true);
+    }
+  }
+
+  /**
+   * Every given process's stat, fd count and pty links in one native call, the kernel naming the
    * pty fds (undefined without a usable finder). A finder the kernel refused is dropped with its
    * reason; that call read every link instead, so the pass is whole either way.
    */
   private readWithFinder(pids: readonly number[]): NativeBatch | undefined {
     const path = this.finder?.path;
     if (!path) return undefined;
-    const read = this.procfs.batchOf(pids, NATIVE_THREADS, { links: true, signatures: this.options.signatures !== false, finder: path }) ?? undefined;
+    const read = this.procfs.batchOf(pids, NATIVE_THREADS, { links: true, fdCounts: this.options.fdCounts !== false, finder: path }) ?? undefined;
     if (read?.finder !== "bpf") this.finder = { path: null, reason: read?.finder ?? "no answer from the native reader" };
     return read;
   }
@@ -651,6 +678,7 @@ export class IncrementalScanner {
     return { pids: [...pids.slice(start), ...pids.slice(0, start)], readEarlier: [] };
   }
 
+  /** `reread`: read its fd links whatever its count says (see readMasterlessParents). */
   private readOne(
     ctx: ScanContext,
     scan: ModalScan,
@@ -659,6 +687,7 @@ export class IncrementalScanner {
     passNo: number,
     inits: Set<number>,
     wanted: Map<number, StatFields | null>,
+    reread = false,
   ): void {
     try {
       const text = ctx.statText(pid);
@@ -668,16 +697,15 @@ export class IncrementalScanner {
         return;
       }
       scan.ppids.set(pid, stat.ppid);
-      // Read before the fds, so a change made while they are read shows on the next pass.
-      const signature = this.options.signatures === false ? null : (ctx.takeSignature(pid) ?? readFdSignature(this.procfs, pid, text)).signature;
+      // Counted before the fds are read, so an fd opened while they are read moves the next count.
+      const fdCount = this.options.fdCounts === false ? null : ctx.fdCount(pid);
       const prev = this.tracked.get(pid);
       let entry: Tracked | null = null;
-      if (mode === "incremental" && prev && prev.startTicks === stat.startTicks && signature !== null && prev.signature === signature) {
-        entry = this.confirm(pid, prev);
-      }
+      const same = prev !== undefined && prev.startTicks === stat.startTicks && fdCount !== null && prev.fdCount === fdCount;
+      if (mode === "incremental" && same && !reread) entry = this.confirm(pid, prev);
       if (entry === null) {
         const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
-        entry = { startTicks: stat.startTicks, ppid: stat.ppid, signature, raws, parseErrors, info: null, readIn: passNo, seenIn: passNo };
+        entry = { startTicks: stat.startTicks, ppid: stat.ppid, fdCount, raws, parseErrors, info: null, readIn: passNo, seenIn: passNo };
       }
       if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) {
         scan.vanished++; // exited since its fds were read; forgotten below

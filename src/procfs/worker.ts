@@ -24,7 +24,7 @@ const TERMINATE_WAIT_MS = 500;
 
 export interface ScanWorkerOptions {
   procRoot: string;
-  /** A full pass at least this often. Default 60 s. */
+  /** A full pass at least this often (config fullScanInterval). Default DEFAULT_FULL_RESCAN_EVERY_MS. */
   fullRescanEveryMs?: number;
   /**
    * Threads sharing /proc between them (pid % threads). Default 1: the native reader already reads

@@ -208,10 +208,11 @@ describe("BPF finder in the daemon's full passes", () => {
           .map((fd) => `${fd.role} ${fd.index} ×${fd.fdCount ?? 1}`)
           .sort(),
       ).toEqual([`master ${busy.index} ×1`, `slave ${busy.index} ×1001`]);
-      // The finder's pass also read the signatures: the next pass is incremental, and a pty opened since is found by it.
+      // The finder's pass also read the fd counts: the next pass is a steady one, and a pty opened since is found by it.
       const later = await hostPty();
       try {
         const next = await on.scan({ ...options, ptyAllocated: ptyNr() });
+        expect(next.mode).toBe("incremental");
         expect(next.ptyFds.filter((fd) => fd.pid === later.slavePid).map((fd) => `${fd.role} ${fd.index}`)).toEqual([`slave ${later.index}`]);
         expect(ptysOf(next, pids)).toEqual(ptysOf(withFinder, pids));
       } finally {

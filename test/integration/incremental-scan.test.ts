@@ -63,7 +63,7 @@ describe("IncrementalScanner on a changing load of real processes (real kernel, 
     }
   });
 
-  it("an idle load: incremental, and no fd link of an idle holder is read again", async () => {
+  it("an idle load: incremental, and no fd link of an idle process is read again", async () => {
     clock += 1_000;
     procfs.linkReads.clear();
     const inc = await scanner.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
@@ -107,15 +107,22 @@ describe("IncrementalScanner on a changing load of real processes (real kernel, 
     expect(inc.ptyFds.some((fd) => fd.devptsDev === ns?.devptsDev && fd.index === gone?.index)).toBe(false);
   });
 
-  it("a holder that swaps a /dev/null fd for a pty slave (same fd count) is seen on the next pass", async () => {
+  it("a holder that swaps a /dev/null fd for a pty slave (no allocation, same fd count): found by the next full pass, its release by the next steady one", async () => {
     const ns = load.namespaces[0];
     const index = ns?.ptys[0]?.index ?? -1;
     const fd = await load.adopt(0, index);
+    clock += 1_000;
+    const steady = await scanner.scan({ ptyAllocated: load.ptyCount, initPids: initPids() });
+    expect(steady.mode).toBe("incremental");
+    // Not seen between full passes: the reaper reads a session's holders afresh before any signal.
+    expect(steady.ptyFds.some((held) => held.pid === ns?.pid && held.fd === fd)).toBe(false);
+    clock += 60_000;
     const { inc } = await scanBoth();
-    expect(inc.mode).toBe("incremental");
+    expect(inc.mode).toBe("full");
     expect(inc.ptyFds).toContainEqual({ pid: ns?.pid, fd, role: "slave", devptsDev: ns?.devptsDev, index });
     await load.release(0);
     const after = (await scanBoth()).inc;
+    expect(after.mode).toBe("incremental");
     expect(after.ptyFds.some((held) => held.pid === ns?.pid && held.fd === fd)).toBe(false);
   });
 

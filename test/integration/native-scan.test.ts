@@ -1,14 +1,14 @@
 // The native fd-link reader (build/Release/ptyscan.node) on the real /proc: same ProcScan as the JS reads, in this thread and in scan threads.
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ptyKey, type ProcScan } from "../../src/domain/types.js";
-import { WANT_FD_STAT, WANT_LINKS, WANT_SIGNATURE, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeFdLinks } from "../../src/procfs/native.js";
+import { WANT_FD_COUNT, WANT_FD_STAT, WANT_LINKS, WANT_STAT, loadNativeFdLinks, type FdLink, type NativeFdLinks } from "../../src/procfs/native.js";
 import { mayBePty } from "../../src/procfs/parse.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
-import { IncrementalScanner, readFdSignature, scanProc } from "../../src/procfs/scan.js";
+import { IncrementalScanner, scanProc } from "../../src/procfs/scan.js";
 import { ScanWorker } from "../../src/procfs/worker.js";
 import { cleanupAll, hostPty, killAndWait, nsPty, procState, python3, startHelper, waitFor } from "./support/index.js";
 import { trackProcess } from "./support/track.js";
@@ -93,37 +93,27 @@ describe("native fd-link reader", () => {
     expect(Array.isArray(batch.get(process.pid))).toBe(true);
   });
 
-  it("reads the incremental scanner's signatures exactly as the JS reads make them, one thread or many", async () => {
-    // Sleeping processes do not run, so their schedstat holds still between the two reads.
-    const single = spawn("sleep", ["600"], { stdio: "ignore" });
-    const threaded = spawn(
-      python3(),
-      ["-c", "import threading, time\nfor _ in range(3): threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\ntime.sleep(600)"],
-      { stdio: "ignore" },
-    );
-    for (const child of [single, threaded]) trackProcess(child.pid ?? 0, "signature sleeper", child);
+  it("reads each process's fd count as the JS reads make it, one thread or many, with or without links", async () => {
+    const sleeper = spawn("sleep", ["600"], { stdio: "ignore" });
+    trackProcess(sleeper.pid ?? 0, "fd count sleeper", sleeper);
     try {
-      const pids = [single.pid ?? 0, threaded.pid ?? 0];
+      const pids = [sleeper.pid ?? 0, process.pid];
       const js = new ProcFs("/proc", { native: null });
-      await waitFor(
-        () => (pids.every((pid) => procState(pid) === "S") && js.tasks(threaded.pid ?? 0).length === 4 ? true : null),
-        10_000,
-        "sleepers asleep",
-      );
+      await waitFor(() => (procState(sleeper.pid ?? 0) === "S" ? true : null), 10_000, "sleeper asleep");
       const gone = 0x3fffffff;
-      const batch = nativeReader().readBatch("/proc", [...pids, gone], 2, WANT_STAT | WANT_SIGNATURE);
-      expect(batch.links).toBeNull();
-      for (const pid of pids) {
-        const text = js.statText(pid);
-        expect(batch.stats.get(pid)).toBe(text);
-        const expected = readFdSignature(js, pid, text);
-        expect(batch.signatures.get(pid)).toEqual(expected);
+      for (const want of [WANT_STAT | WANT_FD_COUNT, WANT_STAT | WANT_FD_COUNT | WANT_LINKS | WANT_FD_STAT]) {
+        for (const threads of [1, 2]) {
+          const batch = nativeReader().readBatch("/proc", [...pids, gone], threads, want);
+          expect(batch.stats.get(sleeper.pid ?? 0)).toBe(js.statText(sleeper.pid ?? 0));
+          expect(batch.fdCounts.get(sleeper.pid ?? 0)).toBe(js.fdCount(sleeper.pid ?? 0));
+          expect(batch.fdCounts.get(sleeper.pid ?? 0)).toBe(readdirSync(`/proc/${sleeper.pid ?? 0}/fd`).length);
+          expect(batch.fdCounts.get(process.pid)).toBeGreaterThan(3);
+          expect(batch.fdCounts.has(gone)).toBe(false); // unreadable: the caller reads it and meets the error
+          expect(batch.stats.has(gone)).toBe(false);
+        }
       }
-      expect(batch.signatures.get(threaded.pid ?? 0)?.signature.split("|")).toHaveLength(5); // the count, then 4 threads
-      expect(batch.signatures.has(gone)).toBe(false); // unreadable: the caller reads it and meets the error
-      expect(batch.stats.has(gone)).toBe(false);
     } finally {
-      await Promise.all([single, threaded].map((child) => killAndWait(child.pid ?? 0, child)));
+      await killAndWait(sleeper.pid ?? 0, sleeper);
     }
   });
 

@@ -13,6 +13,7 @@ const SHIPPED = new URL("../../../config/ptyreaper.yaml", import.meta.url);
 
 const DEFAULTS: Config = {
   pollInterval: 10_000,
+  fullScanInterval: 600_000,
   listen: { host: "127.0.0.1", port: 9724 },
   procRoot: "/proc",
   stateDir: "/var/lib/ptyreaper",

@@ -32,8 +32,6 @@ interface FakeProc {
   comm: string;
   ttyNr: number;
   fds: Map<number, FakeFd>;
-  /** Times scheduled in, per thread id; the leader is the pid itself. */
-  ran: Map<number, number>;
   cgroup: string | null;
   nsPids: number[];
   mntNs: string;
@@ -72,12 +70,13 @@ const MOUNTS: Record<string, MountinfoEntry[]> = {
   container: [{ dev: "0:44", mountPoint: "/dev/pts", fsType: "devpts" }],
 };
 
-/** A /proc in memory, counting the fd links read in each process. */
+/** A /proc in memory, counting the fd links and the stat files read in each process. */
 class FakeProcFs extends ProcFs {
   readonly procs = new Map<number, FakeProc>();
   readonly tableReads = new Map<number, number>();
-  /** No /proc/PID/schedstat, as on a kernel without CONFIG_SCHED_INFO. */
-  noSchedstat = false;
+  readonly statReads = new Map<number, number>();
+  /** No fd count from st_size of /proc/PID/fd, as before Linux 6.2. */
+  noFdCount = false;
 
   constructor() {
     super("/nonexistent/fake-proc");
@@ -90,7 +89,6 @@ class FakeProcFs extends ProcFs {
       comm: `p${pid}`,
       ttyNr: 0,
       fds: new Map([0, 1, 2].map((fd) => [fd, nullFd(fd)])),
-      ran: new Map([[pid, 1]]),
       cgroup: null,
       nsPids: [pid],
       mntNs: "host",
@@ -100,29 +98,31 @@ class FakeProcFs extends ProcFs {
     return full;
   }
 
-  /** The process ran (every thread given, or the leader). */
-  run(pid: number, tid = pid): void {
-    const proc = this.get(pid);
-    proc.ran.set(tid, (proc.ran.get(tid) ?? 0) + 1);
-  }
-
   resetReads(): void {
     this.tableReads.clear();
+    this.statReads.clear();
   }
 
   /** Runs `fn` (a reference scan) without counting its reads. */
   quietly<T>(fn: () => T): T {
     const saved = new Map(this.tableReads);
+    const savedStats = new Map(this.statReads);
     try {
       return fn();
     } finally {
       this.tableReads.clear();
       for (const [pid, reads] of saved) this.tableReads.set(pid, reads);
+      this.statReads.clear();
+      for (const [pid, reads] of savedStats) this.statReads.set(pid, reads);
     }
   }
 
   readsOf(pid: number): number {
     return this.tableReads.get(pid) ?? 0;
+  }
+
+  statReadsOf(pid: number): number {
+    return this.statReads.get(pid) ?? 0;
   }
 
   private get(pid: number, path = `${pid}`): FakeProc {
@@ -145,27 +145,16 @@ class FakeProcFs extends ProcFs {
   }
   override statText(pid: number): string {
     const p = this.get(pid);
+    this.statReads.set(pid, this.statReadsOf(pid) + 1);
     // Fields 3.. after comm; num_threads is field 20, starttime field 22.
-    return `${pid} (${p.comm}) S ${p.ppid} ${pid} ${pid} ${p.ttyNr} -1 0 0 0 0 0 0 0 0 0 20 0 ${p.ran.size} 0 ${p.startTicks} 1000 100\n`;
+    return `${pid} (${p.comm}) S ${p.ppid} ${pid} ${pid} ${p.ttyNr} -1 0 0 0 0 0 0 0 0 0 20 0 1 0 ${p.startTicks} 1000 100\n`;
   }
   override stat(pid: number): StatFields | null {
     return parseStat(this.statText(pid));
   }
   override fdCount(pid: number): number | null {
-    return this.get(pid).fds.size;
-  }
-  override schedstat(pid: number): string {
-    if (this.noSchedstat) throw errno("ENOENT", `${this.root}/${pid}/schedstat`);
-    return `${(this.get(pid).ran.get(pid) ?? 0) * 1000} 0 ${this.get(pid).ran.get(pid) ?? 0}\n`;
-  }
-  override tasks(pid: number): string[] {
-    return [...this.get(pid).ran.keys()].map(String);
-  }
-  override taskSchedstat(pid: number, tid: string): string {
-    if (this.noSchedstat) throw errno("ENOENT", `${this.root}/${pid}/task/${tid}/schedstat`);
-    const ran = this.get(pid).ran.get(Number(tid));
-    if (ran === undefined) throw errno("ENOENT", `${this.root}/${pid}/task/${tid}/schedstat`);
-    return `${ran * 1000} 0 ${ran}\n`;
+    const proc = this.get(pid);
+    return this.noFdCount ? null : proc.fds.size;
   }
   override fds(pid: number): string[] {
     const proc = this.get(pid);
@@ -281,13 +270,18 @@ describe("IncrementalScanner", () => {
     expectEqualsFull(result);
   });
 
-  it("reads no fd table again when nothing ran, and still equals scanProc", async () => {
+  it("reads nothing of a known process that holds no pty, only the holders; and still equals scanProc", async () => {
     await scan();
     procfs.resetReads();
     clock = 10_000;
     const result = await scan();
     expect(result.mode).toBe("incremental");
     expect([...procfs.tableReads.values()].reduce((a, b) => a + b, 0)).toBe(0);
+    for (let pid = 100; pid < 110; pid++) expect(procfs.statReadsOf(pid)).toBe(0);
+    expect(procfs.statReadsOf(1)).toBe(0);
+    // Holders: their stat, for the start time and what others change.
+    for (const pid of [10, 11, 20, 21, 22]) expect(procfs.statReadsOf(pid)).toBe(1);
+    expect(result.ppids.get(105)).toBe(1); // carried
     expectEqualsFull(result);
   });
 
@@ -306,48 +300,62 @@ describe("IncrementalScanner", () => {
     expectEqualsFull(result);
   });
 
-  it("re-reads a process that ran, even when its fd count did not move (close then open)", async () => {
+  it("re-reads a holder whose fd count moved: another pty end, or one dup'd", async () => {
     await scan();
-    const sleeper = procfs.procs.get(100);
-    sleeper?.fds.set(2, slaveFd(HOST_PTS, 0)); // /dev/null on fd 2 replaced by the login's pty
-    procfs.run(100);
+    procfs.procs.get(22)?.fds.set(7, slaveFd(CONTAINER_PTS, 0));
+    procfs.procs.get(11)?.fds.set(9, slaveFd(HOST_PTS, 0));
     procfs.resetReads();
     const result = await scan();
     expect(result.mode).toBe("incremental");
-    expect(procfs.readsOf(100)).toBeGreaterThan(0);
-    expect(result.ptyFds).toContainEqual({ pid: 100, fd: 2, role: "slave", devptsDev: "0:24", index: 0 });
+    expect(procfs.readsOf(22)).toBeGreaterThan(0);
+    expect(result.ptyFds).toContainEqual({ pid: 22, fd: 7, role: "slave", devptsDev: "0:44", index: 0 });
+    expect(result.ptyFds).toContainEqual({ pid: 11, fd: 0, role: "slave", devptsDev: "0:24", index: 0, fdCount: 4 });
     expectEqualsFull(result);
   });
 
-  it("re-reads a process whose fd count moved, even without a schedstat change", async () => {
+  it("finds a new session's master on the running process that took it: its slave holder's parent, read as its fd count moved", async () => {
+    const shim = procfs.add(40, { comm: "containerd-shim" }); // no pty yet: not read by steady passes
     await scan();
-    procfs.procs.get(101)?.fds.set(7, slaveFd(HOST_PTS, 0)); // as a CLONE_FILES sibling could
-    const result = await scan();
-    expect(result.ptyFds).toContainEqual({ pid: 101, fd: 7, role: "slave", devptsDev: "0:24", index: 0 });
-    expectEqualsFull(result);
-  });
-
-  it("re-reads every thread's process when any thread ran", async () => {
-    const worker = procfs.add(40, {
-      comm: "dockerd",
-      ran: new Map([
-        [40, 1],
-        [41, 1],
-        [42, 1],
-      ]),
+    shim.fds.set(9, masterFd(CONTAINER_PTS, 2));
+    procfs.add(41, {
+      comm: "sh",
+      ppid: 40,
+      mntNs: "container",
+      cgroup: CONTAINER,
+      fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(CONTAINER_PTS, 2)])),
     });
-    await scan();
-    worker.fds.set(1, slaveFd(HOST_PTS, 0));
-    procfs.run(40, 42);
     procfs.resetReads();
     const result = await scan();
+    expect(result.mode).toBe("incremental");
     expect(procfs.readsOf(40)).toBeGreaterThan(0);
+    expect(result.ptyFds).toContainEqual({ pid: 40, fd: 9, role: "master", devptsDev: "0:44", index: 2 });
+    expectEqualsFull(result);
+    // A holder now: confirmed by a stat of its master, its links not read again.
+    procfs.resetReads();
+    expectEqualsFull(await scan());
+    expect(procfs.readsOf(40)).toBe(0);
+  });
+
+  it("leaves a masterless pty's parent unread while its fd count holds still", async () => {
+    const parent = procfs.add(45, { comm: "keeper" });
+    await scan();
+    // The child holds a slave whose master was closed (a hung-up pty): no master to find.
+    procfs.add(46, { comm: "orphan", ppid: 45, fds: new Map([0, 1, 2].map((fd) => [fd, slaveFd(HOST_PTS, 6)])) });
+    procfs.resetReads();
+    await scan();
+    expect(procfs.readsOf(45)).toBe(0); // the count the full pass read has not moved
+    parent.fds.set(5, nullFd(5));
+    await scan();
+    expect(procfs.readsOf(45)).toBeGreaterThan(0);
+    procfs.resetReads();
+    const result = await scan();
+    expect(procfs.readsOf(45)).toBe(0);
     expectEqualsFull(result);
   });
 
-  it("misses a table changed without running or a count change until the periodic full pass", async () => {
+  it("misses a known process's pty opened without an allocation until the periodic full pass", async () => {
     await scan();
-    procfs.procs.get(102)?.fds.set(1, slaveFd(HOST_PTS, 0)); // no thread ran, same count: invisible to the signature
+    procfs.procs.get(102)?.fds.set(1, slaveFd(HOST_PTS, 0)); // opens an existing /dev/pts/0: pty.nr does not move
     clock = 59_999;
     const stale = await scan();
     expect(stale.mode).toBe("incremental");
@@ -359,11 +367,23 @@ describe("IncrementalScanner", () => {
     expectEqualsFull(result);
   });
 
-  it("treats a reused pid (new start time) as a new process", async () => {
+  it("finds a pty a known process allocated for itself at once, by a full pass: pty.nr disagrees", async () => {
     await scan();
-    procfs.add(103, { comm: "reused", startTicks: 9_999, fds: new Map([[0, slaveFd(HOST_PTS, 0)]]) });
+    const sleeper = procfs.procs.get(104);
+    sleeper?.fds.set(5, masterFd(HOST_PTS, 7));
+    sleeper?.fds.set(6, slaveFd(HOST_PTS, 7));
     const result = await scan();
-    expect(result.processes.get(103)).toMatchObject({ comm: "reused", startTicks: 9_999 });
+    expect(result.mode).toBe("full");
+    expect(result.ptyFds).toContainEqual({ pid: 104, fd: 6, role: "slave", devptsDev: "0:24", index: 7 });
+    expectEqualsFull(result);
+  });
+
+  it("treats a holder's reused pid (new start time) as a new process", async () => {
+    await scan();
+    procfs.add(11, { comm: "reused", startTicks: 9_999, fds: new Map([[0, slaveFd(HOST_PTS, 0)]]) });
+    const result = await scan();
+    expect(result.mode).toBe("incremental");
+    expect(result.processes.get(11)).toMatchObject({ comm: "reused", startTicks: 9_999 });
     expectEqualsFull(result);
   });
 
@@ -430,13 +450,14 @@ describe("IncrementalScanner", () => {
     expectEqualsFull(result);
   });
 
-  it("re-reads every process on every pass when schedstat is missing, and stays equal", async () => {
-    procfs.noSchedstat = true;
+  it("re-reads each holder's fds on every pass where procfs gives no fd count, and stays equal", async () => {
+    procfs.noFdCount = true;
     await scan();
     procfs.resetReads();
     const result = await scan();
     expect(result.mode).toBe("incremental");
-    expect(procfs.readsOf(100)).toBeGreaterThan(0);
+    expect(procfs.readsOf(11)).toBeGreaterThan(0);
+    expect(procfs.readsOf(100)).toBe(0);
     expectEqualsFull(result);
   });
 
@@ -557,8 +578,8 @@ describe("IncrementalScanner partitions", () => {
     const procfs = host();
     const parts = [0, 1, 2].map((index) => new IncrementalScanner(procfs, { now: () => 0, partition: { index, count: 3 } }));
     for (const part of parts) part.pass({ initPids: [21] }, "full");
-    procfs.run(100);
-    procfs.procs.get(100)?.fds.set(1, slaveFd(HOST_PTS, 0));
+    procfs.add(111, { comm: "login", ppid: 10, fds: new Map([[0, slaveFd(HOST_PTS, 0)]]) });
+    procfs.procs.get(22)?.fds.set(7, slaveFd(CONTAINER_PTS, 1));
     const scans = parts.map((part) => part.pass({ initPids: [21] }, "incremental"));
     scans.forEach((result, index) => {
       expect([...result.ppids.keys()].every((pid) => pid % 3 === index)).toBe(true);

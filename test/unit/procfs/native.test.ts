@@ -36,7 +36,7 @@ describe("loadNativeFdLinks", () => {
   it("is not used by a ProcFs over a fixture tree, nor when the caller passes null", () => {
     expect(new ProcFs(dir).native).toBeNull();
     expect(new ProcFs("/proc", { native: null }).fdLinksMayBePty(1)).toBeNull();
-    expect(new ProcFs("/proc", { native: null }).batchOf([1], 2, { links: true, signatures: true })).toBeNull();
+    expect(new ProcFs("/proc", { native: null }).batchOf([1], 2, { links: true, fdCounts: true })).toBeNull();
   });
 });
 
