@@ -33,6 +33,8 @@ interface PtyScanAddon {
     want?: boolean | number,
     finder?: string,
   ): Promise<AddonAnswer>;
+  /** The numeric entries of a /proc, ascending; absent from builds older than it. */
+  listPids?(procRoot: string): Int32Array;
   exitNow?(code: number): never;
 }
 
@@ -133,6 +135,12 @@ export class NativeFdLinks {
     if (typeof this.addon.exitNow !== "function") return false;
     this.addon.exitNow(code);
     return true;
+  }
+
+  /** The pids listed in `procRoot`, ascending, with one getdents64 loop; null when this build of the addon has no listPids. */
+  listPids(procRoot: string): number[] | null {
+    if (typeof this.addon.listPids !== "function") return null;
+    return Array.from(this.addon.listPids(procRoot));
   }
 
   /** Every given process's pty-looking links, read by `threads` threads inside the addon. */

@@ -137,6 +137,9 @@ export class ProcFs {
 
   /** Numeric entries of /proc */
   pids(): number[] {
+    // One getdents64 loop natively (ascending); Node's readdir makes a string of every entry on the way.
+    const listed = this.native?.listPids(this.root);
+    if (listed) return listed;
     const pids: number[] = [];
     for (const name of readdirSync(this.root)) {
       const first = name.charCodeAt(0);

@@ -240,18 +240,22 @@ export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: Sca
  * unknown is left out (counted). GONE, with nothing added, when the process exited since its fds
  * were read: it then counts as vanished, like one that exited before.
  */
-export function addPtyFds(ctx: ScanContext, scan: ProcScan, pid: number, raws: readonly RawPtyFd[]): typeof GONE | undefined {
-  const resolved: [RawPtyFd, PtyFd][] = [];
+export function addPtyFds(ctx: ScanContext, scan: ProcScan, pid: number, raws: readonly RawPtyFd[]): readonly PtyFd[] | typeof GONE {
+  const resolved: PtyFd[] = [];
   for (const raw of raws) {
     const ptyFd = resolvePtyFd(ctx, pid, raw);
     if (ptyFd === GONE) return GONE;
-    if (ptyFd !== null) resolved.push([raw, ptyFd]);
+    if (ptyFd !== null) resolved.push(ptyFd);
   }
-  for (const [raw, ptyFd] of resolved) {
-    scan.ptyFds.push(ptyFd);
-    if (raw.role === "slave") mergeTimes(scan.ttyTimes, ptyFd.devptsDev, raw.index, raw);
-  }
-  return undefined;
+  addResolved(scan, resolved, raws);
+  return resolved;
+}
+
+/** Pty fds resolved before (their instance does not change while the same file is held), with the slaves' times from `raws`. */
+function addResolved(scan: ProcScan, resolved: readonly PtyFd[], raws: readonly RawPtyFd[]): void {
+  scan.ptyFds.push(...resolved);
+  // A slave's instance is its st_dev: its times need no resolving.
+  for (const raw of raws) if (raw.role === "slave") mergeTimes(scan.ttyTimes, raw.dev, raw.index, raw);
 }
 
 /** Every slave fd of one pty names the same devpts inode; several stats of it keep the latest times. */
@@ -468,6 +472,8 @@ interface Tracked {
   /** st_size of /proc/PID/fd when its fds were last read; null when not known (the next look reads them again). */
   fdCount: number | null;
   raws: readonly RawPtyFd[];
+  /** The raws' pty fds with each master's instance resolved (from its mount table), kept while the same files are held. */
+  resolved: readonly PtyFd[] | null;
   /** Parse problems met reading the fds: counted again on every pass that reuses them, as a full pass would. */
   parseErrors: readonly string[];
   /** Read in full when the process holds a pty or is a container init. */
@@ -583,7 +589,7 @@ export class IncrementalScanner {
       const exempt = inits.has(pid) || options.wholeArgvPids?.includes(pid) === true || argvIsParsed(base.comm, undefined);
       const details = ctx.keepsDetails(entry.raws, exempt);
       const info =
-        entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options, details) : this.refreshInfo(pid, entry.info, base);
+        entry.readIn === passNo || entry.info === null ? readProcInfo(ctx, pid, base, options, details) : this.refreshInfo(entry.info, base);
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;
@@ -705,11 +711,16 @@ export class IncrementalScanner {
       if (mode === "incremental" && same && !reread) entry = this.confirm(pid, prev);
       if (entry === null) {
         const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
-        entry = { startTicks: stat.startTicks, ppid: stat.ppid, fdCount, raws, parseErrors, info: null, readIn: passNo, seenIn: passNo };
+        entry = { startTicks: stat.startTicks, ppid: stat.ppid, fdCount, raws, resolved: null, parseErrors, info: null, readIn: passNo, seenIn: passNo };
       }
-      if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) {
-        scan.vanished++; // exited since its fds were read; forgotten below
-        return;
+      if (entry.resolved !== null) addResolved(scan, entry.resolved, entry.raws);
+      else {
+        const resolved = addPtyFds(ctx, scan, pid, entry.raws);
+        if (resolved === GONE) {
+          scan.vanished++; // exited since its fds were read; forgotten below
+          return;
+        }
+        entry.resolved = resolved;
       }
       entry.seenIn = passNo;
       entry.ppid = stat.ppid;
@@ -729,16 +740,25 @@ export class IncrementalScanner {
     if (!entry) return;
     entry.seenIn = passNo;
     scan.ppids.set(pid, entry.ppid);
-    if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) return; // its mount namespace is gone: it exited
+    if (entry.resolved !== null) addResolved(scan, entry.resolved, entry.raws);
+    else if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) return; // its mount namespace is gone: it exited
     for (const kind of entry.parseErrors) ctx.countParseError(kind);
     if (entry.info) wanted.set(pid, null);
   }
 
-  /** Stats every known pty file: still the same file → fresh times; otherwise null, and the process is read again. */
+  /**
+   * Stats every known slave file: still the same file → fresh times; otherwise null, and the process is read
+   * again. Its fd count held still, so masters (whose times mean nothing) are taken as still held: a master
+   * closed and another file opened in its place is the kind of change the next full pass sees.
+   */
   private confirm(pid: number, prev: Tracked): Tracked | null {
-    if (prev.raws.length === 0) return prev;
+    if (prev.raws.every((raw) => raw.role === "master")) return prev;
     const raws: RawPtyFd[] = [];
     for (const raw of prev.raws) {
+      if (raw.role === "master") {
+        raws.push(raw);
+        continue;
+      }
       let st;
       try {
         st = this.procfs.fdStat(pid, String(raw.fd));
@@ -747,37 +767,19 @@ export class IncrementalScanner {
         throw err;
       }
       const kind = classifyRdev(st.rdev);
-      const same =
-        kind !== null &&
-        kind.role === raw.role &&
-        (kind.role === "master" || kind.index === raw.index) &&
-        st.ino === raw.ino &&
-        formatDev(st.dev) === raw.dev;
+      const same = kind !== null && kind.role === "slave" && kind.index === raw.index && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
       if (!same) return null;
       raws.push({ ...raw, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
     }
     return { ...prev, raws };
   }
 
-  /** A holder that did not run: what others can change about it is read again (stat fields, cgroup). */
-  private refreshInfo(pid: number, info: ProcInfo, base: StatFields): ProcInfo | null {
-    let cgroup: string;
-    try {
-      cgroup = this.procfs.cgroupText(pid);
-    } catch (err) {
-      if (isVanished(err)) return null;
-      throw err;
-    }
-    return {
-      ...info,
-      ppid: base.ppid,
-      pgrp: base.pgrp,
-      sid: base.sid,
-      ttyNr: base.ttyNr,
-      startTicks: base.startTicks,
-      comm: base.comm,
-      containerId: cgroupContainerId(cgroup),
-      cgroup,
-    };
+  /**
+   * A holder whose fds were not read again: what its stat says now (parent, session, controlling tty, comm). Its
+   * cgroup is kept as last read: a runtime places an exec's process before it runs, and a process moved since
+   * (rare) is placed again by the next full pass, while the reaper reads every target's cgroup before a signal.
+   */
+  private refreshInfo(info: ProcInfo, base: StatFields): ProcInfo {
+    return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm };
   }
 }
