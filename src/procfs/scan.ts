@@ -711,7 +711,17 @@ export class IncrementalScanner {
       if (mode === "incremental" && same && !reread) entry = this.confirm(pid, prev);
       if (entry === null) {
         const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
-        entry = { startTicks: stat.startTicks, ppid: stat.ppid, fdCount, raws, resolved: null, parseErrors, info: null, readIn: passNo, seenIn: passNo };
+        entry = {
+          startTicks: stat.startTicks,
+          ppid: stat.ppid,
+          fdCount,
+          raws,
+          resolved: null,
+          parseErrors,
+          info: null,
+          readIn: passNo,
+          seenIn: passNo,
+        };
       }
       if (entry.resolved !== null) addResolved(scan, entry.resolved, entry.raws);
       else {
