@@ -68,7 +68,7 @@ export interface TtyTimes {
   mtimeMs: number;
 }
 
-/** Raw result of one pass over /proc: no Docker knowledge yet. */
+/** Raw result of one pass over /proc: no runtime knowledge yet. */
 export interface ProcScan {
   /** Pty holders and container inits, read in full. */
   processes: Map<number, ProcInfo>;
@@ -152,7 +152,7 @@ export interface MasterOnly {
   sinceMs: number | null;
 }
 
-/** A running `docker exec` that holds a pty. */
+/** A running exec of any runtime (`docker exec`, `kubectl exec`, `podman exec`) that holds a pty. */
 export interface ExecSession {
   execId: string;
   containerId: string;

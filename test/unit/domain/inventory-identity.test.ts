@@ -262,6 +262,21 @@ describe("identity rules", () => {
     expect(new Set(ids).size).toBe(ids.length);
   });
 
+  it.each(["docker", "containerd", "podman"] as const)(
+    "a cgroup path the parser does not know, below a running exec without a tty: in that exec's container, by the same rule for %s",
+    (runtime) => {
+      const processes = [proc(100, { nsPids: [100, 1] }), proc(300, { nsPids: [300, 30], ppid: 90 }), proc(301, { nsPids: [301, 31], ppid: 300 })];
+      const detached: RuntimeExec = { ...exec("e9", A, 300), tty: false };
+      const views: RuntimeView[] = [
+        { runtime, available: true, error: null, containers: [{ ...container(A, 100, "odd"), runtime }], execs: [detached] },
+      ];
+      const inventory = buildInventory(scanOf([...processes, proc(51)], [slave(301, B_PTS, 5), slave(51, HOST_PTS, 0)]), limits, views);
+      const ptys = Object.fromEntries(inventory.ptys.map((p) => [p.key, [p.owner, p.containerId, p.execId]]));
+      expect(ptys).toEqual({ [`${HOST_PTS}:0`]: ["host", null, null], [`${B_PTS}:5`]: ["unattributed", A, null] });
+      expect(inventory.sessions).toEqual([]);
+    },
+  );
+
   it.each([
     [136 * 256 + 0, 0],
     [136 * 256 + 255, 255],

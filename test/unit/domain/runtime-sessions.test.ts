@@ -166,6 +166,20 @@ describe("mergeRuntimeViews", () => {
     expect(inventory.ptys.map((p) => p.owner)).toEqual(["exec", "exec"]);
   });
 
+  it("keeps an exec that is no session candidate as its runtime listed it, unjudged (Docker's and every runtime's alike)", () => {
+    const detached: RuntimeExec = { ...criExec, id: "detached", pid: 330, tty: false };
+    const ended: RuntimeExec = { ...podmanExec, id: "ended", running: false };
+    const { merged } = inventoryOf([containerd([criExec, detached]), podman([podmanExec, ended])], leakedFds);
+    expect(merged.verdicts.map((v) => [v.exec.id, v.refusal])).toEqual([
+      [CRI_EXEC, null],
+      [PODMAN_EXEC, null],
+    ]);
+    expect(merged.views.map((v) => v.execs.map((e) => e.id))).toEqual([
+      [CRI_EXEC, "detached"],
+      [PODMAN_EXEC, "ended"],
+    ]);
+  });
+
   it("makes no session of an exec whose pty master is not held by its runtime's monitor (the pty stays counted, unowned)", () => {
     const fds = [master(500, PTS, 0), slave(320, PTS, 0)];
     const { inventory, merged } = inventoryOf([containerd()], fds);
