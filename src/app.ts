@@ -76,12 +76,11 @@ export interface Daemon {
 /** How long one /metrics text may be served again under a burst of scrapes. */
 const METRICS_REUSE_MS = 1_000;
 
-function pollerSettings(config: Config, dockerUsed: boolean): PollerSettings {
+function pollerSettings(config: Config): PollerSettings {
   return {
     intervalMs: config.pollInterval,
     policy: config.policy,
     maxPerCycle: config.reaper.maxPerCycle,
-    dockerEnabled: dockerUsed,
   };
 }
 
@@ -231,10 +230,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       collect({
         procfs,
         scan,
-        docker: dockerRuntime,
-        clients,
-        runtimeClients: await openRuntimeClients(),
-        runtimes: await openChosenRuntimes(),
+        runtimes: [...(dockerRuntime ? [dockerRuntime] : []), ...(await openChosenRuntimes())],
+        clients: new Map([...(clients ? [["docker", clients] as const] : []), ...(await openRuntimeClients())]),
         skipNamespaces,
         masterOnly: { tracker: masterOnlyTracker, graceMs: config.masterOnlyGrace },
         now,
@@ -243,7 +240,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
     metrics,
     logger: child("poller"),
     now,
-    settings: pollerSettings(config, docker.used),
+    settings: pollerSettings(config),
     onCycle: () => {
       deps.notifier?.watchdog();
       clientStore.save(now());
@@ -366,7 +363,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       if (JSON.stringify(next.http.healthListen) !== JSON.stringify(config.http.healthListen)) needsRestart.push("http.healthListen");
       if (needsRestart.length > 0) logger.warn({ keys: needsRestart }, "config reload: these keys need a restart to take effect");
       config = next;
-      poller.reconfigure(pollerSettings(next, docker.used));
+      poller.reconfigure(pollerSettings(next));
       reaper.configure(reaperSettings(next));
       logger.level = next.log.level;
       for (const made of children) made.level = next.log.level;

@@ -38,6 +38,7 @@ export const sessionsCommand: Command = async (args, io) => {
     { ConfigError },
     { chooseDocker, chooseRuntimes, openRuntimes },
     { runtimeClientEvidence },
+    { dockerStatusOf },
   ] = await Promise.all([
     import("../config/load.js"),
     import("../runtimes/docker/docker.js"),
@@ -50,6 +51,7 @@ export const sessionsCommand: Command = async (args, io) => {
     import("../errors.js"),
     import("../runtimes/open.js"),
     import("../runtimes/client-evidence.js"),
+    import("../domain/snapshot.js"),
   ]);
   const config = loadConfig(configPathFor(flags.config, io.defaultConfigPath), io.env);
   const sameRoot = config.procRoot === earlyProcfs.root;
@@ -70,11 +72,20 @@ export const sessionsCommand: Command = async (args, io) => {
     const scan = async (options: Parameters<typeof scanProc>[1]) => scanProc(procfs, options, (sameRoot ? await early : null) ?? undefined);
     // containerd's and Podman's evidence, one look too: a stream held now is `attached`, anything else `unknown`.
     const runtimeClients = runtimeClientEvidence(runtimes, procfs);
-    const observation = await collect({ procfs, scan, docker, clients, runtimeClients, runtimes, skipNamespaces });
+    const observation = await collect({
+      procfs,
+      scan,
+      runtimes: [...(docker ? [docker] : []), ...runtimes],
+      clients: new Map([...(clients ? [["docker", clients] as const] : []), ...runtimeClients]),
+      skipNamespaces,
+    });
     const now = Date.now();
-    if (flags.json)
-      io.stdout(JSON.stringify(sessionsReport(observation.inventory, observation.docker, now, { commandLine: "full" }), null, 2) + "\n");
-    else io.stdout(renderSessionsTable(observation.inventory, observation.docker, now, observation.runtimes));
+    const dockerStatus = dockerStatusOf(observation.runtimes);
+    if (flags.json) io.stdout(JSON.stringify(sessionsReport(observation.inventory, dockerStatus, now, { commandLine: "full" }), null, 2) + "\n");
+    else {
+      const others = observation.runtimes.filter((view) => view.runtime !== "docker");
+      io.stdout(renderSessionsTable(observation.inventory, dockerStatus, now, others));
+    }
   } finally {
     for (const runtime of runtimes) runtime.close();
   }

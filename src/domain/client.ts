@@ -1,5 +1,6 @@
 // Whether an exec session's client is still there: the same three answers for every runtime.
-import type { DockerView, ExecSession, ProcScan } from "./types.js";
+import type { ExecSession, ProcScan } from "./types.js";
+import type { RuntimeView } from "./runtime.js";
 
 /**
  * `attached`: the session's client was identified and still holds its connection to the engine.
@@ -23,11 +24,10 @@ export const CLIENT_NOT_OBSERVED: ClientState = Object.freeze(unknownClient("cli
 /** What one cycle offers a runtime's client evidence. */
 export interface ClientObservation {
   scan: ProcScan;
-  docker: DockerView;
+  /** What this evidence's runtime answered this cycle; `available`: its connections are open, only then is its reach judged. */
+  view: RuntimeView;
   sessions: readonly ExecSession[];
   nowMs: number;
-  /** This evidence's runtime answered this cycle (its connections are open): only then is its reach judged. */
-  runtimeUp?: boolean;
 }
 
 /** Whether a runtime's client evidence can be gathered from where ptyreaper runs at all. */

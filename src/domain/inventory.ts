@@ -1,18 +1,8 @@
-// Pure correlation: pty fds from /proc + Docker's containers and execs → ptys with owners, and exec sessions.
+// Pure correlation: pty fds from /proc + every runtime's containers and execs → ptys with owners, and exec sessions.
 import { ancestry } from "./ancestry.js";
-import {
-  ptyKey,
-  type ContainerInfo,
-  type DockerView,
-  type ExecInfo,
-  type ExecSession,
-  type Inventory,
-  type ProcInfo,
-  type ProcScan,
-  type Pty,
-  type PtyLimits,
-  type PtyOwner,
-} from "./types.js";
+import type { RuntimeName } from "./attribution.js";
+import { isSessionCandidate, runtimeContainerName, type RuntimeContainer, type RuntimeExec, type RuntimeView } from "./runtime.js";
+import { ptyKey, type ExecSession, type Inventory, type ProcInfo, type ProcScan, type Pty, type PtyLimits, type PtyOwner } from "./types.js";
 
 /** USER_HZ: /proc reports starttime in these ticks; it is 100 on every Linux ABI. */
 export const CLOCK_TICKS_PER_SECOND = 100;
@@ -33,27 +23,66 @@ export function isNamespaceInit(info: Pick<ProcInfo, "nsPids">): boolean {
   return info.nsPids.length > 1 && info.nsPids.at(-1) === 1;
 }
 
+/** A container as the inventory knows it, with the runtime that listed it. */
+export interface KnownContainer {
+  container: RuntimeContainer;
+  runtime: RuntimeName;
+}
+
+/** An exec with its runtime and its container as that runtime lists it (undefined: not listed there). */
+interface ListedExec {
+  exec: RuntimeExec;
+  runtime: RuntimeName;
+  container: RuntimeContainer | undefined;
+}
+
+/** Container ID → container, from the runtimes that answered; one two runtimes list is the first's (Docker's own, seen through containerd). */
+export function inventoryContainers(views: readonly RuntimeView[]): Map<string, KnownContainer> {
+  const known = new Map<string, KnownContainer>();
+  for (const view of views) {
+    if (!view.available) continue;
+    for (const container of view.containers) if (!known.has(container.id)) known.set(container.id, { container, runtime: view.runtime });
+  }
+  return known;
+}
+
+function listedExecs(views: readonly RuntimeView[]): ListedExec[] {
+  return views
+    .filter((view) => view.available)
+    .flatMap((view) => {
+      const byId = new Map(view.containers.map((c) => [c.id, c]));
+      return view.execs.map((exec) => ({ exec, runtime: view.runtime, container: byId.get(exec.container.id) }));
+    });
+}
+
+/**
+ * The inventory from the /proc scan and each runtime's view, as mergeRuntimeViews leaves it: of the session
+ * candidates, only the execs /proc confirmed.
+ */
 export function buildInventory(
   scan: ProcScan,
   limits: PtyLimits,
-  docker: DockerView,
+  views: readonly RuntimeView[],
   exemptByEnv: (pid: number) => boolean = () => false,
 ): Inventory {
   const holders = groupHolders(scan);
-  const containers = new Map(docker.containers.map((c) => [c.id, c]));
-  const containerInits = initPidsByContainer(scan, docker.containers);
-  const containerOf = processContainers(scan, docker);
+  const known = inventoryContainers(views);
+  const containers = new Map([...known].map(([id, { container }]) => [id, container]));
+  const execs = listedExecs(views);
+  const containerInits = initPidsByContainer(scan, containers);
+  const containerOf = processContainers(scan, containers, execs);
   const devptsOwners = devptsToContainer(scan, containerInits);
-  const ownPtys = execOwnPtys(scan, docker.execs, containerOf);
+  const ownPtys = execOwnPtys(scan, execs, containerOf);
 
   const ptys: Pty[] = [];
   const sessions: ExecSession[] = [];
   for (const [key, held] of holders) {
     const slaveInfos = [...held.slaves].map((pid) => scan.processes.get(pid)).filter((p): p is ProcInfo => p !== undefined);
-    const exec = ownPtys.get(key) ?? null;
+    const listed = ownPtys.get(key) ?? null;
+    const exec = listed?.exec ?? null;
     const holderContainers = new Set([...held.slaves].map((pid) => containerOf(pid)));
     // Per process: the one container every slave holder is in; with no slave holder, the devpts it lives on.
-    const containerId = exec?.containerId ?? soleContainer(holderContainers, held.slaves.size === 0 ? devptsOwners.get(held.devptsDev) : undefined);
+    const containerId = exec?.container.id ?? soleContainer(holderContainers, held.slaves.size === 0 ? devptsOwners.get(held.devptsDev) : undefined);
     const container = containerId ? containers.get(containerId) : undefined;
     const owner = classify(scan, held, slaveInfos, holderContainers, containerId, containerInits.get(containerId ?? ""), exec);
     const times = scan.ttyTimes.get(key);
@@ -64,7 +93,7 @@ export function buildInventory(
       index: held.index,
       owner,
       containerId,
-      containerName: container?.name ?? null,
+      containerName: container ? runtimeContainerName(container) : null,
       execId: exec?.id ?? null,
       masterPids: sorted(held.masters),
       slavePids: sorted(held.slaves),
@@ -75,15 +104,15 @@ export function buildInventory(
       leaderStartedAtMs: leader ? processStartMs(scan, leader) : null,
     });
     const execInfo = exec ? scan.processes.get(exec.pid) : undefined;
-    if (exec && container && execInfo && times) {
+    if (listed && exec && container && execInfo && times) {
       sessions.push({
         execId: exec.id,
-        runtime: exec.runtime,
-        runtimeNamespace: exec.namespace,
-        kubernetes: exec.kubernetes,
+        runtime: listed.runtime,
+        runtimeNamespace: listed.container?.namespace ?? null,
+        kubernetes: listed.container?.kubernetes ?? null,
         containerId: container.id,
-        containerName: container.name,
-        containerLabels: container.labels,
+        containerName: runtimeContainerName(container),
+        containerLabels: { ...container.labels },
         pid: exec.pid,
         startTicks: execInfo.startTicks,
         pidNs: execInfo.pidNs,
@@ -96,7 +125,7 @@ export function buildInventory(
         startedAtMs: processStartMs(scan, execInfo),
         atimeMs: times.atimeMs,
         mtimeMs: times.mtimeMs,
-        command: [exec.entrypoint, ...exec.arguments].join(" "),
+        command: (exec.command ?? execInfo.cmdline).join(" "),
       });
     }
   }
@@ -125,26 +154,30 @@ function groupHolders(scan: ProcScan): Map<string, Holders> {
   return byKey;
 }
 
-/** Container id → host pid of its init: Docker's State.Pid, else a pid-1 holder found in /proc. */
-function initPidsByContainer(scan: ProcScan, containers: readonly ContainerInfo[]): Map<string, number> {
+/** Container id → host pid of its init: the runtime's (Docker's State.Pid), else a pid-1 holder found in /proc. */
+function initPidsByContainer(scan: ProcScan, containers: ReadonlyMap<string, RuntimeContainer>): Map<string, number> {
   const inits = new Map<string, number>();
   for (const info of scan.processes.values()) {
     if (info.containerId && isNamespaceInit(info)) inits.set(info.containerId, info.pid);
   }
-  for (const container of containers) if (container.pid > 0) inits.set(container.id, container.pid);
+  for (const container of containers.values()) if (container.initPid !== null && container.initPid > 0) inits.set(container.id, container.initPid);
   return inits;
 }
 
 /**
- * pid → container, per process: its cgroup when the parser recognised it; otherwise Docker's answer,
- * i.e. the process is, or descends from, an exec's process or a container's State.Pid (cgroupfs driver,
- * --cgroup-parent). A host process descends from neither, so it stays null.
+ * pid → container, per process: its cgroup when the parser recognised it; otherwise the runtimes' answer,
+ * i.e. the process is, or descends from, a running exec's process or a container's init (Docker's cgroupfs
+ * driver, --cgroup-parent). A host process descends from neither, so it stays null.
  */
-function processContainers(scan: ProcScan, docker: DockerView): (pid: number) => string | null {
+function processContainers(
+  scan: ProcScan,
+  containers: ReadonlyMap<string, RuntimeContainer>,
+  execs: readonly ListedExec[],
+): (pid: number) => string | null {
   const anchors = new Map<number, string>();
-  for (const container of docker.containers) if (container.pid > 0) anchors.set(container.pid, container.id);
-  for (const exec of docker.execs) if (exec.pid > 0 && exec.running) anchors.set(exec.pid, exec.containerId);
-  const known = new Set(docker.containers.map((c) => c.id));
+  for (const container of containers.values()) if (container.initPid !== null && container.initPid > 0) anchors.set(container.initPid, container.id);
+  for (const { exec } of execs) if (exec.pid > 0 && exec.running) anchors.set(exec.pid, exec.container.id);
+  const known = new Set(containers.keys());
   const memo = new Map<number, string | null>();
   return (pid) => {
     const cached = memo.get(pid);
@@ -199,7 +232,7 @@ export function ttyNrSlaveIndex(ttyNr: number): number | null {
  * its stdio. One per exec; a pty two execs would claim is neither's. Other ptys its descendants open or
  * inherit (the console through /proc/1/fd/1) are not the session's.
  */
-function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (pid: number) => string | null): Map<string, ExecInfo> {
+function execOwnPtys(scan: ProcScan, execs: readonly ListedExec[], containerOf: (pid: number) => string | null): Map<string, ListedExec> {
   const slavesByPid = new Map<number, { fd: number; key: string; index: number }[]>();
   for (const fd of scan.ptyFds) {
     if (fd.role !== "slave") continue;
@@ -207,17 +240,18 @@ function execOwnPtys(scan: ProcScan, execs: readonly ExecInfo[], containerOf: (p
     list.push({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index });
     slavesByPid.set(fd.pid, list);
   }
-  const claims = new Map<string, ExecInfo[]>();
-  for (const exec of execs) {
-    if (!exec.running || !exec.tty || exec.pid <= 0) continue;
+  const claims = new Map<string, ListedExec[]>();
+  for (const listed of execs) {
+    const { exec } = listed;
+    if (!isSessionCandidate(exec)) continue;
     const info = scan.processes.get(exec.pid);
-    if (!info || containerOf(exec.pid) !== exec.containerId) continue;
+    if (!info || containerOf(exec.pid) !== exec.container.id) continue;
     const keys = ownPtyKeys(slavesByPid.get(exec.pid) ?? [], ttyNrSlaveIndex(info.ttyNr));
     if (keys.size !== 1) continue;
     const key = [...keys][0] as string;
-    claims.set(key, [...(claims.get(key) ?? []), exec]);
+    claims.set(key, [...(claims.get(key) ?? []), listed]);
   }
-  const own = new Map<string, ExecInfo>();
+  const own = new Map<string, ListedExec>();
   for (const [key, claimants] of claims) if (claimants.length === 1 && claimants[0]) own.set(key, claimants[0]);
   return own;
 }
@@ -244,7 +278,7 @@ function classify(
   holderContainers: ReadonlySet<string | null>,
   containerId: string | null,
   initPid: number | undefined,
-  exec: ExecInfo | null,
+  exec: RuntimeExec | null,
 ): PtyOwner {
   if (exec) return "exec";
   if (containerId !== null) {
@@ -252,7 +286,7 @@ function classify(
     return "unattributed";
   }
   const all = [...held.masters, ...held.slaves].map((pid) => scan.processes.get(pid));
-  // Host only when every holder was read and none runs in a container (by cgroup or by Docker's pids).
+  // Host only when every holder was read and none runs in a container (by cgroup or by the runtimes' pids).
   const everyHolderOnHost = all.every((info) => info !== undefined && info.containerId === null) && [...holderContainers].every((c) => c === null);
   if (all.length > 0 && everyHolderOnHost && slaves.length === held.slaves.size) return "host";
   return "unattributed";

@@ -1,12 +1,9 @@
 // Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
 import { attribute, parseCgroupIdentity, parseCgroupPath, type NamedContainers, type ProcessFacts, type RuntimeName } from "./attribution.js";
-import type { RuntimeContainer, RuntimeExec, RuntimeView } from "./runtime.js";
-import { ptyKey, type ContainerInfo, type DockerView, type ExecInfo, type ProcScan, type Pty } from "./types.js";
-import { ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
-
-/** The containerd namespace Docker runs its containers in: its shims carry `-namespace moby`. */
-const DOCKER_NAMESPACE = "moby";
+import { isSessionCandidate, type RuntimeExec, type RuntimeView } from "./runtime.js";
+import { ptyKey, type ProcScan, type Pty } from "./types.js";
+import { inventoryContainers, ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
 
 export interface RuntimeExecVerdict {
   exec: RuntimeExec;
@@ -16,22 +13,11 @@ export interface RuntimeExecVerdict {
 }
 
 export interface MergedView {
-  /** Docker's confirmed execs plus the confirmed execs of the other runtimes (each with its runtime) and their containers. */
-  view: DockerView;
-  /** Container ID → the runtime that runs it (Docker's included). */
+  /** Each runtime's view with, of its session candidates, only those /proc confirmed: what buildInventory takes. */
+  views: RuntimeView[];
+  /** Container ID → the runtime that runs it (the first to list it). */
   containerRuntimes: Map<string, RuntimeName>;
   verdicts: RuntimeExecVerdict[];
-}
-
-/**
- * The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the
- * short ID; an ID that is not 64-hex (`ctr run … myname`) was chosen by a person, so whole.
- */
-export function runtimeContainerName(container: RuntimeContainer): string {
-  if (container.name) return container.name;
-  const k8s = container.kubernetes;
-  if (k8s) return `${k8s.namespace}/${k8s.pod}/${k8s.container}`;
-  return /^[0-9a-f]{64}$/.test(container.id) ? container.id.slice(0, 12) : container.id;
 }
 
 /**
@@ -71,78 +57,33 @@ export function confirmRuntimeExec(
 }
 
 /**
- * Docker's view with only the running tty execs /proc confirms (a child of a containerd shim in namespace moby
- * that holds its pty's master, not the container's init), plus each other runtime's confirmed running execs
- * (and their containers). A runtime that did not answer adds nothing; an exec /proc does not confirm adds
- * nothing, so its pty is counted but unowned.
+ * Every runtime's view with only the session candidates (running tty execs) /proc confirms: each one's process is
+ * a child of its runtime's monitor that holds its pty's master, not a container's init. An exec that is no
+ * candidate is kept as it is (a running one says which container its processes are in); one /proc does not
+ * confirm adds nothing, so its pty is counted but unowned. An exec two runtimes list is the first's (Docker's
+ * view comes first). A runtime that did not answer adds nothing.
  */
-export function mergeRuntimeViews(
-  docker: DockerView,
-  runtimes: readonly RuntimeView[],
-  scan: ProcScan,
-  lookup: (pid: number) => ProcessFacts | undefined,
-): MergedView {
-  const containers: ContainerInfo[] = [...docker.containers];
+export function mergeRuntimeViews(views: readonly RuntimeView[], scan: ProcScan, lookup: (pid: number) => ProcessFacts | undefined): MergedView {
   const verdicts: RuntimeExecVerdict[] = [];
-  const knownInits = new Set<number>(docker.containers.map((c) => c.pid).filter((pid) => pid > 0));
-  for (const view of runtimes) for (const c of view.containers) if (c.initPid !== null) knownInits.add(c.initPid);
-  // Docker's execs pass the same check as every runtime's; one that is no session candidate is kept as it is.
-  const execs: ExecInfo[] = docker.execs.filter((exec) => {
-    if (!exec.running || exec.pid <= 0 || !exec.tty) return true;
-    const asRuntimeExec: RuntimeExec = {
-      id: exec.id,
-      container: { namespace: DOCKER_NAMESPACE, id: exec.containerId },
-      pid: exec.pid,
-      running: true,
-      tty: true,
-    };
-    const refusal = confirmRuntimeExec(asRuntimeExec, "docker", scan, lookup, knownInits);
-    verdicts.push({ exec: asRuntimeExec, runtime: "docker", refusal });
-    return refusal === null;
-  });
-  const named = namedContainersOf(runtimes);
-  const seenContainers = new Set(containers.map((c) => c.id));
-  const containerRuntimes = new Map<string, RuntimeName>(containers.map((c) => [c.id, "docker"]));
-
-  for (const view of runtimes) {
-    if (!view.available) continue;
-    const byId = new Map(view.containers.map((c) => [c.id, c]));
-    for (const container of view.containers) {
-      if (seenContainers.has(container.id)) continue; // Docker's own, seen through containerd: Docker already has it
-      seenContainers.add(container.id);
-      containerRuntimes.set(container.id, view.runtime);
-      containers.push({
-        id: container.id,
-        name: runtimeContainerName(container),
-        labels: { ...container.labels },
-        pid: container.initPid ?? 0,
-        tty: false,
-        execIds: [],
-      });
-    }
-    for (const exec of view.execs) {
-      const container = byId.get(exec.container.id);
-      if (!exec.running || exec.pid <= 0 || exec.tty === false || !container) continue;
-      if (execs.some((e) => e.id === exec.id)) continue; // never two sessions for one exec
+  const knownInits = new Set<number>();
+  for (const view of views) for (const c of view.containers) if (c.initPid !== null && c.initPid > 0) knownInits.add(c.initPid);
+  const named = namedContainersOf(views);
+  const seenExecs = new Set<string>();
+  const confirmed = views.map((view): RuntimeView => {
+    if (!view.available) return { ...view, containers: [], execs: [] };
+    const listed = new Set(view.containers.map((c) => c.id));
+    const execs = view.execs.filter((exec) => {
+      if (!isSessionCandidate(exec)) return true;
+      if (!listed.has(exec.container.id) || seenExecs.has(exec.id)) return false; // never two sessions for one exec
       const refusal = confirmRuntimeExec(exec, view.runtime, scan, lookup, knownInits, named);
       verdicts.push({ exec, runtime: view.runtime, refusal });
-      if (refusal !== null) continue;
-      const cmdline = scan.processes.get(exec.pid)?.cmdline ?? [];
-      execs.push({
-        id: exec.id,
-        containerId: exec.container.id,
-        runtime: view.runtime,
-        namespace: container.namespace,
-        kubernetes: container.kubernetes,
-        running: true,
-        pid: exec.pid,
-        tty: true,
-        entrypoint: cmdline[0] ?? "",
-        arguments: cmdline.slice(1),
-      });
-    }
-  }
-  return { view: { ...docker, containers, execs }, containerRuntimes, verdicts };
+      if (refusal === null) seenExecs.add(exec.id);
+      return refusal === null;
+    });
+    return { ...view, execs };
+  });
+  const containerRuntimes = new Map([...inventoryContainers(confirmed)].map(([id, { runtime }]) => [id, runtime]));
+  return { views: confirmed, containerRuntimes, verdicts };
 }
 
 /**

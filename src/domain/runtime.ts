@@ -37,6 +37,8 @@ export interface RuntimeExec {
   running: boolean;
   /** Whether it was started with a tty; null when the runtime does not say in this call. */
   tty: boolean | null;
+  /** The command as the runtime recorded it (Docker's entrypoint and arguments); absent: the process's own command line. */
+  command?: readonly string[];
 }
 
 /** The kubelet's labels on a container (pkg/kubelet/types/labels.go) → its Kubernetes identity, or null. */
@@ -55,4 +57,22 @@ export interface RuntimeView {
   error: string | null;
   containers: RuntimeContainer[];
   execs: RuntimeExec[];
+  /** Requests this look made of the runtime, where its port counts them (Docker's: none in a steady cycle). */
+  apiCalls?: number;
+}
+
+/**
+ * The name a person knows the container by: Podman's name, else the pod's `namespace/pod/container`, else the
+ * short ID; an ID that is not 64-hex (`ctr run … myname`) was chosen by a person, so whole.
+ */
+export function runtimeContainerName(container: RuntimeContainer): string {
+  if (container.name) return container.name;
+  const k8s = container.kubernetes;
+  if (k8s) return `${k8s.namespace}/${k8s.pod}/${k8s.container}`;
+  return /^[0-9a-f]{64}$/.test(container.id) ? container.id.slice(0, 12) : container.id;
+}
+
+/** A running exec that may be a session: it has a process, and the runtime did not say it has no tty. */
+export function isSessionCandidate(exec: RuntimeExec): boolean {
+  return exec.running && exec.pid > 0 && exec.tty !== false;
 }

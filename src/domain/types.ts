@@ -68,7 +68,7 @@ export interface TtyTimes {
   mtimeMs: number;
 }
 
-/** Raw result of one pass over /proc: no Docker knowledge yet. */
+/** Raw result of one pass over /proc: no runtime knowledge yet. */
 export interface ProcScan {
   /** Pty holders and container inits, read in full. */
   processes: Map<number, ProcInfo>;
@@ -102,41 +102,6 @@ export function ptyKey(devptsDev: string, index: number): string {
 export type PtyOwner = "exec" | "container" | "host" | "unattributed";
 
 export const PTY_OWNERS: readonly PtyOwner[] = ["exec", "container", "host", "unattributed"];
-
-/** Docker's view of a running container. */
-export interface ContainerInfo {
-  id: string;
-  name: string;
-  labels: Record<string, string>;
-  /** Host pid of the container's init process (State.Pid). */
-  pid: number;
-  tty: boolean;
-  execIds: string[];
-}
-
-/** A running exec as its runtime reports it (moby's ExecInspect for Docker), reduced to what ptyreaper needs. */
-export interface ExecInfo {
-  id: string;
-  containerId: string;
-  /** The runtime that started it, and where its container lives there: carried into its session. */
-  runtime: RuntimeName;
-  /** containerd namespace of the container (`k8s.io`); null for runtimes without namespaces (Docker's execs too). */
-  namespace: string | null;
-  kubernetes: KubernetesRef | null;
-  running: boolean;
-  /** Host pid of the exec'd process. */
-  pid: number;
-  tty: boolean;
-  entrypoint: string;
-  arguments: string[];
-}
-
-export interface DockerView {
-  available: boolean;
-  error: string | null;
-  containers: ContainerInfo[];
-  execs: ExecInfo[];
-}
 
 /** An allocated pty with everyone holding it. */
 export interface Pty {
@@ -187,7 +152,7 @@ export interface MasterOnly {
   sinceMs: number | null;
 }
 
-/** A running `docker exec` that holds a pty. */
+/** A running exec of any runtime (`docker exec`, `kubectl exec`, `podman exec`) that holds a pty. */
 export interface ExecSession {
   execId: string;
   containerId: string;

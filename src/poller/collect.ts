@@ -1,11 +1,9 @@
-// One observation of the host: kernel limits, Docker's view, the /proc scan, joined into an Inventory.
+// One observation of the host: kernel limits, each runtime's view, the /proc scan, joined into an Inventory.
 import { setImmediate as yieldToLoop } from "node:timers/promises";
 import { isVanished } from "../errors.js";
 import { buildInventory, ttyNrSlaveIndex } from "../domain/inventory.js";
 import type { Inventory, ProcInfo, ProcScan } from "../domain/types.js";
-import type { DockerStatus } from "../domain/snapshot.js";
 import type { ClientEvidence } from "../domain/client.js";
-import type { DockerRuntime } from "../runtimes/docker/docker.js";
 import type { ScanOptions } from "../procfs/scan.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { PollStage } from "./stages.js";
@@ -22,14 +20,13 @@ export interface CollectDeps {
   procfs: ProcFs;
   /** Runs the /proc scan: in-process for the CLI, in a worker thread for the daemon. */
   scan: (options: ScanOptions & { ptyAllocated: number }) => ProcScan | Promise<ProcScan>;
-  /** null when Docker is disabled in the config. */
-  docker: DockerRuntime | null;
-  /** Where each session's client is; absent or null: not looked at (sessions are then `unknown`). */
-  clients?: ClientEvidence | null;
-  /** Client evidence of other runtimes' sessions, by runtime; a runtime left out keeps its sessions `unknown`. */
-  runtimeClients?: ReadonlyMap<RuntimeName, ClientEvidence>;
-  /** Runtimes besides Docker (containerd, Podman) opened from the config; absent or empty: Docker only. */
-  runtimes?: readonly RuntimePort[];
+  /**
+   * Every runtime in use, Docker's first when it is (a container or exec two of them list is the first's);
+   * empty: only /proc is read.
+   */
+  runtimes: readonly RuntimePort[];
+  /** Where each session's client is, by runtime; a runtime left out keeps its sessions `unknown`. */
+  clients?: ReadonlyMap<RuntimeName, ClientEvidence>;
   /** containerd namespaces left out because Docker covers them (`moby` while Docker is enabled). */
   skipNamespaces?: ReadonlySet<string>;
   /** The daemon's: when each pty was first seen held only by masters, and how long it must stay so (masterOnlyGrace). Absent: one look, as `sessions`. */
@@ -39,12 +36,12 @@ export interface CollectDeps {
 
 export interface Observation {
   inventory: Inventory;
-  docker: DockerStatus;
+  /** Docker Engine API requests this cycle made (none in a steady one: its event cache answers). */
   dockerApiCalls: number;
   scan: ProcScan;
-  /** What each other runtime answered this cycle. */
-  runtimes?: RuntimeView[];
-  /** Each running tty exec (Docker's too), and whether /proc confirmed it. */
+  /** What each runtime in use answered this cycle, in the order of CollectDeps.runtimes. */
+  runtimes: RuntimeView[];
+  /** Each running tty exec of every runtime, and whether /proc confirmed it. */
   runtimeVerdicts?: RuntimeExecVerdict[];
 }
 
@@ -65,21 +62,14 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   } catch (err) {
     throw new CollectError("limits", { cause: err });
   }
-  const refresh = deps.docker ? await deps.docker.refresh() : null;
-  const docker: DockerStatus = refresh
-    ? { available: refresh.available, error: refresh.error }
-    : { available: false, error: "disabled in config (docker.enabled: false)" };
-  const view = refresh ?? { available: false, error: docker.error, containers: [], execs: [] };
   const runtimes: RuntimeView[] = [];
-  for (const port of deps.runtimes ?? []) runtimes.push(await gatherRuntime(port, deps.skipNamespaces));
-  const runtimeInits = runtimes.flatMap((r) => r.containers.map((c) => c.initPid ?? 0)).filter((pid) => pid > 0);
+  for (const port of deps.runtimes) runtimes.push(await gatherRuntime(port, deps.skipNamespaces));
   let scan: ProcScan;
   try {
     // The exec processes' command lines are shown whole; other holders' only in part (CMDLINE_SHOWN_BYTES).
-    const execPids = [...view.execs.map((e) => e.pid), ...runtimes.flatMap((r) => r.execs.map((e) => e.pid))].filter((pid) => pid > 0);
     scan = await deps.scan({
-      initPids: [...view.containers.map((c) => c.pid), ...runtimeInits],
-      wholeArgvPids: execPids,
+      initPids: runtimes.flatMap((r) => r.containers.map((c) => c.initPid ?? 0)).filter((pid) => pid > 0),
+      wholeArgvPids: runtimes.flatMap((r) => r.execs.map((e) => e.pid)).filter((pid) => pid > 0),
       ptyAllocated: limits.allocated,
     });
   } catch (err) {
@@ -92,8 +82,8 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   const lookup = scanFactsLookup(deps.procfs, scan);
   // containerd containers named by any string (`ctr run … myname`): their processes' cgroups name them exactly.
   claimNamedContainers(scan, runtimes, lookup);
-  const merged = mergeRuntimeViews(view, runtimes, scan, lookup);
-  const inventory = buildInventory(scan, limits, merged.view, (pid) => hasExemptEnv(deps.procfs, pid));
+  const merged = mergeRuntimeViews(runtimes, scan, lookup);
+  const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
   tagPtys(inventory.ptys, merged.containerRuntimes);
   await yieldToLoop();
   tagPtysFromProc(inventory.ptys, lookup);
@@ -104,20 +94,16 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     : new Set<number>();
   markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup, unreadableTtys });
   await yieldToLoop();
-  if (deps.clients) {
-    // Docker's evidence pairs Docker's exec clients; other runtimes' have their own (runtimeClients).
-    const dockerSessions = inventory.sessions.filter((s) => s.runtime === "docker");
-    const states = deps.clients.observe({ scan, docker: view, sessions: dockerSessions, nowMs: (deps.now ?? Date.now)(), runtimeUp: view.available });
-    for (const session of dockerSessions) session.client = states.get(session.execId);
-  }
-  for (const [runtime, evidence] of deps.runtimeClients ?? []) {
-    if (runtime === "docker") continue;
-    const sessions = inventory.sessions.filter((s) => s.runtime === runtime);
-    const runtimeUp = runtimes.find((r) => r.runtime === runtime)?.available ?? false;
-    const states = evidence.observe({ scan, docker: view, sessions, nowMs: (deps.now ?? Date.now)(), runtimeUp });
+  // Each runtime's evidence pairs its own sessions' clients (Docker's: the docker CLIs with Docker's execs).
+  for (const view of runtimes) {
+    const evidence = deps.clients?.get(view.runtime);
+    if (!evidence) continue;
+    const sessions = inventory.sessions.filter((s) => s.runtime === view.runtime);
+    const states = evidence.observe({ scan, view, sessions, nowMs: (deps.now ?? Date.now)() });
     for (const session of sessions) session.client = states.get(session.execId);
   }
-  return { inventory, docker, dockerApiCalls: refresh?.apiCalls ?? 0, scan, runtimes, runtimeVerdicts: merged.verdicts };
+  const dockerApiCalls = runtimes.find((r) => r.runtime === "docker")?.apiCalls ?? 0;
+  return { inventory, dockerApiCalls, scan, runtimes, runtimeVerdicts: merged.verdicts };
 }
 
 /**

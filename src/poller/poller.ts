@@ -3,12 +3,13 @@ import type { Logger } from "pino";
 import { errorMessage } from "../errors.js";
 import { containersOverShare, decide, ptysPerDevpts, type ClockStepHold, type ContainerOverShare } from "../domain/policy.js";
 import type { PolicyConfig } from "../config/types.js";
-import type { Snapshot } from "../domain/snapshot.js";
+import { dockerStatusOf, type Snapshot } from "../domain/snapshot.js";
 import { containerCapacity, type ExecSession, type PtyLimits } from "../domain/types.js";
 import type { Reaper } from "../reaper/reaper.js";
 import { CollectError, type Observation } from "./collect.js";
 import type { PollStage } from "./stages.js";
 import type { RuntimeName } from "../domain/attribution.js";
+import type { RuntimeView } from "../domain/runtime.js";
 
 /** What the loop reports to metrics (PtyreaperMetrics implements it). */
 export interface PollMetrics {
@@ -27,7 +28,6 @@ export interface PollerSettings {
   intervalMs: number;
   policy: PolicyConfig;
   maxPerCycle: number;
-  dockerEnabled: boolean;
 }
 
 export interface PollerOptions {
@@ -151,21 +151,17 @@ export class Poller {
       metrics.pollFailed(stage);
       return null;
     }
-    const { inventory, docker } = observation;
+    const { inventory, runtimes } = observation;
+    const docker = runtimes.find((view) => view.runtime === "docker");
     // Docker down is not a failed cycle: ptys are still counted and published; docker_up says it.
     this.guard("docker", () => {
-      if (settings.dockerEnabled) {
-        metrics.setDockerUp(docker.available);
-        this.logDockerChange(docker);
-      } else metrics.setDockerUp(null);
-      for (const view of observation.runtimes ?? []) metrics.setRuntimeUp?.(view.runtime, view.available);
+      metrics.setDockerUp(docker ? docker.available : null);
+      if (docker) this.logDockerChange(docker);
+      for (const view of runtimes) if (view !== docker) metrics.setRuntimeUp?.(view.runtime, view.available);
     });
     this.guard("docker", () => this.logUnconfirmed(observation));
     // A session may be reaped only while the runtime that started it answers.
-    const runtimeUp = new Map<string, boolean>([
-      ["docker", docker.available],
-      ...(observation.runtimes ?? []).map((v): [string, boolean] => [v.runtime, v.available]),
-    ]);
+    const runtimeUp = new Map<string, boolean>(runtimes.map((v): [string, boolean] => [v.runtime, v.available]));
 
     let decisions: Snapshot["decisions"] = [];
     this.guard("policy", () => {
@@ -186,7 +182,7 @@ export class Poller {
     });
     const overShare = containersOverShare(inventory.ptys, inventory.limits, settings.policy.pressure.containerShare);
     this.guard("policy", () => this.logOverShare(overShare, inventory.limits));
-    const snapshot: Snapshot = { takenAtMs: now(), inventory, docker, decisions, overShare };
+    const snapshot: Snapshot = { takenAtMs: now(), inventory, docker: dockerStatusOf(runtimes), runtimes, decisions, overShare };
     // The reaper confirms in each inventory that the ptys of sessions it ended were released.
     this.guard("release", () => this.options.reaper.observe(inventory, readFromMs));
     this.guard("reap", () => {
@@ -229,17 +225,18 @@ export class Poller {
     return { ok: false, reason: `poll loop stuck: ${last} (limit ${limit / 1000}s)${this.lastError ? `; last error: ${this.lastError}` : ""}` };
   }
 
-  /** Readiness: the first cycle completed, with Docker reachable or disabled. */
+  /** Readiness: the first cycle completed, with Docker reachable or not in use. */
   readiness(): Health {
     if (this.snapshot === null) return { ok: false, reason: this.lastError ? `first cycle failed: ${this.lastError}` : "first cycle not complete" };
-    if (this.settings.dockerEnabled && !this.snapshot.docker.available) {
-      return { ok: false, reason: `docker unavailable: ${this.snapshot.docker.error ?? "unknown"}` };
+    const docker = this.snapshot.runtimes.find((view) => view.runtime === "docker");
+    if (docker && !docker.available) {
+      return { ok: false, reason: `docker unavailable: ${docker.error ?? "unknown"}` };
     }
     return { ok: true, reason: "ok" };
   }
 
   /** One line when Docker goes away and one when it is back, however many cycles it stays so. */
-  private logDockerChange(docker: Snapshot["docker"]): void {
+  private logDockerChange(docker: Pick<RuntimeView, "available" | "error">): void {
     const was = this.dockerWasAvailable;
     this.dockerWasAvailable = docker.available;
     if (was === docker.available) return;

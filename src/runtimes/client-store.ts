@@ -141,7 +141,7 @@ export class ClientStateStore {
   takeBack(runtime: string, observation: ClientObservation): { memories: ReturnType<typeof matchRecords>; downSinceMs: number } | null {
     if (!this.pending.has(runtime)) return null;
     // Until the runtime answers, its sessions are not listed: wait rather than take every record for stale.
-    if (observation.sessions.length === 0 && observation.runtimeUp !== true) return null;
+    if (observation.sessions.length === 0 && !observation.view.available) return null;
     this.pending.delete(runtime);
     return { memories: matchRecords(this.loaded.records, runtime, observation.sessions), downSinceMs: this.loaded.writtenAtMs };
   }
@@ -196,7 +196,7 @@ class RememberedEvidence implements ClientEvidence {
     if (back !== null && back.memories.length > 0) this.inner.restore?.(back.memories, back.downSinceMs, observation);
     const states = this.inner.observe(observation);
     // A runtime that did not answer lists no session: its records are kept, not emptied.
-    if (observation.runtimeUp === false && observation.sessions.length === 0) return states;
+    if (!observation.view.available && observation.sessions.length === 0) return states;
     this.store.remember(this.runtime, recordsOf(this.runtime, observation.sessions, states, this.inner.links?.() ?? new Map<string, string>()));
     return states;
   }

@@ -2,7 +2,7 @@
 // One adapter per runtime implements it (runtimes/docker, runtimes/containerd, runtimes/podman).
 // The words it answers in (containers, execs, Kubernetes identity) are the domain's: domain/runtime.ts.
 import type { RuntimeName } from "../domain/attribution.js";
-import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../domain/runtime.js";
+import type { ContainerRef, RuntimeContainer, RuntimeExec, RuntimeView } from "../domain/runtime.js";
 
 export type ExecSignal = "SIGHUP" | "SIGTERM" | "SIGKILL";
 
@@ -25,6 +25,12 @@ export interface RuntimePort {
   getContainer(ref: ContainerRef): Promise<RuntimeContainer | null>;
   /** The container's exec sessions that the runtime still records ([] when the container is gone). */
   listExecs(ref: ContainerRef): Promise<RuntimeExec[]>;
+  /**
+   * This cycle's view, from what the adapter keeps current itself (Docker's event cache), so a steady cycle asks
+   * the runtime nothing; absent: a cycle lists the containers and their execs. Never rejects: a runtime that
+   * does not answer is `available: false`, with why.
+   */
+  currentView?(): Promise<RuntimeView>;
   /** Signals one exec through the runtime; absent when the runtime has no such call (its execs are signalled by pid). */
   killExec?(exec: Pick<RuntimeExec, "id" | "container">, signal: ExecSignal): Promise<KillOutcome>;
   /**

@@ -117,8 +117,8 @@ export class CriClientEvidence implements ClientEvidence {
 
   constructor(private readonly options: CriClientEvidenceOptions) {}
 
-  observe({ scan, sessions, nowMs, runtimeUp = false }: ClientObservation): Map<string, ClientState> {
-    if (runtimeUp) this.lookAtReach(nowMs);
+  observe({ scan, view, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
+    if (view.available) this.lookAtReach(nowMs);
     if (sessions.length === 0) return this.tracker.update([], nowMs);
     // containerd's links and the shims' of this cycle draw on one budget, started at the first of those reads
     // (after a search for containerd, which has its own: a one-shot `sessions` searches and reads in one cycle).

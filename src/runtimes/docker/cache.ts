@@ -1,8 +1,7 @@
 // Keeps containers and execs current from the events stream, so a steady cycle makes no API calls.
 import type { Logger } from "pino";
 import { errorMessage } from "../../errors.js";
-import type { ContainerInfo, DockerView, ExecInfo } from "../../domain/types.js";
-import type { DockerEvent, DockerEngine, EventStream } from "./engine.js";
+import type { ContainerInfo, DockerEvent, DockerEngine, EventStream, ExecInfo } from "./engine.js";
 
 /** The cache logs only connection changes; a one-shot command passes a silent one without pino. */
 export type CacheLogger = Pick<Logger, "info" | "warn">;
@@ -21,7 +20,12 @@ export interface DockerCacheOptions {
   now?: () => number;
 }
 
-export interface DockerRefresh extends DockerView {
+/** One cycle's running containers and their running execs, as the engine told them; empty while it does not answer. */
+export interface DockerRefresh {
+  available: boolean;
+  error: string | null;
+  containers: ContainerInfo[];
+  execs: ExecInfo[];
   /** API requests this refresh made (0 in a steady state with no events). */
   apiCalls: number;
 }

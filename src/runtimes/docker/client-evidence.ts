@@ -64,10 +64,10 @@ export class DockerClientEvidence implements ClientEvidence {
 
   constructor(private readonly options: DockerClientEvidenceOptions) {}
 
-  observe({ scan, docker, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
+  observe({ scan, view, sessions, nowMs }: ClientObservation): Map<string, ClientState> {
     // Without Docker's view there are no execs to pair: keep what the tracker knows for the next cycle.
-    if (!docker.available) return new Map();
-    const commands = new Map(docker.execs.map((e) => [e.id, [e.entrypoint, ...e.arguments]]));
+    if (!view.available) return new Map();
+    const commands = new Map(view.execs.map((e) => [e.id, e.command ?? []]));
     const execs: ExecSighting[] = sessions.map((s) => ({
       execId: s.execId,
       containerId: s.containerId,

@@ -1,9 +1,7 @@
 // Docker as a RuntimePort, like containerd's and Podman's adapters, over the Engine client (dockerode) and its event cache.
-import type { ContainerRef, RuntimeContainer, RuntimeExec } from "../../domain/runtime.js";
-import { kubernetesRefOf } from "../../domain/runtime.js";
-import type { ContainerInfo } from "../../domain/types.js";
-import { DockerCache, type DockerCacheOptions, type DockerRefresh } from "./cache.js";
-import type { DockerEngine } from "./engine.js";
+import { kubernetesRefOf, type ContainerRef, type RuntimeContainer, type RuntimeExec, type RuntimeView } from "../../domain/runtime.js";
+import { DockerCache, type DockerCacheOptions } from "./cache.js";
+import type { ContainerInfo, DockerEngine, ExecInfo } from "./engine.js";
 import type { RuntimePort } from "../port.js";
 
 /** No killExec: the Engine API has no call to signal or stop an exec (moby issue #9098), so its processes are signalled by pid. */
@@ -31,8 +29,16 @@ export class DockerRuntime implements RuntimePort {
   }
 
   /** This cycle's containers and execs, from the cache; unavailable while the engine does not answer. */
-  refresh(): Promise<DockerRefresh> {
-    return this.cache.refresh();
+  async currentView(): Promise<RuntimeView> {
+    const refresh = await this.cache.refresh();
+    return {
+      runtime: this.runtime,
+      available: refresh.available,
+      error: refresh.error,
+      containers: refresh.containers.map(runtimeContainerOf),
+      execs: refresh.execs.map(runtimeExecOf),
+      apiCalls: refresh.apiCalls,
+    };
   }
 
   get endpoint(): string {
@@ -66,8 +72,7 @@ export class DockerRuntime implements RuntimePort {
     const execs: RuntimeExec[] = [];
     for (const id of info?.execIds ?? []) {
       const exec = await this.engine.inspectExec(id);
-      if (exec)
-        execs.push({ id: exec.id, container: { namespace: null, id: exec.containerId }, pid: exec.pid, running: exec.running, tty: exec.tty });
+      if (exec) execs.push(runtimeExecOf(exec));
     }
     return execs;
   }
@@ -86,5 +91,17 @@ function runtimeContainerOf(info: ContainerInfo): RuntimeContainer {
     labels: info.labels,
     name: info.name,
     kubernetes: kubernetesRefOf(info.labels),
+  };
+}
+
+/** The command as the engine recorded it: what a `docker exec` client's arguments are paired with. */
+function runtimeExecOf(exec: ExecInfo): RuntimeExec {
+  return {
+    id: exec.id,
+    container: { namespace: null, id: exec.containerId },
+    pid: exec.pid,
+    running: exec.running,
+    tty: exec.tty,
+    command: [exec.entrypoint, ...exec.arguments],
   };
 }

@@ -2,8 +2,7 @@
 import { createRequire } from "node:module";
 import type Docker from "dockerode";
 import { DockerUnavailableError, PtyreaperError } from "../../errors.js";
-import type { ContainerInfo, ExecInfo } from "../../domain/types.js";
-import type { DockerEvent, DockerEngine, EventHandlers, EventStream } from "./engine.js";
+import type { ContainerInfo, DockerEvent, DockerEngine, EventHandlers, EventStream, ExecInfo } from "./engine.js";
 
 // Loaded when the first client is made, so a daemon with Docker disabled never loads it (about 20 MiB resident).
 const require = createRequire(import.meta.url);
@@ -134,9 +133,6 @@ export function execInfoFrom(data: Docker.ExecInspectInfo): ExecInfo {
   return {
     id: data.ID,
     containerId: data.ContainerID,
-    runtime: "docker",
-    namespace: null,
-    kubernetes: null,
     running: data.Running,
     pid: data.Pid,
     tty: data.ProcessConfig?.tty ?? false,

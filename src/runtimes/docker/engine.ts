@@ -1,5 +1,27 @@
 // The few Docker Engine calls ptyreaper needs; docker/dockerode.ts implements them, unit tests fake them.
-import type { ContainerInfo, ExecInfo } from "../../domain/types.js";
+
+/** A running container as GET /containers/{id}/json tells it, reduced to what ptyreaper needs. */
+export interface ContainerInfo {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  /** Host pid of the container's init process (State.Pid). */
+  pid: number;
+  tty: boolean;
+  execIds: string[];
+}
+
+/** An exec as GET /exec/{id}/json tells it (moby's ExecInspect), reduced to what ptyreaper needs. */
+export interface ExecInfo {
+  id: string;
+  containerId: string;
+  running: boolean;
+  /** Host pid of the exec'd process; 0 before it runs. */
+  pid: number;
+  tty: boolean;
+  entrypoint: string;
+  arguments: string[];
+}
 
 /** A container or exec event from GET /events, reduced to what keeps the cache current. */
 export interface DockerEvent {

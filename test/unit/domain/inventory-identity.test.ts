@@ -2,7 +2,8 @@
 // shared devpts instances and unrecognised cgroups attributed per process.
 import { describe, expect, it } from "vitest";
 import { buildInventory, ttyNrSlaveIndex } from "../../../src/domain/inventory.js";
-import type { ContainerInfo, DockerView, ExecInfo, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { RuntimeContainer, RuntimeExec, RuntimeView } from "../../../src/domain/runtime.js";
 
 const A = "a".repeat(64);
 const B = "b".repeat(64);
@@ -28,20 +29,27 @@ const proc = (pid: number, over: Partial<ProcInfo> = {}): ProcInfo => ({
 });
 const slave = (pid: number, dev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev: dev, index });
 const master = (pid: number, dev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev: dev, index });
-const container = (id: string, pid: number, name: string): ContainerInfo => ({ id, name, labels: {}, pid, tty: true, execIds: [] });
-const exec = (id: string, containerId: string, pid: number): ExecInfo => ({
-  id,
-  containerId,
+const container = (id: string, pid: number, name: string): RuntimeContainer => ({
   runtime: "docker",
   namespace: null,
+  id,
+  name,
+  labels: {},
+  initPid: pid,
   kubernetes: null,
+});
+const exec = (id: string, containerId: string, pid: number): RuntimeExec => ({
+  id,
+  container: { namespace: null, id: containerId },
   running: true,
   pid,
   tty: true,
-  entrypoint: "sh",
-  arguments: [],
+  command: ["sh"],
 });
-const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
+/** Docker's view as the inventory takes it: a list of runtimes' views. */
+const view = (containers: RuntimeContainer[], execs: RuntimeExec[]): RuntimeView[] => [
+  { runtime: "docker", available: true, error: null, containers, execs },
+];
 
 function scanOf(processes: ProcInfo[], fds: PtyFd[], initDevpts: [number, string][] = []): ProcScan {
   const times = { atimeMs: 1_000_000, mtimeMs: 2_000_000 };
@@ -74,7 +82,7 @@ interface Row {
   name: string;
   processes: ProcInfo[];
   fds: PtyFd[];
-  docker: DockerView;
+  docker: RuntimeView[];
   initDevpts?: [number, string][];
   /** Expected pty key → [owner, containerId, execId]. */
   ptys: Record<string, [string, string | null, string | null]>;
@@ -253,6 +261,21 @@ describe("identity rules", () => {
     const ids = inventory.sessions.map((s) => s.execId);
     expect(new Set(ids).size).toBe(ids.length);
   });
+
+  it.each(["docker", "containerd", "podman"] as const)(
+    "a cgroup path the parser does not know, below a running exec without a tty: in that exec's container, by the same rule for %s",
+    (runtime) => {
+      const processes = [proc(100, { nsPids: [100, 1] }), proc(300, { nsPids: [300, 30], ppid: 90 }), proc(301, { nsPids: [301, 31], ppid: 300 })];
+      const detached: RuntimeExec = { ...exec("e9", A, 300), tty: false };
+      const views: RuntimeView[] = [
+        { runtime, available: true, error: null, containers: [{ ...container(A, 100, "odd"), runtime }], execs: [detached] },
+      ];
+      const inventory = buildInventory(scanOf([...processes, proc(51)], [slave(301, B_PTS, 5), slave(51, HOST_PTS, 0)]), limits, views);
+      const ptys = Object.fromEntries(inventory.ptys.map((p) => [p.key, [p.owner, p.containerId, p.execId]]));
+      expect(ptys).toEqual({ [`${HOST_PTS}:0`]: ["host", null, null], [`${B_PTS}:5`]: ["unattributed", A, null] });
+      expect(inventory.sessions).toEqual([]);
+    },
+  );
 
   it.each([
     [136 * 256 + 0, 0],

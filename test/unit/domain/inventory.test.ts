@@ -1,7 +1,8 @@
 // buildInventory: attribution of ptys to containers and exec sessions, from hand-made scans.
 import { describe, expect, it } from "vitest";
 import { buildInventory, CLOCK_TICKS_PER_SECOND } from "../../../src/domain/inventory.js";
-import type { ContainerInfo, DockerView, ExecInfo, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { RuntimeContainer, RuntimeExec, RuntimeView } from "../../../src/domain/runtime.js";
 
 const CID = "a".repeat(64);
 const OTHER = "b".repeat(64);
@@ -47,30 +48,30 @@ function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = 
 const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
 const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
 
-const container = (over: Partial<ContainerInfo> = {}): ContainerInfo => ({
+const container = (over: Partial<RuntimeContainer> = {}): RuntimeContainer => ({
+  runtime: "docker",
+  namespace: null,
   id: CID,
   name: "victim",
   labels: {},
-  pid: 100,
-  tty: false,
-  execIds: [],
+  initPid: 100,
+  kubernetes: null,
   ...over,
 });
-const exec = (over: Partial<ExecInfo> = {}): ExecInfo => ({
+const exec = (over: Partial<RuntimeExec> = {}): RuntimeExec => ({
   id: "e".repeat(64),
-  containerId: CID,
-  runtime: "docker",
-  namespace: null,
-  kubernetes: null,
+  container: { namespace: null, id: CID },
   running: true,
   pid: 200,
   tty: true,
-  entrypoint: "sh",
-  arguments: ["-l"],
+  command: ["sh", "-l"],
   ...over,
 });
-const view = (containers: ContainerInfo[], execs: ExecInfo[]): DockerView => ({ available: true, error: null, containers, execs });
-const noDocker: DockerView = { available: false, error: "down", containers: [], execs: [] };
+/** Docker's view as the inventory takes it: a list of runtimes' views. */
+const view = (containers: RuntimeContainer[], execs: RuntimeExec[]): RuntimeView[] => [
+  { runtime: "docker", available: true, error: null, containers, execs },
+];
+const noDocker: RuntimeView[] = [{ runtime: "docker", available: false, error: "down", containers: [], execs: [] }];
 const limits = { allocated: 1, max: 4096, reserve: 1024 };
 
 describe("buildInventory", () => {
@@ -113,7 +114,7 @@ describe("buildInventory", () => {
   });
 
   it.each([
-    ["the container's own tty (docker run -t)", [slave(100, CONTAINER_PTS, 0)], view([container({ tty: true })], []), "container"],
+    ["the container's own tty (docker run -t)", [slave(100, CONTAINER_PTS, 0)], view([container()], []), "container"],
     ["a host pty", [master(50, HOST_PTS, 2), slave(51, HOST_PTS, 2)], view([container()], []), "host"],
     ["a pty in a container with no matching exec", [slave(200, CONTAINER_PTS, 1)], view([container()], []), "unattributed"],
     ["an exec that is no longer running", [slave(200, CONTAINER_PTS, 1)], view([container()], [exec({ running: false })]), "unattributed"],
@@ -121,7 +122,7 @@ describe("buildInventory", () => {
     [
       "an exec of another container with the same pid",
       [slave(200, CONTAINER_PTS, 1)],
-      view([container()], [exec({ containerId: OTHER })]),
+      view([container()], [exec({ container: { namespace: null, id: OTHER } })]),
       "unattributed",
     ],
     ["docker unavailable: the container init still owns its tty", [slave(100, CONTAINER_PTS, 0)], noDocker, "container"],

@@ -1,8 +1,8 @@
 // mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
 import { describe, expect, it } from "vitest";
-import { buildInventory } from "../../../src/domain/inventory.js";
+import { buildInventory, inventoryContainers } from "../../../src/domain/inventory.js";
 import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, tagPtys } from "../../../src/domain/runtime-sessions.js";
-import type { DockerView, ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
+import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
 import type { RuntimeContainer, RuntimeExec } from "../../../src/domain/runtime.js";
 import type { RuntimeView } from "../../../src/domain/runtime.js";
@@ -131,13 +131,14 @@ const podman = (execs: RuntimeExec[] = [podmanExec]): RuntimeView => ({
   containers: [podmanContainer],
   execs,
 });
-const noDocker: DockerView = { available: false, error: "disabled", containers: [], execs: [] };
+/** Docker not in use, as the report shows it. */
+const noDocker = { available: false, error: "disabled" };
 const limits = { allocated: 2, max: 4096, reserve: 1024 };
 
 function inventoryOf(views: RuntimeView[], fds: PtyFd[], procs = [shim, podInit, criShell, conmon, podmanInit, podmanShell, stranger]) {
   const { scan, lookup } = scanOf(procs, fds);
-  const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
-  const inventory = buildInventory(scan, limits, merged.view);
+  const merged = mergeRuntimeViews(views, scan, lookup);
+  const inventory = buildInventory(scan, limits, merged.views);
   tagPtys(inventory.ptys, merged.containerRuntimes);
   return { inventory, merged };
 }
@@ -163,6 +164,20 @@ describe("mergeRuntimeViews", () => {
     const pod = inventory.sessions.find((s) => s.execId === PODMAN_EXEC);
     expect(pod).toMatchObject({ runtime: "podman", runtimeNamespace: null, kubernetes: null, containerName: "toolbox", pid: 420, command: "sh -l" });
     expect(inventory.ptys.map((p) => p.owner)).toEqual(["exec", "exec"]);
+  });
+
+  it("keeps an exec that is no session candidate as its runtime listed it, unjudged (Docker's and every runtime's alike)", () => {
+    const detached: RuntimeExec = { ...criExec, id: "detached", pid: 330, tty: false };
+    const ended: RuntimeExec = { ...podmanExec, id: "ended", running: false };
+    const { merged } = inventoryOf([containerd([criExec, detached]), podman([podmanExec, ended])], leakedFds);
+    expect(merged.verdicts.map((v) => [v.exec.id, v.refusal])).toEqual([
+      [CRI_EXEC, null],
+      [PODMAN_EXEC, null],
+    ]);
+    expect(merged.views.map((v) => v.execs.map((e) => e.id))).toEqual([
+      [CRI_EXEC, "detached"],
+      [PODMAN_EXEC, "ended"],
+    ]);
   });
 
   it("makes no session of an exec whose pty master is not held by its runtime's monitor (the pty stays counted, unowned)", () => {
@@ -230,39 +245,27 @@ describe("mergeRuntimeViews", () => {
   );
   const dockerInit = proc(310, 300, "sleep", ["sleep", "1d"], `1:cpu:/docker/${POD_CONTAINER}\n`, 1);
   const dockerShell = proc(320, 300, "sh", ["sh"], `1:cpu:/docker/${POD_CONTAINER}\n`, 2);
-  const dockerView = (pid = 320): DockerView => ({
+  const dockerView = (pid = 320): RuntimeView => ({
+    runtime: "docker",
     available: true,
     error: null,
-    containers: [{ id: POD_CONTAINER, name: "/web", labels: {}, pid: 310, tty: false, execIds: [CRI_EXEC] }],
-    execs: [
-      {
-        id: CRI_EXEC,
-        containerId: POD_CONTAINER,
-        runtime: "docker",
-        namespace: null,
-        kubernetes: null,
-        running: true,
-        pid,
-        tty: true,
-        entrypoint: "sh",
-        arguments: [],
-      },
-    ],
+    containers: [{ runtime: "docker", namespace: null, id: POD_CONTAINER, name: "/web", labels: {}, initPid: 310, kubernetes: null }],
+    execs: [{ id: CRI_EXEC, container: { namespace: null, id: POD_CONTAINER }, running: true, pid, tty: true, command: ["sh"] }],
   });
 
   it("never makes two sessions of one exec (Docker's own exec seen again through containerd)", () => {
     const { scan, lookup } = scanOf([mobyShim, dockerInit, dockerShell], leakedFds.slice(0, 3));
-    const merged = mergeRuntimeViews(dockerView(), [containerd()], scan, lookup);
-    expect(merged.view.execs).toHaveLength(1);
-    expect(merged.view.containers).toHaveLength(1);
-    expect(merged.view.execs[0]?.runtime).toBe("docker");
+    const merged = mergeRuntimeViews([dockerView(), containerd()], scan, lookup);
+    expect(merged.views.flatMap((v) => v.execs)).toHaveLength(1);
+    expect([...inventoryContainers(merged.views).values()]).toHaveLength(1);
+    expect(merged.views.flatMap((v) => v.execs.map(() => v.runtime))).toEqual(["docker"]);
   });
 
   it("confirms Docker's exec by its shim parent, as every runtime's", () => {
     const { scan, lookup } = scanOf([mobyShim, dockerInit, dockerShell], leakedFds.slice(0, 3));
-    const merged = mergeRuntimeViews(dockerView(), [], scan, lookup);
+    const merged = mergeRuntimeViews([dockerView()], scan, lookup);
     expect(merged.verdicts).toEqual([{ exec: expect.objectContaining({ id: CRI_EXEC, pid: 320 }) as unknown, runtime: "docker", refusal: null }]);
-    const inventory = buildInventory(scan, limits, merged.view);
+    const inventory = buildInventory(scan, limits, merged.views);
     expect(inventory.sessions.map((s) => [s.execId, s.pid])).toEqual([[CRI_EXEC, 320]]);
     expect(inventory.sessions[0]).toMatchObject({ runtime: "docker", runtimeNamespace: null, kubernetes: null });
   });
@@ -292,9 +295,9 @@ describe("mergeRuntimeViews", () => {
     ],
   ])("makes no session of a Docker exec when %s (its pty stays counted, unowned)", (_name, procs, fds, pid, why) => {
     const { scan, lookup } = scanOf(procs, fds);
-    const merged = mergeRuntimeViews(dockerView(pid), [], scan, lookup);
+    const merged = mergeRuntimeViews([dockerView(pid)], scan, lookup);
     expect(merged.verdicts.map((v) => [v.runtime, v.refusal])).toEqual([["docker", expect.stringMatching(why)]]);
-    const inventory = buildInventory(scan, limits, merged.view);
+    const inventory = buildInventory(scan, limits, merged.views);
     expect(inventory.sessions).toEqual([]);
     expect(inventory.ptys.map((p) => p.owner)).not.toContain("exec");
   });
@@ -317,7 +320,7 @@ describe("mergeRuntimeViews", () => {
     const { inventory } = inventoryOf([containerd(), podman()], leakedFds);
     const metrics = new PtyreaperMetrics({ version: "test" });
     const decisions = inventory.sessions.map((s) => ({ execId: s.execId, state: "idle" as const, reason: null, detail: "idle" }));
-    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, decisions });
+    metrics.observeSnapshot({ takenAtMs: 0, inventory, docker: noDocker, runtimes: [], decisions });
     const { body } = await metrics.exposition();
     for (const [runtime, count] of [
       ["docker", 0],
@@ -349,8 +352,8 @@ describe("containerd containers named by any string (ctr run … myname, namespa
   function run(views: RuntimeView[], procs: Proc[]) {
     const { scan, lookup } = scanOf(procs, fds);
     claimNamedContainers(scan, views, lookup);
-    const merged = mergeRuntimeViews(noDocker, views, scan, lookup);
-    const inventory = buildInventory(scan, limits, merged.view);
+    const merged = mergeRuntimeViews(views, scan, lookup);
+    const inventory = buildInventory(scan, limits, merged.views);
     return { scan, merged, inventory };
   }
 

@@ -83,6 +83,7 @@ export function makeSnapshot(parts: {
       unreadablePids: [],
     },
     docker: { available: parts.dockerAvailable ?? true, error: null },
+    runtimes: [{ runtime: "docker", available: parts.dockerAvailable ?? true, error: null, containers: [], execs: [] }],
     decisions: parts.decisions ?? [],
   };
 }

@@ -21,7 +21,8 @@ import type { ExecSession, ProcScan } from "../../../src/domain/types.js";
 
 const policy: PolicyConfig = defaultConfig().policy;
 
-function observation(available = true, sessions: ExecSession[] = []): Observation {
+/** `available` null: Docker not in use (no view of it). */
+function observation(available: boolean | null = true, sessions: ExecSession[] = []): Observation {
   return {
     inventory: {
       limits: { allocated: 0, max: 4096, reserve: 1024 },
@@ -30,7 +31,7 @@ function observation(available = true, sessions: ExecSession[] = []): Observatio
       discrepancy: { found: 0, allocated: 0, explanation: null },
       unreadablePids: [],
     },
-    docker: { available, error: available ? null : "down" },
+    runtimes: available === null ? [] : [{ runtime: "docker", available, error: available ? null : "down", containers: [], execs: [] }],
     dockerApiCalls: 0,
     scan: {} as ProcScan,
   };
@@ -64,7 +65,7 @@ function makeReaper(): Reaper {
   });
 }
 
-function makePoller(collect: () => Promise<Observation>, metrics = recorder(), dockerEnabled = true, extra: Partial<PollerOptions> = {}) {
+function makePoller(collect: () => Promise<Observation>, metrics = recorder(), extra: Partial<PollerOptions> = {}) {
   const logger = pino({ enabled: false });
   return new Poller({
     collect,
@@ -72,7 +73,7 @@ function makePoller(collect: () => Promise<Observation>, metrics = recorder(), d
     metrics,
     logger,
     now: Date.now,
-    settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled },
+    settings: { intervalMs: 10_000, policy, maxPerCycle: 20 },
     ...extra,
   });
 }
@@ -150,7 +151,7 @@ describe("Poller", () => {
 
   it("docker disabled is neither up nor down", async () => {
     const metrics = recorder();
-    await makePoller(() => Promise.resolve(observation(false)), metrics, false).runOnce();
+    await makePoller(() => Promise.resolve(observation(null)), metrics).runOnce();
     expect(metrics.events).toEqual(["docker:disabled", "snapshot", "ok"]);
   });
 
@@ -159,7 +160,7 @@ describe("Poller", () => {
     const logger = pino({ level: "info" }, { write: (line: string) => void lines.push(JSON.parse(line) as { level: number; msg: string }) });
     const states = [false, false, false, true, true, false, false];
     let n = 0;
-    const poller = makePoller(() => Promise.resolve(observation(states[n++] ?? false)), recorder(), true, { logger });
+    const poller = makePoller(() => Promise.resolve(observation(states[n++] ?? false)), recorder(), { logger });
     for (let i = 0; i < states.length; i++) await poller.runOnce();
     const docker = lines.filter((l) => l.msg.startsWith("docker "));
     expect(docker.map((l) => [l.level, l.msg.split(":")[0]])).toEqual([
@@ -170,7 +171,7 @@ describe("Poller", () => {
   });
 
   it("is ready after the first complete cycle when docker is disabled", async () => {
-    const poller = makePoller(() => Promise.resolve(observation(false)), recorder(), false);
+    const poller = makePoller(() => Promise.resolve(observation(null)), recorder());
     expect(poller.readiness().ok).toBe(false);
     await poller.runOnce();
     expect(poller.readiness()).toEqual({ ok: true, reason: "ok" });
@@ -274,7 +275,7 @@ describe("Poller: the loop survives a throw from any step", () => {
       metrics: rig.metrics,
       logger,
       now: Date.now,
-      settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled: true },
+      settings: { intervalMs: 10_000, policy, maxPerCycle: 20 },
       onCycle: () => rig.onCycle(),
     });
     poller.start();
@@ -323,7 +324,7 @@ describe("Poller: wall-clock steps", () => {
       logger,
       now: () => clocks.wall,
       monotonicNow: () => clocks.mono,
-      settings: { intervalMs: 10_000, policy, maxPerCycle: 20, dockerEnabled: true },
+      settings: { intervalMs: 10_000, policy, maxPerCycle: 20 },
     });
     const advance = (ms: number, wallStepMs = 0): void => {
       clocks.mono += ms;
@@ -393,7 +394,7 @@ describe("Poller and other runtimes", () => {
       [{ exec, runtime: "containerd" as const, refusal: "again" }],
     ];
     let cycle = 0;
-    const poller = makePoller(() => Promise.resolve({ ...observation(), runtimeVerdicts: verdicts[cycle++] ?? [] }), recorder(), true, { logger });
+    const poller = makePoller(() => Promise.resolve({ ...observation(), runtimeVerdicts: verdicts[cycle++] ?? [] }), recorder(), { logger });
     for (let i = 0; i < 4; i++) await poller.runOnce();
     const logged = lines.filter((l) => l.msg === "exec not confirmed from /proc: its pty is counted but it is never reaped");
     expect(logged.map((l) => [l.runtime, l.pid, l.why])).toEqual([

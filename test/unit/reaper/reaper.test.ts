@@ -6,8 +6,8 @@ import { Reaper, MAX_ATTEMPTS, RELEASE_TIMEOUT_MS, type ReapMetrics } from "../.
 import type { RefusalReason } from "../../../src/reaper/identity.js";
 import { KillSignaller } from "../../../src/reaper/signaller.js";
 import { MemoryTable, type FakeProc } from "./memory-table.js";
-import type { DockerEngine } from "../../../src/runtimes/docker/engine.js";
-import type { ExecInfo, ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
+import type { DockerEngine, ExecInfo } from "../../../src/runtimes/docker/engine.js";
+import type { ExecSession, Inventory, Pty } from "../../../src/domain/types.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
 import { DockerRuntime } from "../../../src/runtimes/docker/docker.js";
 
@@ -19,9 +19,6 @@ const SELF = 7000;
 const execInfo = (over: Partial<ExecInfo> = {}): ExecInfo => ({
   id: "e1",
   containerId: CID,
-  runtime: "docker",
-  namespace: null,
-  kubernetes: null,
   running: true,
   pid: 200,
   tty: true,

@@ -23,10 +23,9 @@ const session = (execId: string, pid: number, startTicks: number): Session => ({
 function observation(sessions: Session[], runtimeUp = true): ClientObservation {
   return {
     scan: { bootTimeSec: 0 } as ClientObservation["scan"],
-    docker: { available: true, error: null, containers: [], execs: [] },
+    view: { runtime: "docker", available: runtimeUp, error: null, containers: [], execs: [] },
     sessions: sessions as ExecSession[],
     nowMs: T,
-    runtimeUp,
   };
 }
 

@@ -121,7 +121,9 @@ describe("CriClientEvidence", () => {
     bootTimeSec: 0,
   };
   const observe = (ev: CriClientEvidence, nowMs: number) =>
-    ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
+    ev
+      .observe({ scan, view: { runtime: "containerd", available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs })
+      .get(EXEC);
 
   it("finds the containerd serving the configured socket; attached while it holds the FIFO, gone once only the shim does", () => {
     const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => peers } });
@@ -155,7 +157,12 @@ describe("CriClientEvidence", () => {
       });
       const crowdedScan = { ...scan, ppids: new Map([[IMPOSTOR, 1], ...scan.ppids]) };
       const state = ev
-        .observe({ scan: crowdedScan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs: 1_000 })
+        .observe({
+          scan: crowdedScan,
+          view: { runtime: "containerd", available: false, error: null, containers: [], execs: [] },
+          sessions: [session],
+          nowMs: 1_000,
+        })
         .get(EXEC);
       expect(state).toEqual({ state: "attached", detail: `containerd pid ${DAEMON} holds the exec's stdout FIFO for its stream` });
       expect(read).not.toContain(IMPOSTOR);
@@ -211,7 +218,7 @@ describe("CriClientEvidence", () => {
     let reads = 0;
     const ev = new CriClientEvidence({ procfs: new ProcFs(root, { native: null }), socket, peers: { read: () => (reads++, table) } });
     const look = (nowMs: number, runtimeUp: boolean) =>
-      ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [], nowMs, runtimeUp });
+      ev.observe({ scan, view: { runtime: "containerd", available: runtimeUp, error: null, containers: [], execs: [] }, sessions: [], nowMs });
     look(1_000, false);
     expect([ev.reach(), reads]).toEqual([null, 0]);
     look(2_000, true);

@@ -104,9 +104,8 @@ describe("CRI-O exec fixture", () => {
   });
 
   it("in the inventory (no CRI-O adapter): both ptys are counted and shown as CRI-O's, and no session is made to reap", () => {
-    const noDocker = { available: false, error: "disabled", containers: [], execs: [] };
-    const merged = mergeRuntimeViews(noDocker, [], scan, lookup);
-    const inventory = buildInventory(scan, { allocated: 2, max: 4096, reserve: 1024 }, merged.view);
+    const merged = mergeRuntimeViews([], scan, lookup);
+    const inventory = buildInventory(scan, { allocated: 2, max: 4096, reserve: 1024 }, merged.views);
     tagPtys(inventory.ptys, merged.containerRuntimes);
     tagPtysFromProc(inventory.ptys, lookup);
     expect(inventory.ptys.map((p) => [p.key, p.runtime])).toEqual([

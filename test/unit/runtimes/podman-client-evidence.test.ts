@@ -101,7 +101,7 @@ describe("podmanStreamSighting", () => {
 
 describe("PodmanClientEvidence", () => {
   const observe = (ev: PodmanClientEvidence, scan: ProcScan, nowMs: number) =>
-    ev.observe({ scan, docker: { available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
+    ev.observe({ scan, view: { runtime: "podman", available: false, error: null, containers: [], execs: [] }, sessions: [session], nowMs }).get(EXEC);
 
   it("attached with two master fds, gone from the first cycle with one, and stays gone", () => {
     const ev = new PodmanClientEvidence();

@@ -4,9 +4,9 @@ import { pino } from "pino";
 import { DockerCache } from "../../../../src/runtimes/docker/cache.js";
 import { DockerRuntime } from "../../../../src/runtimes/docker/docker.js";
 import type { RuntimePort } from "../../../../src/runtimes/port.js";
+import { gatherRuntime } from "../../../../src/runtimes/view.js";
 import { parseEvent } from "../../../../src/runtimes/docker/dockerode.js";
-import type { DockerEngine, EventHandlers } from "../../../../src/runtimes/docker/engine.js";
-import type { ContainerInfo, ExecInfo } from "../../../../src/domain/types.js";
+import type { ContainerInfo, DockerEngine, EventHandlers, ExecInfo } from "../../../../src/runtimes/docker/engine.js";
 
 class FakeEngine implements DockerEngine {
   readonly endpoint = "fake";
@@ -45,9 +45,6 @@ class FakeEngine implements DockerEngine {
     this.execs.set(id, {
       id,
       containerId,
-      runtime: "docker",
-      namespace: null,
-      kubernetes: null,
       running: true,
       pid,
       tty: true,
@@ -174,13 +171,41 @@ describe("DockerRuntime (the RuntimePort the reaper asks)", () => {
       kubernetes: { namespace: "team-a", pod: "p", podUid: null, container: "c" },
     });
     expect(await docker.listExecs({ namespace: null, id: C1 })).toEqual([
-      { id: "e1", container: { namespace: null, id: C1 }, pid: 200, running: true, tty: true },
-      { id: "e2", container: { namespace: null, id: C1 }, pid: 0, running: true, tty: true },
+      { id: "e1", container: { namespace: null, id: C1 }, pid: 200, running: true, tty: true, command: ["sh"] },
+      { id: "e2", container: { namespace: null, id: C1 }, pid: 0, running: true, tty: true, command: ["sh"] },
     ]);
     const calls = engine.calls;
     await docker.listExecs({ namespace: null, id: C1 });
     expect(engine.calls).toBe(calls + 3); // no cache between the reaper and the engine
     expect((await docker.listContainers()).map((c) => c.id)).toEqual([C1]);
+  });
+
+  it("is gathered like every runtime, from its cache: a steady cycle asks the engine nothing", async () => {
+    const { engine, docker } = runtime();
+    engine.addExec(C1, "e1", 200);
+    await docker.start();
+    const first = await gatherRuntime(docker);
+    expect(first).toEqual({
+      runtime: "docker",
+      available: true,
+      error: null,
+      containers: [await docker.getContainer({ namespace: null, id: C1 })],
+      execs: [{ id: "e1", container: { namespace: null, id: C1 }, pid: 200, running: true, tty: true, command: ["sh"] }],
+      apiCalls: 3, // list, inspect container, inspect exec
+    });
+    const calls = engine.calls;
+    for (let i = 0; i < 3; i++) expect(await gatherRuntime(docker)).toEqual({ ...first, apiCalls: 0 });
+    expect(engine.calls).toBe(calls);
+    engine.up = false;
+    docker.close();
+    expect(await gatherRuntime(docker)).toEqual({
+      runtime: "docker",
+      available: false,
+      error: "connect ENOENT /var/run/docker.sock",
+      containers: [],
+      execs: [],
+      apiCalls: 1,
+    });
   });
 
   it("names no container that is gone, and no exec of one", async () => {

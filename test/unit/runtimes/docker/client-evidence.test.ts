@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { DockerView, ExecSession, ProcInfo, ProcScan } from "../../../../src/domain/types.js";
+import type { ExecSession, ProcInfo, ProcScan } from "../../../../src/domain/types.js";
+import type { RuntimeView } from "../../../../src/domain/runtime.js";
 import { formatDev } from "../../../../src/procfs/parse.js";
 import { ProcFs } from "../../../../src/procfs/procfs.js";
 import type { UnixPeerTable, UnixPeersReader } from "../../../../src/procfs/sockets.js";
@@ -65,24 +66,12 @@ function scanWith(processes: ProcInfo[]): ProcScan {
 }
 
 const session: ExecSession = { ...makeSessionFor("unknown"), execId: "e1", containerName: "web", startTicks: EXEC_TICKS, client: undefined };
-const docker: DockerView = {
+const docker: RuntimeView = {
+  runtime: "docker",
   available: true,
   error: null,
   containers: [],
-  execs: [
-    {
-      id: "e1",
-      containerId: session.containerId,
-      runtime: "docker",
-      namespace: null,
-      kubernetes: null,
-      running: true,
-      pid: session.pid,
-      tty: true,
-      entrypoint: "sh",
-      arguments: [],
-    },
-  ],
+  execs: [{ id: "e1", container: { namespace: null, id: session.containerId }, running: true, pid: session.pid, tty: true, command: ["sh"] }],
 };
 
 // 11/12: the CLI's connection to the engine; 1: the engine's listener (it shares our network namespace).
@@ -126,7 +115,7 @@ describe("DockerClientEvidence", () => {
       engineSocket,
       readCut: (reason) => cuts.push(reason),
     });
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
+    expect(ev.observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
     expect(reads).toEqual([]);
     expect(cuts).toEqual(["fd_cap"]);
   });
@@ -141,21 +130,21 @@ describe("DockerClientEvidence", () => {
       readCut: (reason) => cuts.push(reason),
       clock: () => (now += 1_000),
     });
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
+    expect(ev.observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")?.state).toBe("unknown");
     expect(cuts).toEqual(["read_budget"]);
   });
 
   it("pairs the CLI connected to the engine's socket file, then sees it gone when its process is", () => {
     const ev = evidence(reader(connected));
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
+    expect(ev.observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
       state: "attached",
       detail: `docker CLI pid ${CLIENT_PID}`,
     });
     // Not in the next scan, and re-checked through /proc: still the same process, so still attached.
-    expect(ev.observe({ scan: scanWith([]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 2_000 }).get("e1")?.state).toBe("attached");
+    expect(ev.observe({ scan: scanWith([]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 2_000 }).get("e1")?.state).toBe("attached");
     rmSync(join(root, `${CLIENT_PID}`), { recursive: true });
     try {
-      expect(ev.observe({ scan: scanWith([]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 4_000 }).get("e1")).toEqual({
+      expect(ev.observe({ scan: scanWith([]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS + 4_000 }).get("e1")).toEqual({
         state: "gone",
         sinceMs: AFTER_PAIRING_MS + 4_000,
         detail: `docker CLI pid ${CLIENT_PID} exited`,
@@ -173,7 +162,7 @@ describe("DockerClientEvidence", () => {
       [21, { peer: 0, file: engineFile }],
     ]);
     const ev = evidence(reader(other));
-    const state = ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1");
+    const state = ev.observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1");
     expect(state).toEqual({
       state: "unknown",
       detail: `docker CLI pid ${CLIENT_PID} has no connection to this engine's socket (TCP, ssh, or another network namespace)`,
@@ -190,7 +179,7 @@ describe("DockerClientEvidence", () => {
     const ev = evidence(reader(elsewhere));
     expect(ev.reach()).toBeNull(); // nothing looked at yet
     const detail = `sock_diag does not show the server's end of ${engineSocket}: ptyreaper runs in another network namespace than the runtime (run it in the host's: --network host, hostNetwork: true)`;
-    expect(ev.observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
+    expect(ev.observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS }).get("e1")).toEqual({
       state: "unknown",
       detail,
     });
@@ -207,7 +196,7 @@ describe("DockerClientEvidence", () => {
   ])("%s: unknown, saying why", (_name, peers, detail) => {
     expect(
       evidence(peers)
-        .observe({ scan: scanWith([cli]), docker, sessions: [session], nowMs: AFTER_PAIRING_MS })
+        .observe({ scan: scanWith([cli]), view: docker, sessions: [session], nowMs: AFTER_PAIRING_MS })
         .get("e1"),
     ).toEqual({ state: "unknown", detail });
   });
@@ -216,7 +205,7 @@ describe("DockerClientEvidence", () => {
     expect(
       evidence(reader(connected)).observe({
         scan: scanWith([cli]),
-        docker: { ...docker, available: false },
+        view: { ...docker, available: false },
         sessions: [session],
         nowMs: AFTER_PAIRING_MS,
       }).size,
