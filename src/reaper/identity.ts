@@ -1,6 +1,7 @@
 // Who the reaper may signal: the process-identity port it reads, and the never-signal rules as a pure function.
 import type { BigIntStats } from "node:fs";
 import { classifyRdev, formatDev, type StatFields } from "../procfs/parse.js";
+import { cgroupMembers } from "../procfs/cgroupfs.js";
 import { readFdLinksBounded, type FdReadBudget, type FdReadCut } from "../procfs/fd-budget.js";
 import type { ProcFs } from "../procfs/procfs.js";
 
@@ -14,6 +15,8 @@ export interface ProcessTable {
   nsPids(pid: number): number[] | null;
   /** /proc/PID/cgroup as text: compared whole, so any cgroup driver or parent works. */
   cgroup(pid: number): string;
+  /** The pids of the cgroup a cgroup() text names (cgroup v2 cgroup.procs); null when that cannot be read from here. */
+  cgroupMembers(cgroup: string): number[] | null;
   /**
    * The ctime (ns) of the slave of pty (devptsDev, index) that PID has open now, read through its fd (so it is
    * the allocation that process holds); null when it holds none; a cut when that could not be told within the
@@ -58,6 +61,7 @@ export function processTableOf(procfs: ProcFs): ProcessTable {
     stat: (pid) => procfs.stat(pid),
     nsPids: (pid) => procfs.status(pid)?.nsPids ?? null,
     cgroup: (pid) => procfs.cgroupText(pid),
+    cgroupMembers: (cgroup) => cgroupMembers(cgroup),
     slaveCtimeNs(pid, devptsDev, index, budget) {
       const st = slaveStat(procfs, pid, devptsDev, index, budget);
       return st === null || typeof st === "string" ? st : st.ctimeNs;

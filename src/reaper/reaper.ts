@@ -456,9 +456,10 @@ export class Reaper {
   }
 
   /**
-   * In-container processes holding the session's pty now: re-read at every step, so a child forked after SIGHUP
-   * is found. One whose fds were not read within the budget is among them when the latest inventory lists it
-   * as a holder: then check() refuses it (never signalled on a guess) and the cut is counted.
+   * In-container processes holding the session's pty now: re-read at every step from the container's cgroup, so a
+   * child forked after SIGHUP, or a process that opened the pty since the last full scan, is found. One whose fds
+   * were not read within the budget is among them when the latest inventory lists it as a holder: then check()
+   * refuses it (never signalled on a guess) and the cut is counted.
    */
   private holders(escalation: Escalation, examined: Set<number>, budget: FdReadBudget): number[] {
     const { processes } = this.options;
@@ -470,9 +471,12 @@ export class Reaper {
       return []; // the main process is gone: the container stopped, and its processes with it
     }
     const found: number[] = [];
-    // Every process's cgroup is read: a container may run thousands. The scan's holders go first, so a walk the
-    // step's budget cuts short still reaches them; the rest are not signalled this step (a later one walks again).
-    const all = processes.pids();
+    // The container's cgroup lists its processes (it must list its main one, else the listing is not the one the
+    // texts name: another cgroup namespace's view). Failing that, every process's cgroup is read. Either way a
+    // container may run thousands: the scan's holders go first, so a walk the step's budget cuts short still
+    // reaches them; the rest are not signalled this step (a later one walks again).
+    const members = processes.cgroupMembers(cgroup);
+    const all = members !== null && members.includes(escalation.containerMain?.pid ?? -1) ? members : processes.pids();
     const walk = [...all.filter((pid) => escalation.listedHolders.has(pid)), ...all.filter((pid) => !escalation.listedHolders.has(pid))];
     for (const [at, pid] of walk.entries()) {
       if (at % WALK_CLOCK_LOOK === WALK_CLOCK_LOOK - 1 && budget.spent) {

@@ -4,7 +4,8 @@
 // minutes apart: an exec's background job that opens its session's pty, and a process of the container's own that
 // opens it, both after the daemon's full pass and both unseen by its steady cycles. The job is signalled with its
 // session; the container's process is refused, never signalled.
-import { readlinkSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
+import { cgroupMembers } from "../../src/procfs/cgroupfs.js";
 import { describe, expect, it } from "vitest";
 import { descendantsOf, dockerCli, isAlive, testContainerName, waitFor } from "./support/index.js";
 import { execDetached, type DetachedExec } from "./support/dockerd.js";
@@ -114,6 +115,10 @@ describe("holders that appear between full passes (real kernel, private dockerd,
     expect(holdersOf(steady, job)).not.toContain(jobOpener);
     expect(holdersOf(steady, idle)).not.toContain(mainOpener);
     expect(await d.metric("ptyreaper_poll_duration_seconds_count")).toBeGreaterThanOrEqual(3);
+    // Where the reaper looks instead: the container's cgroup lists its processes, the job among them.
+    const jobMain = Number((await dockerCli(["inspect", "--format", "{{.State.Pid}}", jobName])).trim());
+    const listed = cgroupMembers(readFileSync(`/proc/${jobMain}/cgroup`, "utf8"));
+    expect(listed).toEqual(expect.arrayContaining([jobMain, job.pid, jobOpener]));
 
     // A: reaped, the job among the processes signalled (SIGTERM ends it).
     const reaped = await waitFor(

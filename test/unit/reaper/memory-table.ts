@@ -38,6 +38,12 @@ export class MemoryTable implements ProcessTable {
   cgroup(pid: number): string {
     return this.get(pid).cgroup;
   }
+  /** A cgroup's listing, as cgroup.procs gives it; null (not readable from here) when `noCgroupListing` is set. */
+  noCgroupListing = false;
+  cgroupMembers(cgroup: string): number[] | null {
+    if (this.noCgroupListing) return null;
+    return [...this.procs].filter(([, p]) => p.cgroup === cgroup).map(([pid]) => pid);
+  }
   slaveCtimeNs(pid: number, dev: string, index: number, budget: FdReadBudget): bigint | null | FdReadCut {
     if (this.get(pid).manyFds) return budget.cut("fd_cap");
     const slave = (this.get(pid).slaves ?? []).find(([d, i]) => d === dev && i === index);

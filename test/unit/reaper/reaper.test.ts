@@ -272,7 +272,11 @@ describe("Reaper", () => {
     expect(metrics.reapedN).toBe(1);
   });
 
-  it("re-reads the targets at every step: a child forked after SIGHUP gets SIGTERM", async () => {
+  it.each([
+    { how: "from the container's cgroup listing", listing: true },
+    { how: "from every process's cgroup where the container's cannot be listed", listing: false },
+  ])("re-reads the targets at every step ($how): a child forked after SIGHUP gets SIGTERM", async ({ listing }) => {
+    table.noCgroupListing = !listing;
     const r = reaper("enforce");
     r.reap([{ session: session(), decision: stale }]);
     await vi.advanceTimersByTimeAsync(0);
