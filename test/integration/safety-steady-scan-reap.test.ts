@@ -41,8 +41,12 @@ async function runContainer(suffix: string, cmd: string[]): Promise<string> {
   return name;
 }
 
-/** Waits, as a process with no pty, for /tmp/go; then opens the pty it names on fd 8 and becomes a sleep (busybox: shell builtins only). */
-const OPEN_ON_GO = 'while [ ! -e /tmp/go ]; do sleep 0.2; done; read p < /tmp/go; exec 8<"$p"; exec sleep 100000';
+/**
+ * Waits, as a process with no pty, for /tmp/go; then opens the pty it names on fd 8, writes a newline to it (its
+ * output restarts the session's idle clock, so the session is judged stale only after this process holds it),
+ * and becomes a sleep (busybox: shell builtins only).
+ */
+const OPEN_ON_GO = 'while [ ! -e /tmp/go ]; do sleep 0.2; done; read p < /tmp/go; exec 8<>"$p"; echo >&8; exec sleep 100000';
 
 /** The pid whose fd 8 names /dev/pts/`index`, among `pids`; null while none does. */
 function openerOf(pids: readonly number[], index: number): number | null {
@@ -80,7 +84,7 @@ describe("holders that appear between full passes (real kernel, private dockerd,
     const job: DetachedExec = await execDetached(socket, jobName, [
       "sh",
       "-c",
-      `p=$(tty); (exec </dev/null >/dev/null 2>&1; ${OPEN_ON_GO}) & exec sh`,
+      `(exec </dev/null >/dev/null 2>&1; trap "" HUP; ${OPEN_ON_GO}) & exec sh`,
     ]);
     // B: the container's main program started a process with no pty before any exec; on /tmp/go it opens the pty named there.
     const mainName = await runContainer("st-main", ["sh", "-c", `(${OPEN_ON_GO}) </dev/null >/dev/null 2>&1 & exec sleep 1000000`]);
@@ -128,6 +132,8 @@ describe("holders that appear between full passes (real kernel, private dockerd,
       500,
     );
     expect(reaped.execId).toBe(job.execId);
+    // The escalation as the daemon logged it, for a run that fails below.
+    console.log(JSON.stringify(d.logs().filter((l: LogLine) => l.execId === job.execId && typeof l.msg === "string" && l.level !== 20)));
     const signalledPids = d
       .logs()
       .filter((l: LogLine) => l.msg === "signalled exec session" && l.execId === job.execId)
