@@ -1,14 +1,11 @@
 // The seed scenario on the real engine: `ptyreaper run` reaps exactly the leaked, idle exec shells
 // and nothing else; in dry-run it only counts them.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   attachedExecSession,
-  cleanupAll,
   hostPty,
   isAlive,
   leakExecSession,
-  ptyNr,
-  requireDocker,
   startContainer,
   testContainerName,
   waitFor,
@@ -16,7 +13,8 @@ import {
   type ExecSessionHandle,
   type HostPty,
 } from "./support/index.js";
-import { startDaemon, type RunningDaemon } from "./support/daemon.js";
+import { heldPtys, slaveKey } from "./support/accounting.js";
+import { usePrivateEngine } from "./support/private-engine.js";
 
 const CONFIG = `
 pollInterval: 2s
@@ -64,34 +62,28 @@ function survivors(scene: Scene): [string, number][] {
 }
 
 describe("ptyreaper run on a real Docker engine", () => {
-  let daemon: RunningDaemon | null = null;
   let scene: Scene | null = null;
-
-  beforeAll(async () => {
-    await requireDocker();
+  // A private dockerd: the enforcing daemon sees only this file's containers, whatever else runs on the host.
+  const testbed = usePrivateEngine("reaps", {
+    teardown: "each",
+    cleanup: () => {
+      if (scene) clearInterval(scene.typing);
+      scene = null;
+      return Promise.resolve();
+    },
   });
-
-  afterEach(async () => {
-    if (scene) clearInterval(scene.typing);
-    await daemon?.stop();
-    daemon = null;
-    await cleanupAll();
-    scene = null;
-  }, 120_000);
-
-  afterAll(async () => {
-    await cleanupAll();
-  }, 120_000);
 
   it("reaps the three leaked shells, frees their ptys and leaves everything else running", async () => {
     scene = await buildScene("reap");
-    const nrBefore = ptyNr();
-    daemon = await startDaemon(CONFIG);
-    const d = daemon;
+    // Each pty by its devpts instance and index: pty.nr counts every pty on the host, not only this file's.
+    const leakedPtys = scene.leaked.map((s) => slaveKey(s.shellPid));
+    const keptPtys = [scene.live, scene.exemptByLabel, scene.exemptByEnv].map((s) => slaveKey(s.shellPid));
+    const d = await testbed.startDaemon(CONFIG);
     await waitFor(async () => (await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })) === 3, 120_000, "three idle reaps");
     for (const session of scene.leaked) await waitFor(() => !isAlive(session.shellPid), 10_000, `leaked shell ${session.shellPid} to end`);
-    await waitFor(() => ptyNr() === nrBefore - 3, 15_000, `pty.nr to drop from ${nrBefore} by 3`);
-    expect(ptyNr()).toBe(nrBefore - 3);
+    await waitFor(() => leakedPtys.every((key) => !heldPtys().has(key)), 15_000, `the leaked shells' ptys ${leakedPtys.join(", ")} to be freed`);
+    const held = heldPtys();
+    for (const key of keptPtys) expect(held.has(key), `pty ${key} of a session that stays`).toBe(true);
     for (const [what, pid] of survivors(scene)) expect(isAlive(pid), what).toBe(true);
     // A few more cycles: nothing else is reaped, nothing failed.
     await d.cycles(3);
@@ -110,15 +102,16 @@ describe("ptyreaper run on a real Docker engine", () => {
 
   it("in dry-run kills nothing and counts the three would-be reaps once", async () => {
     scene = await buildScene("dry");
-    daemon = await startDaemon(CONFIG, ["--dry-run"]);
-    const d = daemon;
+    const d = await testbed.startDaemon(CONFIG, ["--dry-run"]);
     await waitFor(async () => (await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })) === 3, 120_000, "three would-reap counts");
     await d.cycles(3);
     expect(await d.metric("ptyreaper_would_reap_sessions_total", { reason: "idle" })).toBe(3);
     expect(await d.metric("ptyreaper_reaped_sessions_total", { reason: "idle" })).toBe(0);
     for (const session of scene.leaked) expect(isAlive(session.shellPid)).toBe(true);
     for (const [what, pid] of survivors(scene)) expect(isAlive(pid), what).toBe(true);
-    // Their ptys are still allocated and still listed (pty/nr itself also moves with anything else on the host).
+    // Their ptys are still allocated and still listed.
+    const held = heldPtys();
+    for (const session of scene.leaked) expect(held.has(slaveKey(session.shellPid)), `pty of leaked shell ${session.shellPid}`).toBe(true);
     const listed = JSON.parse((await d.get("/sessions")).body) as { sessions: { execId: string; state: string }[] };
     for (const session of scene.leaked) expect(listed.sessions.find((s) => s.execId === session.execId)?.state).toBe("stale");
     expect(await d.metric("ptyreaper_exec_sessions", { state: "stale" })).toBe(3);

@@ -3,9 +3,7 @@
 // adapter, its pty freed, and every container init, shim and conmon left alive.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { ptyKey } from "../../src/domain/types.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
-import { scanProc } from "../../src/procfs/scan.js";
 import {
   containerPid,
   isAlive,
@@ -16,7 +14,7 @@ import {
   waitFor,
   type ExecSessionHandle,
 } from "./support/index.js";
-import { slaveKey } from "./support/accounting.js";
+import { heldPtys, slaveKey } from "./support/accounting.js";
 import type { KubernetesIdentity } from "./support/cri.js";
 import { leakCriExec, taskBundle, type CriLeakedExec } from "./support/cri-exec.js";
 import { leakPodmanExec, type PodmanLeakedExec } from "./support/podman.js";
@@ -167,7 +165,7 @@ describe("the daemon on a mixed host (Docker + containerd CRI + Podman)", () => 
     ).toBe(true);
 
     for (const pid of [dockerLeak.shellPid, criLeak.shellPid, podmanLeak.shellPid]) expect(isAlive(pid), `shell ${pid}`).toBe(false);
-    const allocated = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
+    const allocated = heldPtys(procfs);
     for (const [pid, key] of ptyOf) expect(allocated.has(key), `pty ${key} of shell ${pid}`).toBe(false);
     // How long each runtime took from its first signal to the pty's release: a figure for docs/runtimes.md, not a target.
     for (const line of reapedLines) {

@@ -14,6 +14,11 @@ export function slaveKey(pid: number, fd = 0): string {
   return ptyKey(formatDev(st.dev), kind.index);
 }
 
+/** The ptys some process holds an end of, by key ("devpts:index"): a pty no process holds is freed. */
+export function heldPtys(procfs = new ProcFs("/proc")): Set<string> {
+  return new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
+}
+
 /**
  * pty.nr together with the ptys a scan finds, from a scan during which pty.nr did not move and whose
  * distinct ptys equal it. pty.nr is global, so tests check what their own pty contributes to it, not a
@@ -23,7 +28,7 @@ export async function accountedPtys(procfs = new ProcFs("/proc")): Promise<{ nr:
   return waitFor(
     () => {
       const before = ptyNr();
-      const keys = new Set(scanProc(procfs).ptyFds.map((fd) => ptyKey(fd.devptsDev, fd.index)));
+      const keys = heldPtys(procfs);
       return before === ptyNr() && keys.size === before ? { nr: before, keys } : null;
     },
     15_000,
