@@ -12,7 +12,8 @@ const UNIT = ["test/unit/**/*.test.ts", "test/production/**/*.test.ts"];
 /**
  * Files that read the whole host: they lower kernel.pty.max, compare a scan with kernel.pty.nr or with
  * another scan a moment later, or count the cycles a daemon completes under a load of their own (20,000
- * pty fds that every daemon on the host reads). Another file's ptys or daemons would change what they measure.
+ * pty fds that every daemon on the host reads, HTTP storms that take every CPU). Another file's ptys, daemons
+ * or load would change what they measure, and their load would slow every other file.
  */
 const ALONE = [
   "test/integration/docker-exhaustion.test.ts", // lowers kernel.pty.max
@@ -25,6 +26,8 @@ const ALONE = [
   "test/integration/bpf-finder.test.ts", // the same
   "test/integration/faults-proc-churn.test.ts", // counts the cycles whose scan disagrees with pty.nr
   "test/integration/faults-hostile-container.test.ts", // counts cycles under its load, which every daemon reads
+  "test/integration/faults-scrape-storm.test.ts", // the loop's cadence while wrk loads every CPU
+  "test/integration/http-auth-storm.test.ts", // polls completed while 100 clients load every CPU
 ];
 
 // A renamed file would silently lose its group and run beside the others.
@@ -78,6 +81,9 @@ export default defineConfig({
           include: ["test/**/*.test.ts"],
           exclude: [...configDefaults.exclude, ...UNIT, ...ALONE],
           pool: "forks",
+          // Files share the CPUs, so a test's wall time stretches with its neighbours': the deadlines that
+          // matter are its own waits, and this only catches a test that hangs.
+          testTimeout: 120_000,
           // After every unit test has finished, so nothing else loads the host while they run.
           sequence: { groupOrder: 1 },
         },
