@@ -36,9 +36,16 @@ for (const file of ALONE)
 
 /**
  * Integration files run at once. Most of their time is spent waiting for poll cycles and engines, not on a
- * CPU, so four keep a 2-CPU host busy without starving a daemon's cycle.
+ * CPU, so four keep a 2-CPU host busy without starving a daemon's cycle. PTYREAPER_TEST_FORKS sets it on a
+ * host that is busy with other work (1: every file alone, as before).
  */
-const INTEGRATION_FORKS = 4;
+const INTEGRATION_FORKS = integrationForks(process.env.PTYREAPER_TEST_FORKS);
+
+function integrationForks(value: string | undefined): number {
+  if (value === undefined || value === "") return 4;
+  if (!/^[1-9][0-9]?$/.test(value)) throw new Error(`vitest.config.ts: PTYREAPER_TEST_FORKS must be a whole number from 1 to 99, not "${value}"`);
+  return Number(value);
+}
 
 const alone = ALONE.map((file, i) => ({
   extends: true as const,

@@ -84,6 +84,12 @@ describe("docker exec -it shells side by side on a real Docker engine", () => {
       "the reap logged",
     );
     expect(reaped).toMatchObject({ reason: "orphaned", result: "reaped" });
+    // Its log lines, should it have ended without the daemon's signal (seen once with four files at a time on a loaded host).
+    const trail = daemon
+      .logs()
+      .filter((l) => l.execId === first.execId)
+      .map((l) => JSON.stringify(l).slice(0, 400));
+    expect(hup, `the SIGHUP of the orphaned session; its log lines:\n${trail.join("\n")}`).toBeDefined();
     const afterMs = Date.parse(String(hup?.time)) - killedAt;
     expect(afterMs, `signalled ${afterMs} ms after its client was killed`).toBeLessThanOrEqual(budgetMs);
 
