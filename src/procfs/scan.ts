@@ -251,6 +251,21 @@ export function addPtyFds(ctx: ScanContext, scan: ProcScan, pid: number, raws: r
   return resolved;
 }
 
+/**
+ * A tracked process's pty fds into the scan: as resolved before when they were, else resolved now and kept.
+ * False when its mount namespace is gone (it exited).
+ */
+function addTracked(ctx: ScanContext, scan: ProcScan, pid: number, entry: Tracked): boolean {
+  if (entry.resolved !== null) {
+    addResolved(scan, entry.resolved, entry.raws);
+    return true;
+  }
+  const resolved = addPtyFds(ctx, scan, pid, entry.raws);
+  if (resolved === GONE) return false;
+  entry.resolved = resolved;
+  return true;
+}
+
 /** Pty fds resolved before (their instance does not change while the same file is held), with the slaves' times from `raws`. */
 function addResolved(scan: ProcScan, resolved: readonly PtyFd[], raws: readonly RawPtyFd[]): void {
   scan.ptyFds.push(...resolved);
@@ -641,7 +656,7 @@ export class IncrementalScanner {
         throw err;
       }
       if (entry === undefined || (count !== null && count === entry.fdCount)) continue;
-      this.readOne(ctx, scan, pid, "incremental", passNo, inits, wanted, true);
+      this.readOne(ctx, scan, pid, "incremental", passNo, inits, wanted, { fdCount: count });
     }
   }
 
@@ -684,7 +699,10 @@ export class IncrementalScanner {
     return { pids: [...pids.slice(start), ...pids.slice(0, start)], readEarlier: [] };
   }
 
-  /** `reread`: read its fd links whatever its count says (see readMasterlessParents). */
+  /**
+   * `reread`: read its fd links whatever its count says, taking the count its caller read just before
+   * (see readMasterlessParents).
+   */
   private readOne(
     ctx: ScanContext,
     scan: ModalScan,
@@ -693,7 +711,7 @@ export class IncrementalScanner {
     passNo: number,
     inits: Set<number>,
     wanted: Map<number, StatFields | null>,
-    reread = false,
+    reread: { fdCount: number | null } | null = null,
   ): void {
     try {
       const text = ctx.statText(pid);
@@ -704,11 +722,11 @@ export class IncrementalScanner {
       }
       scan.ppids.set(pid, stat.ppid);
       // Counted before the fds are read, so an fd opened while they are read moves the next count.
-      const fdCount = this.options.fdCounts === false ? null : ctx.fdCount(pid);
+      const fdCount = reread !== null ? reread.fdCount : this.options.fdCounts === false ? null : ctx.fdCount(pid);
       const prev = this.tracked.get(pid);
       let entry: Tracked | null = null;
       const same = prev !== undefined && prev.startTicks === stat.startTicks && fdCount !== null && prev.fdCount === fdCount;
-      if (mode === "incremental" && same && !reread) entry = this.confirm(pid, prev);
+      if (mode === "incremental" && same && reread === null) entry = this.confirm(pid, prev);
       if (entry === null) {
         const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
         entry = {
@@ -723,14 +741,9 @@ export class IncrementalScanner {
           seenIn: passNo,
         };
       }
-      if (entry.resolved !== null) addResolved(scan, entry.resolved, entry.raws);
-      else {
-        const resolved = addPtyFds(ctx, scan, pid, entry.raws);
-        if (resolved === GONE) {
-          scan.vanished++; // exited since its fds were read; forgotten below
-          return;
-        }
-        entry.resolved = resolved;
+      if (!addTracked(ctx, scan, pid, entry)) {
+        scan.vanished++; // exited since its fds were read; forgotten below
+        return;
       }
       entry.seenIn = passNo;
       entry.ppid = stat.ppid;
@@ -750,8 +763,7 @@ export class IncrementalScanner {
     if (!entry) return;
     entry.seenIn = passNo;
     scan.ppids.set(pid, entry.ppid);
-    if (entry.resolved !== null) addResolved(scan, entry.resolved, entry.raws);
-    else if (addPtyFds(ctx, scan, pid, entry.raws) === GONE) return; // its mount namespace is gone: it exited
+    if (!addTracked(ctx, scan, pid, entry)) return; // its mount namespace is gone: it exited
     for (const kind of entry.parseErrors) ctx.countParseError(kind);
     if (entry.info) wanted.set(pid, null);
   }
