@@ -15,6 +15,7 @@ import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
 import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
+import type { InventoryReuse } from "./reuse.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -32,6 +33,11 @@ export interface CollectDeps {
   /** The daemon's: when each pty was first seen held only by masters, and how long it must stay so (masterOnlyGrace). Absent: one look, as `sessions`. */
   masterOnly?: { tracker: MasterOnlyTracker; graceMs: number };
   now?: () => number;
+  /**
+   * The daemon's: the last cycle's inventory and attribution, taken again when nothing they were built from changed
+   * (only tty times, pty.nr and the master-only clock move). Absent: every cycle builds, as `sessions` does once.
+   */
+  reuse?: InventoryReuse;
 }
 
 export interface Observation {
@@ -79,20 +85,29 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   // came meanwhile is answered between them rather than after all of them (a full pass on a busy
   // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
   await yieldToLoop();
-  const lookup = scanFactsLookup(deps.procfs, scan);
+  let lookup: ((pid: number) => ProcessFacts | undefined) | null = null;
+  const facts = (pid: number): ProcessFacts | undefined => (lookup ??= scanFactsLookup(deps.procfs, scan))(pid);
+  // A steady cycle whose holders, fds, parents and runtime views are the last cycle's takes the last build with fresh tty times.
+  let built = deps.reuse?.take(scan, runtimes, limits) ?? null;
+  const inputs = built === null ? deps.reuse?.inputsOf(scan, runtimes) : undefined;
   // containerd containers named by any string (`ctr run … myname`): their processes' cgroups name them exactly.
-  claimNamedContainers(scan, runtimes, lookup);
-  const merged = mergeRuntimeViews(runtimes, scan, lookup);
-  const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
-  tagPtys(inventory.ptys, merged.containerRuntimes);
-  await yieldToLoop();
-  tagPtysFromProc(inventory.ptys, lookup);
+  claimNamedContainers(scan, runtimes, facts);
+  if (built === null) {
+    const merged = mergeRuntimeViews(runtimes, scan, facts);
+    const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
+    tagPtys(inventory.ptys, merged.containerRuntimes);
+    await yieldToLoop();
+    tagPtysFromProc(inventory.ptys, facts);
+    built = { inventory, merged };
+    if (inputs) deps.reuse?.keep(inputs, built);
+  }
+  const { inventory, merged } = built;
   const nowMs = (deps.now ?? Date.now)();
   const firstSeen = deps.masterOnly ? deps.masterOnly.tracker.observe(inventory.ptys, scan, nowMs) : null;
   const unreadableTtys = inventory.ptys.some((p) => p.slavePids.length === 0)
     ? controllingTtysOf(deps.procfs, scan.unreadablePids)
     : new Set<number>();
-  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup, unreadableTtys });
+  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup: facts, unreadableTtys });
   await yieldToLoop();
   // Each runtime's evidence pairs its own sessions' clients (Docker's: the docker CLIs with Docker's execs).
   for (const view of runtimes) {
