@@ -15,7 +15,8 @@ import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
 import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
-import type { InventoryReuse } from "./reuse.js";
+import type { InventoryReuse, KeptFacts } from "./reuse.js";
+import type { ScanMode } from "../procfs/incremental.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -86,7 +87,7 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
   await yieldToLoop();
   let lookup: ((pid: number) => ProcessFacts | undefined) | null = null;
-  const facts = (pid: number): ProcessFacts | undefined => (lookup ??= scanFactsLookup(deps.procfs, scan))(pid);
+  const facts = (pid: number): ProcessFacts | undefined => (lookup ??= scanFactsLookup(deps.procfs, scan, deps.reuse?.facts))(pid);
   // A steady cycle whose holders, fds, parents and runtime views are the last cycle's takes the last build with fresh tty times.
   let built = deps.reuse?.take(scan, runtimes, limits) ?? null;
   const inputs = built === null ? deps.reuse?.inputsOf(scan, runtimes) : undefined;
@@ -97,7 +98,7 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
     const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
     tagPtys(inventory.ptys, merged.containerRuntimes);
     await yieldToLoop();
-    tagPtysFromProc(inventory.ptys, facts);
+    tagPtysFromProc(inventory.ptys, facts, deps.reuse?.attributions);
     built = { inventory, merged };
     if (inputs) deps.reuse?.keep(inputs, built);
   }
@@ -127,16 +128,40 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
  * cgroup again cost the daemon's event loop four files per holder, every cycle. Others, and one
  * whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
  */
-function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => ProcessFacts | undefined {
+function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, kept?: KeptFacts): (pid: number) => ProcessFacts | undefined {
   const read = processFactsLookup(procfs);
   const known = new Map<number, ProcessFacts | null>();
+  kept?.prune(scan.ppids);
   return (pid) => {
+    const cached = known.get(pid);
+    if (cached !== undefined || known.has(pid)) return cached ?? undefined;
     const info = scan.processes.get(pid);
+    let facts: ProcessFacts | null;
     // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
-    if (!info || (info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) return read(pid);
-    if (!known.has(pid)) known.set(pid, factsOf(procfs, info));
-    return known.get(pid) ?? undefined;
+    if (info && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) facts = factsOf(procfs, info);
+    else if (!kept) facts = read(pid) ?? null;
+    else {
+      const stat = info ?? statOf(procfs, pid);
+      facts =
+        stat === null
+          ? null
+          : kept.readUnlessKept(pid, `${stat.startTicks} ${stat.ppid} ${stat.comm}`, () => read(pid) ?? null, scan.mode === "full");
+    }
+    if (kept) facts = kept.same(pid, facts);
+    known.set(pid, facts);
+    return facts ?? undefined;
   };
+}
+
+/** A process's stat, or null when it exited (or its stat is malformed). */
+function statOf(procfs: ProcFs, pid: number): Pick<ProcInfo, "startTicks" | "ppid" | "comm"> | null {
+  if (pid <= 0) return null;
+  try {
+    return procfs.stat(pid);
+  } catch (err) {
+    if (isVanished(err)) return null;
+    throw err;
+  }
 }
 
 /** null when the process exited since the scan. */

@@ -1,6 +1,7 @@
 // The last cycle's inventory and attribution, given again with fresh tty times when nothing they were built from changed.
 import { explainDiscrepancy } from "../domain/inventory.js";
-import type { MergedView } from "../domain/runtime-sessions.js";
+import { AttributionMemo, type MergedView } from "../domain/runtime-sessions.js";
+import type { ProcessFacts } from "../domain/attribution.js";
 import type { RuntimeView } from "../domain/runtime.js";
 import type { ExecSession, Inventory, ProcScan, Pty, PtyLimits } from "../domain/types.js";
 import type { ScanMode } from "../procfs/incremental.js";
@@ -39,6 +40,9 @@ interface BuildInputs {
  */
 export class InventoryReuse {
   private last: { inputs: BuildInputs; built: BuiltInventory } | null = null;
+  /** For the cycles that build: processes' facts and /proc attributions kept from the cycles before. */
+  readonly facts = new KeptFacts();
+  readonly attributions = new AttributionMemo();
   /** Cycles given the last build again, and cycles that built (for tests and the bench's count). */
   reused = 0;
   built = 0;
@@ -177,4 +181,38 @@ export function sameValue(a: unknown, b: unknown): boolean {
   }
   for (const key in right) if (Object.hasOwn(right, key)) keys--;
   return keys === 0;
+}
+
+/**
+ * Processes' facts (what runtime attribution reads) kept from cycle to cycle, so that a process whose facts did not
+ * change is the same object in the next cycle (AttributionMemo goes by that). A process outside the scan (an
+ * ancestor of a holder, read from /proc) is read again in full when its stat says it is another process or exec'd
+ * (start time, comm or parent moved), and on every full pass; between full passes its command line and cgroup are
+ * kept as read, as a steady pass keeps a holder's.
+ */
+export class KeptFacts {
+  private kept = new Map<number, { identity: string | null; facts: ProcessFacts | null }>();
+
+  /** The kept facts of `pid` when they equal `facts` (the same object as before), else `facts`, kept from now on. */
+  same(pid: number, facts: ProcessFacts | null): ProcessFacts | null {
+    const kept = this.kept.get(pid);
+    if (kept !== undefined && sameValue(kept.facts, facts)) return kept.facts;
+    this.kept.set(pid, { identity: null, facts });
+    return facts;
+  }
+
+  /** The facts read of the process `identity` names, kept from an earlier cycle unless `fresh`; else read() now. */
+  readUnlessKept(pid: number, identity: string, read: () => ProcessFacts | null, fresh: boolean): ProcessFacts | null {
+    const kept = this.kept.get(pid);
+    if (!fresh && kept !== undefined && kept.identity === identity) return kept.facts;
+    const facts = read();
+    const same = kept !== undefined && sameValue(kept.facts, facts) ? kept.facts : facts;
+    this.kept.set(pid, { identity: facts === null ? null : identity, facts: same });
+    return same;
+  }
+
+  /** Forgets the processes the listing no longer has. */
+  prune(listed: ReadonlyMap<number, number>): void {
+    for (const pid of this.kept.keys()) if (!listed.has(pid)) this.kept.delete(pid);
+  }
 }
