@@ -43,13 +43,13 @@ export class InventoryReuse {
   /** For the cycles that build: processes' facts and /proc attributions kept from the cycles before. */
   readonly facts = new KeptFacts();
   readonly attributions = new AttributionMemo();
-  /** Cycles given the last build again, and cycles that built (for tests and the bench's count). */
+  /** Cycles given the last build again, and cycles that built (tests read them). */
   reused = 0;
   built = 0;
 
   /**
    * The last build with this scan's tty times and these limits, or null when anything it was built from differs
-   * (then build, and store() what was built).
+   * (then build, and keep() what was built).
    */
   take(scan: ProcScan & { mode?: ScanMode }, views: readonly RuntimeView[], limits: PtyLimits): BuiltInventory | null {
     const last = this.last;
@@ -102,11 +102,6 @@ export class InventoryReuse {
   /** Stores a build and what it read (inputsOf, taken before it), for the next cycle to reuse. */
   keep(inputs: BuildInputs, built: BuiltInventory): void {
     this.last = { inputs, built };
-  }
-
-  /** The next cycle builds (a failed cycle leaves nothing half-known behind). */
-  forget(): void {
-    this.last = null;
   }
 }
 
