@@ -10,6 +10,7 @@ import { buildHealthServer, buildServer, listen } from "./http/server.js";
 import type { WebConfig, WebConfigReloader } from "./http/webconfig.js";
 import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
+import { InventoryReuse } from "./poller/reuse.js";
 import { Poller, type PollerSettings } from "./poller/poller.js";
 import { ProcFs } from "./procfs/procfs.js";
 import { scanProc, type ScanOptions } from "./procfs/scan.js";
@@ -225,6 +226,8 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   let readySent = false;
   // Kept from cycle to cycle: a pty is master-only once it has stayed so for masterOnlyGrace (read at each cycle, so a reload applies).
   const masterOnlyTracker = new MasterOnlyTracker();
+  // Kept from cycle to cycle: a steady cycle where nothing the inventory is built from changed takes the last one again.
+  const inventoryReuse = new InventoryReuse();
   const poller = new Poller({
     collect: async () =>
       collect({
@@ -235,6 +238,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
         skipNamespaces,
         masterOnly: { tracker: masterOnlyTracker, graceMs: config.masterOnlyGrace },
         now,
+        reuse: inventoryReuse,
       }),
     reaper,
     metrics,

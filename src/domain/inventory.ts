@@ -292,7 +292,7 @@ function classify(
   return "unattributed";
 }
 
-function explainDiscrepancy(scan: ProcScan, found: number, allocated: number): Inventory["discrepancy"] {
+export function explainDiscrepancy(scan: ProcScan, found: number, allocated: number): Inventory["discrepancy"] {
   if (found === allocated) return { found, allocated, explanation: null };
   const reasons: string[] = [];
   if (scan.unreadablePids.length > 0) reasons.push(`${scan.unreadablePids.length} process(es) could not be read (not root, or protected)`);

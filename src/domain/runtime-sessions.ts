@@ -1,6 +1,14 @@
 // Pure: every runtime's exec sessions confirmed from /proc (Docker's too), in the shape the inventory takes.
 // The inventory's identity rules (one session per exec, its own pty, in-container holders) then apply to them unchanged.
-import { attribute, parseCgroupIdentity, parseCgroupPath, type NamedContainers, type ProcessFacts, type RuntimeName } from "./attribution.js";
+import {
+  attribute,
+  parseCgroupIdentity,
+  parseCgroupPath,
+  type Attribution,
+  type NamedContainers,
+  type ProcessFacts,
+  type RuntimeName,
+} from "./attribution.js";
 import { isSessionCandidate, type RuntimeExec, type RuntimeView } from "./runtime.js";
 import { ptyKey, type ProcScan, type Pty } from "./types.js";
 import { inventoryContainers, ownPtyKeys, ttyNrSlaveIndex } from "./inventory.js";
@@ -134,15 +142,73 @@ export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, Runt
 /**
  * For ptys no runtime's container claims (CRI-O has no adapter; a runtime may be down): the runtime /proc alone
  * attributes to the slave holder that leads it, so they are shown by runtime. Only shown: no session comes of it.
+ * `memo`: the daemon's, kept from cycle to cycle (see AttributionMemo).
  */
-export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFacts | undefined): void {
+export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFacts | undefined, memo?: AttributionMemo): void {
   for (const pty of ptys) {
     if (pty.runtime || pty.owner === "exec") continue;
     const holder = lookup(pty.leaderPid ?? pty.slavePids[0] ?? 0);
     if (!holder) continue;
     const masterPid = pty.masterPids[0];
     const master = pty.masterPids.length === 1 && masterPid !== undefined ? (lookup(masterPid) ?? null) : null;
-    const found = attribute(holder, master, lookup);
+    const found = memo ? memo.attribute(holder, master, lookup) : attribute(holder, master, lookup);
     if (found.runtime !== "unknown") pty.runtime = found.runtime;
+  }
+  memo?.endCycle();
+}
+
+/** One attribution as made, with every process it looked up and what the lookup gave. */
+interface KeptAttribution {
+  master: ProcessFacts | null;
+  read: Map<number, ProcessFacts | undefined>;
+  found: Attribution;
+}
+
+/**
+ * attribute() (without runtime records) kept from one cycle to the next: given again while the holder, the master
+ * and every process it looked up are the same facts objects as then. It relies on a lookup that gives the same
+ * object for a process whose facts did not change (the daemon's keeps them across cycles), and a new one
+ * otherwise; with any other lookup it attributes anew. What a cycle did not ask for is forgotten at its end.
+ */
+export class AttributionMemo {
+  private kept = new Map<ProcessFacts, KeptAttribution[]>();
+  private next = new Map<ProcessFacts, KeptAttribution[]>();
+
+  attribute(holder: ProcessFacts, master: ProcessFacts | null, lookup: (pid: number) => ProcessFacts | undefined): Attribution {
+    for (const source of [this.next, this.kept]) {
+      for (const kept of source.get(holder) ?? []) {
+        if (kept.master !== master) continue;
+        let same = true;
+        for (const [pid, facts] of kept.read) {
+          if (lookup(pid) !== facts) {
+            same = false;
+            break;
+          }
+        }
+        if (!same) continue;
+        if (source === this.kept) this.remember(holder, kept);
+        return kept.found;
+      }
+    }
+    const read = new Map<number, ProcessFacts | undefined>();
+    const found = attribute(holder, master, (pid) => {
+      const facts = lookup(pid);
+      read.set(pid, facts);
+      return facts;
+    });
+    this.remember(holder, { master, read, found });
+    return found;
+  }
+
+  /** Ends a cycle: attributions it did not use are dropped. */
+  endCycle(): void {
+    this.kept = this.next;
+    this.next = new Map();
+  }
+
+  private remember(holder: ProcessFacts, kept: KeptAttribution): void {
+    const list = this.next.get(holder);
+    if (list) list.push(kept);
+    else this.next.set(holder, [kept]);
   }
 }

@@ -15,6 +15,8 @@ import { processFactsLookup } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
 import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
+import type { InventoryReuse, KeptFacts } from "./reuse.js";
+import type { ScanMode } from "../procfs/incremental.js";
 
 export interface CollectDeps {
   procfs: ProcFs;
@@ -32,6 +34,11 @@ export interface CollectDeps {
   /** The daemon's: when each pty was first seen held only by masters, and how long it must stay so (masterOnlyGrace). Absent: one look, as `sessions`. */
   masterOnly?: { tracker: MasterOnlyTracker; graceMs: number };
   now?: () => number;
+  /**
+   * The daemon's: the last cycle's inventory and attribution, taken again when nothing they were built from changed
+   * (only tty times, pty.nr and the master-only clock move). Absent: every cycle builds, as `sessions` does once.
+   */
+  reuse?: InventoryReuse;
 }
 
 export interface Observation {
@@ -79,20 +86,29 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   // came meanwhile is answered between them rather than after all of them (a full pass on a busy
   // host makes each one tens of ms). Nothing else runs a cycle meanwhile: the poller's never overlap.
   await yieldToLoop();
-  const lookup = scanFactsLookup(deps.procfs, scan);
+  let lookup: ((pid: number) => ProcessFacts | undefined) | null = null;
+  const facts = (pid: number): ProcessFacts | undefined => (lookup ??= scanFactsLookup(deps.procfs, scan, deps.reuse?.facts))(pid);
+  // A steady cycle whose holders, fds, parents and runtime views are the last cycle's takes the last build with fresh tty times.
+  let built = deps.reuse?.take(scan, runtimes, limits) ?? null;
+  const inputs = built === null ? deps.reuse?.inputsOf(scan, runtimes) : undefined;
   // containerd containers named by any string (`ctr run … myname`): their processes' cgroups name them exactly.
-  claimNamedContainers(scan, runtimes, lookup);
-  const merged = mergeRuntimeViews(runtimes, scan, lookup);
-  const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
-  tagPtys(inventory.ptys, merged.containerRuntimes);
-  await yieldToLoop();
-  tagPtysFromProc(inventory.ptys, lookup);
+  claimNamedContainers(scan, runtimes, facts);
+  if (built === null) {
+    const merged = mergeRuntimeViews(runtimes, scan, facts);
+    const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
+    tagPtys(inventory.ptys, merged.containerRuntimes);
+    await yieldToLoop();
+    tagPtysFromProc(inventory.ptys, facts, deps.reuse?.attributions);
+    built = { inventory, merged };
+    if (inputs) deps.reuse?.keep(inputs, built);
+  }
+  const { inventory, merged } = built;
   const nowMs = (deps.now ?? Date.now)();
   const firstSeen = deps.masterOnly ? deps.masterOnly.tracker.observe(inventory.ptys, scan, nowMs) : null;
   const unreadableTtys = inventory.ptys.some((p) => p.slavePids.length === 0)
     ? controllingTtysOf(deps.procfs, scan.unreadablePids)
     : new Set<number>();
-  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup, unreadableTtys });
+  markMasterOnly(inventory.ptys, { firstSeen, nowMs, graceMs: deps.masterOnly?.graceMs ?? 0, scan, lookup: facts, unreadableTtys });
   await yieldToLoop();
   // Each runtime's evidence pairs its own sessions' clients (Docker's: the docker CLIs with Docker's execs).
   for (const view of runtimes) {
@@ -112,16 +128,40 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
  * cgroup again cost the daemon's event loop four files per holder, every cycle. Others, and one
  * whose command line the scan cut (facts keep it whole), are read as processFactsLookup does.
  */
-function scanFactsLookup(procfs: ProcFs, scan: ProcScan): (pid: number) => ProcessFacts | undefined {
+function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, kept?: KeptFacts): (pid: number) => ProcessFacts | undefined {
   const read = processFactsLookup(procfs);
   const known = new Map<number, ProcessFacts | null>();
+  kept?.prune(scan.ppids);
   return (pid) => {
+    const cached = known.get(pid);
+    if (cached !== undefined || known.has(pid)) return cached ?? undefined;
     const info = scan.processes.get(pid);
+    let facts: ProcessFacts | null;
     // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
-    if (!info || (info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) return read(pid);
-    if (!known.has(pid)) known.set(pid, factsOf(procfs, info));
-    return known.get(pid) ?? undefined;
+    if (info && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) facts = factsOf(procfs, info);
+    else if (!kept) facts = read(pid) ?? null;
+    else {
+      const stat = info ?? statOf(procfs, pid);
+      facts =
+        stat === null
+          ? null
+          : kept.readUnlessKept(pid, `${stat.startTicks} ${stat.ppid} ${stat.comm}`, () => read(pid) ?? null, scan.mode === "full");
+    }
+    if (kept) facts = kept.same(pid, facts);
+    known.set(pid, facts);
+    return facts ?? undefined;
   };
+}
+
+/** A process's stat, or null when it exited (or its stat is malformed). */
+function statOf(procfs: ProcFs, pid: number): Pick<ProcInfo, "startTicks" | "ppid" | "comm"> | null {
+  if (pid <= 0) return null;
+  try {
+    return procfs.stat(pid);
+  } catch (err) {
+    if (isVanished(err)) return null;
+    throw err;
+  }
 }
 
 /** null when the process exited since the scan. */

@@ -1,0 +1,53 @@
+// KeptFacts: a process's facts are the same object from cycle to cycle while they do not change, and read again when it may have.
+import { describe, expect, it } from "vitest";
+import type { ProcessFacts } from "../../../src/domain/attribution.js";
+import { KeptFacts } from "../../../src/poller/reuse.js";
+
+const facts = (pid: number, ppid: number, comm: string, argv: string[], cgroup: string, nsPid = pid): ProcessFacts => ({
+  pid,
+  ppid,
+  comm,
+  argv,
+  cgroup,
+  nsPid,
+});
+
+describe("KeptFacts", () => {
+  it("gives back the kept object for equal facts and keeps new ones when they differ", () => {
+    const kept = new KeptFacts();
+    const a = facts(10, 1, "sh", ["sh"], "0::/\n");
+    expect(kept.same(10, a)).toBe(a);
+    expect(kept.same(10, { ...a, argv: ["sh"] })).toBe(a);
+    const moved = { ...a, cgroup: "0::/other\n" };
+    expect(kept.same(10, moved)).toBe(moved);
+    expect(kept.same(10, { ...moved })).toBe(moved);
+  });
+
+  it("reads a process again when its identity moved, on a full pass, and after it left the listing", () => {
+    const kept = new KeptFacts();
+    let reads = 0;
+    const read = (): ProcessFacts => {
+      reads++;
+      return facts(20, 1, "bash", ["bash", `-${reads}`], "0::/\n");
+    };
+    const first = kept.readUnlessKept(20, "100 1 bash", read, false);
+    expect(kept.readUnlessKept(20, "100 1 bash", read, false)).toBe(first);
+    expect(reads).toBe(1);
+    expect(kept.readUnlessKept(20, "100 1 vim", read, false)).not.toBe(first);
+    expect(reads).toBe(2);
+    kept.readUnlessKept(20, "100 1 vim", read, true);
+    expect(reads).toBe(3);
+    kept.prune(new Map([[1, 0]]));
+    kept.readUnlessKept(20, "100 1 vim", read, false);
+    expect(reads).toBe(4);
+  });
+
+  it("does not keep a process that could not be read", () => {
+    const kept = new KeptFacts();
+    let reads = 0;
+    const read = (): ProcessFacts | null => (reads++ === 0 ? null : facts(30, 1, "sh", ["sh"], "0::/\n"));
+    expect(kept.readUnlessKept(30, "5 1 sh", read, false)).toBeNull();
+    expect(kept.readUnlessKept(30, "5 1 sh", read, false)).not.toBeNull();
+    expect(reads).toBe(2);
+  });
+});
