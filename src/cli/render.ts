@@ -2,7 +2,7 @@
 import { formatDuration } from "../config/duration.js";
 import { containerCapacity, type Inventory, type MasterOnly, type Pty } from "../domain/types.js";
 import type { DockerStatus } from "../domain/snapshot.js";
-import type { ClientState } from "../domain/client.js";
+import type { ClientState } from "../domain/types.js";
 import { escapeUnprintable } from "../text.js";
 
 /** Whether a runtime besides Docker answered, for the header line. */

@@ -1,15 +1,6 @@
 // Whether an exec session's client is still there: the same three answers for every runtime.
-import type { ExecSession, ProcScan } from "./types.js";
+import type { ClientState, ExecSession, ProcScan } from "./types.js";
 import type { RuntimeView } from "./runtime.js";
-
-/**
- * `attached`: the session's client was identified and still holds its connection to the engine.
- * `gone`: the identified client exited or dropped its connection, at `sinceMs` at the latest (the
- * first cycle that saw it gone). `unknown`: no evidence either way (a remote client, two candidates
- * that cannot be told apart, a runtime without a per-exec signal): only the idle policy applies.
- */
-export type ClientState =
-  { state: "attached"; detail: string } | { state: "gone"; sinceMs: number; detail: string } | { state: "unknown"; detail: string };
 
 export type ClientStateName = ClientState["state"];
 export const CLIENT_STATES: readonly ClientStateName[] = ["attached", "gone", "unknown"];

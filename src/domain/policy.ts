@@ -2,7 +2,7 @@
 import { formatDuration, formatDurationExact } from "../config/duration.js";
 import type { PolicyConfig } from "../config/types.js";
 import { globMatch } from "./glob.js";
-import type { ReapReason, SessionDecision, SessionState } from "./snapshot.js";
+import type { ContainerOverShare, ReapReason, SessionDecision, SessionState } from "./snapshot.js";
 import type { RuntimeName } from "./attribution.js";
 import { containerCapacity, type ExecSession, type Pty, type PtyLimits } from "./types.js";
 
@@ -215,16 +215,6 @@ export function ptysPerDevpts(ptys: readonly Pick<Pty, "devptsDev">[]): Map<stri
   const counts = new Map<string, number>();
   for (const pty of ptys) counts.set(pty.devptsDev, (counts.get(pty.devptsDev) ?? 0) + 1);
   return counts;
-}
-
-/** A container holding more than `policy.pressure.containerShare` of the container capacity. */
-export interface ContainerOverShare {
-  containerId: string;
-  containerName: string | null;
-  runtime: RuntimeName | null;
-  ptys: number;
-  /** ptys ÷ container capacity. */
-  share: number;
 }
 
 /**

@@ -2,7 +2,7 @@
 import type { CommandLineDisplay } from "../config/types.js";
 import { containerCapacity, type Inventory } from "./types.js";
 import type { DockerStatus, SessionDecision } from "./snapshot.js";
-import type { ClientState } from "./client.js";
+import type { ClientState } from "./types.js";
 import type { KubernetesRef } from "./runtime.js";
 
 export interface SessionsReport {

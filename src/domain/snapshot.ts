@@ -1,7 +1,17 @@
 // What one poll cycle produced: read by metrics, /sessions and the reaper.
-import type { ContainerOverShare } from "./policy.js";
+import type { RuntimeName } from "./attribution.js";
 import type { Inventory } from "./types.js";
 import type { RuntimeView } from "./runtime.js";
+
+/** A container holding more than `policy.pressure.containerShare` of the container capacity. */
+export interface ContainerOverShare {
+  containerId: string;
+  containerName: string | null;
+  runtime: RuntimeName | null;
+  ptys: number;
+  /** ptys ÷ container capacity. */
+  share: number;
+}
 
 export type SessionState = "active" | "idle" | "stale" | "exempt";
 export const SESSION_STATES: readonly SessionState[] = ["active", "idle", "stale", "exempt"];

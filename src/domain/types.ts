@@ -1,7 +1,15 @@
 // The domain model shared by the scanner, the correlation, the policy and every output.
-import type { ClientState } from "./client.js";
 import type { RuntimeName } from "./attribution.js";
 import type { KubernetesRef } from "./runtime.js";
+
+/**
+ * `attached`: the session's client was identified and still holds its connection to the engine.
+ * `gone`: the identified client exited or dropped its connection, at `sinceMs` at the latest (the
+ * first cycle that saw it gone). `unknown`: no evidence either way (a remote client, two candidates
+ * that cannot be told apart, a runtime without a per-exec signal): only the idle policy applies.
+ */
+export type ClientState =
+  { state: "attached"; detail: string } | { state: "gone"; sinceMs: number; detail: string } | { state: "unknown"; detail: string };
 
 /** `/proc/sys/kernel/pty/{nr,max,reserve}`. */
 export interface PtyLimits {

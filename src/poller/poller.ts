@@ -1,7 +1,8 @@
 // The loop: non-overlapping cycles of observe → decide → reap → publish, at pollInterval.
 import type { Logger } from "pino";
 import { errorMessage } from "../errors.js";
-import { containersOverShare, decide, ptysPerDevpts, type ClockStepHold, type ContainerOverShare } from "../domain/policy.js";
+import { containersOverShare, decide, ptysPerDevpts, type ClockStepHold } from "../domain/policy.js";
+import type { ContainerOverShare } from "../domain/snapshot.js";
 import type { PolicyConfig } from "../config/types.js";
 import { dockerStatusOf, type Snapshot } from "../domain/snapshot.js";
 import { containerCapacity, type ExecSession, type PtyLimits } from "../domain/types.js";

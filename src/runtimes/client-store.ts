@@ -5,15 +5,8 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { errorMessage } from "../errors.js";
-import {
-  matchRecords,
-  recordsOf,
-  type ClientEvidence,
-  type ClientObservation,
-  type ClientRecord,
-  type ClientState,
-  type EvidenceReach,
-} from "../domain/client.js";
+import { matchRecords, recordsOf, type ClientEvidence, type ClientObservation, type ClientRecord, type EvidenceReach } from "../domain/client.js";
+import type { ClientState } from "../domain/types.js";
 
 export const STATE_FILE = "clients.json";
 const FORMAT_VERSION = 1;

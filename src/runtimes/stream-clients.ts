@@ -1,7 +1,8 @@
 // Pure: follows, cycle to cycle, whether a runtime still holds the stream of each exec to its client
 // (containerd CRI, Podman), and turns that into a client state: attached while held, gone from the
 // first cycle it was seen released after having been seen held, unknown otherwise.
-import { unknownClient, type ClientMemory, type ClientState } from "../domain/client.js";
+import { unknownClient, type ClientMemory } from "../domain/client.js";
+import type { ClientState } from "../domain/types.js";
 
 /**
  * What one cycle saw of one exec's stream. `held`: the runtime holds its end towards the client.

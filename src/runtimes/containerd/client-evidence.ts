@@ -10,9 +10,9 @@ import {
   type ClientEvidence,
   type ClientMemory,
   type ClientObservation,
-  type ClientState,
   type EvidenceReach,
 } from "../../domain/client.js";
+import type { ClientState } from "../../domain/types.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import { EVIDENCE_READ_BUDGET_MS, FdReadBudget, readFdLinksBounded, type FdReadCut } from "../../procfs/fd-budget.js";
 import type { ProcFs } from "../../procfs/procfs.js";

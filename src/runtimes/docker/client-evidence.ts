@@ -9,9 +9,9 @@ import {
   type ClientEvidence,
   type ClientMemory,
   type ClientObservation,
-  type ClientState,
   type EvidenceReach,
 } from "../../domain/client.js";
+import type { ClientState } from "../../domain/types.js";
 import { CLOCK_TICKS_PER_SECOND } from "../../domain/inventory.js";
 import type { ProcInfo } from "../../domain/types.js";
 import type { ProcFs } from "../../procfs/procfs.js";

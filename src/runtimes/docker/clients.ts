@@ -2,7 +2,8 @@
 // from cycle to cycle: attached while it lives and holds its Engine connection, gone from the first
 // cycle it was seen without them, unknown whenever the pairing cannot be proven unique.
 import { formatDuration } from "../../config/duration.js";
-import { unknownClient, type ClientState } from "../../domain/client.js";
+import { unknownClient } from "../../domain/client.js";
+import type { ClientState } from "../../domain/types.js";
 import { CLOCK_TICKS_PER_SECOND as TICKS_PER_SECOND } from "../../domain/inventory.js";
 import { partnersOf, type ExecPartner } from "./matching.js";
 

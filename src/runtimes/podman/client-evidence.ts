@@ -1,14 +1,8 @@
 // Podman's client evidence, from the scan alone: an attached `podman exec -it` has its exec's conmon
 // hold two fds on the pty master (its stdin and stdout copies); when the client goes, conmon closes
 // the stdin copy and keeps one (observed with Podman 4.3.1).
-import {
-  unknownClient,
-  type ClientEvidence,
-  type ClientMemory,
-  type ClientObservation,
-  type ClientState,
-  type EvidenceReach,
-} from "../../domain/client.js";
+import { unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type EvidenceReach } from "../../domain/client.js";
+import type { ClientState } from "../../domain/types.js";
 import { ptyKey, type ExecSession, type ProcScan } from "../../domain/types.js";
 import { monitorOf } from "../../domain/attribution.js";
 import { ExecStreamTracker, type StreamSighting } from "../stream-clients.js";

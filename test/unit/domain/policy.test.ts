@@ -5,8 +5,7 @@ import type { PolicyConfig } from "../../../src/config/types.js";
 import { globMatch } from "../../../src/domain/glob.js";
 import { ACTIVE_WINDOW_MS, containersOverShare, decide, ptysPerDevpts, type PolicyInput } from "../../../src/domain/policy.js";
 import type { SessionDecision } from "../../../src/domain/snapshot.js";
-import type { ExecSession, PtyLimits } from "../../../src/domain/types.js";
-import type { ClientState } from "../../../src/domain/client.js";
+import type { ClientState, ExecSession, PtyLimits } from "../../../src/domain/types.js";
 
 const NOW = Date.UTC(2026, 0, 15, 12, 0, 0);
 const S = 1_000;

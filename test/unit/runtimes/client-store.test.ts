@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { describe, expect, it } from "vitest";
-import { unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation, type ClientState } from "../../../src/domain/client.js";
+import { unknownClient, type ClientEvidence, type ClientMemory, type ClientObservation } from "../../../src/domain/client.js";
+import type { ClientState } from "../../../src/domain/types.js";
 import type { ExecSession } from "../../../src/domain/types.js";
 import { ClientStateStore, loadClientState, MAX_STATE_FILE_BYTES, STATE_FILE, writeFileAtomic } from "../../../src/runtimes/client-store.js";
 
