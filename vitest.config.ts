@@ -11,9 +11,10 @@ const UNIT = ["test/unit/**/*.test.ts", "test/production/**/*.test.ts"];
 
 /**
  * Files that read the whole host: they lower kernel.pty.max, compare a scan with kernel.pty.nr or with
- * another scan a moment later, or count the cycles a daemon completes under a load of their own (20,000
- * pty fds that every daemon on the host reads, HTTP storms that take every CPU). Another file's ptys, daemons
- * or load would change what they measure, and their load would slow every other file.
+ * another scan a moment later, expect the only container over its pty share to be theirs, or count the
+ * cycles a daemon completes under a load of their own (20,000 pty fds that every daemon on the host reads,
+ * HTTP storms that take every CPU). Another file's ptys, containers or load would change what they
+ * measure, and their load would slow every other file.
  */
 const ALONE = [
   "test/integration/docker-exhaustion.test.ts", // lowers kernel.pty.max
@@ -25,6 +26,7 @@ const ALONE = [
   "test/integration/native-scan.test.ts", // two readers' scans of the host, compared
   "test/integration/bpf-finder.test.ts", // the same
   "test/integration/faults-proc-churn.test.ts", // counts the cycles whose scan disagrees with pty.nr
+  "test/integration/docker-pressure-tenant.test.ts", // the daemon names every container over its share on the host
   "test/integration/faults-hostile-container.test.ts", // counts cycles under its load, which every daemon reads
   "test/integration/faults-scrape-storm.test.ts", // the loop's cadence while wrk loads every CPU
   "test/integration/http-auth-storm.test.ts", // polls completed while 100 clients load every CPU
