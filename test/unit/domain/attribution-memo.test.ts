@@ -2,17 +2,9 @@
 import { describe, expect, it, vi } from "vitest";
 import { AttributionMemo } from "../../../src/domain/runtime-sessions.js";
 import { attribute, type ProcessFacts } from "../../../src/domain/attribution.js";
+import { facts } from "../support/scan-fixtures.js";
 
 const CID = "e".repeat(64);
-
-const facts = (pid: number, ppid: number, comm: string, argv: string[], cgroup: string, nsPid = pid): ProcessFacts => ({
-  pid,
-  ppid,
-  comm,
-  argv,
-  cgroup,
-  nsPid,
-});
 
 /** A containerd shim (k8s.io) above a shell in its container, the shim holding the master. */
 function host(): Map<number, ProcessFacts> {

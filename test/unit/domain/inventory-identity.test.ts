@@ -4,6 +4,7 @@ import { describe, expect, it } from "vitest";
 import { buildInventory, ttyNrSlaveIndex } from "../../../src/domain/inventory.js";
 import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { RuntimeContainer, RuntimeExec, RuntimeView } from "../../../src/domain/runtime.js";
+import { master, proc, slave } from "../support/scan-fixtures.js";
 
 const A = "a".repeat(64);
 const B = "b".repeat(64);
@@ -12,23 +13,6 @@ const A_PTS = "0:44";
 const B_PTS = "0:45";
 const limits = { allocated: 2, max: 4096, reserve: 1024 };
 
-const proc = (pid: number, over: Partial<ProcInfo> = {}): ProcInfo => ({
-  pid,
-  ppid: 1,
-  pgrp: pid,
-  sid: pid,
-  ttyNr: 0,
-  startTicks: 1000,
-  comm: "sh",
-  cmdline: ["sh"],
-  uid: 0,
-  pidNs: "4026531836",
-  nsPids: [pid],
-  containerId: null,
-  ...over,
-});
-const slave = (pid: number, dev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev: dev, index });
-const master = (pid: number, dev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev: dev, index });
 const container = (id: string, pid: number, name: string): RuntimeContainer => ({
   runtime: "docker",
   namespace: null,

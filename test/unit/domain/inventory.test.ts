@@ -3,29 +3,12 @@ import { describe, expect, it } from "vitest";
 import { buildInventory, CLOCK_TICKS_PER_SECOND } from "../../../src/domain/inventory.js";
 import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { RuntimeContainer, RuntimeExec, RuntimeView } from "../../../src/domain/runtime.js";
+import { master, proc, slave } from "../support/scan-fixtures.js";
 
 const CID = "a".repeat(64);
 const OTHER = "b".repeat(64);
 const HOST_PTS = "0:26";
 const CONTAINER_PTS = "0:44";
-
-function proc(pid: number, over: Partial<ProcInfo> = {}): ProcInfo {
-  return {
-    pid,
-    ppid: 1,
-    pgrp: pid,
-    sid: pid,
-    ttyNr: 0,
-    startTicks: 1000,
-    comm: "sh",
-    cmdline: ["sh"],
-    uid: 0,
-    pidNs: "4026531836",
-    nsPids: [pid],
-    containerId: null,
-    ...over,
-  };
-}
 
 function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = {}): ProcScan {
   const ttyTimes = new Map(
@@ -44,9 +27,6 @@ function scanOf(processes: ProcInfo[], fds: PtyFd[], extra: Partial<ProcScan> = 
     ...extra,
   };
 }
-
-const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
-const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
 
 const container = (over: Partial<RuntimeContainer> = {}): RuntimeContainer => ({
   runtime: "docker",

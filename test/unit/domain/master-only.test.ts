@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { markMasterOnly, masterHolder, MasterOnlyTracker } from "../../../src/domain/master-only.js";
 import type { ProcInfo, Pty } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
+import { proc } from "../support/scan-fixtures.js";
 
 const CID = "a".repeat(64);
 
@@ -27,20 +28,7 @@ function pty(index: number, over: Partial<Pty> = {}): Pty {
 }
 
 function info(pid: number, startTicks: number, cmdline: string[] = ["holder"]): ProcInfo {
-  return {
-    pid,
-    ppid: 1,
-    pgrp: pid,
-    sid: pid,
-    ttyNr: 0,
-    startTicks,
-    comm: cmdline[0] ?? "",
-    cmdline,
-    uid: 0,
-    pidNs: null,
-    nsPids: [pid],
-    containerId: null,
-  };
+  return proc(pid, { startTicks, comm: cmdline[0] ?? "", cmdline, pidNs: null });
 }
 
 const facts = (

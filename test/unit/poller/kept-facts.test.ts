@@ -2,15 +2,7 @@
 import { describe, expect, it } from "vitest";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
 import { KeptFacts } from "../../../src/poller/reuse.js";
-
-const facts = (pid: number, ppid: number, comm: string, argv: string[], cgroup: string, nsPid = pid): ProcessFacts => ({
-  pid,
-  ppid,
-  comm,
-  argv,
-  cgroup,
-  nsPid,
-});
+import { facts } from "../support/scan-fixtures.js";
 
 describe("KeptFacts", () => {
   it("gives back the kept object for equal facts and keeps new ones when they differ", () => {

@@ -9,6 +9,7 @@ import type { RuntimeView } from "../../../src/domain/runtime.js";
 import type { ProcInfo, PtyFd } from "../../../src/domain/types.js";
 import type { ModalScan } from "../../../src/procfs/incremental.js";
 import { SHIM_MASTERS_ROOT } from "../support/shim-masters-daemon.js";
+import { master, proc as hostProc, slave } from "../support/scan-fixtures.js";
 
 const CID = "c".repeat(64);
 const HOST_PTS = "0:26";
@@ -20,28 +21,10 @@ const SSHD = 5299;
 const BASH = 5300;
 const ORPHAN_MASTER = 5400;
 
-function proc(pid: number, over: Partial<ProcInfo> = {}): ProcInfo {
-  return {
-    pid,
-    ppid: 1,
-    pgrp: pid,
-    sid: pid,
-    ttyNr: 0,
-    startTicks: 1000,
-    comm: "sh",
-    cmdline: ["sh"],
-    uid: 0,
-    pidNs: "4026531836",
-    nsPids: [pid],
-    containerId: null,
-    cgroup: "0::/user.slice\n",
-    ...over,
-  };
-}
+/** A host process whose cgroup the scan read (a steady pass keeps it). */
+const proc = (pid: number, over: Partial<ProcInfo> = {}): ProcInfo => hostProc(pid, { cgroup: "0::/user.slice\n", ...over });
 
 const inContainer = { containerId: CID, cgroup: `0::/system.slice/docker-${CID}.scope\n`, pidNs: "4026532000" };
-const slave = (pid: number, devptsDev: string, index: number, fd = 0): PtyFd => ({ pid, fd, role: "slave", devptsDev, index });
-const master = (pid: number, devptsDev: string, index: number, fd = 9): PtyFd => ({ pid, fd, role: "master", devptsDev, index });
 
 /** A host with one docker exec session (its pty's master held by the shim), one host login, and one pty held only by a master. */
 function baseScan(): ModalScan {
