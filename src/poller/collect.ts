@@ -11,7 +11,7 @@ import type { RuntimePort } from "../runtimes/port.js";
 import { argvIsParsed, type RuntimeName } from "../domain/attribution.js";
 import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
-import { processFactsLookup } from "../runtimes/facts.js";
+import { processFactsLookup, readProcessFacts } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
 import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
@@ -142,10 +142,9 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, k
     else if (!kept) facts = read(pid) ?? null;
     else {
       const stat = info ?? statOf(procfs, pid);
-      facts =
-        stat === null
-          ? null
-          : kept.readUnlessKept(pid, `${stat.startTicks} ${stat.ppid} ${stat.comm}`, () => read(pid) ?? null, scan.mode === "full");
+      // Read in full only when not kept; a process outside the scan is then read with the stat just read.
+      const readFull = (): ProcessFacts | null => (info ? (read(pid) ?? null) : readProcessFacts(procfs, pid, stat ?? undefined));
+      facts = stat === null ? null : kept.readUnlessKept(pid, `${stat.startTicks} ${stat.ppid} ${stat.comm}`, readFull, scan.mode === "full");
     }
     if (kept) facts = kept.same(pid, facts);
     known.set(pid, facts);

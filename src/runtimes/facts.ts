@@ -3,10 +3,13 @@ import { isVanished } from "../errors.js";
 import type { ProcFs } from "../procfs/procfs.js";
 import type { ProcessFacts } from "../domain/attribution.js";
 
-/** The facts of `pid`, or null when it exited (or its files are malformed) while being read. */
-export function readProcessFacts(procfs: ProcFs, pid: number): ProcessFacts | null {
+/**
+ * The facts of `pid`, or null when it exited (or its files are malformed) while being read. `known`: its stat,
+ * when the caller has just read it.
+ */
+export function readProcessFacts(procfs: ProcFs, pid: number, known?: { ppid: number; comm: string }): ProcessFacts | null {
   try {
-    const stat = procfs.stat(pid);
+    const stat = known ?? procfs.stat(pid);
     const status = procfs.status(pid);
     if (!stat || !status) return null;
     return {
