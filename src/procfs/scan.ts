@@ -775,10 +775,11 @@ export class IncrementalScanner {
    */
   private confirm(pid: number, prev: Tracked): Tracked | null {
     if (prev.raws.every((raw) => raw.role === "master")) return prev;
-    const raws: RawPtyFd[] = [];
-    for (const raw of prev.raws) {
+    // Copied from the first slave whose times moved: a holder whose ttys were idle stays the same object (ScanDelta).
+    let raws: RawPtyFd[] | null = null;
+    for (const [i, raw] of prev.raws.entries()) {
       if (raw.role === "master") {
-        raws.push(raw);
+        raws?.push(raw);
         continue;
       }
       let st;
@@ -791,9 +792,14 @@ export class IncrementalScanner {
       const kind = classifyRdev(st.rdev);
       const same = kind !== null && kind.role === "slave" && kind.index === raw.index && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
       if (!same) return null;
+      if (st.atimeMs === raw.atimeMs && st.mtimeMs === raw.mtimeMs) {
+        raws?.push(raw);
+        continue;
+      }
+      raws ??= prev.raws.slice(0, i);
       raws.push({ ...raw, atimeMs: st.atimeMs, mtimeMs: st.mtimeMs });
     }
-    return { ...prev, raws };
+    return raws === null ? prev : { ...prev, raws };
   }
 
   /**
@@ -802,6 +808,15 @@ export class IncrementalScanner {
    * (rare) is placed again by the next full pass, while the reaper reads every target's cgroup before a signal.
    */
   private refreshInfo(info: ProcInfo, base: StatFields): ProcInfo {
+    const same =
+      info.ppid === base.ppid &&
+      info.pgrp === base.pgrp &&
+      info.sid === base.sid &&
+      info.ttyNr === base.ttyNr &&
+      info.startTicks === base.startTicks &&
+      info.comm === base.comm;
+    // Unchanged: the same object, so the next answer need not carry it (ScanDelta).
+    if (same) return info;
     return { ...info, ppid: base.ppid, pgrp: base.pgrp, sid: base.sid, ttyNr: base.ttyNr, startTicks: base.startTicks, comm: base.comm };
   }
 }

@@ -8,6 +8,7 @@ import { RescanPolicy, scanWithPolicy, DEFAULT_FULL_RESCAN_EVERY_MS, type ModalS
 import { bpfFinder } from "./native.js";
 import { ProcFs } from "./procfs.js";
 import { IncrementalScanner, mergeTimes, type ScanOptions } from "./scan.js";
+import { DeltaReceiver, DeltaSender, type ScanDelta } from "./scan-delta.js";
 
 /**
  * What one pass may spend reading processes before it stops and reports what it has (see
@@ -69,7 +70,7 @@ interface PassRequest {
   budgetMs: number;
 }
 
-type PassReply = { id: number; ok: true; scan: ModalScan } | { id: number; ok: false; error: { message: string; code?: string; stack?: string } };
+type PassReply = { id: number; ok: true; delta: ScanDelta } | { id: number; ok: false; error: { message: string; code?: string; stack?: string } };
 
 interface ThreadData {
   ptyreaperScanWorker: true;
@@ -86,6 +87,8 @@ class ScanThread {
   exited = false;
   private readonly pending = new Map<number, { resolve: (scan: ModalScan) => void; reject: (err: Error) => void }>();
   private nextId = 1;
+  /** The thread's last answer, which its next one (a delta) is applied to. */
+  private readonly received = new DeltaReceiver();
 
   constructor(url: URL, data: ThreadData, label: string) {
     this.worker = new Worker(url, { workerData: data, resourceLimits: SCAN_THREAD_HEAP });
@@ -94,8 +97,19 @@ class ScanThread {
       const waiter = this.pending.get(reply.id);
       if (!waiter) return;
       this.pending.delete(reply.id);
-      if (reply.ok) waiter.resolve(reply.scan);
-      else {
+      if (reply.ok) {
+        let scan: ModalScan;
+        try {
+          scan = this.received.apply(reply.delta);
+        } catch (err) {
+          // Out of step with the thread (it cannot happen while replies keep their order): start over with a new thread.
+          waiter.reject(new PtyreaperError("PTYR_SCAN_WORKER", `${label}: ${(err as Error).message}`, { cause: err }));
+          this.fail("its answers are out of step", err);
+          void this.stop(0);
+          return;
+        }
+        waiter.resolve(scan);
+      } else {
         const cause = Object.assign(new Error(reply.error.message), { code: reply.error.code, stack: reply.error.stack });
         waiter.reject(new PtyreaperError("PTYR_SCAN_WORKER", `${label}: pass failed: ${reply.error.message}`, { cause }));
       }
@@ -309,18 +323,18 @@ function serveScans(data: ThreadData): void {
     finder,
     ...(data.partition ? { partition: data.partition } : {}),
   });
+  // Only what changed since the last answer crosses to the main thread (ScanDelta).
+  const sender = new DeltaSender();
   port.on("message", (request: PassRequest) => {
     let reply: PassReply;
     try {
-      reply = {
-        id: request.id,
-        ok: true,
-        scan: scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs),
-      };
+      const scan = scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs);
+      reply = { id: request.id, ok: true, delta: sender.delta(scan) };
     } catch (err) {
       const error = err as Error & { code?: string };
-      // A pass that failed half-way may have left partial state: the next one starts over.
+      // A pass that failed half-way may have left partial state: the next one starts over, and is sent whole.
       scanner.forget();
+      sender.forget();
       reply = { id: request.id, ok: false, error: { message: error.message, stack: error.stack, ...(error.code ? { code: error.code } : {}) } };
     }
     port.postMessage(reply);

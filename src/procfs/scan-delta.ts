@@ -1,0 +1,133 @@
+// A scan thread's answer as what changed since its last one: the main thread keeps the rest, so a steady pass
+// neither copies nor rebuilds on the main thread the thousands of parents and hundreds of holders it did not change.
+import type { ProcInfo, PtyFd, TtyTimes } from "../domain/types.js";
+import type { ModalScan } from "./incremental.js";
+
+type Rest = Omit<ModalScan, "processes" | "ppids" | "ptyFds" | "ttyTimes">;
+
+/**
+ * One pass's answer. `whole`: the first answer of a thread, or the first after a failed pass: every field then
+ * holds all of it (nothing "gone"). Otherwise each field holds only what differs from the thread's last answer.
+ */
+export interface ScanDelta {
+  whole: boolean;
+  /** Holders and inits read in full whose record is not the one sent last (the scanner keeps an unchanged one as is). */
+  processes: ProcInfo[];
+  processesGone: number[];
+  /** pid, parent, pid, parent, … of every process listed anew or whose parent changed. */
+  ppids: number[];
+  ppidsGone: number[];
+  /** null: the same pty fds as the last answer. */
+  ptyFds: PtyFd[] | null;
+  ttyTimes: [string, TtyTimes][];
+  ttyTimesGone: string[];
+  rest: Rest;
+}
+
+/** The maps a delta is taken against, or applied to. */
+interface Held {
+  processes: Map<number, ProcInfo>;
+  ppids: Map<number, number>;
+  ptyFds: PtyFd[];
+  ttyTimes: Map<string, TtyTimes>;
+}
+
+/** The scan thread's side: each pass's scan as a delta from the one before it. */
+export class DeltaSender {
+  private last: Held | null = null;
+
+  /** The delta from the last scan sent (the whole scan after forget()); `scan` is then the last one sent. */
+  delta(scan: ModalScan): ScanDelta {
+    const { processes, ppids, ptyFds, ttyTimes, ...rest } = scan;
+    const last = this.last;
+    this.last = { processes, ppids, ptyFds, ttyTimes };
+    if (last === null) {
+      return {
+        whole: true,
+        processes: [...processes.values()],
+        processesGone: [],
+        ppids: [...ppids].flat(),
+        ppidsGone: [],
+        ptyFds,
+        ttyTimes: [...ttyTimes],
+        ttyTimesGone: [],
+        rest,
+      };
+    }
+    const delta: ScanDelta = {
+      whole: false,
+      processes: [],
+      processesGone: gone(last.processes, processes),
+      ppids: [],
+      ppidsGone: gone(last.ppids, ppids),
+      ptyFds: sameItems(last.ptyFds, ptyFds) ? null : ptyFds,
+      ttyTimes: [],
+      ttyTimesGone: gone(last.ttyTimes, ttyTimes),
+      rest,
+    };
+    // By reference: the scanner gives a holder's unchanged record again as the same object.
+    for (const [pid, info] of processes) if (last.processes.get(pid) !== info) delta.processes.push(info);
+    for (const [pid, parent] of ppids) if (last.ppids.get(pid) !== parent) delta.ppids.push(pid, parent);
+    for (const [key, times] of ttyTimes) {
+      const was = last.ttyTimes.get(key);
+      if (was === undefined || was.atimeMs !== times.atimeMs || was.mtimeMs !== times.mtimeMs) delta.ttyTimes.push([key, times]);
+    }
+    return delta;
+  }
+
+  /** After a failed pass: the next answer is whole. */
+  forget(): void {
+    this.last = null;
+  }
+}
+
+/**
+ * The main thread's side: each delta applied to what the thread sent before, giving that pass's whole scan.
+ * The scan's `ppids` is this receiver's own map, updated in place by the next delta: read it within the cycle
+ * the scan is for (the poller's cycles never overlap). Its other maps are the caller's to change.
+ */
+export class DeltaReceiver {
+  private held: Held | null = null;
+
+  /** Throws when a delta comes with nothing to apply it to: the thread and this side are out of step. */
+  apply(delta: ScanDelta): ModalScan {
+    let held = this.held;
+    if (delta.whole || held === null) {
+      if (!delta.whole) throw new Error("a scan delta arrived before any whole scan");
+      held = { processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map() };
+      this.held = held;
+    }
+    for (const pid of delta.processesGone) held.processes.delete(pid);
+    for (const info of delta.processes) held.processes.set(info.pid, info);
+    for (const pid of delta.ppidsGone) held.ppids.delete(pid);
+    for (let i = 0; i + 1 < delta.ppids.length; i += 2) held.ppids.set(delta.ppids[i] as number, delta.ppids[i + 1] as number);
+    if (delta.ptyFds !== null) held.ptyFds = delta.ptyFds;
+    for (const key of delta.ttyTimesGone) held.ttyTimes.delete(key);
+    for (const [key, times] of delta.ttyTimes) held.ttyTimes.set(key, times);
+    return {
+      ...delta.rest,
+      processes: new Map(held.processes),
+      ppids: held.ppids,
+      ptyFds: held.ptyFds,
+      ttyTimes: new Map(held.ttyTimes),
+    };
+  }
+
+  /** The thread was replaced: its first answer is whole. */
+  forget(): void {
+    this.held = null;
+  }
+}
+
+function gone<K>(before: ReadonlyMap<K, unknown>, now: ReadonlyMap<K, unknown>): K[] {
+  const keys: K[] = [];
+  for (const key of before.keys()) if (!now.has(key)) keys.push(key);
+  return keys;
+}
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
