@@ -897,6 +897,52 @@ cleanup:
   return result;
 }
 
+/*
+ * statFds(procRoot, pids, fds): a stat of the file /proc/PID/fd/FD names, for each pair of the two Int32Arrays, as
+ * FD_STAT_FIELDS numbers per pair in one Float64Array (the rows of scanFdLinks's fdStat); a pair that could not be
+ * stat'd has NaN first and its errno second. A steady pass confirms every pty slave held this way, in one call with
+ * no Stats object or Date made per slave.
+ */
+static napi_value stat_fds(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3], result = NULL, buffer;
+  char root[LINK_MAX_LEN], path[LINK_MAX_LEN + 32];
+  napi_typedarray_type pid_type, fd_type;
+  size_t pid_count = 0, fd_count = 0;
+  void *pid_data = NULL, *fd_data = NULL;
+  double *rows = NULL;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) {
+    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "statFds(procRoot, pids, fds)");
+    return NULL;
+  }
+  CHECK(napi_get_value_string_utf8(env, argv[0], root, sizeof root, NULL));
+  CHECK(napi_get_typedarray_info(env, argv[1], &pid_type, &pid_count, &pid_data, NULL, NULL));
+  CHECK(napi_get_typedarray_info(env, argv[2], &fd_type, &fd_count, &fd_data, NULL, NULL));
+  if (pid_type != napi_int32_array || fd_type != napi_int32_array || pid_count != fd_count) {
+    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "statFds: pids and fds must be Int32Arrays of one length");
+    return NULL;
+  }
+  const int32_t *pids = pid_data, *fds = fd_data;
+  CHECK(napi_create_arraybuffer(env, pid_count * FD_STAT_FIELDS * sizeof(double), (void **)&rows, &buffer));
+  for (size_t i = 0; i < pid_count; i++) {
+    double *row = rows + i * FD_STAT_FIELDS;
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%d/fd/%d", root, (int)pids[i], (int)fds[i]);
+    if (stat(path, &st) != 0) {
+      double unread[FD_STAT_FIELDS] = {NAN, (double)errno, 0, 0, 0, 0, 0, 0};
+      memcpy(row, unread, sizeof unread);
+      continue;
+    }
+    double values[FD_STAT_FIELDS] = {(double)st.st_dev, (double)st.st_ino, (double)st.st_rdev, (double)st.st_mode,
+                                     (double)st.st_atim.tv_sec, (double)st.st_atim.tv_nsec, (double)st.st_mtim.tv_sec, (double)st.st_mtim.tv_nsec};
+    memcpy(row, values, sizeof values);
+  }
+  CHECK(napi_create_typedarray(env, napi_float64_array, pid_count * FD_STAT_FIELDS, buffer, 0, &result));
+cleanup:
+  return result;
+}
+
 /* Context-aware (NAPI_MODULE_INIT), with no global state: loadable in every worker thread. */
 NAPI_MODULE_INIT() {
   napi_value fn;
@@ -906,6 +952,8 @@ NAPI_MODULE_INIT() {
   if (napi_set_named_property(env, exports, "scanFdLinksAsync", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "listPids", NAPI_AUTO_LENGTH, list_pids, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "listPids", fn) != napi_ok) return NULL;
+  if (napi_create_function(env, "statFds", NAPI_AUTO_LENGTH, stat_fds, NULL, &fn) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "statFds", fn) != napi_ok) return NULL;
   if (napi_create_function(env, "exitNow", NAPI_AUTO_LENGTH, exit_now, NULL, &fn) != napi_ok) return NULL;
   if (napi_set_named_property(env, exports, "exitNow", fn) != napi_ok) return NULL;
   return exports;

@@ -33,6 +33,8 @@ interface PtyScanAddon {
     want?: boolean | number,
     finder?: string,
   ): Promise<AddonAnswer>;
+  /** A stat of the file each (pid, fd) names: FD_STAT_FIELDS numbers per pair (NaN, errno where unread); absent from builds older than it. */
+  statFds?(procRoot: string, pids: Int32Array, fds: Int32Array): Float64Array;
   /** The numeric entries of a /proc, ascending; absent from builds older than it. */
   listPids?(procRoot: string): Int32Array;
   exitNow?(code: number): never;
@@ -113,9 +115,9 @@ export function defaultAddonPath(): string {
 
 const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, value]) => [value, name]));
 
-function errnoError(errno: number, path: string): NodeJS.ErrnoException {
+function errnoError(errno: number, path: string, what = "read fd links of"): NodeJS.ErrnoException {
   const code = ERRNO_NAMES.get(errno) ?? `E${errno}`;
-  const err: NodeJS.ErrnoException = new Error(`${code}: cannot read fd links of ${path}`);
+  const err: NodeJS.ErrnoException = new Error(`${code}: cannot ${what} ${path}`);
   err.code = code;
   err.errno = -errno;
   err.path = path;
@@ -141,6 +143,20 @@ export class NativeFdLinks {
   listPids(procRoot: string): number[] | null {
     if (typeof this.addon.listPids !== "function") return null;
     return Array.from(this.addon.listPids(procRoot));
+  }
+
+  /**
+   * A stat of the file each (pid, fd) names, in one call: an errno-coded error (ENOENT: gone) where one could not
+   * be read. null when this build of the addon has no statFds.
+   */
+  statFds(procRoot: string, pids: Int32Array, fds: Int32Array): (LinkStat | NodeJS.ErrnoException)[] | null {
+    if (typeof this.addon.statFds !== "function") return null;
+    const rows = this.addon.statFds(procRoot, pids, fds);
+    const stats: (LinkStat | NodeJS.ErrnoException)[] = [];
+    for (let k = 0; k < pids.length; k++) {
+      stats.push(linkStat(rows, k) ?? errnoError(rows[k * FD_STAT_FIELDS + 1] ?? 0, `${procRoot}/${pids[k]}/fd/${fds[k]}`, "stat"));
+    }
+    return stats;
   }
 
   /** Every given process's pty-looking links, read by `threads` threads inside the addon. */

@@ -23,6 +23,7 @@ import {
   WANT_STAT,
   loadNativeFdLinks,
   type FdLink,
+  type LinkStat,
   type NativeBatch,
   type NativeFdLinks,
   type ScanReaderInfo,
@@ -282,6 +283,14 @@ export class ProcFs {
   /** stat (following the link) of /proc/PID/fd/FD: the opened file's device and times. */
   fdStat(pid: number, fd: string): Stats {
     return statSync(`${this.root}/${pid}/fd/${fd}`);
+  }
+
+  /**
+   * The stat of the file each (pid, fd) names, in one native call (an errno-coded error where unread); null without
+   * the native reader (fdStat each).
+   */
+  statFds(pids: Int32Array, fds: Int32Array): (LinkStat | NodeJS.ErrnoException)[] | null {
+    return this.native?.statFds(this.root, pids, fds) ?? null;
   }
 
   /** The same with nanosecond times (a pty slave's ctime marks its allocation: reaper/identity.ts). */

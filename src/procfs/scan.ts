@@ -77,6 +77,8 @@ export class ScanContext {
   private prefetched: Map<number, FdLinksOrError> | null = null;
   private prefetchedStats: Map<number, string> | null = null;
   private prefetchedCounts: Map<number, number> | null = null;
+  /** Stats of held slaves read in one native call (prefetchSlaveStats), by slaveKey, each taken once. */
+  private prefetchedSlaves: Map<number, LinkStat | NodeJS.ErrnoException> | null = null;
   /** The processes an early read covered (see adopt): never read again in this pass. */
   private early: ReadonlySet<number> | null = null;
 
@@ -127,6 +129,28 @@ export class ScanContext {
     for (const [pid, links] of read?.links ?? []) this.prefetched?.set(pid, links);
     for (const [pid, text] of read?.stats ?? []) this.prefetchedStats?.set(pid, text);
     for (const [pid, count] of read?.fdCounts ?? []) this.prefetchedCounts?.set(pid, count);
+  }
+
+  /**
+   * A stat of each of these fds, the pty slaves these processes held when last read, in one native call (no-op
+   * without the native reader): confirming a holder then makes no Stats object per slave. Read after the batch's fd
+   * counts, as a process's fds are always read after its count.
+   */
+  prefetchSlaveStats(pids: readonly number[], fds: readonly number[]): void {
+    const stats = pids.length > 0 ? this.procfs.statFds(Int32Array.from(pids), Int32Array.from(fds)) : null;
+    if (stats === null) return;
+    this.prefetchedSlaves ??= new Map();
+    for (const [k, stat] of stats.entries()) this.prefetchedSlaves.set(slaveKey(pids[k] ?? 0, fds[k] ?? 0), stat);
+  }
+
+  /** The file fd `fd` of `pid` names: prefetched, else stat'd now. Throws (ENOENT when gone) as the stat does. */
+  slaveStat(pid: number, fd: number): LinkStat {
+    const key = slaveKey(pid, fd);
+    const stat = this.prefetchedSlaves?.get(key);
+    if (stat === undefined) return this.procfs.fdStat(pid, String(fd));
+    this.prefetchedSlaves?.delete(key);
+    if (stat instanceof Error) throw stat;
+    return stat;
   }
 
   /** The fd count of a process (st_size of /proc/PID/fd), prefetched or read now; null where procfs does not give it. */
@@ -201,6 +225,11 @@ export class ScanContext {
   }
 }
 
+/** One number for a (pid, fd) pair: pids are below 2^22 (PID_MAX_LIMIT) and fds below 2^31, so it is exact. */
+function slaveKey(pid: number, fd: number): number {
+  return pid * 2 ** 31 + fd;
+}
+
 export function emptyScan(bootTimeSec: number, parseErrors: Record<string, number>): ProcScan {
   return {
     processes: new Map(),
@@ -225,14 +254,39 @@ export function scanProc(procfs: ProcFs, options: ScanOptions = {}, early?: Nati
   return new IncrementalScanner(procfs, { now: () => 0, fdCounts: false }).pass(options, "full", Infinity, early);
 }
 
-/** Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. */
-export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: ScanOptions): void {
+/** An init's /dev/pts as its mount table said, and which init and mount namespace that was. */
+export interface KeptInitDevpts {
+  startTicks: number;
+  mntNs: string;
+  dev: string | null;
+}
+
+/**
+ * Container inits: Docker's, and any process read in full that is pid 1 in its own namespace. `kept`: what earlier
+ * passes read, taken again while the init (pid and start time) and its mount namespace are the same, so a steady
+ * pass reads no mount table; the caller clears it for a full pass. A container that mounts another devpts on its
+ * /dev/pts meanwhile has its new ptys unattributed until then: never signalled, only not yet named.
+ */
+export function resolveInitDevpts(ctx: ScanContext, scan: ProcScan, options: ScanOptions, kept?: Map<number, KeptInitDevpts>): void {
   for (const info of scan.processes.values()) {
     if (!isNamespaceInit(info) && !options.initPids?.includes(info.pid)) continue;
-    const table = ctx.mountTable(info.pid);
-    const dev = table && table !== GONE ? devptsAt(table, "/dev/pts") : null;
+    let mntNs: string | null = null;
+    try {
+      mntNs = kept ? ctx.procfs.namespace(info.pid, "mnt") : null;
+    } catch {
+      mntNs = null; // exited, or unreadable: read as without a cache
+    }
+    const known = kept?.get(info.pid);
+    let dev: string | null;
+    if (known !== undefined && mntNs !== null && known.mntNs === mntNs && known.startTicks === info.startTicks) dev = known.dev;
+    else {
+      const table = ctx.mountTable(info.pid);
+      dev = table && table !== GONE ? devptsAt(table, "/dev/pts") : null;
+      if (mntNs !== null && table !== GONE) kept?.set(info.pid, { startTicks: info.startTicks, mntNs, dev });
+    }
     if (dev) scan.initDevpts.set(info.pid, dev);
   }
+  if (kept) for (const pid of kept.keys()) if (!scan.processes.has(pid)) kept.delete(pid);
 }
 
 /**
@@ -526,6 +580,8 @@ export class IncrementalScanner {
   private readonly policy: RescanPolicy;
   /** Where a cut pass stopped (the last pid it read), and in which mode: the next pass goes on from there. */
   private resume: { after: number; mode: ScanMode } | null = null;
+  /** Each init's /dev/pts, read on a full pass or when first seen (resolveInitDevpts). */
+  private readonly initDevpts = new Map<number, KeptInitDevpts>();
   /** The finder full passes use, or why not; null when none was given (nothing to report). */
   private finder: BpfFinderChoice | null;
 
@@ -578,6 +634,7 @@ export class IncrementalScanner {
       // The native reader batches stat and fd count across its threads, and on a full pass the links too.
       const batch = pids.slice(reached, reached + BATCH_PIDS);
       ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", fdCounts: wantCounts });
+      if (mode === "incremental") this.prefetchSlaves(ctx, batch);
       for (const pid of batch) {
         if (clock() - startedAt >= budgetMs) break;
         reached++;
@@ -609,7 +666,8 @@ export class IncrementalScanner {
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;
     }
-    resolveInitDevpts(ctx, scan, options);
+    if (mode === "full") this.initDevpts.clear(); // a full pass reads every init's mount table again
+    resolveInitDevpts(ctx, scan, options, this.initDevpts);
     if (ctx.argvBudgetCuts > 0) scan.argvBudgetCuts = ctx.argvBudgetCuts;
     return scan;
   }
@@ -660,6 +718,20 @@ export class IncrementalScanner {
     }
   }
 
+  /** The slaves the known holders among `pids` held at their last read, stat'd in one call for confirm(). */
+  private prefetchSlaves(ctx: ScanContext, pids: readonly number[]): void {
+    const holders: number[] = [];
+    const fds: number[] = [];
+    for (const pid of pids) {
+      for (const raw of this.tracked.get(pid)?.raws ?? []) {
+        if (raw.role !== "slave") continue;
+        holders.push(pid);
+        fds.push(raw.fd);
+      }
+    }
+    ctx.prefetchSlaveStats(holders, fds);
+  }
+
   /**
    * Every given process's stat, fd count and pty links in one native call, the kernel naming the
    * pty fds (undefined without a usable finder). A finder the kernel refused is dropped with its
@@ -676,6 +748,7 @@ export class IncrementalScanner {
   /** Drops everything learnt: the next incremental pass reads every process. */
   forget(): void {
     this.tracked.clear();
+    this.initDevpts.clear();
     this.policy.forget();
     this.resume = null;
   }
@@ -726,7 +799,7 @@ export class IncrementalScanner {
       const prev = this.tracked.get(pid);
       let entry: Tracked | null = null;
       const same = prev !== undefined && prev.startTicks === stat.startTicks && fdCount !== null && prev.fdCount === fdCount;
-      if (mode === "incremental" && same && reread === null) entry = this.confirm(pid, prev);
+      if (mode === "incremental" && same && reread === null) entry = this.confirm(ctx, pid, prev);
       if (entry === null) {
         const { value: raws, parseErrors } = ctx.recording(() => readPtyFds(ctx, pid));
         entry = {
@@ -773,7 +846,7 @@ export class IncrementalScanner {
    * again. Its fd count held still, so masters (whose times mean nothing) are taken as still held: a master
    * closed and another file opened in its place is the kind of change the next full pass sees.
    */
-  private confirm(pid: number, prev: Tracked): Tracked | null {
+  private confirm(ctx: ScanContext, pid: number, prev: Tracked): Tracked | null {
     if (prev.raws.every((raw) => raw.role === "master")) return prev;
     // Copied from the first slave whose times moved: a holder whose ttys were idle stays the same object (ScanDelta).
     let raws: RawPtyFd[] | null = null;
@@ -784,7 +857,7 @@ export class IncrementalScanner {
       }
       let st;
       try {
-        st = this.procfs.fdStat(pid, String(raw.fd));
+        st = ctx.slaveStat(pid, raw.fd);
       } catch (err) {
         if (isVanished(err)) return null;
         throw err;

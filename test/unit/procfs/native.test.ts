@@ -1,5 +1,5 @@
 // Loading the optional native fd-link reader: every way it can be unavailable leaves the JS reads in use.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -68,5 +68,36 @@ describe("the BPF finder's capability gate", () => {
     });
     const missing = bpfFinder("/proc", { env: {}, capEff: hex(UNIT | bit(38) | bit(39)), addonPath: "/nonexistent/build/Release/ptyscan.node" });
     expect(missing).toEqual({ path: null, reason: "/nonexistent/build/Release/ptyfds.bpf.o is not built" });
+  });
+});
+
+describe("statFds, the native stat of the files fds name", () => {
+  const load = loadNativeFdLinks({ env: {} });
+
+  it("gives what Node's stat of /proc/PID/fd/FD gives, and ENOENT for a process that is gone", () => {
+    // A missing addon fails here loudly: the test command builds it (npm ci runs node-gyp).
+    expect(load.reader, load.reason ?? "").not.toBeNull();
+    const procfs = new ProcFs("/proc");
+    const path = join(dir, "held");
+    writeFileSync(path, "x");
+    const fd = openSync(path, "r");
+    try {
+      const gone = 0x3fffff; // above any pid_max: never a process
+      const stats = procfs.statFds(Int32Array.of(process.pid, process.pid, gone), Int32Array.of(fd, 1, 0));
+      expect(stats).not.toBeNull();
+      const [held, out, missing] = stats ?? [];
+      for (const [stat, which] of [
+        [held, fd],
+        [out, 1],
+      ] as const) {
+        const node = procfs.fdStat(process.pid, String(which));
+        expect(stat).toMatchObject({ dev: node.dev, ino: node.ino, rdev: node.rdev, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs });
+        expect((stat as { isCharacterDevice(): boolean }).isCharacterDevice()).toBe(node.isCharacterDevice());
+      }
+      expect(missing).toBeInstanceOf(Error);
+      expect((missing as NodeJS.ErrnoException).code).toBe("ENOENT");
+    } finally {
+      closeSync(fd);
+    }
   });
 });
