@@ -27,6 +27,11 @@ function assertFreshBuild(): void {
   }
 }
 
+/** A stand-in thread's answer to `request`, as the scan thread sends a whole scan (ScanDelta); `ppids`: pid, parent, … */
+const wholeAnswer = (ppids: string): string =>
+  `{ whole: true, processes: [], processesGone: [], ppids: ${ppids}, ppidsGone: [], ptyFds: [], ttyTimes: [], ttyTimesGone: [],
+     rest: { initDevpts: new Map(), unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode } }`;
+
 describe("ScanWorker over a load of real processes (real kernel, unshare, python3, worker threads)", () => {
   let load: SyntheticHost;
   let procfs: ProcFs;
@@ -106,9 +111,7 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
       parentPort.on("message", (request) => {
         if (existsSync(${answered}) && !existsSync(${crashed})) { writeFileSync(${crashed}, ""); process.exit(3); }
         writeFileSync(${answered}, "");
-        const scan = { processes: new Map(), ppids: new Map([[7, 1]]), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
-          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
-        parentPort.postMessage({ id: request.id, ok: true, scan });
+        parentPort.postMessage({ id: request.id, ok: true, delta: ${wholeAnswer("[7, 1]")} });
       });`;
     const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
     workers.push(worker);
@@ -125,6 +128,34 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
     }
   });
 
+  it("a thread whose answer cannot be applied (a delta before any whole scan) fails that call and is replaced", async () => {
+    // A stand-in thread: its first thread answers with a partial delta; the thread that replaces it answers whole.
+    const dir = mkdtempSync(join(tmpdir(), "ptyreaper-step-"));
+    const first = JSON.stringify(join(dir, "first"));
+    const source = `
+      import { existsSync, writeFileSync } from "node:fs";
+      import { parentPort } from "node:worker_threads";
+      const replaced = existsSync(${first});
+      writeFileSync(${first}, "");
+      parentPort.on("message", (request) => {
+        const delta = ${wholeAnswer("[7, 1]")};
+        parentPort.postMessage({ id: request.id, ok: true, delta: { ...delta, whole: replaced } });
+      });`;
+    const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
+    workers.push(worker);
+    try {
+      await expect(worker.scan({ ptyAllocated: 0 })).rejects.toMatchObject({
+        code: "PTYR_SCAN_WORKER",
+        message: expect.stringContaining("before any whole scan") as string,
+      });
+      const after = await worker.scan({ ptyAllocated: 0 });
+      expect(after.mode).toBe("full");
+      expect(after.ppids.get(7)).toBe(1);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("after a pass that failed in a thread, the next pass is full", async () => {
     // A stand-in thread: answers its first request, fails its second, answers the rest.
     const source = `
@@ -133,9 +164,7 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
       parentPort.on("message", (request) => {
         requests++;
         if (requests === 2) return parentPort.postMessage({ id: request.id, ok: false, error: { message: "EIO: i/o error", code: "EIO" } });
-        const scan = { processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
-          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
-        parentPort.postMessage({ id: request.id, ok: true, scan });
+        parentPort.postMessage({ id: request.id, ok: true, delta: ${wholeAnswer("[]")} });
       });`;
     const worker = new ScanWorker({ procRoot: "/proc", now: () => clock, workerUrl: new URL(`data:text/javascript,${encodeURIComponent(source)}`) });
     workers.push(worker);
@@ -159,9 +188,7 @@ describe("ScanWorker over a load of real processes (real kernel, unshare, python
       import { parentPort } from "node:worker_threads";
       parentPort.on("message", (request) => {
         if (!existsSync(${blocked})) { writeFileSync(${blocked}, ""); readFileSync(${JSON.stringify(fifo)}); }
-        const scan = { processes: new Map(), ppids: new Map([[7, 1]]), ptyFds: [], ttyTimes: new Map(), initDevpts: new Map(),
-          unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode };
-        parentPort.postMessage({ id: request.id, ok: true, scan });
+        parentPort.postMessage({ id: request.id, ok: true, delta: ${wholeAnswer("[7, 1]")} });
       });`;
     const worker = new ScanWorker({
       procRoot: "/proc",
