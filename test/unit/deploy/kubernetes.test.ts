@@ -12,6 +12,7 @@ import { parseAllDocuments, parse as parseYaml, stringify } from "yaml";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseConfig } from "../../../src/config/load.js";
+import { DAEMON_NODE_FLAGS } from "../../../src/systemd/install.js";
 
 const DIR = new URL("../../../deploy/kubernetes/", import.meta.url);
 const read = (name: string): string => readFileSync(new URL(name, DIR), "utf8");
@@ -283,6 +284,11 @@ describe("deploy/kubernetes manifests", () => {
     expect(parseConfig(configMap, "configmap.yaml", {}).http.sessions).toBe(false);
     expect(repoFile("Dockerfile")).toContain("COPY deploy/container/config.yaml /etc/ptyreaper/config.yaml");
     expect(repoFile("Dockerfile")).toContain('CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]');
+  });
+
+  it("starts node in the image with the daemon's one list of node flags, as the launcher and npm start do", () => {
+    const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(repoFile("Dockerfile"))?.[1];
+    expect(JSON.parse(entrypoint ?? "null")).toEqual(["node", ...DAEMON_NODE_FLAGS, "/opt/ptyreaper/dist/main.js"]);
   });
 
   it("ships the ConfigMap (and the image's config) in dry-run, as the README's first step says, and the README says how to switch", () => {
