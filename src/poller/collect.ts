@@ -138,8 +138,9 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, k
     const info = scan.processes.get(pid);
     let facts: ProcessFacts | null;
     // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
-    if (info && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) facts = factsOf(procfs, info);
-    else if (!kept) facts = read(pid) ?? null;
+    if (info && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) {
+      facts = kept ? kept.ofRecord(pid, info, () => factsOf(procfs, info)) : factsOf(procfs, info);
+    } else if (!kept) facts = read(pid) ?? null;
     else {
       const stat = info ?? statOf(procfs, pid);
       // Read in full only when not kept; a process outside the scan is then read with the stat just read.

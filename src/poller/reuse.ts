@@ -188,6 +188,21 @@ export function sameValue(a: unknown, b: unknown): boolean {
 export class KeptFacts {
   private kept = new Map<number, { identity: string | null; facts: ProcessFacts | null }>();
 
+  /** Facts made from a scan's record, by that record: the scan thread gives an unchanged holder's record again as the same object. */
+  private readonly byRecord = new WeakMap<object, ProcessFacts | null>();
+
+  /**
+   * The facts of a process the scan read in full, made from its record by `make` only when that record is not the
+   * one met before (then kept as same() keeps them): a steady cycle's holders cost no copy and no comparison each.
+   */
+  ofRecord(pid: number, record: object, make: () => ProcessFacts | null): ProcessFacts | null {
+    const known = this.byRecord.get(record);
+    if (known !== undefined && this.kept.get(pid)?.facts === known) return known;
+    const facts = this.same(pid, make());
+    this.byRecord.set(record, facts);
+    return facts;
+  }
+
   /** The kept facts of `pid` when they equal `facts` (the same object as before), else `facts`, kept from now on. */
   same(pid: number, facts: ProcessFacts | null): ProcessFacts | null {
     const kept = this.kept.get(pid);

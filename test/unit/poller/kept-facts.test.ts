@@ -34,6 +34,28 @@ describe("KeptFacts", () => {
     expect(reads).toBe(4);
   });
 
+  it("makes a scanned process's facts once per record the scan gives, and again for a new record or after a prune", () => {
+    const kept = new KeptFacts();
+    let made = 0;
+    const make = (argv: string[]) => (): ProcessFacts => {
+      made++;
+      return facts(40, 1, "sh", argv, "0::/\n");
+    };
+    const record = { pid: 40 };
+    const first = kept.ofRecord(40, record, make(["sh"]));
+    expect(kept.ofRecord(40, record, make(["sh"]))).toBe(first);
+    expect(made).toBe(1);
+    // A new record (the holder read again) with equal facts: made, then the kept object given back.
+    expect(kept.ofRecord(40, { pid: 40 }, make(["sh"]))).toBe(first);
+    expect(made).toBe(2);
+    const changed = kept.ofRecord(40, { pid: 40 }, make(["sh", "-i"]));
+    expect(changed).not.toBe(first);
+    expect(changed?.argv).toEqual(["sh", "-i"]);
+    kept.prune(new Map([[1, 0]]));
+    kept.ofRecord(40, record, make(["sh"]));
+    expect(made).toBe(4);
+  });
+
   it("does not keep a process that could not be read", () => {
     const kept = new KeptFacts();
     let reads = 0;
