@@ -49,6 +49,11 @@ export interface DaemonWindow {
   rssLastMb: number;
   /** Poll cycles that completed in the window, from ptyreaper_poll_duration_seconds_count. */
   cycles: number | null;
+  /**
+   * Of those, cycles whose scan was a full pass (ptyreaper_scans_total{pass="full"}; null for a daemon without it): one
+   * costs about what the C floor's scan does, so a window with one and a window without are not comparable.
+   */
+  fullScans: number | null;
 }
 
 export interface PhaseResult {
@@ -195,14 +200,15 @@ class DeployedDaemon {
     }
   }
 
-  /** Completed poll cycles so far; null when /metrics does not answer. */
-  async cycles(): Promise<number | null> {
+  /** Completed poll cycles so far, and how many scanned with a full pass; null where /metrics does not say. */
+  async cycles(): Promise<{ cycles: number | null; fullScans: number | null }> {
     try {
       const text = await (await fetch(`${this.url}/metrics`)).text();
       const line = text.match(/^ptyreaper_poll_duration_seconds_count(?:\{[^}]*\})? (\d+)/m);
-      return line ? Number(line[1]) : null;
+      const full = text.match(/^ptyreaper_scans_total\{pass="full"\} (\d+)/m);
+      return { cycles: line ? Number(line[1]) : null, fullScans: full ? Number(full[1]) : null };
     } catch {
-      return null;
+      return { cycles: null, fullScans: null };
     }
   }
 
@@ -236,14 +242,17 @@ async function measureWindow(daemons: readonly DeployedDaemon[], seconds: number
     const after = cpuTicks(daemon.pid);
     if (before === null || before === undefined || after === null) throw new Error(`${daemon.name} exited during the window: see ${daemon.logPath}`);
     const cpuSeconds = (after - before) / CLOCK_TICKS_PER_SECOND;
-    const first = startCycles[i];
-    const last = endCycles[i];
+    const first = startCycles[i]?.cycles;
+    const last = endCycles[i]?.cycles;
+    const fullFirst = startCycles[i]?.fullScans;
+    const fullLast = endCycles[i]?.fullScans;
     result[daemon.name] = {
       cpuPercent: (cpuSeconds / elapsed) * 100,
       cpuSecondsPerMinute: (cpuSeconds / elapsed) * 60,
       rssPeakMb: peaks[i] ?? 0,
       rssLastMb: rssMb(daemon.pid) ?? 0,
       cycles: first === null || first === undefined || last === null || last === undefined ? null : last - first,
+      fullScans: fullFirst === null || fullFirst === undefined || fullLast === null || fullLast === undefined ? null : fullLast - fullFirst,
     };
   });
   return result;
@@ -393,7 +402,8 @@ export async function measureCost(load: SyntheticHost, options: CostOptions): Pr
         }
         figures.phases.push(phase);
         const summary = Object.entries(measured).map(
-          ([who, w]) => `${who} ${w.cpuPercent.toFixed(2)} % (${w.cycles ?? "?"} cycles, RSS peak ${w.rssPeakMb.toFixed(0)} MB)`,
+          ([who, w]) =>
+            `${who} ${w.cpuPercent.toFixed(2)} % (${w.cycles ?? "?"} cycles, ${w.fullScans ?? "?"} full, RSS peak ${w.rssPeakMb.toFixed(0)} MB)`,
         );
         log(`${name}: ${summary.join("; ")}`);
       }
@@ -417,7 +427,7 @@ export function costRows(figures: CostFigures): { measure: string; value: string
       const label = { this: "daemon as deployed", "this+bpf": `the same with ${BPF_DROP_IN}` }[who] ?? `previous daemon (${figures.baseline})`;
       const target = who === "this" && phase.churn && phase.scale === 1 ? "≤ 0.5 %" : "";
       rows.push({
-        measure: `${label} (finder ${figures.finders[who] ?? "?"}), ${phase.name} (host ${thousands(phase.host.processes)} processes, ${thousands(phase.host.fds)} fds): CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles${churned})`,
+        measure: `${label} (finder ${figures.finders[who] ?? "?"}), ${phase.name} (host ${thousands(phase.host.processes)} processes, ${thousands(phase.host.fds)} fds): CPU of one core over ${phase.windowSeconds} s (${w.cycles ?? "?"} cycles, ${w.fullScans ?? "?"} with a full pass${churned})`,
         value: `${w.cpuPercent.toFixed(2)} % = ${w.cpuSecondsPerMinute.toFixed(2)} s/min; RSS peak ${w.rssPeakMb.toFixed(0)} MB, last ${w.rssLastMb.toFixed(0)} MB`,
         target,
         met: target ? (w.cpuPercent <= 0.5 ? "yes" : "NO") : "",

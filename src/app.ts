@@ -12,6 +12,7 @@ import { PtyreaperMetrics } from "./metrics/metrics.js";
 import { collect } from "./poller/collect.js";
 import { InventoryReuse } from "./poller/reuse.js";
 import { Poller, type PollerSettings } from "./poller/poller.js";
+import type { ScanMode } from "./procfs/incremental.js";
 import { ProcFs } from "./procfs/procfs.js";
 import { scanProc, type ScanOptions } from "./procfs/scan.js";
 import type { ProcScan } from "./domain/types.js";
@@ -34,7 +35,8 @@ import { MasterOnlyTracker } from "./domain/master-only.js";
 
 /** Runs scans somewhere (a worker thread in the daemon); close() frees it. */
 export interface Scanner {
-  scan(options: ScanOptions & { ptyAllocated: number }): ProcScan | Promise<ProcScan>;
+  /** `mode`: the pass the answer came from (the daemon's scanners say; absent counts as steady). */
+  scan(options: ScanOptions & { ptyAllocated: number }): (ProcScan & { mode?: ScanMode }) | Promise<ProcScan & { mode?: ScanMode }>;
   close(): Promise<void>;
 }
 
@@ -204,6 +206,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   let lastFinder: string | undefined;
   const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
     const result = await scanner.scan(options);
+    metrics.scanned(result.mode === "full" ? "full" : "steady");
     if (result.cut) metrics.scanPassCut();
     if (result.finder !== undefined && result.finder !== lastFinder) {
       lastFinder = result.finder;

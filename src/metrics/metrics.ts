@@ -110,6 +110,7 @@ export class PtyreaperMetrics {
   /** ptyreaper_scan_info's labels: the reader, and the BPF finder ("none" until a full pass reports one). */
   private scanLabels = { reader: "", reason: "", finder: "none", finder_reason: "" };
   private readonly scanPassesCutTotal: Counter;
+  private readonly scansTotal: Counter<"pass">;
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
   private readonly signalInfo: Gauge<"method" | "reason">;
   private readonly execClients: Gauge<"client" | "runtime">;
@@ -247,6 +248,13 @@ export class PtyreaperMetrics {
       help: "/proc passes that ran out of their time budget and completed with what they had read (the rest kept their last known state).",
       registers,
     });
+    this.scansTotal = new Counter({
+      name: "ptyreaper_scans_total",
+      help: "Cycles' /proc scans by the pass their answer came from: full (every process's fds, every fullScanInterval and when the ptys found stop matching pty/nr) or steady (new processes and pty holders only).",
+      labelNames: ["pass"],
+      registers,
+    });
+    for (const pass of ["full", "steady"]) this.scansTotal.inc({ pass }, 0);
     this.execClients = new Gauge({
       name: "ptyreaper_exec_clients",
       help: "Running exec sessions holding a pty, by where their client is (attached, gone: it exited or dropped its connection, unknown: no evidence, only the idle policy applies) and the session's runtime.",
@@ -506,6 +514,11 @@ export class PtyreaperMetrics {
     this.scanLabels = { ...this.scanLabels, finder, finder_reason: reason };
     this.scanInfo.reset();
     this.scanInfo.set(this.scanLabels, 1);
+  }
+
+  /** A cycle's scan, by the pass its answer came from. */
+  scanned(pass: "full" | "steady"): void {
+    this.scansTotal.inc({ pass });
   }
 
   scanPassCut(): void {

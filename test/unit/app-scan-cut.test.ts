@@ -10,8 +10,9 @@ import { emptyScan } from "../../src/procfs/scan.js";
 
 const MIXED_HOST = fileURLToPath(new URL("../fixtures/proc/mixed-host", import.meta.url));
 
-function scanResult(cut: boolean): ProcScan {
-  return { ...emptyScan(1_700_000_000, {}), ...(cut ? { cut: { unread: 42 } } : {}) };
+function scanResult(cut: boolean): ProcScan & { mode: "full" | "incremental" } {
+  // A cut pass here is a steady one; the others full: the cycles' scans are counted by pass.
+  return { ...emptyScan(1_700_000_000, {}), ...(cut ? { cut: { unread: 42 } } : {}), mode: cut ? "incremental" : "full" };
 }
 
 describe("createDaemon: scan passes cut by their budget", () => {
@@ -32,6 +33,8 @@ describe("createDaemon: scan passes cut by their budget", () => {
 
     const exposition = (await daemon.metrics.exposition()).body;
     expect(exposition).toMatch(/^ptyreaper_scan_passes_cut_total 3$/m);
+    expect(exposition).toMatch(/^ptyreaper_scans_total\{pass="steady"\} 3$/m);
+    expect(exposition).toMatch(/^ptyreaper_scans_total\{pass="full"\} 2$/m);
     expect(exposition).toMatch(/^ptyreaper_scan_info\{reader="js",reason=".*mixed-host is not a procfs",finder="none",finder_reason=""\} 1$/m);
     const said = lines.filter((line) => line.component === "scan").map((line) => [line.level, line.msg, line.unread]);
     expect(said).toEqual([

@@ -112,6 +112,7 @@ describe("PtyreaperMetrics", () => {
         "ptyreaper_runtime_up",
         "ptyreaper_scan_info",
         "ptyreaper_scan_passes_cut_total",
+        "ptyreaper_scans_total",
         "ptyreaper_signal_info",
         "ptyreaper_web_config_reload_failures_total",
         "ptyreaper_would_reap_sessions_total",
@@ -408,6 +409,21 @@ describe("PtyreaperMetrics", () => {
     m.scanPassCut();
     m.scanPassCut();
     expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(2);
+  });
+
+  it("counts cycles' scans by the pass their answer came from, both series from the start", async () => {
+    const m = metrics();
+    expect([...(await series(m, "ptyreaper_scans_total")).entries()].sort()).toEqual([
+      ["pass=full", 0],
+      ["pass=steady", 0],
+    ]);
+    m.scanned("full");
+    m.scanned("steady");
+    m.scanned("steady");
+    expect([...(await series(m, "ptyreaper_scans_total")).entries()].sort()).toEqual([
+      ["pass=full", 1],
+      ["pass=steady", 2],
+    ]);
   });
 
   it("labels the signal method in use, one series, with why for the kill(2) fallback", async () => {
