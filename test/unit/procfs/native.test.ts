@@ -81,23 +81,27 @@ describe("statFds, the native stat of the files fds name", () => {
     const path = join(dir, "held");
     writeFileSync(path, "x");
     const fd = openSync(path, "r");
+    // A character device, as a pty slave is; nothing here writes either file, so their times hold still.
+    const nul = openSync("/dev/null", "r");
     try {
       const gone = 0x3fffff; // above any pid_max: never a process
-      const stats = procfs.statFds(Int32Array.of(process.pid, process.pid, gone), Int32Array.of(fd, 1, 0));
+      const stats = procfs.statFds(Int32Array.of(process.pid, process.pid, gone), Int32Array.of(fd, nul, 0));
       expect(stats).not.toBeNull();
-      const [held, out, missing] = stats ?? [];
+      const [held, device, missing] = stats ?? [];
       for (const [stat, which] of [
         [held, fd],
-        [out, 1],
+        [device, nul],
       ] as const) {
         const node = procfs.fdStat(process.pid, String(which));
         expect(stat).toMatchObject({ dev: node.dev, ino: node.ino, rdev: node.rdev, atimeMs: node.atimeMs, mtimeMs: node.mtimeMs });
         expect((stat as { isCharacterDevice(): boolean }).isCharacterDevice()).toBe(node.isCharacterDevice());
       }
+      expect((device as { isCharacterDevice(): boolean }).isCharacterDevice()).toBe(true);
       expect(missing).toBeInstanceOf(Error);
       expect((missing as NodeJS.ErrnoException).code).toBe("ENOENT");
     } finally {
       closeSync(fd);
+      closeSync(nul);
     }
   });
 });
