@@ -42,11 +42,12 @@ async function runContainer(suffix: string, cmd: string[]): Promise<string> {
 }
 
 /**
- * Waits, as a process with no pty, for /tmp/go; then opens the pty it names on fd 8, writes a newline to it (its
- * output restarts the session's idle clock, so the session is judged stale only after this process holds it),
- * and becomes a sleep (busybox: shell builtins only).
+ * Waits, as a process with no pty, for /tmp/go to hold a path; then opens the pty it names on fd 8, writes a newline
+ * to it (its output restarts the session's idle clock, so the session is judged stale only after this process holds
+ * it), and becomes a sleep (busybox: shell builtins only). It waits for content (-s), not for the file (-e): the
+ * shell's `> /tmp/go` creates the file before `cat` has written into it, and a read in between found it empty.
  */
-const OPEN_ON_GO = 'while [ ! -e /tmp/go ]; do sleep 0.2; done; read p < /tmp/go; exec 8<>"$p"; echo >&8; exec sleep 100000';
+const OPEN_ON_GO = 'while [ ! -s /tmp/go ]; do sleep 0.2; done; read p < /tmp/go; exec 8<>"$p"; echo >&8; exec sleep 100000';
 
 /** The pid whose fd 8 names /dev/pts/`index`, among `pids`; null while none does. */
 function openerOf(pids: readonly number[], index: number): number | null {
