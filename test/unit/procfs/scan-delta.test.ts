@@ -30,37 +30,23 @@ describe("scan deltas between the scan thread and the main thread", () => {
   const init = proc(10, { ppid: 5, nsPids: [10, 1] });
   const fds = [master(5, "0:40", 0), slave(20, "0:40", 0)];
   const idle: [string, TtyTimes] = ["0:40:0", { atimeMs: 1000, mtimeMs: 2000 }];
+  /** The host's parents: init 10 under 5, the shell 20 under it, and a process 30 that comes and goes. */
+  const parents: [number, number][] = [
+    [5, 1],
+    [10, 5],
+    [20, 10],
+  ];
 
   it("gives back each scan whole, and sends only what changed", () => {
     const sender = new DeltaSender();
     const receiver = new DeltaReceiver();
-    const first = scanOf(
-      [init, shell],
-      [
-        [5, 1],
-        [10, 5],
-        [20, 10],
-        [30, 1],
-      ],
-      fds,
-      [idle],
-    );
+    const first = scanOf([init, shell], [...parents, [30, 1]], fds, [idle]);
     const d1 = sender.delta(first);
     expect(d1.whole).toBe(true);
     expect(plain(receiver.apply(cross(d1)))).toEqual(plain(first));
 
     // Nothing changed but the pass: nothing crosses but the small rest.
-    const second = scanOf(
-      [init, shell],
-      [
-        [5, 1],
-        [10, 5],
-        [20, 10],
-        [30, 1],
-      ],
-      fds,
-      [["0:40:0", { atimeMs: 1000, mtimeMs: 2000 }]],
-    );
+    const second = scanOf([init, shell], [...parents, [30, 1]], fds, [["0:40:0", { atimeMs: 1000, mtimeMs: 2000 }]]);
     const d2 = sender.delta(second);
     expect(d2).toMatchObject({
       whole: false,
@@ -77,20 +63,10 @@ describe("scan deltas between the scan thread and the main thread", () => {
     // A process gone, one new, a holder re-read (new record), a tty used, a new pty.
     const reread = { ...shell, comm: "bash" };
     const newFds = [...fds, master(5, "0:40", 1), slave(40, "0:40", 1)];
-    const third = scanOf(
-      [init, reread, proc(40, { ppid: 5 })],
-      [
-        [5, 1],
-        [10, 5],
-        [20, 10],
-        [40, 5],
-      ],
-      newFds,
-      [
-        ["0:40:0", { atimeMs: 3000, mtimeMs: 2000 }],
-        ["0:40:1", { atimeMs: 1, mtimeMs: 1 }],
-      ],
-    );
+    const third = scanOf([init, reread, proc(40, { ppid: 5 })], [...parents, [40, 5]], newFds, [
+      ["0:40:0", { atimeMs: 3000, mtimeMs: 2000 }],
+      ["0:40:1", { atimeMs: 1, mtimeMs: 1 }],
+    ]);
     const d3 = sender.delta(third);
     expect(d3.processes.map((info) => info.pid)).toEqual([20, 40]);
     expect(d3.ppids).toEqual([40, 5]);
@@ -118,33 +94,11 @@ describe("scan deltas between the scan thread and the main thread", () => {
   it("keeps its own records when the caller changes the scan it was given", () => {
     const sender = new DeltaSender();
     const receiver = new DeltaReceiver();
-    const scan = scanOf(
-      [init, shell],
-      [
-        [10, 5],
-        [20, 10],
-      ],
-      fds,
-      [idle],
-    );
+    const scan = scanOf([init, shell], parents, fds, [idle]);
     const given = receiver.apply(cross(sender.delta(scan)));
     given.processes.set(20, { ...shell, containerId: "claimed" }); // as claimNamedContainers does
     given.ttyTimes.delete("0:40:0");
-    const next = receiver.apply(
-      cross(
-        sender.delta(
-          scanOf(
-            [init, shell],
-            [
-              [10, 5],
-              [20, 10],
-            ],
-            fds,
-            [idle],
-          ),
-        ),
-      ),
-    );
+    const next = receiver.apply(cross(sender.delta(scanOf([init, shell], parents, fds, [idle]))));
     expect(next.processes.get(20)?.containerId).toBeNull();
     expect(next.ttyTimes.get("0:40:0")).toEqual(idle[1]);
   });
