@@ -20,6 +20,7 @@ const ALONE = [
   "test/integration/docker-exhaustion.test.ts", // lowers kernel.pty.max
   "test/integration/docker-sessions-cli.test.ts", // ptys found = pty.nr
   "test/integration/kernel-scan.test.ts", // ptys found = pty.nr
+  "test/integration/kernel-pid-listing.test.ts", // moves the host's pid allocator back (ns_last_pid)
   "test/integration/incremental-scan.test.ts", // a steady pass is full at once when pty.nr moves
   "test/integration/scan-worker.test.ts", // the same
   "test/integration/safety-steady-scan-reap.test.ts", // the same: it proves what steady passes miss

@@ -823,34 +823,44 @@ static napi_value exit_now(napi_env env, napi_callback_info info) {
 }
 
 /*
- * listPids(procRoot): the numeric entries of procRoot, ascending, as an Int32Array, read with getdents64.
- * What a steady pass costs for the whole host is this one listing: Node's readdir makes a string per entry.
- * Throws with the errno's code when the directory cannot be read.
+ * listPids(procRoot, from?, to?): the numeric entries of procRoot, ascending, as an Int32Array, read with getdents64
+ * (Node's readdir makes a string per entry). With `from`, only pids from..to: the listing starts at `from` itself.
+ * procfs lists process pid P at directory offset P + PROC_PID_OFFSET (TGID_OFFSET in fs/proc/base.c, the same since
+ * Linux 2.6) and seeks there, so the kernel walks only the pids asked for, not the whole host; the caller checks
+ * that offset against a whole listing before it relies on it (PidCursor). Throws with the errno's code when the
+ * directory cannot be read.
  */
+#define PROC_PID_OFFSET 258
+
 static int compare_pids(const void *a, const void *b) {
   int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
   return (x > y) - (x < y);
 }
 
 static napi_value list_pids(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1], result = NULL;
+  size_t argc = 3;
+  napi_value argv[3], result = NULL;
   char root[LINK_MAX_LEN];
   int32_t *pids = NULL;
   char *dents = NULL;
   int dir = -1;
+  int32_t from = 0, to = INT32_MAX;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1) {
-    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "listPids(procRoot)");
+    napi_throw_type_error(env, "PTYR_NATIVE_SCAN", "listPids(procRoot, from?, to?)");
     return NULL;
   }
   CHECK(napi_get_value_string_utf8(env, argv[0], root, sizeof root, NULL));
+  if (argc >= 2) CHECK(napi_get_value_int32(env, argv[1], &from));
+  if (argc >= 3) CHECK(napi_get_value_int32(env, argv[2], &to));
   dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  size_t count = 0, capacity = 4096;
+  size_t count = 0, capacity = from > 0 ? 256 : 4096;
   pids = malloc(capacity * sizeof *pids);
   dents = malloc(65536);
   int err = dir < 0 ? errno : (pids == NULL || dents == NULL) ? ENOMEM : 0;
-  while (err == 0) {
+  if (err == 0 && from > 0 && lseek(dir, (off_t)from + PROC_PID_OFFSET, SEEK_SET) < 0) err = errno;
+  int past = 0;
+  while (err == 0 && !past) {
     long got = syscall(SYS_getdents64, dir, dents, 65536);
     if (got < 0) err = errno;
     if (got <= 0) break;
@@ -860,7 +870,11 @@ static napi_value list_pids(napi_env env, napi_callback_info info) {
       if (entry->d_name[0] < '1' || entry->d_name[0] > '9') continue;
       char *end;
       long pid = strtol(entry->d_name, &end, 10);
-      if (*end != '\0' || pid <= 0 || pid > INT32_MAX) continue;
+      if (*end != '\0' || pid <= 0 || pid > INT32_MAX || pid < from) continue;
+      if (pid > to) {
+        past = 1;
+        break;
+      }
       if (count == capacity) {
         int32_t *grown = realloc(pids, 2 * capacity * sizeof *pids);
         if (grown == NULL) {

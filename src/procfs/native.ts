@@ -35,8 +35,8 @@ interface PtyScanAddon {
   ): Promise<AddonAnswer>;
   /** A stat of the file each (pid, fd) names: FD_STAT_FIELDS numbers per pair (NaN, errno where unread); absent from builds older than it. */
   statFds?(procRoot: string, pids: Int32Array, fds: Int32Array): Float64Array;
-  /** The numeric entries of a /proc, ascending; absent from builds older than it. */
-  listPids?(procRoot: string): Int32Array;
+  /** The numeric entries of a /proc, ascending (only from..to when given); absent from builds older than it. */
+  listPids?(procRoot: string, from?: number, to?: number): Int32Array;
   exitNow?(code: number): never;
 }
 
@@ -139,10 +139,13 @@ export class NativeFdLinks {
     return true;
   }
 
-  /** The pids listed in `procRoot`, ascending, with one getdents64 loop; null when this build of the addon has no listPids. */
-  listPids(procRoot: string): number[] | null {
+  /**
+   * The pids listed in `procRoot`, ascending, with one getdents64 loop; with `range`, only those from..to, the
+   * listing starting at `from` (see PidListing). null when this build of the addon has no listPids.
+   */
+  listPids(procRoot: string, range?: { from: number; to: number }): number[] | null {
     if (typeof this.addon.listPids !== "function") return null;
-    return Array.from(this.addon.listPids(procRoot));
+    return Array.from(range ? this.addon.listPids(procRoot, range.from, range.to) : this.addon.listPids(procRoot));
   }
 
   /**

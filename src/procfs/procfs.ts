@@ -149,6 +149,14 @@ export class ProcFs {
     return pids;
   }
 
+  /**
+   * The pids from..to (inclusive), ascending, the kernel walking only those (PidListing checks that it does); null
+   * without the native reader, which alone can start a listing at a pid.
+   */
+  pidsBetween(from: number, to: number): number[] | null {
+    return this.native?.listPids(this.root, { from, to }) ?? null;
+  }
+
   /** /proc/stat (btime) */
   bootTimeSec(): number {
     const path = join(this.root, "stat");

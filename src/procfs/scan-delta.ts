@@ -24,6 +24,13 @@ export interface ScanDelta {
   rest: Rest;
 }
 
+/** What changed in a scanner's parents (its scans' `ppids`, one map it keeps) during its last pass. */
+export interface ParentChanges {
+  /** pid, parent, pid, parent, … */
+  set: number[];
+  gone: number[];
+}
+
 /** The maps a delta is taken against, or applied to. */
 interface Held {
   processes: Map<number, ProcInfo>;
@@ -34,13 +41,16 @@ interface Held {
 
 /** The scan thread's side: each pass's scan as a delta from the one before it. */
 export class DeltaSender {
-  private last: Held | null = null;
+  private last: Omit<Held, "ppids"> | null = null;
 
-  /** The delta from the last scan sent (the whole scan after forget()); `scan` is then the last one sent. */
-  delta(scan: ModalScan): ScanDelta {
+  /**
+   * The delta from the last scan sent (the whole scan after forget()); `scan` is then the last one sent. `parents`:
+   * what the pass changed in `ppids`, which the scanner keeps as one map from pass to pass, so only it can say.
+   */
+  delta(scan: ModalScan, parents: ParentChanges): ScanDelta {
     const { processes, ppids, ptyFds, ttyTimes, ...rest } = scan;
     const last = this.last;
-    this.last = { processes, ppids, ptyFds, ttyTimes };
+    this.last = { processes, ptyFds, ttyTimes };
     if (last === null) {
       return {
         whole: true,
@@ -58,8 +68,8 @@ export class DeltaSender {
       whole: false,
       processes: [],
       processesGone: gone(last.processes, processes),
-      ppids: [],
-      ppidsGone: gone(last.ppids, ppids),
+      ppids: parents.set,
+      ppidsGone: parents.gone,
       ptyFds: sameItems(last.ptyFds, ptyFds) ? null : ptyFds,
       ttyTimes: [],
       ttyTimesGone: gone(last.ttyTimes, ttyTimes),
@@ -67,7 +77,6 @@ export class DeltaSender {
     };
     // By reference: the scanner gives a holder's unchanged record again as the same object.
     for (const [pid, info] of processes) if (last.processes.get(pid) !== info) delta.processes.push(info);
-    for (const [pid, parent] of ppids) if (last.ppids.get(pid) !== parent) delta.ppids.push(pid, parent);
     for (const [key, times] of ttyTimes) {
       const was = last.ttyTimes.get(key);
       if (was === undefined || was.atimeMs !== times.atimeMs || was.mtimeMs !== times.mtimeMs) delta.ttyTimes.push([key, times]);

@@ -18,7 +18,9 @@ import {
   type StatFields,
 } from "./parse.js";
 import type { BpfFinderChoice, FdLink, FdLinksOrError, LinkStat, NativeBatch } from "./native.js";
+import { PidListing, type Listing } from "./pid-listing.js";
 import { CMDLINE_SHOWN_BYTES, type ProcFs } from "./procfs.js";
+import type { ParentChanges } from "./scan-delta.js";
 
 const DEVPTS_PTMX_INO = 2;
 
@@ -534,6 +536,48 @@ export interface IncrementalScannerOptions {
 /** Processes read per native batch: small enough to stop near the budget, large enough to keep its threads busy. */
 const BATCH_PIDS = 256;
 
+/**
+ * The scanner's pid → parent map, kept from pass to pass (each scan's `ppids` is this one map), and what changed in
+ * it during the last pass: a steady pass touches only the parents of what it read, and only those cross to the
+ * main thread (ScanDelta).
+ */
+class Parents {
+  readonly map = new Map<number, number>();
+  private readonly changed = new Set<number>();
+  private readonly gone = new Set<number>();
+
+  /** A pass begins: what it changes is logged afresh. */
+  begin(): void {
+    this.changed.clear();
+    this.gone.clear();
+  }
+
+  set(pid: number, parent: number): void {
+    if (this.map.get(pid) === parent) return;
+    this.map.set(pid, parent);
+    this.changed.add(pid);
+    this.gone.delete(pid);
+  }
+
+  delete(pid: number): void {
+    if (!this.map.delete(pid)) return;
+    this.gone.add(pid);
+    this.changed.delete(pid);
+  }
+
+  clear(): void {
+    for (const pid of this.map.keys()) this.gone.add(pid);
+    this.map.clear();
+    this.changed.clear();
+  }
+
+  changes(): ParentChanges {
+    const set: number[] = [];
+    for (const pid of this.changed) set.push(pid, this.map.get(pid) ?? 0);
+    return { set, gone: [...this.gone] };
+  }
+}
+
 /** What the scanner remembers of a process between passes. */
 interface Tracked {
   startTicks: number;
@@ -554,8 +598,9 @@ interface Tracked {
 
 /**
  * The one pass over /proc (scanProc is a full one of these). A full pass reads every process. Between
- * full passes, a steady ("incremental") pass costs what the ptys cost, not what the host costs: one
- * listing of /proc, then reads only of
+ * full passes, a steady ("incremental") pass costs what the ptys cost, not what the host costs: a listing of
+ * only the pids given out since the last pass (PidListing; of every pid once a minute, which is how exits of
+ * processes it does not read are learnt), then reads only of
  * - processes it has not seen (a pid not listed before): stat, fd links, and the rest if they hold a pty;
  * - pty holders and container inits: stat (a new start time makes it a new process), the fd count, and a
  *   stat of each pty file held (still the same file, and its fresh tty times); the links again only when
@@ -576,6 +621,15 @@ interface Tracked {
  */
 export class IncrementalScanner {
   private readonly tracked = new Map<number, Tracked>();
+  /** Tracked processes that hold a pty, and those whose fds gave parse problems (counted again each pass). */
+  private readonly holders = new Set<number>();
+  private readonly erring = new Set<number>();
+  /** Processes whose reads were refused at their last look: read again every pass, as a new one would be. */
+  private readonly denied = new Set<number>();
+  private readonly parents = new Parents();
+  private readonly listing: PidListing;
+  /** New processes a cut steady pass did not reach: read by the next one. */
+  private waiting: number[] = [];
   private passes = 0;
   private readonly policy: RescanPolicy;
   /** Where a cut pass stopped (the last pid it read), and in which mode: the next pass goes on from there. */
@@ -590,6 +644,7 @@ export class IncrementalScanner {
     private readonly options: IncrementalScannerOptions,
   ) {
     this.policy = new RescanPolicy(options.fullRescanEveryMs ?? DEFAULT_FULL_RESCAN_EVERY_MS);
+    this.listing = new PidListing(procfs, options.clock ?? (() => performance.now()));
     const finder = options.finder ?? null;
     // The finder is run by the native reader: without it, the JS reads see every link.
     this.finder = finder?.path && !procfs.native ? { path: null, reason: `no native reader (${procfs.reader.reason})` } : finder;
@@ -609,12 +664,19 @@ export class IncrementalScanner {
     const clock = this.options.clock ?? (() => performance.now());
     let startedAt = clock();
     const ctx = new ScanContext(procfs);
-    const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), mode };
+    this.parents.begin();
+    const scan: ModalScan = { ...emptyScan(procfs.bootTimeSec(), ctx.parseErrors), ppids: this.parents.map, mode };
     const passNo = ++this.passes;
     const inits = new Set(options.initPids ?? []);
     // Holders and inits, with their stat fields: the processes read in full below.
     const wanted = new Map<number, StatFields | null>();
-    const listed = this.ordered(procfs.pids(), mode);
+    const listing = this.listing.next(mode === "full" || early !== undefined);
+    if (listing.whole) {
+      for (const pid of this.denied) this.untrack(pid); // listed again below if still there
+      this.waiting = [];
+    }
+    const toRead = listing.whole ? null : this.steadyOnly(listing, inits);
+    const listed = this.ordered(toRead ? [...toRead] : listing.pids, mode);
     const { readEarlier } = listed;
     let { pids } = listed;
     if (mode === "full" && !early && this.finder) {
@@ -626,14 +688,16 @@ export class IncrementalScanner {
     if (early && mode === "full") ctx.adopt(early);
     // Read in full earlier in this sweep (a full pass cut before): kept as read, not counted as unread.
     for (const pid of readEarlier) this.carry(ctx, scan, pid, passNo, wanted);
-    if (mode === "incremental") pids = this.steadyPids(ctx, scan, pids, inits, passNo);
+    if (mode === "incremental" && listing.whole) pids = this.steadyPids(ctx, scan, pids, inits, passNo);
+    else if (toRead) for (const pid of this.erring) if (!toRead.has(pid)) this.countCarried(ctx, pid);
 
     let reached = 0;
     const wantCounts = this.options.fdCounts !== false;
     while (reached < pids.length && clock() - startedAt < budgetMs) {
       // The native reader batches stat and fd count across its threads, and on a full pass the links too.
       const batch = pids.slice(reached, reached + BATCH_PIDS);
-      ctx.prefetch(batch, NATIVE_THREADS, { links: mode === "full", fdCounts: wantCounts });
+      // A steady pass reads few processes: a second thread would cost more CPU than it saves in wall time.
+      ctx.prefetch(batch, mode === "full" ? NATIVE_THREADS : 1, { links: mode === "full", fdCounts: wantCounts });
       if (mode === "incremental") this.prefetchSlaves(ctx, batch);
       for (const pid of batch) {
         if (clock() - startedAt >= budgetMs) break;
@@ -644,12 +708,15 @@ export class IncrementalScanner {
     if (reached < pids.length) {
       for (const pid of pids.slice(reached)) this.carry(ctx, scan, pid, passNo, wanted);
       scan.cut = { unread: pids.length - reached };
+      // New ones not reached are not in the next listing (it starts after them): they wait for the next pass.
+      if (!listing.whole) this.waiting = pids.slice(reached).filter((pid) => !this.tracked.has(pid));
       const last = pids[reached - 1];
       if (last !== undefined) this.resume = { after: last, mode };
     } else this.resume = null;
     if (mode === "incremental" && !scan.cut) this.readMasterlessParents(ctx, scan, passNo, inits, wanted);
-    // Processes not seen this pass have exited (or left this partition's view).
-    for (const [pid, entry] of this.tracked) if (entry.seenIn !== passNo) this.tracked.delete(pid);
+    // Read and not seen: exited meanwhile. With every pid listed, the rest not seen have exited too (or left this partition's view).
+    for (const pid of pids) if (this.tracked.get(pid)?.seenIn !== passNo && !this.denied.has(pid)) this.untrack(pid);
+    if (listing.whole) this.tracked.forEach((entry, pid) => entry.seenIn !== passNo && this.untrack(pid));
 
     for (const [pid, base] of wanted) {
       const entry = this.tracked.get(pid);
@@ -673,6 +740,54 @@ export class IncrementalScanner {
   }
 
   /**
+   * The processes a steady pass reads when it listed only the pids given out since the last listing: those (and
+   * relisted ones not known), and the holders, inits and refused ones it knows. Every other known process is as
+   * last read.
+   */
+  private steadyOnly(listing: Listing, inits: ReadonlySet<number>): Set<number> {
+    const read = new Set(listing.pids);
+    for (const pid of listing.relisted) if (!this.tracked.has(pid)) read.add(pid);
+    for (const pid of this.waiting) read.add(pid);
+    for (const pid of this.holders) read.add(pid);
+    for (const pid of this.denied) read.add(pid);
+    for (const pid of inits) read.add(pid);
+    return read;
+  }
+
+  /** A known process not read this pass counts the parse problems its fds gave, as a full pass would count them. */
+  private countCarried(ctx: ScanContext, pid: number): void {
+    for (const kind of this.tracked.get(pid)?.parseErrors ?? []) ctx.countParseError(kind);
+  }
+
+  /** A process seen at its last read (fds and all). */
+  private track(pid: number, entry: Tracked): void {
+    this.tracked.set(pid, entry);
+    if (entry.raws.length > 0) this.holders.add(pid);
+    else this.holders.delete(pid);
+    if (entry.parseErrors.length > 0) this.erring.add(pid);
+    else this.erring.delete(pid);
+  }
+
+  /** What was learnt of a process's fds. */
+  private forgetFds(pid: number): void {
+    this.tracked.delete(pid);
+    this.holders.delete(pid);
+    this.erring.delete(pid);
+  }
+
+  /** A process gone: forgotten, parent and all. */
+  private untrack(pid: number): void {
+    this.forgetFds(pid);
+    this.denied.delete(pid);
+    this.parents.delete(pid);
+  }
+
+  /** What changed in the scans' parents (`ppids`) during the last pass. */
+  parentChanges(): ParentChanges {
+    return this.parents.changes();
+  }
+
+  /**
    * A steady pass's share of the listing: the processes to read (new ones, holders, inits). Every other
    * known process is seen without a read: its parent is carried as last read, and it holds no pty.
    */
@@ -683,7 +798,7 @@ export class IncrementalScanner {
       if (entry === undefined || entry.raws.length > 0 || inits.has(pid)) read.push(pid);
       else {
         entry.seenIn = passNo;
-        scan.ppids.set(pid, entry.ppid);
+        this.parents.set(pid, entry.ppid);
         for (const kind of entry.parseErrors) ctx.countParseError(kind); // as a full pass would count them
       }
     }
@@ -748,6 +863,11 @@ export class IncrementalScanner {
   /** Drops everything learnt: the next incremental pass reads every process. */
   forget(): void {
     this.tracked.clear();
+    this.holders.clear();
+    this.erring.clear();
+    this.denied.clear();
+    this.parents.clear();
+    this.waiting = [];
     this.initDevpts.clear();
     this.policy.forget();
     this.resume = null;
@@ -793,7 +913,7 @@ export class IncrementalScanner {
         ctx.countParseError("stat");
         return;
       }
-      scan.ppids.set(pid, stat.ppid);
+      this.parents.set(pid, stat.ppid);
       // Counted before the fds are read, so an fd opened while they are read moves the next count.
       const fdCount = reread !== null ? reread.fdCount : this.options.fdCounts === false ? null : ctx.fdCount(pid);
       const prev = this.tracked.get(pid);
@@ -820,13 +940,19 @@ export class IncrementalScanner {
       }
       entry.seenIn = passNo;
       entry.ppid = stat.ppid;
-      if (entry !== prev) this.tracked.set(pid, entry);
+      this.denied.delete(pid);
+      if (entry !== prev) this.track(pid, entry);
       for (const kind of entry.parseErrors) ctx.countParseError(kind);
       if (entry.raws.length > 0 || inits.has(pid)) wanted.set(pid, stat);
     } catch (err) {
-      if (isVanished(err)) scan.vanished++;
-      else if (isDenied(err)) scan.unreadablePids.push(pid);
-      else throw err;
+      if (isVanished(err)) {
+        scan.vanished++;
+        this.denied.delete(pid);
+      } else if (isDenied(err)) {
+        scan.unreadablePids.push(pid);
+        this.forgetFds(pid); // its parent stays known, as read
+        this.denied.add(pid);
+      } else throw err;
     }
   }
 
@@ -835,7 +961,7 @@ export class IncrementalScanner {
     const entry = this.tracked.get(pid);
     if (!entry) return;
     entry.seenIn = passNo;
-    scan.ppids.set(pid, entry.ppid);
+    this.parents.set(pid, entry.ppid);
     if (!addTracked(ctx, scan, pid, entry)) return; // its mount namespace is gone: it exited
     for (const kind of entry.parseErrors) ctx.countParseError(kind);
     if (entry.info) wanted.set(pid, null);

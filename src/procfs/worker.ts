@@ -329,7 +329,7 @@ function serveScans(data: ThreadData): void {
     let reply: PassReply;
     try {
       const scan = scanner.pass({ initPids: request.initPids, wholeArgvPids: request.wholeArgvPids }, request.mode, request.budgetMs);
-      reply = { id: request.id, ok: true, delta: sender.delta(scan) };
+      reply = { id: request.id, ok: true, delta: sender.delta(scan, scanner.parentChanges()) };
     } catch (err) {
       const error = err as Error & { code?: string };
       // A pass that failed half-way may have left partial state: the next one starts over, and is sent whole.

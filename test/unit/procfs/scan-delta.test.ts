@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { ProcInfo, PtyFd, TtyTimes } from "../../../src/domain/types.js";
 import type { ModalScan } from "../../../src/procfs/incremental.js";
-import { DeltaReceiver, DeltaSender, type ScanDelta } from "../../../src/procfs/scan-delta.js";
+import { DeltaReceiver, DeltaSender, type ParentChanges, type ScanDelta } from "../../../src/procfs/scan-delta.js";
 import { master, proc, slave } from "../support/scan-fixtures.js";
 
 /** A scan as the scanner gives it: unchanged records are the same objects as in the scan before. */
@@ -18,6 +18,24 @@ function scanOf(processes: ProcInfo[], ppids: [number, number][], ptyFds: PtyFd[
     bootTimeSec: 1_700_000_000,
     mode: "incremental",
   };
+}
+
+/** A sender given each scan's parent changes as the scanner logs them (here: against the scan sent before). */
+class Sender {
+  private readonly sender = new DeltaSender();
+  private last = new Map<number, number>();
+
+  delta(scan: ModalScan): ScanDelta {
+    const changes: ParentChanges = { set: [], gone: [...this.last.keys()].filter((pid) => !scan.ppids.has(pid)) };
+    for (const [pid, parent] of scan.ppids) if (this.last.get(pid) !== parent) changes.set.push(pid, parent);
+    this.last = new Map(scan.ppids);
+    return this.sender.delta(scan, changes);
+  }
+
+  forget(): void {
+    this.sender.forget();
+    this.last = new Map();
+  }
 }
 
 /** Through the thread boundary as postMessage copies it. */
@@ -38,7 +56,7 @@ describe("scan deltas between the scan thread and the main thread", () => {
   ];
 
   it("gives back each scan whole, and sends only what changed", () => {
-    const sender = new DeltaSender();
+    const sender = new Sender();
     const receiver = new DeltaReceiver();
     const first = scanOf([init, shell], [...parents, [30, 1]], fds, [idle]);
     const d1 = sender.delta(first);
@@ -92,7 +110,7 @@ describe("scan deltas between the scan thread and the main thread", () => {
   });
 
   it("keeps its own records when the caller changes the scan it was given", () => {
-    const sender = new DeltaSender();
+    const sender = new Sender();
     const receiver = new DeltaReceiver();
     const scan = scanOf([init, shell], parents, fds, [idle]);
     const given = receiver.apply(cross(sender.delta(scan)));
@@ -104,10 +122,10 @@ describe("scan deltas between the scan thread and the main thread", () => {
   });
 
   it("sends the whole scan after forget(), and refuses a delta with nothing to apply it to", () => {
-    const sender = new DeltaSender();
+    const sender = new Sender();
     const scan = scanOf([init, shell], [[10, 5]], fds, [idle]);
     sender.delta(scan);
-    const partial = sender.delta(scan);
+    const partial = sender.delta(scanOf([init, shell], [[10, 5]], fds, [idle]));
     expect(partial.whole).toBe(false);
     expect(() => new DeltaReceiver().apply(cross(partial))).toThrow(/before any whole scan/);
     sender.forget();
