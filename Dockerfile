@@ -46,5 +46,5 @@ ENV MALLOC_ARENA_MAX=2 NODE_ENV=production
 # CAP_DAC_OVERRIDE or a host-specific group. See README "Run in Kubernetes".
 USER 0:0
 EXPOSE 9724
-ENTRYPOINT ["node", "--max-semi-space-size=1", "--optimize-for-size", "--single-threaded-gc", "/opt/ptyreaper/dist/main.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=1", "--optimize-for-size", "--single-threaded-gc", "--max-opt=1", "/opt/ptyreaper/dist/main.js"]
 CMD ["run", "--config", "/etc/ptyreaper/config.yaml"]

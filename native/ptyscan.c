@@ -855,13 +855,19 @@ static napi_value list_pids(napi_env env, napi_callback_info info) {
   if (argc >= 3) CHECK(napi_get_value_int32(env, argv[2], &to));
   dir = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   size_t count = 0, capacity = from > 0 ? 256 : 4096;
+  /*
+   * The kernel fills the whole buffer, a dentry made for each entry: a listing from..to asks for no more entries
+   * than the range holds (a pid's entry is at most 32 bytes), or it would walk on past `to` for nothing.
+   */
+  size_t dents_size = 65536;
+  if (from > 0 && to >= from && (size_t)(to - from) < dents_size / 32 - 2) dents_size = ((size_t)(to - from) + 2) * 32;
   pids = malloc(capacity * sizeof *pids);
-  dents = malloc(65536);
+  dents = malloc(dents_size);
   int err = dir < 0 ? errno : (pids == NULL || dents == NULL) ? ENOMEM : 0;
   if (err == 0 && from > 0 && lseek(dir, (off_t)from + PROC_PID_OFFSET, SEEK_SET) < 0) err = errno;
   int past = 0;
   while (err == 0 && !past) {
-    long got = syscall(SYS_getdents64, dir, dents, 65536);
+    long got = syscall(SYS_getdents64, dir, dents, dents_size);
     if (got < 0) err = errno;
     if (got <= 0) break;
     for (long offset = 0; offset < got && err == 0;) {

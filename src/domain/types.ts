@@ -80,7 +80,11 @@ export interface TtyTimes {
 export interface ProcScan {
   /** Pty holders and container inits, read in full. */
   processes: Map<number, ProcInfo>;
-  /** Parent of every process seen, for ancestry. */
+  /**
+   * Parent of every process seen, for ancestry, as last read. A steady pass lists only new pids, so a process that
+   * exited may stay here until the next whole listing (a minute at most; PidListing): a live process's parent is
+   * alive, so a walk up from a live process reaches such an entry only through a parent that died meanwhile.
+   */
   ppids: Map<number, number>;
   ptyFds: PtyFd[];
   /** Times of each slave, by pty key. */

@@ -93,8 +93,12 @@ export function shellQuote(text: string): string {
  * The garbage collector works on the thread that allocated instead of handing work to helper threads: for
  * heaps this small the hand-off cost more than it saved (on the held bench load with churn, 62 against 68 ms
  * of CPU per 10 s cycle over 240 s, and 93 against 114 ms on an earlier build), at a few ms more pause.
+ * No optimizing compiler (`--max-opt=1`: bytecode and Sparkplug's baseline code only): a cycle every 10 s runs
+ * little JavaScript, and TurboFan kept compiling it again on V8's helper threads (each old-generation GC
+ * dropped optimized code that held maps it collected, about one compile a second), 15–23 ms of CPU every
+ * 10 s cycle on the held bench load with churn, more than the optimized code saved (see README, Cost model).
  */
-export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size", "--single-threaded-gc"] as const;
+export const DAEMON_NODE_FLAGS = ["--max-semi-space-size=1", "--optimize-for-size", "--single-threaded-gc", "--max-opt=1"] as const;
 
 /** The environment the unit (Environment=) and `npm start` give the daemon: two malloc arenas, not one per thread. */
 export const DAEMON_ENV = { MALLOC_ARENA_MAX: "2" } as const;

@@ -148,7 +148,7 @@ describe("install", () => {
     expect(readFileSync(launcher, "utf8")).toBe(
       `#!/bin/sh\n${LAUNCHER_MARK}\n` +
         `main="$(dirname "$(readlink -f "$0")")"/'../lib/ptyreaper/dist/main.js'\n` +
-        `if [ "$1" = run ]; then exec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size --single-threaded-gc "$main" "$@"; fi\n` +
+        `if [ "$1" = run ]; then exec '/usr/bin/node' --max-semi-space-size=1 --optimize-for-size --single-threaded-gc --max-opt=1 "$main" "$@"; fi\n` +
         `exec '/usr/bin/node' "$main" "$@"\n`,
     );
     expect(lstatSync(launcher).mode & 0o777).toBe(0o755);
@@ -407,7 +407,7 @@ describe("unitText and launcherText", () => {
       `\nmain="$(dirname "$(readlink -f "$0")")"/'../../it'\\''s lib/ptyreaper/dist/main.js'\n`,
     );
     expect(launcherText("/opt/it's/node", paths)).toContain(
-      `exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size --single-threaded-gc "$main" "$@"`,
+      `exec '/opt/it'\\''s/node' --max-semi-space-size=1 --optimize-for-size --single-threaded-gc --max-opt=1 "$main" "$@"`,
     );
     expect(launcherText("/opt/it's/node", paths)).toContain(`\nexec '/opt/it'\\''s/node' "$main" "$@"\n`);
   });
