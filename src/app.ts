@@ -204,6 +204,7 @@ export function createDaemon(deps: DaemonDeps): Daemon {
   const scanLog = child("scan");
   let cutEpisode = false;
   let lastFinder: string | undefined;
+  let lastListing: string | undefined;
   const scan = async (options: ScanOptions & { ptyAllocated: number }): Promise<ProcScan> => {
     const result = await scanner.scan(options);
     metrics.scanned(result.mode === "full" ? "full" : "steady");
@@ -213,6 +214,12 @@ export function createDaemon(deps: DaemonDeps): Daemon {
       metrics.setScanFinder(result.finder);
       if (result.finder === "bpf") scanLog.info("full passes let the kernel name the pty fds (BPF finder)");
       else scanLog.info({ reason: result.finder }, "full passes read every fd link: BPF finder not used");
+    }
+    if (result.pidListing !== undefined && result.pidListing !== lastListing) {
+      lastListing = result.pidListing;
+      metrics.setScanListing(result.pidListing);
+      if (result.pidListing === "new_pids") scanLog.info("steady passes list only the pids given out since the last pass");
+      else scanLog.info({ reason: result.pidListing }, "steady passes list every pid");
     }
     if (result.argvBudgetCuts) metrics.processReadsCut("argv_budget", result.argvBudgetCuts);
     // Logged once per episode: a host that keeps every pass over budget would otherwise log every cycle.

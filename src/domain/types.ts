@@ -105,6 +105,8 @@ export interface ProcScan {
   argvBudgetCuts?: number;
   /** Full passes of a scanner given the BPF finder: "bpf" when the kernel named the pty fds read, else why every link was read. */
   finder?: string;
+  /** "new_pids" when steady passes list only the pids given out since the last pass, else why they list every pid (PidListing). */
+  pidListing?: string;
 }
 
 export function ptyKey(devptsDev: string, index: number): string {

@@ -106,9 +106,9 @@ export class PtyreaperMetrics {
   private readonly configInfo: Gauge<"mode" | "file">;
   private readonly reloadSuccessful: Gauge;
   private readonly reloadSuccessTime: Gauge;
-  private readonly scanInfo: Gauge<"reader" | "reason" | "finder" | "finder_reason">;
-  /** ptyreaper_scan_info's labels: the reader, and the BPF finder ("none" until a full pass reports one). */
-  private scanLabels = { reader: "", reason: "", finder: "none", finder_reason: "" };
+  private readonly scanInfo: Gauge<"reader" | "reason" | "finder" | "finder_reason" | "listing" | "listing_reason">;
+  /** ptyreaper_scan_info's labels: the reader, the BPF finder ("none" until a full pass reports one), the pid listing. */
+  private scanLabels = { reader: "", reason: "", finder: "none", finder_reason: "", listing: "all_pids", listing_reason: "no pass yet" };
   private readonly scanPassesCutTotal: Counter;
   private readonly scansTotal: Counter<"pass">;
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
@@ -239,8 +239,8 @@ export class PtyreaperMetrics {
     });
     this.scanInfo = new Gauge({
       name: "ptyreaper_scan_info",
-      help: "1, labelled with the /proc reader in use (native addon or js) and why, and whether full passes let the kernel name the pty fds (finder bpf: the BPF finder, with CAP_BPF and CAP_PERFMON) or read every fd link (none, and why).",
-      labelNames: ["reader", "reason", "finder", "finder_reason"],
+      help: "1, labelled with the /proc reader in use (native addon or js) and why, whether full passes let the kernel name the pty fds (finder bpf: the BPF finder, with CAP_BPF and CAP_PERFMON) or read every fd link (none, and why), and whether steady passes list only the pids given out since the last pass (listing new_pids) or every pid (all_pids, and why).",
+      labelNames: ["reader", "reason", "finder", "finder_reason", "listing", "listing_reason"],
       registers,
     });
     this.scanPassesCutTotal = new Counter({
@@ -512,6 +512,16 @@ export class PtyreaperMetrics {
     const reason = outcome === "bpf" ? "" : capLabelValue(outcome);
     if (this.scanLabels.finder === finder && this.scanLabels.finder_reason === reason) return;
     this.scanLabels = { ...this.scanLabels, finder, finder_reason: reason };
+    this.scanInfo.reset();
+    this.scanInfo.set(this.scanLabels, 1);
+  }
+
+  /** A pass's pid listing (ProcScan.pidListing): "new_pids", or why steady passes list every pid. */
+  setScanListing(outcome: string): void {
+    const listing = outcome === "new_pids" ? "new_pids" : "all_pids";
+    const reason = outcome === "new_pids" ? "" : capLabelValue(outcome);
+    if (this.scanLabels.listing === listing && this.scanLabels.listing_reason === reason) return;
+    this.scanLabels = { ...this.scanLabels, listing, listing_reason: reason };
     this.scanInfo.reset();
     this.scanInfo.set(this.scanLabels, 1);
   }

@@ -145,6 +145,24 @@ export function parseBootTime(text: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
+/** How far the pid allocator has gone, read together: the last pid given out here, forks since boot, and pid_max. */
+export interface PidMarks {
+  /** /proc/loadavg's last field: the last pid allocated in the reader's pid namespace. */
+  lastPid: number;
+  /** /proc/stat `processes`: tasks forked since boot, on the whole host. */
+  forks: number;
+  pidMax: number;
+}
+
+/** The marks from the texts of /proc/stat, /proc/loadavg and /proc/sys/kernel/pid_max; null when one is not as the kernel writes it. */
+export function parsePidMarks(stat: string, loadavg: string, pidMax: string): PidMarks | null {
+  const forks = /^processes (\d+)$/m.exec(stat)?.[1];
+  const lastPid = /^\S+ \S+ \S+ \d+\/\d+ (\d+)\s*$/.exec(loadavg)?.[1];
+  const max = /^(\d+)\s*$/.exec(pidMax)?.[1];
+  if (forks === undefined || lastPid === undefined || max === undefined) return null;
+  return { lastPid: Number(lastPid), forks: Number(forks), pidMax: Number(max) };
+}
+
 /** A namespace link such as `pid:[4026531836]` → "4026531836". */
 export function parseNsLink(text: string): string | null {
   const match = /^[a-z_]+:\[(\d+)\]$/.exec(text.trim());

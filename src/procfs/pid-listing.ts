@@ -1,7 +1,6 @@
 // Which pids a steady pass looks at: the whole /proc listing costs the kernel ~1.5 µs a process (every pass, on
 // every node), while the pids given out since the last look are a few dozen a cycle. The kernel says which.
-import { readFileSync, readlinkSync } from "node:fs";
-import { join } from "node:path";
+import type { PidMarks } from "./parse.js";
 import type { ProcFs } from "./procfs.js";
 
 /** A whole listing at least this often, whatever the marks say: it is what finds the processes that exited. */
@@ -13,15 +12,6 @@ export const WHOLE_LISTING_EVERY_MS = 60_000;
  * them. A fork held up longer than it takes the host to give out this many pids shows at the next whole listing.
  */
 export const RELIST_BELOW_MARK = 64;
-
-/** How far the pid allocator has gone, read together: the last pid given out here, forks since boot, and pid_max. */
-export interface PidMarks {
-  /** /proc/loadavg's last field: the last pid allocated in the reader's pid namespace. */
-  lastPid: number;
-  /** /proc/stat `processes`: tasks forked since boot, on the whole host. */
-  forks: number;
-  pidMax: number;
-}
 
 /**
  * The pid ranges (inclusive) a process started between two marks can have, or null when they cannot be told:
@@ -42,20 +32,6 @@ export function pidsGivenOutBetween(before: PidMarks, now: PidMarks): [number, n
   const ranges: [number, number][] = [[1, now.lastPid]];
   if (before.lastPid + 1 <= now.pidMax - 1) ranges.push([before.lastPid + 1, now.pidMax - 1]);
   return ranges;
-}
-
-/** The marks from a procfs, parsed; null when a file is missing or not as the kernel writes it. */
-export function readPidMarks(root: string): PidMarks | null {
-  try {
-    // forks first: a fork counted here took its pid before, so the last pid read after covers it.
-    const forks = /^processes (\d+)$/m.exec(readFileSync(join(root, "stat"), "latin1"))?.[1];
-    const lastPid = /^\S+ \S+ \S+ \d+\/\d+ (\d+)\s*$/.exec(readFileSync(join(root, "loadavg"), "latin1"))?.[1];
-    const pidMax = /^(\d+)\s*$/.exec(readFileSync(join(root, "sys/kernel/pid_max"), "latin1"))?.[1];
-    if (forks === undefined || lastPid === undefined || pidMax === undefined) return null;
-    return { lastPid: Number(lastPid), forks: Number(forks), pidMax: Number(pidMax) };
-  } catch {
-    return null;
-  }
 }
 
 /**
@@ -88,13 +64,7 @@ export class PidListing {
     private readonly procfs: ProcFs,
     private readonly clock: () => number,
   ) {
-    let self: string | null = null;
-    try {
-      self = readlinkSync(join(procfs.root, "self"));
-    } catch {
-      self = null; // a fixture tree, or no procfs
-    }
-    this.ownNamespace = self === String(process.pid);
+    this.ownNamespace = procfs.isOwnPidNamespace();
   }
 
   /** Why the last listing was whole while not asked to be; null when listings since the last one are used. */
@@ -104,7 +74,7 @@ export class PidListing {
 
   /** The pids to look at now. `whole`: every one, whatever the marks say (a full pass). */
   next(whole: boolean): Listing {
-    const marks = this.ownNamespace ? readPidMarks(this.procfs.root) : null;
+    const marks = this.ownNamespace ? this.procfs.pidMarks() : null;
     const since = this.marks;
     this.marks = marks;
     if (!whole && this.unusable === null && marks !== null && since !== null && this.clock() - this.wholeAt < WHOLE_LISTING_EVERY_MS) {

@@ -29,6 +29,8 @@ import {
   type ScanReaderInfo,
 } from "./native.js";
 import {
+  parsePidMarks,
+  type PidMarks,
   parseBootTime,
   parseCmdline,
   parseFdinfoTtyIndex,
@@ -155,6 +157,27 @@ export class ProcFs {
    */
   pidsBetween(from: number, to: number): number[] | null {
     return this.native?.listPids(this.root, { from, to }) ?? null;
+  }
+
+  /** Whether this procfs is of this process's own pid namespace: its `self` names this process (PidListing). */
+  isOwnPidNamespace(): boolean {
+    try {
+      return readlinkSync(join(this.root, "self")) === String(process.pid);
+    } catch {
+      return false; // a fixture tree, or another namespace's procfs where this process has no pid
+    }
+  }
+
+  /** /proc/stat, /proc/loadavg, /proc/sys/kernel/pid_max: how far the pid allocator has gone; null when unreadable. */
+  pidMarks(): PidMarks | null {
+    const text = (name: string): string => readFileSync(join(this.root, name), "latin1");
+    try {
+      // forks first: a fork counted here took its pid before, so the last pid read after covers it.
+      const stat = text("stat");
+      return parsePidMarks(stat, text("loadavg"), text("sys/kernel/pid_max"));
+    } catch {
+      return null;
+    }
   }
 
   /** /proc/stat (btime) */

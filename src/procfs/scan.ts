@@ -708,15 +708,19 @@ export class IncrementalScanner {
     if (reached < pids.length) {
       for (const pid of pids.slice(reached)) this.carry(ctx, scan, pid, passNo, wanted);
       scan.cut = { unread: pids.length - reached };
-      // New ones not reached are not in the next listing (it starts after them): they wait for the next pass.
-      if (!listing.whole) this.waiting = pids.slice(reached).filter((pid) => !this.tracked.has(pid));
+      // New ones not reached may not be in the next listing (one of new pids starts after them): they wait for it.
+      this.waiting = pids.slice(reached).filter((pid) => !this.tracked.has(pid));
       const last = pids[reached - 1];
       if (last !== undefined) this.resume = { after: last, mode };
     } else this.resume = null;
     if (mode === "incremental" && !scan.cut) this.readMasterlessParents(ctx, scan, passNo, inits, wanted);
     // Read and not seen: exited meanwhile. With every pid listed, the rest not seen have exited too (or left this partition's view).
     for (const pid of pids) if (this.tracked.get(pid)?.seenIn !== passNo && !this.denied.has(pid)) this.untrack(pid);
-    if (listing.whole) this.tracked.forEach((entry, pid) => entry.seenIn !== passNo && this.untrack(pid));
+    if (listing.whole) {
+      this.tracked.forEach((entry, pid) => entry.seenIn !== passNo && this.untrack(pid));
+      // Parents are kept only for processes tracked or refused: nothing else outlives a whole listing.
+      this.parents.map.forEach((_, pid) => !this.tracked.has(pid) && !this.denied.has(pid) && this.parents.delete(pid));
+    }
 
     for (const [pid, base] of wanted) {
       const entry = this.tracked.get(pid);
@@ -736,6 +740,7 @@ export class IncrementalScanner {
     if (mode === "full") this.initDevpts.clear(); // a full pass reads every init's mount table again
     resolveInitDevpts(ctx, scan, options, this.initDevpts);
     if (ctx.argvBudgetCuts > 0) scan.argvBudgetCuts = ctx.argvBudgetCuts;
+    scan.pidListing = this.listing.reason ?? "new_pids";
     return scan;
   }
 

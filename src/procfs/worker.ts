@@ -285,6 +285,7 @@ export function mergeScans(parts: readonly ProcScan[]): ProcScan {
     ...(first.cut ? { cut: { ...first.cut } } : {}),
     // Every thread decides alike (the same capabilities and object): the first one's outcome speaks for them.
     ...(first.finder !== undefined ? { finder: first.finder } : {}),
+    ...(first.pidListing !== undefined ? { pidListing: first.pidListing } : {}),
   };
   for (const part of rest) {
     for (const [pid, info] of part.processes) merged.processes.set(pid, info);

@@ -267,13 +267,20 @@ describe("BPF finder in the daemon's full passes", () => {
         reader: "native",
         finder: "none",
         finder_reason: "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)",
+        // The shipped unit's capabilities are enough for steady passes to list only new pids.
+        listing: "new_pids",
+        listing_reason: "",
       });
       expect(unit.said).toEqual([
         ["full passes read every fd link: BPF finder not used", "no CAP_BPF and CAP_PERFMON (see systemd/bpf-finder.conf)"],
+        ["steady passes list only the pids given out since the last pass", undefined],
       ]);
       const dropIn = await run(boundingSet("systemd/ptyreaper.service", "systemd/bpf-finder.conf"));
       expect(dropIn.labels).toMatchObject({ reader: "native", finder: "bpf", finder_reason: "" });
-      expect(dropIn.said).toEqual([["full passes let the kernel name the pty fds (BPF finder)", undefined]]);
+      expect(dropIn.said).toEqual([
+        ["full passes let the kernel name the pty fds (BPF finder)", undefined],
+        ["steady passes list only the pids given out since the last pass", undefined],
+      ]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { killAndWait, python3 } from "./support/index.js";
 import { trackProcess } from "./support/track.js";
 import type { ModalScan } from "../../src/procfs/incremental.js";
-import { WHOLE_LISTING_EVERY_MS, readPidMarks } from "../../src/procfs/pid-listing.js";
+import { WHOLE_LISTING_EVERY_MS } from "../../src/procfs/pid-listing.js";
 import { ProcFs } from "../../src/procfs/procfs.js";
 import { IncrementalScanner } from "../../src/procfs/scan.js";
 import { DeltaReceiver, DeltaSender } from "../../src/procfs/scan-delta.js";
@@ -85,7 +85,7 @@ describe("steady passes list only the pids given out since the last (real kernel
 
   it("finds a process whose pid the allocator gave out below the last mark (ns_last_pid moved back)", async () => {
     pass("incremental");
-    const mark = readPidMarks("/proc")?.lastPid ?? 0;
+    const mark = procfs.pidMarks()?.lastPid ?? 0;
     expect(mark).toBeGreaterThan(2_000);
     const path = "/proc/sys/kernel/ns_last_pid";
     const saved = readFileSync(path, "utf8").trim();
@@ -99,7 +99,7 @@ describe("steady passes list only the pids given out since the last (real kernel
       expect(scan.ppids.get(low)).toBe(process.pid);
     } finally {
       // The allocator goes on from where it was, as if never moved back.
-      writeFileSync(path, String(Math.max(Number(saved), readPidMarks("/proc")?.lastPid ?? 0)));
+      writeFileSync(path, String(Math.max(Number(saved), procfs.pidMarks()?.lastPid ?? 0)));
     }
   });
 

@@ -35,7 +35,9 @@ describe("createDaemon: scan passes cut by their budget", () => {
     expect(exposition).toMatch(/^ptyreaper_scan_passes_cut_total 3$/m);
     expect(exposition).toMatch(/^ptyreaper_scans_total\{pass="steady"\} 3$/m);
     expect(exposition).toMatch(/^ptyreaper_scans_total\{pass="full"\} 2$/m);
-    expect(exposition).toMatch(/^ptyreaper_scan_info\{reader="js",reason=".*mixed-host is not a procfs",finder="none",finder_reason=""\} 1$/m);
+    expect(exposition).toMatch(
+      /^ptyreaper_scan_info\{reader="js",reason=".*mixed-host is not a procfs",finder="none",finder_reason="",listing="all_pids",listing_reason="no pass yet"\} 1$/m,
+    );
     const said = lines.filter((line) => line.component === "scan").map((line) => [line.level, line.msg, line.unread]);
     expect(said).toEqual([
       [40, "/proc pass cut by its time budget: unread processes keep their last known state until a later pass", 42],

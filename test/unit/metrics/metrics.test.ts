@@ -397,13 +397,29 @@ describe("PtyreaperMetrics", () => {
     const m = metrics();
     m.setScanReader("js", "PTYREAPER_NATIVE_SCAN=0");
     m.setScanReader("native", "addon loaded");
-    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["finder=none,finder_reason=,reader=native,reason=addon loaded", 1]]);
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([
+      ["finder=none,finder_reason=,listing=all_pids,listing_reason=no pass yet,reader=native,reason=addon loaded", 1],
+    ]);
     // A full pass's finder outcome joins the same series: used, or why not (the reader's labels stay).
     m.setScanFinder("bpf");
-    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([["finder=bpf,finder_reason=,reader=native,reason=addon loaded", 1]]);
+    expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([
+      ["finder=bpf,finder_reason=,listing=all_pids,listing_reason=no pass yet,reader=native,reason=addon loaded", 1],
+    ]);
     m.setScanFinder("the kernel refused the BPF iterator: Operation not permitted");
     expect([...(await series(m, "ptyreaper_scan_info")).entries()]).toEqual([
-      ["finder=none,finder_reason=the kernel refused the BPF iterator: Operation not permitted,reader=native,reason=addon loaded", 1],
+      [
+        "finder=none,finder_reason=the kernel refused the BPF iterator: Operation not permitted,listing=all_pids,listing_reason=no pass yet,reader=native,reason=addon loaded",
+        1,
+      ],
+    ]);
+    // Steady passes' pid listing joins it too: only new pids, or every pid and why.
+    m.setScanListing("new_pids");
+    expect([...(await series(m, "ptyreaper_scan_info")).keys()]).toEqual([
+      "finder=none,finder_reason=the kernel refused the BPF iterator: Operation not permitted,listing=new_pids,listing_reason=,reader=native,reason=addon loaded",
+    ]);
+    m.setScanListing("not this process's pid namespace");
+    expect([...(await series(m, "ptyreaper_scan_info")).keys()]).toEqual([
+      "finder=none,finder_reason=the kernel refused the BPF iterator: Operation not permitted,listing=all_pids,listing_reason=not this process's pid namespace,reader=native,reason=addon loaded",
     ]);
     expect(await value(m, "ptyreaper_scan_passes_cut_total")).toBe(0);
     m.scanPassCut();

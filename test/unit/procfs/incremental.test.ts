@@ -4,8 +4,10 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { scanDigest } from "../../../bench/compare.js";
 import { RescanPolicy, distinctPtys, type ModalScan } from "../../../src/procfs/incremental.js";
 import { ProcFs } from "../../../src/procfs/procfs.js";
-import { parseStat, type MountinfoEntry, type StatFields } from "../../../src/procfs/parse.js";
+import { parseStat, type MountinfoEntry, type PidMarks, type StatFields } from "../../../src/procfs/parse.js";
+import { WHOLE_LISTING_EVERY_MS } from "../../../src/procfs/pid-listing.js";
 import { IncrementalScanner, scanProc } from "../../../src/procfs/scan.js";
+import { DeltaReceiver, DeltaSender } from "../../../src/procfs/scan-delta.js";
 import { mergeScans } from "../../../src/procfs/worker.js";
 
 /** new_encode_dev(), as st_dev / st_rdev carry it. */
@@ -77,6 +79,13 @@ class FakeProcFs extends ProcFs {
   readonly statReads = new Map<number, number>();
   /** No fd count from st_size of /proc/PID/fd, as before Linux 6.2. */
   noFdCount = false;
+  /** This process's own pid namespace, with the marks of a pid allocator: steady passes then list only new pids. */
+  positioned = false;
+  /** The allocator's marks: the pid of the last process added (it went round when lower), a fork per process added. */
+  private lastPid = 0;
+  private forks = 0;
+  /** Whole listings made. */
+  wholeListings = 0;
 
   constructor() {
     super("/nonexistent/fake-proc");
@@ -95,6 +104,8 @@ class FakeProcFs extends ProcFs {
       ...proc,
     };
     this.procs.set(pid, full);
+    this.lastPid = pid;
+    this.forks++;
     return full;
   }
 
@@ -138,7 +149,17 @@ class FakeProcFs extends ProcFs {
   }
 
   override pids(): number[] {
+    this.wholeListings++;
     return [...this.procs.keys()];
+  }
+  override pidsBetween(from: number, to: number): number[] | null {
+    return this.positioned ? [...this.procs.keys()].filter((pid) => pid >= from && pid <= to).sort((a, b) => a - b) : null;
+  }
+  override isOwnPidNamespace(): boolean {
+    return this.positioned;
+  }
+  override pidMarks(): PidMarks | null {
+    return this.positioned ? { lastPid: this.lastPid, forks: this.forks, pidMax: 32_768 } : null;
   }
   override bootTimeSec(): number {
     return 1_700_000_000;
@@ -248,17 +269,24 @@ function host(): FakeProcFs {
 /** The kernel's pty.nr for a fake host: the ptys it really holds. */
 const allocated = (procfs: FakeProcFs): number => procfs.quietly(() => distinctPtys(scanProc(procfs)));
 
-describe("IncrementalScanner", () => {
+// Each case twice: steady passes listing every pid, and listing only the pids given out since the last (PidListing).
+describe.each([
+  ["every pid", false],
+  ["only new pids", true],
+])("IncrementalScanner, steady passes listing %s", (_, positioned) => {
   let procfs: FakeProcFs;
   let clock: number;
   let scanner: IncrementalScanner;
   const scan = (ptyAllocated = allocated(procfs)) => scanner.scan({ ptyAllocated, initPids: [21] });
+  /** Equal to a full scan; listing only new pids, a process that exited may stay among the parents until a whole listing. */
   const expectEqualsFull = (result: ModalScan): void => {
-    expect(scanDigest(result)).toEqual(scanDigest(procfs.quietly(() => scanProc(procfs, { initPids: [21] }))));
+    const live = positioned ? { ...result, ppids: new Map([...result.ppids].filter(([pid]) => procfs.procs.has(pid))) } : result;
+    expect(scanDigest(live)).toEqual(scanDigest(procfs.quietly(() => scanProc(procfs, { initPids: [21] }))));
   };
 
   beforeEach(() => {
     procfs = host();
+    procfs.positioned = positioned;
     clock = 0;
     scanner = new IncrementalScanner(procfs, { now: () => clock, fullRescanEveryMs: 60_000 });
   });
@@ -274,7 +302,10 @@ describe("IncrementalScanner", () => {
     await scan();
     procfs.resetReads();
     clock = 10_000;
-    const result = await scan();
+    const ptys = allocated(procfs);
+    const listed = procfs.wholeListings;
+    const result = await scan(ptys);
+    expect(procfs.wholeListings).toBe(positioned ? listed : listed + 1);
     expect(result.mode).toBe("incremental");
     expect([...procfs.tableReads.values()].reduce((a, b) => a + b, 0)).toBe(0);
     for (let pid = 100; pid < 110; pid++) expect(procfs.statReadsOf(pid)).toBe(0);
@@ -495,6 +526,95 @@ describe("IncrementalScanner", () => {
     procfs.resetReads();
     expect((await scan()).mode).toBe("full");
     expect(procfs.readsOf(100)).toBeGreaterThan(0);
+  });
+});
+
+describe("IncrementalScanner listing only the pids given out since the last pass", () => {
+  let procfs: FakeProcFs;
+  let mono: number;
+  let scanner: IncrementalScanner;
+  const sender = new DeltaSender();
+  const receiver = new DeltaReceiver();
+  /** A steady pass, through the thread boundary: what arrives holds the scanner's parents. */
+  const pass = (mode: "full" | "incremental" = "incremental", budgetMs = Infinity): ModalScan => {
+    const scan = scanner.pass({ initPids: [21] }, mode, budgetMs);
+    const arrived = receiver.apply(structuredClone(sender.delta(scan, scanner.parentChanges())));
+    expect(byPid(arrived.ppids)).toEqual(byPid(scan.ppids));
+    return scan;
+  };
+  const byPid = (map: Map<number, number>): [number, number][] => [...map].sort(([a], [b]) => a - b);
+
+  beforeEach(() => {
+    procfs = host();
+    procfs.positioned = true;
+    mono = 0;
+    scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => mono });
+    sender.forget();
+    receiver.forget();
+    pass("full");
+  });
+
+  it("keeps an exited process's parent until the next whole listing, a minute on; a holder's goes at once", () => {
+    procfs.procs.delete(105);
+    procfs.procs.delete(11);
+    const steady = pass();
+    expect(steady.pidListing).toBe("new_pids");
+    expect(steady.ppids.get(105)).toBe(1);
+    expect(steady.ppids.has(11)).toBe(false);
+    mono += WHOLE_LISTING_EVERY_MS;
+    const listed = procfs.wholeListings;
+    const whole = pass();
+    expect(procfs.wholeListings).toBe(listed + 1);
+    expect(whole.mode).toBe("incremental");
+    expect(whole.ppids.has(105)).toBe(false);
+  });
+
+  it("reads a new process whose pid the allocator gave out past pid_max (round from the bottom), and a reused holder pid", () => {
+    procfs.add(32_000, { comm: "high" });
+    pass();
+    procfs.add(5, { comm: "low", ppid: 32_000, fds: new Map([[0, slaveFd(HOST_PTS, 5)]]) });
+    procfs.add(11, { comm: "again", ppid: 1, startTicks: 9_999 });
+    const steady = pass();
+    expect(procfs.wholeListings).toBe(1);
+    expect(steady.processes.get(5)?.ppid).toBe(32_000);
+    expect(steady.ppids.get(11)).toBe(1);
+    expect(steady.processes.has(11)).toBe(false); // the new 11 holds no pty
+  });
+
+  it("a new process a cut steady pass did not reach is read by the next one, though no pid was given out since", () => {
+    class TimedProcFs extends FakeProcFs {
+      override statText(pid: number): string {
+        mono++;
+        return super.statText(pid);
+      }
+    }
+    procfs = new TimedProcFs();
+    for (const [pid, proc] of host().procs) procfs.add(pid, proc);
+    procfs.positioned = true;
+    scanner = new IncrementalScanner(procfs, { now: () => 0, clock: () => mono });
+    sender.forget();
+    receiver.forget();
+    pass("full");
+    procfs.add(300, { comm: "late", fds: new Map([[0, slaveFd(HOST_PTS, 7)]]) });
+    const cut = pass("incremental", 3);
+    expect(cut.cut).toBeDefined();
+    expect(cut.processes.has(300)).toBe(false);
+    const next = pass();
+    expect(next.cut).toBeUndefined();
+    expect(next.processes.has(300)).toBe(true);
+    expect(procfs.wholeListings).toBe(1);
+  });
+
+  it("reads a refused process again on every pass, and counts a known process's parse problems on each", () => {
+    procfs.add(60, { denied: true });
+    procfs.add(61, { fds: new Map([[4, { ...masterFd(HOST_PTS, 9), ttyIndex: undefined }]]) });
+    for (let i = 0; i < 3; i++) {
+      const steady = pass();
+      expect(steady.unreadablePids).toEqual([60]);
+      expect(steady.parseErrors).toEqual({ fdinfo: 1 });
+      expect(steady.ppids.get(60)).toBe(1);
+    }
+    expect(procfs.wholeListings).toBe(1);
   });
 });
 

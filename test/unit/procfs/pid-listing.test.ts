@@ -1,16 +1,7 @@
 // Which pids a steady pass lists: the ranges given out between two marks of the pid allocator, and when every pid.
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  PidListing,
-  RELIST_BELOW_MARK,
-  WHOLE_LISTING_EVERY_MS,
-  pidsGivenOutBetween,
-  readPidMarks,
-  type PidMarks,
-} from "../../../src/procfs/pid-listing.js";
+import { beforeEach, describe, expect, it } from "vitest";
+import { parsePidMarks, type PidMarks } from "../../../src/procfs/parse.js";
+import { PidListing, RELIST_BELOW_MARK, WHOLE_LISTING_EVERY_MS, pidsGivenOutBetween } from "../../../src/procfs/pid-listing.js";
 import type { ProcFs } from "../../../src/procfs/procfs.js";
 
 const marks = (lastPid: number, forks: number, pidMax = 32_768): PidMarks => ({ lastPid, forks, pidMax });
@@ -43,20 +34,21 @@ describe("pidsGivenOutBetween", () => {
 });
 
 describe("PidListing", () => {
-  let root: string;
   let now: number;
   let whole: number[];
   let asked: [number, number][];
   let shifted: boolean;
+  let own: boolean;
+  let current: PidMarks | null;
 
-  /** A /proc of this process's own namespace whose marks the test sets; its listings are `whole`. */
+  /** A procfs whose marks the test sets; its listings are `whole`. */
   const setMarks = (lastPid: number, forks: number): void => {
-    writeFileSync(join(root, "loadavg"), `0.10 0.20 0.30 1/400 ${lastPid}\n`);
-    writeFileSync(join(root, "stat"), `cpu  1 2 3\nbtime 1700000000\nprocesses ${forks}\nprocs_running 1\n`);
+    current = marks(lastPid, forks);
   };
   const procfs = (): ProcFs =>
     ({
-      root,
+      isOwnPidNamespace: () => own,
+      pidMarks: () => current,
       pids: () => [...whole],
       pidsBetween: (from: number, to: number) => {
         asked.push([from, to]);
@@ -66,17 +58,13 @@ describe("PidListing", () => {
     }) as unknown as ProcFs;
 
   beforeEach(() => {
-    root = mkdtempSync(join(tmpdir(), "ptyr-pids-"));
-    mkdirSync(join(root, "sys/kernel"), { recursive: true });
-    writeFileSync(join(root, "sys/kernel/pid_max"), "32768\n");
-    symlinkSync(String(process.pid), join(root, "self"));
     now = 0;
     whole = Array.from({ length: 100 }, (_, i) => 300 + i * 10);
     asked = [];
     shifted = false;
+    own = true;
     setMarks(1290, 500);
   });
-  afterEach(() => rmSync(root, { recursive: true, force: true }));
 
   it("lists every pid first, then only those given out since, and every pid again after WHOLE_LISTING_EVERY_MS", () => {
     const listing = new PidListing(procfs(), () => now);
@@ -109,37 +97,37 @@ describe("PidListing", () => {
     expect(listing.next(false).whole).toBe(true);
     expect(listing.reason).toBeNull(); // nothing wrong with listing from a pid: the marks only could not tell this time
     expect(listing.next(false).whole).toBe(false);
-    rmSync(join(root, "loadavg"));
+    current = null;
     expect(listing.next(false).whole).toBe(true);
     expect(listing.reason).toBe("pid marks unreadable");
   });
 
   it("never lists from a pid when the procfs is another pid namespace's, or a listing from a pid disagrees", () => {
-    rmSync(join(root, "self"));
-    symlinkSync(String(process.pid + 1), join(root, "self"));
+    own = false;
     const foreign = new PidListing(procfs(), () => now);
     foreign.next(false);
     expect(foreign.next(false).whole).toBe(true);
     expect(foreign.reason).toBe("not this process's pid namespace");
 
-    rmSync(join(root, "self"));
-    symlinkSync(String(process.pid), join(root, "self"));
+    own = true;
     shifted = true;
     const listing = new PidListing(procfs(), () => now);
     listing.next(false);
-    expect(listing.reason).toMatch(/^a listing from pid 380 disagreed with the whole listing$/);
+    expect(listing.reason).toBe("a listing from pid 380 disagreed with the whole listing");
     expect(listing.next(false).whole).toBe(true);
     shifted = false;
-    now += WHOLE_LISTING_EVERY_MS; // (the next whole listing checks again)
-    expect(listing.next(false).whole).toBe(true);
+    expect(listing.next(false).whole).toBe(true); // (each whole listing checks again)
     expect(listing.reason).toBeNull();
     expect(listing.next(false).whole).toBe(false);
   });
+});
 
-  it("reads the marks as the kernel writes them, and nothing from files that are not", () => {
-    expect(readPidMarks(root)).toEqual({ lastPid: 1290, forks: 500, pidMax: 32_768 });
-    writeFileSync(join(root, "loadavg"), "0.10 0.20 0.30 1/400\n");
-    expect(readPidMarks(root)).toBeNull();
-    expect(readPidMarks(join(root, "missing"))).toBeNull();
+describe("parsePidMarks", () => {
+  it("reads the marks as the kernel writes them, and nothing from texts that are not", () => {
+    const stat = "cpu  1 2 3\nbtime 1700000000\nprocesses 500\nprocs_running 1\n";
+    expect(parsePidMarks(stat, "0.10 0.20 0.30 1/400 1290\n", "32768\n")).toEqual({ lastPid: 1290, forks: 500, pidMax: 32_768 });
+    expect(parsePidMarks(stat, "0.10 0.20 0.30 1/400\n", "32768\n")).toBeNull();
+    expect(parsePidMarks("cpu 1 2 3\n", "0.10 0.20 0.30 1/400 1290\n", "32768\n")).toBeNull();
+    expect(parsePidMarks(stat, "0.10 0.20 0.30 1/400 1290\n", "max\n")).toBeNull();
   });
 });
