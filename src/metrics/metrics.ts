@@ -83,6 +83,8 @@ function countOne<V extends string>(counts: Map<RuntimeName, Map<V, number>>, ru
  */
 export const EVENT_LOOP_SAMPLE_MS = 1_000;
 
+type ScanLabels = Record<"reader" | "reason" | "finder" | "finder_reason" | "listing" | "listing_reason", string>;
+
 export class PtyreaperMetrics {
   readonly registry: Registry;
 
@@ -106,9 +108,9 @@ export class PtyreaperMetrics {
   private readonly configInfo: Gauge<"mode" | "file">;
   private readonly reloadSuccessful: Gauge;
   private readonly reloadSuccessTime: Gauge;
-  private readonly scanInfo: Gauge<"reader" | "reason" | "finder" | "finder_reason" | "listing" | "listing_reason">;
+  private readonly scanInfo: Gauge<keyof ScanLabels>;
   /** ptyreaper_scan_info's labels: the reader, the BPF finder ("none" until a full pass reports one), the pid listing. */
-  private scanLabels = { reader: "", reason: "", finder: "none", finder_reason: "", listing: "all_pids", listing_reason: "no pass yet" };
+  private scanLabels: ScanLabels = { reader: "", reason: "", finder: "none", finder_reason: "", listing: "all_pids", listing_reason: "no pass yet" };
   private readonly scanPassesCutTotal: Counter;
   private readonly scansTotal: Counter<"pass">;
   private readonly reapRefusalsTotal: Counter<"reason" | "runtime">;
@@ -501,29 +503,28 @@ export class PtyreaperMetrics {
   }
 
   setScanReader(reader: string, reason: string): void {
-    this.scanLabels = { ...this.scanLabels, reader, reason: capLabelValue(reason) };
-    this.scanInfo.reset();
-    this.scanInfo.set(this.scanLabels, 1);
+    this.relabelScan({ reader, reason: capLabelValue(reason) });
   }
 
   /** A full pass's BPF finder outcome (ProcScan.finder): "bpf", or why every fd link was read. */
   setScanFinder(outcome: string): void {
-    const finder = outcome === "bpf" ? "bpf" : "none";
-    const reason = outcome === "bpf" ? "" : capLabelValue(outcome);
-    if (this.scanLabels.finder === finder && this.scanLabels.finder_reason === reason) return;
-    this.scanLabels = { ...this.scanLabels, finder, finder_reason: reason };
-    this.scanInfo.reset();
-    this.scanInfo.set(this.scanLabels, 1);
+    this.relabelScan(outcome === "bpf" ? { finder: "bpf", finder_reason: "" } : { finder: "none", finder_reason: capLabelValue(outcome) });
   }
 
   /** A pass's pid listing (ProcScan.pidListing): "new_pids", or why steady passes list every pid. */
   setScanListing(outcome: string): void {
-    const listing = outcome === "new_pids" ? "new_pids" : "all_pids";
-    const reason = outcome === "new_pids" ? "" : capLabelValue(outcome);
-    if (this.scanLabels.listing === listing && this.scanLabels.listing_reason === reason) return;
-    this.scanLabels = { ...this.scanLabels, listing, listing_reason: reason };
+    this.relabelScan(
+      outcome === "new_pids" ? { listing: "new_pids", listing_reason: "" } : { listing: "all_pids", listing_reason: capLabelValue(outcome) },
+    );
+  }
+
+  /** ptyreaper_scan_info's one series, relabelled when a label changes. */
+  private relabelScan(change: Partial<ScanLabels>): void {
+    const labels = { ...this.scanLabels, ...change };
+    if ((Object.keys(labels) as (keyof ScanLabels)[]).every((name) => this.scanLabels[name] === labels[name])) return;
+    this.scanLabels = labels;
     this.scanInfo.reset();
-    this.scanInfo.set(this.scanLabels, 1);
+    this.scanInfo.set(labels, 1);
   }
 
   /** A cycle's scan, by the pass its answer came from. */

@@ -77,12 +77,13 @@ export class PidListing {
     const marks = this.ownNamespace ? this.procfs.pidMarks() : null;
     const since = this.marks;
     this.marks = marks;
-    if (!whole && this.unusable === null && marks !== null && since !== null && this.clock() - this.wholeAt < WHOLE_LISTING_EVERY_MS) {
-      const ranges = pidsGivenOutBetween(since, marks);
+    const usable = !whole && this.unusable === null && marks !== null && since !== null && this.clock() - this.wholeAt < WHOLE_LISTING_EVERY_MS;
+    const ranges = usable ? pidsGivenOutBetween(since, marks) : null;
+    if (ranges !== null && since !== null) {
       const pids: number[] = [];
-      for (const [from, to] of ranges ?? []) pids.push(...(this.procfs.pidsBetween(from, to) ?? []));
+      for (const [from, to] of ranges) pids.push(...(this.procfs.pidsBetween(from, to) ?? []));
       const relisted = this.procfs.pidsBetween(Math.max(1, since.lastPid - RELIST_BELOW_MARK + 1), since.lastPid) ?? [];
-      if (ranges !== null) return { whole: false, pids: pids.sort((a, b) => a - b), relisted };
+      return { whole: false, pids: pids.sort((a, b) => a - b), relisted };
     }
     const pids = this.procfs.pids();
     this.wholeAt = this.clock();
