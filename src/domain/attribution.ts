@@ -1,6 +1,6 @@
 // Which container runtime a pty holder belongs to, from /proc alone: cgroup paths, the master holder and the process tree.
 // Pure: the caller reads /proc (cgroup text, comm, argv, NSpid) and passes what it read.
-import { ancestry } from "./ancestry.js";
+import { findAncestor } from "./ancestry.js";
 
 /** Runtimes whose sessions ptyreaper can name; "unknown" is counted and shown, never reaped. */
 export type RuntimeName = "docker" | "containerd" | "cri-o" | "podman";
@@ -238,6 +238,10 @@ export interface Attribution {
   evidence: string[];
 }
 
+function pidOf(process: Pick<ProcessFacts, "pid">): number {
+  return process.pid;
+}
+
 const UNKNOWN: Omit<Attribution, "evidence"> = {
   runtime: "unknown",
   containerId: null,
@@ -274,17 +278,18 @@ export function attribute(
   if (monitor?.kind === "oci-runtime-exec") {
     monitorProcess = holder; // CRI-O's host pty: its slave is held by runc/crun exec itself
   } else {
-    monitor = null;
-    for (const current of ancestry(holder, (node) => lookup(node.ppid))) {
-      const parent = lookup(current.ppid);
-      if (!parent || parent.pid === current.pid) break;
-      const found = monitorOf(parent);
-      if (found && found.kind !== "crio") {
-        monitor = found;
-        monitorProcess = parent;
-        below = current;
-        break;
-      }
+    // crio never is the monitor: CRI-O's runc/crun exec is, found above.
+    const parentOf = (node: ProcessFacts): ProcessFacts | undefined => lookup(node.ppid);
+    const monitorAbove = (node: ProcessFacts): MonitorFacts | null => {
+      const parent = parentOf(node);
+      const found = parent && parent.pid !== node.pid ? monitorOf(parent) : null;
+      return found?.kind === "crio" ? null : found;
+    };
+    const session = findAncestor(holder, pidOf, parentOf, (node) => monitorAbove(node) !== null);
+    monitor = session ? monitorAbove(session) : null;
+    if (session) {
+      below = session;
+      monitorProcess = parentOf(session);
     }
   }
   if (!monitor || !monitorProcess) {

@@ -1,5 +1,5 @@
 // Pure correlation: pty fds from /proc + every runtime's containers and execs → ptys with owners, and exec sessions.
-import { ancestry } from "./ancestry.js";
+import { findAncestor } from "./ancestry.js";
 import type { RuntimeName } from "./attribution.js";
 import { isSessionCandidate, runtimeContainerName, type RuntimeContainer, type RuntimeExec, type RuntimeView } from "./runtime.js";
 import { ptyKey, type ExecSession, type Inventory, type ProcInfo, type ProcScan, type Pty, type PtyLimits, type PtyOwner } from "./types.js";
@@ -7,11 +7,16 @@ import { ptyKey, type ExecSession, type Inventory, type ProcInfo, type ProcScan,
 /** USER_HZ: /proc reports starttime in these ticks; it is 100 on every Linux ABI. */
 export const CLOCK_TICKS_PER_SECOND = 100;
 
+/**
+ * Arrays, not Sets, and indexed loops over them: the daemon runs without V8's optimizing compiler, where each
+ * throwaway array or iterator allocates, and a building cycle does this for every pty.
+ */
 interface Holders {
   devptsDev: string;
   index: number;
-  masters: Set<number>;
-  slaves: Set<number>;
+  /** Each pid once. */
+  masters: number[];
+  slaves: number[];
 }
 
 export function processStartMs(scan: ProcScan, info: Pick<ProcInfo, "startTicks">): number {
@@ -76,17 +81,24 @@ export function buildInventory(
 
   const ptys: Pty[] = [];
   const sessions: ExecSession[] = [];
-  for (const [key, held] of holders) {
-    const slaveInfos = [...held.slaves].map((pid) => scan.processes.get(pid)).filter((p): p is ProcInfo => p !== undefined);
+  holders.forEach((held, key) => {
+    const slaveInfos: ProcInfo[] = [];
+    const holderContainers = new Set<string | null>();
+    for (let i = 0; i < held.slaves.length; i++) {
+      const pid = held.slaves[i] as number;
+      const info = scan.processes.get(pid);
+      if (info !== undefined) slaveInfos.push(info);
+      holderContainers.add(containerOf(pid));
+    }
     const listed = ownPtys.get(key) ?? null;
     const exec = listed?.exec ?? null;
-    const holderContainers = new Set([...held.slaves].map((pid) => containerOf(pid)));
     // Per process: the one container every slave holder is in; with no slave holder, the devpts it lives on.
-    const containerId = exec?.container.id ?? soleContainer(holderContainers, held.slaves.size === 0 ? devptsOwners.get(held.devptsDev) : undefined);
+    const containerId =
+      exec?.container.id ?? soleContainer(holderContainers, held.slaves.length === 0 ? devptsOwners.get(held.devptsDev) : undefined);
     const container = containerId ? containers.get(containerId) : undefined;
     const owner = classify(scan, held, slaveInfos, holderContainers, containerId, containerInits.get(containerId ?? ""), exec);
     const times = scan.ttyTimes.get(key);
-    const leader = slaveInfos.find((p) => p.sid === p.pid) ?? slaveInfos[0];
+    const leader = slaveInfos.find(leadsItsSession) ?? slaveInfos[0];
     ptys.push({
       key,
       devptsDev: held.devptsDev,
@@ -95,8 +107,8 @@ export function buildInventory(
       containerId,
       containerName: container ? runtimeContainerName(container) : null,
       execId: exec?.id ?? null,
-      masterPids: sorted(held.masters),
-      slavePids: sorted(held.slaves),
+      masterPids: held.masters.sort(byNumber),
+      slavePids: held.slaves.sort(byNumber),
       atimeMs: times?.atimeMs ?? null,
       mtimeMs: times?.mtimeMs ?? null,
       leaderPid: leader?.pid ?? null,
@@ -121,14 +133,14 @@ export function buildInventory(
         ptyKey: key,
         devptsDev: held.devptsDev,
         index: held.index,
-        holderPids: sorted(new Set([...held.slaves].filter((pid) => containerOf(pid) === container.id))),
+        holderPids: held.slaves.filter((pid) => containerOf(pid) === container.id),
         startedAtMs: processStartMs(scan, execInfo),
         atimeMs: times.atimeMs,
         mtimeMs: times.mtimeMs,
         command: (exec.command ?? execInfo.cmdline).join(" "),
       });
     }
-  }
+  });
   ptys.sort((a, b) => a.devptsDev.localeCompare(b.devptsDev) || a.index - b.index);
   sessions.sort((a, b) => a.containerName.localeCompare(b.containerName) || a.pid - b.pid);
   return {
@@ -142,14 +154,17 @@ export function buildInventory(
 
 function groupHolders(scan: ProcScan): Map<string, Holders> {
   const byKey = new Map<string, Holders>();
-  for (const fd of scan.ptyFds) {
+  for (let i = 0; i < scan.ptyFds.length; i++) {
+    const fd = scan.ptyFds[i] as ProcScan["ptyFds"][number];
     const key = ptyKey(fd.devptsDev, fd.index);
     let held = byKey.get(key);
     if (!held) {
-      held = { devptsDev: fd.devptsDev, index: fd.index, masters: new Set(), slaves: new Set() };
+      held = { devptsDev: fd.devptsDev, index: fd.index, masters: [], slaves: [] };
       byKey.set(key, held);
     }
-    (fd.role === "master" ? held.masters : held.slaves).add(fd.pid);
+    const pids = fd.role === "master" ? held.masters : held.slaves;
+    // A process holds one end in several fds at times; a pty has few holders.
+    if (!pids.includes(fd.pid)) pids.push(fd.pid);
   }
   return byKey;
 }
@@ -177,30 +192,29 @@ function processContainers(
   const anchors = new Map<number, string>();
   for (const container of containers.values()) if (container.initPid !== null && container.initPid > 0) anchors.set(container.initPid, container.id);
   for (const { exec } of execs) if (exec.pid > 0 && exec.running) anchors.set(exec.pid, exec.container.id);
-  const known = new Set(containers.keys());
   const memo = new Map<number, string | null>();
+  const parentOf = (pid: number): number | undefined => scan.ppids.get(pid);
+  const isAnchor = (pid: number): boolean => anchors.has(pid);
   return (pid) => {
     const cached = memo.get(pid);
     if (cached !== undefined) return cached;
     let found: string | null = scan.processes.get(pid)?.containerId ?? null;
-    if (found === null || !known.has(found)) {
-      const parentOf = ({ pid: at }: { pid: number }): { pid: number } | undefined => {
-        const parent = scan.ppids.get(at);
-        return parent === undefined ? undefined : { pid: parent };
-      };
-      for (const { pid: at } of ancestry({ pid }, parentOf)) {
-        const anchor = anchors.get(at);
-        if (anchor !== undefined) {
-          // Only where the cgroup said nothing: a process whose cgroup names a container stays there.
-          const own: string | null = scan.processes.get(at)?.containerId ?? null;
-          if (found === null && (own === null || own === anchor)) found = anchor;
-          break;
-        }
+    // Only where the cgroup said nothing: a process whose cgroup names a container stays there.
+    if (found === null) {
+      const at = findAncestor(pid, pidItself, parentOf, isAnchor);
+      const anchor = at === undefined ? undefined : anchors.get(at);
+      if (at !== undefined && anchor !== undefined) {
+        const own: string | null = scan.processes.get(at)?.containerId ?? null;
+        if (own === null || own === anchor) found = anchor;
       }
     }
     memo.set(pid, found);
     return found;
   };
+}
+
+function pidItself(pid: number): number {
+  return pid;
 }
 
 /** devpts instance → container, from the /dev/pts each container init sees; an instance two containers see is nobody's. */
@@ -233,12 +247,13 @@ export function ttyNrSlaveIndex(ttyNr: number): number | null {
  * inherit (the console through /proc/1/fd/1) are not the session's.
  */
 function execOwnPtys(scan: ProcScan, execs: readonly ListedExec[], containerOf: (pid: number) => string | null): Map<string, ListedExec> {
+  // Only the execs' processes' slaves: every other holder's would be gathered for nothing.
   const slavesByPid = new Map<number, { fd: number; key: string; index: number }[]>();
-  for (const fd of scan.ptyFds) {
-    if (fd.role !== "slave") continue;
-    const list = slavesByPid.get(fd.pid) ?? [];
-    list.push({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index });
-    slavesByPid.set(fd.pid, list);
+  for (const { exec } of execs) if (isSessionCandidate(exec)) slavesByPid.set(exec.pid, []);
+  for (let i = 0; i < scan.ptyFds.length; i++) {
+    const fd = scan.ptyFds[i] as ProcScan["ptyFds"][number];
+    const list = fd.role === "slave" ? slavesByPid.get(fd.pid) : undefined;
+    list?.push({ fd: fd.fd, key: ptyKey(fd.devptsDev, fd.index), index: fd.index });
   }
   const claims = new Map<string, ListedExec[]>();
   for (const listed of execs) {
@@ -282,13 +297,16 @@ function classify(
 ): PtyOwner {
   if (exec) return "exec";
   if (containerId !== null) {
-    if (holderContainers.size === 1 && initPid !== undefined && held.slaves.has(initPid)) return "container";
+    if (holderContainers.size === 1 && initPid !== undefined && held.slaves.includes(initPid)) return "container";
     return "unattributed";
   }
-  const all = [...held.masters, ...held.slaves].map((pid) => scan.processes.get(pid));
   // Host only when every holder was read and none runs in a container (by cgroup or by the runtimes' pids).
-  const everyHolderOnHost = all.every((info) => info !== undefined && info.containerId === null) && [...holderContainers].every((c) => c === null);
-  if (all.length > 0 && everyHolderOnHost && slaves.length === held.slaves.size) return "host";
+  const onHost = (pid: number): boolean => scan.processes.get(pid)?.containerId === null;
+  const everyHolderOnHost =
+    held.masters.every(onHost) &&
+    held.slaves.every(onHost) &&
+    (holderContainers.size === 0 || (holderContainers.size === 1 && holderContainers.has(null)));
+  if (held.masters.length + held.slaves.length > 0 && everyHolderOnHost && slaves.length === held.slaves.length) return "host";
   return "unattributed";
 }
 
@@ -310,6 +328,10 @@ export function commandLine(info: Pick<ProcInfo, "cmdline" | "comm">): string {
   return info.cmdline.length > 0 ? info.cmdline.join(" ") : `[${info.comm}]`;
 }
 
-function sorted(pids: Set<number>): number[] {
-  return [...pids].sort((a, b) => a - b);
+function byNumber(a: number, b: number): number {
+  return a - b;
+}
+
+function leadsItsSession(info: ProcInfo): boolean {
+  return info.sid === info.pid;
 }

@@ -115,14 +115,15 @@ export function namedContainersOf(runtimes: readonly RuntimeView[]): Map<string,
 /**
  * Names the container of the processes the inventory goes by (pty holders and the runtimes' exec processes)
  * where no cgroup pattern did and their cgroup path is exactly one of `named` (namedCgroupContainer). Their
- * cgroups are read (through `lookup`) only when there is such a container. Replaces those entries of
- * `scan.processes` with copies.
+ * cgroups are read (through `lookup`) only when there is such a container. Replaces `scan.processes` with a copy
+ * whose entries for those processes are copies.
  */
 export function claimNamedContainers(scan: ProcScan, runtimes: readonly RuntimeView[], lookup: (pid: number) => ProcessFacts | undefined): void {
   const named = namedContainersOf(runtimes);
   if (named.size === 0) return;
   const pids = new Set(scan.ptyFds.map((fd) => fd.pid));
   for (const view of runtimes) for (const exec of view.execs) if (exec.pid > 0) pids.add(exec.pid);
+  let copied = false;
   for (const pid of pids) {
     const info = scan.processes.get(pid);
     if (!info || info.containerId !== null) continue;
@@ -130,7 +131,13 @@ export function claimNamedContainers(scan: ProcScan, runtimes: readonly RuntimeV
     // Only what the list names: a path of a known form is the patterns' to read, not this.
     if (parseCgroupIdentity(cgroup) !== null) continue;
     const identity = parseCgroupIdentity(cgroup, named);
-    if (identity !== null) scan.processes.set(pid, { ...info, containerId: identity.containerId });
+    if (identity === null) continue;
+    // A copy of the map, once: the scan's maps may be its source's own (DeltaReceiver), which this must not change.
+    if (!copied) {
+      scan.processes = new Map(scan.processes);
+      copied = true;
+    }
+    scan.processes.set(pid, { ...info, containerId: identity.containerId });
   }
 }
 
@@ -157,10 +164,11 @@ export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFac
   memo?.endCycle();
 }
 
-/** One attribution as made, with every process it looked up and what the lookup gave. */
+/** One attribution as made, with every process it looked up (pids[i]) and what the lookup gave (facts[i]). */
 interface KeptAttribution {
   master: ProcessFacts | null;
-  read: Map<number, ProcessFacts | undefined>;
+  pids: number[];
+  facts: (ProcessFacts | undefined)[];
   found: Attribution;
 }
 
@@ -169,34 +177,34 @@ interface KeptAttribution {
  * and every process it looked up are the same facts objects as then. It relies on a lookup that gives the same
  * object for a process whose facts did not change (the daemon's keeps them across cycles), and a new one
  * otherwise; with any other lookup it attributes anew. What a cycle did not ask for is forgotten at its end.
+ *
+ * Indexed loops over arrays: the daemon runs without V8's optimizing compiler, where each step of a for-of over a
+ * Map allocates, and every building cycle asks this once per pty.
  */
 export class AttributionMemo {
   private kept = new Map<ProcessFacts, KeptAttribution[]>();
   private next = new Map<ProcessFacts, KeptAttribution[]>();
 
   attribute(holder: ProcessFacts, master: ProcessFacts | null, lookup: (pid: number) => ProcessFacts | undefined): Attribution {
-    for (const source of [this.next, this.kept]) {
-      for (const kept of source.get(holder) ?? []) {
-        if (kept.master !== master) continue;
-        let same = true;
-        for (const [pid, facts] of kept.read) {
-          if (lookup(pid) !== facts) {
-            same = false;
-            break;
-          }
-        }
-        if (!same) continue;
-        if (source === this.kept) this.remember(holder, kept);
-        return kept.found;
-      }
+    const again = sameAttribution(this.next.get(holder), master, lookup);
+    if (again) return again.found;
+    const kept = sameAttribution(this.kept.get(holder), master, lookup);
+    if (kept) {
+      this.remember(holder, kept);
+      return kept.found;
     }
-    const read = new Map<number, ProcessFacts | undefined>();
+    const pids: number[] = [];
+    const facts: (ProcessFacts | undefined)[] = [];
     const found = attribute(holder, master, (pid) => {
-      const facts = lookup(pid);
-      read.set(pid, facts);
-      return facts;
+      const read = lookup(pid);
+      // The walk asks for a parent twice in a row (its test, then its step); one entry checks both.
+      if (pids.at(-1) !== pid || facts.at(-1) !== read) {
+        pids.push(pid);
+        facts.push(read);
+      }
+      return read;
     });
-    this.remember(holder, { master, read, found });
+    this.remember(holder, { master, pids, facts, found });
     return found;
   }
 
@@ -211,4 +219,21 @@ export class AttributionMemo {
     if (list) list.push(kept);
     else this.next.set(holder, [kept]);
   }
+}
+
+/** The kept attribution, of `list`, made with this master from processes that `lookup` still gives as the same facts. */
+function sameAttribution(
+  list: readonly KeptAttribution[] | undefined,
+  master: ProcessFacts | null,
+  lookup: (pid: number) => ProcessFacts | undefined,
+): KeptAttribution | undefined {
+  if (list === undefined) return undefined;
+  for (let k = 0; k < list.length; k++) {
+    const kept = list[k] as KeptAttribution;
+    if (kept.master !== master) continue;
+    let same = true;
+    for (let i = 0; same && i < kept.pids.length; i++) same = lookup(kept.pids[i] as number) === kept.facts[i];
+    if (same) return kept;
+  }
+  return undefined;
 }

@@ -57,13 +57,18 @@ export class InventoryReuse {
       this.built++;
       return null;
     }
+    // Indexed loops here and below: without V8's optimizing compiler each for-of step allocates, and this runs every cycle.
     const ptys: Pty[] = [];
-    for (const pty of last.built.inventory.ptys) {
+    const lastPtys = last.built.inventory.ptys;
+    for (let i = 0; i < lastPtys.length; i++) {
+      const pty = lastPtys[i] as Pty;
       const times = scan.ttyTimes.get(pty.key);
       ptys.push({ ...pty, atimeMs: times?.atimeMs ?? null, mtimeMs: times?.mtimeMs ?? null });
     }
     const sessions: ExecSession[] = [];
-    for (const session of last.built.inventory.sessions) {
+    const lastSessions = last.built.inventory.sessions;
+    for (let i = 0; i < lastSessions.length; i++) {
+      const session = lastSessions[i] as ExecSession;
       const times = scan.ttyTimes.get(session.ptyKey);
       if (!times) {
         // The build makes no session without times; a slave held with none read is a different scan after all.
@@ -119,8 +124,8 @@ function parentsAbove(scan: ProcScan, views: readonly RuntimeView[]): Map<number
       pid = parent;
     }
   };
-  for (const pid of scan.processes.keys()) climb(pid);
-  for (const fd of scan.ptyFds) climb(fd.pid);
+  scan.processes.forEach((_, pid) => climb(pid));
+  for (let i = 0; i < scan.ptyFds.length; i++) climb((scan.ptyFds[i] as ProcScan["ptyFds"][number]).pid);
   for (const view of views) {
     for (const exec of view.execs) climb(exec.pid);
     for (const container of view.containers) if (container.initPid !== null) climb(container.initPid);
@@ -135,7 +140,11 @@ function sameInputs(inputs: BuildInputs, scan: ProcScan, views: readonly Runtime
   if (!sameValue(inputs.initDevpts, scan.initDevpts)) return false;
   if (!sameValue(inputs.processes, scan.processes)) return false;
   // A walk that stopped at a pid the listing did not have must still stop there.
-  for (const [pid, parent] of inputs.parents) if ((scan.ppids.get(pid) ?? NOT_LISTED) !== parent) return false;
+  let sameParents = true;
+  inputs.parents.forEach((parent, pid) => {
+    if (sameParents && (scan.ppids.get(pid) ?? NOT_LISTED) !== parent) sameParents = false;
+  });
+  if (!sameParents) return false;
   if (views.length !== inputs.views.length) return false;
   for (let i = 0; i < views.length; i++) {
     const now = views[i] as RuntimeView;
@@ -160,10 +169,12 @@ export function sameValue(a: unknown, b: unknown): boolean {
   }
   if (a instanceof Map) {
     if (!(b instanceof Map) || a.size !== b.size) return false;
-    for (const [key, value] of a) {
-      if (!b.has(key) || !sameValue(value, b.get(key))) return false;
-    }
-    return true;
+    // forEach, not for-of: every cycle compares a few thousand entries, and each for-of step allocates (see take).
+    let same = true;
+    a.forEach((value, key) => {
+      if (same && (!b.has(key) || !sameValue(value, b.get(key)))) same = false;
+    });
+    return same;
   }
   if (Array.isArray(b) || b instanceof Map) return false;
   const left = a as Record<string, unknown>;

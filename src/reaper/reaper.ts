@@ -4,7 +4,7 @@
 // allocation; later steps signal only those processes (and their descendants) on that allocation.
 import type { Logger } from "pino";
 import { errorMessage, isVanished } from "../errors.js";
-import { ancestry } from "../domain/ancestry.js";
+import { findAncestor } from "../domain/ancestry.js";
 import { formatDuration } from "../config/duration.js";
 import type { ExecSession, Inventory } from "../domain/types.js";
 import type { ReapReason, SessionDecision } from "../domain/snapshot.js";
@@ -195,6 +195,7 @@ export class Reaper {
    * left the kernel's inventory; one still held is a failure, retried on a later cycle.
    */
   observe(inventory: Inventory, readFromMs: number): void {
+    if (this.inFlight.size === 0) return; // nothing to confirm: no map of every pty, every cycle
     const byKey = new Map(inventory.ptys.map((p) => [p.key, p]));
     const budget = this.readBudget();
     for (const escalation of [...this.inFlight.values()]) {
@@ -711,7 +712,19 @@ export class Reaper {
         return undefined; // gone or unreadable: the chain ends here
       }
     };
-    return [...ancestry(read(pid), (node) => read(node.ppid))].map(({ pid: at, startTicks }) => ({ pid: at, startTicks }));
+    const chain: ProcessRef[] = [];
+    // A test that never accepts: the whole walk, each process taken on the way.
+    const take = ({ pid: at, startTicks }: ProcessRef): boolean => {
+      chain.push({ pid: at, startTicks });
+      return false;
+    };
+    findAncestor(
+      read(pid),
+      (node) => node.pid,
+      (node) => read(node.ppid),
+      take,
+    );
+    return chain;
   }
 
   private refuse(escalation: Escalation, pid: number, reason: RefusalReason): void {

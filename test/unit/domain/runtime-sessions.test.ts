@@ -361,6 +361,21 @@ describe("containerd containers named by any string (ctr run … myname, namespa
     expect(namedContainersOf([view([ctrContainer, criContainer])])).toEqual(new Map([["default", new Set(["myname"])]]));
   });
 
+  it("claims in a copy of the scan's processes: the map it was given (a DeltaReceiver's own) is left as it was", () => {
+    const { scan, lookup } = scanOf([ctrShim, ctrInit, ctrShell], fds);
+    const given = scan.processes;
+    const before = new Map(given);
+    claimNamedContainers(scan, [view()], lookup);
+    expect(scan.processes).not.toBe(given);
+    expect(scan.processes.get(720)?.containerId).toBe("myname");
+    expect(given).toEqual(before);
+    // Nothing to claim: the map stays the one given, uncopied.
+    const { scan: plain, lookup: plainLookup } = scanOf([ctrShim, ctrInit, ctrShell], fds);
+    const plainGiven = plain.processes;
+    claimNamedContainers(plain, [view([criContainer])], plainLookup);
+    expect(plain.processes).toBe(plainGiven);
+  });
+
   it("confirms the exec and makes it a session in its container, by exact match against the runtime's list", () => {
     const { scan, merged, inventory } = run([view()], [ctrShim, ctrInit, ctrShell]);
     expect(scan.processes.get(720)?.containerId).toBe("myname");

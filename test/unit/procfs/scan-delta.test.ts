@@ -109,16 +109,17 @@ describe("scan deltas between the scan thread and the main thread", () => {
     expect(plain(receiver.apply(cross(d4)))).toEqual(plain(fourth));
   });
 
-  it("keeps its own records when the caller changes the scan it was given", () => {
+  it("gives its own maps, which the next delta updates in place (the caller copies what must outlive a cycle)", () => {
     const sender = new Sender();
     const receiver = new DeltaReceiver();
-    const scan = scanOf([init, shell], parents, fds, [idle]);
-    const given = receiver.apply(cross(sender.delta(scan)));
-    given.processes.set(20, { ...shell, containerId: "claimed" }); // as claimNamedContainers does
-    given.ttyTimes.delete("0:40:0");
-    const next = receiver.apply(cross(sender.delta(scanOf([init, shell], parents, fds, [idle]))));
-    expect(next.processes.get(20)?.containerId).toBeNull();
-    expect(next.ttyTimes.get("0:40:0")).toEqual(idle[1]);
+    const given = receiver.apply(cross(sender.delta(scanOf([init, shell], parents, fds, [idle]))));
+    const kept = { processes: new Map(given.processes), ttyTimes: new Map(given.ttyTimes) };
+    const next = receiver.apply(cross(sender.delta(scanOf([init], parents, fds, []))));
+    expect(next.processes).toBe(given.processes);
+    expect(next.ttyTimes).toBe(given.ttyTimes);
+    expect([...given.processes.keys()]).toEqual([10]);
+    expect(kept.processes.get(20)).toEqual(shell);
+    expect(kept.ttyTimes.get("0:40:0")).toEqual(idle[1]);
   });
 
   it("sends the whole scan after forget(), and refuses a delta with nothing to apply it to", () => {
