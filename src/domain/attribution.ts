@@ -173,10 +173,12 @@ const OCI_RUNTIMES = new Set(["runc", "crun"]);
  * runtime monitors monitorOf reads, and the docker CLI (runtimes/docker/cli-args.ts). By comm or argv[0].
  */
 export function argvIsParsed(comm: string, argv0: string | undefined): boolean {
-  const program = basename(argv0);
-  return [program, comm].some(
-    (name) => name.startsWith("containerd-shim") || name === "conmon" || name === "crio" || OCI_RUNTIMES.has(name) || name === "docker",
-  );
+  // No array of the two: the scan thread asks this of every holder it reads, every pass.
+  return isParsedProgram(basename(argv0)) || isParsedProgram(comm);
+}
+
+function isParsedProgram(name: string): boolean {
+  return name.startsWith("containerd-shim") || name === "conmon" || name === "crio" || OCI_RUNTIMES.has(name) || name === "docker";
 }
 
 /** The process as a runtime monitor, or null when it is none. */

@@ -109,8 +109,33 @@ export interface ProcScan {
   pidListing?: string;
 }
 
+/** Keys made so far, by instance then index (see ptyKey), and how many; emptied at PTY_KEYS_KEPT. */
+const ptyKeys = new Map<string, Map<number, string>>();
+let ptyKeysMade = 0;
+const PTY_KEYS_KEPT = 16_384;
+
+/**
+ * "devptsDev:index", the same string for the same pty every time it is asked: every pass and every cycle keys
+ * maps by pty, and a string made anew each time is garbage the next moment. Bounded: a host (or a container
+ * making ptys) past PTY_KEYS_KEPT only empties the cache.
+ */
 export function ptyKey(devptsDev: string, index: number): string {
-  return `${devptsDev}:${index}`;
+  let byIndex = ptyKeys.get(devptsDev);
+  const known = byIndex?.get(index);
+  if (known !== undefined) return known;
+  if (ptyKeysMade >= PTY_KEYS_KEPT) {
+    ptyKeys.clear();
+    ptyKeysMade = 0;
+    byIndex = undefined;
+  }
+  if (byIndex === undefined) {
+    byIndex = new Map();
+    ptyKeys.set(devptsDev, byIndex);
+  }
+  const key = `${devptsDev}:${index}`;
+  byIndex.set(index, key);
+  ptyKeysMade++;
+  return key;
 }
 
 export type PtyOwner = "exec" | "container" | "host" | "unattributed";

@@ -89,20 +89,38 @@ export interface FdLink {
   fdinfo?: string;
 }
 
-/** A stat row of the addon's answer as Node's Stats gives the same fields (times: sec * 1e3 + nsec / 1e6, as Node computes them). */
+/**
+ * A stat row of the addon's answer as Node's Stats gives the same fields (times: sec * 1e3 + nsec / 1e6, as Node
+ * computes them). A class, so isCharacterDevice is one method and not a closure per row: a steady pass makes one
+ * per pty slave held.
+ */
+class NativeLinkStat implements LinkStat {
+  constructor(
+    readonly dev: number,
+    readonly ino: number,
+    readonly rdev: number,
+    readonly atimeMs: number,
+    readonly mtimeMs: number,
+    private readonly mode: number,
+  ) {}
+
+  isCharacterDevice(): boolean {
+    return (this.mode & S_IFMT) === S_IFCHR;
+  }
+}
+
 function linkStat(rows: Float64Array, k: number): LinkStat | undefined {
   const at = k * FD_STAT_FIELDS;
   const dev = rows[at] ?? NaN;
   if (Number.isNaN(dev)) return undefined;
-  const mode = rows[at + 3] ?? 0;
-  return {
+  return new NativeLinkStat(
     dev,
-    ino: rows[at + 1] ?? 0,
-    rdev: rows[at + 2] ?? 0,
-    atimeMs: (rows[at + 4] ?? 0) * 1e3 + (rows[at + 5] ?? 0) / 1e6,
-    mtimeMs: (rows[at + 6] ?? 0) * 1e3 + (rows[at + 7] ?? 0) / 1e6,
-    isCharacterDevice: () => (mode & S_IFMT) === S_IFCHR,
-  };
+    rows[at + 1] ?? 0,
+    rows[at + 2] ?? 0,
+    (rows[at + 4] ?? 0) * 1e3 + (rows[at + 5] ?? 0) / 1e6,
+    (rows[at + 6] ?? 0) * 1e3 + (rows[at + 7] ?? 0) / 1e6,
+    rows[at + 3] ?? 0,
+  );
 }
 
 /** A process's links that may be ptys, or the errno-coded error that stopped the read (ENOENT: gone, EACCES: denied). */

@@ -29,32 +29,46 @@ export function parseStat(text: string): StatFields | null {
   const pid = Number(text.slice(0, open).trim());
   if (!Number.isInteger(pid)) return null;
   // Fields after comm are single-space separated; field 3 (state) is token 0, field N token N - 3.
-  // Walked rather than split: the scanner parses one of these per process per pass.
-  const rest = text.slice(close + 2).trim();
-  const tokens: string[] = [];
-  let start = 0;
+  // Read in place, neither split nor sliced: the scanner parses one of these per process per pass, and the
+  // daemon runs without V8's optimizing compiler, which would otherwise remove the garbage.
+  let start = close + 2;
+  let stop = text.length;
+  while (start < stop && text.charCodeAt(start) <= 32) start++;
+  while (stop > start && text.charCodeAt(stop - 1) <= 32) stop--;
+  const fields: StatFields = { pid, comm: text.slice(open + 1, close), state: "", ppid: 0, pgrp: 0, sid: 0, ttyNr: 0, startTicks: 0 };
   for (let token = 0; token < 20; token++) {
-    let end = rest.indexOf(" ", start);
-    if (end < 0) {
+    let end = text.indexOf(" ", start);
+    if (end < 0 || end > stop) {
       if (token < 19) return null; // fewer than 20 fields after comm: truncated
-      end = rest.length;
+      end = stop;
     }
-    if (token <= 4 || token === 19) tokens.push(rest.slice(start, end));
+    if (token === 0) fields.state = text.slice(start, end);
+    else if (token <= 4 || token === 19) {
+      const value = integerAt(text, start, end);
+      if (Number.isNaN(value)) return null;
+      if (token === 1) fields.ppid = value;
+      else if (token === 2) fields.pgrp = value;
+      else if (token === 3) fields.sid = value;
+      else if (token === 4) fields.ttyNr = value;
+      else fields.startTicks = value;
+    }
     start = end + 1;
   }
-  const [state = "", ppid, pgrp, sid, ttyNr, startTicks] = tokens;
-  const fields: StatFields = {
-    pid,
-    comm: text.slice(open + 1, close),
-    state,
-    ppid: Number(ppid),
-    pgrp: Number(pgrp),
-    sid: Number(sid),
-    ttyNr: Number(ttyNr),
-    startTicks: Number(startTicks),
-  };
-  const numbers = [fields.ppid, fields.pgrp, fields.sid, fields.ttyNr, fields.startTicks];
-  return numbers.every(Number.isInteger) ? fields : null;
+  return fields;
+}
+
+/** The decimal integer text[start..end) spells (an optional "-", then digits), else NaN. */
+function integerAt(text: string, start: number, end: number): number {
+  const negative = text.charCodeAt(start) === 45;
+  let at = negative ? start + 1 : start;
+  if (at >= end) return NaN;
+  let value = 0;
+  for (; at < end; at++) {
+    const digit = text.charCodeAt(at) - 48;
+    if (digit < 0 || digit > 9) return NaN;
+    value = value * 10 + digit;
+  }
+  return negative ? -value : value;
 }
 
 export interface StatusFields {
@@ -178,14 +192,29 @@ export function parseCmdline(text: string): string[] {
 
 /** Linux's user-space dev_t encoding (new_encode_dev), as in st_dev and st_rdev. */
 export function decodeDev(dev: number): { major: number; minor: number } {
-  const major = Math.floor(dev / 256) & 0xfff;
-  const minor = (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
-  return { major, minor };
+  return { major: devMajor(dev), minor: devMinor(dev) };
 }
 
+function devMajor(dev: number): number {
+  return Math.floor(dev / 256) & 0xfff;
+}
+
+function devMinor(dev: number): number {
+  return (dev & 0xff) | (Math.floor(dev / 4096) & 0xfff00);
+}
+
+/** "major:minor" of each device number met: a host has a few devpts instances, and a steady pass formats each held slave's. */
+const formattedDevs = new Map<number, string>();
+const FORMATTED_DEVS_KEPT = 4096;
+
 export function formatDev(dev: number): string {
-  const { major, minor } = decodeDev(dev);
-  return `${major}:${minor}`;
+  let text = formattedDevs.get(dev);
+  if (text === undefined) {
+    text = `${devMajor(dev)}:${devMinor(dev)}`;
+    if (formattedDevs.size >= FORMATTED_DEVS_KEPT) formattedDevs.clear(); // bounded, whatever the devices
+    formattedDevs.set(dev, text);
+  }
+  return text;
 }
 
 const PTY_SLAVE_MAJOR_FIRST = 136;
@@ -197,12 +226,15 @@ export type PtyDeviceKind = { role: "slave"; index: number } | { role: "master" 
 
 /** What a character device number says about a pty end: a slave /dev/pts/N or the ptmx multiplexer. */
 export function classifyRdev(rdev: number): PtyDeviceKind {
-  const { major, minor } = decodeDev(rdev);
-  if (major === PTMX_MAJOR && minor === PTMX_MINOR) return { role: "master" };
-  if (major >= PTY_SLAVE_MAJOR_FIRST && major <= PTY_SLAVE_MAJOR_LAST) {
-    return { role: "slave", index: (major - PTY_SLAVE_MAJOR_FIRST) * 256 + minor };
-  }
-  return null;
+  if (devMajor(rdev) === PTMX_MAJOR && devMinor(rdev) === PTMX_MINOR) return { role: "master" };
+  const index = slaveIndexOf(rdev);
+  return index === null ? null : { role: "slave", index };
+}
+
+/** The index of the pty slave a character device number names, or null when it names none (no object made: see confirm in scan.ts). */
+export function slaveIndexOf(rdev: number): number | null {
+  const major = devMajor(rdev);
+  return major >= PTY_SLAVE_MAJOR_FIRST && major <= PTY_SLAVE_MAJOR_LAST ? (major - PTY_SLAVE_MAJOR_FIRST) * 256 + devMinor(rdev) : null;
 }
 
 /** What a pty's link text contains: pty slaves, ptmx, and /dev/console (a bind of a pts). native/ptyscan.c is given this list. */

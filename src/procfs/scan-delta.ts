@@ -75,12 +75,15 @@ export class DeltaSender {
       ttyTimesGone: gone(last.ttyTimes, ttyTimes),
       rest,
     };
-    // By reference: the scanner gives a holder's unchanged record again as the same object.
-    for (const [pid, info] of processes) if (last.processes.get(pid) !== info) delta.processes.push(info);
-    for (const [key, times] of ttyTimes) {
+    // By reference: the scanner gives a holder's unchanged record again as the same object. forEach rather than
+    // for-of, here and below: every pass walks every holder, and without V8's optimizing compiler each for-of step allocates.
+    processes.forEach((info, pid) => {
+      if (last.processes.get(pid) !== info) delta.processes.push(info);
+    });
+    ttyTimes.forEach((times, key) => {
       const was = last.ttyTimes.get(key);
       if (was === undefined || was.atimeMs !== times.atimeMs || was.mtimeMs !== times.mtimeMs) delta.ttyTimes.push([key, times]);
-    }
+    });
     return delta;
   }
 
@@ -138,7 +141,9 @@ export class DeltaReceiver {
 
 function gone<K>(before: ReadonlyMap<K, unknown>, now: ReadonlyMap<K, unknown>): K[] {
   const keys: K[] = [];
-  for (const key of before.keys()) if (!now.has(key)) keys.push(key);
+  before.forEach((_, key) => {
+    if (!now.has(key)) keys.push(key);
+  });
   return keys;
 }
 

@@ -14,6 +14,7 @@ import {
   mayBePty,
   parseFdinfoTtyIndex,
   parseStat,
+  slaveIndexOf,
   type MountinfoEntry,
   type StatFields,
 } from "./parse.js";
@@ -95,10 +96,19 @@ export class ScanContext {
    * one of the slaves it holds has had fewer than HOLDER_DETAILS_PER_PTY holders with details this pass.
    */
   keepsDetails(raws: readonly RawPtyFd[], exempt: boolean): boolean {
-    const slaves = raws.filter((raw) => raw.role === "slave").map((raw) => `${raw.dev}:${raw.index}`);
-    if (exempt || slaves.length < raws.length) return true;
-    if (slaves.length > 0 && slaves.every((key) => (this.detailsByPty.get(key) ?? 0) >= HOLDER_DETAILS_PER_PTY)) return false;
-    for (const key of slaves) this.detailsByPty.set(key, (this.detailsByPty.get(key) ?? 0) + 1);
+    // Indexed loops and no throwaway arrays: every holder asks this every pass (see readOne).
+    let full = raws.length > 0;
+    for (let i = 0; i < raws.length; i++) {
+      const raw = raws[i] as RawPtyFd;
+      if (raw.role !== "slave") return true; // a master holder
+      if (full && (this.detailsByPty.get(ptyKey(raw.dev, raw.index)) ?? 0) < HOLDER_DETAILS_PER_PTY) full = false;
+    }
+    if (exempt) return true;
+    if (full) return false;
+    for (let i = 0; i < raws.length; i++) {
+      const key = ptyKey((raws[i] as RawPtyFd).dev, (raws[i] as RawPtyFd).index);
+      this.detailsByPty.set(key, (this.detailsByPty.get(key) ?? 0) + 1);
+    }
     return true;
   }
 
@@ -142,7 +152,8 @@ export class ScanContext {
     const stats = pids.length > 0 ? this.procfs.statFds(Int32Array.from(pids), Int32Array.from(fds)) : null;
     if (stats === null) return;
     this.prefetchedSlaves ??= new Map();
-    for (const [k, stat] of stats.entries()) this.prefetchedSlaves.set(slaveKey(pids[k] ?? 0, fds[k] ?? 0), stat);
+    for (let k = 0; k < stats.length; k++)
+      this.prefetchedSlaves.set(slaveKey(pids[k] ?? 0, fds[k] ?? 0), stats[k] as LinkStat | NodeJS.ErrnoException);
   }
 
   /** The file fd `fd` of `pid` names: prefetched, else stat'd now. Throws (ENOENT when gone) as the stat does. */
@@ -324,9 +335,12 @@ function addTracked(ctx: ScanContext, scan: ProcScan, pid: number, entry: Tracke
 
 /** Pty fds resolved before (their instance does not change while the same file is held), with the slaves' times from `raws`. */
 function addResolved(scan: ProcScan, resolved: readonly PtyFd[], raws: readonly RawPtyFd[]): void {
-  scan.ptyFds.push(...resolved);
+  for (let i = 0; i < resolved.length; i++) scan.ptyFds.push(resolved[i] as PtyFd);
   // A slave's instance is its st_dev: its times need no resolving.
-  for (const raw of raws) if (raw.role === "slave") mergeTimes(scan.ttyTimes, raw.dev, raw.index, raw);
+  for (let i = 0; i < raws.length; i++) {
+    const raw = raws[i] as RawPtyFd;
+    if (raw.role === "slave") mergeTimes(scan.ttyTimes, raw.dev, raw.index, raw);
+  }
 }
 
 /** Every slave fd of one pty names the same devpts inode; several stats of it keep the latest times. */
@@ -699,10 +713,10 @@ export class IncrementalScanner {
       // A steady pass reads few processes: a second thread would cost more CPU than it saves in wall time.
       ctx.prefetch(batch, mode === "full" ? NATIVE_THREADS : 1, { links: mode === "full", fdCounts: wantCounts });
       if (mode === "incremental") this.prefetchSlaves(ctx, batch);
-      for (const pid of batch) {
+      for (let i = 0; i < batch.length; i++) {
         if (clock() - startedAt >= budgetMs) break;
         reached++;
-        this.readOne(ctx, scan, pid, mode, passNo, inits, wanted);
+        this.readOne(ctx, scan, batch[i] as number, mode, passNo, inits, wanted);
       }
     }
     if (reached < pids.length) {
@@ -715,19 +729,22 @@ export class IncrementalScanner {
     } else this.resume = null;
     if (mode === "incremental" && !scan.cut) this.readMasterlessParents(ctx, scan, passNo, inits, wanted);
     // Read and not seen: exited meanwhile. With every pid listed, the rest not seen have exited too (or left this partition's view).
-    for (const pid of pids) if (this.tracked.get(pid)?.seenIn !== passNo && !this.denied.has(pid)) this.untrack(pid);
+    for (let i = 0; i < pids.length; i++) {
+      const pid = pids[i] as number;
+      if (this.tracked.get(pid)?.seenIn !== passNo && !this.denied.has(pid)) this.untrack(pid);
+    }
     if (listing.whole) {
       this.tracked.forEach((entry, pid) => entry.seenIn !== passNo && this.untrack(pid));
       // Parents are kept only for processes tracked or refused: nothing else outlives a whole listing.
       this.parents.map.forEach((_, pid) => !this.tracked.has(pid) && !this.denied.has(pid) && this.parents.delete(pid));
     }
 
-    for (const [pid, base] of wanted) {
+    wanted.forEach((base, pid) => {
       const entry = this.tracked.get(pid);
-      if (!entry) continue;
+      if (!entry) return;
       if (base === null) {
         if (entry.info) scan.processes.set(pid, entry.info); // carried: as the last pass read it
-        continue;
+        return;
       }
       const exempt = inits.has(pid) || options.wholeArgvPids?.includes(pid) === true || argvIsParsed(base.comm, undefined);
       const details = ctx.keepsDetails(entry.raws, exempt);
@@ -736,7 +753,7 @@ export class IncrementalScanner {
       entry.info = info ?? null;
       if (info) scan.processes.set(pid, info);
       else if (info === null) scan.vanished++;
-    }
+    });
     if (mode === "full") this.initDevpts.clear(); // a full pass reads every init's mount table again
     resolveInitDevpts(ctx, scan, options, this.initDevpts);
     if (ctx.argvBudgetCuts > 0) scan.argvBudgetCuts = ctx.argvBudgetCuts;
@@ -751,11 +768,12 @@ export class IncrementalScanner {
    */
   private steadyOnly(listing: Listing, inits: ReadonlySet<number>): Set<number> {
     const read = new Set(listing.pids);
-    for (const pid of listing.relisted) if (!this.tracked.has(pid)) read.add(pid);
-    for (const pid of this.waiting) read.add(pid);
-    for (const pid of this.holders) read.add(pid);
-    for (const pid of this.denied) read.add(pid);
-    for (const pid of inits) read.add(pid);
+    for (let i = 0; i < listing.relisted.length; i++) if (!this.tracked.has(listing.relisted[i] as number)) read.add(listing.relisted[i] as number);
+    for (let i = 0; i < this.waiting.length; i++) read.add(this.waiting[i] as number);
+    const add = (pid: number): void => void read.add(pid);
+    this.holders.forEach(add);
+    this.denied.forEach(add);
+    inits.forEach(add);
     return read;
   }
 
@@ -816,9 +834,14 @@ export class IncrementalScanner {
    * holders' parents are read again when their fd count moved since their last read.
    */
   private readMasterlessParents(ctx: ScanContext, scan: ModalScan, passNo: number, inits: Set<number>, wanted: Map<number, StatFields | null>): void {
-    const mastered = new Set(scan.ptyFds.filter((fd) => fd.role === "master").map((fd) => ptyKey(fd.devptsDev, fd.index)));
+    const mastered = new Set<string>();
+    for (let i = 0; i < scan.ptyFds.length; i++) {
+      const fd = scan.ptyFds[i] as PtyFd;
+      if (fd.role === "master") mastered.add(ptyKey(fd.devptsDev, fd.index));
+    }
     const parents = new Set<number>();
-    for (const fd of scan.ptyFds) {
+    for (let i = 0; i < scan.ptyFds.length; i++) {
+      const fd = scan.ptyFds[i] as PtyFd;
       if (fd.role !== "slave" || mastered.has(ptyKey(fd.devptsDev, fd.index))) continue;
       const parent = scan.ppids.get(fd.pid);
       const entry = parent === undefined ? undefined : this.tracked.get(parent);
@@ -842,11 +865,13 @@ export class IncrementalScanner {
   private prefetchSlaves(ctx: ScanContext, pids: readonly number[]): void {
     const holders: number[] = [];
     const fds: number[] = [];
-    for (const pid of pids) {
-      for (const raw of this.tracked.get(pid)?.raws ?? []) {
-        if (raw.role !== "slave") continue;
+    for (let i = 0; i < pids.length; i++) {
+      const pid = pids[i] as number;
+      const raws = this.tracked.get(pid)?.raws;
+      for (let k = 0; raws !== undefined && k < raws.length; k++) {
+        if ((raws[k] as RawPtyFd).role !== "slave") continue;
         holders.push(pid);
-        fds.push(raw.fd);
+        fds.push((raws[k] as RawPtyFd).fd);
       }
     }
     ctx.prefetchSlaveStats(holders, fds);
@@ -947,7 +972,7 @@ export class IncrementalScanner {
       entry.ppid = stat.ppid;
       this.denied.delete(pid);
       if (entry !== prev) this.track(pid, entry);
-      for (const kind of entry.parseErrors) ctx.countParseError(kind);
+      for (let i = 0; i < entry.parseErrors.length; i++) ctx.countParseError(entry.parseErrors[i] as string);
       if (entry.raws.length > 0 || inits.has(pid)) wanted.set(pid, stat);
     } catch (err) {
       if (isVanished(err)) {
@@ -981,7 +1006,8 @@ export class IncrementalScanner {
     if (prev.raws.every((raw) => raw.role === "master")) return prev;
     // Copied from the first slave whose times moved: a holder whose ttys were idle stays the same object (ScanDelta).
     let raws: RawPtyFd[] | null = null;
-    for (const [i, raw] of prev.raws.entries()) {
+    for (let i = 0; i < prev.raws.length; i++) {
+      const raw = prev.raws[i] as RawPtyFd;
       if (raw.role === "master") {
         raws?.push(raw);
         continue;
@@ -993,8 +1019,7 @@ export class IncrementalScanner {
         if (isVanished(err)) return null;
         throw err;
       }
-      const kind = classifyRdev(st.rdev);
-      const same = kind !== null && kind.role === "slave" && kind.index === raw.index && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
+      const same = slaveIndexOf(st.rdev) === raw.index && st.ino === raw.ino && formatDev(st.dev) === raw.dev;
       if (!same) return null;
       if (st.atimeMs === raw.atimeMs && st.mtimeMs === raw.mtimeMs) {
         raws?.push(raw);

@@ -97,6 +97,8 @@ describe("parseStat", () => {
     ["a pid that is not a number", "x1 (cat) R 1 1 1 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 5 6 7\n"],
     ["a starttime that is not a number", "5 (cat) R 1 1 1 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 x 6 7\n"],
     ["a ppid that is not a number", "5 (cat) R p 1 1 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 5 6 7\n"],
+    ["an empty field (two spaces)", "5 (cat) R  1 1 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 5 6 7\n"],
+    ["a sid with a sign inside", "5 (cat) R 1 1 1-1 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 5 6 7\n"],
     ["an empty file", ""],
     ["garbage", "hello world\n"],
   ])("rejects %s", (_what, text) => {
