@@ -101,40 +101,63 @@ export interface MarkMasterOnlyOptions {
 }
 
 /**
- * Sets `masterOnly` on each pty held only by masters for at least the grace (null on every other). Not
- * where an unreadable process may hold the slave (unreadableTtys). Exec ptys and ptys with a slave holder
- * are never touched, so no session's pty is ever master-only.
+ * Gives each pty held only by masters for at least the grace its `masterOnly` (null on every other). Not where an
+ * unreadable process may hold the slave (unreadableTtys). Exec ptys and ptys with a slave holder are never
+ * touched, so no session's pty is ever master-only.
+ *
+ * A pty marked before whose mark changes is replaced in `ptys` by a copy, never changed in place: the daemon gives
+ * an unchanged pty to the next cycle's inventory as the same object (InventoryReuse), and a snapshot already
+ * published must not change under its readers. One never marked is fresh from a build, in no snapshot yet.
  */
 export function markMasterOnly(ptys: Pty[], options: MarkMasterOnlyOptions): void {
-  const { unreadableTtys } = options;
-  for (const pty of ptys) {
-    pty.masterOnly = null;
-    if (unreadableTtys === null || unreadableTtys.has(pty.index) || !heldOnlyByMasters(pty)) continue;
-    let sinceMs: number | null = null;
-    if (options.firstSeen !== null) {
-      const first = options.firstSeen.get(pty.key);
-      if (first === undefined || options.nowMs - first < options.graceMs) continue;
-      sinceMs = first;
-    }
-    const holders = pty.masterPids.map((pid) => {
-      const facts = options.lookup(pid);
-      return { pid, facts, ...masterHolder(facts, options.lookup) };
-    });
-    holders.sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role));
-    const first = holders[0];
-    if (!first) continue;
-    // The container's runtime as the runtimes told it beats the holder's own word (a shim says only its namespace).
-    const runtime: MasterOnlyRuntime = first.role === "host" ? "none" : (pty.runtime ?? (first.runtime === "none" ? "unknown" : first.runtime));
-    const info = options.scan.processes.get(first.pid);
-    pty.masterOnly = {
-      role: first.role,
-      runtime,
-      containerId: pty.containerId ?? first.containerId,
-      holderPid: first.pid,
-      holderCommand: info ? commandLine(info) : first.facts ? commandLine({ cmdline: [...first.facts.argv], comm: first.facts.comm }) : null,
-      sinceMs,
-    };
+  for (let i = 0; i < ptys.length; i++) {
+    const pty = ptys[i] as Pty;
+    const mark = masterOnlyOf(pty, options);
+    // Never marked: fresh from a build, not yet in any snapshot.
+    if (pty.masterOnly === undefined) pty.masterOnly = mark;
+    else if (!sameMark(pty.masterOnly, mark)) ptys[i] = { ...pty, masterOnly: mark };
   }
+}
+
+function masterOnlyOf(pty: Pty, options: MarkMasterOnlyOptions): MasterOnly | null {
+  const { unreadableTtys } = options;
+  if (unreadableTtys === null || unreadableTtys.has(pty.index) || !heldOnlyByMasters(pty)) return null;
+  let sinceMs: number | null = null;
+  if (options.firstSeen !== null) {
+    const first = options.firstSeen.get(pty.key);
+    if (first === undefined || options.nowMs - first < options.graceMs) return null;
+    sinceMs = first;
+  }
+  const holders = pty.masterPids.map((pid) => {
+    const facts = options.lookup(pid);
+    return { pid, facts, ...masterHolder(facts, options.lookup) };
+  });
+  holders.sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role));
+  const first = holders[0];
+  if (!first) return null;
+  // The container's runtime as the runtimes told it beats the holder's own word (a shim says only its namespace).
+  const runtime: MasterOnlyRuntime = first.role === "host" ? "none" : (pty.runtime ?? (first.runtime === "none" ? "unknown" : first.runtime));
+  const info = options.scan.processes.get(first.pid);
+  return {
+    role: first.role,
+    runtime,
+    containerId: pty.containerId ?? first.containerId,
+    holderPid: first.pid,
+    holderCommand: info ? commandLine(info) : first.facts ? commandLine({ cmdline: [...first.facts.argv], comm: first.facts.comm }) : null,
+    sinceMs,
+  };
+}
+
+function sameMark(a: MasterOnly | null, b: MasterOnly | null): boolean {
+  if (a === null || b === null) return a === b;
+  return (
+    a.role === b.role &&
+    a.runtime === b.runtime &&
+    a.containerId === b.containerId &&
+    a.holderPid === b.holderPid &&
+    a.holderCommand === b.holderCommand &&
+    a.sinceMs === b.sinceMs
+  );
 }
 
 /** Master-only ptys counted by runtime and holder role: the label pairs of ptyreaper_master_only_ptys. */

@@ -63,7 +63,11 @@ export class InventoryReuse {
     for (let i = 0; i < lastPtys.length; i++) {
       const pty = lastPtys[i] as Pty;
       const times = scan.ttyTimes.get(pty.key);
-      ptys.push({ ...pty, atimeMs: times?.atimeMs ?? null, mtimeMs: times?.mtimeMs ?? null });
+      const atimeMs = times?.atimeMs ?? null;
+      const mtimeMs = times?.mtimeMs ?? null;
+      // Unchanged: the same object (nothing changes a pty once marked, see markMasterOnly). A copy per pty per cycle
+      // lived one cycle: long enough to be promoted, and then old-generation garbage.
+      ptys.push(pty.atimeMs === atimeMs && pty.mtimeMs === mtimeMs ? pty : { ...pty, atimeMs, mtimeMs });
     }
     const sessions: ExecSession[] = [];
     const lastSessions = last.built.inventory.sessions;
