@@ -85,13 +85,22 @@ describe("a pty index handed out again after a reap (real kernel, private docker
     );
     expect(hup).toMatchObject({ signal: "SIGHUP", pids: [leaked.shellPid] });
 
-    // The main program's holder: a direct child of it, on the same devpts instance and index the exec had.
+    // The main program's holder: a direct child of it running the recorder with a pty slave on its stdout (on the
+    // same devpts instance and index the exec had, checked below). Taken only once its stdout is a slave: a process
+    // caught between fork and exec, or on its way out, is not it.
+    const isSlave = (pid: number): boolean => {
+      const major = slaveOf(pid, 1).rdevMajor;
+      return major >= 136 && major <= 143;
+    };
     const holder = await waitFor(
-      () => descendantsOf(mainPid).find((pid) => ppidOf(pid) === mainPid && cmdlineOf(pid).some((a) => a.includes("/tmp/signals"))),
+      () => descendantsOf(mainPid).find((pid) => ppidOf(pid) === mainPid && cmdlineOf(pid).some((a) => a.includes("/tmp/signals")) && isSlave(pid)),
       90_000,
       "the main program's new pty holder",
     );
     await waitFor(() => readFileSync(`/proc/${mainPid}/root/tmp/signals`, "utf8").includes("ready"), 10_000, "the holder's traps");
+    const signalsSent = (): string =>
+      JSON.stringify(d.logs().filter((l) => l.msg === "signalled exec session" || l.msg === "signalled exec session through its runtime"));
+    expect(isAlive(holder), `the main program's holder ${holder}, before it is looked at; signals sent: ${signalsSent()}`).toBe(true);
     const holderPty = slaveOf(holder, 1);
     expect(holderPty).toEqual(execPty);
     expect(isAlive(leaked.shellPid)).toBe(false);
