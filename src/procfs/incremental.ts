@@ -1,5 +1,5 @@
 // When a pass must read everything: the one rescan policy, used by the in-process scanner and the worker pool alike.
-import type { ProcScan } from "../domain/types.js";
+import { ptyKey, type ProcScan } from "../domain/types.js";
 
 export type ScanMode = "full" | "incremental";
 export type ModalScan = ProcScan & { mode: ScanMode };
@@ -9,22 +9,13 @@ export const DEFAULT_FULL_RESCAN_EVERY_MS = 600_000;
 
 /** Distinct ptys in a scan, the number the kernel's pty.nr counts. */
 export function distinctPtys(scan: ProcScan): number {
-  // By instance, then index, in an indexed loop: no key string and no iterator step per fd, every cycle.
-  const byInstance = new Map<string, Set<number>>();
-  let count = 0;
+  // ptyKey gives each pty's one string (no new one per fd); an indexed loop makes no iterator step per fd, every cycle.
+  const keys = new Set<string>();
   for (let i = 0; i < scan.ptyFds.length; i++) {
     const fd = scan.ptyFds[i] as ProcScan["ptyFds"][number];
-    let indexes = byInstance.get(fd.devptsDev);
-    if (indexes === undefined) {
-      indexes = new Set();
-      byInstance.set(fd.devptsDev, indexes);
-    }
-    if (!indexes.has(fd.index)) {
-      indexes.add(fd.index);
-      count++;
-    }
+    keys.add(ptyKey(fd.devptsDev, fd.index));
   }
-  return count;
+  return keys.size;
 }
 
 /** When a pass must be full: the first, one every `everyMs`, and one as soon as the pty count stops matching the kernel's. */
