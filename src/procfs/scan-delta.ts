@@ -17,8 +17,13 @@ export interface ScanDelta {
   /** pid, parent, pid, parent, … of every process listed anew or whose parent changed. */
   ppids: number[];
   ppidsGone: number[];
-  /** null: the same pty fds as the last answer. */
-  ptyFds: PtyFd[] | null;
+  /**
+   * null: the same pty fds as the last answer. Else, by process: `set` has every fd of each process whose fds are
+   * not the ones sent last (all of them when `whole`), `gone` the processes that held some and hold none now.
+   * Each exec starting or ending changes a few processes' fds; resending all of them (a thousand on the bench
+   * host) made as many objects on the main thread, kept until the next change.
+   */
+  ptyFds: { set: PtyFd[]; gone: number[] } | null;
   ttyTimes: [string, TtyTimes][];
   ttyTimesGone: string[];
   rest: Rest;
@@ -39,9 +44,16 @@ interface Held {
   ttyTimes: Map<string, TtyTimes>;
 }
 
+/** The receiver's: the pty fds also by process, to apply `ptyFds` changes to. */
+interface HeldFds extends Held {
+  ptyFdsByPid: Map<number, PtyFd[]>;
+}
+
 /** The scan thread's side: each pass's scan as a delta from the one before it. */
 export class DeltaSender {
   private last: Omit<Held, "ppids"> | null = null;
+  /** The last sent pty fds by process, once a change needed them: the next change groups only its own. */
+  private lastFdsByPid: { of: readonly PtyFd[]; byPid: Map<number, PtyFd[]> } | null = null;
 
   /**
    * The delta from the last scan sent (the whole scan after forget()); `scan` is then the last one sent. `parents`:
@@ -58,7 +70,7 @@ export class DeltaSender {
         processesGone: [],
         ppids: [...ppids].flat(),
         ppidsGone: [],
-        ptyFds,
+        ptyFds: { set: ptyFds, gone: [] },
         ttyTimes: [...ttyTimes],
         ttyTimesGone: [],
         rest,
@@ -70,7 +82,7 @@ export class DeltaSender {
       processesGone: gone(last.processes, processes),
       ppids: parents.set,
       ppidsGone: parents.gone,
-      ptyFds: sameItems(last.ptyFds, ptyFds) ? null : ptyFds,
+      ptyFds: sameItems(last.ptyFds, ptyFds) ? null : this.fdChanges(last.ptyFds, ptyFds),
       ttyTimes: [],
       ttyTimesGone: gone(last.ttyTimes, ttyTimes),
       rest,
@@ -87,9 +99,27 @@ export class DeltaSender {
     return delta;
   }
 
+  /** By process: the fds of those whose fds are not the same objects as before, and those that hold none now. */
+  private fdChanges(before: readonly PtyFd[], now: readonly PtyFd[]): { set: PtyFd[]; gone: number[] } {
+    const kept = this.lastFdsByPid;
+    const was = kept !== null && kept.of === before ? kept.byPid : fdsByPid(before);
+    const is = fdsByPid(now);
+    this.lastFdsByPid = { of: now, byPid: is };
+    const set: PtyFd[] = [];
+    const gone: number[] = [];
+    is.forEach((fds, pid) => {
+      if (!sameItems(was.get(pid) ?? [], fds)) for (let i = 0; i < fds.length; i++) set.push(fds[i] as PtyFd);
+    });
+    was.forEach((_, pid) => {
+      if (!is.has(pid)) gone.push(pid);
+    });
+    return { set, gone };
+  }
+
   /** After a failed pass: the next answer is whole. */
   forget(): void {
     this.last = null;
+    this.lastFdsByPid = null;
   }
 }
 
@@ -101,14 +131,14 @@ export class DeltaSender {
  * of a steady cycle's allocations on the main thread.
  */
 export class DeltaReceiver {
-  private held: Held | null = null;
+  private held: HeldFds | null = null;
 
   /** Throws when a delta comes with nothing to apply it to: the thread and this side are out of step. */
   apply(delta: ScanDelta): ModalScan {
     let held = this.held;
     if (delta.whole || held === null) {
       if (!delta.whole) throw new Error("a scan delta arrived before any whole scan");
-      held = { processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map() };
+      held = { processes: new Map(), ppids: new Map(), ptyFds: [], ttyTimes: new Map(), ptyFdsByPid: new Map() };
       this.held = held;
     }
     for (let i = 0; i < delta.processesGone.length; i++) held.processes.delete(delta.processesGone[i] as number);
@@ -118,7 +148,7 @@ export class DeltaReceiver {
     }
     for (let i = 0; i < delta.ppidsGone.length; i++) held.ppids.delete(delta.ppidsGone[i] as number);
     for (let i = 0; i + 1 < delta.ppids.length; i += 2) held.ppids.set(delta.ppids[i] as number, delta.ppids[i + 1] as number);
-    if (delta.ptyFds !== null) held.ptyFds = delta.ptyFds;
+    if (delta.ptyFds !== null) held.ptyFds = applyFdChanges(held.ptyFdsByPid, delta.ptyFds);
     for (let i = 0; i < delta.ttyTimesGone.length; i++) held.ttyTimes.delete(delta.ttyTimesGone[i] as string);
     for (let i = 0; i < delta.ttyTimes.length; i++) {
       const entry = delta.ttyTimes[i] as [string, TtyTimes];
@@ -137,6 +167,29 @@ export class DeltaReceiver {
   forget(): void {
     this.held = null;
   }
+}
+
+/** Each process's pty fds, in the order met (a pass adds each process's fds together). */
+function fdsByPid(fds: readonly PtyFd[]): Map<number, PtyFd[]> {
+  const byPid = new Map<number, PtyFd[]>();
+  for (let i = 0; i < fds.length; i++) {
+    const fd = fds[i] as PtyFd;
+    const list = byPid.get(fd.pid);
+    if (list === undefined) byPid.set(fd.pid, [fd]);
+    else list.push(fd);
+  }
+  return byPid;
+}
+
+/** Applies fd changes to the fds held by process, and gives the flat list they now make (unchanged fds as the same objects). */
+function applyFdChanges(byPid: Map<number, PtyFd[]>, changes: { set: readonly PtyFd[]; gone: readonly number[] }): PtyFd[] {
+  for (let i = 0; i < changes.gone.length; i++) byPid.delete(changes.gone[i] as number);
+  fdsByPid(changes.set).forEach((fds, pid) => byPid.set(pid, fds));
+  const flat: PtyFd[] = [];
+  byPid.forEach((fds) => {
+    for (let i = 0; i < fds.length; i++) flat.push(fds[i] as PtyFd);
+  });
+  return flat;
 }
 
 function gone<K>(before: ReadonlyMap<K, unknown>, now: ReadonlyMap<K, unknown>): K[] {

@@ -41,7 +41,12 @@ class Sender {
 /** Through the thread boundary as postMessage copies it. */
 const cross = (delta: ScanDelta): ScanDelta => structuredClone(delta);
 
-const plain = (scan: ModalScan): unknown => ({ ...scan, ppids: new Map(scan.ppids) });
+/** A scan's content: the receiver gives each process's pty fds together, in no set order of processes. */
+const plain = (scan: ModalScan): unknown => ({
+  ...scan,
+  ppids: new Map(scan.ppids),
+  ptyFds: [...scan.ptyFds].sort((a, b) => a.pid - b.pid || a.fd - b.fd || a.index - b.index),
+});
 
 describe("scan deltas between the scan thread and the main thread", () => {
   const shell = proc(20, { ppid: 10 });
@@ -89,7 +94,13 @@ describe("scan deltas between the scan thread and the main thread", () => {
     expect(d3.processes.map((info) => info.pid)).toEqual([20, 40]);
     expect(d3.ppids).toEqual([40, 5]);
     expect(d3.ppidsGone).toEqual([30]);
-    expect(d3.ptyFds).toHaveLength(4);
+    // Only the fds of the processes whose fds changed: the master holder's (all of them) and the new slave's.
+    expect(d3.ptyFds?.set.map((fd) => [fd.pid, fd.index])).toEqual([
+      [5, 0],
+      [5, 1],
+      [40, 1],
+    ]);
+    expect(d3.ptyFds?.gone).toEqual([]);
     expect(d3.ttyTimes.map(([key]) => key)).toEqual(["0:40:0", "0:40:1"]);
     expect(plain(receiver.apply(cross(d3)))).toEqual(plain(third));
 
@@ -105,6 +116,7 @@ describe("scan deltas between the scan thread and the main thread", () => {
     );
     const d4 = sender.delta(fourth);
     expect(d4.processesGone.sort()).toEqual([20, 40]);
+    expect(d4.ptyFds?.gone.sort()).toEqual([20, 40]);
     expect(d4.ttyTimesGone.sort()).toEqual(["0:40:0", "0:40:1"]);
     expect(plain(receiver.apply(cross(d4)))).toEqual(plain(fourth));
   });
@@ -120,6 +132,17 @@ describe("scan deltas between the scan thread and the main thread", () => {
     expect([...given.processes.keys()]).toEqual([10]);
     expect(kept.processes.get(20)).toEqual(shell);
     expect(kept.ttyTimes.get("0:40:0")).toEqual(idle[1]);
+  });
+
+  it("keeps a process's unchanged pty fds as the same objects when another's change", () => {
+    const sender = new Sender();
+    const receiver = new DeltaReceiver();
+    const before = receiver.apply(cross(sender.delta(scanOf([init, shell], parents, fds, [idle]))));
+    const kept = before.ptyFds.find((fd) => fd.pid === 20);
+    const after = receiver.apply(cross(sender.delta(scanOf([init, shell], parents, [fds[1] as PtyFd, master(5, "0:40", 1)], [idle]))));
+    expect(after.ptyFds.find((fd) => fd.pid === 20)).toBe(kept);
+    expect(after.ptyFds.filter((fd) => fd.pid === 5).map((fd) => fd.index)).toEqual([1]);
+    expect(after.ptyFds).toHaveLength(2);
   });
 
   it("sends the whole scan after forget(), and refuses a delta with nothing to apply it to", () => {
