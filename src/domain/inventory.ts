@@ -60,16 +60,27 @@ function listedExecs(views: readonly RuntimeView[]): ListedExec[] {
     });
 }
 
+export interface BuildOptions {
+  /** Whether an exec's process has PTYREAPER_EXEMPT=1 in its environment. Default: none has. */
+  exemptByEnv?: (pid: number) => boolean;
+  /** Tags each pty with its runtime as it is made (ptyRuntimeOf). Absent: the caller tags them after. */
+  runtimeOf?: (pty: Pty) => RuntimeName | null;
+  /**
+   * The ptys the last cycle gave out: one built equal to the last one of its key (but for its master-only mark, the
+   * marker's) is given as that same object. The daemon keeps the inventory from cycle to cycle: a copy of each of
+   * hundreds of unchanged ptys at every build lived long enough to fill the old generation.
+   */
+  previous?: readonly Pty[];
+}
+
 /**
  * The inventory from the /proc scan and each runtime's view, as mergeRuntimeViews leaves it: of the session
  * candidates, only the execs /proc confirmed.
  */
-export function buildInventory(
-  scan: ProcScan,
-  limits: PtyLimits,
-  views: readonly RuntimeView[],
-  exemptByEnv: (pid: number) => boolean = () => false,
-): Inventory {
+export function buildInventory(scan: ProcScan, limits: PtyLimits, views: readonly RuntimeView[], options: BuildOptions = {}): Inventory {
+  const { exemptByEnv = () => false, runtimeOf } = options;
+  const previous = new Map<string, Pty>();
+  options.previous?.forEach((pty) => previous.set(pty.key, pty));
   const holders = groupHolders(scan);
   const known = inventoryContainers(views);
   const containers = new Map([...known].map(([id, { container }]) => [id, container]));
@@ -83,12 +94,14 @@ export function buildInventory(
   const sessions: ExecSession[] = [];
   holders.forEach((held, key) => {
     const slaveInfos: ProcInfo[] = [];
-    const holderContainers = new Set<string | null>();
+    // Each container once: an array, not a Set, for the one or two a pty's holders are in.
+    const holderContainers: (string | null)[] = [];
     for (let i = 0; i < held.slaves.length; i++) {
       const pid = held.slaves[i] as number;
       const info = scan.processes.get(pid);
       if (info !== undefined) slaveInfos.push(info);
-      holderContainers.add(containerOf(pid));
+      const container = containerOf(pid);
+      if (!holderContainers.includes(container)) holderContainers.push(container);
     }
     const listed = ownPtys.get(key) ?? null;
     const exec = listed?.exec ?? null;
@@ -99,7 +112,7 @@ export function buildInventory(
     const owner = classify(scan, held, slaveInfos, holderContainers, containerId, containerInits.get(containerId ?? ""), exec);
     const times = scan.ttyTimes.get(key);
     const leader = slaveInfos.find(leadsItsSession) ?? slaveInfos[0];
-    ptys.push({
+    const pty: Pty = {
       key,
       devptsDev: held.devptsDev,
       index: held.index,
@@ -114,7 +127,10 @@ export function buildInventory(
       leaderPid: leader?.pid ?? null,
       leaderCommand: leader ? commandLine(leader) : null,
       leaderStartedAtMs: leader ? processStartMs(scan, leader) : null,
-    });
+    };
+    if (runtimeOf) pty.runtime = runtimeOf(pty);
+    const before = previous.get(key);
+    ptys.push(before !== undefined && sameBuild(before, pty) ? before : pty);
     const execInfo = exec ? scan.processes.get(exec.pid) : undefined;
     if (listed && exec && container && execInfo && times) {
       sessions.push({
@@ -150,6 +166,45 @@ export function buildInventory(
     discrepancy: explainDiscrepancy(scan, ptys.length, limits.allocated),
     unreadablePids: scan.unreadablePids,
   };
+}
+
+/** Every field a build sets on a pty: all but the master-only mark (compile-checked below). */
+const BUILT_FIELDS = [
+  "key",
+  "devptsDev",
+  "index",
+  "owner",
+  "containerId",
+  "containerName",
+  "execId",
+  "masterPids",
+  "slavePids",
+  "atimeMs",
+  "mtimeMs",
+  "leaderPid",
+  "leaderCommand",
+  "leaderStartedAtMs",
+  "runtime",
+] as const satisfies readonly (keyof Pty)[];
+// A field added to Pty must be added above, or be the marker's: else this line does not compile.
+const everyBuiltField: Exclude<keyof Pty, (typeof BUILT_FIELDS)[number] | "masterOnly"> extends never ? true : never = true;
+void everyBuiltField;
+
+/**
+ * Whether `before` (a pty given out before, perhaps since marked master-only) is what was just built as `built`:
+ * every field a build sets has the same value (arrays item by item; an absent runtime is none). A list of fields
+ * rather than for-in: without V8's optimizing compiler each for-in allocates, and this runs per pty per build.
+ */
+function sameBuild(before: Pty, built: Pty): boolean {
+  for (let f = 0; f < BUILT_FIELDS.length; f++) {
+    const field = BUILT_FIELDS[f] as (typeof BUILT_FIELDS)[number];
+    const a = before[field] ?? null;
+    const b = built[field] ?? null;
+    if (a === b) continue;
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  }
+  return true;
 }
 
 function groupHolders(scan: ProcScan): Map<string, Holders> {
@@ -192,12 +247,10 @@ function processContainers(
   const anchors = new Map<number, string>();
   for (const container of containers.values()) if (container.initPid !== null && container.initPid > 0) anchors.set(container.initPid, container.id);
   for (const { exec } of execs) if (exec.pid > 0 && exec.running) anchors.set(exec.pid, exec.container.id);
-  const memo = new Map<number, string | null>();
   const parentOf = (pid: number): number | undefined => scan.ppids.get(pid);
   const isAnchor = (pid: number): boolean => anchors.has(pid);
+  // No memo: a build asks this about nearly every holder once, and a map of them all lived through the build.
   return (pid) => {
-    const cached = memo.get(pid);
-    if (cached !== undefined) return cached;
     let found: string | null = scan.processes.get(pid)?.containerId ?? null;
     // Only where the cgroup said nothing: a process whose cgroup names a container stays there.
     if (found === null) {
@@ -208,7 +261,6 @@ function processContainers(
         if (own === null || own === anchor) found = anchor;
       }
     }
-    memo.set(pid, found);
     return found;
   };
 }
@@ -281,23 +333,23 @@ export function ownPtyKeys(slaves: readonly { fd: number; key: string; index: nu
 }
 
 /** The one container all slave holders are in (none: the devpts instance's container); null when none or several. */
-function soleContainer(holderContainers: ReadonlySet<string | null>, byDevpts: string | undefined): string | null {
-  if (holderContainers.size === 0) return byDevpts ?? null;
-  return holderContainers.size === 1 ? ([...holderContainers][0] ?? null) : null;
+function soleContainer(holderContainers: readonly (string | null)[], byDevpts: string | undefined): string | null {
+  if (holderContainers.length === 0) return byDevpts ?? null;
+  return holderContainers.length === 1 ? (holderContainers[0] ?? null) : null;
 }
 
 function classify(
   scan: ProcScan,
   held: Holders,
   slaves: readonly ProcInfo[],
-  holderContainers: ReadonlySet<string | null>,
+  holderContainers: readonly (string | null)[],
   containerId: string | null,
   initPid: number | undefined,
   exec: RuntimeExec | null,
 ): PtyOwner {
   if (exec) return "exec";
   if (containerId !== null) {
-    if (holderContainers.size === 1 && initPid !== undefined && held.slaves.includes(initPid)) return "container";
+    if (holderContainers.length === 1 && initPid !== undefined && held.slaves.includes(initPid)) return "container";
     return "unattributed";
   }
   // Host only when every holder was read and none runs in a container (by cgroup or by the runtimes' pids).
@@ -305,7 +357,7 @@ function classify(
   const everyHolderOnHost =
     held.masters.every(onHost) &&
     held.slaves.every(onHost) &&
-    (holderContainers.size === 0 || (holderContainers.size === 1 && holderContainers.has(null)));
+    (holderContainers.length === 0 || (holderContainers.length === 1 && holderContainers[0] === null));
   if (held.masters.length + held.slaves.length > 0 && everyHolderOnHost && slaves.length === held.slaves.length) return "host";
   return "unattributed";
 }

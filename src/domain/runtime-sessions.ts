@@ -141,27 +141,33 @@ export function claimNamedContainers(scan: ProcScan, runtimes: readonly RuntimeV
   }
 }
 
-/** Tags each pty with the runtime of its container, when one is known. */
-export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, RuntimeName>): void {
-  for (const pty of ptys) pty.runtime = pty.containerId === null ? null : (containerRuntimes.get(pty.containerId) ?? null);
-}
-
 /**
- * For ptys no runtime's container claims (CRI-O has no adapter; a runtime may be down): the runtime /proc alone
- * attributes to the slave holder that leads it, so they are shown by runtime. Only shown: no session comes of it.
- * `memo`: the daemon's, kept from cycle to cycle (see AttributionMemo).
+ * The runtime a pty is shown under: its container's runtime (the first to list it) when one is known; for a pty no
+ * runtime's container claims (CRI-O has no adapter; a runtime may be down), the runtime /proc alone attributes to
+ * the slave holder that leads it. Only shown: no session comes of the second. Without `lookup`, only the first.
+ * `memo`: the daemon's, kept from cycle to cycle (see AttributionMemo); call its endCycle() once every pty is tagged.
  */
-export function tagPtysFromProc(ptys: Pty[], lookup: (pid: number) => ProcessFacts | undefined, memo?: AttributionMemo): void {
-  for (const pty of ptys) {
-    if (pty.runtime || pty.owner === "exec") continue;
+export function ptyRuntimeOf(
+  containerRuntimes: ReadonlyMap<string, RuntimeName>,
+  lookup?: (pid: number) => ProcessFacts | undefined,
+  memo?: AttributionMemo,
+): (pty: Pty) => RuntimeName | null {
+  return (pty) => {
+    const byContainer = pty.containerId === null ? null : (containerRuntimes.get(pty.containerId) ?? null);
+    if (byContainer !== null || pty.owner === "exec" || lookup === undefined) return byContainer;
     const holder = lookup(pty.leaderPid ?? pty.slavePids[0] ?? 0);
-    if (!holder) continue;
+    if (!holder) return null;
     const masterPid = pty.masterPids[0];
     const master = pty.masterPids.length === 1 && masterPid !== undefined ? (lookup(masterPid) ?? null) : null;
     const found = memo ? memo.attribute(holder, master, lookup) : attribute(holder, master, lookup);
-    if (found.runtime !== "unknown") pty.runtime = found.runtime;
-  }
-  memo?.endCycle();
+    return found.runtime !== "unknown" ? found.runtime : null;
+  };
+}
+
+/** Tags each pty with its runtime (ptyRuntimeOf), as `sessions` shows them; the daemon tags them as it builds them. */
+export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, RuntimeName>, lookup?: (pid: number) => ProcessFacts | undefined): void {
+  const runtimeOf = ptyRuntimeOf(containerRuntimes, lookup);
+  for (const pty of ptys) pty.runtime = runtimeOf(pty);
 }
 
 /** One attribution as made, with every process it looked up (pids[i]) and what the lookup gave (facts[i]). */
@@ -182,8 +188,9 @@ interface KeptAttribution {
  * Map allocates, and every building cycle asks this once per pty.
  */
 export class AttributionMemo {
-  private kept = new Map<ProcessFacts, KeptAttribution[]>();
-  private next = new Map<ProcessFacts, KeptAttribution[]>();
+  // One holder's attributions: nearly always one, kept as itself (an array per holder per cycle was garbage the old generation took).
+  private kept = new Map<ProcessFacts, KeptAttribution | KeptAttribution[]>();
+  private next = new Map<ProcessFacts, KeptAttribution | KeptAttribution[]>();
 
   attribute(holder: ProcessFacts, master: ProcessFacts | null, lookup: (pid: number) => ProcessFacts | undefined): Attribution {
     const again = sameAttribution(this.next.get(holder), master, lookup);
@@ -216,24 +223,29 @@ export class AttributionMemo {
 
   private remember(holder: ProcessFacts, kept: KeptAttribution): void {
     const list = this.next.get(holder);
-    if (list) list.push(kept);
-    else this.next.set(holder, [kept]);
+    if (list === undefined) this.next.set(holder, kept);
+    else if (Array.isArray(list)) list.push(kept);
+    else this.next.set(holder, [list, kept]);
   }
 }
 
 /** The kept attribution, of `list`, made with this master from processes that `lookup` still gives as the same facts. */
 function sameAttribution(
-  list: readonly KeptAttribution[] | undefined,
+  list: KeptAttribution | readonly KeptAttribution[] | undefined,
   master: ProcessFacts | null,
   lookup: (pid: number) => ProcessFacts | undefined,
 ): KeptAttribution | undefined {
   if (list === undefined) return undefined;
+  if (!Array.isArray(list)) return stillSame(list as KeptAttribution, master, lookup) ? (list as KeptAttribution) : undefined;
   for (let k = 0; k < list.length; k++) {
     const kept = list[k] as KeptAttribution;
-    if (kept.master !== master) continue;
-    let same = true;
-    for (let i = 0; same && i < kept.pids.length; i++) same = lookup(kept.pids[i] as number) === kept.facts[i];
-    if (same) return kept;
+    if (stillSame(kept, master, lookup)) return kept;
   }
   return undefined;
+}
+
+function stillSame(kept: KeptAttribution, master: ProcessFacts | null, lookup: (pid: number) => ProcessFacts | undefined): boolean {
+  if (kept.master !== master) return false;
+  for (let i = 0; i < kept.pids.length; i++) if (lookup(kept.pids[i] as number) !== kept.facts[i]) return false;
+  return true;
 }

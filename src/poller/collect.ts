@@ -13,7 +13,7 @@ import { gatherRuntime } from "../runtimes/view.js";
 import { type RuntimeView } from "../domain/runtime.js";
 import { processFactsLookup, readProcessFacts } from "../runtimes/facts.js";
 import type { ProcessFacts } from "../domain/attribution.js";
-import { claimNamedContainers, mergeRuntimeViews, tagPtys, tagPtysFromProc, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, ptyRuntimeOf, type RuntimeExecVerdict } from "../domain/runtime-sessions.js";
 import { markMasterOnly, type MasterOnlyTracker } from "../domain/master-only.js";
 import type { InventoryReuse, KeptFacts } from "./reuse.js";
 import type { ScanMode } from "../procfs/incremental.js";
@@ -95,10 +95,14 @@ export async function collect(deps: CollectDeps): Promise<Observation> {
   claimNamedContainers(scan, runtimes, facts);
   if (built === null) {
     const merged = mergeRuntimeViews(runtimes, scan, facts);
-    const inventory = buildInventory(scan, limits, merged.views, (pid) => hasExemptEnv(deps.procfs, pid));
-    tagPtys(inventory.ptys, merged.containerRuntimes);
     await yieldToLoop();
-    tagPtysFromProc(inventory.ptys, facts, deps.reuse?.attributions);
+    const attributions = deps.reuse?.attributions;
+    const inventory = buildInventory(scan, limits, merged.views, {
+      exemptByEnv: (pid) => hasExemptEnv(deps.procfs, pid),
+      runtimeOf: ptyRuntimeOf(merged.containerRuntimes, facts, attributions),
+      ...(deps.reuse ? { previous: deps.reuse.lastPtys } : {}),
+    });
+    attributions?.endCycle();
     built = { inventory, merged };
     if (inputs) deps.reuse?.keep(inputs, built);
   }
@@ -133,14 +137,16 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, k
   const known = new Map<number, ProcessFacts | null>();
   kept?.prune(scan.ppids);
   return (pid) => {
+    const info = scan.processes.get(pid);
+    // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
+    const fromRecord = info !== undefined && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]));
+    // Kept facts of a record cost two lookups each time: not noted in `known`, which a build would fill with every holder.
+    if (fromRecord && kept) return kept.ofRecord(pid, info, () => factsOf(procfs, info)) ?? undefined;
     const cached = known.get(pid);
     if (cached !== undefined || known.has(pid)) return cached ?? undefined;
-    const info = scan.processes.get(pid);
     let facts: ProcessFacts | null;
-    // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
-    if (info && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]))) {
-      facts = kept ? kept.ofRecord(pid, info, () => factsOf(procfs, info)) : factsOf(procfs, info);
-    } else if (!kept) facts = read(pid) ?? null;
+    if (fromRecord) facts = factsOf(procfs, info);
+    else if (!kept) facts = read(pid) ?? null;
     else {
       const stat = info ?? statOf(procfs, pid);
       // Read in full only when not kept; a process outside the scan is then read with the stat just read.

@@ -12,18 +12,23 @@ export interface BuiltInventory {
   merged: MergedView;
 }
 
-/** What the build read, as it was: the scan's holders and inits, their fds, the parents above them, and the runtimes' views. */
+/**
+ * What the build read, as it was: the scan's holders and inits, their fds, the parents above them, and the runtimes'
+ * views. Kept until the next build, so in the old generation: the holders' records as one array (in the map's
+ * order) and the parents as one typed array (outside V8's heap), not as copies of the thousands-entry maps.
+ */
 interface BuildInputs {
-  processes: ReadonlyMap<number, unknown>;
+  /** scan.processes' records, in its order. */
+  processes: readonly unknown[];
   ptyFds: ProcScan["ptyFds"];
   initDevpts: ProcScan["initDevpts"];
   unreadablePids: readonly number[];
   bootTimeSec: number;
   /**
-   * pid → parent, for every process on the way up from a holder, an init or an exec's process (what ancestry walks
-   * read); NOT_LISTED where a walk stopped at a pid the listing did not have.
+   * pid, parent, pid, parent, …: every process on the way up from a holder, an init or an exec's process (what
+   * ancestry walks read), each once; the parent NOT_LISTED where a walk stopped at a pid the listing did not have.
    */
-  parents: ReadonlyMap<number, number>;
+  parents: Int32Array;
   views: readonly Pick<RuntimeView, "runtime" | "available" | "containers" | "execs">[];
 }
 
@@ -43,6 +48,11 @@ export class InventoryReuse {
   /** For the cycles that build: processes' facts and /proc attributions kept from the cycles before. */
   readonly facts = new KeptFacts();
   readonly attributions = new AttributionMemo();
+  /**
+   * The ptys the last cycle gave out (its inventory's array, where the master-only marks replace ptys they change):
+   * the next build gives an unchanged one again as the same object.
+   */
+  lastPtys: readonly Pty[] = [];
   /** Cycles given the last build again, and cycles that built (tests read them). */
   reused = 0;
   built = 0;
@@ -82,6 +92,7 @@ export class InventoryReuse {
       sessions.push({ ...session, atimeMs: times.atimeMs, mtimeMs: times.mtimeMs });
     }
     this.reused++;
+    this.lastPtys = ptys;
     const inventory: Inventory = {
       limits,
       ptys,
@@ -98,7 +109,7 @@ export class InventoryReuse {
    */
   inputsOf(scan: ProcScan, views: readonly RuntimeView[]): BuildInputs {
     return {
-      processes: new Map(scan.processes),
+      processes: recordsOf(scan.processes),
       ptyFds: scan.ptyFds,
       initDevpts: new Map(scan.initDevpts),
       unreadablePids: [...scan.unreadablePids],
@@ -111,19 +122,29 @@ export class InventoryReuse {
   /** Stores a build and what it read (inputsOf, taken before it), for the next cycle to reuse. */
   keep(inputs: BuildInputs, built: BuiltInventory): void {
     this.last = { inputs, built };
+    this.lastPtys = built.inventory.ptys;
   }
 }
 
 /** The parent of a pid the listing did not have (parents are pids, never negative). */
 const NOT_LISTED = -1;
 
+function recordsOf(processes: ProcScan["processes"]): unknown[] {
+  const records: unknown[] = [];
+  processes.forEach((info) => records.push(info));
+  return records;
+}
+
 /** Every process on the way up from each holder and init, and each exec's process, to the top (each once). */
-function parentsAbove(scan: ProcScan, views: readonly RuntimeView[]): Map<number, number> {
-  const parents = new Map<number, number>();
+function parentsAbove(scan: ProcScan, views: readonly RuntimeView[]): Int32Array {
+  // The walk's own set lives only here; what is kept is the typed array below.
+  const seen = new Set<number>();
+  const pairs: number[] = [];
   const climb = (start: number): void => {
-    for (let pid = start; !parents.has(pid);) {
+    for (let pid = start; !seen.has(pid);) {
       const parent = scan.ppids.get(pid) ?? NOT_LISTED;
-      parents.set(pid, parent);
+      seen.add(pid);
+      pairs.push(pid, parent);
       if (parent === NOT_LISTED) return;
       pid = parent;
     }
@@ -134,7 +155,7 @@ function parentsAbove(scan: ProcScan, views: readonly RuntimeView[]): Map<number
     for (const exec of view.execs) climb(exec.pid);
     for (const container of view.containers) if (container.initPid !== null) climb(container.initPid);
   }
-  return parents;
+  return Int32Array.from(pairs);
 }
 
 function sameInputs(inputs: BuildInputs, scan: ProcScan, views: readonly RuntimeView[]): boolean {
@@ -142,13 +163,19 @@ function sameInputs(inputs: BuildInputs, scan: ProcScan, views: readonly Runtime
   if (!sameValue(inputs.unreadablePids, scan.unreadablePids)) return false;
   if (!sameValue(inputs.ptyFds, scan.ptyFds)) return false;
   if (!sameValue(inputs.initDevpts, scan.initDevpts)) return false;
-  if (!sameValue(inputs.processes, scan.processes)) return false;
-  // A walk that stopped at a pid the listing did not have must still stop there.
-  let sameParents = true;
-  inputs.parents.forEach((parent, pid) => {
-    if (sameParents && (scan.ppids.get(pid) ?? NOT_LISTED) !== parent) sameParents = false;
+  // The same records in the same order: the scan thread gives an unchanged holder's record again as the same
+  // object, so this seldom compares fields. A map reordered with the same records only costs a build.
+  if (inputs.processes.length !== scan.processes.size) return false;
+  let at = 0;
+  let sameProcesses = true;
+  scan.processes.forEach((info) => {
+    const then = inputs.processes[at++];
+    if (sameProcesses && then !== info && !sameValue(then, info)) sameProcesses = false;
   });
-  if (!sameParents) return false;
+  if (!sameProcesses) return false;
+  // A walk that stopped at a pid the listing did not have must still stop there.
+  const { parents } = inputs;
+  for (let i = 0; i < parents.length; i += 2) if ((scan.ppids.get(parents[i] as number) ?? NOT_LISTED) !== parents[i + 1]) return false;
   if (views.length !== inputs.views.length) return false;
   for (let i = 0; i < views.length; i++) {
     const now = views[i] as RuntimeView;

@@ -136,8 +136,47 @@ describe("buildInventory", () => {
 
   it("marks sessions started with PTYREAPER_EXEMPT=1", () => {
     const scan = scanOf([init, execShell], [slave(200, CONTAINER_PTS, 0)]);
-    const inventory = buildInventory(scan, limits, view([container()], [exec()]), (pid) => pid === 200);
+    const inventory = buildInventory(scan, limits, view([container()], [exec()]), { exemptByEnv: (pid) => pid === 200 });
     expect(inventory.sessions[0]?.exemptByEnv).toBe(true);
+  });
+
+  it("gives a pty built as before as the object given out before, marked or not, and a changed one anew", () => {
+    const fds = [master(90, CONTAINER_PTS, 0), slave(200, CONTAINER_PTS, 0), master(51, HOST_PTS, 3), slave(52, HOST_PTS, 3)];
+    const processes = [init, shim, execShell, proc(51), proc(52, { ppid: 51 })];
+    const options = { initDevpts: new Map([[100, CONTAINER_PTS]]) };
+    const views = view([container()], [exec()]);
+    const first = buildInventory(scanOf(processes, fds, options), limits, views);
+    const [hostPty, execPty] = first.ptys;
+    // As the master-only marker leaves every pty it looked at: a mark, null here.
+    const previous = first.ptys.map((pty) => ({ ...pty, masterOnly: null }));
+    const again = buildInventory(scanOf(processes, fds, options), limits, views, { previous });
+    expect(again.ptys[0]).toBe(previous[0]);
+    expect(again.ptys[1]).toBe(previous[1]);
+    // A new holder of the host pty: that pty is built anew; the exec's is still the one given out.
+    const moved = buildInventory(scanOf([...processes, proc(53, { ppid: 52 })], [...fds, slave(53, HOST_PTS, 3)], options), limits, views, {
+      previous,
+    });
+    expect(moved.ptys[0]).not.toBe(previous[0]);
+    expect(moved.ptys[0]).toMatchObject({ key: hostPty?.key, slavePids: [52, 53] });
+    expect(moved.ptys[0]?.masterOnly).toBeUndefined();
+    expect(moved.ptys[1]).toBe(previous[1]);
+    // Times that moved: anew.
+    const used = scanOf(processes, fds, options);
+    used.ttyTimes.set(execPty?.key ?? "", { atimeMs: 5_000_000, mtimeMs: 2_000_000 });
+    expect(buildInventory(used, limits, views, { previous }).ptys[1]).not.toBe(previous[1]);
+  });
+
+  it("tags each pty with the runtime runtimeOf gives, and compares that too against the pty given out before", () => {
+    const scan = scanOf([init, shim, execShell], [master(90, CONTAINER_PTS, 0), slave(200, CONTAINER_PTS, 0)], {
+      initDevpts: new Map([[100, CONTAINER_PTS]]),
+    });
+    const first = buildInventory(scan, limits, view([container()], [exec()]), { runtimeOf: () => "docker" });
+    expect(first.ptys[0]?.runtime).toBe("docker");
+    const again = buildInventory(scan, limits, view([container()], [exec()]), { runtimeOf: () => "docker", previous: first.ptys });
+    expect(again.ptys[0]).toBe(first.ptys[0]);
+    const other = buildInventory(scan, limits, view([container()], [exec()]), { runtimeOf: () => "podman", previous: first.ptys });
+    expect(other.ptys[0]).not.toBe(first.ptys[0]);
+    expect(other.ptys[0]?.runtime).toBe("podman");
   });
 
   it("explains a difference from pty/nr", () => {

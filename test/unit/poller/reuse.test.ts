@@ -201,6 +201,10 @@ describe("InventoryReuse through collect", () => {
     const { reuse, results } = await sameAsBuilt([{ scan: released }, { scan: released }]);
     expect(results.map((r) => r.inventory.ptys.length)).toEqual([3, 2, 2]);
     expect([reuse.built, reuse.reused]).toEqual([2, 1]);
+    // The build after the release gives the ptys it did not change as the objects the cycle before gave out.
+    const hostPty = (i: number) => results[i]?.inventory.ptys.find((p) => p.index === 3);
+    expect(hostPty(1)).toBe(hostPty(0));
+    expect(results[1]?.inventory.ptys.find((p) => p.owner === "exec")).toBe(results[0]?.inventory.ptys.find((p) => p.owner === "exec"));
   });
 
   it("names a pty master-only once its grace has passed, on a cycle that reused the inventory", async () => {
