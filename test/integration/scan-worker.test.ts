@@ -29,7 +29,7 @@ function assertFreshBuild(): void {
 
 /** A stand-in thread's answer to `request`, as the scan thread sends a whole scan (ScanDelta); `ppids`: pid, parent, … */
 const wholeAnswer = (ppids: string): string =>
-  `{ whole: true, processes: [], processesGone: [], ppids: ${ppids}, ppidsGone: [], ptyFds: [], ttyTimes: [], ttyTimesGone: [],
+  `{ whole: true, processes: [], processesGone: [], ppids: ${ppids}, ppidsGone: [], ptyFds: { set: [], gone: [] }, ttyTimes: [], ttyTimesGone: [],
      rest: { initDevpts: new Map(), unreadablePids: [], vanished: 0, parseErrors: {}, bootTimeSec: 1, mode: request.mode } }`;
 
 describe("ScanWorker over a load of real processes (real kernel, unshare, python3, worker threads)", () => {
