@@ -92,26 +92,34 @@ export function buildInventory(scan: ProcScan, limits: PtyLimits, views: readonl
 
   const ptys: Pty[] = [];
   const sessions: ExecSession[] = [];
+  const onHost = (pid: number): boolean => scan.processes.get(pid)?.containerId === null;
   holders.forEach((held, key) => {
-    const slaveInfos: ProcInfo[] = [];
-    // Each container once: an array, not a Set, for the one or two a pty's holders are in.
-    const holderContainers: (string | null)[] = [];
+    // What the slave holders say, gathered without an array or a set per pty: how many were read, the one that
+    // leads its session (else the first read), and their container (HolderContainer).
+    let readSlaves = 0;
+    let first: ProcInfo | undefined;
+    let leader: ProcInfo | undefined;
+    let holderContainer: HolderContainer = undefined;
     for (let i = 0; i < held.slaves.length; i++) {
       const pid = held.slaves[i] as number;
       const info = scan.processes.get(pid);
-      if (info !== undefined) slaveInfos.push(info);
+      if (info !== undefined) {
+        readSlaves++;
+        first ??= info;
+        if (leader === undefined && leadsItsSession(info)) leader = info;
+      }
       const container = containerOf(pid);
-      if (!holderContainers.includes(container)) holderContainers.push(container);
+      if (holderContainer === undefined) holderContainer = container;
+      else if (holderContainer !== container) holderContainer = SEVERAL;
     }
+    leader ??= first;
     const listed = ownPtys.get(key) ?? null;
     const exec = listed?.exec ?? null;
     // Per process: the one container every slave holder is in; with no slave holder, the devpts it lives on.
-    const containerId =
-      exec?.container.id ?? soleContainer(holderContainers, held.slaves.length === 0 ? devptsOwners.get(held.devptsDev) : undefined);
+    const containerId = exec?.container.id ?? soleContainer(holderContainer, devptsOwners.get(held.devptsDev));
     const container = containerId ? containers.get(containerId) : undefined;
-    const owner = classify(scan, held, slaveInfos, holderContainers, containerId, containerInits.get(containerId ?? ""), exec);
+    const owner = classify(held, readSlaves, holderContainer, containerId, containerInits.get(containerId ?? ""), exec, onHost);
     const times = scan.ttyTimes.get(key);
-    const leader = slaveInfos.find(leadsItsSession) ?? slaveInfos[0];
     const pty: Pty = {
       key,
       devptsDev: held.devptsDev,
@@ -332,33 +340,39 @@ export function ownPtyKeys(slaves: readonly { fd: number; key: string; index: nu
   return new Set(mine.map((s) => s.key));
 }
 
-/** The one container all slave holders are in (none: the devpts instance's container); null when none or several. */
-function soleContainer(holderContainers: readonly (string | null)[], byDevpts: string | undefined): string | null {
-  if (holderContainers.length === 0) return byDevpts ?? null;
-  return holderContainers.length === 1 ? (holderContainers[0] ?? null) : null;
+/** Slave holders in more than one container (or host and a container). */
+const SEVERAL: unique symbol = Symbol("several containers");
+
+/**
+ * The container of a pty's slave holders: a container id, null (the host), SEVERAL, or undefined when the pty has
+ * no slave holder.
+ */
+type HolderContainer = string | null | typeof SEVERAL | undefined;
+
+/** The one container all slave holders are in (none: the devpts instance's container); null when several. */
+function soleContainer(holderContainer: HolderContainer, byDevpts: string | undefined): string | null {
+  if (holderContainer === undefined) return byDevpts ?? null;
+  return holderContainer === SEVERAL ? null : holderContainer;
 }
 
+/** `readSlaves`: how many slave holders were read; `onHost`: whether a process was read and runs in no container by its cgroup. */
 function classify(
-  scan: ProcScan,
   held: Holders,
-  slaves: readonly ProcInfo[],
-  holderContainers: readonly (string | null)[],
+  readSlaves: number,
+  holderContainer: HolderContainer,
   containerId: string | null,
   initPid: number | undefined,
   exec: RuntimeExec | null,
+  onHost: (pid: number) => boolean,
 ): PtyOwner {
   if (exec) return "exec";
   if (containerId !== null) {
-    if (holderContainers.length === 1 && initPid !== undefined && held.slaves.includes(initPid)) return "container";
+    if (holderContainer !== undefined && holderContainer !== SEVERAL && initPid !== undefined && held.slaves.includes(initPid)) return "container";
     return "unattributed";
   }
   // Host only when every holder was read and none runs in a container (by cgroup or by the runtimes' pids).
-  const onHost = (pid: number): boolean => scan.processes.get(pid)?.containerId === null;
-  const everyHolderOnHost =
-    held.masters.every(onHost) &&
-    held.slaves.every(onHost) &&
-    (holderContainers.length === 0 || (holderContainers.length === 1 && holderContainers[0] === null));
-  if (held.masters.length + held.slaves.length > 0 && everyHolderOnHost && slaves.length === held.slaves.length) return "host";
+  const everyHolderOnHost = held.masters.every(onHost) && held.slaves.every(onHost) && (holderContainer === undefined || holderContainer === null);
+  if (held.masters.length + held.slaves.length > 0 && everyHolderOnHost && readSlaves === held.slaves.length) return "host";
   return "unattributed";
 }
 

@@ -136,12 +136,14 @@ function scanFactsLookup(procfs: ProcFs, scan: ProcScan & { mode?: ScanMode }, k
   const read = processFactsLookup(procfs);
   const known = new Map<number, ProcessFacts | null>();
   kept?.prune(scan.ppids);
+  // One function for every record, not a closure per lookup: a build looks up every holder and its parents.
+  const fromScan = (info: ProcInfo): ProcessFacts | null => factsOf(procfs, info);
   return (pid) => {
     const info = scan.processes.get(pid);
     // Only a parsed program's cut argv is read again (whole): for the rest the head the scan kept is enough.
     const fromRecord = info !== undefined && !(info.cmdlineTruncated && argvIsParsed(info.comm, info.cmdline[0]));
     // Kept facts of a record cost two lookups each time: not noted in `known`, which a build would fill with every holder.
-    if (fromRecord && kept) return kept.ofRecord(pid, info, () => factsOf(procfs, info)) ?? undefined;
+    if (fromRecord && kept) return kept.ofRecord(pid, info, fromScan) ?? undefined;
     const cached = known.get(pid);
     if (cached !== undefined || known.has(pid)) return cached ?? undefined;
     let facts: ProcessFacts | null;

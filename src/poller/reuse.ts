@@ -130,32 +130,52 @@ export class InventoryReuse {
 const NOT_LISTED = -1;
 
 function recordsOf(processes: ProcScan["processes"]): unknown[] {
-  const records: unknown[] = [];
-  processes.forEach((info) => records.push(info));
+  const records = new Array<unknown>(processes.size);
+  let at = 0;
+  processes.forEach((info) => {
+    records[at++] = info;
+  });
   return records;
 }
 
-/** Every process on the way up from each holder and init, and each exec's process, to the top (each once). */
+/**
+ * Every process on the way up from each holder and init, and each exec's process, to the top (each once). The
+ * holders are each met once as the map gives them; only the few processes above them that hold nothing need a set
+ * to be met once. A set of every holder, and an array grown pair by pair, were most of what a build allocated here.
+ */
 function parentsAbove(scan: ProcScan, views: readonly RuntimeView[]): Int32Array {
-  // The walk's own set lives only here; what is kept is the typed array below.
-  const seen = new Set<number>();
-  const pairs: number[] = [];
+  let pairs = new Int32Array(2 * (scan.processes.size + 64));
+  let length = 0;
+  const add = (pid: number, parent: number): void => {
+    if (length + 2 > pairs.length) {
+      const grown = new Int32Array(pairs.length * 2);
+      grown.set(pairs);
+      pairs = grown;
+    }
+    pairs[length++] = pid;
+    pairs[length++] = parent;
+  };
+  const above = new Set<number>();
   const climb = (start: number): void => {
-    for (let pid = start; !seen.has(pid);) {
+    for (let pid = start; !scan.processes.has(pid) && !above.has(pid);) {
       const parent = scan.ppids.get(pid) ?? NOT_LISTED;
-      seen.add(pid);
-      pairs.push(pid, parent);
+      above.add(pid);
+      add(pid, parent);
       if (parent === NOT_LISTED) return;
       pid = parent;
     }
   };
-  scan.processes.forEach((_, pid) => climb(pid));
+  scan.processes.forEach((_, pid) => {
+    const parent = scan.ppids.get(pid) ?? NOT_LISTED;
+    add(pid, parent);
+    if (parent !== NOT_LISTED) climb(parent);
+  });
   for (let i = 0; i < scan.ptyFds.length; i++) climb((scan.ptyFds[i] as ProcScan["ptyFds"][number]).pid);
   for (const view of views) {
     for (const exec of view.execs) climb(exec.pid);
     for (const container of view.containers) if (container.initPid !== null) climb(container.initPid);
   }
-  return Int32Array.from(pairs);
+  return pairs.slice(0, length);
 }
 
 function sameInputs(inputs: BuildInputs, scan: ProcScan, views: readonly RuntimeView[]): boolean {
@@ -236,11 +256,12 @@ export class KeptFacts {
   /**
    * The facts of a process the scan read in full, made from its record by `make` only when that record is not the
    * one met before (then kept as same() keeps them): a steady cycle's holders cost no copy and no comparison each.
+   * `make` takes the record, so that a caller passes one function rather than a closure per call.
    */
-  ofRecord(pid: number, record: object, make: () => ProcessFacts | null): ProcessFacts | null {
+  ofRecord<R extends object>(pid: number, record: R, make: (record: R) => ProcessFacts | null): ProcessFacts | null {
     const known = this.byRecord.get(record);
     if (known !== undefined && this.kept.get(pid)?.facts === known) return known;
-    const facts = this.same(pid, make());
+    const facts = this.same(pid, make(record));
     this.byRecord.set(record, facts);
     return facts;
   }

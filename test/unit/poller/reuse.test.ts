@@ -196,6 +196,26 @@ describe("InventoryReuse through collect", () => {
     expect(reuse.built).toBe(2);
   });
 
+  it("builds again when a process above a holder, holding nothing itself, gets another parent", async () => {
+    // The orphan master's holder moved under 600, which holds no pty: its parent is an input too.
+    const under600 = (scan: ModalScan): void => {
+      scan.processes.set(ORPHAN_MASTER, proc(ORPHAN_MASTER, { ppid: 600, comm: "python3", cmdline: ["python3", "leak.py"] }));
+      scan.ppids.set(ORPHAN_MASTER, 600);
+    };
+    const quiet = await sameAsBuilt([{ scan: withScan(under600) }, { scan: withScan(under600) }]);
+    expect([quiet.reuse.built, quiet.reuse.reused]).toEqual([2, 1]);
+    const moved = await sameAsBuilt([
+      { scan: withScan(under600) },
+      {
+        scan: withScan((s) => {
+          under600(s);
+          s.ppids.set(600, 4000);
+        }),
+      },
+    ]);
+    expect([moved.reuse.built, moved.reuse.reused]).toEqual([3, 0]);
+  });
+
   it("builds after a change and takes that build again on the next quiet cycle", async () => {
     const released = withScan((s) => s.ptyFds.splice(s.ptyFds.length - 1, 1));
     const { reuse, results } = await sameAsBuilt([{ scan: released }, { scan: released }]);
