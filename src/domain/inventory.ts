@@ -63,7 +63,7 @@ function listedExecs(views: readonly RuntimeView[]): ListedExec[] {
 export interface BuildOptions {
   /** Whether an exec's process has PTYREAPER_EXEMPT=1 in its environment. Default: none has. */
   exemptByEnv?: (pid: number) => boolean;
-  /** Tags each pty with its runtime as it is made (ptyRuntimeOf). Absent: the caller tags them after. */
+  /** Tags each pty with its runtime as it is made (ptyRuntimeOf). Absent: no runtime is set. */
   runtimeOf?: (pty: Pty) => RuntimeName | null;
   /**
    * The ptys the last cycle gave out: one built equal to the last one of its key (but for its master-only mark, the

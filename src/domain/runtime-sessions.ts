@@ -164,12 +164,6 @@ export function ptyRuntimeOf(
   };
 }
 
-/** Tags each pty with its runtime (ptyRuntimeOf), as `sessions` shows them; the daemon tags them as it builds them. */
-export function tagPtys(ptys: Pty[], containerRuntimes: ReadonlyMap<string, RuntimeName>, lookup?: (pid: number) => ProcessFacts | undefined): void {
-  const runtimeOf = ptyRuntimeOf(containerRuntimes, lookup);
-  for (const pty of ptys) pty.runtime = runtimeOf(pty);
-}
-
 /** One attribution as made, with every process it looked up (pids[i]) and what the lookup gave (facts[i]). */
 interface KeptAttribution {
   master: ProcessFacts | null;

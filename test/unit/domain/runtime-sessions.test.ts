@@ -1,7 +1,7 @@
 // mergeRuntimeViews: containerd and Podman execs become sessions only when /proc agrees, each once, tagged with its runtime.
 import { describe, expect, it } from "vitest";
 import { buildInventory, inventoryContainers } from "../../../src/domain/inventory.js";
-import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, tagPtys } from "../../../src/domain/runtime-sessions.js";
+import { claimNamedContainers, mergeRuntimeViews, namedContainersOf, ptyRuntimeOf } from "../../../src/domain/runtime-sessions.js";
 import type { ProcInfo, ProcScan, PtyFd } from "../../../src/domain/types.js";
 import type { ProcessFacts } from "../../../src/domain/attribution.js";
 import type { RuntimeContainer, RuntimeExec } from "../../../src/domain/runtime.js";
@@ -138,8 +138,7 @@ const limits = { allocated: 2, max: 4096, reserve: 1024 };
 function inventoryOf(views: RuntimeView[], fds: PtyFd[], procs = [shim, podInit, criShell, conmon, podmanInit, podmanShell, stranger]) {
   const { scan, lookup } = scanOf(procs, fds);
   const merged = mergeRuntimeViews(views, scan, lookup);
-  const inventory = buildInventory(scan, limits, merged.views);
-  tagPtys(inventory.ptys, merged.containerRuntimes);
+  const inventory = buildInventory(scan, limits, merged.views, { runtimeOf: ptyRuntimeOf(merged.containerRuntimes) });
   return { inventory, merged };
 }
 

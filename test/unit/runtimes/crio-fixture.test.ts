@@ -8,7 +8,7 @@ import { scanProc } from "../../../src/procfs/scan.js";
 import { attribute } from "../../../src/domain/attribution.js";
 import { processFactsLookup, readProcessFacts } from "../../../src/runtimes/facts.js";
 import { buildInventory } from "../../../src/domain/inventory.js";
-import { mergeRuntimeViews, tagPtys } from "../../../src/domain/runtime-sessions.js";
+import { mergeRuntimeViews, ptyRuntimeOf } from "../../../src/domain/runtime-sessions.js";
 
 const ROOT = fileURLToPath(new URL("../../fixtures/proc/crio-exec", import.meta.url));
 const ID = "9a3f5e2c1b7d4e6f8a0b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f2a4b6c8d0e1f";
@@ -105,8 +105,9 @@ describe("CRI-O exec fixture", () => {
 
   it("in the inventory (no CRI-O adapter): both ptys are counted and shown as CRI-O's, and no session is made to reap", () => {
     const merged = mergeRuntimeViews([], scan, lookup);
-    const inventory = buildInventory(scan, { allocated: 2, max: 4096, reserve: 1024 }, merged.views);
-    tagPtys(inventory.ptys, merged.containerRuntimes, lookup);
+    const inventory = buildInventory(scan, { allocated: 2, max: 4096, reserve: 1024 }, merged.views, {
+      runtimeOf: ptyRuntimeOf(merged.containerRuntimes, lookup),
+    });
     expect(inventory.ptys.map((p) => [p.key, p.runtime])).toEqual([
       [HOST_KEY, "cri-o"],
       [CONTAINER_KEY, "cri-o"],
